@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmgroup — registry and process groups for the processes of a host, in shared memory.
+ *
+ * The model, in one paragraph.  A *group* is a named shared-memory arena
+ * (/dev/shm/shmgroup.NAME).  A process opens it with shmg_open() and gets a
+ * handle that is also an *endpoint*: an identity (node.slot.gen, printed like
+ * "n1.42.7") that can register unique keys (the registry: one endpoint per key)
+ * and join keys (process groups: many endpoints per key), each entry carrying an
+ * opaque metadata blob.  Entries live in a *cluster*: the default cluster (NULL)
+ * or a named cluster the host connected to with shmg_connect().  Every local
+ * process reads the arena directly: lookups, member lists and counts are
+ * lock-free, never block, never make a system call and never allocate.  Writers
+ * serialise per shard on a process-shared robust mutex; a writer killed at any
+ * instruction leaves a shard that the next writer repairs.  When an endpoint's
+ * process dies its entries stop being returned as soon as the death is noticed
+ * (lazily by any writer meeting them, by shmg_reap(), or by the host agent) and
+ * are then removed.
+ *
+ * Return values.  Every function returning int returns >= 0 on success and a
+ * negative errno on failure; shmg_strerror() gives words.  Out-parameters are
+ * written only on success.  The library never prints, never exits, installs no
+ * signal handler and starts no thread; it logs only through shmg_set_log_fn().
+ *
+ * Caveats.
+ *  - A handle is not usable after fork(): every call made with it in the child
+ *    returns -ECHILD (the parent's handle is unaffected).  Open a new handle in
+ *    the child.
+ *  - A handle may be used by one thread at a time (like a FILE under a lock).
+ *    Threads that want to work concurrently open one handle each: handles of one
+ *    process are independent endpoints and never contend except on shard locks.
+ *  - Inside shmg_read_begin()/shmg_read_end() do not block, sleep or make
+ *    calls that may: a long read section delays reclamation of freed entries
+ *    for every process of the host (nothing is freed under you, but memory is
+ *    not reused until you leave).
+ *  - Keys are byte strings of 1..key_max bytes without NUL.  A key ending in '/'
+ *    is a prefix: accepted by members, member counts and monitors as a pattern,
+ *    refused (-EINVAL) by register, unregister, join and leave.
+ *  - Metadata is opaque bytes of 0..meta_max bytes, compared byte-wise.
+ *  - All views are of this host's arena; across hosts everything is eventually
+ *    consistent (replication is done by the host agent, shmgroupd).
+ */
+#ifndef SHMGROUP_H
+#define SHMGROUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(SHMG_NO_VISIBILITY)
+#define SHMG_EXPORT __attribute__((visibility("default")))
+#else
+#define SHMG_EXPORT
+#endif
+
+/* Version of this API (not of the arena layout, see shmg_info.layout_version). */
+#define SHMG_VERSION_MAJOR 0
+#define SHMG_VERSION_MINOR 1
+
+/* Expands to the two key arguments for a NUL-terminated string literal or variable. */
+#define SHMG_KEY(s) (s), strlen(s)
+
+/* Hard limits; the arena's own limits (shmg_config) are at most these. */
+#define SHMG_KEY_MAX_LIMIT 1024u
+#define SHMG_META_MAX_LIMIT 16384u
+#define SHMG_CLUSTER_NAME_MAX 63u /* bytes, not counting the NUL */
+#define SHMG_NAME_MAX 200u        /* group (arena) name, bytes */
+#define SHMG_ID_STRLEN 40u        /* buffer size that fits any formatted id */
+
+/* ------------------------------------------------------------------------ */
+/* Types                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* An opened group: arena mapping plus this process's endpoint in it. */
+typedef struct shmg shmg_t;
+
+/* Endpoint identity.  (node, slot, gen) is unique for the life of an arena:
+ * gen changes every time a slot is reused, so a stale id never names a new
+ * endpoint.  gen 0 is never valid. */
+typedef struct shmg_id {
+	uint32_t node;
+	uint32_t slot;
+	uint32_t gen;
+} shmg_id_t;
+
+/* Kind of an entry. */
+enum shmg_kind {
+	SHMG_REGISTRY = 1, /* unique registration */
+	SHMG_MEMBER = 2,   /* process-group membership */
+};
+
+/* Creation-time configuration.  Zero in a field means "the default" when
+ * creating and "don't care" when attaching; a non-zero field that differs from
+ * an existing arena's value makes shmg_open() fail with -EEXIST. */
+struct shmg_config {
+	uint32_t shards;        /* power of two, 1..256; default 8; must match across hosts */
+	uint32_t max_endpoints; /* 1..65535; default 1024 */
+	uint32_t key_max;       /* bytes, 1..SHMG_KEY_MAX_LIMIT; default 255 */
+	uint32_t meta_max;      /* bytes, 1..SHMG_META_MAX_LIMIT; default 1024 */
+	uint32_t max_clusters;  /* named clusters + default, 2..4096; default 256 */
+	uint32_t node_id;       /* this host's node number, >= 1; default 1 */
+	uint32_t oplog_bytes;   /* per-shard change-log ring, power of two, 64 KiB..64 MiB; default 256 KiB */
+	uint32_t mode;          /* permission bits of the shared-memory object; default 0600 */
+	uint64_t arena_size;    /* bytes, 4 MiB..64 GiB; default 64 MiB */
+	uint32_t flags;         /* SHMG_OPEN_* below (not stored in the arena) */
+	uint32_t reserved[7];   /* must be zero */
+};
+
+#define SHMG_OPEN_NOCREATE 0x1u /* attach only: -ENOENT if the arena does not exist */
+#define SHMG_OPEN_EXCL 0x2u     /* create only: -EEXIST if it exists */
+
+/* Per-call options.  Pass NULL for the defaults. */
+typedef ssize_t (*shmg_extract_fn)(const void *meta, size_t meta_len, void *out, size_t out_cap,
+				   void *arg);
+struct shmg_opts {
+	/* Cluster to act in: NULL (or a NULL pointer to opts) is the default
+	 * cluster.  A named cluster is 1..63 bytes of printable ASCII without
+	 * space (0x21..0x7e); '/' is allowed. */
+	const char *cluster;
+	/* Overrides the handle's extract_meta for this call (lookup and members
+	 * only; see shmg_set_extract_meta). */
+	shmg_extract_fn extract_meta;
+	void *extract_arg;
+	/* members/local_members: stop after this many results (0 = no limit). */
+	size_t limit;
+};
+
+/* A read result.  Pointers are valid only as documented by the call that
+ * produced it (inside its callback or read section). */
+struct shmg_entry {
+	enum shmg_kind kind;
+	shmg_id_t id;          /* owning endpoint */
+	pid_t pid;             /* its OS process id */
+	uint64_t time_ns;      /* registration/join time, CLOCK_REALTIME */
+	const char *cluster;   /* NULL for the default cluster; else NUL-terminated */
+	const char *key;       /* not NUL-terminated */
+	size_t key_len;
+	const void *meta;      /* after extract_meta, if any */
+	size_t meta_len;
+};
+
+/* Return 0 to continue, anything else to stop (the value is returned). */
+typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Opening, closing, identity                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Creates or attaches the arena for group `name` and opens an endpoint in it.
+ * name: 1..SHMG_NAME_MAX bytes of [A-Za-z0-9._-].  config: NULL for defaults.
+ * The creator initialises the arena; attachers validate magic, layout version,
+ * layout signature and sizes before touching anything else.
+ * Errors: -EINVAL bad name, config value or non-zero reserved field;
+ *   -ENOENT SHMG_OPEN_NOCREATE and no such arena; -EEXIST SHMG_OPEN_EXCL and it
+ *   exists, or it exists with a different non-zero config field;
+ *   -EPROTO not a shmgroup arena, or one of another layout version or build;
+ *   -EACCES permission denied (another user's arena); -EUSERS all endpoint
+ *   slots in use; -ENOMEM, -ENOSPC (no room in /dev/shm), or another errno of
+ *   shm_open/ftruncate/mmap.
+ * Blocks: briefly, on a file lock held while another process creates the arena.
+ * Thread-safety: may be called from any thread. */
+SHMG_EXPORT int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out);
+
+/* Closes the endpoint: removes its registrations and memberships (reason
+ * "normal"), frees its slot and unmaps the arena.  A NULL handle is a no-op.
+ * After it returns, calls with the handle return -EBADF (best effort, like a
+ * closed fd).  In a forked child it only releases the child's copy.
+ * Errors: -EBADF not a handle or already closed.
+ * Thread-safety: no other call may be in progress on the handle. */
+SHMG_EXPORT int shmg_close(shmg_t *h);
+
+/* Removes the arena named `name` from /dev/shm.  Processes that have it open
+ * keep working on their mapping until they close; new opens create a fresh
+ * arena.  Errors: -EINVAL bad name; -ENOENT none; -EACCES. */
+SHMG_EXPORT int shmg_destroy(const char *name);
+
+/* This handle's endpoint identity.  Returns the zero id for an invalid handle. */
+SHMG_EXPORT shmg_id_t shmg_self(const shmg_t *h);
+
+/* Formats an id as "n<node>.<slot>.<gen>" into buf (cap >= SHMG_ID_STRLEN
+ * always suffices).  Returns the length, or -ENOBUFS if it does not fit. */
+SHMG_EXPORT int shmg_id_format(shmg_id_t id, char *buf, size_t cap);
+/* Parses "n1.42.7" (the 'n' is optional).  Errors: -EINVAL. */
+SHMG_EXPORT int shmg_id_parse(const char *s, shmg_id_t *out);
+/* 1 if the two ids are equal, else 0. */
+SHMG_EXPORT int shmg_id_equal(shmg_id_t a, shmg_id_t b);
+
+/* Facts about the arena, for tools. */
+struct shmg_info {
+	uint32_t layout_version;
+	uint32_t shards, max_endpoints, key_max, meta_max, max_clusters, node_id, oplog_bytes;
+	uint64_t arena_size;
+	uint64_t incarnation;     /* random, changes when the arena is recreated */
+	uint64_t created_ns;      /* CLOCK_REALTIME */
+	uint64_t pages_total;     /* 64 KiB pages for entries and tables */
+	uint64_t pages_used;
+	uint32_t endpoints_live;
+	uint32_t clusters_connected; /* named clusters, not counting the default */
+	uint64_t global_epoch;
+	uint64_t shard_repairs;   /* times a shard was repaired after a writer died */
+};
+/* Errors: -EBADF, -ECHILD. */
+SHMG_EXPORT int shmg_info(shmg_t *h, struct shmg_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* Registry                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Registers `key` to this endpoint with `meta`.  Unique per (cluster, key) on
+ * this host (and, with replication, cluster-wide).  Registering a key this
+ * endpoint already holds replaces the metadata in place (a no-op if it is
+ * byte-identical).  A key held by an endpoint whose process has died is
+ * reaped first and then registered.
+ * Errors: -EINVAL bad key (empty, too long, contains NUL, ends in '/'), meta
+ *   too long, meta NULL with meta_len > 0, bad cluster name; -ENOTCONN named
+ *   cluster not connected; -EEXIST held by another live endpoint; -ENOSPC
+ *   arena full (nothing changed); -EBADF, -ECHILD handle; -EIO shard damaged
+ *   beyond repair.
+ * Blocks: on the shard lock.  Publishes: the entry, with release ordering,
+ *   before returning. */
+SHMG_EXPORT int shmg_register(shmg_t *h, const char *key, size_t key_len, const void *meta,
+			      size_t meta_len, const struct shmg_opts *opts);
+
+/* Removes this endpoint's registration of `key`.
+ * Errors: -EINVAL bad key or cluster; -ENOTCONN; -ENOENT not registered;
+ *   -EPERM registered by another endpoint (only the owner may unregister; this
+ *   deliberately differs from Group, where any local process could);
+ *   -EBADF, -ECHILD, -EIO. */
+SHMG_EXPORT int shmg_unregister(shmg_t *h, const char *key, size_t key_len,
+				const struct shmg_opts *opts);
+
+/* Looks `key` up and copies the owner and its metadata (after extract_meta).
+ * id, meta, meta_len may each be NULL when not wanted; meta_cap bytes are
+ * available at meta.
+ * Returns 0 when found.  Errors: -ENOENT not registered (or a prefix key);
+ *   -ENOBUFS metadata larger than meta_cap (nothing written); -EINVAL bad key
+ *   or cluster; -EBADF, -ECHILD; or what extract_meta returned.
+ * Lock-free, no syscall, no allocation. */
+SHMG_EXPORT int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id,
+			    void *meta, size_t meta_cap, size_t *meta_len,
+			    const struct shmg_opts *opts);
+
+/* Zero-copy lookup; only inside shmg_read_begin()/shmg_read_end().  entry's
+ * pointers stay valid until shmg_read_end(); extract_meta is not applied (raw
+ * metadata).  Returns 0 found; -ENOENT; -EINVAL; -EPERM outside a read
+ * section; -EBADF, -ECHILD. */
+SHMG_EXPORT int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len,
+				struct shmg_entry *entry, const struct shmg_opts *opts);
+
+/* Opens / closes a read section on this handle (they nest).  Nothing read
+ * inside it is freed before the matching end.  Returns 0; -EBADF, -ECHILD;
+ * shmg_read_end returns -EPERM when no section is open. */
+SHMG_EXPORT int shmg_read_begin(shmg_t *h);
+SHMG_EXPORT int shmg_read_end(shmg_t *h);
+
+/* Number of registrations in the cluster on this host's view (all owners, or
+ * only those owned by this node).  Entries of a dead endpoint count until it
+ * is reaped.  Returns the count; -EINVAL, -EBADF, -ECHILD. */
+SHMG_EXPORT long shmg_registry_count(shmg_t *h, const struct shmg_opts *opts);
+SHMG_EXPORT long shmg_local_registry_count(shmg_t *h, const struct shmg_opts *opts);
+
+/* ------------------------------------------------------------------------ */
+/* Process groups                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Joins `key` with `meta`.  Joining again replaces the metadata in place (a
+ * no-op if identical).  Joining does not monitor.
+ * Errors: as shmg_register except -EEXIST. */
+SHMG_EXPORT int shmg_join(shmg_t *h, const char *key, size_t key_len, const void *meta,
+			  size_t meta_len, const struct shmg_opts *opts);
+
+/* Leaves `key`.  Errors: -ENOENT not a member; otherwise as shmg_unregister. */
+SHMG_EXPORT int shmg_leave(shmg_t *h, const char *key, size_t key_len,
+			   const struct shmg_opts *opts);
+
+/* Calls fn for each live member of `key` (exact), or of every key starting with
+ * it when it ends in '/' (prefix), in this cluster, until fn returns non-zero
+ * or opts->limit results were given.  Runs inside a read section: entry
+ * pointers are valid only during the call, fn must not block or call write
+ * functions on this handle.  Order is unspecified.
+ * Returns the number of entries given to fn, or fn's non-zero value;
+ * -EINVAL bad key or cluster; -EBADF, -ECHILD.  No allocation, no syscall. */
+SHMG_EXPORT long shmg_members(shmg_t *h, const char *key, size_t key_len, shmg_entry_fn fn,
+			      void *arg, const struct shmg_opts *opts);
+/* As shmg_members, only entries owned by this node. */
+SHMG_EXPORT long shmg_local_members(shmg_t *h, const char *key, size_t key_len,
+				    shmg_entry_fn fn, void *arg, const struct shmg_opts *opts);
+
+/* Copies up to `cap` member ids of `key` (exact or prefix) into ids and returns
+ * how many there are in all (which may exceed cap, like snprintf).
+ * Errors: -EINVAL, -EBADF, -ECHILD. */
+SHMG_EXPORT long shmg_member_ids(shmg_t *h, const char *key, size_t key_len, shmg_id_t *ids,
+				 size_t cap, const struct shmg_opts *opts);
+
+/* Number of live members of `key` (exact or prefix), all owners or this node's
+ * only.  Errors: -EINVAL, -EBADF, -ECHILD. */
+SHMG_EXPORT long shmg_member_count(shmg_t *h, const char *key, size_t key_len,
+				   const struct shmg_opts *opts);
+SHMG_EXPORT long shmg_local_member_count(shmg_t *h, const char *key, size_t key_len,
+					 const struct shmg_opts *opts);
+
+/* Calls fn for every entry (registrations and memberships, every cluster) owned
+ * by this node, as Group's local_entries.  With all_nodes = 1 it gives every
+ * entry in this host's view (for dumps).  Same contract as shmg_members.
+ * Returns the number given to fn; -EBADF, -ECHILD. */
+SHMG_EXPORT long shmg_local_entries(shmg_t *h, shmg_entry_fn fn, void *arg);
+SHMG_EXPORT long shmg_entries(shmg_t *h, int all_nodes, shmg_entry_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Metadata extraction                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Sets the function applied to metadata on reads (lookup, members,
+ * local_entries and, later, events) of this handle; NULL restores the identity.
+ * fn writes at most out_cap (= the arena's meta_max) bytes and returns how many,
+ * or a negative errno that the read call returns.  It never changes stored
+ * entries.  Returns 0; -EBADF, -ECHILD. */
+SHMG_EXPORT int shmg_set_extract_meta(shmg_t *h, shmg_extract_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Named clusters                                                           */
+/* ------------------------------------------------------------------------ */
+
+struct shmg_connect_opts {
+	/* Lease in milliseconds: only a new connect creates it; repeated connects
+	 * do not refresh it.  0 = no lease. */
+	uint64_t ttl_ms;
+	uint32_t reserved[4]; /* must be zero */
+};
+
+/* Connects this host to the named cluster (a no-op if already connected).
+ * Errors: -EINVAL bad name (NULL: the default cluster is always connected and
+ *   needs no connect) or non-zero reserved; -ENOSPC cluster table full;
+ *   -EBADF, -ECHILD. */
+SHMG_EXPORT int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts *o);
+
+/* Disconnects this host from the cluster(s): this host's entries in them are
+ * removed (reason "cluster disconnect").  Disconnecting a cluster not connected
+ * is a no-op.  All names are validated before anything changes.
+ * Errors: -EINVAL a bad name (nothing changed); -EBADF, -ECHILD, -EIO. */
+SHMG_EXPORT int shmg_disconnect(shmg_t *h, const char *cluster);
+SHMG_EXPORT int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n);
+
+/* 1 if connected, 0 if not.  NULL (default cluster) is always 1.
+ * Errors: -EINVAL, -EBADF, -ECHILD. */
+SHMG_EXPORT int shmg_connected(shmg_t *h, const char *cluster);
+
+/* Node ids in the cluster: for NULL, the peers of this host (excluding it);
+ * for a named cluster, its nodes including this one when connected.  Copies up
+ * to cap and returns the total.  Errors: -EINVAL, -EBADF, -ECHILD. */
+SHMG_EXPORT long shmg_nodes(shmg_t *h, const char *cluster, uint32_t *nodes, size_t cap);
+
+/* Calls fn(name, arg) for each connected named cluster.  Returns the count. */
+SHMG_EXPORT long shmg_clusters(shmg_t *h, int (*fn)(const char *name, void *arg), void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Liveness                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Finds endpoints whose process has died and removes their entries (reason
+ * "exit").  Any process may call it; the host agent calls it on every death.
+ * Returns the number of endpoints reaped; -EBADF, -ECHILD, -EIO.
+ * Blocks: on shard locks. */
+SHMG_EXPORT int shmg_reap(shmg_t *h);
+
+/* ------------------------------------------------------------------------ */
+/* Inspection                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Walks the whole arena and checks it: headers, every shard's index, group
+ * lists, allocator pages (every block is free, live or retired exactly once:
+ * no leak, no double use), counters and endpoint slots.  Takes each shard's
+ * lock in turn (so it repairs a shard whose writer died first).  For each
+ * problem it calls report(msg, arg) if report is non-NULL.
+ * Returns the number of problems (0 = clean); -EBADF, -ECHILD. */
+SHMG_EXPORT long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Logging, errors                                                          */
+/* ------------------------------------------------------------------------ */
+
+enum shmg_log_level {
+	SHMG_LOG_OFF = 0,
+	SHMG_LOG_INFO = 1,    /* repairs, reaps, connects */
+	SHMG_LOG_VERBOSE = 2, /* every write and every internal step worth seeing */
+};
+
+/* Process-wide log sink; NULL (the default) means silent. fn may be called from
+ * any thread that calls into the library. */
+typedef void (*shmg_log_fn)(enum shmg_log_level level, const char *msg, void *arg);
+SHMG_EXPORT void shmg_set_log_fn(shmg_log_fn fn, void *arg);
+
+/* Sets the arena's log level, shared by every process and the agent.  Returns
+ * the previous level; -EINVAL bad level; -EBADF, -ECHILD.  level < 0 only
+ * returns the current one. */
+SHMG_EXPORT int shmg_log_level(shmg_t *h, int level);
+
+/* Words for a (negative or positive) errno as this library uses it.  Never NULL. */
+SHMG_EXPORT const char *shmg_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMGROUP_H */

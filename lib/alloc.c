@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory for entries and index tables: 64 KiB pages, owned one shard at a time.
+ *
+ * The page pool (pool_lock) hands whole pages to shards and takes them back;
+ * a page's owner, kind and size class are one word of its page_desc, written
+ * with a single store under the pool lock, so the pool has no state that a
+ * crash can leave half-written (pages_used is recounted on EOWNERDEAD).
+ *
+ * Inside a shard (under its lock) a page is either a slab of equal blocks of
+ * one size class — with its own free list threaded through free blocks, a bump
+ * index for never-used blocks, and membership in the shard's partial list for
+ * its class — or part of an extent (contiguous pages for an index table).
+ * Lock order: shard lock, then pool lock.
+ *
+ * Crash windows.  Everything a shard keeps here (free lists, used counts,
+ * partial lists, orphaned pages of a half-claimed extent) is derivable from
+ * what is reachable from the shard's index and limbo ring; repair_shard
+ * rebuilds it all, so a writer killed at any step leaks nothing for longer
+ * than the next lock acquisition.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static const uint16_t class_sizes[NCLASSES] = {
+	64,   80,   96,   112,  128,  160,  192,  224,  256,   320,   384,   448,   512,  640,  768,  896,
+	1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 12288, 16384, 32768,
+};
+
+uint32_t alloc_class_size(uint32_t cls)
+{
+	return cls < NCLASSES ? class_sizes[cls] : 0;
+}
+
+uint32_t alloc_class_of(uint32_t bytes)
+{
+	uint32_t lo = 0, hi = NCLASSES;
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (class_sizes[mid] < bytes)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static uint32_t blocks_per_page(uint32_t cls)
+{
+	return PAGE_SIZE / class_sizes[cls];
+}
+
+int pool_lock(shmg_t *h)
+{
+	int rc = pthread_mutex_lock(&h->hdr->pool_lock);
+	if (rc == EOWNERDEAD) {
+		uint32_t used = 0;
+		for (uint32_t p = 0; p < h->hdr->npages; p++)
+			used += load_relaxed(&page_desc_at(h, p)->word) != 0;
+		h->hdr->pages_used = used;
+		pthread_mutex_consistent(&h->hdr->pool_lock);
+		sg_log(h, SHMG_LOG_INFO, "page pool lock recovered after its holder died");
+		rc = 0;
+	}
+	return -rc;
+}
+
+void pool_unlock(shmg_t *h)
+{
+	pthread_mutex_unlock(&h->hdr->pool_lock);
+}
+
+/* Claims npages contiguous free pages for shard; returns first + 1, or 0. */
+static uint32_t pool_claim(shmg_t *h, uint32_t shard, uint32_t kind, uint32_t cls, uint32_t npages)
+{
+	uint32_t total = h->hdr->npages;
+	if (!npages || npages > total || pool_lock(h) < 0)
+		return 0;
+	uint32_t start = h->hdr->pool_hint % total, found = 0;
+	for (uint32_t scanned = 0, run = 0, p = start; scanned < total + npages; scanned++) {
+		if (p == 0)
+			run = 0; /* runs do not wrap */
+		if (load_relaxed(&page_desc_at(h, p)->word) == 0) {
+			if (++run == npages) {
+				found = p - npages + 2;
+				break;
+			}
+		} else {
+			run = 0;
+		}
+		p = (p + 1) % total;
+	}
+	if (found) {
+		uint32_t first = found - 1;
+		for (uint32_t i = npages; i-- > 1;)
+			store_relaxed(&page_desc_at(h, first + i)->word,
+				      PG_WORD(shard + 1, PG_EXTENT_TAIL, 0));
+		struct page_desc *d = page_desc_at(h, first);
+		memset(&d->used, 0, sizeof(*d) - sizeof(d->word));
+		d->used = kind == PG_EXTENT ? npages : 0;
+		store_release(&d->word, PG_WORD(shard + 1, kind, cls));
+		h->hdr->pool_hint = first + npages;
+		h->hdr->pages_used += npages;
+	}
+	pool_unlock(h);
+	return found;
+}
+
+void alloc_release_page(shmg_t *h, uint32_t page)
+{
+	if (pool_lock(h) < 0)
+		return;
+	store_release(&page_desc_at(h, page)->word, 0);
+	h->hdr->pages_used--;
+	pool_unlock(h);
+}
+
+/* ---- slab partial lists (page index + 1 links) ---------------------- */
+
+static void partial_push(shmg_t *h, uint32_t shard, uint32_t cls, uint32_t page)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	struct page_desc *d = page_desc_at(h, page);
+	d->prev = 0;
+	d->next = sh->partial[cls];
+	if (d->next)
+		page_desc_at(h, d->next - 1)->prev = page + 1;
+	sh->partial[cls] = page + 1;
+}
+
+static void partial_unlink(shmg_t *h, uint32_t shard, uint32_t cls, uint32_t page)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	struct page_desc *d = page_desc_at(h, page);
+	if (d->prev)
+		page_desc_at(h, d->prev - 1)->next = d->next;
+	else if (sh->partial[cls] == page + 1)
+		sh->partial[cls] = d->next;
+	if (d->next)
+		page_desc_at(h, d->next - 1)->prev = d->prev;
+	d->next = d->prev = 0;
+}
+
+static ref_t slab_take(shmg_t *h, uint32_t shard, uint32_t cls)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	uint32_t p1 = sh->partial[cls];
+	if (!p1)
+		return 0;
+	uint32_t page = p1 - 1;
+	struct page_desc *d = page_desc_at(h, page);
+	uint32_t size = class_sizes[cls], n = blocks_per_page(cls), idx;
+	uint8_t *base = page_at(h, page);
+	if (d->free_head) {
+		idx = d->free_head - 1;
+		uint32_t next;
+		memcpy(&next, base + (uint64_t)idx * size, sizeof(next));
+		d->free_head = next;
+	} else {
+		idx = d->bump++;
+	}
+	d->used++;
+	if (!d->free_head && d->bump >= n)
+		partial_unlink(h, shard, cls, page);
+	return ref_of(h, base + (uint64_t)idx * size);
+}
+
+ref_t alloc_block(shmg_t *h, uint32_t shard, uint32_t bytes)
+{
+	uint32_t cls = alloc_class_of(bytes);
+	if (cls >= NCLASSES)
+		return 0;
+	ref_t r = slab_take(h, shard, cls);
+	if (r)
+		return r;
+	/* Freeing retired blocks may refill this class without a new page. */
+	if (epoch_reclaim(h, shard) && (r = slab_take(h, shard, cls)))
+		return r;
+	uint32_t p1 = pool_claim(h, shard, PG_SLAB, cls, 1);
+	if (!p1)
+		return 0;
+	TEST_POINT("alloc:page");
+	partial_push(h, shard, cls, p1 - 1);
+	return slab_take(h, shard, cls);
+}
+
+/* Locates ref's slab page and block index; false if ref is not a block of a
+ * slab page owned by shard. */
+static bool block_locate(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *page_out,
+			 uint32_t *idx_out, uint32_t *cls_out)
+{
+	uint64_t off = (uint64_t)ref << REF_SHIFT;
+	if (off < h->hdr->off_pages || off >= h->size)
+		return false;
+	uint64_t rel = off - h->hdr->off_pages;
+	uint32_t page = (uint32_t)(rel >> PAGE_SHIFT);
+	if (page >= h->hdr->npages)
+		return false;
+	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
+	if (PG_OWNER(w) != shard + 1 || PG_KIND(w) != PG_SLAB || PG_CLASS(w) >= NCLASSES)
+		return false;
+	uint32_t size = class_sizes[PG_CLASS(w)];
+	uint32_t in = (uint32_t)(rel & (PAGE_SIZE - 1));
+	if (in % size || in / size >= blocks_per_page(PG_CLASS(w)))
+		return false;
+	*page_out = page;
+	*idx_out = in / size;
+	*cls_out = PG_CLASS(w);
+	return true;
+}
+
+bool alloc_block_valid(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *page, uint32_t *idx,
+		       uint32_t *cls)
+{
+	return block_locate(h, shard, ref, page, idx, cls);
+}
+
+void alloc_free_block(shmg_t *h, uint32_t shard, ref_t ref)
+{
+	uint32_t page, idx, cls;
+	if (!block_locate(h, shard, ref, &page, &idx, &cls)) {
+		sg_log(h, SHMG_LOG_INFO, "shard %u: refusing to free invalid block ref %u", shard, ref);
+		return;
+	}
+	struct page_desc *d = page_desc_at(h, page);
+	uint32_t n = blocks_per_page(cls);
+	bool was_full = !d->free_head && d->bump >= n;
+	memcpy(page_at(h, page) + (uint64_t)idx * class_sizes[cls], &d->free_head, sizeof(uint32_t));
+	d->free_head = idx + 1;
+	d->used--;
+	if (was_full)
+		partial_push(h, shard, cls, page);
+	/* Give an empty page back unless it is the class's only partial page
+	 * (that one would be claimed again at the next insert). */
+	struct shard_header *sh = shard_at(h, shard);
+	if (d->used == 0 && !(sh->partial[cls] == page + 1 && !d->next)) {
+		partial_unlink(h, shard, cls, page);
+		alloc_release_page(h, page);
+	}
+}
+
+uint32_t alloc_extent(shmg_t *h, uint32_t shard, uint32_t npages)
+{
+	return pool_claim(h, shard, PG_EXTENT, 0, npages);
+}
+
+void alloc_free_extent(shmg_t *h, uint32_t shard, uint32_t page)
+{
+	if (page >= h->hdr->npages)
+		return;
+	struct page_desc *d = page_desc_at(h, page);
+	uint32_t w = load_relaxed(&d->word);
+	if (PG_OWNER(w) != shard + 1 || PG_KIND(w) != PG_EXTENT) {
+		sg_log(h, SHMG_LOG_INFO, "shard %u: refusing to free invalid extent %u", shard, page);
+		return;
+	}
+	uint32_t n = d->used;
+	if (pool_lock(h) < 0)
+		return;
+	for (uint32_t i = 0; i < n && page + i < h->hdr->npages; i++)
+		store_release(&page_desc_at(h, page + i)->word, 0);
+	h->hdr->pages_used -= n;
+	pool_unlock(h);
+}

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The arena: one POSIX shared-memory object per group, /dev/shm/shmgroup.NAME.
+ *
+ * Creation and attach are serialised by flock(LOCK_EX) on the object itself:
+ * the creator sizes and initialises it while holding the lock and publishes
+ * ARENA_MAGIC last; an attacher takes the same lock and validates magic,
+ * layout version, layout signature, hash id, size and geometry before using
+ * anything.  If the creator dies mid-way the magic is 0 or ARENA_MAGIC_INIT
+ * and, the lock being released by the kernel, the next opener initialises it
+ * again (nobody can have attached to it).
+ *
+ * Everything in the arena is addressed by offsets from the base; each process
+ * maps it wherever mmap chooses.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEF_SHARDS 8u
+#define DEF_ENDPOINTS 1024u
+#define DEF_KEY_MAX 255u
+#define DEF_META_MAX 1024u
+#define DEF_CLUSTERS 256u
+#define DEF_OPLOG (256u * 1024u)
+#define DEF_ARENA (64ull << 20)
+#define MIN_ARENA (4ull << 20)
+#define MAX_ARENA (64ull << 30)
+#define INITIAL_TABLE_LOG2 9u
+
+uint64_t now_realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t now_monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int arena_name_valid(const char *name)
+{
+	if (!name)
+		return 0;
+	size_t n = strnlen(name, SHMG_NAME_MAX + 1);
+	if (n == 0 || n > SHMG_NAME_MAX || name[0] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+static void shm_path(const char *name, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "/shmgroup.%s", name);
+}
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static int is_pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* Fills defaults and checks ranges.  Returns 0 or -EINVAL. */
+static int config_normalise(const struct shmg_config *in, struct shmg_config *out)
+{
+	struct shmg_config c = {0};
+	if (in)
+		c = *in;
+	for (unsigned i = 0; i < sizeof(c.reserved) / sizeof(c.reserved[0]); i++)
+		if (c.reserved[i])
+			return -EINVAL;
+	if (c.flags & ~(SHMG_OPEN_NOCREATE | SHMG_OPEN_EXCL) ||
+	    (c.flags & SHMG_OPEN_NOCREATE && c.flags & SHMG_OPEN_EXCL))
+		return -EINVAL;
+	if (!c.shards)
+		c.shards = DEF_SHARDS;
+	if (!c.max_endpoints)
+		c.max_endpoints = DEF_ENDPOINTS;
+	if (!c.key_max)
+		c.key_max = DEF_KEY_MAX;
+	if (!c.meta_max)
+		c.meta_max = DEF_META_MAX;
+	if (!c.max_clusters)
+		c.max_clusters = DEF_CLUSTERS;
+	if (!c.node_id)
+		c.node_id = 1;
+	if (!c.oplog_bytes)
+		c.oplog_bytes = DEF_OPLOG;
+	if (!c.mode)
+		c.mode = 0600;
+	if (!c.arena_size)
+		c.arena_size = DEF_ARENA;
+	if (!is_pow2(c.shards) || c.shards > MAX_SHARDS || c.max_endpoints > 65535 ||
+	    c.key_max > SHMG_KEY_MAX_LIMIT || c.meta_max > SHMG_META_MAX_LIMIT ||
+	    c.max_clusters < 2 || c.max_clusters > 4096 || !is_pow2(c.oplog_bytes) ||
+	    c.oplog_bytes < 65536 || c.oplog_bytes > (64u << 20) || c.mode > 0777 ||
+	    c.arena_size < MIN_ARENA || c.arena_size > MAX_ARENA)
+		return -EINVAL;
+	*out = c;
+	return 0;
+}
+
+/* Computes region offsets into hdr from its config fields.  -EINVAL if the
+ * configuration does not fit in arena_size. */
+static int geometry(struct arena_header *g)
+{
+	uint64_t off = 4096;
+	g->off_endpoints = off;
+	off = align_up(off + (uint64_t)g->max_endpoints * sizeof(struct endpoint_slot), CACHE_LINE);
+	g->off_live_gen = off;
+	off = align_up(off + (uint64_t)g->max_endpoints * 4, CACHE_LINE);
+	g->off_clusters = off;
+	off = align_up(off + (uint64_t)g->max_clusters * sizeof(struct cluster_slot), 4096);
+	g->off_shards = off;
+	g->shard_stride = (uint32_t)align_up(sizeof(struct shard_header) +
+						     (uint64_t)g->max_clusters * sizeof(struct cluster_counts) +
+						     (uint64_t)g->max_endpoints * 4 +
+						     LIMBO_CAP * sizeof(struct limbo_item),
+					     4096);
+	off += (uint64_t)g->shards * g->shard_stride;
+	g->off_oplogs = off;
+	off += (uint64_t)g->shards * g->oplog_bytes;
+	g->off_pagedesc = off;
+	if (off >= g->arena_size)
+		return -EINVAL;
+	uint64_t n = (g->arena_size - off) / (PAGE_SIZE + sizeof(struct page_desc));
+	while (n && align_up(off + n * sizeof(struct page_desc), PAGE_SIZE) + n * PAGE_SIZE >
+			    g->arena_size)
+		n--;
+	g->off_pages = align_up(off + n * sizeof(struct page_desc), PAGE_SIZE);
+	g->npages = (uint32_t)n;
+	/* Room for every shard's first table plus a few slab pages each. */
+	if (n < (uint64_t)g->shards * 4 || n > UINT32_MAX / 2)
+		return -EINVAL;
+	return 0;
+}
+
+static int mutex_init_robust(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	int rc = pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+	return -rc;
+}
+
+static int arena_init(shmg_t *h, const struct shmg_config *c)
+{
+	struct arena_header *hdr = h->hdr;
+	memset(h->base, 0, 4096);
+	store_relaxed(&hdr->magic, ARENA_MAGIC_INIT);
+	hdr->layout_version = LAYOUT_VERSION;
+	hdr->layout_signature = LAYOUT_SIGNATURE;
+	hdr->arena_size = c->arena_size;
+	hdr->shards = c->shards;
+	hdr->shard_bits = (uint32_t)__builtin_ctz(c->shards);
+	hdr->max_endpoints = c->max_endpoints;
+	hdr->key_max = c->key_max;
+	hdr->meta_max = c->meta_max;
+	hdr->max_clusters = c->max_clusters;
+	hdr->node_id = c->node_id;
+	hdr->oplog_bytes = c->oplog_bytes;
+	hdr->mode = c->mode;
+	hdr->hash_id = HASH_ID;
+	hdr->created_ns = now_realtime_ns();
+	if (getrandom(&hdr->incarnation, sizeof(hdr->incarnation), 0) != sizeof(hdr->incarnation))
+		hdr->incarnation = hdr->created_ns ^ (uint64_t)getpid() << 32;
+	hdr->epoch = 1;
+	hdr->log_level = SHMG_LOG_INFO;
+	int rc = geometry(hdr);
+	if (rc)
+		return rc;
+	/* The object was just sized by ftruncate: everything past the header
+	 * page is already zero, which is the initial state of every table. */
+	if ((rc = mutex_init_robust(&hdr->pool_lock)) || (rc = mutex_init_robust(&hdr->endpoint_lock)) ||
+	    (rc = mutex_init_robust(&hdr->cluster_lock)))
+		return rc;
+	struct cluster_slot *def = cluster_at(h, 0);
+	def->state = CL_CONNECTED;
+	def->gen = 1;
+	def->name_hash = DEFAULT_CLUSTER_SEED;
+	for (uint32_t s = 0; s < hdr->shards; s++) {
+		if ((rc = mutex_init_robust(&shard_at(h, s)->lock)))
+			return rc;
+		struct oplog_header *ol = oplog_at(h, s);
+		ol->ring_bytes = hdr->oplog_bytes - (uint32_t)sizeof(*ol);
+		if ((rc = index_create(h, s, INITIAL_TABLE_LOG2)))
+			return rc;
+	}
+	store_release(&hdr->magic, ARENA_MAGIC); /* publish last */
+	return 0;
+}
+
+/* -EPROTO unless the header is a valid arena of this build and size. */
+static int arena_validate(const struct arena_header *hdr, uint64_t file_size)
+{
+	if (load_acquire(&hdr->magic) != ARENA_MAGIC || hdr->layout_version != LAYOUT_VERSION ||
+	    hdr->layout_signature != LAYOUT_SIGNATURE || hdr->hash_id != HASH_ID ||
+	    hdr->arena_size != file_size)
+		return -EPROTO;
+	struct arena_header g = {0};
+	g.arena_size = hdr->arena_size;
+	g.shards = hdr->shards;
+	g.max_endpoints = hdr->max_endpoints;
+	g.max_clusters = hdr->max_clusters;
+	g.oplog_bytes = hdr->oplog_bytes;
+	if (!is_pow2(g.shards) || g.shards > MAX_SHARDS || hdr->shard_bits != (uint32_t)__builtin_ctz(g.shards) ||
+	    hdr->key_max > SHMG_KEY_MAX_LIMIT || hdr->meta_max > SHMG_META_MAX_LIMIT ||
+	    !is_pow2(g.oplog_bytes) || g.max_clusters < 2 || g.max_clusters > 4096 ||
+	    g.max_endpoints > 65535 || geometry(&g) != 0)
+		return -EPROTO;
+	if (g.off_endpoints != hdr->off_endpoints || g.off_live_gen != hdr->off_live_gen ||
+	    g.off_clusters != hdr->off_clusters || g.off_shards != hdr->off_shards ||
+	    g.off_oplogs != hdr->off_oplogs || g.off_pagedesc != hdr->off_pagedesc ||
+	    g.off_pages != hdr->off_pages || g.shard_stride != hdr->shard_stride ||
+	    g.npages != hdr->npages)
+		return -EPROTO;
+	return 0;
+}
+
+static int config_conflicts(const struct arena_header *hdr, const struct shmg_config *in)
+{
+	if (!in)
+		return 0;
+	return (in->shards && in->shards != hdr->shards) ||
+	       (in->max_endpoints && in->max_endpoints != hdr->max_endpoints) ||
+	       (in->key_max && in->key_max != hdr->key_max) ||
+	       (in->meta_max && in->meta_max != hdr->meta_max) ||
+	       (in->max_clusters && in->max_clusters != hdr->max_clusters) ||
+	       (in->node_id && in->node_id != hdr->node_id) ||
+	       (in->oplog_bytes && in->oplog_bytes != hdr->oplog_bytes) ||
+	       (in->mode && in->mode != hdr->mode) ||
+	       (in->arena_size && in->arena_size != hdr->arena_size);
+}
+
+static int map_whole(shmg_t *h, uint64_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, h->fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	h->base = p;
+	h->size = size;
+	h->hdr = p;
+	return 0;
+}
+
+int arena_open(shmg_t *h, const char *name, const struct shmg_config *in)
+{
+	struct shmg_config c;
+	int rc = config_normalise(in, &c);
+	if (rc)
+		return rc;
+	char path[SHMG_NAME_MAX + 16];
+	shm_path(name, path, sizeof(path));
+	int oflags = O_RDWR | O_CLOEXEC;
+	if (!(c.flags & SHMG_OPEN_NOCREATE))
+		oflags |= O_CREAT;
+	if (c.flags & SHMG_OPEN_EXCL)
+		oflags |= O_EXCL;
+	h->fd = shm_open(path, oflags, (mode_t)c.mode);
+	if (h->fd < 0)
+		return -errno;
+	while (flock(h->fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			rc = -errno;
+			goto fail;
+		}
+	struct stat st;
+	if (fstat(h->fd, &st) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	uint64_t magic = 0;
+	if (st.st_size >= (off_t)sizeof(struct arena_header) &&
+	    pread(h->fd, &magic, sizeof(magic), 0) != (ssize_t)sizeof(magic)) {
+		rc = -EIO;
+		goto fail;
+	}
+	if (st.st_size == 0 || magic == 0 || magic == ARENA_MAGIC_INIT) {
+		if (st.st_size != 0 && st.st_size != (off_t)c.arena_size &&
+		    (c.flags & SHMG_OPEN_NOCREATE)) {
+			rc = -EPROTO;
+			goto fail;
+		}
+		if (c.flags & SHMG_OPEN_NOCREATE && st.st_size == 0) {
+			rc = -ENOENT;
+			goto fail;
+		}
+		/* New, or a creator died before publishing: (re)initialise. */
+		if (fchmod(h->fd, (mode_t)c.mode) < 0 || ftruncate(h->fd, 0) < 0 ||
+		    ftruncate(h->fd, (off_t)c.arena_size) < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		if ((rc = map_whole(h, c.arena_size)))
+			goto fail;
+		if ((rc = arena_init(h, &c)))
+			goto fail;
+	} else {
+		if (c.flags & SHMG_OPEN_EXCL) {
+			rc = -EEXIST;
+			goto fail;
+		}
+		if (st.st_size < (off_t)4096) {
+			rc = -EPROTO;
+			goto fail;
+		}
+		struct arena_header hdr;
+		if (pread(h->fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
+			rc = -EIO;
+			goto fail;
+		}
+		if ((rc = arena_validate(&hdr, (uint64_t)st.st_size)))
+			goto fail;
+		if (config_conflicts(&hdr, in)) {
+			rc = -EEXIST;
+			goto fail;
+		}
+		if ((rc = map_whole(h, (uint64_t)st.st_size)))
+			goto fail;
+	}
+	flock(h->fd, LOCK_UN);
+	return 0;
+fail:
+	arena_unmap(h);
+	return rc;
+}
+
+void arena_unmap(shmg_t *h)
+{
+	if (h->base)
+		munmap(h->base, h->size);
+	h->base = NULL;
+	h->hdr = NULL;
+	if (h->fd >= 0)
+		close(h->fd);
+	h->fd = -1;
+}
+
+int shmg_destroy(const char *name)
+{
+	if (!arena_name_valid(name))
+		return -EINVAL;
+	char path[SHMG_NAME_MAX + 16];
+	shm_path(name, path, sizeof(path));
+	/* Let attached tools notice. */
+	int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+	if (fd >= 0) {
+		struct stat st;
+		if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(struct arena_header)) {
+			struct arena_header *hdr =
+				mmap(NULL, sizeof(*hdr), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			if (hdr != MAP_FAILED) {
+				if (load_acquire(&hdr->magic) == ARENA_MAGIC)
+					store_release(&hdr->destroyed, 1);
+				munmap(hdr, sizeof(*hdr));
+			}
+		}
+		close(fd);
+	}
+	if (shm_unlink(path) < 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmg_check: a full consistency walk of the arena, for tests and for
+ * `shmgroupctl check`.  It takes each shard's lock in turn (a shard whose
+ * writer died is repaired by that, as any writer would), verifies the shard
+ * from its index down to every page it owns, then the host-wide tables.
+ * Read-only apart from that lock.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "scan.h"
+
+struct checker {
+	shmg_t *h;
+	void (*report)(const char *msg, void *arg);
+	void *arg;
+	long problems;
+	struct scan sc;
+	struct cluster_counts *counts;
+	uint32_t *ep_entries;
+	uint32_t nentries;
+};
+
+static void problem(struct checker *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct checker *c, const char *fmt, ...)
+{
+	c->problems++;
+	if (!c->report)
+		return;
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->report(msg, c->arg);
+}
+
+static void bm_set(uint64_t *bm, uint64_t i)
+{
+	bm[i / 64] |= 1ull << (i % 64);
+}
+
+static void check_entry_identity(struct checker *c, const struct entry *e, uint32_t pos,
+				 const struct table_header *t)
+{
+	shmg_t *h = c->h;
+	uint32_t s = c->sc.shard;
+	if (!cluster_ref_valid(h, e->cluster))
+		problem(c, "shard %u slot %u: entry of a cluster that is not connected", s, pos);
+	if (e->kind == K_MEMBER) {
+		const struct entry *head = entry_at(h, e->aux);
+		if (!head || head->kind != K_GROUP)
+			problem(c, "shard %u slot %u: membership without a group head", s, pos);
+		else if (e->hash != member_hash(head->hash, e->ep_slot, e->ep_gen))
+			problem(c, "shard %u slot %u: membership hash mismatch", s, pos);
+	} else {
+		char buf[64];
+		const char *cl = cluster_name_of(h, e->cluster, buf);
+		uint32_t ref;
+		uint64_t seed = DEFAULT_CLUSTER_SEED;
+		if (cl && cluster_resolve(h, cl, &ref, &seed) < 0)
+			seed = 0;
+		if (seed && e->hash != sg_hash(entry_key(e), e->key_len, seed))
+			problem(c, "shard %u slot %u: key hash mismatch", s, pos);
+		if (shard_of(h, e->hash) != s)
+			problem(c, "shard %u slot %u: entry belongs to shard %u", s, pos,
+				shard_of(h, e->hash));
+	}
+	uint32_t mask = (1u << t->nbuckets_log2) - 1, home = (uint32_t)(e->hash >> 16) & mask;
+	uint32_t dist = (pos / BUCKET_SLOTS - home) & mask;
+	if (dist > table_buckets((struct table_header *)t)[home].probe)
+		problem(c, "shard %u slot %u: beyond its home bucket's probe range", s, pos);
+	if (e->kind != K_GROUP && e->node == h->node) {
+		const struct endpoint_slot *ep =
+			e->ep_slot < h->hdr->max_endpoints ? endpoint_at(h, e->ep_slot) : NULL;
+		if (!ep || ep->state == EP_FREE || ep->gen != e->ep_gen)
+			problem(c, "shard %u slot %u: dangling entry of endpoint %u.%u, which is gone", s,
+				pos, e->ep_slot, e->ep_gen);
+	}
+}
+
+static void count_entry(struct checker *c, const struct entry *e)
+{
+	shmg_t *h = c->h;
+	uint32_t cs = cluster_slot_of(e->cluster);
+	bool local = e->node == h->node;
+	if (cs < h->hdr->max_clusters) {
+		if (e->kind == K_REG) {
+			c->counts[cs].registered++;
+			c->counts[cs].registered_local += local;
+		} else if (e->kind == K_MEMBER) {
+			c->counts[cs].members++;
+			c->counts[cs].members_local += local;
+		}
+	}
+	if (local && e->kind != K_GROUP && e->ep_slot < h->hdr->max_endpoints)
+		c->ep_entries[e->ep_slot]++;
+}
+
+static void check_table(struct checker *c, struct table_header *t)
+{
+	shmg_t *h = c->h;
+	struct bucket *B = table_buckets(t);
+	uint64_t nslots = (uint64_t)BUCKET_SLOTS << t->nbuckets_log2;
+	for (uint64_t pos = 0; pos < nslots; pos++) {
+		ref_t r = B[pos / BUCKET_SLOTS].ent[pos % BUCKET_SLOTS];
+		if (!r)
+			continue;
+		c->nentries++;
+		int64_t b = scan_block(h, &c->sc, r, true);
+		if (b < 0) {
+			problem(c, "shard %u slot %llu: invalid entry ref %u", c->sc.shard,
+				(unsigned long long)pos, r);
+			continue;
+		}
+		if (scan_test(c->sc.indexed, (uint64_t)b))
+			problem(c, "shard %u slot %llu: entry indexed twice", c->sc.shard,
+				(unsigned long long)pos);
+		bm_set(c->sc.indexed, (uint64_t)b);
+		bm_set(c->sc.live, (uint64_t)b);
+		struct entry *e = entry_at(h, r);
+		check_entry_identity(c, e, (uint32_t)pos, t);
+		count_entry(c, e);
+	}
+}
+
+static int check_list(shmg_t *h, struct entry *head, uint32_t pos, void *arg)
+{
+	struct checker *c = arg;
+	if (head->kind != K_GROUP)
+		return 0;
+	if (!head->next)
+		problem(c, "shard %u slot %u: group head without members", c->sc.shard, pos);
+	ref_t href = ref_of(h, head), prev = 0;
+	uint32_t n = 0;
+	for (ref_t r = head->next; r;) {
+		int64_t b = scan_block(h, &c->sc, r, true);
+		struct entry *m = b >= 0 ? entry_at(h, r) : NULL;
+		if (!m || m->kind != K_MEMBER || m->aux != href) {
+			problem(c, "shard %u slot %u: broken group list", c->sc.shard, pos);
+			break;
+		}
+		if (scan_test(c->sc.listed, (uint64_t)b)) {
+			problem(c, "shard %u slot %u: cycle in group list", c->sc.shard, pos);
+			break;
+		}
+		bm_set(c->sc.listed, (uint64_t)b);
+		if (!scan_test(c->sc.indexed, (uint64_t)b))
+			problem(c, "shard %u slot %u: listed member not indexed", c->sc.shard, pos);
+		if (m->prev != prev)
+			problem(c, "shard %u slot %u: wrong prev link in group list", c->sc.shard, pos);
+		prev = r;
+		r = m->next;
+		n++;
+	}
+	if (n != head->aux)
+		problem(c, "shard %u slot %u: group counts %u members, list has %u", c->sc.shard, pos,
+			head->aux, n);
+	return 0;
+}
+
+static int check_unlisted(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	struct checker *c = arg;
+	int64_t b = scan_block(h, &c->sc, ref_of(h, e), false);
+	if (e->kind == K_MEMBER && b >= 0 && !scan_test(c->sc.listed, (uint64_t)b))
+		problem(c, "shard %u slot %u: indexed member on no list", c->sc.shard, pos);
+	return 0;
+}
+
+static void check_limbo(struct checker *c)
+{
+	shmg_t *h = c->h;
+	struct shard_header *sh = shard_at(h, c->sc.shard);
+	struct limbo_item *ring = shard_limbo(h, c->sc.shard);
+	if (sh->limbo_head - sh->limbo_tail > LIMBO_CAP) {
+		problem(c, "shard %u: limbo ring overfull", c->sc.shard);
+		return;
+	}
+	for (uint32_t i = sh->limbo_tail; i != sh->limbo_head; i++) {
+		struct limbo_item *it = &ring[i % LIMBO_CAP];
+		if (it->kind == LIMBO_EXTENT) {
+			if (it->ref < h->hdr->npages) {
+				uint32_t n = page_desc_at(h, it->ref)->used;
+				for (uint32_t p = it->ref; p < it->ref + n && p < h->hdr->npages; p++)
+					c->sc.extent_keep[p] = 1;
+			}
+			continue;
+		}
+		if (it->kind != LIMBO_BLOCK)
+			continue;
+		int64_t b = scan_block(h, &c->sc, it->ref, false);
+		if (b < 0)
+			problem(c, "shard %u: invalid block in limbo", c->sc.shard);
+		else if (scan_test(c->sc.live, (uint64_t)b) || scan_test(c->sc.retired, (uint64_t)b))
+			problem(c, "shard %u: limbo block still reachable or queued twice", c->sc.shard);
+		else
+			bm_set(c->sc.retired, (uint64_t)b);
+	}
+}
+
+static void check_slab(struct checker *c, uint32_t page)
+{
+	shmg_t *h = c->h;
+	struct page_desc *d = page_desc_at(h, page);
+	uint32_t size = alloc_class_size(PG_CLASS(d->word)), n = PAGE_SIZE / size;
+	uint32_t inuse = 0, nfree = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t b = (uint64_t)page * SCAN_BLOCKS_PER_PAGE + i;
+		inuse += scan_test(c->sc.live, b) || scan_test(c->sc.retired, b);
+	}
+	uint8_t *seen = calloc(n, 1);
+	for (uint32_t f = d->free_head; f && seen; nfree++) {
+		if (f > n || seen[f - 1]) {
+			problem(c, "page %u: corrupt free list", page);
+			break;
+		}
+		seen[f - 1] = 1;
+		uint64_t b = (uint64_t)page * SCAN_BLOCKS_PER_PAGE + f - 1;
+		if (scan_test(c->sc.live, b) || scan_test(c->sc.retired, b))
+			problem(c, "page %u: block %u is both free and in use", page, f - 1);
+		memcpy(&f, page_at(h, page) + (uint64_t)(f - 1) * size, sizeof(f));
+	}
+	free(seen);
+	if (d->used != inuse)
+		problem(c, "page %u: %u blocks in use, page says %u (leak or double use)", page, inuse,
+			d->used);
+	if (d->bump > n || d->used + nfree + (n - d->bump) != n)
+		problem(c, "page %u: %u used + %u free + %u untouched != %u blocks", page, d->used,
+			nfree, n - d->bump, n);
+}
+
+static void check_pages(struct checker *c)
+{
+	shmg_t *h = c->h;
+	uint32_t s = c->sc.shard, tp = scan_table_page(h, s);
+	if (tp < h->hdr->npages)
+		for (uint32_t p = tp; p < tp + page_desc_at(h, tp)->used && p < h->hdr->npages; p++)
+			c->sc.extent_keep[p] = 1;
+	for (uint32_t p = 0; p < h->hdr->npages; p++) {
+		uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
+		if (PG_OWNER(w) != s + 1)
+			continue;
+		if (PG_KIND(w) == PG_SLAB)
+			check_slab(c, p);
+		else if (!c->sc.extent_keep[p])
+			problem(c, "shard %u: page %u belongs to no table (leaked extent)", s, p);
+	}
+}
+
+static void check_counts(struct checker *c)
+{
+	shmg_t *h = c->h;
+	uint32_t s = c->sc.shard;
+	if (c->nentries != shard_at(h, s)->nentries)
+		problem(c, "shard %u: %u entries indexed, shard says %u", s, c->nentries,
+			shard_at(h, s)->nentries);
+	if (memcmp(c->counts, shard_counts(h, s), h->hdr->max_clusters * sizeof(*c->counts)))
+		problem(c, "shard %u: cluster counters disagree with the entries", s);
+	if (memcmp(c->ep_entries, shard_ep_entries(h, s), h->hdr->max_endpoints * sizeof(uint32_t)))
+		problem(c, "shard %u: per-endpoint counters disagree with the entries", s);
+}
+
+static void check_shard(struct checker *c, uint32_t s)
+{
+	shmg_t *h = c->h;
+	if (shard_lock(h, s) < 0) {
+		problem(c, "shard %u: cannot be locked or repaired", s);
+		return;
+	}
+	if (scan_init(h, s, &c->sc) == 0) {
+		memset(c->counts, 0, h->hdr->max_clusters * sizeof(*c->counts));
+		memset(c->ep_entries, 0, h->hdr->max_endpoints * sizeof(uint32_t));
+		c->nentries = 0;
+		struct table_header *t = index_table(h, s);
+		if (!t) {
+			problem(c, "shard %u: index table invalid", s);
+		} else {
+			check_table(c, t);
+			index_foreach(h, s, check_list, c);
+			index_foreach(h, s, check_unlisted, c);
+			check_limbo(c);
+			check_pages(c);
+			check_counts(c);
+		}
+		scan_free(&c->sc);
+	} else {
+		problem(c, "shard %u: out of memory while checking", s);
+	}
+	shard_unlock(h, s);
+}
+
+static void check_host_tables(struct checker *c)
+{
+	shmg_t *h = c->h;
+	uint32_t used = 0, live = 0, connected = 0;
+	if (pool_lock(h) == 0) {
+		for (uint32_t p = 0; p < h->hdr->npages; p++) {
+			uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
+			used += w != 0;
+			if (w && (PG_OWNER(w) == 0 || PG_OWNER(w) > h->hdr->shards))
+				problem(c, "page %u: owned by no valid shard", p);
+		}
+		if (used != h->hdr->pages_used)
+			problem(c, "page pool: %u pages in use, pool says %u", used, h->hdr->pages_used);
+		pool_unlock(h);
+	}
+	for (uint32_t i = 0; i < h->hdr->max_endpoints; i++) {
+		struct endpoint_slot *ep = endpoint_at(h, i);
+		if (ep->state != EP_FREE)
+			live++;
+		if (ep->state == EP_LIVE && h->live_gen[i] != ep->gen && endpoint_alive(h, i, ep->gen))
+			problem(c, "endpoint %u: live but hidden from readers", i);
+		if (i >= h->hdr->endpoint_hwm && ep->state != EP_FREE)
+			problem(c, "endpoint %u: in use above the high-water mark", i);
+	}
+	if (live != load_relaxed(&h->hdr->endpoints_live))
+		problem(c, "endpoint table: %u in use, header says %u", live, h->hdr->endpoints_live);
+	for (uint32_t s = 1; s < h->hdr->max_clusters; s++)
+		connected += cluster_at(h, s)->state == CL_CONNECTED;
+	if (connected != h->hdr->clusters_connected)
+		problem(c, "cluster table: %u connected, header says %u", connected,
+			h->hdr->clusters_connected);
+}
+
+long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	struct checker c = {.h = h, .report = report, .arg = arg};
+	c.counts = calloc(h->hdr->max_clusters, sizeof(*c.counts));
+	c.ep_entries = calloc(h->hdr->max_endpoints, sizeof(uint32_t));
+	if (!c.counts || !c.ep_entries) {
+		free(c.counts);
+		free(c.ep_entries);
+		return -ENOMEM;
+	}
+	for (uint32_t s = 0; s < h->hdr->shards; s++)
+		check_shard(&c, s);
+	check_host_tables(&c);
+	free(c.counts);
+	free(c.ep_entries);
+	return c.problems;
+}

@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Endpoints: the table of slots that name who owns entries, and liveness.
+ *
+ * A slot is claimed under endpoint_lock: its generation is bumped (so old ids
+ * never name the new owner), pid and start time recorded, and the opener takes
+ * an open-file-description lock (F_OFD_SETLK) on byte `slot` of the arena
+ * object.  The kernel drops that lock when the last descriptor of the
+ * description closes — when the process dies, whatever the cause — so
+ * "is the lock held?" (F_OFD_GETLK, one syscall) is an exact liveness test
+ * that PID reuse cannot fool.  live_gen[slot] holds the generation while the
+ * endpoint is live; readers compare it with an entry's generation, so one
+ * store hides every entry of an endpoint the moment its death is noticed.
+ *
+ * Removal of a dead or closing endpoint's entries: state CLOSING, live_gen 0,
+ * then each shard in turn under its lock, then state FREE.  Killed at any
+ * point, the slot is left CLOSING (or LIVE/OPENING with no lock holder) and
+ * the next reap redoes the idempotent removal.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int proc_start_time(pid_t pid, uint64_t *out)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = 0;
+	/* Field 2 (comm) may contain spaces and parentheses: skip past the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	unsigned long long v = 0;
+	/* After ") " come fields 3..: state is field 3; starttime is field 22. */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+		   &v) != 1)
+		return -EIO;
+	*out = v;
+	return 0;
+}
+
+static int endpoint_lock(shmg_t *h)
+{
+	int rc = pthread_mutex_lock(&h->hdr->endpoint_lock);
+	if (rc == EOWNERDEAD) {
+		uint32_t live = 0;
+		for (uint32_t i = 0; i < h->hdr->max_endpoints; i++)
+			live += endpoint_at(h, i)->state != EP_FREE;
+		h->hdr->endpoints_live = live;
+		pthread_mutex_consistent(&h->hdr->endpoint_lock);
+		rc = 0;
+	}
+	return -rc;
+}
+
+static void endpoint_unlock(shmg_t *h)
+{
+	pthread_mutex_unlock(&h->hdr->endpoint_lock);
+}
+
+static int ofd_lock(int fd, uint32_t slot, short type, int cmd, struct flock *out)
+{
+	struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = slot, .l_len = 1};
+	if (fcntl(fd, cmd, &fl) < 0)
+		return -errno;
+	if (out)
+		*out = fl;
+	return 0;
+}
+
+int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen)
+{
+	if (slot >= h->hdr->max_endpoints)
+		return 0;
+	struct endpoint_slot *ep = endpoint_at(h, slot);
+	uint32_t st = load_acquire(&ep->state);
+	if (load_relaxed(&ep->gen) != gen || st == EP_FREE)
+		return 0;
+	if (slot == h->slot && gen == h->gen)
+		return 1;
+	struct flock fl = {0};
+	if (h->fd < 0 || ofd_lock(h->fd, slot, F_WRLCK, F_OFD_GETLK, &fl) < 0)
+		return 1; /* cannot tell: never reap on doubt */
+	return fl.l_type != F_UNLCK;
+}
+
+static int claim_free_slot(shmg_t *h)
+{
+	uint32_t n = h->hdr->max_endpoints;
+	for (uint32_t i = 0; i < n; i++)
+		if (endpoint_at(h, i)->state == EP_FREE)
+			return (int)i;
+	return -EUSERS;
+}
+
+int endpoint_claim(shmg_t *h)
+{
+	int rc = endpoint_lock(h);
+	if (rc < 0)
+		return rc;
+	int slot = claim_free_slot(h);
+	if (slot < 0) {
+		/* Full: dead endpoints may be holding slots. */
+		endpoint_unlock(h);
+		endpoint_reap_all(h);
+		if ((rc = endpoint_lock(h)) < 0)
+			return rc;
+		slot = claim_free_slot(h);
+		if (slot < 0) {
+			endpoint_unlock(h);
+			return slot;
+		}
+	}
+	struct endpoint_slot *ep = endpoint_at(h, (uint32_t)slot);
+	uint32_t gen = ep->gen + 1 ? ep->gen + 1 : 1;
+	store_relaxed(&ep->gen, gen);
+	ep->pid = (int32_t)getpid();
+	ep->flags = 0;
+	if (proc_start_time(getpid(), &ep->start_time) < 0)
+		ep->start_time = 0;
+	ep->opened_ns = now_realtime_ns();
+	store_release(&ep->state, EP_OPENING);
+	if ((rc = ofd_lock(h->fd, (uint32_t)slot, F_WRLCK, F_OFD_SETLK, NULL)) < 0) {
+		store_release(&ep->state, EP_FREE);
+		endpoint_unlock(h);
+		return rc;
+	}
+	store_relaxed(&ep->read_epoch, 0);
+	store_release(&ep->state, EP_LIVE);
+	store_release(&h->live_gen[slot], gen); /* entries of this endpoint become visible */
+	h->hdr->endpoints_live++;
+	if ((uint32_t)slot + 1 > h->hdr->endpoint_hwm)
+		store_release(&h->hdr->endpoint_hwm, (uint32_t)slot + 1);
+	endpoint_unlock(h);
+	h->slot = (uint32_t)slot;
+	h->gen = gen;
+	h->ep = ep;
+	return 0;
+}
+
+struct owner_ctx {
+	uint32_t slot, gen;
+};
+
+static bool owned_by(const shmg_t *h, const struct entry *e, const void *arg)
+{
+	const struct owner_ctx *o = arg;
+	return e->node == h->node && e->ep_slot == o->slot && e->ep_gen == o->gen;
+}
+
+int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
+{
+	struct endpoint_slot *ep = endpoint_at(h, slot);
+	int rc = endpoint_lock(h);
+	if (rc < 0)
+		return rc;
+	if (ep->gen != gen || ep->state == EP_FREE) {
+		endpoint_unlock(h);
+		return 0;
+	}
+	store_release(&ep->state, EP_CLOSING);
+	store_release(&h->live_gen[slot], 0); /* hides all its entries at once */
+	endpoint_unlock(h);
+	TEST_POINT("close:removing");
+
+	struct owner_ctx o = {slot, gen};
+	uint32_t removed = 0;
+	for (uint32_t s = 0; s < h->hdr->shards; s++) {
+		if (load_relaxed(&shard_ep_entries(h, s)[slot]) == 0)
+			continue;
+		if ((rc = shard_lock(h, s)) < 0)
+			return rc;
+		removed += shard_remove_matching(h, s, owned_by, &o, reason);
+		shard_unlock(h, s);
+	}
+
+	if ((rc = endpoint_lock(h)) < 0)
+		return rc;
+	if (ep->gen == gen && ep->state != EP_FREE) {
+		store_release(&ep->read_epoch, 0);
+		store_release(&ep->state, EP_FREE);
+		h->hdr->endpoints_live--;
+	}
+	endpoint_unlock(h);
+	if (reason == REASON_EXIT)
+		sg_log(h, SHMG_LOG_INFO, "reaped endpoint n%u.%u.%u (pid %d): %u entries", h->node,
+		       slot, gen, ep->pid, removed);
+	return 0;
+}
+
+int endpoint_reap_all(shmg_t *h)
+{
+	int n = 0;
+	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
+	for (uint32_t i = 0; i < hwm && i < h->hdr->max_endpoints; i++) {
+		struct endpoint_slot *ep = endpoint_at(h, i);
+		if (load_acquire(&ep->state) == EP_FREE)
+			continue;
+		uint32_t gen = load_relaxed(&ep->gen);
+		if (endpoint_alive(h, i, gen))
+			continue;
+		int rc = endpoint_release(h, i, gen, REASON_EXIT);
+		if (rc < 0)
+			return rc;
+		n++;
+	}
+	return n;
+}
+
+int shmg_reap(shmg_t *h)
+{
+	int rc = handle_check(h);
+	return rc ? rc : endpoint_reap_all(h);
+}

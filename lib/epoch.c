@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cross-process read sections and deferred reclamation (epoch-based, the
+ * liburcu-memb algorithm moved into the arena).
+ *
+ * Shared state: hdr->epoch (global epoch G, bumped only here, by any writer);
+ * each endpoint's read_epoch (written by its owner: G at read entry, 0 at
+ * exit; cleared by a reclaimer only after proving the owner dead); each
+ * shard's limbo ring (written under the shard lock).
+ *
+ * Ordering.  A writer unlinks an object with a release store, then a seq_cst
+ * fence, then reads G as the object's stamp.  A grace period increments G,
+ * issues membarrier(GLOBAL_EXPEDITED), then scans read_epoch.  A reader stores
+ * G into its slot followed only by a compiler barrier (read_enter in
+ * internal.h); the membarrier makes that pair ordered: either the scan sees the
+ * reader's announcement, or the reader's later loads see the unlink.  An
+ * object stamped r is freed once every slot is 0 or > r.  Processes that
+ * could not register for membarrier use a full fence in read_enter instead.
+ *
+ * Crash windows.  A reader killed inside a section leaves a stale read_epoch:
+ * a reclaimer that finds a slot holding back the oldest stamp checks whether
+ * its owner is alive and clears it if not.  A writer killed between unlinking
+ * and queuing (or between dequeuing and freeing) leaves a block that is
+ * neither reachable nor queued, or queued but free: repair_shard rebuilds the
+ * free lists from reachability and the ring, after a grace period.
+ */
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static uint32_t membarrier_fork_gen = UINT32_MAX;
+static bool membarrier_ok;
+
+static int membarrier(int cmd)
+{
+	return (int)syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+void epoch_process_init(shmg_t *h)
+{
+	/* Registration does not survive fork, so redo it per fork generation. */
+	uint32_t gen = atomic_load(&handle_fork_gen);
+	if (__atomic_load_n(&membarrier_fork_gen, __ATOMIC_ACQUIRE) != gen) {
+		bool ok = membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+		__atomic_store_n(&membarrier_ok, ok, __ATOMIC_RELAXED);
+		__atomic_store_n(&membarrier_fork_gen, gen, __ATOMIC_RELEASE);
+	}
+	h->use_fence = !__atomic_load_n(&membarrier_ok, __ATOMIC_RELAXED);
+}
+
+/* Starts a grace period: returns the new epoch after the barrier. */
+static uint64_t grace_begin(shmg_t *h)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* order prior unlinks before the bump */
+	uint64_t g = __atomic_add_fetch(&h->hdr->epoch, 1, __ATOMIC_SEQ_CST);
+	if (membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0)
+		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* readers fence themselves then */
+	return g;
+}
+
+/* A reader slot whose epoch is e, blocking progress: clear it if its owner is
+ * dead.  Returns true if it was cleared. */
+static bool clear_if_dead(shmg_t *h, uint32_t slot, uint64_t e)
+{
+	struct endpoint_slot *ep = endpoint_at(h, slot);
+	if (ep == h->ep)
+		return false;
+	uint32_t gen = load_acquire(&ep->gen);
+	if (endpoint_alive(h, slot, gen))
+		return false;
+	return __atomic_compare_exchange_n(&ep->read_epoch, &e, 0, false, __ATOMIC_ACQ_REL,
+					   __ATOMIC_RELAXED);
+}
+
+/* Smallest announced epoch of any other live reader (UINT64_MAX if none);
+ * slots at or below `blocking` are checked for a dead owner. */
+static uint64_t min_reader_epoch(shmg_t *h, uint64_t blocking)
+{
+	uint64_t min = UINT64_MAX;
+	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
+	for (uint32_t i = 0; i < hwm && i < h->hdr->max_endpoints; i++) {
+		struct endpoint_slot *ep = endpoint_at(h, i);
+		uint64_t e = load_acquire(&ep->read_epoch); /* pairs with read_exit's release */
+		if (!e || ep == h->ep)
+			continue;
+		if (e <= blocking && clear_if_dead(h, i, e))
+			continue;
+		if (e < min)
+			min = e;
+	}
+	return min;
+}
+
+static void limbo_free(shmg_t *h, uint32_t shard, const struct limbo_item *it)
+{
+	if (it->kind == LIMBO_EXTENT)
+		alloc_free_extent(h, shard, it->ref);
+	else
+		alloc_free_block(h, shard, it->ref);
+}
+
+uint32_t epoch_reclaim(shmg_t *h, uint32_t shard)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	struct limbo_item *ring = shard_limbo(h, shard);
+	uint32_t tail = sh->limbo_tail, head = sh->limbo_head;
+	if (tail == head)
+		return 0;
+	grace_begin(h);
+	uint64_t min = min_reader_epoch(h, ring[tail % LIMBO_CAP].stamp);
+	uint32_t freed = 0;
+	while (tail != head) {
+		struct limbo_item it = ring[tail % LIMBO_CAP];
+		if (it.stamp >= min)
+			break;
+		store_relaxed(&sh->limbo_tail, ++tail);
+		TEST_POINT("reclaim:popping");
+		limbo_free(h, shard, &it);
+		freed++;
+	}
+	return freed;
+}
+
+int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	struct limbo_item *ring = shard_limbo(h, shard);
+	/* The unlink (a release store by the caller) must be visible before we
+	 * read the stamp; see the ordering argument above. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint64_t stamp = load_relaxed(&h->hdr->epoch);
+	while (sh->limbo_head - sh->limbo_tail >= LIMBO_CAP) {
+		if (epoch_reclaim(h, shard) == 0) {
+			/* A live reader is inside a long section: wait for it. */
+			struct timespec ts = {0, 50000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	struct limbo_item *it = &ring[sh->limbo_head % LIMBO_CAP];
+	it->stamp = stamp;
+	it->ref = ref;
+	it->kind = kind;
+	store_release(&sh->limbo_head, sh->limbo_head + 1);
+	if (sh->limbo_head - sh->limbo_tail >= LIMBO_RECLAIM_AT)
+		epoch_reclaim(h, shard);
+	return 0;
+}
+
+void epoch_synchronize(shmg_t *h)
+{
+	uint64_t g = grace_begin(h);
+	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
+	for (uint32_t i = 0; i < hwm && i < h->hdr->max_endpoints; i++) {
+		struct endpoint_slot *ep = endpoint_at(h, i);
+		if (ep == h->ep)
+			continue;
+		for (unsigned spins = 0;; spins++) {
+			uint64_t e = load_acquire(&ep->read_epoch);
+			if (!e || e >= g)
+				break;
+			if (spins > 64 && clear_if_dead(h, i, e))
+				break;
+			if (spins < 64)
+				sched_yield();
+			else {
+				struct timespec ts = {0, 20000};
+				nanosleep(&ts, NULL);
+			}
+		}
+	}
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/* Error words and the process-wide log sink (silent unless the application sets one). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static shmg_log_fn log_fn;
+static void *log_arg;
+
+void shmg_set_log_fn(shmg_log_fn fn, void *arg)
+{
+	__atomic_store_n(&log_arg, arg, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_fn, fn, __ATOMIC_RELEASE);
+}
+
+void sg_log(const shmg_t *h, int level, const char *fmt, ...)
+{
+	shmg_log_fn fn = __atomic_load_n(&log_fn, __ATOMIC_ACQUIRE);
+	if (!fn)
+		return;
+	if (h && h->hdr && (int)load_relaxed(&h->hdr->log_level) < level)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fn((enum shmg_log_level)level, msg, __atomic_load_n(&log_arg, __ATOMIC_RELAXED));
+}
+
+const char *shmg_strerror(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0: return "success";
+	case EINVAL: return "invalid argument (key, metadata, cluster name, option or config)";
+	case EEXIST: return "already exists (key held by another endpoint, or arena with another configuration)";
+	case ENOENT: return "not found (key not registered, not a member, or no such arena)";
+	case EPERM: return "not permitted (entry owned by another endpoint, or no read section open)";
+	case ENOTCONN: return "cluster not connected on this host";
+	case ENOSPC: return "arena full (or table full); nothing was changed";
+	case ENOBUFS: return "buffer too small";
+	case EBADF: return "not an open shmgroup handle";
+	case ECHILD: return "handle was opened before fork(); open a new one in the child";
+	case EPROTO: return "not a shmgroup arena, or one of another layout version or build";
+	case EUSERS: return "all endpoint slots of the arena are in use";
+	case EACCES: return "permission denied";
+	case EIO: return "shard damaged beyond repair";
+	case ENOMEM: return "out of memory";
+	case E2BIG: return "message too large";
+	default: return strerror(err < 0 ? -err : err);
+	}
+}

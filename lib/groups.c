@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Process groups: many endpoints per (cluster, key).
+ *
+ * A group is a head entry (K_GROUP) in the shard's index with a list of
+ * membership entries (K_MEMBER) hanging off head->next.  Readers walk the
+ * list (acquire loads of next, pairing with the release stores that link);
+ * writers find a membership directly through the index, where it is keyed by
+ * member_hash(head, endpoint), so join and leave cost O(1) whatever the size
+ * of the group.
+ *
+ * Join order: blocks allocated (nothing visible) -> new head published ->
+ * membership put in the index (still invisible to readers) -> linked at the
+ * list head (visible: the linearisation point) -> counted and logged.
+ * Leave order: unlinked from the list (invisible) -> dropped from the index
+ * -> counted, logged, retired; the head goes with its last member.
+ * repair_shard keeps the list authoritative: an indexed membership that is
+ * not on its list is dropped (an unfinished join, or a leave that was done).
+ *
+ * Prefix queries scan the shard tables for heads whose key starts with the
+ * prefix: O(entries), stated in the header.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static int meta_ok(const shmg_t *h, const void *meta, size_t len)
+{
+	return (len > h->hdr->meta_max || (!meta && len)) ? -EINVAL : 0;
+}
+
+/* Publishes n in m's place on the list (re-join with new metadata). */
+static void list_replace(shmg_t *h, struct entry *head, struct entry *m, struct entry *n, ref_t nref)
+{
+	n->next = m->next;
+	n->prev = m->prev;
+	struct entry *prev = m->prev ? entry_at(h, m->prev) : NULL;
+	struct entry *next = m->next ? entry_at(h, m->next) : NULL;
+	if (prev)
+		store_release(&prev->next, nref);
+	else
+		store_release(&head->next, nref);
+	if (next)
+		next->prev = nref;
+}
+
+static int join_locked(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len)
+{
+	if (!cluster_ref_valid(h, k->cluster))
+		return -ENOTCONN;
+	uint32_t hpos, mpos;
+	struct entry *head = index_find(h, k, K_GROUP, &hpos);
+	ref_t href = head ? ref_of(h, head) : 0;
+	if (head) {
+		uint64_t mh = member_hash(head->hash, h->slot, h->gen);
+		struct entry *m = index_find_member(h, k->shard, href, mh, h->slot, h->gen, &mpos);
+		if (m) {
+			if (m->meta_len == meta_len && memcmp(entry_meta(m), meta, meta_len) == 0)
+				return 0;
+			ref_t nref;
+			struct entry *n = entry_new(h, k->shard, K_MEMBER, k, meta, meta_len, &nref);
+			if (!n)
+				return -ENOSPC;
+			n->hash = mh;
+			n->aux = href;
+			list_replace(h, head, m, n, nref);
+			index_replace_slot(h, k->shard, mpos, nref);
+			oplog_append(h, k->shard, OP_JOIN, REASON_NONE, n, k->key, k->len);
+			epoch_retire(h, k->shard, ref_of(h, m), LIMBO_BLOCK);
+			return 0;
+		}
+	}
+	ref_t mref;
+	struct entry *m = entry_new(h, k->shard, K_MEMBER, k, meta, meta_len, &mref);
+	if (!m)
+		return -ENOSPC;
+	if (!head) {
+		head = entry_new(h, k->shard, K_GROUP, k, NULL, 0, &href);
+		if (!head || index_insert(h, k->shard, k->hash, href) < 0) {
+			if (head)
+				alloc_free_block(h, k->shard, href);
+			alloc_free_block(h, k->shard, mref);
+			return -ENOSPC;
+		}
+		TEST_POINT("join:head");
+	}
+	m->hash = member_hash(head->hash, h->slot, h->gen);
+	m->aux = href;
+	TEST_POINT("join:allocated");
+	if (index_insert(h, k->shard, m->hash, mref) < 0) {
+		alloc_free_block(h, k->shard, mref);
+		if (head->next == 0 && index_find(h, k, K_GROUP, &hpos) == head) {
+			index_clear_slot(h, k->shard, hpos);
+			epoch_retire(h, k->shard, href, LIMBO_BLOCK);
+		}
+		return -ENOSPC;
+	}
+	m->next = head->next;
+	m->prev = 0;
+	if (m->next) {
+		struct entry *first = entry_at(h, m->next);
+		if (first)
+			first->prev = mref;
+	}
+	store_release(&head->next, mref); /* linearisation point: readers see the member */
+	TEST_POINT("join:linked");
+	store_relaxed(&head->aux, head->aux + 1);
+	shard_count(h, k->shard, m, +1);
+	oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
+	return 0;
+}
+
+int shmg_join(shmg_t *h, const char *key, size_t key_len, const void *meta, size_t meta_len,
+	      const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (rc || (rc = meta_ok(h, meta, meta_len)) || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
+		return rc;
+	if ((rc = shard_lock(h, k.shard)) < 0)
+		return rc;
+	rc = join_locked(h, &k, meta, meta_len);
+	shard_unlock(h, k.shard);
+	return rc;
+}
+
+int shmg_leave(shmg_t *h, const char *key, size_t key_len, const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (rc || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
+		return rc;
+	if ((rc = shard_lock(h, k.shard)) < 0)
+		return rc;
+	rc = -ENOENT;
+	if (!cluster_ref_valid(h, k.cluster)) {
+		rc = -ENOTCONN;
+	} else {
+		struct entry *head = index_find(h, &k, K_GROUP, NULL);
+		uint32_t mpos;
+		struct entry *m = head ? index_find_member(h, k.shard, ref_of(h, head),
+							   member_hash(head->hash, h->slot, h->gen),
+							   h->slot, h->gen, &mpos)
+				       : NULL;
+		if (m) {
+			shard_remove_member(h, k.shard, m, mpos, REASON_NORMAL);
+			rc = 0;
+		}
+	}
+	shard_unlock(h, k.shard);
+	return rc;
+}
+
+/* ---- reads ----------------------------------------------------------- */
+
+struct walk {
+	shmg_entry_fn fn;
+	void *arg;
+	const struct shmg_opts *opts;
+	bool local_only;
+	bool use_extract;
+	size_t limit;
+	long given;
+	int stop;      /* fn's non-zero value, or a negative errno */
+	const char *prefix;
+	size_t prefix_len;
+	uint32_t cluster;
+};
+
+/* Gives one live member to the caller.  Returns non-zero to stop. */
+static int give(shmg_t *h, struct walk *w, const struct entry *head, const struct entry *m)
+{
+	if (m->kind != K_MEMBER || !entry_live(h, m) || (w->local_only && m->node != h->node))
+		return 0;
+	if (w->fn) {
+		struct shmg_entry pub;
+		char clbuf[64];
+		entry_fill_public(h, m, head, &pub, clbuf);
+		if (w->use_extract) {
+			const void *meta;
+			ssize_t n = meta_extract(h, w->opts, m, &meta);
+			if (n < 0)
+				return w->stop = (int)n;
+			pub.meta = meta;
+			pub.meta_len = (size_t)n;
+		}
+		int rc = w->fn(&pub, w->arg);
+		if (rc)
+			return w->stop = rc;
+	}
+	w->given++;
+	if (w->limit && (size_t)w->given >= w->limit)
+		return w->stop = 1 << 30; /* internal: limit reached */
+	return 0;
+}
+
+static int walk_group(shmg_t *h, struct walk *w, const struct entry *head)
+{
+	/* A bound on the walk, so a damaged list cannot loop a reader forever. */
+	uint64_t steps = h->size / sizeof(struct entry);
+	for (ref_t r = load_acquire(&head->next); r && steps--;) { /* pairs with join's release */
+		const struct entry *m = entry_at(h, r);
+		if (!m)
+			break;
+		int rc = give(h, w, head, m);
+		if (rc)
+			return rc;
+		r = load_acquire(&m->next);
+	}
+	return 0;
+}
+
+static int prefix_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	(void)pos;
+	struct walk *w = arg;
+	if (e->kind != K_GROUP || e->cluster != w->cluster || e->key_len < w->prefix_len ||
+	    memcmp(entry_key(e), w->prefix, w->prefix_len) != 0)
+		return 0;
+	return walk_group(h, w, e);
+}
+
+static long members_walk(shmg_t *h, const char *key, size_t key_len, struct walk *w)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	struct keyref k;
+	if ((rc = key_prepare(h, key, key_len, w->opts, 0, &k)))
+		return rc == -ENOTCONN ? 0 : rc;
+	w->limit = w->opts ? w->opts->limit : 0;
+	read_enter(h);
+	if (key[key_len - 1] == '/') {
+		w->prefix = key;
+		w->prefix_len = key_len;
+		w->cluster = k.cluster;
+		for (uint32_t s = 0; s < h->hdr->shards && !w->stop; s++)
+			index_foreach(h, s, prefix_visit, w);
+	} else {
+		struct entry *head = index_find(h, &k, K_GROUP, NULL);
+		if (head)
+			walk_group(h, w, head);
+	}
+	read_exit(h);
+	if (w->stop && w->stop != 1 << 30)
+		return w->stop;
+	return w->given;
+}
+
+long shmg_members(shmg_t *h, const char *key, size_t key_len, shmg_entry_fn fn, void *arg,
+		  const struct shmg_opts *opts)
+{
+	struct walk w = {.fn = fn, .arg = arg, .opts = opts, .use_extract = true};
+	return members_walk(h, key, key_len, &w);
+}
+
+long shmg_local_members(shmg_t *h, const char *key, size_t key_len, shmg_entry_fn fn, void *arg,
+			const struct shmg_opts *opts)
+{
+	struct walk w = {.fn = fn, .arg = arg, .opts = opts, .local_only = true, .use_extract = true};
+	return members_walk(h, key, key_len, &w);
+}
+
+struct ids_ctx {
+	shmg_id_t *ids;
+	size_t cap, n;
+};
+
+static int collect_id(const struct shmg_entry *e, void *arg)
+{
+	struct ids_ctx *c = arg;
+	if (c->n < c->cap)
+		c->ids[c->n] = e->id;
+	c->n++;
+	return 0;
+}
+
+long shmg_member_ids(shmg_t *h, const char *key, size_t key_len, shmg_id_t *ids, size_t cap,
+		     const struct shmg_opts *opts)
+{
+	if (cap && !ids)
+		return -EINVAL;
+	struct ids_ctx c = {ids, cap, 0};
+	struct walk w = {.fn = collect_id, .arg = &c, .opts = opts};
+	return members_walk(h, key, key_len, &w);
+}
+
+long shmg_member_count(shmg_t *h, const char *key, size_t key_len, const struct shmg_opts *opts)
+{
+	struct shmg_opts o = opts ? *opts : (struct shmg_opts){0};
+	o.limit = 0;
+	struct walk w = {.opts = &o};
+	return members_walk(h, key, key_len, &w);
+}
+
+long shmg_local_member_count(shmg_t *h, const char *key, size_t key_len,
+			     const struct shmg_opts *opts)
+{
+	struct shmg_opts o = opts ? *opts : (struct shmg_opts){0};
+	o.limit = 0;
+	struct walk w = {.opts = &o, .local_only = true};
+	return members_walk(h, key, key_len, &w);
+}
+
+/* ---- every entry ----------------------------------------------------- */
+
+static int entries_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	(void)pos;
+	struct walk *w = arg;
+	if (e->kind == K_GROUP || !entry_live(h, e) || (w->local_only && e->node != h->node))
+		return 0;
+	const struct entry *keyholder = e;
+	if (e->kind == K_MEMBER && !(keyholder = entry_at(h, e->aux)))
+		return 0;
+	struct shmg_entry pub;
+	char clbuf[64];
+	entry_fill_public(h, e, keyholder, &pub, clbuf);
+	const void *meta;
+	ssize_t n = meta_extract(h, NULL, e, &meta);
+	if (n < 0)
+		return w->stop = (int)n;
+	pub.meta = meta;
+	pub.meta_len = (size_t)n;
+	w->given++;
+	int rc = w->fn ? w->fn(&pub, w->arg) : 0;
+	return rc ? (w->stop = rc) : 0;
+}
+
+long shmg_entries(shmg_t *h, int all_nodes, shmg_entry_fn fn, void *arg)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	struct walk w = {.fn = fn, .arg = arg, .local_only = !all_nodes};
+	read_enter(h);
+	for (uint32_t s = 0; s < h->hdr->shards && !w.stop; s++)
+		index_foreach(h, s, entries_visit, &w);
+	read_exit(h);
+	return w.stop ? w.stop : w.given;
+}
+
+long shmg_local_entries(shmg_t *h, shmg_entry_fn fn, void *arg)
+{
+	return shmg_entries(h, 0, fn, arg);
+}

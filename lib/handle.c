@@ -1,0 +1,277 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Handles: opening and closing an endpoint, fork detection, identity
+ * formatting and the small per-handle settings.
+ *
+ * Fork.  A pthread_atfork child handler bumps handle_fork_gen, which every
+ * call compares with the value its handle recorded (a plain load, no
+ * syscall), so a handle copied into a child answers -ECHILD.  The handler also
+ * closes the child's copies of the arena descriptors: endpoint liveness is an
+ * OFD lock on the parent's open file description, which must die with the
+ * parent, not live on in its children.
+ *
+ * Closed handles are kept in a small quarantine before their memory is freed,
+ * so a call with a just-closed handle reliably answers -EBADF.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+_Atomic uint32_t handle_fork_gen;
+void (*sg_test_hook)(const char *point);
+
+#define QUARANTINE 64
+
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static shmg_t *open_handles[1024];
+static size_t n_open;
+static shmg_t *quarantine[QUARANTINE];
+static size_t quarantine_next;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&handles_lock);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&handles_lock);
+}
+
+static void atfork_child(void)
+{
+	atomic_fetch_add(&handle_fork_gen, 1);
+	for (size_t i = 0; i < n_open; i++) {
+		if (open_handles[i]->fd >= 0)
+			close(open_handles[i]->fd);
+		open_handles[i]->fd = -1;
+	}
+	n_open = 0;
+	pthread_mutex_unlock(&handles_lock);
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+static int track(shmg_t *h)
+{
+	int rc = -EMFILE;
+	pthread_mutex_lock(&handles_lock);
+	if (n_open < sizeof(open_handles) / sizeof(open_handles[0])) {
+		open_handles[n_open++] = h;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&handles_lock);
+	return rc;
+}
+
+static void untrack_and_retire(shmg_t *h)
+{
+	pthread_mutex_lock(&handles_lock);
+	for (size_t i = 0; i < n_open; i++)
+		if (open_handles[i] == h) {
+			open_handles[i] = open_handles[--n_open];
+			break;
+		}
+	shmg_t *old = quarantine[quarantine_next];
+	quarantine[quarantine_next] = h;
+	quarantine_next = (quarantine_next + 1) % QUARANTINE;
+	pthread_mutex_unlock(&handles_lock);
+	free(old);
+}
+
+int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
+{
+	if (!out || !arena_name_valid(name))
+		return -EINVAL;
+	pthread_once(&atfork_once, install_atfork);
+	shmg_t *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->fd = -1;
+	h->fork_gen = atomic_load(&handle_fork_gen);
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	int rc = arena_open(h, name, config);
+	if (rc < 0)
+		goto fail;
+	h->node = h->hdr->node_id;
+	h->live_gen = (uint32_t *)(h->base + h->hdr->off_live_gen);
+	h->scratch = malloc(h->hdr->meta_max ? h->hdr->meta_max : 1);
+	if (!h->scratch) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	epoch_process_init(h);
+	if ((rc = endpoint_claim(h)) < 0)
+		goto fail;
+	if ((rc = track(h)) < 0) {
+		endpoint_release(h, h->slot, h->gen, REASON_NORMAL);
+		goto fail;
+	}
+	h->magic = HANDLE_MAGIC;
+	/* Cheap when nobody died: one F_OFD_GETLK per endpoint in use. */
+	endpoint_reap_all(h);
+	*out = h;
+	return 0;
+fail:
+	arena_unmap(h);
+	free(h->scratch);
+	free(h);
+	return rc;
+}
+
+int shmg_close(shmg_t *h)
+{
+	if (!h)
+		return 0;
+	if (h->magic != HANDLE_MAGIC)
+		return -EBADF;
+	int rc = 0;
+	/* In a forked child only the copy goes; the endpoint is the parent's. */
+	if (h->fork_gen == atomic_load(&handle_fork_gen)) {
+		h->read_depth = 0;
+		store_release(&h->ep->read_epoch, 0);
+		rc = endpoint_release(h, h->slot, h->gen, REASON_NORMAL);
+	}
+	h->magic = HANDLE_CLOSED;
+	arena_unmap(h);
+	free(h->scratch);
+	h->scratch = NULL;
+	untrack_and_retire(h);
+	return rc;
+}
+
+shmg_id_t shmg_self(const shmg_t *h)
+{
+	shmg_id_t id = {0, 0, 0};
+	if (handle_check(h) == 0) {
+		id.node = h->node;
+		id.slot = h->slot;
+		id.gen = h->gen;
+	}
+	return id;
+}
+
+int shmg_id_format(shmg_id_t id, char *buf, size_t cap)
+{
+	char tmp[SHMG_ID_STRLEN];
+	int n = snprintf(tmp, sizeof(tmp), "n%u.%u.%u", id.node, id.slot, id.gen);
+	if (!buf || (size_t)n >= cap)
+		return -ENOBUFS;
+	memcpy(buf, tmp, (size_t)n + 1);
+	return n;
+}
+
+static int parse_u32(const char **s, uint32_t *out)
+{
+	const char *p = *s;
+	uint64_t v = 0;
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	while (*p >= '0' && *p <= '9') {
+		v = v * 10 + (uint64_t)(*p++ - '0');
+		if (v > UINT32_MAX)
+			return -EINVAL;
+	}
+	*out = (uint32_t)v;
+	*s = p;
+	return 0;
+}
+
+int shmg_id_parse(const char *s, shmg_id_t *out)
+{
+	shmg_id_t id;
+	if (!s || !out)
+		return -EINVAL;
+	if (*s == 'n')
+		s++;
+	if (parse_u32(&s, &id.node) || *s++ != '.' || parse_u32(&s, &id.slot) || *s++ != '.' ||
+	    parse_u32(&s, &id.gen) || *s)
+		return -EINVAL;
+	*out = id;
+	return 0;
+}
+
+int shmg_id_equal(shmg_id_t a, shmg_id_t b)
+{
+	return a.node == b.node && a.slot == b.slot && a.gen == b.gen;
+}
+
+int shmg_info(shmg_t *h, struct shmg_info *out)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!out)
+		return -EINVAL;
+	const struct arena_header *a = h->hdr;
+	*out = (struct shmg_info){
+		.layout_version = a->layout_version,
+		.shards = a->shards,
+		.max_endpoints = a->max_endpoints,
+		.key_max = a->key_max,
+		.meta_max = a->meta_max,
+		.max_clusters = a->max_clusters,
+		.node_id = a->node_id,
+		.oplog_bytes = a->oplog_bytes,
+		.arena_size = a->arena_size,
+		.incarnation = a->incarnation,
+		.created_ns = a->created_ns,
+		.pages_total = a->npages,
+		.pages_used = load_relaxed(&a->pages_used),
+		.endpoints_live = load_relaxed(&a->endpoints_live),
+		.clusters_connected = load_relaxed(&a->clusters_connected),
+		.global_epoch = load_relaxed(&a->epoch),
+		.shard_repairs = load_relaxed(&a->shard_repairs),
+	};
+	return 0;
+}
+
+int shmg_set_extract_meta(shmg_t *h, shmg_extract_fn fn, void *arg)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	h->extract = fn;
+	h->extract_arg = arg;
+	return 0;
+}
+
+int shmg_log_level(shmg_t *h, int level)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (level > SHMG_LOG_VERBOSE)
+		return -EINVAL;
+	if (level < 0)
+		return (int)load_relaxed(&h->hdr->log_level);
+	return (int)__atomic_exchange_n(&h->hdr->log_level, (uint32_t)level, __ATOMIC_RELAXED);
+}
+
+int shmg_read_begin(shmg_t *h)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	read_enter(h);
+	return 0;
+}
+
+int shmg_read_end(shmg_t *h)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (h->read_depth <= 0)
+		return -EPERM;
+	read_exit(h);
+	return 0;
+}

@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The per-shard hash index: an array of 64-byte buckets of 8 slots (16-bit
+ * tag + 32-bit entry ref each), bucketised linear probing, in an extent whose
+ * offset the shard publishes in table_off.
+ *
+ * Readers (lock-free, inside a read section): load table_off (acquire), read
+ * the home bucket's probe count, compare the 8 tags of each probed bucket at
+ * once, load a matching slot's ref (acquire, pairs with the release that
+ * published it) and compare the full entry.  They never write.
+ *
+ * Writers (shard lock): every change a reader can see is one aligned store —
+ * a slot's ref (insert, delete, replace), a home bucket's probe count (only
+ * grows, stored before the slot it covers), or table_off (resize).  There are
+ * no moves, so a reader never misses an entry that stays present during its
+ * search.  Resize builds a bigger table off to the side, publishes it, and
+ * retires the old one; readers still on the old one see a consistent, at
+ * worst slightly older, snapshot until their section ends.
+ *
+ * Tags are loaded with a plain 16-byte vector load; a torn or stale tag only
+ * makes a reader compare (or skip) a slot whose ref it then loads atomically.
+ *
+ * Crash windows: a half-built table is an unreachable extent (repair frees
+ * it); a published table whose predecessor was not yet retired leaves the old
+ * extent unreachable (repair frees it); a slot's tag written without its ref
+ * is an empty slot.
+ */
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "internal.h"
+
+struct table_header *index_table(const shmg_t *h, uint32_t shard)
+{
+	uint64_t off = load_acquire(&shard_at(h, shard)->table_off); /* pairs with resize's release */
+	struct table_header *t = arena_at(h, off, sizeof(*t));
+	if (unlikely(!t || t->magic != TABLE_MAGIC || t->nbuckets_log2 > 28 ||
+		     !arena_at(h, off, sizeof(*t) + ((uint64_t)sizeof(struct bucket) << t->nbuckets_log2))))
+		return NULL;
+	return t;
+}
+
+static inline uint32_t bucket_of(uint64_t hash, uint32_t mask)
+{
+	return (uint32_t)(hash >> 16) & mask;
+}
+
+static inline uint32_t tag_matches(const struct bucket *b, uint16_t tag)
+{
+#if defined(__SSE2__)
+	__m128i tags = _mm_loadu_si128((const __m128i *)b->tag);
+	__m128i eq = _mm_cmpeq_epi16(tags, _mm_set1_epi16((short)tag));
+	/* movemask gives 2 bits per 16-bit lane; keep one. */
+	return (uint32_t)_mm_movemask_epi8(eq) & 0x5555u;
+#else
+	uint32_t m = 0;
+	for (unsigned i = 0; i < BUCKET_SLOTS; i++)
+		if (b->tag[i] == tag)
+			m |= 1u << (2 * i);
+	return m;
+#endif
+}
+
+typedef bool (*match_fn)(const struct entry *e, const void *ctx);
+
+/* Probes for hash; returns the first entry match() accepts. */
+static inline __attribute__((always_inline)) struct entry *
+probe(shmg_t *h, struct table_header *t, uint64_t hash, match_fn match, const void *ctx,
+      uint32_t *pos_out)
+{
+	struct bucket *B = table_buckets(t);
+	uint32_t mask = (1u << t->nbuckets_log2) - 1, home = bucket_of(hash, mask);
+	uint32_t probe_len = load_relaxed(&B[home].probe);
+	uint16_t tag = (uint16_t)hash;
+	if (probe_len > MAX_PROBE)
+		probe_len = MAX_PROBE;
+	for (uint32_t d = 0; d <= probe_len; d++) {
+		uint32_t bi = (home + d) & mask;
+		struct bucket *b = &B[bi];
+		for (uint32_t m = tag_matches(b, tag); m; m &= m - 1) {
+			uint32_t i = (uint32_t)__builtin_ctz(m) / 2;
+			ref_t r = load_acquire(&b->ent[i]); /* pairs with index_insert's release */
+			if (!r)
+				continue;
+			struct entry *e = entry_at(h, r);
+			if (e && e->hash == hash && match(e, ctx)) {
+				if (pos_out)
+					*pos_out = bi * BUCKET_SLOTS + i;
+				return e;
+			}
+		}
+	}
+	return NULL;
+}
+
+struct key_match {
+	const struct keyref *k;
+	uint8_t kind;
+};
+
+static bool match_key(const struct entry *e, const void *ctx)
+{
+	const struct key_match *m = ctx;
+	return e->kind == m->kind && e->cluster == m->k->cluster && e->key_len == m->k->len &&
+	       memcmp(entry_key(e), m->k->key, m->k->len) == 0;
+}
+
+struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *pos_out)
+{
+	struct table_header *t = index_table(h, k->shard);
+	if (unlikely(!t))
+		return NULL;
+	struct key_match m = {k, kind};
+	return probe(h, t, k->hash, match_key, &m, pos_out);
+}
+
+struct member_match {
+	ref_t head;
+	uint32_t slot, gen;
+};
+
+static bool match_member(const struct entry *e, const void *ctx)
+{
+	const struct member_match *m = ctx;
+	return e->kind == K_MEMBER && e->aux == m->head && e->ep_slot == m->slot &&
+	       e->ep_gen == m->gen;
+}
+
+uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen)
+{
+	return sg_mix(head_hash ^ 0x2545f4914f6cdd1dull, ((uint64_t)slot << 32 | gen) ^ 0x9e3779b97f4a7c15ull) ^
+	       head_hash;
+}
+
+struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t mhash,
+				uint32_t ep_slot, uint32_t ep_gen, uint32_t *pos_out)
+{
+	struct table_header *t = index_table(h, shard);
+	if (unlikely(!t))
+		return NULL;
+	struct member_match m = {head, ep_slot, ep_gen};
+	return probe(h, t, mhash, match_member, &m, pos_out);
+}
+
+/* ---- writers --------------------------------------------------------- */
+
+static uint64_t table_bytes(uint32_t log2)
+{
+	return sizeof(struct table_header) + ((uint64_t)sizeof(struct bucket) << log2);
+}
+
+/* Places ref in t; publish = false while t is private (resize). */
+static int place(struct table_header *t, uint64_t hash, ref_t ref, bool publish)
+{
+	struct bucket *B = table_buckets(t);
+	uint32_t mask = (1u << t->nbuckets_log2) - 1, home = bucket_of(hash, mask);
+	for (uint32_t d = 0; d <= MAX_PROBE && d <= mask; d++) {
+		struct bucket *b = &B[(home + d) & mask];
+		for (uint32_t i = 0; i < BUCKET_SLOTS; i++) {
+			if (b->ent[i])
+				continue;
+			b->tag[i] = (uint16_t)hash;
+			if (d > B[home].probe)
+				store_release(&B[home].probe, d); /* before the slot it covers */
+			if (publish)
+				store_release(&b->ent[i], ref); /* linearisation point */
+			else
+				b->ent[i] = ref;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+static uint32_t extent_page_of(const shmg_t *h, uint64_t off)
+{
+	return (uint32_t)((off - h->hdr->off_pages) >> PAGE_SHIFT);
+}
+
+/* Builds a table of 2^log2 buckets holding every entry of the current one
+ * and publishes it. */
+static int resize(shmg_t *h, uint32_t shard, uint32_t log2)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	uint64_t bytes = table_bytes(log2);
+	uint32_t npages = (uint32_t)((bytes + PAGE_SIZE - 1) >> PAGE_SHIFT);
+	uint32_t p1 = alloc_extent(h, shard, npages);
+	if (!p1)
+		return -ENOSPC;
+	struct table_header *t = (struct table_header *)page_at(h, p1 - 1);
+	memset(t, 0, bytes);
+	t->nbuckets_log2 = log2;
+	t->npages = npages;
+	t->shard = shard;
+	t->magic = TABLE_MAGIC;
+	struct table_header *old = index_table(h, shard);
+	uint32_t n = 0;
+	if (old) {
+		struct bucket *B = table_buckets(old);
+		for (uint64_t i = 0; i < (1ull << old->nbuckets_log2) * BUCKET_SLOTS; i++) {
+			ref_t r = B[i / BUCKET_SLOTS].ent[i % BUCKET_SLOTS];
+			struct entry *e = r ? entry_at(h, r) : NULL;
+			if (!e)
+				continue;
+			if (place(t, e->hash, r, false) < 0) {
+				alloc_free_extent(h, shard, p1 - 1);
+				return -ENOSPC;
+			}
+			n++;
+		}
+	}
+	TEST_POINT("resize:built");
+	uint64_t old_off = sh->table_off;
+	store_release(&sh->table_off, (uint64_t)((uint8_t *)t - h->base)); /* pairs with index_table */
+	sh->nentries = n;
+	TEST_POINT("resize:published");
+	if (old)
+		epoch_retire(h, shard, extent_page_of(h, old_off), LIMBO_EXTENT);
+	return 0;
+}
+
+int index_create(shmg_t *h, uint32_t shard, uint32_t log2)
+{
+	return resize(h, shard, log2);
+}
+
+int index_insert(shmg_t *h, uint32_t shard, uint64_t hash, ref_t ref)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	struct table_header *t = index_table(h, shard);
+	if (!t)
+		return -EIO;
+	uint64_t capacity = (uint64_t)BUCKET_SLOTS << t->nbuckets_log2;
+	/* Grow at 3/4 full; if there is no room for a bigger table, keep using
+	 * this one while it has space. */
+	if ((sh->nentries + 1) * 4 > capacity * 3 && resize(h, shard, t->nbuckets_log2 + 1) == 0)
+		t = index_table(h, shard);
+	int rc = place(t, hash, ref, true);
+	if (rc < 0 && resize(h, shard, t->nbuckets_log2 + 1) == 0) {
+		t = index_table(h, shard);
+		rc = place(t, hash, ref, true);
+	}
+	if (rc == 0)
+		sh->nentries++;
+	return rc;
+}
+
+static ref_t *slot_ptr(shmg_t *h, uint32_t shard, uint32_t pos)
+{
+	struct table_header *t = index_table(h, shard);
+	if (!t || pos / BUCKET_SLOTS >= (1u << t->nbuckets_log2))
+		return NULL;
+	return &table_buckets(t)[pos / BUCKET_SLOTS].ent[pos % BUCKET_SLOTS];
+}
+
+void index_clear_slot(shmg_t *h, uint32_t shard, uint32_t pos)
+{
+	ref_t *p = slot_ptr(h, shard, pos);
+	if (p && *p) {
+		store_release(p, 0);
+		shard_at(h, shard)->nentries--;
+	}
+}
+
+void index_replace_slot(shmg_t *h, uint32_t shard, uint32_t pos, ref_t ref)
+{
+	ref_t *p = slot_ptr(h, shard, pos);
+	if (p)
+		store_release(p, ref); /* readers see the old or the new block, never neither */
+}
+
+int index_foreach(shmg_t *h, uint32_t shard, index_visit_fn fn, void *arg)
+{
+	struct table_header *t = index_table(h, shard);
+	if (!t)
+		return 0;
+	struct bucket *B = table_buckets(t);
+	uint64_t nb = 1ull << t->nbuckets_log2;
+	for (uint64_t b = 0; b < nb; b++) {
+		for (uint32_t i = 0; i < BUCKET_SLOTS; i++) {
+			ref_t r = load_acquire(&B[b].ent[i]);
+			struct entry *e = r ? entry_at(h, r) : NULL;
+			if (!e)
+				continue;
+			int rc = fn(h, e, (uint32_t)(b * BUCKET_SLOTS + i), arg);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Process-private state and the interfaces between the library's modules.
+ * Dependencies point one way:
+ *   hash, errors  <-  arena  <-  epoch, alloc  <-  index, oplog  <-  shard
+ *   <-  repair  <-  registry, groups, cluster, endpoint  <-  handle, check
+ */
+#ifndef SHMG_INTERNAL_H
+#define SHMG_INTERNAL_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "shmgroup.h"
+#include "testhook.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Atomics on shared fields: one family (C11 builtins via these wrappers). */
+#define load_relaxed(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define compiler_barrier() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+#define HANDLE_MAGIC 0x53484d47u
+#define HANDLE_CLOSED 0x636c6f73u
+
+struct shmg {
+	uint32_t magic;
+	uint32_t fork_gen;    /* handle_fork_gen at open; differs in a forked child */
+	int fd;
+	uint8_t *base;
+	uint64_t size;
+	struct arena_header *hdr;
+	struct endpoint_slot *ep;
+	uint32_t *live_gen;
+	uint32_t slot, gen, node;
+	int read_depth;
+	bool use_fence;       /* membarrier registration failed: fence on read entry */
+	shmg_extract_fn extract;
+	void *extract_arg;
+	uint8_t *scratch;     /* meta_max bytes: extract_meta output */
+	char name[SHMG_NAME_MAX + 1];
+};
+
+/* ---- handle.c -------------------------------------------------------- */
+extern _Atomic uint32_t handle_fork_gen;
+/* 0, or -EBADF / -ECHILD. */
+static inline int handle_check(const shmg_t *h)
+{
+	if (unlikely(!h || h->magic != HANDLE_MAGIC))
+		return -EBADF;
+	if (unlikely(h->fork_gen != atomic_load_explicit(&handle_fork_gen, memory_order_relaxed)))
+		return -ECHILD;
+	return 0;
+}
+
+/* ---- errors.c -------------------------------------------------------- */
+void sg_log(const shmg_t *h, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- hash.c ---------------------------------------------------------- */
+uint64_t sg_hash(const void *data, size_t len, uint64_t seed);
+uint64_t sg_mix(uint64_t a, uint64_t b);
+#define HASH_ID 1u /* identifies sg_hash in the arena header */
+
+/* ---- arena.c --------------------------------------------------------- */
+struct arena_geometry;
+int arena_open(shmg_t *h, const char *name, const struct shmg_config *cfg);
+void arena_unmap(shmg_t *h);
+int arena_name_valid(const char *name);
+uint64_t now_realtime_ns(void);
+uint64_t now_monotonic_ns(void);
+
+/* Bounds-checked views into the arena: NULL when [off, off+len) is outside. */
+static inline void *arena_at(const shmg_t *h, uint64_t off, uint64_t len)
+{
+	if (unlikely(off == 0 || off > h->size || len > h->size - off))
+		return NULL;
+	return h->base + off;
+}
+static inline struct entry *entry_at(const shmg_t *h, ref_t ref)
+{
+	uint64_t off = (uint64_t)ref << REF_SHIFT;
+	struct entry *e = arena_at(h, off, sizeof(struct entry));
+	if (unlikely(!e))
+		return NULL;
+	if (unlikely((uint64_t)e->key_len + e->meta_len > h->size - off - sizeof(*e)))
+		return NULL;
+	return e;
+}
+static inline const char *entry_key(const struct entry *e) { return (const char *)(e + 1); }
+static inline const uint8_t *entry_meta(const struct entry *e)
+{
+	return (const uint8_t *)(e + 1) + e->key_len;
+}
+static inline ref_t ref_of(const shmg_t *h, const void *p)
+{
+	return (ref_t)(((const uint8_t *)p - h->base) >> REF_SHIFT);
+}
+static inline struct shard_header *shard_at(const shmg_t *h, uint32_t s)
+{
+	return (struct shard_header *)(h->base + h->hdr->off_shards +
+				       (uint64_t)s * h->hdr->shard_stride);
+}
+static inline struct cluster_counts *shard_counts(const shmg_t *h, uint32_t s)
+{
+	return (struct cluster_counts *)((uint8_t *)shard_at(h, s) + sizeof(struct shard_header));
+}
+static inline uint32_t *shard_ep_entries(const shmg_t *h, uint32_t s)
+{
+	return (uint32_t *)(shard_counts(h, s) + h->hdr->max_clusters);
+}
+static inline struct limbo_item *shard_limbo(const shmg_t *h, uint32_t s)
+{
+	return (struct limbo_item *)(shard_ep_entries(h, s) + h->hdr->max_endpoints);
+}
+static inline struct page_desc *page_desc_at(const shmg_t *h, uint32_t page)
+{
+	return (struct page_desc *)(h->base + h->hdr->off_pagedesc) + page;
+}
+static inline uint8_t *page_at(const shmg_t *h, uint32_t page)
+{
+	return h->base + h->hdr->off_pages + ((uint64_t)page << PAGE_SHIFT);
+}
+static inline struct endpoint_slot *endpoint_at(const shmg_t *h, uint32_t slot)
+{
+	return (struct endpoint_slot *)(h->base + h->hdr->off_endpoints) + slot;
+}
+static inline struct cluster_slot *cluster_at(const shmg_t *h, uint32_t slot)
+{
+	return (struct cluster_slot *)(h->base + h->hdr->off_clusters) + slot;
+}
+
+/* ---- epoch.c: cross-process read sections and grace periods --------- */
+static inline void read_enter(shmg_t *h)
+{
+	if (h->read_depth++ == 0) {
+		/* Announce the epoch we read under.  Pairs with the membarrier (or,
+		 * without it, the fence) in epoch_grace: a grace period either sees
+		 * this store or our table loads below see its unlinks. */
+		store_relaxed(&h->ep->read_epoch, load_relaxed(&h->hdr->epoch));
+		if (unlikely(h->use_fence))
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		else
+			compiler_barrier();
+	}
+}
+static inline void read_exit(shmg_t *h)
+{
+	if (--h->read_depth == 0)
+		store_release(&h->ep->read_epoch, 0); /* pairs with the scan in epoch_grace */
+}
+void epoch_process_init(shmg_t *h);
+/* Under the shard lock: queues a block or extent for freeing after a grace period. */
+int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind);
+/* Under the shard lock: frees what no reader can still see; returns number freed. */
+uint32_t epoch_reclaim(shmg_t *h, uint32_t shard);
+/* Waits until every read section that began before the call has ended. */
+void epoch_synchronize(shmg_t *h);
+
+/* ---- alloc.c: pages, slab blocks, extents --------------------------- */
+#define PG_WORD(owner, kind, cls) ((uint32_t)(owner) | (uint32_t)(kind) << 16 | (uint32_t)(cls) << 24)
+#define PG_OWNER(w) ((w)&0xffffu)
+#define PG_KIND(w) (((w) >> 16) & 0xffu)
+#define PG_CLASS(w) ((w) >> 24)
+uint32_t alloc_class_of(uint32_t bytes);     /* NCLASSES if too big */
+uint32_t alloc_class_size(uint32_t cls);
+/* Under the shard lock.  Return a ref (0 = no space). */
+ref_t alloc_block(shmg_t *h, uint32_t shard, uint32_t bytes);
+void alloc_free_block(shmg_t *h, uint32_t shard, ref_t ref);
+/* Returns the first page index + 1 of npages contiguous pages (0 = none). */
+uint32_t alloc_extent(shmg_t *h, uint32_t shard, uint32_t npages);
+void alloc_free_extent(shmg_t *h, uint32_t shard, uint32_t page);
+void alloc_release_page(shmg_t *h, uint32_t page);
+bool alloc_block_valid(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *page, uint32_t *idx,
+		       uint32_t *cls);
+int pool_lock(shmg_t *h);
+void pool_unlock(shmg_t *h);
+
+/* ---- index.c: the per-shard hash index ------------------------------ */
+struct table_header *index_table(const shmg_t *h, uint32_t shard);
+static inline struct bucket *table_buckets(struct table_header *t)
+{
+	return (struct bucket *)(t + 1);
+}
+static inline uint32_t shard_of(const shmg_t *h, uint64_t hash)
+{
+	return h->hdr->shard_bits ? (uint32_t)(hash >> (64 - h->hdr->shard_bits)) : 0;
+}
+/* Key identity of a lookup. */
+struct keyref {
+	const char *key;
+	size_t len;
+	uint32_t cluster; /* cluster ref */
+	uint64_t hash;    /* sg_hash(key, cluster seed) */
+	uint32_t shard;
+};
+/* Readers (inside a read section) and writers. */
+struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *slot_out);
+struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t mhash,
+				uint32_t ep_slot, uint32_t ep_gen, uint32_t *slot_out);
+/* Writers (under the shard lock). */
+int index_insert(shmg_t *h, uint32_t shard, uint64_t hash, ref_t ref);
+void index_clear_slot(shmg_t *h, uint32_t shard, uint32_t slot_pos);
+void index_replace_slot(shmg_t *h, uint32_t shard, uint32_t slot_pos, ref_t ref);
+int index_create(shmg_t *h, uint32_t shard, uint32_t log2);
+/* Calls fn for each entry ref in the shard's current table (readers or writers). */
+typedef int (*index_visit_fn)(shmg_t *h, struct entry *e, uint32_t pos, void *arg);
+int index_foreach(shmg_t *h, uint32_t shard, index_visit_fn fn, void *arg);
+uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen);
+
+/* ---- shard.c: the writer lock --------------------------------------- */
+/* Takes the shard lock, repairing the shard if its last holder died.
+ * Returns 0 or -EIO (unrecoverable). */
+int shard_lock(shmg_t *h, uint32_t shard);
+void shard_unlock(shmg_t *h, uint32_t shard);
+/* Shared helpers used by registry, groups, endpoint and cluster (under lock). */
+bool entry_live(const shmg_t *h, const struct entry *e);
+int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen);
+void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta);
+/* Unpublishes and retires one registry entry / membership, logging it. */
+void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason);
+void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason);
+/* Removes every registration and membership pred() accepts, logging each
+ * with reason.  Returns how many. */
+typedef bool (*entry_pred)(const shmg_t *h, const struct entry *e, const void *ctx);
+uint32_t shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
+			       int reason);
+/* Fills a new entry block's header and bytes. */
+struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct keyref *k,
+			const void *meta, size_t meta_len, ref_t *ref_out);
+
+/* ---- repair.c -------------------------------------------------------- */
+/* Under the shard lock after EOWNERDEAD: rebuilds everything derivable. */
+int repair_shard(shmg_t *h, uint32_t shard);
+
+/* ---- oplog.c --------------------------------------------------------- */
+void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const struct entry *e,
+		  const char *key, size_t key_len);
+void oplog_mark_reset(shmg_t *h, uint32_t shard);
+struct oplog_header *oplog_at(const shmg_t *h, uint32_t shard);
+
+/* ---- cluster.c ------------------------------------------------------- */
+/* Validates opts->cluster and resolves it.  For writes, a named cluster must
+ * be connected (-ENOTCONN).  For reads an unconnected cluster gives
+ * -ENOTCONN too, which callers turn into an empty result. */
+int cluster_resolve(shmg_t *h, const char *name, uint32_t *ref_out, uint64_t *seed_out);
+int cluster_name_valid(const char *name);
+const char *cluster_name_of(const shmg_t *h, uint32_t ref, char buf[64]);
+/* Under a shard lock: is the cluster still connected (a disconnect that
+ * started after the caller resolved it makes this false)? */
+bool cluster_ref_valid(const shmg_t *h, uint32_t ref);
+#define DEFAULT_CLUSTER_SEED 0x9e3779b97f4a7c15ull
+static inline uint32_t cluster_slot_of(uint32_t ref) { return ref & 0xffffu; }
+
+/* ---- key checks (registry.c) ---------------------------------------- */
+#define KEY_WRITE 1 /* register/unregister/join/leave: no trailing '/' */
+int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
+		struct keyref *k);
+ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e,
+		     const void **out);
+void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *keyholder,
+		       struct shmg_entry *pub, char clbuf[64]);
+
+/* ---- endpoint.c ------------------------------------------------------ */
+int endpoint_claim(shmg_t *h);
+int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason);
+int endpoint_reap_all(shmg_t *h);
+int proc_start_time(pid_t pid, uint64_t *out);
+
+#endif

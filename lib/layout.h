@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every struct that lives in shared memory.  The arena is a file format: only
+ * fixed-width integers, links are offsets or 16-byte-unit references (0 =
+ * none), and the one pthread type is the robust mutex whose size is asserted.
+ * Anything here changes => bump LAYOUT_VERSION (tests/unit/test_layout.c
+ * fails otherwise: it checks LAYOUT_SIGNATURE against the sizes and offsets).
+ *
+ * Arena map (all offsets from the arena base, page = 64 KiB):
+ *
+ *   0            arena_header (4 KiB)
+ *   off_endpoints  endpoint_slot[max_endpoints]          128 B each
+ *   off_live_gen   u32[max_endpoints]   gen of each live endpoint, 0 = not live
+ *   off_clusters   cluster_slot[max_clusters]            128 B each
+ *   off_shards     shard_stride bytes per shard:
+ *                    shard_header | cluster_counts[max_clusters] |
+ *                    u32 endpoint_entries[max_endpoints] | limbo_item[LIMBO_CAP]
+ *   off_oplogs     oplog_bytes per shard (oplog_header + ring)
+ *   off_pagedesc   page_desc[npages]
+ *   off_pages      npages * 64 KiB: slab pages (entries) and extents (tables)
+ */
+#ifndef SHMG_LAYOUT_H
+#define SHMG_LAYOUT_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
+#define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
+#define LAYOUT_VERSION 1u
+
+#define CACHE_LINE 64u
+#define PAGE_SHIFT 16u
+#define PAGE_SIZE (1u << PAGE_SHIFT)
+#define REF_SHIFT 4u /* an entry ref is its arena offset >> 4 */
+#define LIMBO_CAP 4096u
+#define LIMBO_RECLAIM_AT 512u
+#define BUCKET_SLOTS 8u
+#define MAX_PROBE 64u
+#define MAX_SHARDS 256u
+
+typedef uint32_t ref_t; /* entry reference: arena offset >> REF_SHIFT, 0 = none */
+
+/* ---- header ---------------------------------------------------------- */
+
+struct arena_header {
+	/* Written once by the creator, read-only afterwards. */
+	uint64_t magic;
+	uint32_t layout_version;
+	uint32_t layout_signature;
+	uint64_t arena_size;
+	uint64_t incarnation;
+	uint64_t created_ns;
+	uint32_t shards, shard_bits, max_endpoints, key_max, meta_max, max_clusters;
+	uint32_t node_id, oplog_bytes, mode, hash_id;
+	uint64_t off_endpoints, off_live_gen, off_clusters, off_shards, off_oplogs;
+	uint64_t off_pagedesc, off_pages;
+	uint32_t shard_stride, npages;
+	uint8_t pad0[CACHE_LINE * 3 - 144];
+
+	/* Global epoch: bumped only by grace periods (epoch.c). */
+	_Alignas(CACHE_LINE) uint64_t epoch;
+	uint8_t pad1[CACHE_LINE - 8];
+
+	/* Page pool (alloc.c): claims and releases of whole pages. */
+	_Alignas(CACHE_LINE) pthread_mutex_t pool_lock;
+	uint32_t pool_hint;
+	uint32_t pages_used;
+	uint8_t pad2[CACHE_LINE * 2 - 48];
+
+	/* Endpoint table (endpoint.c): slot claims, releases and reaps. */
+	_Alignas(CACHE_LINE) pthread_mutex_t endpoint_lock;
+	uint32_t endpoint_hwm; /* slots [0, hwm) have ever been used */
+	uint32_t endpoints_live;
+	uint8_t pad3[CACHE_LINE * 2 - 48];
+
+	/* Cluster table (cluster.c): connects and disconnects. */
+	_Alignas(CACHE_LINE) pthread_mutex_t cluster_lock;
+	uint32_t clusters_connected;
+	uint32_t pad4a;
+	uint8_t pad4[CACHE_LINE * 2 - 48];
+
+	/* Rarely written shared settings and statistics. */
+	_Alignas(CACHE_LINE) uint32_t log_level;
+	uint32_t destroyed;
+	uint64_t shard_repairs;
+	uint8_t pad5[CACHE_LINE - 16];
+};
+
+/* ---- endpoints ------------------------------------------------------- */
+
+enum endpoint_state {
+	EP_FREE = 0,
+	EP_OPENING = 1,  /* claimed, not yet live (a crash here is reaped as dead) */
+	EP_LIVE = 2,
+	EP_CLOSING = 3,  /* owner or reaper is removing its entries */
+};
+
+struct endpoint_slot {
+	/* Line 0: written under endpoint_lock by the owner (open/close) or a reaper. */
+	uint32_t state;
+	uint32_t gen;
+	int32_t pid;
+	uint32_t flags;
+	uint64_t start_time; /* /proc/PID/stat field 22, clock ticks since boot */
+	uint64_t opened_ns;
+	uint8_t pad0[CACHE_LINE - 32];
+	/* Line 1: the reader slot.  Only the owner writes it (epoch.c), except a
+	 * reaper clearing it after the owner died. */
+	_Alignas(CACHE_LINE) uint64_t read_epoch;
+	uint8_t pad1[CACHE_LINE - 8];
+};
+
+/* ---- clusters -------------------------------------------------------- */
+
+/* CL_TOMB: was used, now disconnected; probing goes on past it and connect may reuse it. */
+enum cluster_state { CL_FREE = 0, CL_CONNECTED = 1, CL_TOMB = 2 };
+
+/* Slot 0 is the default cluster, always CONNECTED, name_len 0.  A cluster is
+ * named in entries by a cluster ref = slot | gen << 16, so a slot freed and
+ * reused for another name never matches the old entries. */
+struct cluster_slot {
+	uint32_t state;
+	uint32_t gen;
+	uint32_t name_len;
+	uint32_t pad;
+	uint64_t name_hash;
+	uint64_t ttl_ms;
+	uint64_t lease_expires_ns; /* CLOCK_MONOTONIC, 0 = no lease */
+	uint64_t connected_ns;
+	char name[64];
+	uint8_t pad1[128 - 112];
+};
+
+/* ---- shards ---------------------------------------------------------- */
+
+/* A retired block or table waiting for a grace period. */
+struct limbo_item {
+	uint64_t stamp;  /* global epoch read after the unlink */
+	uint32_t ref;    /* entry ref, or page index of an extent */
+	uint32_t kind;   /* LIMBO_BLOCK or LIMBO_EXTENT */
+};
+enum { LIMBO_BLOCK = 1, LIMBO_EXTENT = 2 };
+
+struct cluster_counts {
+	uint32_t registered, registered_local;
+	uint32_t members, members_local;
+};
+
+#define NCLASSES 32u
+
+struct shard_header {
+	pthread_mutex_t lock; /* PROCESS_SHARED | ROBUST */
+	uint32_t owner_slot;  /* endpoint holding the lock, for diagnostics */
+	uint32_t owner_gen;
+	uint64_t table_off;   /* current index table extent, published with release */
+	uint32_t nentries;    /* slots used in the current table */
+	uint32_t limbo_head;  /* next free limbo index (mod LIMBO_CAP) */
+	uint32_t limbo_tail;  /* oldest unreclaimed */
+	uint32_t repairs;
+	uint32_t partial[NCLASSES]; /* page index + 1 of the first page with free blocks */
+	uint8_t pad[256 - 72 - 4 * NCLASSES];
+};
+
+/* Bucket: 8 slots, one cache line.  tag = low 16 bits of the slot's hash;
+ * ent = entry ref (0 = empty).  probe is meaningful in an entry's home bucket:
+ * how many further buckets may hold entries homed here. */
+struct bucket {
+	uint16_t tag[BUCKET_SLOTS];
+	uint32_t ent[BUCKET_SLOTS];
+	uint32_t probe;
+	uint8_t pad[12];
+};
+
+/* Table extent header, followed by nbuckets buckets. */
+struct table_header {
+	uint32_t nbuckets_log2;
+	uint32_t npages;
+	uint32_t shard;
+	uint32_t magic;
+	uint8_t pad[CACHE_LINE - 16];
+};
+#define TABLE_MAGIC 0x7461626cu
+
+/* ---- entries --------------------------------------------------------- */
+
+enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3 };
+
+/* An entry block: header + key (not for members) + meta.  Immutable once
+ * published except the list links and count noted below; a metadata update
+ * publishes a new block and retires the old one.
+ *   K_REG:    a registration.
+ *   K_GROUP:  a group head for (cluster, key): next = first member, aux = number
+ *             of members linked; no meta.
+ *   K_MEMBER: a membership: hash = member hash (head hash mixed with the
+ *             endpoint), next/prev = list links (prev: writers only),
+ *             aux = ref of its group head; no key (it is the head's). */
+struct entry {
+	uint64_t hash;
+	uint64_t time_ns;
+	uint32_t cluster; /* cluster ref */
+	uint32_t node;
+	uint32_t ep_slot, ep_gen;
+	int32_t pid;
+	uint16_t key_len;
+	uint8_t kind;
+	uint8_t flags;
+	uint32_t meta_len;
+	uint32_t next;
+	uint32_t prev;
+	uint32_t aux;
+	/* key bytes, then meta bytes */
+};
+
+/* ---- pages ----------------------------------------------------------- */
+
+enum page_kind { PG_FREE = 0, PG_SLAB = 1, PG_EXTENT = 2, PG_EXTENT_TAIL = 3 };
+
+/* One per page.  word packs owner shard + 1 (bits 0-15), kind (16-23) and size
+ * class (24-31) so a claim or release is a single store.  The rest is written
+ * only by the owning shard under its lock. */
+struct page_desc {
+	uint32_t word;
+	uint32_t used;      /* slab: blocks handed out; extent head: npages */
+	uint32_t free_head; /* slab: block index + 1 of the first free block */
+	uint32_t bump;      /* slab: blocks never yet handed out start here */
+	uint32_t next, prev; /* slab: partial list (page index + 1) */
+	uint32_t pad[2];
+};
+
+/* ---- change log ------------------------------------------------------ */
+
+/* Per-shard ring of variable-size records, appended under the shard lock.
+ * A record never wraps: a PAD record fills the end.  head (bytes ever written)
+ * is published with release after the record is complete, so a crash
+ * mid-append leaves it invisible.  A consumer that reads a record whose seq
+ * is not the one it expects has been lapped and must resync in full; `resets`
+ * is bumped when a repair may have lost a record. */
+struct oplog_header {
+	uint64_t head;     /* bytes ever appended */
+	uint64_t seq;      /* next record sequence number */
+	uint64_t resets;
+	uint32_t ring_bytes;
+	uint32_t pad;
+	uint8_t pad1[CACHE_LINE - 32];
+};
+
+enum oplog_op { OP_PAD = 0, OP_REGISTER = 1, OP_UNREGISTER = 2, OP_JOIN = 3, OP_LEAVE = 4 };
+enum oplog_reason {
+	REASON_NONE = 0,
+	REASON_NORMAL = 1,
+	REASON_EXIT = 2,
+	REASON_NODEDOWN = 3,
+	REASON_CONFLICT = 4,
+	REASON_CLUSTER_DISCONNECT = 5,
+};
+
+struct oplog_record {
+	uint64_t seq;
+	uint32_t size;     /* whole record, 8-aligned */
+	uint8_t op, reason, cluster_len, pad;
+	uint64_t time_ns;
+	uint32_t node, ep_slot, ep_gen;
+	int32_t pid;
+	uint16_t key_len;
+	uint16_t pad2;
+	uint32_t meta_len;
+	/* cluster name, key, meta */
+};
+
+/* ---- layout assertions ---------------------------------------------- */
+
+static_assert(sizeof(pthread_mutex_t) == 40, "robust mutex size is part of the layout");
+static_assert(sizeof(struct arena_header) == 704, "arena_header");
+static_assert(offsetof(struct arena_header, epoch) == 192, "epoch line");
+static_assert(offsetof(struct arena_header, pool_lock) == 256, "pool line");
+static_assert(sizeof(struct endpoint_slot) == 128, "endpoint_slot");
+static_assert(offsetof(struct endpoint_slot, read_epoch) == 64, "reader line");
+static_assert(sizeof(struct cluster_slot) == 128, "cluster_slot");
+static_assert(sizeof(struct limbo_item) == 16, "limbo_item");
+static_assert(sizeof(struct cluster_counts) == 16, "cluster_counts");
+static_assert(sizeof(struct shard_header) == 256, "shard_header");
+static_assert(sizeof(struct bucket) == CACHE_LINE, "bucket");
+static_assert(sizeof(struct table_header) == CACHE_LINE, "table_header");
+static_assert(sizeof(struct entry) == 56, "entry");
+static_assert(sizeof(struct page_desc) == 32, "page_desc");
+static_assert(sizeof(struct oplog_header) == CACHE_LINE, "oplog_header");
+static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
+
+/* Folded into the header so two builds whose layouts differ refuse to share
+ * an arena even if someone forgot to bump LAYOUT_VERSION. */
+#define LAYOUT_SIGNATURE                                                                   \
+	((uint32_t)(sizeof(struct arena_header) * 3u + sizeof(struct endpoint_slot) * 5u +  \
+		    sizeof(struct cluster_slot) * 7u + sizeof(struct shard_header) * 11u +  \
+		    sizeof(struct bucket) * 13u + sizeof(struct entry) * 17u +              \
+		    sizeof(struct page_desc) * 19u + sizeof(struct oplog_record) * 23u +    \
+		    offsetof(struct entry, aux) * 29u + offsetof(struct bucket, probe) * 31u + \
+		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / 64u * 43u))
+
+#endif

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The per-shard change log the host agent tails for replication: a byte ring
+ * of oplog_records appended, in apply order, under the shard lock.
+ *
+ * Writers never block on it: the ring simply overwrites its oldest bytes.  A
+ * consumer keeps (byte cursor, expected seq); reading at its cursor a record
+ * whose seq differs, or finding head - cursor > ring size, means it was lapped
+ * and must resync in full.  head is published (release) only after the record
+ * is complete, so a writer killed mid-append leaves nothing visible; a repair
+ * bumps `resets` because the killed writer's change may be applied but not
+ * logged.
+ *
+ * Records never wrap: if the tail of the ring is too short, a PAD record (or,
+ * when fewer than a record header's bytes remain, nothing) fills it and the
+ * record starts at offset 0.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+struct oplog_header *oplog_at(const shmg_t *h, uint32_t shard)
+{
+	return (struct oplog_header *)(h->base + h->hdr->off_oplogs +
+				       (uint64_t)shard * h->hdr->oplog_bytes);
+}
+
+void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const struct entry *e,
+		  const char *key, size_t key_len)
+{
+	struct oplog_header *ol = oplog_at(h, shard);
+	uint8_t *ring = (uint8_t *)(ol + 1);
+	uint32_t cap = ol->ring_bytes;
+	char clbuf[64];
+	const char *cl = cluster_name_of(h, e->cluster, clbuf);
+	size_t clen = cl ? strlen(cl) : 0;
+	uint32_t size = (uint32_t)((sizeof(struct oplog_record) + clen + key_len + e->meta_len + 7) & ~7ull);
+	if (size > cap / 2) {
+		oplog_mark_reset(h, shard);
+		return;
+	}
+	uint64_t head = ol->head;
+	uint32_t pos = (uint32_t)(head % cap);
+	if (cap - pos < size) {
+		if (cap - pos >= sizeof(struct oplog_record)) {
+			struct oplog_record pad = {.seq = ol->seq, .size = cap - pos, .op = OP_PAD};
+			memcpy(ring + pos, &pad, sizeof(pad));
+		}
+		head += cap - pos;
+		pos = 0;
+	}
+	struct oplog_record *r = (struct oplog_record *)(ring + pos);
+	*r = (struct oplog_record){
+		.seq = ol->seq,
+		.size = size,
+		.op = op,
+		.reason = reason,
+		.cluster_len = (uint8_t)clen,
+		.time_ns = e->time_ns,
+		.node = e->node,
+		.ep_slot = e->ep_slot,
+		.ep_gen = e->ep_gen,
+		.pid = e->pid,
+		.key_len = (uint16_t)key_len,
+		.meta_len = e->meta_len,
+	};
+	uint8_t *p = (uint8_t *)(r + 1);
+	memcpy(p, cl ? cl : "", clen);
+	memcpy(p + clen, key, key_len);
+	memcpy(p + clen + key_len, entry_meta(e), e->meta_len);
+	TEST_POINT("oplog:append");
+	store_relaxed(&ol->seq, ol->seq + 1);
+	store_release(&ol->head, head + size); /* publishes the record */
+}
+
+void oplog_mark_reset(shmg_t *h, uint32_t shard)
+{
+	struct oplog_header *ol = oplog_at(h, shard);
+	store_release(&ol->resets, ol->resets + 1);
+}

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The registry: unique (cluster, key) -> endpoint + metadata, plus the input
+ * checks and read-side helpers shared with groups.c.
+ *
+ * Write paths follow the shard's publish-last rule (shard.c): a new or
+ * replacement block is filled while unreachable, published by one release
+ * store, and only then counted, logged and (for a replaced block) retired.
+ * Read paths run inside a read section and only load.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
+		struct keyref *k)
+{
+	if (unlikely(!key || len == 0 || len > h->hdr->key_max || memchr(key, 0, len)))
+		return -EINVAL;
+	if ((flags & KEY_WRITE) && key[len - 1] == '/')
+		return -EINVAL;
+	uint64_t seed;
+	int rc = cluster_resolve(h, o ? o->cluster : NULL, &k->cluster, &seed);
+	if (rc)
+		return rc;
+	k->key = key;
+	k->len = len;
+	k->hash = sg_hash(key, len, seed);
+	k->shard = shard_of(h, k->hash);
+	return 0;
+}
+
+static int meta_check(const shmg_t *h, const void *meta, size_t len)
+{
+	return (len > h->hdr->meta_max || (!meta && len)) ? -EINVAL : 0;
+}
+
+ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e,
+		     const void **out)
+{
+	shmg_extract_fn fn = o && o->extract_meta ? o->extract_meta : h->extract;
+	void *arg = o && o->extract_meta ? o->extract_arg : h->extract_arg;
+	if (!fn) {
+		*out = entry_meta(e);
+		return e->meta_len;
+	}
+	ssize_t n = fn(entry_meta(e), e->meta_len, h->scratch, h->hdr->meta_max, arg);
+	if (n < 0)
+		return n;
+	if ((size_t)n > h->hdr->meta_max)
+		return -EOVERFLOW;
+	*out = h->scratch;
+	return n;
+}
+
+void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *keyholder,
+		       struct shmg_entry *pub, char clbuf[64])
+{
+	pub->kind = e->kind == K_REG ? SHMG_REGISTRY : SHMG_MEMBER;
+	pub->id = (shmg_id_t){e->node, e->ep_slot, e->ep_gen};
+	pub->pid = e->pid;
+	pub->time_ns = e->time_ns;
+	pub->cluster = cluster_name_of(h, e->cluster, clbuf);
+	pub->key = entry_key(keyholder);
+	pub->key_len = keyholder->key_len;
+	pub->meta = entry_meta(e);
+	pub->meta_len = e->meta_len;
+}
+
+static bool is_mine(const shmg_t *h, const struct entry *e)
+{
+	return e->node == h->node && e->ep_slot == h->slot && e->ep_gen == h->gen;
+}
+
+/* Marks the endpoint that owns e dead if its process is gone, so all its
+ * entries disappear from reads; the reaper removes the rest of them. */
+static bool owner_dead(shmg_t *h, const struct entry *e)
+{
+	if (e->node != h->node)
+		return false;
+	if (!entry_live(h, e))
+		return true;
+	if (endpoint_alive(h, e->ep_slot, e->ep_gen))
+		return false;
+	uint32_t gen = e->ep_gen;
+	__atomic_compare_exchange_n(&h->live_gen[e->ep_slot], &gen, 0, false, __ATOMIC_RELEASE,
+				    __ATOMIC_RELAXED);
+	return true;
+}
+
+static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
+		       const void *meta, size_t meta_len)
+{
+	if (old->meta_len == meta_len && memcmp(entry_meta(old), meta, meta_len) == 0)
+		return 0; /* identical: no event, no replication, time unchanged */
+	ref_t ref;
+	struct entry *e = entry_new(h, k->shard, K_REG, k, meta, meta_len, &ref);
+	if (!e)
+		return -ENOSPC;
+	TEST_POINT("register:allocated");
+	index_replace_slot(h, k->shard, pos, ref);
+	TEST_POINT("register:replaced");
+	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
+	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
+	return 0;
+}
+
+static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len)
+{
+	TEST_POINT("register:locked");
+	if (!cluster_ref_valid(h, k->cluster))
+		return -ENOTCONN;
+	uint32_t pos;
+	struct entry *old = index_find(h, k, K_REG, &pos);
+	if (old) {
+		if (is_mine(h, old))
+			return replace_reg(h, k, old, pos, meta, meta_len);
+		if (!owner_dead(h, old))
+			return -EEXIST;
+		shard_remove_reg(h, k->shard, old, pos, REASON_EXIT);
+	}
+	ref_t ref;
+	struct entry *e = entry_new(h, k->shard, K_REG, k, meta, meta_len, &ref);
+	if (!e)
+		return -ENOSPC;
+	TEST_POINT("register:allocated");
+	if (index_insert(h, k->shard, k->hash, ref) < 0) {
+		alloc_free_block(h, k->shard, ref); /* never published */
+		return -ENOSPC;
+	}
+	TEST_POINT("register:published");
+	shard_count(h, k->shard, e, +1);
+	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
+	return 0;
+}
+
+int shmg_register(shmg_t *h, const char *key, size_t key_len, const void *meta, size_t meta_len,
+		  const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (rc || (rc = meta_check(h, meta, meta_len)) || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
+		return rc;
+	if ((rc = shard_lock(h, k.shard)) < 0)
+		return rc;
+	rc = register_locked(h, &k, meta, meta_len);
+	shard_unlock(h, k.shard);
+	return rc;
+}
+
+int shmg_unregister(shmg_t *h, const char *key, size_t key_len, const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (rc || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
+		return rc;
+	if ((rc = shard_lock(h, k.shard)) < 0)
+		return rc;
+	uint32_t pos;
+	struct entry *e = cluster_ref_valid(h, k.cluster) ? index_find(h, &k, K_REG, &pos) : NULL;
+	if (!cluster_ref_valid(h, k.cluster))
+		rc = -ENOTCONN;
+	else if (!e || !entry_live(h, e))
+		rc = -ENOENT;
+	else if (!is_mine(h, e))
+		rc = -EPERM;
+	else
+		shard_remove_reg(h, k.shard, e, pos, REASON_NORMAL);
+	shard_unlock(h, k.shard);
+	return rc;
+}
+
+/* Inside a read section: the live registration of k, or NULL. */
+static struct entry *find_live(shmg_t *h, const struct keyref *k)
+{
+	struct entry *e = index_find(h, k, K_REG, NULL);
+	return e && entry_live(h, e) ? e : NULL;
+}
+
+int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *meta,
+		size_t meta_cap, size_t *meta_len, const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (unlikely(rc))
+		return rc;
+	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
+		return rc == -ENOTCONN ? -ENOENT : rc;
+	read_enter(h);
+	struct entry *e = find_live(h, &k);
+	if (!e) {
+		rc = -ENOENT;
+		goto out;
+	}
+	const void *m = NULL;
+	ssize_t n = 0;
+	if (meta || meta_len) {
+		n = meta_extract(h, opts, e, &m);
+		if (n < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		if (meta && (size_t)n > meta_cap) {
+			rc = -ENOBUFS;
+			goto out;
+		}
+		if (meta && n)
+			memcpy(meta, m, (size_t)n);
+		if (meta_len)
+			*meta_len = (size_t)n;
+	}
+	if (id)
+		*id = (shmg_id_t){e->node, e->ep_slot, e->ep_gen};
+out:
+	read_exit(h);
+	return rc;
+}
+
+int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len, struct shmg_entry *entry,
+		    const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (unlikely(rc))
+		return rc;
+	if (unlikely(h->read_depth <= 0))
+		return -EPERM;
+	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
+		return rc == -ENOTCONN ? -ENOENT : rc;
+	struct entry *e = find_live(h, &k);
+	if (!e)
+		return -ENOENT;
+	if (entry) {
+		/* The cluster name must outlive this call: named clusters give a
+		 * pointer into the (stable) cluster table slot. */
+		entry_fill_public(h, e, e, entry, (char[64]){0});
+		entry->cluster = cluster_slot_of(e->cluster) ? cluster_at(h, cluster_slot_of(e->cluster))->name : NULL;
+	}
+	return 0;
+}
+
+static long count_registry(shmg_t *h, const struct shmg_opts *opts, bool local)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	uint32_t ref;
+	uint64_t seed;
+	rc = cluster_resolve(h, opts ? opts->cluster : NULL, &ref, &seed);
+	if (rc)
+		return rc == -ENOTCONN ? 0 : rc;
+	uint64_t n = 0;
+	for (uint32_t s = 0; s < h->hdr->shards; s++) {
+		struct cluster_counts *c = &shard_counts(h, s)[cluster_slot_of(ref)];
+		n += local ? load_relaxed(&c->registered_local) : load_relaxed(&c->registered);
+	}
+	return (long)n;
+}
+
+long shmg_registry_count(shmg_t *h, const struct shmg_opts *opts)
+{
+	return count_registry(h, opts, false);
+}
+
+long shmg_local_registry_count(shmg_t *h, const struct shmg_opts *opts)
+{
+	return count_registry(h, opts, true);
+}

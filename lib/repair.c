@@ -1,0 +1,296 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Repair of a shard whose writer died holding its lock (EOWNERDEAD).
+ *
+ * There is no intent log.  Every write publishes with single stores, so what
+ * readers can reach — the index table, the group lists, the limbo ring — is
+ * always a valid state; everything else a shard keeps is derived from it and
+ * is rebuilt here:
+ *   1. a grace period, so no reader still holds a block that the dead writer
+ *      unlinked before it died;
+ *   2. mark: every block reachable from the table or a group list, and every
+ *      block or extent queued in limbo (invalid refs are cut off: a slot is
+ *      cleared, a list is truncated);
+ *   3. rebuild the allocator: each slab page's free list becomes exactly its
+ *      unmarked blocks, empty pages and unreferenced extents (a half-built or
+ *      already-replaced table) go back to the pool;
+ *   4. finish or undo interrupted group operations: a membership in the index
+ *      but not on its list is dropped (a join that had not become visible, or
+ *      a leave that had), a listed one missing from the index is re-indexed,
+ *      a head without members goes; blocks unlinked here are retired, not
+ *      freed, since readers may have reached them after step 1;
+ *   5. recount entries and per-cluster/per-endpoint counters;
+ *   6. tell the change log's consumer that a record may be missing.
+ * Killed during repair, the mutex is still marked owner-dead (consistent is
+ * called after repair) and the next locker runs it again from the start:
+ * every step is idempotent.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "scan.h"
+
+static bool bm_test(const uint64_t *bm, uint64_t i)
+{
+	return bm[i / 64] >> (i % 64) & 1;
+}
+
+static void bm_set(uint64_t *bm, uint64_t i)
+{
+	bm[i / 64] |= 1ull << (i % 64);
+}
+
+bool scan_test(const uint64_t *bm, uint64_t i)
+{
+	return bm_test(bm, i);
+}
+
+int scan_init(shmg_t *h, uint32_t shard, struct scan *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->shard = shard;
+	sc->nbits = (uint64_t)h->hdr->npages * SCAN_BLOCKS_PER_PAGE;
+	size_t words = (size_t)(sc->nbits + 63) / 64;
+	sc->live = calloc(words, 8);
+	sc->listed = calloc(words, 8);
+	sc->indexed = calloc(words, 8);
+	sc->retired = calloc(words, 8);
+	sc->extent_keep = calloc(h->hdr->npages, 1);
+	if (!sc->live || !sc->listed || !sc->indexed || !sc->retired || !sc->extent_keep) {
+		scan_free(sc);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void scan_free(struct scan *sc)
+{
+	free(sc->live);
+	free(sc->listed);
+	free(sc->indexed);
+	free(sc->retired);
+	free(sc->extent_keep);
+	memset(sc, 0, sizeof(*sc));
+}
+
+/* Block index of ref within the bitmaps, or -1 if ref is not one of the
+ * shard's blocks or its contents do not describe a sane entry. */
+int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref, bool check_entry)
+{
+	uint32_t page, idx, cls;
+	if (!ref || !alloc_block_valid(h, sc->shard, ref, &page, &idx, &cls))
+		return -1;
+	if (check_entry) {
+		struct entry *e = entry_at(h, ref);
+		if (!e || e->kind < K_REG || e->kind > K_MEMBER || e->key_len > h->hdr->key_max ||
+		    e->meta_len > h->hdr->meta_max ||
+		    sizeof(*e) + e->key_len + e->meta_len > alloc_class_size(cls) ||
+		    (e->kind != K_MEMBER && e->key_len == 0))
+			return -1;
+	}
+	return (int64_t)page * SCAN_BLOCKS_PER_PAGE + idx;
+}
+
+uint32_t scan_table_page(const shmg_t *h, uint32_t shard)
+{
+	uint64_t off = load_relaxed(&shard_at(h, shard)->table_off);
+	if (off < h->hdr->off_pages || off >= h->size)
+		return UINT32_MAX;
+	return (uint32_t)((off - h->hdr->off_pages) >> PAGE_SHIFT);
+}
+
+static int mark_slot(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	struct scan *sc = arg;
+	int64_t b = scan_block(h, sc, ref_of(h, e), true);
+	if (b < 0 || bm_test(sc->indexed, (uint64_t)b)) {
+		index_clear_slot(h, sc->shard, pos); /* invalid, or a duplicate ref */
+		return 0;
+	}
+	bm_set(sc->indexed, (uint64_t)b);
+	bm_set(sc->live, (uint64_t)b);
+	return 0;
+}
+
+/* Walks one group's list, truncating it at the first invalid link and
+ * rewriting prev links and the member count. */
+static void mark_list(shmg_t *h, struct scan *sc, struct entry *head)
+{
+	ref_t href = ref_of(h, head), prev = 0;
+	uint32_t *link = &head->next, n = 0;
+	for (ref_t r = *link; r; r = *link) {
+		int64_t b = scan_block(h, sc, r, true);
+		struct entry *m = b >= 0 ? entry_at(h, r) : NULL;
+		if (!m || m->kind != K_MEMBER || m->aux != href || bm_test(sc->listed, (uint64_t)b)) {
+			store_release(link, 0);
+			break;
+		}
+		bm_set(sc->listed, (uint64_t)b);
+		bm_set(sc->live, (uint64_t)b);
+		m->prev = prev;
+		prev = r;
+		link = &m->next;
+		n++;
+	}
+	head->aux = n;
+}
+
+static int mark_lists(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	(void)pos;
+	if (e->kind == K_GROUP)
+		mark_list(h, arg, e);
+	return 0;
+}
+
+static void mark_extent(shmg_t *h, struct scan *sc, uint32_t page)
+{
+	if (page >= h->hdr->npages)
+		return;
+	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
+	if (PG_OWNER(w) != sc->shard + 1 || PG_KIND(w) != PG_EXTENT)
+		return;
+	uint32_t n = page_desc_at(h, page)->used;
+	for (uint32_t i = 0; i < n && page + i < h->hdr->npages; i++)
+		sc->extent_keep[page + i] = 1;
+}
+
+static void mark_limbo(shmg_t *h, struct scan *sc)
+{
+	struct shard_header *sh = shard_at(h, sc->shard);
+	struct limbo_item *ring = shard_limbo(h, sc->shard);
+	if (sh->limbo_head - sh->limbo_tail > LIMBO_CAP)
+		sh->limbo_tail = sh->limbo_head - LIMBO_CAP;
+	for (uint32_t i = sh->limbo_tail; i != sh->limbo_head; i++) {
+		struct limbo_item *it = &ring[i % LIMBO_CAP];
+		if (it->kind == LIMBO_EXTENT && it->ref != scan_table_page(h, sc->shard)) {
+			mark_extent(h, sc, it->ref);
+			continue;
+		}
+		int64_t b = it->kind == LIMBO_BLOCK ? scan_block(h, sc, it->ref, false) : -1;
+		if (b < 0 || bm_test(sc->live, (uint64_t)b) || bm_test(sc->retired, (uint64_t)b)) {
+			it->kind = 0; /* invalid, reachable or queued twice: drop the item */
+			continue;
+		}
+		bm_set(sc->retired, (uint64_t)b);
+	}
+}
+
+static void rebuild_slab(shmg_t *h, struct scan *sc, uint32_t page)
+{
+	struct page_desc *d = page_desc_at(h, page);
+	uint32_t cls = PG_CLASS(d->word), size = alloc_class_size(cls);
+	uint32_t n = PAGE_SIZE / size, used = 0, free_head = 0;
+	uint8_t *base = page_at(h, page);
+	for (uint32_t i = n; i-- > 0;) {
+		uint64_t b = (uint64_t)page * SCAN_BLOCKS_PER_PAGE + i;
+		if (bm_test(sc->live, b) || bm_test(sc->retired, b)) {
+			used++;
+			continue;
+		}
+		memcpy(base + (uint64_t)i * size, &free_head, sizeof(free_head));
+		free_head = i + 1;
+	}
+	d->used = used;
+	d->free_head = free_head;
+	d->bump = n;
+	d->next = d->prev = 0;
+	if (!used) {
+		alloc_release_page(h, page);
+		return;
+	}
+	if (free_head) {
+		struct shard_header *sh = shard_at(h, sc->shard);
+		d->next = sh->partial[cls];
+		if (d->next)
+			page_desc_at(h, d->next - 1)->prev = page + 1;
+		sh->partial[cls] = page + 1;
+	}
+}
+
+static void rebuild_allocator(shmg_t *h, struct scan *sc)
+{
+	struct shard_header *sh = shard_at(h, sc->shard);
+	memset(sh->partial, 0, sizeof(sh->partial));
+	mark_extent(h, sc, scan_table_page(h, sc->shard));
+	for (uint32_t p = 0; p < h->hdr->npages; p++) {
+		uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
+		if (PG_OWNER(w) != sc->shard + 1)
+			continue;
+		if (PG_KIND(w) == PG_SLAB && PG_CLASS(w) < NCLASSES)
+			rebuild_slab(h, sc, p);
+		else if (!sc->extent_keep[p])
+			alloc_release_page(h, p); /* orphaned table page */
+	}
+}
+
+static int fix_members(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	struct scan *sc = arg;
+	int64_t b = scan_block(h, sc, ref_of(h, e), false);
+	if (b < 0)
+		return 0;
+	if ((e->kind == K_MEMBER && !bm_test(sc->listed, (uint64_t)b)) ||
+	    (e->kind == K_GROUP && e->next == 0)) {
+		index_clear_slot(h, sc->shard, pos);
+		epoch_retire(h, sc->shard, ref_of(h, e), LIMBO_BLOCK);
+	}
+	return 0;
+}
+
+static int relist_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	(void)pos;
+	struct scan *sc = arg;
+	if (e->kind != K_GROUP)
+		return 0;
+	for (ref_t r = e->next; r;) {
+		struct entry *m = entry_at(h, r);
+		int64_t b = scan_block(h, sc, r, false);
+		if (!m || b < 0)
+			break;
+		if (!bm_test(sc->indexed, (uint64_t)b) && index_insert(h, sc->shard, m->hash, r) == 0)
+			bm_set(sc->indexed, (uint64_t)b);
+		r = m->next;
+	}
+	return 0;
+}
+
+static int recount_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	(void)pos;
+	shard_at(h, *(uint32_t *)arg)->nentries++;
+	shard_count(h, *(uint32_t *)arg, e, +1);
+	return 0;
+}
+
+void repair_recount(shmg_t *h, uint32_t shard)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	memset(shard_counts(h, shard), 0, (size_t)h->hdr->max_clusters * sizeof(struct cluster_counts));
+	memset(shard_ep_entries(h, shard), 0, (size_t)h->hdr->max_endpoints * sizeof(uint32_t));
+	sh->nentries = 0;
+	index_foreach(h, shard, recount_visit, &shard);
+}
+
+int repair_shard(shmg_t *h, uint32_t shard)
+{
+	oplog_mark_reset(h, shard);
+	epoch_synchronize(h);
+	if (!index_table(h, shard))
+		return -EIO;
+	struct scan sc;
+	int rc = scan_init(h, shard, &sc);
+	if (rc < 0)
+		return rc;
+	index_foreach(h, shard, mark_slot, &sc);
+	index_foreach(h, shard, mark_lists, &sc);
+	mark_limbo(h, &sc);
+	rebuild_allocator(h, &sc);
+	index_foreach(h, shard, fix_members, &sc);
+	index_foreach(h, shard, relist_visit, &sc);
+	repair_recount(h, shard);
+	scan_free(&sc);
+	return 0;
+}

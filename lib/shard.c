@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A shard's writer side: its robust lock, the steps shared by every kind of
+ * write (making an entry block, counting, removing a registration or a
+ * membership) and the order in which they touch shared memory.
+ *
+ * Lock order across the library: endpoint_lock or cluster_lock, then one
+ * shard lock (never two), then pool_lock.
+ *
+ * Each removal is: unpublish (one release store of a slot or list link) ->
+ * log it -> count it -> retire the block.  A writer killed between any two of
+ * these leaves a state repair_shard turns back into a consistent one: counts
+ * are recomputed, an unretired block is reclaimed, a lost log record is
+ * signalled to the log's consumer by oplog_mark_reset.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+int shard_lock(shmg_t *h, uint32_t shard)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	int rc = pthread_mutex_lock(&sh->lock);
+	if (unlikely(rc == EOWNERDEAD)) {
+		/* The holder died inside its critical section.  Repair first, then
+		 * declare the mutex consistent: if we die while repairing, the next
+		 * locker gets EOWNERDEAD again and repairs again. */
+		int rep = repair_shard(h, shard);
+		pthread_mutex_consistent(&sh->lock);
+		sh->repairs++;
+		__atomic_add_fetch(&h->hdr->shard_repairs, 1, __ATOMIC_RELAXED);
+		sg_log(h, SHMG_LOG_INFO, "shard %u repaired after its writer (endpoint %u) died: %s",
+		       shard, sh->owner_slot, rep < 0 ? shmg_strerror(rep) : "ok");
+		if (rep < 0) {
+			pthread_mutex_unlock(&sh->lock);
+			return -EIO;
+		}
+	} else if (unlikely(rc)) {
+		return rc == ENOTRECOVERABLE ? -EIO : -rc;
+	}
+	sh->owner_slot = h->slot;
+	sh->owner_gen = h->gen;
+	return 0;
+}
+
+void shard_unlock(shmg_t *h, uint32_t shard)
+{
+	pthread_mutex_unlock(&shard_at(h, shard)->lock);
+}
+
+bool entry_live(const shmg_t *h, const struct entry *e)
+{
+	if (e->node != h->node)
+		return true; /* remote entries live and die by replication */
+	return likely(e->ep_slot < h->hdr->max_endpoints) &&
+	       load_relaxed(&h->live_gen[e->ep_slot]) == e->ep_gen;
+}
+
+void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
+{
+	uint32_t cs = cluster_slot_of(e->cluster);
+	bool local = e->node == h->node;
+	if (cs < h->hdr->max_clusters) {
+		struct cluster_counts *c = &shard_counts(h, shard)[cs];
+		if (e->kind == K_REG) {
+			store_relaxed(&c->registered, c->registered + (uint32_t)delta);
+			if (local)
+				store_relaxed(&c->registered_local, c->registered_local + (uint32_t)delta);
+		} else if (e->kind == K_MEMBER) {
+			store_relaxed(&c->members, c->members + (uint32_t)delta);
+			if (local)
+				store_relaxed(&c->members_local, c->members_local + (uint32_t)delta);
+		}
+	}
+	if (local && e->kind != K_GROUP && e->ep_slot < h->hdr->max_endpoints) {
+		uint32_t *n = &shard_ep_entries(h, shard)[e->ep_slot];
+		store_relaxed(n, *n + (uint32_t)delta);
+	}
+}
+
+struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct keyref *k,
+			const void *meta, size_t meta_len, ref_t *ref_out)
+{
+	size_t key_len = kind == K_MEMBER ? 0 : k->len;
+	ref_t ref = alloc_block(h, shard, (uint32_t)(sizeof(struct entry) + key_len + meta_len));
+	if (!ref)
+		return NULL;
+	struct entry *e = (struct entry *)(h->base + ((uint64_t)ref << REF_SHIFT));
+	e->hash = k->hash;
+	e->time_ns = now_realtime_ns();
+	e->cluster = k->cluster;
+	e->node = h->node;
+	e->ep_slot = h->slot;
+	e->ep_gen = h->gen;
+	e->pid = h->ep->pid;
+	e->key_len = (uint16_t)key_len;
+	e->kind = kind;
+	e->flags = 0;
+	e->meta_len = (uint32_t)meta_len;
+	e->next = e->prev = e->aux = 0;
+	memcpy((uint8_t *)(e + 1), k->key, key_len);
+	if (meta_len)
+		memcpy((uint8_t *)(e + 1) + key_len, meta, meta_len);
+	*ref_out = ref;
+	return e;
+}
+
+void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason)
+{
+	index_clear_slot(h, shard, pos);
+	TEST_POINT("unregister:unlinked");
+	oplog_append(h, shard, OP_UNREGISTER, (uint8_t)reason, e, entry_key(e), e->key_len);
+	shard_count(h, shard, e, -1);
+	epoch_retire(h, shard, ref_of(h, e), LIMBO_BLOCK);
+}
+
+/* Unlinks m from its group's list (one release store makes it unreachable
+ * from the head; prev links are for writers only). */
+static void list_unlink(shmg_t *h, struct entry *head, struct entry *m)
+{
+	struct entry *prev = m->prev ? entry_at(h, m->prev) : NULL;
+	struct entry *next = m->next ? entry_at(h, m->next) : NULL;
+	if (prev)
+		store_release(&prev->next, m->next);
+	else
+		store_release(&head->next, m->next);
+	if (next)
+		next->prev = m->prev;
+}
+
+void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason)
+{
+	struct entry *head = entry_at(h, m->aux);
+	if (!head || head->kind != K_GROUP) {
+		/* Only a damaged arena gets here; drop the index slot. */
+		index_clear_slot(h, shard, pos);
+		return;
+	}
+	list_unlink(h, head, m);
+	TEST_POINT("leave:unlinked");
+	index_clear_slot(h, shard, pos);
+	store_relaxed(&head->aux, head->aux - 1);
+	oplog_append(h, shard, OP_LEAVE, (uint8_t)reason, m, entry_key(head), head->key_len);
+	shard_count(h, shard, m, -1);
+	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
+	if (head->aux == 0 && head->next == 0) {
+		struct keyref k = {entry_key(head), head->key_len, head->cluster, head->hash, shard};
+		uint32_t hpos;
+		if (index_find(h, &k, K_GROUP, &hpos) == head) {
+			index_clear_slot(h, shard, hpos);
+			epoch_retire(h, shard, ref_of(h, head), LIMBO_BLOCK);
+		}
+	}
+}
+
+struct remove_ctx {
+	entry_pred pred;
+	const void *ctx;
+	int reason;
+	uint32_t shard, removed;
+};
+
+static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	struct remove_ctx *rc = arg;
+	if (e->kind == K_GROUP || !rc->pred(h, e, rc->ctx))
+		return 0;
+	if (e->kind == K_REG)
+		shard_remove_reg(h, rc->shard, e, pos, rc->reason);
+	else
+		shard_remove_member(h, rc->shard, e, pos, rc->reason);
+	rc->removed++;
+	return 0;
+}
+
+uint32_t shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
+			       int reason)
+{
+	struct remove_ctx rc = {pred, ctx, reason, shard, 0};
+	index_foreach(h, shard, remove_visit, &rc);
+	return rc.removed;
+}

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test-only crash points.  Writers call TEST_POINT("name") at each step of a
+ * critical section; a test linked against the static library sets
+ * sg_test_hook to a function that raises SIGKILL or parks at a chosen point.
+ * The pointer is hidden from the shared library's exports, and costs one load
+ * and a predicted branch when unset.
+ *
+ * Points (all inside the shard lock unless noted):
+ *   "register:locked"      lock taken, nothing changed yet
+ *   "register:allocated"   new entry block allocated and filled, not published
+ *   "register:published"   entry visible to readers, counters/oplog not updated
+ *   "register:replaced"    (re-register) new meta published, old not yet retired
+ *   "unregister:unlinked"  entry removed from the index, not yet retired
+ *   "join:allocated"       member block filled, not linked
+ *   "join:linked"          member linked into the group list, not yet indexed
+ *   "join:head"            a new group head published, no member linked yet
+ *   "leave:unlinked"       member unlinked from the list, still in the index
+ *   "resize:built"         bigger table built, not published
+ *   "resize:published"     bigger table published, old one not yet retired
+ *   "reclaim:popping"      freeing retired blocks back to their pages
+ *   "alloc:page"           a fresh page claimed for the shard, not yet linked
+ *   "oplog:append"         change-log record written, head not advanced
+ *   "close:removing"       endpoint marked dead, entries being removed
+ */
+#ifndef SHMG_TESTHOOK_H
+#define SHMG_TESTHOOK_H
+
+extern void (*sg_test_hook)(const char *point);
+
+#define TEST_POINT(p)                                                                  \
+	do {                                                                           \
+		if (__builtin_expect(sg_test_hook != 0, 0))                            \
+			sg_test_hook(p);                                               \
+	} while (0)
+
+#endif
