@@ -176,11 +176,13 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 	struct owner_ctx o = {slot, gen};
 	uint32_t removed = 0;
 	for (uint32_t s = 0; s < h->hdr->shards; s++) {
-		if (load_relaxed(&shard_ep_entries(h, s)[slot]) == 0)
-			continue;
+		/* The per-endpoint count is only trustworthy under the lock: a
+		 * writer killed between publishing and counting leaves it short
+		 * until the repair that taking the lock runs. */
 		if ((rc = shard_lock(h, s)) < 0)
 			return rc;
-		removed += shard_remove_matching(h, s, owned_by, &o, reason);
+		if (shard_ep_entries(h, s)[slot])
+			removed += shard_remove_matching(h, s, owned_by, &o, reason);
 		shard_unlock(h, s);
 	}
 

@@ -49,6 +49,10 @@ const char *shmg_strerror(int err)
 	case EIO: return "shard damaged beyond repair";
 	case ENOMEM: return "out of memory";
 	case E2BIG: return "message too large";
-	default: return strerror(err < 0 ? -err : err);
+	default: {
+		/* strerrordesc_np returns a static string, unlike strerror(). */
+		const char *d = strerrordesc_np(err < 0 ? -err : err);
+		return d ? d : "unknown error";
+	}
 	}
 }

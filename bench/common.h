@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pieces shared by the benchmark programs: the 64-bit key hash used by every
+ * reference table, the key set, a small PRNG, machine facts, CPU pinning,
+ * anonymous shared mappings for results, and JSON output helpers.
+ */
+#ifndef BENCH_COMMON_H
+#define BENCH_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Hash                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static inline uint64_t bench_rotl(uint64_t x, unsigned r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
+/* Mixes a 64-bit word so that every input bit affects every output bit
+ * (two multiply / xor-shift rounds with odd constants). */
+static inline uint64_t bench_mix64(uint64_t x)
+{
+	x ^= x >> 32;
+	x *= 0xd6e8feb86659fd93ull;
+	x ^= x >> 32;
+	x *= 0xd6e8feb86659fd93ull;
+	x ^= x >> 32;
+	return x;
+}
+
+/* The hash every reference implementation uses for the same keys: 8-byte
+ * words folded with a multiply and a rotation, then a final mix. */
+static inline uint64_t bench_hash(const void *key, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)key;
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)len * 0xff51afd7ed558ccdull);
+	while (len >= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		h = bench_rotl(h ^ (w * 0xc4ceb9fe1a85ec53ull), 29) * 0x9fb21c651e98df25ull;
+		p += 8;
+		len -= 8;
+	}
+	if (len > 0) {
+		uint64_t w = 0;
+		memcpy(&w, p, len);
+		h = bench_rotl(h ^ (w * 0xc4ceb9fe1a85ec53ull), 29) * 0x9fb21c651e98df25ull;
+	}
+	return bench_mix64(h);
+}
+
+/* ------------------------------------------------------------------------ */
+/* PRNG (xorshift64*, one per process)                                       */
+/* ------------------------------------------------------------------------ */
+
+static inline uint64_t bench_rand(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545f4914f6cdd1dull;
+}
+
+/* Uniform in [0, n) without a division (Lemire's multiply-shift). */
+static inline uint64_t bench_below(uint64_t *s, uint64_t n)
+{
+	return (uint64_t)(((unsigned __int128)bench_rand(s) * n) >> 64);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Key set                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Keys live in one flat array with a fixed stride (a multiple of 8, so a key
+ * of up to 32 bytes never straddles a cache line).  Key i for i < count is a
+ * "hit" key; the miss keys use numbers count..2*count-1 and are never
+ * inserted.  Default form, 22 bytes: "user/000000123456/sess"; a longer
+ * key_len pads with 'x', a shorter one uses "k" + zero-padded number. */
+struct keyset {
+	size_t count;     /* hit keys */
+	size_t key_len;
+	size_t stride;
+	char *hit;        /* count * stride */
+	char *miss;       /* count * stride, or NULL */
+};
+
+int keyset_make(struct keyset *ks, size_t count, size_t key_len, int with_misses);
+void keyset_free(struct keyset *ks);
+/* Formats key number n into buf (at least key_len bytes). */
+void keyset_format(const struct keyset *ks, uint64_t n, char *buf);
+static inline const char *keyset_hit(const struct keyset *ks, size_t i)
+{
+	return ks->hit + i * ks->stride;
+}
+static inline const char *keyset_miss(const struct keyset *ks, size_t i)
+{
+	return ks->miss + i * ks->stride;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Machine, processes                                                       */
+/* ------------------------------------------------------------------------ */
+
+struct machine {
+	char cpu[128];
+	int cores;         /* online */
+	char kernel[128];
+	char clocksource[32];
+	char date[40];     /* UTC, ISO 8601 */
+	char host[64];
+};
+void machine_get(struct machine *m);
+void machine_print(FILE *f, const struct machine *m);
+void machine_json(FILE *f, const struct machine *m);
+
+/* Pins the calling process to cpu (mod online CPUs).  Returns 0 or -errno. */
+int bench_pin(int cpu);
+
+/* An anonymous MAP_SHARED mapping: survives fork, seen by parent and children. */
+void *bench_shared_alloc(size_t bytes);
+void bench_shared_free(void *p, size_t bytes);
+
+/* Waits for every pid; returns the number that did not exit with status 0. */
+int bench_wait_all(const int *pids, int n);
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Parses a size with an optional k/m/g suffix (powers of 1000 for counts). */
+int bench_parse_count(const char *s, uint64_t *out);
+/* Parses "a,b,c" into out (at most cap); returns the count or -1. */
+int bench_parse_list(const char *s, uint64_t *out, int cap);
+
+/* JSON string with escaping. */
+void json_str(FILE *f, const char *s);
+
+#endif

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmgroup itself, in two read paths:
+ *   shmgroup      shmg_lookup(), the copying call: owner id and metadata are
+ *                 copied out, one read section per call (inside the library);
+ *   shmgroup-ref  shmg_lookup_ref() inside one shmg_read_begin()/end() per
+ *                 timed batch: zero-copy, the section's cost shared by the
+ *                 batch.
+ * prepare() creates a private arena (unique name, sized for the key count),
+ * and registers every key from the parent's handle with 8 bytes of metadata
+ * (the key's index); the parent keeps that handle open so the entries stay.
+ * Each reader and writer process opens its own handle (handles do not survive
+ * fork).  Writers alternate register/unregister and join/leave of their own
+ * churn keys in the same arena and shards as the looked-up keys.
+ */
+#include "impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#ifdef BENCH_HAVE_SHMGROUP
+#include <shmgroup.h>
+
+static shmg_t *g_owner;
+
+static int sg_prepare(struct impl_env *env)
+{
+	const struct keyset *ks = env->ks;
+	struct shmg_config cfg = {0};
+	cfg.arena_size = env->arena_size;
+	cfg.flags = SHMG_OPEN_EXCL;
+	shmg_destroy(env->group);
+	int rc = shmg_open(env->group, &cfg, &g_owner);
+	if (rc < 0) {
+		snprintf(env->note, sizeof(env->note), "shmg_open(%s): %s", env->group,
+			 shmg_strerror(rc));
+		return rc;
+	}
+	for (size_t i = 0; i < ks->count; i++) {
+		uint64_t v = i;
+		rc = shmg_register(g_owner, keyset_hit(ks, i), ks->key_len, &v, sizeof(v), NULL);
+		if (rc < 0) {
+			snprintf(env->note, sizeof(env->note), "shmg_register #%zu: %s", i,
+				 shmg_strerror(rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void sg_teardown(struct impl_env *env)
+{
+	if (g_owner) {
+		shmg_close(g_owner);
+		g_owner = NULL;
+	}
+	shmg_destroy(env->group);
+}
+
+static int sg_attach(struct impl_env *env, void **out)
+{
+	struct shmg_config cfg = {0};
+	cfg.flags = SHMG_OPEN_NOCREATE;
+	shmg_t *h;
+	int rc = shmg_open(env->group, &cfg, &h);
+	if (rc < 0)
+		return rc;
+	*out = h;
+	return 0;
+}
+
+static int sg_attach_w(struct impl_env *env, int w, void **out)
+{
+	(void)w;
+	return sg_attach(env, out);
+}
+
+static int sg_lookup_copy(void *state, const char *const *keys, size_t len, uint64_t *vals,
+			  int n)
+{
+	shmg_t *h = state;
+	int found = 0;
+	for (int i = 0; i < n; i++) {
+		uint64_t v;
+		size_t mlen;
+		int rc = shmg_lookup(h, keys[i], len, NULL, &v, sizeof(v), &mlen, NULL);
+		if (rc == 0 && mlen == sizeof(v)) {
+			vals[i] = v;
+			found++;
+		} else if (rc == -ENOENT) {
+			vals[i] = IMPL_MISS;
+		} else {
+			return rc < 0 ? rc : -EPROTO;
+		}
+	}
+	return found;
+}
+
+static int sg_lookup_ref(void *state, const char *const *keys, size_t len, uint64_t *vals, int n)
+{
+	shmg_t *h = state;
+	int found = 0;
+	int rc = shmg_read_begin(h);
+	if (rc < 0)
+		return rc;
+	for (int i = 0; i < n; i++) {
+		struct shmg_entry e;
+		rc = shmg_lookup_ref(h, keys[i], len, &e, NULL);
+		if (rc == 0 && e.meta_len == sizeof(uint64_t)) {
+			memcpy(&vals[i], e.meta, sizeof(uint64_t));
+			found++;
+		} else if (rc == -ENOENT) {
+			vals[i] = IMPL_MISS;
+		} else {
+			shmg_read_end(h);
+			return rc < 0 ? rc : -EPROTO;
+		}
+	}
+	shmg_read_end(h);
+	return found;
+}
+
+static void sg_detach(void *state)
+{
+	shmg_close(state);
+}
+
+static int sg_insert(void *state, const char *key, size_t len, uint64_t val, int kind)
+{
+	if (kind == 0)
+		return shmg_register(state, key, len, &val, sizeof(val), NULL);
+	return shmg_join(state, key, len, &val, sizeof(val), NULL);
+}
+
+static int sg_remove(void *state, const char *key, size_t len, int kind)
+{
+	if (kind == 0)
+		return shmg_unregister(state, key, len, NULL);
+	return shmg_leave(state, key, len, NULL);
+}
+
+#define SG_COMMON                                                                           \
+	.kind = "shared memory", .supports_writers = 1, .prepare = sg_prepare,              \
+	.teardown = sg_teardown, .reader_attach = sg_attach, .reader_detach = sg_detach,    \
+	.writer_attach = sg_attach_w, .writer_insert = sg_insert, .writer_remove = sg_remove, \
+	.writer_detach = sg_detach
+
+const struct impl impl_shmgroup_copy = {.name = "shmgroup", .lookup = sg_lookup_copy, SG_COMMON};
+const struct impl impl_shmgroup_ref = {.name = "shmgroup-ref", .lookup = sg_lookup_ref, SG_COMMON};
+
+#else /* !BENCH_HAVE_SHMGROUP */
+
+static int sg_unavailable(char *why, size_t cap)
+{
+	snprintf(why, cap, "built without the library (lib/ did not build)");
+	return 0;
+}
+
+const struct impl impl_shmgroup_copy = {.name = "shmgroup", .kind = "shared memory",
+					.available = sg_unavailable};
+const struct impl impl_shmgroup_ref = {.name = "shmgroup-ref", .kind = "shared memory",
+				       .available = sg_unavailable};
+
+#endif

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memory: arena bytes per entry.  For each key count K, a fresh arena is
+ * created; the pages in use (shmg_info().pages_used, 64 KiB each) are read
+ * before and after K entries are added from one endpoint, and
+ *     per entry = (pages_after - pages_before) * 65536 / K
+ *     overhead  = per entry - key bytes - metadata bytes.
+ * The fixed tables made at creation (headers, endpoint and cluster tables,
+ * op logs) are reported apart, not charged to entries.  Done for
+ * registrations and for group memberships (one member per key).
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <shmgroup.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define PAGE 65536.0
+
+static struct {
+	uint64_t keys[8];
+	int nkeys;
+	uint64_t key_len, meta_len;
+	const char *json;
+} opt = {.key_len = 22, .meta_len = 8};
+
+struct row {
+	const char *kind;
+	uint64_t keys;
+	uint64_t pages_before, pages_after, pages_total;
+	double per_entry, overhead;
+	int rc;
+	char msg[128];
+};
+
+static char g_group[64];
+
+static void cleanup(void)
+{
+	if (g_group[0])
+		shmg_destroy(g_group);
+}
+
+static void measure(uint64_t k, int member, const struct keyset *ks, struct row *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->kind = member ? "member" : "registry";
+	r->keys = k;
+	struct shmg_config cfg = {0};
+	cfg.arena_size = k * 512 < (64ull << 20) ? 64ull << 20 : k * 512;
+	cfg.flags = SHMG_OPEN_EXCL;
+	shmg_destroy(g_group);
+	shmg_t *h;
+	int rc = shmg_open(g_group, &cfg, &h);
+	struct shmg_info info;
+	if (rc == 0)
+		rc = shmg_info(h, &info);
+	if (rc < 0) {
+		r->rc = rc;
+		snprintf(r->msg, sizeof(r->msg), "open: %s", shmg_strerror(rc));
+		return;
+	}
+	r->pages_before = info.pages_used;
+	r->pages_total = info.pages_total;
+	char meta[16384];
+	memset(meta, 'm', opt.meta_len);
+	for (uint64_t i = 0; i < k; i++) {
+		rc = member ? shmg_join(h, keyset_hit(ks, i), ks->key_len, meta, opt.meta_len, NULL)
+			    : shmg_register(h, keyset_hit(ks, i), ks->key_len, meta, opt.meta_len,
+					    NULL);
+		if (rc < 0) {
+			r->rc = rc;
+			snprintf(r->msg, sizeof(r->msg), "entry %llu: %s", (unsigned long long)i,
+				 shmg_strerror(rc));
+			break;
+		}
+	}
+	if (rc == 0 && (rc = shmg_info(h, &info)) == 0) {
+		r->pages_after = info.pages_used;
+		r->per_entry = (double)(r->pages_after - r->pages_before) * PAGE / (double)k;
+		r->overhead = r->per_entry - (double)opt.key_len - (double)opt.meta_len;
+	}
+	shmg_close(h);
+	shmg_destroy(g_group);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"keys", 1, 0, 'k'},  {"key-len", 1, 0, 'l'}, {"meta-len", 1, 0, 'm'},
+		{"json", 1, 0, 'j'},  {"quick", 0, 0, 'q'},   {"help", 0, 0, 'h'},
+		{0, 0, 0, 0},
+	};
+	opt.keys[0] = 10000;
+	opt.keys[1] = 1000000;
+	opt.nkeys = 2;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			opt.nkeys = bench_parse_list(optarg, opt.keys, 8);
+			if (opt.nkeys < 1)
+				goto bad;
+			break;
+		case 'l':
+			if (bench_parse_count(optarg, &opt.key_len) < 0)
+				goto bad;
+			break;
+		case 'm':
+			if (bench_parse_count(optarg, &opt.meta_len) < 0 || opt.meta_len > 1024)
+				goto bad;
+			break;
+		case 'j': opt.json = optarg; break;
+		case 'q':
+			opt.keys[0] = 10000;
+			opt.keys[1] = 100000;
+			opt.nkeys = 2;
+			break;
+		case 'h':
+			printf("usage: memory [--keys LIST (10k,1M)] [--key-len L (22)] "
+			       "[--meta-len M (8)] [--json FILE] [--quick]\n");
+			return 0;
+		default: goto bad;
+		}
+	}
+	uint64_t kmax = 0;
+	for (int i = 0; i < opt.nkeys; i++)
+		if (opt.keys[i] > kmax)
+			kmax = opt.keys[i];
+	struct keyset ks;
+	if (kmax == 0 || keyset_make(&ks, kmax, opt.key_len, 0) < 0)
+		goto bad;
+	snprintf(g_group, sizeof(g_group), "bench-memory-%d", (int)getpid());
+	atexit(cleanup);
+
+	struct machine m;
+	machine_get(&m);
+	machine_print(stdout, &m);
+	printf("method:  (pages_used after - before) * 64 KiB / entries; overhead = that - key "
+	       "(%llu B) - metadata (%llu B)\n",
+	       (unsigned long long)opt.key_len, (unsigned long long)opt.meta_len);
+	struct row rows[16];
+	int n = 0, failed = 0;
+	for (int i = 0; i < opt.nkeys; i++)
+		for (int member = 0; member < 2; member++) {
+			measure(opt.keys[i], member, &ks, &rows[n]);
+			failed |= rows[n].rc != 0;
+			n++;
+		}
+	printf("\n%-9s %9s %12s %12s %14s %12s\n", "kind", "entries", "fixed KiB", "entries KiB",
+	       "bytes/entry", "overhead B");
+	for (int i = 0; i < n; i++) {
+		struct row *r = &rows[i];
+		if (r->rc) {
+			printf("%-9s %9llu  failed: %s\n", r->kind, (unsigned long long)r->keys, r->msg);
+			continue;
+		}
+		printf("%-9s %9llu %12.0f %12.0f %14.1f %12.1f\n", r->kind,
+		       (unsigned long long)r->keys, r->pages_before * PAGE / 1024,
+		       (r->pages_after - r->pages_before) * PAGE / 1024, r->per_entry, r->overhead);
+	}
+	if (opt.json) {
+		FILE *f = fopen(opt.json, "w");
+		if (!f) {
+			fprintf(stderr, "memory: %s: %s\n", opt.json, strerror(errno));
+			return 1;
+		}
+		fprintf(f, "{\"program\": \"memory\", \"machine\": ");
+		machine_json(f, &m);
+		fprintf(f, ",\n \"params\": {\"key_len\": %llu, \"meta_len\": %llu},\n \"results\": [",
+			(unsigned long long)opt.key_len, (unsigned long long)opt.meta_len);
+		for (int i = 0; i < n; i++) {
+			struct row *r = &rows[i];
+			fprintf(f, "%s\n  {\"kind\": \"%s\", \"entries\": %llu", i ? "," : "", r->kind,
+				(unsigned long long)r->keys);
+			if (r->rc) {
+				fprintf(f, ", \"error\": ");
+				json_str(f, r->msg);
+			} else {
+				fprintf(f,
+					", \"fixed_bytes\": %.0f, \"entry_bytes\": %.0f, "
+					"\"bytes_per_entry\": %.2f, \"overhead_per_entry\": %.2f",
+					r->pages_before * PAGE, (r->pages_after - r->pages_before) * PAGE,
+					r->per_entry, r->overhead);
+			}
+			fprintf(f, "}");
+		}
+		fprintf(f, "\n]}\n");
+		fclose(f);
+	}
+	keyset_free(&ks);
+	return failed;
+bad:
+	fprintf(stderr, "memory: bad argument (see --help)\n");
+	return 2;
+}

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Runs the standard benchmark set, collects JSON, draws the lookup chart and
+# (with --doc) writes docs/PERFORMANCE.md.
+#
+#   bench/run-standard.sh [--quick] [--bin BUILD/bench] [--out DIR] [--doc FILE]
+#                         [--seconds S] [--pin] [--doc-only]
+#
+# --doc-only redraws the chart and rewrites the doc from the JSON already in
+# --out, without running anything (for instance after editing analysis.md).
+#
+# Standard set, about 3 minutes on 2 cores: lookup at 10k and 1M keys with 1
+# and 2 reader processes (all implementations; redis at 10k keys only), the
+# same with one writer process churning, writes with 1 and 2 processes, and
+# memory at 10k and 1M keys.  --quick runs every program in its quick mode
+# (under 30 s) to prove the harness works; no figure from it means anything.
+#
+# Needs jq for the tables and gnuplot for the chart (each skipped with a
+# message when missing).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+bin=""
+out=""
+doc=""
+quick=0
+doc_only=0
+secs=3
+pin=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--quick) quick=1 ;;
+	--bin) bin=$2; shift ;;
+	--out) out=$2; shift ;;
+	--doc) doc=$2; shift ;;
+	--seconds) secs=$2; shift ;;
+	--pin) pin=(--pin) ;;
+	--doc-only) doc_only=1 ;;
+	-h|--help) sed -n '3,21p' "$0"; exit 0 ;;
+	*) echo "run-standard.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+if [ -z "$bin" ]; then
+	for d in "$here/../build/bench" "$PWD/bench" "$PWD"; do
+		if [ -x "$d/lookup" ]; then bin=$d; break; fi
+	done
+fi
+if [ -z "$bin" ] || [ ! -x "$bin/lookup" ]; then
+	echo "run-standard.sh: lookup not found; build first (meson setup build && ninja -C build) or pass --bin" >&2
+	exit 2
+fi
+bin=$(cd "$bin" && pwd)
+out=${out:-$bin/results}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+log="$out/run.log"
+[ $doc_only = 1 ] || : > "$log"
+start=$(date +%s)
+
+run() { # name, program, args...
+	local name=$1; shift
+	echo "== $name: $*" | tee -a "$log"
+	if ! "$@" --json "$out/$name.json" 2>&1 | tee -a "$log"; then
+		echo "!! $name failed (see above)" | tee -a "$log"
+		failed=1
+	fi
+}
+failed=0
+
+all=shmgroup,shmgroup-ref,lfht,ckhs,rwlock,redis
+local_only=shmgroup,shmgroup-ref,lfht,ckhs,rwlock
+churned=shmgroup,shmgroup-ref,rwlock
+
+if [ $doc_only = 1 ]; then
+	[ $quick = 1 ] && lookups=(q-lookup q-lookup-churn) || \
+		lookups=(lookup-10k-p1 lookup-10k-p2 lookup-1m-p1 lookup-1m-p2 lookup-10k-p1-w1 lookup-1m-p1-w1)
+	secs=$(jq -r '.params.seconds' "$out/${lookups[0]}.json")
+elif [ $quick = 1 ]; then
+	"$bin/hist-check" | tee -a "$log" || failed=1
+	run q-lookup "$bin/lookup" --quick "${pin[@]}"
+	run q-lookup-churn "$bin/lookup" --quick --procs 2 --writers 1 --impl "$churned,redis" "${pin[@]}"
+	[ -x "$bin/writes" ] && run q-writes "$bin/writes" --quick "${pin[@]}"
+	[ -x "$bin/memory" ] && run q-memory "$bin/memory" --quick
+	lookups=(q-lookup q-lookup-churn)
+else
+	"$bin/hist-check" | tee -a "$log" || failed=1
+	run lookup-10k-p1 "$bin/lookup" --keys 10000 --procs 1 --seconds "$secs" --impl "$all" "${pin[@]}"
+	run lookup-10k-p2 "$bin/lookup" --keys 10000 --procs 2 --seconds "$secs" --impl "$all" "${pin[@]}"
+	run lookup-1m-p1 "$bin/lookup" --keys 1000000 --procs 1 --seconds "$secs" --impl "$local_only" "${pin[@]}"
+	run lookup-1m-p2 "$bin/lookup" --keys 1000000 --procs 2 --seconds "$secs" --impl "$local_only" "${pin[@]}"
+	run lookup-10k-p1-w1 "$bin/lookup" --keys 10000 --procs 1 --writers 1 --seconds "$secs" --impl "$churned" "${pin[@]}"
+	run lookup-1m-p1-w1 "$bin/lookup" --keys 1000000 --procs 1 --writers 1 --seconds "$secs" --impl "$churned" "${pin[@]}"
+	[ -x "$bin/writes" ] && run writes "$bin/writes" --procs 1,2 --seconds "$secs" "${pin[@]}"
+	[ -x "$bin/memory" ] && run memory "$bin/memory" --keys 10000,1000000
+	lookups=(lookup-10k-p1 lookup-10k-p2 lookup-1m-p1 lookup-1m-p2 lookup-10k-p1-w1 lookup-1m-p1-w1)
+fi
+[ $doc_only = 1 ] || echo "== ran in $(( $(date +%s) - start )) s" | tee -a "$log"
+
+if ! command -v jq >/dev/null; then
+	echo "run-standard.sh: jq not found (apt-get install jq): no chart data, no tables" | tee -a "$log"
+	exit $failed
+fi
+
+# Chart: one panel per lookup run.
+files=()
+titles=()
+for n in "${lookups[@]}"; do
+	[ -f "$out/$n.json" ] || continue
+	jq -r '.results[] | select(.skipped == null) | "\(.impl) \(.p50_ns) \(.p90_ns) \(.p99_ns) \(.p999_ns)"' \
+		"$out/$n.json" > "$out/$n.dat"
+	files+=("$out/$n.dat")
+	titles+=("$(jq -r '.params | "\(.keys)_keys,_\(.procs)_reader(s),_\(.writers)_writer(s)"' "$out/$n.json")")
+done
+png="$out/lookup.png"
+if command -v gnuplot >/dev/null && [ ${#files[@]} -gt 0 ]; then
+	gnuplot -e "files='${files[*]}'; titles='${titles[*]}'; out='$png'" "$here/plot.gp" \
+		&& echo "chart: $png" | tee -a "$log"
+else
+	echo "run-standard.sh: gnuplot not found (apt-get install gnuplot-nox): no chart" | tee -a "$log"
+	png=""
+fi
+
+[ -n "$doc" ] || exit $failed
+[ $quick = 0 ] || { echo "run-standard.sh: --quick figures are not written to $doc"; exit $failed; }
+
+# ---------------------------------------------------------------------------
+# docs/PERFORMANCE.md
+# ---------------------------------------------------------------------------
+docdir=$(dirname "$doc")
+mkdir -p "$docdir"
+if [ -n "$png" ]; then cp "$png" "$docdir/performance-lookup.png"; fi
+j() { jq -r "$@"; }
+first=$out/${lookups[0]}.json
+lookup_table() { # json file
+	j '"| implementation | kind | p50 ns | p90 ns | p99 ns | p99.9 ns | max ns | Mops/s per proc | Mops/s total | p50 / lfht |",
+	   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+	   (.results[] | if .skipped then "| \(.impl) | skipped: \(.skipped) | | | | | | | | |"
+	    else "| \(.impl) | \(.kind) | \(.p50_ns*10|round/10) | \(.p90_ns*10|round/10) | \(.p99_ns*10|round/10) | \(.p999_ns*10|round/10) | \(.max_ns|round) | \(.mops_per_proc*100|round/100) | \(.mops_total*100|round/100) | \(if .p50_vs_lfht then (.p50_vs_lfht*100|round/100|tostring)+"x" else "-" end) |" end)' "$1"
+	j '.results[] | select(.writers > 0) | "\n\(.impl): \(.writers) writer process(es) churned \(.write_pairs_s|round) pairs/s in all."' "$1"
+	j '.results[] | select(.note) | "\n\(.impl): \(.note)."' "$1"
+}
+# Ratio helpers: value of field f for impl i in file n.
+val() { jq -r --arg i "$2" ".results[] | select(.impl == \$i and .skipped == null) | .$3" "$out/$1.json" 2>/dev/null | head -1; }
+sfx() { if [ "$1" = n/a ]; then echo n/a; else echo "$1$2"; fi; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+{
+	echo "# Performance"
+	echo
+	echo "Generated by \`bench/run-standard.sh\` (\`ninja -C build bench\`); do not edit by hand:"
+	echo "the analysis at the end comes from \`bench/analysis.md\`."
+	echo
+	j '"Machine: \(.machine.cpu), \(.machine.cores) online CPUs, \(.machine.kernel), clocksource \(.machine.clocksource).  ",
+	   "Date: \(.machine.date).  ",
+	   "Timer: \(.timer.name), overhead \(.timer.overhead_ns*10|round/10) ns per pair of reads (subtracted)."' "$first"
+	echo
+	echo "## Method"
+	echo
+	echo "- Readers are separate processes (fork), never threads; all start together after every"
+	echo "  one has attached. Each implementation is measured ${secs} s in all, in 3 turns taken in"
+	echo "  rotation with the others (each turn after a short warm-up), so drift of the machine"
+	echo "  during a run falls on every implementation alike."
+	echo "- Lookups pick keys uniformly at random (all hits unless stated); keys are 22 bytes like"
+	echo "  \`user/000000123456/sess\`, touched into the reader's cache before the batch is timed."
+	echo "- Latency: batches of 16 lookups timed with one pair of timer reads, timer overhead"
+	echo "  subtracted, divided by 16 and counted 16 times; so p99.9 and max are of batch means."
+	echo "  Redis is timed per call."
+	echo "- \`lfht\` (liburcu cds_lfht, urcu-memb, inline read lock, one read section per lookup) and"
+	echo "  \`ckhs\` (Concurrency Kit ck_hs, SPMC) are in-process: **each reader process builds its own"
+	echo "  table** of the same keys with the same hash before the timed phase. \`rwlock\` is a chained"
+	echo "  map in shared memory behind a process-shared pthread_rwlock. \`redis\` is a hiredis GET"
+	echo "  over a unix socket to a redis-server the harness starts (no persistence)."
+	echo "- \`shmgroup\` is \`shmg_lookup\` (copies owner and metadata); \`shmgroup-ref\` is"
+	echo "  \`shmg_lookup_ref\` inside one \`shmg_read_begin/end\` per batch of 16 (zero-copy)."
+	echo "- Writers (where shown) are processes alternating register/unregister and join/leave of"
+	echo "  their own keys in the same arena, 50k pairs/s each; in-process tables cannot be written"
+	echo "  from another process, so they are not in those runs."
+	echo
+	echo "## Targets (DESIGN.md section 8)"
+	echo
+	echo "| target | measured | status |"
+	echo "|---|---|---|"
+	if [ -f "$out/lookup-1m-p1.json" ]; then
+		for k in 1m 10k; do
+			lim=$([ $k = 1m ] && echo 0.8 || echo 1.0)
+			for p in p1 p2; do
+				for im in shmgroup shmgroup-ref; do
+					r=$(ratio "$(val lookup-$k-$p $im p50_ns)" "$(val lookup-$k-$p lfht p50_ns)")
+					st=$(awk -v r="$r" -v l="$lim" 'BEGIN { if (r == "n/a") print "not measured"; else if (r + 0 <= l) print "met"; else printf "missed by %.0f%%", (r / l - 1) * 100 }')
+					echo "| $im median <= ${lim}x lfht at $k keys, ${p#p} reader(s) | $(sfx "$r" x) | $st |"
+				done
+			done
+			r=$(ratio "$(val lookup-$k-p1 shmgroup p99_ns)" "$(val lookup-$k-p1 lfht p99_ns)")
+			st=$(awk -v r="$r" 'BEGIN { if (r == "n/a") print "not measured"; else if (r + 0 <= 2) print "met"; else printf "missed by %.0f%%", (r / 2 - 1) * 100 }')
+			echo "| shmgroup p99 within 2x of lfht at $k keys | $(sfx "$r" x) | $st |"
+		done
+		echo "| batched lookup <= 0.25x lfht per key at 1M | no batched call in the library yet | not measured |"
+		r=$(ratio "$(val lookup-10k-p1 redis p50_ns)" "$(val lookup-10k-p1 shmgroup p50_ns)")
+		st=$(awk -v r="$r" 'BEGIN { if (r == "n/a") print "not measured"; else if (r + 0 >= 200) print "met"; else print "missed" }')
+		echo "| >= 200x faster than Redis GET at 10k keys | $(sfx "$r" x) | $st |"
+		for k in 10k 1m; do
+			r=$(ratio "$(val lookup-$k-p1-w1 shmgroup p50_ns)" "$(val lookup-$k-p1 shmgroup p50_ns)")
+			st=$(awk -v r="$r" 'BEGIN { if (r == "n/a") print "not measured"; else if (r + 0 <= 1.2) print "met"; else printf "missed by %.0f%%", (r / 1.2 - 1) * 100 }')
+			echo "| median with a writer churning <= 1.2x idle, $k keys | $(sfx "$r" x) | $st |"
+		done
+	fi
+	if [ -f "$out/writes.json" ]; then
+		w=$(jq -r '.results[] | select(.op == "register+unregister" and .procs == 1) | .pairs_per_s_total' "$out/writes.json")
+		st=$(awk -v w="$w" 'BEGIN { if (w + 0 >= 1e6) print "met"; else printf "missed: %.0f%% of target", w / 1e4 }')
+		echo "| >= 1M register+unregister pairs/s, one process | $w pairs/s | $st |"
+	fi
+	if [ -f "$out/memory.json" ]; then
+		o=$(jq -r '[.results[] | select(.kind == "registry" and .overhead_per_entry)] | last | .overhead_per_entry' "$out/memory.json")
+		st=$(awk -v o="$o" 'BEGIN { if (o == "null" || o == "") print "not measured"; else if (o + 0 <= 96) print "met"; else printf "missed by %.0f B", o - 96 }')
+		echo "| <= 96 B per entry beyond key and metadata (registry, largest K) | $o B | $st |"
+	fi
+	echo
+	echo "## Lookup"
+	if [ -n "$png" ]; then echo; echo "![lookup latency percentiles](performance-lookup.png)"; fi
+	for n in "${lookups[@]}"; do
+		[ -f "$out/$n.json" ] || continue
+		echo
+		j '.params | "### \(.keys) keys, \(.procs) reader process(es), \(.writers) writer(s)"' "$out/$n.json"
+		echo
+		lookup_table "$out/$n.json"
+	done
+	if [ -f "$out/writes.json" ]; then
+		echo
+		echo "## Writes"
+		echo
+		j '"Each process works on its own keys (\(.params.window) live per process) in an arena of \(.params.preload) preloaded registrations; each pair timed alone.",
+		   "",
+		   "| operation | processes | pairs/s per process | pairs/s total | p50 ns | p90 ns | p99 ns | p99.9 ns | max ns |",
+		   "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+		   (.results[] | "| \(.op) | \(.procs) | \(.pairs_per_s_per_proc) | \(.pairs_per_s_total) | \(.p50_ns|round) | \(.p90_ns|round) | \(.p99_ns|round) | \(.p999_ns|round) | \(.max_ns|round) |")' "$out/writes.json"
+	fi
+	if [ -f "$out/memory.json" ]; then
+		echo
+		echo "## Memory"
+		echo
+		j '"Arena pages used by the entries (64 KiB pages, after minus before) per entry; overhead is beyond the key (\(.params.key_len) B) and metadata (\(.params.meta_len) B).",
+		   "",
+		   "| kind | entries | fixed tables KiB | entries KiB | bytes per entry | overhead per entry |",
+		   "|---|---:|---:|---:|---:|---:|",
+		   (.results[] | if .error then "| \(.kind) | \(.entries) | failed: \(.error) | | | |" else "| \(.kind) | \(.entries) | \(.fixed_bytes/1024|round) | \(.entry_bytes/1024|round) | \(.bytes_per_entry*10|round/10) | \(.overhead_per_entry*10|round/10) |" end)' "$out/memory.json"
+	fi
+	if [ -f "$here/analysis.md" ]; then
+		echo
+		cat "$here/analysis.md"
+	fi
+} > "$doc"
+echo "wrote $doc" | tee -a "$log"
+exit $failed
