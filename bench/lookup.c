@@ -405,9 +405,14 @@ static void writer_main(const struct impl *im, int w, struct run_shared *rs)
 		}
 		n++;
 	}
+	res->elapsed_ns = timer_clock_ns() - t0;
 	res->ops = n;
 	res->errors = errors;
-	res->elapsed_ns = timer_clock_ns() - t0;
+	/* Leave the table as found: the next turn reuses these key numbers. */
+	for (uint64_t k = n > win ? n - win : 0; k < n; k++) {
+		keyset_format(ks, base + k % (2 * win), key);
+		im->writer_remove(st, key, ks->key_len, (int)(k & 1));
+	}
 	if (im->writer_detach)
 		im->writer_detach(st);
 	_exit(0);

@@ -106,9 +106,12 @@ struct shmg_config {
 	uint32_t node_id;       /* this host's node number, >= 1; default 1 */
 	uint32_t oplog_bytes;   /* per-shard change-log ring, power of two, 64 KiB..64 MiB; default 256 KiB */
 	uint32_t mode;          /* permission bits of the shared-memory object; default 0600 */
-	uint64_t arena_size;    /* bytes, 4 MiB..64 GiB; default 64 MiB */
+	uint64_t arena_size;    /* bytes, 4 MiB..64 GiB; default 128 MiB (sparse: untouched
+				 * pages of the shared-memory object use no memory) */
 	uint32_t flags;         /* SHMG_OPEN_* below (not stored in the arena) */
-	uint32_t reserved[7];   /* must be zero */
+	uint32_t mailbox_bytes; /* per-endpoint event ring, power of two, 4 KiB..16 MiB,
+				 * at least 2 x the largest event; default 16 KiB */
+	uint32_t reserved[6];   /* must be zero */
 };
 
 #define SHMG_OPEN_NOCREATE 0x1u /* attach only: -ENOENT if the arena does not exist */
@@ -203,6 +206,8 @@ struct shmg_info {
 	uint32_t clusters_connected; /* named clusters, not counting the default */
 	uint64_t global_epoch;
 	uint64_t shard_repairs;   /* times a shard was repaired after a writer died */
+	uint32_t mailbox_bytes;
+	uint32_t reaper_pid;      /* process hosting the reaper (agent or in-process), 0 = none */
 };
 /* Errors: -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_info(shmg_t *h, struct shmg_info *out);
@@ -357,6 +362,123 @@ SHMG_EXPORT long shmg_nodes(shmg_t *h, const char *cluster, uint32_t *nodes, siz
 
 /* Calls fn(name, arg) for each connected named cluster.  Returns the count. */
 SHMG_EXPORT long shmg_clusters(shmg_t *h, int (*fn)(const char *name, void *arg), void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Monitors, events, dispatch                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Monitors the exact key `pattern`, every key starting with it when it ends in
+ * '/', or, with pattern NULL, every key, in opts->cluster (NULL = default).
+ * Matching events (registered, unregistered, joined, left) are delivered to
+ * this endpoint's mailbox, including those this endpoint causes itself.
+ * Monitoring twice is one monitor; overlapping patterns deliver each event
+ * once.  Monitoring is independent of membership and needs no connect.
+ * Monitors die with their endpoint.
+ * Errors: -EINVAL bad pattern (empty, too long, NUL) or cluster name;
+ *   -ENOSPC arena full; -EBADF, -ECHILD, -EIO. */
+SHMG_EXPORT int shmg_monitor(shmg_t *h, const char *pattern, size_t pattern_len,
+			     const struct shmg_opts *opts);
+/* Stops monitoring that pattern; a pattern not monitored is a no-op (0).
+ * Errors: as shmg_monitor, except -ENOSPC. */
+SHMG_EXPORT int shmg_demonitor(shmg_t *h, const char *pattern, size_t pattern_len,
+			       const struct shmg_opts *opts);
+
+enum shmg_event_type {
+	SHMG_EV_REGISTERED = 1,
+	SHMG_EV_UNREGISTERED = 2,
+	SHMG_EV_JOINED = 3,
+	SHMG_EV_LEFT = 4,
+	SHMG_EV_MESSAGE = 5,  /* a shmg_dispatch payload: meta = the message, id = sender */
+	SHMG_EV_OVERFLOW = 6, /* the mailbox was full: `dropped` records were lost; resync
+			       * with lookup/members.  Nothing else is dropped silently. */
+};
+
+enum shmg_reason {
+	SHMG_REASON_NONE = 0,       /* registered, joined, message */
+	SHMG_REASON_NORMAL = 1,     /* unregister, leave or close */
+	SHMG_REASON_EXIT = 2,       /* the endpoint's process died */
+	SHMG_REASON_NODEDOWN = 3,   /* its host went down (replication) */
+	SHMG_REASON_CONFLICT = 4,   /* lost a registry conflict (replication) */
+	SHMG_REASON_CLUSTER_DISCONNECT = 5,
+};
+
+/* A received event.  Pointers stay valid until the next shmg_receive on the
+ * handle (or shmg_close). */
+struct shmg_event {
+	enum shmg_event_type type;
+	enum shmg_reason reason;
+	shmg_id_t id;                /* whose entry (for messages: the sender) */
+	pid_t pid;
+	const char *cluster;         /* NULL = default cluster; else NUL-terminated */
+	const char *key;             /* not NUL-terminated */
+	size_t key_len;
+	const void *meta;            /* after this handle's extract_meta */
+	size_t meta_len;
+	const void *previous_meta;   /* NULL when the entry is new (has_previous 0) */
+	size_t previous_meta_len;
+	int has_previous;
+	uint64_t time_ns;            /* when the change was applied, CLOCK_REALTIME */
+	uint64_t dropped;            /* SHMG_EV_OVERFLOW only */
+	uint32_t batch;              /* events of one batch share this number... */
+	int batch_end;               /* ...and the last one has batch_end = 1 */
+};
+
+/* Receives up to max events from this endpoint's mailbox, oldest first.
+ * timeout_ms: 0 polls, -1 waits indefinitely, > 0 waits at most that long.
+ * A single operation is one batch of one event; the death or close of an
+ * endpoint is one batch holding all its unregistered then left events.  Per
+ * key, events arrive in the order the changes were applied.
+ * Returns the number of events (0 on timeout); -EINVAL (events NULL with
+ * max > 0); -EBADF, -ECHILD; -EINTR when a signal interrupted the wait;
+ * -ENOMEM.  Blocks as timeout_ms says.  The library allocates the buffer the
+ * events point into on the first call. */
+SHMG_EXPORT int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_ms);
+
+/* A descriptor that poll/epoll report readable while the mailbox holds events
+ * (level-triggered, approximately: after a wakeup, call shmg_receive with
+ * timeout 0 until it returns 0).  Owned by the handle; do not close or read it.
+ * Returns the fd; -EBADF, -ECHILD. */
+SHMG_EXPORT int shmg_fd(shmg_t *h);
+
+/* Sends msg to the endpoint registered at the exact key and to every member of
+ * it, on this host (and, once replication runs, on every host of the
+ * cluster).  An endpoint both registered and joined gets it once.  Producers
+ * never block on a full mailbox: the receiver gets an overflow marker instead.
+ * Returns the number of local endpoints it was delivered to (0 if none);
+ * -E2BIG msg longer than the arena's meta_max; -EINVAL bad key (prefix keys
+ * too) or cluster; -EBADF, -ECHILD.  Lock-free apart from each receiving
+ * mailbox's short producer lock. */
+SHMG_EXPORT long shmg_dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg,
+			       size_t msg_len, const struct shmg_opts *opts);
+/* As shmg_dispatch, only to endpoints on this host (no network traffic). */
+SHMG_EXPORT long shmg_dispatch_local(shmg_t *h, const char *key, size_t key_len,
+				     const void *msg, size_t msg_len, const struct shmg_opts *opts);
+
+/* ------------------------------------------------------------------------ */
+/* The reaper                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* One process per host is the reaper: it watches every endpoint's process with
+ * a pidfd and removes a dead endpoint's entries (reason exit) within
+ * milliseconds.  The host agent shmgroupd is such a process; an application
+ * may host it instead (or as a fallback) with these calls — the library starts
+ * no thread, the application drives it from its own loop.
+ *
+ * shmg_reaper_enable joins the election (a robust mutex in the arena): returns
+ * 1 if this handle is now the reaper, 0 if another live process is.  When the
+ * reaper dies, the next shmg_reaper_dispatch of another candidate takes over.
+ * Call shmg_reaper_dispatch when shmg_reaper_fd is readable and at least every
+ * `interval_ms` it returns (it rescans the endpoint table and retries the
+ * election).  All three, and shmg_close of the handle, must be called from
+ * the same thread.
+ * shmg_reaper_dispatch returns the milliseconds until it wants to run again;
+ * -EBADF, -ECHILD, -EIO.  shmg_reaper_fd returns an epoll descriptor owned by
+ * the handle; -EPERM if the reaper was not enabled on it. */
+SHMG_EXPORT int shmg_reaper_enable(shmg_t *h);
+SHMG_EXPORT int shmg_reaper_fd(shmg_t *h);
+SHMG_EXPORT int shmg_reaper_dispatch(shmg_t *h);
+/* Stops being a candidate (and the reaper, if it was).  Returns 0. */
+SHMG_EXPORT int shmg_reaper_disable(shmg_t *h);
 
 /* ------------------------------------------------------------------------ */
 /* Liveness                                                                 */

@@ -118,12 +118,22 @@ void alloc_release_page(shmg_t *h, uint32_t page)
 
 /* ---- slab partial lists (page index + 1 links) ---------------------- */
 
+/* Page descriptors are shared data and may be damaged: a link is followed only
+ * if it names a slab page of this shard and class. */
+static bool slab_page_ok(const shmg_t *h, uint32_t shard, uint32_t cls, uint32_t page1)
+{
+	if (!page1 || page1 > h->hdr->npages)
+		return false;
+	uint32_t w = load_relaxed(&page_desc_at(h, page1 - 1)->word);
+	return PG_OWNER(w) == shard + 1 && PG_KIND(w) == PG_SLAB && PG_CLASS(w) == cls;
+}
+
 static void partial_push(shmg_t *h, uint32_t shard, uint32_t cls, uint32_t page)
 {
 	struct shard_header *sh = shard_at(h, shard);
 	struct page_desc *d = page_desc_at(h, page);
 	d->prev = 0;
-	d->next = sh->partial[cls];
+	d->next = slab_page_ok(h, shard, cls, sh->partial[cls]) ? sh->partial[cls] : 0;
 	if (d->next)
 		page_desc_at(h, d->next - 1)->prev = page + 1;
 	sh->partial[cls] = page + 1;
@@ -133,11 +143,11 @@ static void partial_unlink(shmg_t *h, uint32_t shard, uint32_t cls, uint32_t pag
 {
 	struct shard_header *sh = shard_at(h, shard);
 	struct page_desc *d = page_desc_at(h, page);
-	if (d->prev)
+	if (slab_page_ok(h, shard, cls, d->prev))
 		page_desc_at(h, d->prev - 1)->next = d->next;
 	else if (sh->partial[cls] == page + 1)
-		sh->partial[cls] = d->next;
-	if (d->next)
+		sh->partial[cls] = slab_page_ok(h, shard, cls, d->next) ? d->next : 0;
+	if (slab_page_ok(h, shard, cls, d->next))
 		page_desc_at(h, d->next - 1)->prev = d->prev;
 	d->next = d->prev = 0;
 }
@@ -148,15 +158,27 @@ static ref_t slab_take(shmg_t *h, uint32_t shard, uint32_t cls)
 	uint32_t p1 = sh->partial[cls];
 	if (!p1)
 		return 0;
+	if (!slab_page_ok(h, shard, cls, p1)) {
+		/* Damaged list: forget it.  Its pages leak until a repair or
+		 * shmg_check finds them; nothing is handed out twice. */
+		sg_log(h, SHMG_LOG_INFO, "shard %u: damaged free list for class %u dropped", shard, cls);
+		sh->partial[cls] = 0;
+		return 0;
+	}
 	uint32_t page = p1 - 1;
 	struct page_desc *d = page_desc_at(h, page);
 	uint32_t size = class_sizes[cls], n = blocks_per_page(cls), idx;
 	uint8_t *base = page_at(h, page);
+	if (d->free_head > n || d->bump > n || (!d->free_head && d->bump >= n)) {
+		partial_unlink(h, shard, cls, page);
+		sh->partial[cls] = 0;
+		return 0;
+	}
 	if (d->free_head) {
 		idx = d->free_head - 1;
 		uint32_t next;
 		memcpy(&next, base + (uint64_t)idx * size, sizeof(next));
-		d->free_head = next;
+		d->free_head = next <= n ? next : 0;
 	} else {
 		idx = d->bump++;
 	}

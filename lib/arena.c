@@ -32,7 +32,8 @@
 #define DEF_META_MAX 1024u
 #define DEF_CLUSTERS 256u
 #define DEF_OPLOG (256u * 1024u)
-#define DEF_ARENA (64ull << 20)
+#define DEF_ARENA (128ull << 20)
+#define DEF_MAILBOX (16u * 1024u)
 #define MIN_ARENA (4ull << 20)
 #define MAX_ARENA (64ull << 30)
 #define INITIAL_TABLE_LOG2 9u
@@ -82,6 +83,12 @@ static int is_pow2(uint64_t v)
 	return v && !(v & (v - 1));
 }
 
+uint32_t mailbox_record_max(uint32_t key_max, uint32_t meta_max)
+{
+	return (uint32_t)((sizeof(struct mailbox_record) + SHMG_CLUSTER_NAME_MAX + key_max +
+			   2ull * meta_max + 7) & ~7ull);
+}
+
 /* Fills defaults and checks ranges.  Returns 0 or -EINVAL. */
 static int config_normalise(const struct shmg_config *in, struct shmg_config *out)
 {
@@ -112,11 +119,15 @@ static int config_normalise(const struct shmg_config *in, struct shmg_config *ou
 		c.mode = 0600;
 	if (!c.arena_size)
 		c.arena_size = DEF_ARENA;
+	if (!c.mailbox_bytes)
+		c.mailbox_bytes = DEF_MAILBOX;
 	if (!is_pow2(c.shards) || c.shards > MAX_SHARDS || c.max_endpoints > 65535 ||
 	    c.key_max > SHMG_KEY_MAX_LIMIT || c.meta_max > SHMG_META_MAX_LIMIT ||
 	    c.max_clusters < 2 || c.max_clusters > 4096 || !is_pow2(c.oplog_bytes) ||
 	    c.oplog_bytes < 65536 || c.oplog_bytes > (64u << 20) || c.mode > 0777 ||
-	    c.arena_size < MIN_ARENA || c.arena_size > MAX_ARENA)
+	    c.arena_size < MIN_ARENA || c.arena_size > MAX_ARENA || !is_pow2(c.mailbox_bytes) ||
+	    c.mailbox_bytes < 4096 || c.mailbox_bytes > (16u << 20) ||
+	    c.mailbox_bytes < 2 * mailbox_record_max(c.key_max, c.meta_max) + sizeof(struct mailbox_header))
 		return -EINVAL;
 	*out = c;
 	return 0;
@@ -142,6 +153,8 @@ static int geometry(struct arena_header *g)
 	off += (uint64_t)g->shards * g->shard_stride;
 	g->off_oplogs = off;
 	off += (uint64_t)g->shards * g->oplog_bytes;
+	g->off_mailboxes = off;
+	off += (uint64_t)g->max_endpoints * g->mailbox_bytes;
 	g->off_pagedesc = off;
 	if (off >= g->arena_size)
 		return -EINVAL;
@@ -157,7 +170,7 @@ static int geometry(struct arena_header *g)
 	return 0;
 }
 
-static int mutex_init_robust(pthread_mutex_t *m)
+int mutex_init_robust(pthread_mutex_t *m)
 {
 	pthread_mutexattr_t a;
 	pthread_mutexattr_init(&a);
@@ -184,6 +197,7 @@ static int arena_init(shmg_t *h, const struct shmg_config *c)
 	hdr->max_clusters = c->max_clusters;
 	hdr->node_id = c->node_id;
 	hdr->oplog_bytes = c->oplog_bytes;
+	hdr->mailbox_bytes = c->mailbox_bytes;
 	hdr->mode = c->mode;
 	hdr->hash_id = HASH_ID;
 	hdr->created_ns = now_realtime_ns();
@@ -197,7 +211,7 @@ static int arena_init(shmg_t *h, const struct shmg_config *c)
 	/* The object was just sized by ftruncate: everything past the header
 	 * page is already zero, which is the initial state of every table. */
 	if ((rc = mutex_init_robust(&hdr->pool_lock)) || (rc = mutex_init_robust(&hdr->endpoint_lock)) ||
-	    (rc = mutex_init_robust(&hdr->cluster_lock)))
+	    (rc = mutex_init_robust(&hdr->cluster_lock)) || (rc = mutex_init_robust(&hdr->reaper_lock)))
 		return rc;
 	struct cluster_slot *def = cluster_at(h, 0);
 	def->state = CL_CONNECTED;
@@ -228,7 +242,10 @@ static int arena_validate(const struct arena_header *hdr, uint64_t file_size)
 	g.max_endpoints = hdr->max_endpoints;
 	g.max_clusters = hdr->max_clusters;
 	g.oplog_bytes = hdr->oplog_bytes;
-	if (!is_pow2(g.shards) || g.shards > MAX_SHARDS || hdr->shard_bits != (uint32_t)__builtin_ctz(g.shards) ||
+	g.mailbox_bytes = hdr->mailbox_bytes;
+	if (!is_pow2(g.mailbox_bytes) || g.mailbox_bytes < 4096 ||
+	    g.mailbox_bytes < 2 * mailbox_record_max(hdr->key_max, hdr->meta_max) + sizeof(struct mailbox_header) ||
+	!is_pow2(g.shards) || g.shards > MAX_SHARDS || hdr->shard_bits != (uint32_t)__builtin_ctz(g.shards) ||
 	    hdr->key_max > SHMG_KEY_MAX_LIMIT || hdr->meta_max > SHMG_META_MAX_LIMIT ||
 	    !is_pow2(g.oplog_bytes) || g.max_clusters < 2 || g.max_clusters > 4096 ||
 	    g.max_endpoints > 65535 || geometry(&g) != 0)
@@ -236,6 +253,7 @@ static int arena_validate(const struct arena_header *hdr, uint64_t file_size)
 	if (g.off_endpoints != hdr->off_endpoints || g.off_live_gen != hdr->off_live_gen ||
 	    g.off_clusters != hdr->off_clusters || g.off_shards != hdr->off_shards ||
 	    g.off_oplogs != hdr->off_oplogs || g.off_pagedesc != hdr->off_pagedesc ||
+	    g.off_mailboxes != hdr->off_mailboxes ||
 	    g.off_pages != hdr->off_pages || g.shard_stride != hdr->shard_stride ||
 	    g.npages != hdr->npages)
 		return -EPROTO;
@@ -254,7 +272,8 @@ static int config_conflicts(const struct arena_header *hdr, const struct shmg_co
 	       (in->node_id && in->node_id != hdr->node_id) ||
 	       (in->oplog_bytes && in->oplog_bytes != hdr->oplog_bytes) ||
 	       (in->mode && in->mode != hdr->mode) ||
-	       (in->arena_size && in->arena_size != hdr->arena_size);
+	       (in->arena_size && in->arena_size != hdr->arena_size) ||
+	       (in->mailbox_bytes && in->mailbox_bytes != hdr->mailbox_bytes);
 }
 
 static int map_whole(shmg_t *h, uint64_t size)
@@ -343,6 +362,14 @@ int arena_open(shmg_t *h, const char *name, const struct shmg_config *in)
 		if ((rc = map_whole(h, (uint64_t)st.st_size)))
 			goto fail;
 	}
+	/* The endpoint liveness lock lives on a description of its own that is
+	 * never mapped: a mapping inherited by a forked child would otherwise
+	 * keep the description, and so the lock, alive after we die. */
+	h->lock_fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+	if (h->lock_fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	flock(h->fd, LOCK_UN);
 	return 0;
 fail:
@@ -358,7 +385,9 @@ void arena_unmap(shmg_t *h)
 	h->hdr = NULL;
 	if (h->fd >= 0)
 		close(h->fd);
-	h->fd = -1;
+	if (h->lock_fd >= 0)
+		close(h->lock_fd);
+	h->fd = h->lock_fd = -1;
 }
 
 int shmg_destroy(const char *name)

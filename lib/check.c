@@ -22,7 +22,7 @@ struct checker {
 	struct scan sc;
 	struct cluster_counts *counts;
 	uint32_t *ep_entries;
-	uint32_t nentries;
+	uint32_t nentries, monitors;
 };
 
 static void problem(struct checker *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -49,11 +49,12 @@ static void check_entry_identity(struct checker *c, const struct entry *e, uint3
 {
 	shmg_t *h = c->h;
 	uint32_t s = c->sc.shard;
-	if (!cluster_ref_valid(h, e->cluster))
+	bool monitor = e->kind == K_MONHEAD || e->kind == K_MONITOR;
+	if (!monitor && !cluster_ref_valid(h, e->cluster))
 		problem(c, "shard %u slot %u: entry of a cluster that is not connected", s, pos);
-	if (e->kind == K_MEMBER) {
+	if (e->kind == K_MEMBER || e->kind == K_MONITOR) {
 		const struct entry *head = entry_at(h, e->aux);
-		if (!head || head->kind != K_GROUP)
+		if (!head || head->kind != (e->kind == K_MONITOR ? K_MONHEAD : K_GROUP))
 			problem(c, "shard %u slot %u: membership without a group head", s, pos);
 		else if (e->hash != member_hash(head->hash, e->ep_slot, e->ep_gen))
 			problem(c, "shard %u slot %u: membership hash mismatch", s, pos);
@@ -62,8 +63,8 @@ static void check_entry_identity(struct checker *c, const struct entry *e, uint3
 		const char *cl = cluster_name_of(h, e->cluster, buf);
 		uint32_t ref;
 		uint64_t seed = DEFAULT_CLUSTER_SEED;
-		if (cl && cluster_resolve(h, cl, &ref, &seed) < 0)
-			seed = 0;
+		if (monitor || (cl && cluster_resolve(h, cl, &ref, &seed) < 0))
+			seed = 0; /* a monitor's cluster is a name tag: no seed to recompute */
 		if (seed && e->hash != sg_hash(entry_key(e), e->key_len, seed))
 			problem(c, "shard %u slot %u: key hash mismatch", s, pos);
 		if (shard_of(h, e->hash) != s)
@@ -74,7 +75,7 @@ static void check_entry_identity(struct checker *c, const struct entry *e, uint3
 	uint32_t dist = (pos / BUCKET_SLOTS - home) & mask;
 	if (dist > table_buckets((struct table_header *)t)[home].probe)
 		problem(c, "shard %u slot %u: beyond its home bucket's probe range", s, pos);
-	if (e->kind != K_GROUP && e->node == h->node) {
+	if ((e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) && e->node == h->node) {
 		const struct endpoint_slot *ep =
 			e->ep_slot < h->hdr->max_endpoints ? endpoint_at(h, e->ep_slot) : NULL;
 		if (!ep || ep->state == EP_FREE || ep->gen != e->ep_gen)
@@ -88,7 +89,9 @@ static void count_entry(struct checker *c, const struct entry *e)
 	shmg_t *h = c->h;
 	uint32_t cs = cluster_slot_of(e->cluster);
 	bool local = e->node == h->node;
-	if (cs < h->hdr->max_clusters) {
+	if (e->kind == K_MONITOR)
+		c->monitors++;
+	else if (cs < h->hdr->max_clusters) {
 		if (e->kind == K_REG) {
 			c->counts[cs].registered++;
 			c->counts[cs].registered_local += local;
@@ -97,7 +100,8 @@ static void count_entry(struct checker *c, const struct entry *e)
 			c->counts[cs].members_local += local;
 		}
 	}
-	if (local && e->kind != K_GROUP && e->ep_slot < h->hdr->max_endpoints)
+	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
+	    e->ep_slot < h->hdr->max_endpoints)
 		c->ep_entries[e->ep_slot]++;
 }
 
@@ -131,8 +135,9 @@ static void check_table(struct checker *c, struct table_header *t)
 static int check_list(shmg_t *h, struct entry *head, uint32_t pos, void *arg)
 {
 	struct checker *c = arg;
-	if (head->kind != K_GROUP)
+	if (head->kind != K_GROUP && head->kind != K_MONHEAD)
 		return 0;
+	uint8_t mkind = head->kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
 	if (!head->next)
 		problem(c, "shard %u slot %u: group head without members", c->sc.shard, pos);
 	ref_t href = ref_of(h, head), prev = 0;
@@ -140,7 +145,7 @@ static int check_list(shmg_t *h, struct entry *head, uint32_t pos, void *arg)
 	for (ref_t r = head->next; r;) {
 		int64_t b = scan_block(h, &c->sc, r, true);
 		struct entry *m = b >= 0 ? entry_at(h, r) : NULL;
-		if (!m || m->kind != K_MEMBER || m->aux != href) {
+		if (!m || m->kind != mkind || m->aux != href) {
 			problem(c, "shard %u slot %u: broken group list", c->sc.shard, pos);
 			break;
 		}
@@ -167,7 +172,8 @@ static int check_unlisted(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	struct checker *c = arg;
 	int64_t b = scan_block(h, &c->sc, ref_of(h, e), false);
-	if (e->kind == K_MEMBER && b >= 0 && !scan_test(c->sc.listed, (uint64_t)b))
+	if ((e->kind == K_MEMBER || e->kind == K_MONITOR) && b >= 0 &&
+	    !scan_test(c->sc.listed, (uint64_t)b))
 		problem(c, "shard %u slot %u: indexed member on no list", c->sc.shard, pos);
 	return 0;
 }
@@ -259,6 +265,9 @@ static void check_counts(struct checker *c)
 	if (c->nentries != shard_at(h, s)->nentries)
 		problem(c, "shard %u: %u entries indexed, shard says %u", s, c->nentries,
 			shard_at(h, s)->nentries);
+	if (c->monitors != shard_at(h, s)->monitors)
+		problem(c, "shard %u: %u monitors indexed, shard says %u", s, c->monitors,
+			shard_at(h, s)->monitors);
 	if (memcmp(c->counts, shard_counts(h, s), h->hdr->max_clusters * sizeof(*c->counts)))
 		problem(c, "shard %u: cluster counters disagree with the entries", s);
 	if (memcmp(c->ep_entries, shard_ep_entries(h, s), h->hdr->max_endpoints * sizeof(uint32_t)))
@@ -275,7 +284,7 @@ static void check_shard(struct checker *c, uint32_t s)
 	if (scan_init(h, s, &c->sc) == 0) {
 		memset(c->counts, 0, h->hdr->max_clusters * sizeof(*c->counts));
 		memset(c->ep_entries, 0, h->hdr->max_endpoints * sizeof(uint32_t));
-		c->nentries = 0;
+		c->nentries = c->monitors = 0;
 		struct table_header *t = index_table(h, s);
 		if (!t) {
 			problem(c, "shard %u: index table invalid", s);

@@ -46,6 +46,11 @@ static uint64_t name_hash(const char *name, size_t len)
 	return sg_hash(name, len, DEFAULT_CLUSTER_SEED ^ 0x636c7573746572ull);
 }
 
+uint64_t cluster_name_seed(const char *name)
+{
+	return name_hash(name, strlen(name));
+}
+
 static uint32_t default_ref(const shmg_t *h)
 {
 	return cluster_at(h, 0)->gen << 16;
@@ -145,7 +150,8 @@ static bool stale_pred(const shmg_t *h, const struct entry *e, const void *arg)
 {
 	(void)h;
 	const struct stale_ctx *c = arg;
-	return cluster_slot_of(e->cluster) == c->slot && (e->cluster >> 16) != c->keep_gen;
+	return e->kind != K_MONITOR && cluster_slot_of(e->cluster) == c->slot &&
+	       (e->cluster >> 16) != c->keep_gen;
 }
 
 /* Under cluster_lock: removes entries of slot not of generation keep_gen. */
@@ -156,7 +162,9 @@ static int sweep_slot(shmg_t *h, uint32_t slot, uint32_t keep_gen)
 		int rc = shard_lock(h, s);
 		if (rc < 0)
 			return rc;
+		events_batch_begin(h); /* one batch per shard per monitor */
 		shard_remove_matching(h, s, stale_pred, &c, REASON_CLUSTER_DISCONNECT);
+		events_batch_flush(h);
 		shard_unlock(h, s);
 	}
 	return 0;

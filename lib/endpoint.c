@@ -5,8 +5,10 @@
  * A slot is claimed under endpoint_lock: its generation is bumped (so old ids
  * never name the new owner), pid and start time recorded, and the opener takes
  * an open-file-description lock (F_OFD_SETLK) on byte `slot` of the arena
- * object.  The kernel drops that lock when the last descriptor of the
- * description closes — when the process dies, whatever the cause — so
+ * object, through a descriptor of its own that is never mapped (lock_fd).  The
+ * kernel drops that lock when the description's last reference goes — when
+ * the process dies, whatever the cause; forked children close their copy —
+ * so
  * "is the lock held?" (F_OFD_GETLK, one syscall) is an exact liveness test
  * that PID reuse cannot fool.  live_gen[slot] holds the generation while the
  * endpoint is live; readers compare it with an entry's generation, so one
@@ -89,7 +91,7 @@ int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen)
 	if (slot == h->slot && gen == h->gen)
 		return 1;
 	struct flock fl = {0};
-	if (h->fd < 0 || ofd_lock(h->fd, slot, F_WRLCK, F_OFD_GETLK, &fl) < 0)
+	if (h->lock_fd < 0 || ofd_lock(h->lock_fd, slot, F_WRLCK, F_OFD_GETLK, &fl) < 0)
 		return 1; /* cannot tell: never reap on doubt */
 	return fl.l_type != F_UNLCK;
 }
@@ -122,6 +124,12 @@ int endpoint_claim(shmg_t *h)
 		}
 	}
 	struct endpoint_slot *ep = endpoint_at(h, (uint32_t)slot);
+	/* A slot's mailbox lock is initialised on its first use ever; later
+	 * owners reset the ring under that lock (a producer may still hold it). */
+	if (ep->gen == 0 && (rc = mailbox_init(h, (uint32_t)slot)) < 0) {
+		endpoint_unlock(h);
+		return rc;
+	}
 	uint32_t gen = ep->gen + 1 ? ep->gen + 1 : 1;
 	store_relaxed(&ep->gen, gen);
 	ep->pid = (int32_t)getpid();
@@ -130,32 +138,74 @@ int endpoint_claim(shmg_t *h)
 		ep->start_time = 0;
 	ep->opened_ns = now_realtime_ns();
 	store_release(&ep->state, EP_OPENING);
-	if ((rc = ofd_lock(h->fd, (uint32_t)slot, F_WRLCK, F_OFD_SETLK, NULL)) < 0) {
+	if ((rc = ofd_lock(h->lock_fd, (uint32_t)slot, F_WRLCK, F_OFD_SETLK, NULL)) < 0) {
 		store_release(&ep->state, EP_FREE);
 		endpoint_unlock(h);
 		return rc;
 	}
 	store_relaxed(&ep->read_epoch, 0);
+	if ((rc = mailbox_reset(h, (uint32_t)slot, gen)) < 0) {
+		store_release(&ep->state, EP_FREE);
+		endpoint_unlock(h);
+		return rc;
+	}
 	store_release(&ep->state, EP_LIVE);
 	store_release(&h->live_gen[slot], gen); /* entries of this endpoint become visible */
 	h->hdr->endpoints_live++;
 	if ((uint32_t)slot + 1 > h->hdr->endpoint_hwm)
 		store_release(&h->hdr->endpoint_hwm, (uint32_t)slot + 1);
+	__atomic_add_fetch(&h->hdr->endpoint_epoch, 1, __ATOMIC_RELEASE);
 	endpoint_unlock(h);
 	h->slot = (uint32_t)slot;
 	h->gen = gen;
 	h->ep = ep;
+	reaper_poke(h);
 	return 0;
 }
 
 struct owner_ctx {
 	uint32_t slot, gen;
+	uint8_t kind;
 };
 
 static bool owned_by(const shmg_t *h, const struct entry *e, const void *arg)
 {
 	const struct owner_ctx *o = arg;
-	return e->node == h->node && e->ep_slot == o->slot && e->ep_gen == o->gen;
+	return e->kind == o->kind && e->node == h->node && e->ep_slot == o->slot &&
+	       e->ep_gen == o->gen;
+}
+
+/* Removes every entry of the endpoint with all shard locks held (taken in
+ * ascending order, the one place more than one is held), so its monitors get
+ * one batch — unregistered events, then left — and no other write to any of
+ * its keys can come between them. */
+static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
+{
+	uint32_t n = h->hdr->shards, locked = 0, removed = 0;
+	int rc = 0;
+	for (; locked < n; locked++)
+		if ((rc = shard_lock(h, locked)) < 0)
+			break;
+	if (rc == 0) {
+		static const uint8_t order[] = {K_REG, K_MEMBER, K_MONITOR};
+		events_batch_begin(h);
+		for (unsigned i = 0; i < sizeof(order); i++) {
+			struct owner_ctx o = {slot, gen, order[i]};
+			for (uint32_t s = 0; s < n; s++)
+				/* Trustworthy only now that the lock is held: a writer
+				 * killed between publishing and counting leaves it
+				 * short until the repair that taking the lock ran. */
+				if (shard_ep_entries(h, s)[slot])
+					removed += shard_remove_matching(h, s, owned_by, &o, reason);
+		}
+		events_batch_flush(h);
+	}
+	while (locked)
+		shard_unlock(h, --locked);
+	if (rc == 0 && reason == REASON_EXIT)
+		sg_log(h, SHMG_LOG_INFO, "reaped endpoint n%u.%u.%u (pid %d): %u entries", h->node,
+		       slot, gen, endpoint_at(h, slot)->pid, removed);
+	return rc;
 }
 
 int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
@@ -173,18 +223,9 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 	endpoint_unlock(h);
 	TEST_POINT("close:removing");
 
-	struct owner_ctx o = {slot, gen};
-	uint32_t removed = 0;
-	for (uint32_t s = 0; s < h->hdr->shards; s++) {
-		/* The per-endpoint count is only trustworthy under the lock: a
-		 * writer killed between publishing and counting leaves it short
-		 * until the repair that taking the lock runs. */
-		if ((rc = shard_lock(h, s)) < 0)
-			return rc;
-		if (shard_ep_entries(h, s)[slot])
-			removed += shard_remove_matching(h, s, owned_by, &o, reason);
-		shard_unlock(h, s);
-	}
+	if ((rc = remove_all_entries(h, slot, gen, reason)) < 0)
+		return rc;
+	mailbox_retire(h, slot);
 
 	if ((rc = endpoint_lock(h)) < 0)
 		return rc;
@@ -192,11 +233,9 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 		store_release(&ep->read_epoch, 0);
 		store_release(&ep->state, EP_FREE);
 		h->hdr->endpoints_live--;
+		__atomic_add_fetch(&h->hdr->endpoint_epoch, 1, __ATOMIC_RELEASE);
 	}
 	endpoint_unlock(h);
-	if (reason == REASON_EXIT)
-		sg_log(h, SHMG_LOG_INFO, "reaped endpoint n%u.%u.%u (pid %d): %u entries", h->node,
-		       slot, gen, ep->pid, removed);
 	return 0;
 }
 

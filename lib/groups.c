@@ -44,38 +44,47 @@ static void list_replace(shmg_t *h, struct entry *head, struct entry *m, struct 
 		next->prev = nref;
 }
 
-static int join_locked(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len)
+static uint8_t member_kind_of(uint8_t head_kind)
 {
-	if (!cluster_ref_valid(h, k->cluster))
-		return -ENOTCONN;
+	return head_kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
+}
+
+int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *meta,
+	      size_t meta_len)
+{
+	uint8_t mkind = member_kind_of(head_kind);
+	bool group = head_kind == K_GROUP;
 	uint32_t hpos, mpos;
-	struct entry *head = index_find(h, k, K_GROUP, &hpos);
+	struct entry *head = index_find(h, k, head_kind, &hpos);
 	ref_t href = head ? ref_of(h, head) : 0;
 	if (head) {
 		uint64_t mh = member_hash(head->hash, h->slot, h->gen);
 		struct entry *m = index_find_member(h, k->shard, href, mh, h->slot, h->gen, &mpos);
 		if (m) {
-			if (m->meta_len == meta_len && memcmp(entry_meta(m), meta, meta_len) == 0)
+			if (m->meta_len == meta_len && (!meta_len || memcmp(entry_meta(m), meta, meta_len) == 0))
 				return 0;
 			ref_t nref;
-			struct entry *n = entry_new(h, k->shard, K_MEMBER, k, meta, meta_len, &nref);
+			struct entry *n = entry_new(h, k->shard, mkind, k, meta, meta_len, &nref);
 			if (!n)
 				return -ENOSPC;
 			n->hash = mh;
 			n->aux = href;
 			list_replace(h, head, m, n, nref);
 			index_replace_slot(h, k->shard, mpos, nref);
-			oplog_append(h, k->shard, OP_JOIN, REASON_NONE, n, k->key, k->len);
+			if (group) {
+				oplog_append(h, k->shard, OP_JOIN, REASON_NONE, n, k->key, k->len);
+				events_emit(h, SHMG_EV_JOINED, REASON_NONE, n, k->key, k->len, m);
+			}
 			epoch_retire(h, k->shard, ref_of(h, m), LIMBO_BLOCK);
 			return 0;
 		}
 	}
 	ref_t mref;
-	struct entry *m = entry_new(h, k->shard, K_MEMBER, k, meta, meta_len, &mref);
+	struct entry *m = entry_new(h, k->shard, mkind, k, meta, meta_len, &mref);
 	if (!m)
 		return -ENOSPC;
 	if (!head) {
-		head = entry_new(h, k->shard, K_GROUP, k, NULL, 0, &href);
+		head = entry_new(h, k->shard, head_kind, k, NULL, 0, &href);
 		if (!head || index_insert(h, k->shard, k->hash, href) < 0) {
 			if (head)
 				alloc_free_block(h, k->shard, href);
@@ -89,7 +98,7 @@ static int join_locked(shmg_t *h, const struct keyref *k, const void *meta, size
 	TEST_POINT("join:allocated");
 	if (index_insert(h, k->shard, m->hash, mref) < 0) {
 		alloc_free_block(h, k->shard, mref);
-		if (head->next == 0 && index_find(h, k, K_GROUP, &hpos) == head) {
+		if (head->next == 0 && index_find(h, k, head_kind, &hpos) == head) {
 			index_clear_slot(h, k->shard, hpos);
 			epoch_retire(h, k->shard, href, LIMBO_BLOCK);
 		}
@@ -106,7 +115,24 @@ static int join_locked(shmg_t *h, const struct keyref *k, const void *meta, size
 	TEST_POINT("join:linked");
 	store_relaxed(&head->aux, head->aux + 1);
 	shard_count(h, k->shard, m, +1);
-	oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
+	if (group) {
+		oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
+		events_emit(h, SHMG_EV_JOINED, REASON_NONE, m, k->key, k->len, NULL);
+	}
+	return 0;
+}
+
+int list_leave(shmg_t *h, const struct keyref *k, uint8_t head_kind)
+{
+	struct entry *head = index_find(h, k, head_kind, NULL);
+	uint32_t mpos;
+	struct entry *m = head ? index_find_member(h, k->shard, ref_of(h, head),
+						   member_hash(head->hash, h->slot, h->gen),
+						   h->slot, h->gen, &mpos)
+			       : NULL;
+	if (!m)
+		return -ENOENT;
+	shard_remove_member(h, k->shard, m, mpos, REASON_NORMAL);
 	return 0;
 }
 
@@ -119,7 +145,7 @@ int shmg_join(shmg_t *h, const char *key, size_t key_len, const void *meta, size
 		return rc;
 	if ((rc = shard_lock(h, k.shard)) < 0)
 		return rc;
-	rc = join_locked(h, &k, meta, meta_len);
+	rc = cluster_ref_valid(h, k.cluster) ? list_join(h, &k, K_GROUP, meta, meta_len) : -ENOTCONN;
 	shard_unlock(h, k.shard);
 	return rc;
 }
@@ -132,21 +158,7 @@ int shmg_leave(shmg_t *h, const char *key, size_t key_len, const struct shmg_opt
 		return rc;
 	if ((rc = shard_lock(h, k.shard)) < 0)
 		return rc;
-	rc = -ENOENT;
-	if (!cluster_ref_valid(h, k.cluster)) {
-		rc = -ENOTCONN;
-	} else {
-		struct entry *head = index_find(h, &k, K_GROUP, NULL);
-		uint32_t mpos;
-		struct entry *m = head ? index_find_member(h, k.shard, ref_of(h, head),
-							   member_hash(head->hash, h->slot, h->gen),
-							   h->slot, h->gen, &mpos)
-				       : NULL;
-		if (m) {
-			shard_remove_member(h, k.shard, m, mpos, REASON_NORMAL);
-			rc = 0;
-		}
-	}
+	rc = cluster_ref_valid(h, k.cluster) ? list_leave(h, &k, K_GROUP) : -ENOTCONN;
 	shard_unlock(h, k.shard);
 	return rc;
 }
@@ -308,7 +320,8 @@ static int entries_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	(void)pos;
 	struct walk *w = arg;
-	if (e->kind == K_GROUP || !entry_live(h, e) || (w->local_only && e->node != h->node))
+	if ((e->kind != K_REG && e->kind != K_MEMBER) || !entry_live(h, e) ||
+	    (w->local_only && e->node != h->node))
 		return 0;
 	const struct entry *keyholder = e;
 	if (e->kind == K_MEMBER && !(keyholder = entry_at(h, e->aux)))

@@ -14,6 +14,7 @@
  * so a call with a just-closed handle reliably answers -EBADF.
  */
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,20 @@ static shmg_t *quarantine[QUARANTINE];
 static size_t quarantine_next;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* The child's copies of a handle's descriptors must go: the endpoint lock
+ * has to die with the parent, and the wakeup socket must not be read by a
+ * process that is not the endpoint.  Only close() here: async-signal-safe. */
+static void handle_drop_fds(shmg_t *h)
+{
+	int *fds[] = {&h->fd, &h->lock_fd, &h->mb_fd, &h->wake_out};
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+	reaper_drop_after_fork(h);
+}
+
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&handles_lock);
@@ -46,11 +61,8 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	atomic_fetch_add(&handle_fork_gen, 1);
-	for (size_t i = 0; i < n_open; i++) {
-		if (open_handles[i]->fd >= 0)
-			close(open_handles[i]->fd);
-		open_handles[i]->fd = -1;
-	}
+	for (size_t i = 0; i < n_open; i++)
+		handle_drop_fds(open_handles[i]);
 	n_open = 0;
 	pthread_mutex_unlock(&handles_lock);
 }
@@ -87,6 +99,26 @@ static void untrack_and_retire(shmg_t *h)
 	free(old);
 }
 
+static void handle_free_resources(shmg_t *h)
+{
+	arena_unmap(h);
+	handle_drop_fds(h);
+	free(h->scratch);
+	free(h->targets);
+	free(h->target_gen);
+	if (h->pending)
+		for (uint32_t i = 0; h->hdr_endpoints && i < h->hdr_endpoints; i++)
+			free(h->pending[i].buf);
+	free(h->pending);
+	free(h->pending_gen);
+	free(h->rx);
+	free(h->rx_meta);
+	h->scratch = h->rx = h->rx_meta = NULL;
+	h->targets = NULL;
+	h->target_gen = h->pending_gen = NULL;
+	h->pending = NULL;
+}
+
 int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 {
 	if (!out || !arena_name_valid(name))
@@ -95,23 +127,32 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 	shmg_t *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->fd = -1;
+	h->fd = h->lock_fd = h->mb_fd = h->wake_out = -1;
 	h->fork_gen = atomic_load(&handle_fork_gen);
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	int rc = arena_open(h, name, config);
 	if (rc < 0)
 		goto fail;
 	h->node = h->hdr->node_id;
+	h->hdr_endpoints = h->hdr->max_endpoints;
 	h->live_gen = (uint32_t *)(h->base + h->hdr->off_live_gen);
+	uint32_t n = h->hdr->max_endpoints;
 	h->scratch = malloc(h->hdr->meta_max ? h->hdr->meta_max : 1);
-	if (!h->scratch) {
+	h->targets = calloc((n + 63) / 64, sizeof(uint64_t));
+	h->target_gen = calloc(n, sizeof(uint32_t));
+	h->pending = calloc(n, sizeof(struct mb_batch));
+	h->pending_gen = calloc(n, sizeof(uint32_t));
+	h->wake_out = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (!h->scratch || !h->targets || !h->target_gen || !h->pending || !h->pending_gen) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	epoch_process_init(h);
 	if ((rc = endpoint_claim(h)) < 0)
 		goto fail;
-	if ((rc = track(h)) < 0) {
+	if ((h->mb_fd = wake_bind(h, h->slot, h->gen, "mb")) < 0 || (rc = track(h)) < 0) {
+		if (h->mb_fd < 0)
+			rc = h->mb_fd;
 		endpoint_release(h, h->slot, h->gen, REASON_NORMAL);
 		goto fail;
 	}
@@ -121,8 +162,7 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 	*out = h;
 	return 0;
 fail:
-	arena_unmap(h);
-	free(h->scratch);
+	handle_free_resources(h);
 	free(h);
 	return rc;
 }
@@ -136,14 +176,13 @@ int shmg_close(shmg_t *h)
 	int rc = 0;
 	/* In a forked child only the copy goes; the endpoint is the parent's. */
 	if (h->fork_gen == atomic_load(&handle_fork_gen)) {
+		reaper_close(h);
 		h->read_depth = 0;
 		store_release(&h->ep->read_epoch, 0);
 		rc = endpoint_release(h, h->slot, h->gen, REASON_NORMAL);
 	}
 	h->magic = HANDLE_CLOSED;
-	arena_unmap(h);
-	free(h->scratch);
-	h->scratch = NULL;
+	handle_free_resources(h);
 	untrack_and_retire(h);
 	return rc;
 }
@@ -230,6 +269,8 @@ int shmg_info(shmg_t *h, struct shmg_info *out)
 		.clusters_connected = load_relaxed(&a->clusters_connected),
 		.global_epoch = load_relaxed(&a->epoch),
 		.shard_repairs = load_relaxed(&a->shard_repairs),
+		.mailbox_bytes = a->mailbox_bytes,
+		.reaper_pid = load_relaxed(&a->reaper_pid),
 	};
 	return 0;
 }

@@ -31,21 +31,42 @@
 #define HANDLE_MAGIC 0x53484d47u
 #define HANDLE_CLOSED 0x636c6f73u
 
+/* Records being built for one mailbox (process-local). */
+struct mb_batch {
+	uint8_t *buf;
+	size_t len, cap;
+	uint32_t count;
+};
+
+struct reaper;
+
 struct shmg {
 	uint32_t magic;
 	uint32_t fork_gen;    /* handle_fork_gen at open; differs in a forked child */
-	int fd;
+	int fd;               /* the arena object, mapped */
+	int lock_fd;          /* the same object, never mapped: holds the endpoint lock */
 	uint8_t *base;
 	uint64_t size;
 	struct arena_header *hdr;
 	struct endpoint_slot *ep;
 	uint32_t *live_gen;
 	uint32_t slot, gen, node;
+	uint32_t hdr_endpoints; /* max_endpoints, kept after the arena is unmapped */
 	int read_depth;
 	bool use_fence;       /* membarrier registration failed: fence on read entry */
 	shmg_extract_fn extract;
 	void *extract_arg;
 	uint8_t *scratch;     /* meta_max bytes: extract_meta output */
+	int mb_fd;            /* this endpoint's wakeup socket (shmg_fd) */
+	int wake_out;         /* unbound socket for sending wakeups */
+	uint8_t *rx, *rx_meta; /* receive buffers the events point into */
+	size_t rx_cap, rx_meta_cap;
+	uint64_t *targets;    /* bitmap of endpoint slots an event goes to */
+	uint32_t *target_gen;
+	bool batching;        /* events_batch_begin .. events_batch_flush */
+	struct mb_batch *pending; /* per target slot while batching */
+	uint32_t *pending_gen;
+	struct reaper *reaper;
 	char name[SHMG_NAME_MAX + 1];
 };
 
@@ -75,6 +96,8 @@ struct arena_geometry;
 int arena_open(shmg_t *h, const char *name, const struct shmg_config *cfg);
 void arena_unmap(shmg_t *h);
 int arena_name_valid(const char *name);
+int mutex_init_robust(pthread_mutex_t *m);
+uint32_t mailbox_record_max(uint32_t key_max, uint32_t meta_max);
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);
 
@@ -253,6 +276,7 @@ struct oplog_header *oplog_at(const shmg_t *h, uint32_t shard);
  * -ENOTCONN too, which callers turn into an empty result. */
 int cluster_resolve(shmg_t *h, const char *name, uint32_t *ref_out, uint64_t *seed_out);
 int cluster_name_valid(const char *name);
+uint64_t cluster_name_seed(const char *name);
 const char *cluster_name_of(const shmg_t *h, uint32_t ref, char buf[64]);
 /* Under a shard lock: is the cluster still connected (a disconnect that
  * started after the caller resolved it makes this false)? */
@@ -268,6 +292,43 @@ ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e
 		     const void **out);
 void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *keyholder,
 		       struct shmg_entry *pub, char clbuf[64]);
+
+/* ---- mailbox.c ------------------------------------------------------- */
+struct mailbox_header *mailbox_at(const shmg_t *h, uint32_t slot);
+int mailbox_init(shmg_t *h, uint32_t slot);
+int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen);
+void mailbox_retire(shmg_t *h, uint32_t slot);
+int mb_batch_add(struct mb_batch *b, const struct mailbox_record *r, const char *cluster,
+		 const void *key, const void *meta, const void *prev);
+void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b);
+int wake_bind(const shmg_t *h, uint32_t slot, uint32_t gen, const char *what);
+void wake_send(shmg_t *h, uint32_t slot, uint32_t gen, const char *what);
+void wake_drain(int fd);
+
+/* ---- monitor.c ------------------------------------------------------- */
+uint32_t mon_cluster_tag(uint64_t seed);
+void target_add(shmg_t *h, uint32_t slot, uint32_t gen);
+void record_fill(shmg_t *h, struct mailbox_record *r, uint8_t type, uint8_t reason,
+		 const struct entry *e, const char *cluster, size_t key_len, size_t meta_len,
+		 size_t prev_len, bool has_prev);
+void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *cluster,
+		     const void *key, const void *meta, const void *prev);
+/* Routes a change of e (key given separately: members have none) to the
+ * monitors of its key; prev is the replaced entry, if any. */
+void events_emit(shmg_t *h, uint8_t type, uint8_t reason, const struct entry *e, const char *key,
+		 size_t key_len, const struct entry *prev);
+void events_batch_begin(shmg_t *h);
+void events_batch_flush(shmg_t *h);
+
+/* ---- groups.c: lists shared by groups and monitors (under the lock) -- */
+int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *meta,
+	      size_t meta_len);
+int list_leave(shmg_t *h, const struct keyref *k, uint8_t head_kind);
+
+/* ---- reaper.c -------------------------------------------------------- */
+void reaper_close(shmg_t *h);
+void reaper_drop_after_fork(shmg_t *h);
+void reaper_poke(shmg_t *h);
 
 /* ---- endpoint.c ------------------------------------------------------ */
 int endpoint_claim(shmg_t *h);

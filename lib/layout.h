@@ -58,7 +58,10 @@ struct arena_header {
 	uint64_t off_endpoints, off_live_gen, off_clusters, off_shards, off_oplogs;
 	uint64_t off_pagedesc, off_pages;
 	uint32_t shard_stride, npages;
-	uint8_t pad0[CACHE_LINE * 3 - 144];
+	uint64_t off_mailboxes;
+	uint32_t mailbox_bytes;
+	uint32_t pad0a;
+	uint8_t pad0[CACHE_LINE * 3 - 160];
 
 	/* Global epoch: bumped only by grace periods (epoch.c). */
 	_Alignas(CACHE_LINE) uint64_t epoch;
@@ -87,6 +90,15 @@ struct arena_header {
 	uint32_t destroyed;
 	uint64_t shard_repairs;
 	uint8_t pad5[CACHE_LINE - 16];
+
+	/* Reaper election (reaper.c): held for as long as a process is the
+	 * reaper; endpoint_epoch is bumped by every claim and release so the
+	 * reaper knows to rescan. */
+	_Alignas(CACHE_LINE) pthread_mutex_t reaper_lock;
+	uint32_t reaper_pid;
+	uint32_t reaper_slot;
+	uint32_t endpoint_epoch;
+	uint8_t pad6[CACHE_LINE * 2 - 52];
 };
 
 /* ---- endpoints ------------------------------------------------------- */
@@ -161,7 +173,8 @@ struct shard_header {
 	uint32_t limbo_tail;  /* oldest unreclaimed */
 	uint32_t repairs;
 	uint32_t partial[NCLASSES]; /* page index + 1 of the first page with free blocks */
-	uint8_t pad[256 - 72 - 4 * NCLASSES];
+	uint32_t monitors;    /* K_MONITOR entries here: routing skips when all are 0 */
+	uint8_t pad[256 - 76 - 4 * NCLASSES];
 };
 
 /* Bucket: 8 slots, one cache line.  tag = low 16 bits of the slot's hash;
@@ -186,7 +199,7 @@ struct table_header {
 
 /* ---- entries --------------------------------------------------------- */
 
-enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3 };
+enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3, K_MONHEAD = 4, K_MONITOR = 5 };
 
 /* An entry block: header + key (not for members) + meta.  Immutable once
  * published except the list links and count noted below; a metadata update
@@ -213,6 +226,48 @@ struct entry {
 	uint32_t aux;
 	/* key bytes, then meta bytes */
 };
+
+/* K_MONHEAD and K_MONITOR are a monitor pattern and its monitoring endpoints,
+ * laid out exactly like K_GROUP and K_MEMBER (head key = the pattern: an exact
+ * key, a prefix ending in '/', or empty for every key), but host-local: never
+ * logged for replication, never listed as members, and their `cluster` field
+ * is a tag of the cluster *name* (mon_cluster_tag), not a ref, because a
+ * monitor may name a cluster this host is not connected to. */
+
+/* ---- mailboxes ------------------------------------------------------- */
+
+/* One per endpoint slot at off_mailboxes + slot * mailbox_bytes: this header,
+ * then the ring.  Producers (any process) append under `lock`; the owner alone
+ * consumes.  head is written by the consumer, tail by producers; each on its
+ * own line. */
+struct mailbox_header {
+	pthread_mutex_t lock; /* PROCESS_SHARED | ROBUST: producers only */
+	uint32_t gen;         /* endpoint generation the mailbox belongs to */
+	uint32_t dropped;     /* records refused since the consumer last saw a marker */
+	uint32_t batch_seq;   /* next batch number */
+	uint32_t signalled;   /* 1 while a wakeup datagram is (probably) queued */
+	uint64_t tail;        /* bytes ever appended; release-published */
+	_Alignas(CACHE_LINE) uint64_t head; /* bytes ever consumed */
+	uint8_t pad[CACHE_LINE - 8];
+};
+
+/* A mailbox record, 8-aligned, never wrapping (MB_PAD fills the end). */
+struct mailbox_record {
+	uint32_t size;
+	uint8_t type;   /* enum shmg_event_type, or MB_PAD */
+	uint8_t reason;
+	uint8_t cluster_len;
+	uint8_t flags;  /* MB_HAS_PREV, MB_BATCH_END */
+	uint32_t batch;
+	uint16_t key_len;
+	uint16_t pad;
+	uint32_t meta_len, prev_len;
+	uint32_t node, ep_slot, ep_gen;
+	int32_t pid;
+	uint64_t time_ns;
+	/* cluster name, key, meta, previous meta */
+};
+enum { MB_PAD = 0xff, MB_HAS_PREV = 1, MB_BATCH_END = 2 };
 
 /* ---- pages ----------------------------------------------------------- */
 
@@ -273,7 +328,11 @@ struct oplog_record {
 /* ---- layout assertions ---------------------------------------------- */
 
 static_assert(sizeof(pthread_mutex_t) == 40, "robust mutex size is part of the layout");
-static_assert(sizeof(struct arena_header) == 704, "arena_header");
+static_assert(sizeof(struct arena_header) == 832, "arena_header");
+static_assert(offsetof(struct arena_header, reaper_lock) == 704, "reaper line");
+static_assert(sizeof(struct mailbox_header) == 128, "mailbox_header");
+static_assert(offsetof(struct mailbox_header, head) == 64, "mailbox consumer line");
+static_assert(sizeof(struct mailbox_record) == 48, "mailbox_record");
 static_assert(offsetof(struct arena_header, epoch) == 192, "epoch line");
 static_assert(offsetof(struct arena_header, pool_lock) == 256, "pool line");
 static_assert(sizeof(struct endpoint_slot) == 128, "endpoint_slot");
@@ -297,6 +356,8 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    sizeof(struct bucket) * 13u + sizeof(struct entry) * 17u +              \
 		    sizeof(struct page_desc) * 19u + sizeof(struct oplog_record) * 23u +    \
 		    offsetof(struct entry, aux) * 29u + offsetof(struct bucket, probe) * 31u + \
-		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / 64u * 43u))
+		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / 64u * 43u +               \
+		    sizeof(struct mailbox_header) * 47u + sizeof(struct mailbox_record) * 53u + \
+		    sizeof(struct cluster_counts) * 59u))
 
 #endif

@@ -91,7 +91,7 @@ static bool owner_dead(shmg_t *h, const struct entry *e)
 static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
 		       const void *meta, size_t meta_len)
 {
-	if (old->meta_len == meta_len && memcmp(entry_meta(old), meta, meta_len) == 0)
+	if (old->meta_len == meta_len && (!meta_len || memcmp(entry_meta(old), meta, meta_len) == 0))
 		return 0; /* identical: no event, no replication, time unchanged */
 	ref_t ref;
 	struct entry *e = entry_new(h, k->shard, K_REG, k, meta, meta_len, &ref);
@@ -101,6 +101,7 @@ static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uin
 	index_replace_slot(h, k->shard, pos, ref);
 	TEST_POINT("register:replaced");
 	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
+	events_emit(h, SHMG_EV_REGISTERED, REASON_NONE, e, k->key, k->len, old);
 	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
 	return 0;
 }
@@ -131,6 +132,7 @@ static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, 
 	TEST_POINT("register:published");
 	shard_count(h, k->shard, e, +1);
 	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
+	events_emit(h, SHMG_EV_REGISTERED, REASON_NONE, e, k->key, k->len, NULL);
 	return 0;
 }
 

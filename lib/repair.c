@@ -83,10 +83,10 @@ int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref, bool check_entry
 		return -1;
 	if (check_entry) {
 		struct entry *e = entry_at(h, ref);
-		if (!e || e->kind < K_REG || e->kind > K_MEMBER || e->key_len > h->hdr->key_max ||
+		if (!e || e->kind < K_REG || e->kind > K_MONITOR || e->key_len > h->hdr->key_max ||
 		    e->meta_len > h->hdr->meta_max ||
 		    sizeof(*e) + e->key_len + e->meta_len > alloc_class_size(cls) ||
-		    (e->kind != K_MEMBER && e->key_len == 0))
+		    ((e->kind == K_REG || e->kind == K_GROUP) && e->key_len == 0))
 			return -1;
 	}
 	return (int64_t)page * SCAN_BLOCKS_PER_PAGE + idx;
@@ -117,12 +117,13 @@ static int mark_slot(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
  * rewriting prev links and the member count. */
 static void mark_list(shmg_t *h, struct scan *sc, struct entry *head)
 {
+	uint8_t mkind = head->kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
 	ref_t href = ref_of(h, head), prev = 0;
 	uint32_t *link = &head->next, n = 0;
 	for (ref_t r = *link; r; r = *link) {
 		int64_t b = scan_block(h, sc, r, true);
 		struct entry *m = b >= 0 ? entry_at(h, r) : NULL;
-		if (!m || m->kind != K_MEMBER || m->aux != href || bm_test(sc->listed, (uint64_t)b)) {
+		if (!m || m->kind != mkind || m->aux != href || bm_test(sc->listed, (uint64_t)b)) {
 			store_release(link, 0);
 			break;
 		}
@@ -139,7 +140,7 @@ static void mark_list(shmg_t *h, struct scan *sc, struct entry *head)
 static int mark_lists(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	(void)pos;
-	if (e->kind == K_GROUP)
+	if (e->kind == K_GROUP || e->kind == K_MONHEAD)
 		mark_list(h, arg, e);
 	return 0;
 }
@@ -231,8 +232,9 @@ static int fix_members(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 	int64_t b = scan_block(h, sc, ref_of(h, e), false);
 	if (b < 0)
 		return 0;
-	if ((e->kind == K_MEMBER && !bm_test(sc->listed, (uint64_t)b)) ||
-	    (e->kind == K_GROUP && e->next == 0)) {
+	bool member = e->kind == K_MEMBER || e->kind == K_MONITOR;
+	bool head = e->kind == K_GROUP || e->kind == K_MONHEAD;
+	if ((member && !bm_test(sc->listed, (uint64_t)b)) || (head && e->next == 0)) {
 		index_clear_slot(h, sc->shard, pos);
 		epoch_retire(h, sc->shard, ref_of(h, e), LIMBO_BLOCK);
 	}
@@ -243,7 +245,7 @@ static int relist_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	(void)pos;
 	struct scan *sc = arg;
-	if (e->kind != K_GROUP)
+	if (e->kind != K_GROUP && e->kind != K_MONHEAD)
 		return 0;
 	for (ref_t r = e->next; r;) {
 		struct entry *m = entry_at(h, r);
@@ -271,6 +273,7 @@ void repair_recount(shmg_t *h, uint32_t shard)
 	memset(shard_counts(h, shard), 0, (size_t)h->hdr->max_clusters * sizeof(struct cluster_counts));
 	memset(shard_ep_entries(h, shard), 0, (size_t)h->hdr->max_endpoints * sizeof(uint32_t));
 	sh->nentries = 0;
+	sh->monitors = 0;
 	index_foreach(h, shard, recount_visit, &shard);
 }
 

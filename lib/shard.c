@@ -72,7 +72,10 @@ void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
 				store_relaxed(&c->members_local, c->members_local + (uint32_t)delta);
 		}
 	}
-	if (local && e->kind != K_GROUP && e->ep_slot < h->hdr->max_endpoints) {
+	if (e->kind == K_MONITOR)
+		store_relaxed(&shard_at(h, shard)->monitors, shard_at(h, shard)->monitors + (uint32_t)delta);
+	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
+	    e->ep_slot < h->hdr->max_endpoints) {
 		uint32_t *n = &shard_ep_entries(h, shard)[e->ep_slot];
 		store_relaxed(n, *n + (uint32_t)delta);
 	}
@@ -111,6 +114,7 @@ void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, 
 	TEST_POINT("unregister:unlinked");
 	oplog_append(h, shard, OP_UNREGISTER, (uint8_t)reason, e, entry_key(e), e->key_len);
 	shard_count(h, shard, e, -1);
+	events_emit(h, SHMG_EV_UNREGISTERED, (uint8_t)reason, e, entry_key(e), e->key_len, NULL);
 	epoch_retire(h, shard, ref_of(h, e), LIMBO_BLOCK);
 }
 
@@ -131,7 +135,8 @@ static void list_unlink(shmg_t *h, struct entry *head, struct entry *m)
 void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason)
 {
 	struct entry *head = entry_at(h, m->aux);
-	if (!head || head->kind != K_GROUP) {
+	uint8_t head_kind = m->kind == K_MONITOR ? K_MONHEAD : K_GROUP;
+	if (!head || head->kind != head_kind) {
 		/* Only a damaged arena gets here; drop the index slot. */
 		index_clear_slot(h, shard, pos);
 		return;
@@ -140,13 +145,16 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	TEST_POINT("leave:unlinked");
 	index_clear_slot(h, shard, pos);
 	store_relaxed(&head->aux, head->aux - 1);
-	oplog_append(h, shard, OP_LEAVE, (uint8_t)reason, m, entry_key(head), head->key_len);
+	if (m->kind == K_MEMBER)
+		oplog_append(h, shard, OP_LEAVE, (uint8_t)reason, m, entry_key(head), head->key_len);
 	shard_count(h, shard, m, -1);
+	if (m->kind == K_MEMBER)
+		events_emit(h, SHMG_EV_LEFT, (uint8_t)reason, m, entry_key(head), head->key_len, NULL);
 	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
 	if (head->aux == 0 && head->next == 0) {
 		struct keyref k = {entry_key(head), head->key_len, head->cluster, head->hash, shard};
 		uint32_t hpos;
-		if (index_find(h, &k, K_GROUP, &hpos) == head) {
+		if (index_find(h, &k, head_kind, &hpos) == head) {
 			index_clear_slot(h, shard, hpos);
 			epoch_retire(h, shard, ref_of(h, head), LIMBO_BLOCK);
 		}
@@ -163,7 +171,7 @@ struct remove_ctx {
 static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	struct remove_ctx *rc = arg;
-	if (e->kind == K_GROUP || !rc->pred(h, e, rc->ctx))
+	if (e->kind == K_GROUP || e->kind == K_MONHEAD || !rc->pred(h, e, rc->ctx))
 		return 0;
 	if (e->kind == K_REG)
 		shard_remove_reg(h, rc->shard, e, pos, rc->reason);

@@ -5,6 +5,7 @@
  * succeeds) or by shmg_reap(), after which counts drop, nothing of it is
  * returned and its endpoint slot is reused with a new generation.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,6 +315,67 @@ START_TEST(test_zombie_is_dead)
 }
 END_TEST
 
+/* A dead endpoint is dead even if a child it forked (and that never
+ * touched the inherited handle) lives on: a pre-forking server's master
+ * dies, its workers keep running. */
+static int forking_victim(void *arg)
+{
+	shmg_t *h = NULL;
+	long rc;
+
+	(void)arg;
+	close(ready_pipe[0]);
+	if ((rc = shmg_open(tc_arena, NULL, &h)) != 0)
+		goto out;
+	sh->id[0] = shmg_self(h);
+	if ((rc = shmg_register(h, SHMG_KEY("reap/master"), "m", 1, NULL)) != 0)
+		goto out;
+	if ((rc = shmg_join(h, SHMG_KEY("reap/masters"), "m", 1, NULL)) != 0)
+		goto out;
+	pid_t worker = fork();
+	if (worker < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (worker == 0) {
+		/* The worker: inherits the handle, never uses it. */
+		for (;;)
+			pause();
+	}
+	sh->rc[1] = worker;
+out:
+	sh->rc[0] = rc;
+	(void)!write(ready_pipe[1], "r", 1);
+	for (;;)
+		pause();
+	return 0;
+}
+
+START_TEST(test_dead_endpoint_with_live_forked_child)
+{
+	shmg_t *h;
+	char b;
+
+	setup_pipes();
+	h = tc_open(tc_arena, NULL);
+	pid_t pid = tc_fork(forking_victim, NULL);
+	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
+	TC_EQ(sh->rc[0], 0);
+	pid_t worker = (pid_t)sh->rc[1];
+	kill_and_wait(pid);
+	/* The worker lives on (it is reparented; check kills it at the end). */
+	ck_assert_int_eq(kill(worker, 0), 0);
+	int r = shmg_reap(h);
+	ck_assert_msg(r == 1, "reap = %d: the endpoint of a SIGKILLed process is still "
+			      "taken for alive while a child it forked lives", r);
+	TC_EQ(shmg_lookup(h, SHMG_KEY("reap/master"), NULL, NULL, 0, NULL, NULL), -ENOENT);
+	TC_EQ(shmg_register(h, SHMG_KEY("reap/master"), "new", 3, NULL), 0);
+	kill(worker, SIGKILL);
+	TC_ASSERT_CLEAN(h);
+	shmg_close(h);
+}
+END_TEST
+
 static Suite *reap_suite(void)
 {
 	Suite *s = suite_create("reap");
@@ -326,6 +388,7 @@ static Suite *reap_suite(void)
 	tcase_add_test(tc, test_reap_leaves_live_alone);
 	tcase_add_test(tc, test_dead_slot_reclaimed_by_open);
 	tcase_add_test(tc, test_zombie_is_dead);
+	tcase_add_test(tc, test_dead_endpoint_with_live_forked_child);
 	return s;
 }
 

@@ -78,7 +78,8 @@ START_TEST(test_config_defaults)
 	ck_assert_uint_eq(in.max_clusters, 256);
 	ck_assert_uint_eq(in.node_id, 1);
 	ck_assert_uint_eq(in.oplog_bytes, 256u * 1024u);
-	ck_assert_uint_eq(in.arena_size, 64ull << 20);
+	ck_assert_uint_eq(in.arena_size, 128ull << 20);
+	ck_assert_uint_eq(in.mailbox_bytes, 16u * 1024u);
 	ck_assert_uint_ne(in.layout_version, 0);
 	ck_assert_uint_ne(in.incarnation, 0);
 	ck_assert_uint_ne(in.created_ns, 0);
@@ -114,8 +115,10 @@ START_TEST(test_config_values_stored)
 	c.oplog_bytes = 64 * 1024;
 	c.mode = 0640;
 	c.arena_size = 8ull << 20;
+	c.mailbox_bytes = 8192;
 	h = tc_open(tc_arena, &c);
 	TC_EQ(shmg_info(h, &in), 0);
+	ck_assert_uint_eq(in.mailbox_bytes, 8192);
 	ck_assert_uint_eq(in.shards, 4);
 	ck_assert_uint_eq(in.max_endpoints, 16);
 	ck_assert_uint_eq(in.key_max, 100);
@@ -151,8 +154,9 @@ static const struct field_case field_cases[] = {
 	{ "max_clusters", offsetof(struct shmg_config, max_clusters), 0, 8, 16 },
 	{ "node_id", offsetof(struct shmg_config, node_id), 0, 3, 1 },
 	{ "oplog_bytes", offsetof(struct shmg_config, oplog_bytes), 0, 65536, 131072 },
-	{ "arena_size", offsetof(struct shmg_config, arena_size), 1, 8ull << 20, 16ull << 20 },
+	{ "arena_size", offsetof(struct shmg_config, arena_size), 1, 32ull << 20, 64ull << 20 },
 	{ "mode", offsetof(struct shmg_config, mode), 0, 0640, 0600 },
+	{ "mailbox_bytes", offsetof(struct shmg_config, mailbox_bytes), 0, 8192, 16384 },
 };
 
 static void set_field(struct shmg_config *c, const struct field_case *f, uint64_t v)
@@ -297,7 +301,10 @@ BAD(oplog_big, c->oplog_bytes = 128u << 20)
 BAD(arena_small, c->arena_size = 1u << 20)
 BAD(arena_big, c->arena_size = 128ull << 30)
 BAD(reserved0, c->reserved[0] = 1)
-BAD(reserved6, c->reserved[6] = 0x80000000u)
+BAD(reserved_last, c->reserved[sizeof(c->reserved) / sizeof(c->reserved[0]) - 1] = 0x80000000u)
+BAD(mailbox_npot, c->mailbox_bytes = 10000)
+BAD(mailbox_small, c->mailbox_bytes = 2048)
+BAD(mailbox_big, c->mailbox_bytes = 32u << 20)
 BAD(flags_unknown, c->flags = 0x100)
 BAD(mode_bits, c->mode = 010000)
 
@@ -315,7 +322,10 @@ static const struct bad_cfg bad_cfgs[] = {
 	{ "arena_size=1M", bad_arena_small },
 	{ "arena_size=128G", bad_arena_big },
 	{ "reserved[0]", bad_reserved0 },
-	{ "reserved[6]", bad_reserved6 },
+	{ "last reserved", bad_reserved_last },
+	{ "mailbox_bytes not power of two", bad_mailbox_npot },
+	{ "mailbox_bytes=2K", bad_mailbox_small },
+	{ "mailbox_bytes=32M", bad_mailbox_big },
 	{ "unknown flag", bad_flags_unknown },
 	{ "mode with non-permission bits", bad_mode_bits },
 };
@@ -488,6 +498,7 @@ START_TEST(test_untrusted_header_field)
 
 	c.arena_size = 8ull << 20;
 	c.shards = 4;
+	c.max_endpoints = 64; /* room for the mailboxes in 8 MiB */
 	h = tc_open(tc_arena, &c);
 	TC_EQ(shmg_register(h, SHMG_KEY("k"), "v", 1, NULL), 0);
 	shmg_close(h);

@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Monitors and event routing.
+ *
+ * A monitor is a pattern head (K_MONHEAD, key = exact key, prefix ending in
+ * '/', or "" for every key) with a list of monitoring endpoints (K_MONITOR),
+ * stored in the shard index like a group, keyed by hash(cluster name, pattern).
+ * Routing an event for key K never scans monitors: it probes the index for K
+ * itself, for each '/'-terminated prefix of K, and for "", and takes the union
+ * of their lists (a bitmap of endpoint slots, so overlapping patterns deliver
+ * once).  Probes into other shards happen inside a read section while the
+ * caller holds the key's own shard lock, so events for one key are routed and
+ * appended in the order the key's shard applied the changes.
+ *
+ * Batching: normally every event is its own batch, appended at once.  Between
+ * events_batch_begin and events_batch_flush (the death or close of an
+ * endpoint, one shard of a cluster disconnect) events are collected per
+ * target and each target gets one batch.
+ *
+ * Nothing here writes shared memory except the mailboxes (mailbox.c).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+uint32_t mon_cluster_tag(uint64_t seed)
+{
+	return (uint32_t)(seed >> 32) | 1u;
+}
+
+static bool any_monitors(const shmg_t *h)
+{
+	for (uint32_t s = 0; s < h->hdr->shards; s++)
+		if (load_relaxed(&shard_at(h, s)->monitors))
+			return true;
+	return false;
+}
+
+static uint64_t cluster_seed(const shmg_t *h, uint32_t ref)
+{
+	uint32_t s = cluster_slot_of(ref);
+	return s && s < h->hdr->max_clusters ? cluster_at(h, s)->name_hash : DEFAULT_CLUSTER_SEED;
+}
+
+static void targets_clear(shmg_t *h)
+{
+	memset(h->targets, 0, ((size_t)h->hdr->max_endpoints + 63) / 64 * 8);
+}
+
+void target_add(shmg_t *h, uint32_t slot, uint32_t gen)
+{
+	if (slot >= h->hdr->max_endpoints)
+		return;
+	h->targets[slot / 64] |= 1ull << (slot % 64);
+	h->target_gen[slot] = gen;
+}
+
+/* Inside a read section: adds the live monitors of one pattern. */
+static void route_pattern(shmg_t *h, uint64_t seed, const char *pat, size_t len)
+{
+	struct keyref k = {pat, len, mon_cluster_tag(seed), sg_hash(pat, len, seed), 0};
+	k.shard = shard_of(h, k.hash);
+	const struct entry *head = index_find(h, &k, K_MONHEAD, NULL);
+	if (!head)
+		return;
+	uint64_t steps = h->size / sizeof(struct entry);
+	for (ref_t r = load_acquire(&head->next); r && steps--;) { /* pairs with list_join */
+		const struct entry *m = entry_at(h, r);
+		if (!m)
+			break;
+		if (m->kind == K_MONITOR && entry_live(h, m))
+			target_add(h, m->ep_slot, m->ep_gen);
+		r = load_acquire(&m->next);
+	}
+}
+
+static void route(shmg_t *h, uint32_t cluster_ref, const char *key, size_t len)
+{
+	uint64_t seed = cluster_seed(h, cluster_ref);
+	read_enter(h);
+	route_pattern(h, seed, key, len);
+	for (size_t i = 0; i + 1 < len; i++)
+		if (key[i] == '/')
+			route_pattern(h, seed, key, i + 1);
+	route_pattern(h, seed, "", 0);
+	read_exit(h);
+}
+
+void record_fill(shmg_t *h, struct mailbox_record *r, uint8_t type, uint8_t reason,
+		 const struct entry *e, const char *cluster, size_t key_len, size_t meta_len,
+		 size_t prev_len, bool has_prev)
+{
+	size_t clen = cluster ? strlen(cluster) : 0;
+	*r = (struct mailbox_record){
+		.type = type,
+		.reason = reason,
+		.cluster_len = (uint8_t)clen,
+		.flags = has_prev ? MB_HAS_PREV : 0,
+		.key_len = (uint16_t)key_len,
+		.meta_len = (uint32_t)meta_len,
+		.prev_len = (uint32_t)prev_len,
+		.node = e ? e->node : h->node,
+		.ep_slot = e ? e->ep_slot : h->slot,
+		.ep_gen = e ? e->ep_gen : h->gen,
+		.pid = e ? e->pid : h->ep->pid,
+		.time_ns = e ? e->time_ns : now_realtime_ns(),
+	};
+	r->size = (uint32_t)((sizeof(*r) + clen + key_len + meta_len + prev_len + 7) & ~7ull);
+}
+
+/* Sends one record to every target in the bitmap (or queues it per target
+ * while batching). */
+void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *cluster,
+		     const void *key, const void *meta, const void *prev)
+{
+	uint32_t words = (h->hdr->max_endpoints + 63) / 64;
+	struct mb_batch one = {0};
+	for (uint32_t w = 0; w < words; w++) {
+		for (uint64_t bits = h->targets[w]; bits; bits &= bits - 1) {
+			uint32_t slot = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			if (h->batching) {
+				struct mb_batch *b = &h->pending[slot];
+				if (b->count && h->pending_gen[slot] != h->target_gen[slot])
+					b->len = b->count = 0;
+				h->pending_gen[slot] = h->target_gen[slot];
+				mb_batch_add(b, r, cluster, key, meta, prev);
+				continue;
+			}
+			if (!one.count && mb_batch_add(&one, r, cluster, key, meta, prev) < 0)
+				return;
+			mailbox_deliver(h, slot, h->target_gen[slot], &one);
+		}
+	}
+	free(one.buf);
+}
+
+void events_emit(shmg_t *h, uint8_t type, uint8_t reason, const struct entry *e, const char *key,
+		 size_t key_len, const struct entry *prev)
+{
+	if (!any_monitors(h))
+		return;
+	targets_clear(h);
+	route(h, e->cluster, key, key_len);
+	char clbuf[64];
+	const char *cl = cluster_name_of(h, e->cluster, clbuf);
+	struct mailbox_record r;
+	record_fill(h, &r, type, reason, e, cl, key_len, e->meta_len, prev ? prev->meta_len : 0,
+		    prev != NULL);
+	targets_deliver(h, &r, cl, key, entry_meta(e), prev ? entry_meta(prev) : NULL);
+}
+
+void events_batch_begin(shmg_t *h)
+{
+	h->batching = true;
+}
+
+void events_batch_flush(shmg_t *h)
+{
+	h->batching = false;
+	for (uint32_t s = 0; s < h->hdr->max_endpoints; s++) {
+		struct mb_batch *b = &h->pending[s];
+		if (!b->count)
+			continue;
+		mailbox_deliver(h, s, h->pending_gen[s], b);
+		b->len = b->count = 0;
+	}
+}
+
+/* ---- monitor / demonitor --------------------------------------------- */
+
+static int pattern_prepare(shmg_t *h, const char *pat, size_t len, const struct shmg_opts *o,
+			   struct keyref *k)
+{
+	const char *cluster = o ? o->cluster : NULL;
+	if (cluster && !cluster_name_valid(cluster))
+		return -EINVAL;
+	if (pat && (len == 0 || len > h->hdr->key_max || memchr(pat, 0, len)))
+		return -EINVAL;
+	uint64_t seed = cluster ? cluster_name_seed(cluster) : DEFAULT_CLUSTER_SEED;
+	k->key = pat ? pat : "";
+	k->len = pat ? len : 0;
+	k->cluster = mon_cluster_tag(seed);
+	k->hash = sg_hash(k->key, k->len, seed);
+	k->shard = shard_of(h, k->hash);
+	return 0;
+}
+
+int shmg_monitor(shmg_t *h, const char *pattern, size_t pattern_len, const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (rc || (rc = pattern_prepare(h, pattern, pattern_len, opts, &k)))
+		return rc;
+	if ((rc = shard_lock(h, k.shard)) < 0)
+		return rc;
+	rc = list_join(h, &k, K_MONHEAD, NULL, 0);
+	shard_unlock(h, k.shard);
+	return rc;
+}
+
+int shmg_demonitor(shmg_t *h, const char *pattern, size_t pattern_len,
+		   const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (rc || (rc = pattern_prepare(h, pattern, pattern_len, opts, &k)))
+		return rc;
+	if ((rc = shard_lock(h, k.shard)) < 0)
+		return rc;
+	rc = list_leave(h, &k, K_MONHEAD);
+	shard_unlock(h, k.shard);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+static long dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg, size_t len,
+		     const struct shmg_opts *opts)
+{
+	struct keyref k;
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (len > h->hdr->meta_max)
+		return -E2BIG;
+	if (!msg && len)
+		return -EINVAL;
+	if ((rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
+		return rc == -ENOTCONN ? 0 : rc;
+	targets_clear(h);
+	read_enter(h);
+	const struct entry *reg = index_find(h, &k, K_REG, NULL);
+	if (reg && entry_live(h, reg) && reg->node == h->node)
+		target_add(h, reg->ep_slot, reg->ep_gen);
+	const struct entry *head = index_find(h, &k, K_GROUP, NULL);
+	uint64_t steps = h->size / sizeof(struct entry);
+	for (ref_t r = head ? load_acquire(&head->next) : 0; r && steps--;) {
+		const struct entry *m = entry_at(h, r);
+		if (!m)
+			break;
+		if (m->kind == K_MEMBER && entry_live(h, m) && m->node == h->node)
+			target_add(h, m->ep_slot, m->ep_gen);
+		r = load_acquire(&m->next);
+	}
+	read_exit(h);
+	long n = 0;
+	for (uint32_t w = 0; w < (h->hdr->max_endpoints + 63) / 64; w++)
+		n += __builtin_popcountll(h->targets[w]);
+	char clbuf[64];
+	const char *cl = cluster_name_of(h, k.cluster, clbuf);
+	struct mailbox_record r;
+	record_fill(h, &r, SHMG_EV_MESSAGE, REASON_NONE, NULL, cl, key_len, len, 0, false);
+	targets_deliver(h, &r, cl, key, msg, NULL);
+	return n;
+}
+
+long shmg_dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg, size_t msg_len,
+		   const struct shmg_opts *opts)
+{
+	/* Remote members are reached once replication runs; until then the
+	 * host's own endpoints are all there is. */
+	return dispatch(h, key, key_len, msg, msg_len, opts);
+}
+
+long shmg_dispatch_local(shmg_t *h, const char *key, size_t key_len, const void *msg,
+			 size_t msg_len, const struct shmg_opts *opts)
+{
+	return dispatch(h, key, key_len, msg, msg_len, opts);
+}
