@@ -257,6 +257,28 @@ SHMG_EXPORT int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_
 SHMG_EXPORT int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len,
 				struct shmg_entry *entry, const struct shmg_opts *opts);
 
+/* A key for the batched calls. */
+struct shmg_key {
+	const char *key;
+	size_t len;
+};
+
+/* Looks up n keys in one call, overlapping their memory accesses (software
+ * prefetch), which is several times faster per key than n shmg_lookup calls
+ * when the arena does not fit in cache.  For each i: rcs[i] = 0 and ids[i] set
+ * when found, rcs[i] = -ENOENT when not, -EINVAL for a bad key (the others
+ * are still looked up).  ids may be NULL.  No metadata: use
+ * shmg_lookup_many_ref for that.
+ * Returns the number found; -EINVAL (keys or rcs NULL with n > 0, bad cluster
+ * name); -EBADF, -ECHILD.  Lock-free, no syscall, no allocation. */
+SHMG_EXPORT long shmg_lookup_many(shmg_t *h, const struct shmg_key *keys, size_t n,
+				  shmg_id_t *ids, int *rcs, const struct shmg_opts *opts);
+/* As shmg_lookup_many, filling entries[i] zero-copy (as shmg_lookup_ref);
+ * only inside a read section (-EPERM otherwise). */
+SHMG_EXPORT long shmg_lookup_many_ref(shmg_t *h, const struct shmg_key *keys, size_t n,
+				      struct shmg_entry *entries, int *rcs,
+				      const struct shmg_opts *opts);
+
 /* Opens / closes a read section on this handle (they nest).  Nothing read
  * inside it is freed before the matching end.  Returns 0; -EBADF, -ECHILD;
  * shmg_read_end returns -EPERM when no section is open. */

@@ -281,6 +281,9 @@ static int map_whole(shmg_t *h, uint64_t size)
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, h->fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
+	/* Large arenas are TLB-bound: ask for huge pages where shmem allows it
+	 * (transparent_hugepage/shmem_enabled = advise); harmless elsewhere. */
+	madvise(p, size, MADV_HUGEPAGE);
 	h->base = p;
 	h->size = size;
 	h->hdr = p;

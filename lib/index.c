@@ -116,6 +116,28 @@ struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32
 	return probe(h, t, k->hash, match_key, &m, pos_out);
 }
 
+void index_prefetch(shmg_t *h, const struct keyref *k)
+{
+	struct table_header *t = index_table(h, k->shard);
+	if (t)
+		__builtin_prefetch(&table_buckets(t)[bucket_of(k->hash, (1u << t->nbuckets_log2) - 1)]);
+}
+
+void index_prefetch_candidate(shmg_t *h, const struct keyref *k)
+{
+	struct table_header *t = index_table(h, k->shard);
+	if (!t)
+		return;
+	const struct bucket *b = &table_buckets(t)[bucket_of(k->hash, (1u << t->nbuckets_log2) - 1)];
+	uint32_t m = tag_matches(b, (uint16_t)k->hash);
+	if (m) {
+		ref_t r = load_acquire(&b->ent[__builtin_ctz(m) / 2]);
+		uint64_t off = (uint64_t)r << REF_SHIFT;
+		if (r && off < h->size)
+			__builtin_prefetch(h->base + off);
+	}
+}
+
 struct member_match {
 	ref_t head;
 	uint32_t slot, gen;

@@ -67,6 +67,25 @@ void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *key
 	pub->meta_len = e->meta_len;
 }
 
+/* Zero-copy view of a registration: every pointer is into the arena (the
+ * cluster name into its slot of the cluster table), valid for the read
+ * section. */
+static void entry_fill_ref(shmg_t *h, const struct entry *e, struct shmg_entry *pub)
+{
+	uint32_t cs = cluster_slot_of(e->cluster);
+	*pub = (struct shmg_entry){
+		.kind = SHMG_REGISTRY,
+		.id = {e->node, e->ep_slot, e->ep_gen},
+		.pid = e->pid,
+		.time_ns = e->time_ns,
+		.cluster = cs && cs < h->hdr->max_clusters ? cluster_at(h, cs)->name : NULL,
+		.key = entry_key(e),
+		.key_len = e->key_len,
+		.meta = entry_meta(e),
+		.meta_len = e->meta_len,
+	};
+}
+
 static bool is_mine(const shmg_t *h, const struct entry *e)
 {
 	return e->node == h->node && e->ep_slot == h->slot && e->ep_gen == h->gen;
@@ -232,13 +251,74 @@ int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len, struct shmg_entr
 	struct entry *e = find_live(h, &k);
 	if (!e)
 		return -ENOENT;
-	if (entry) {
-		/* The cluster name must outlive this call: named clusters give a
-		 * pointer into the (stable) cluster table slot. */
-		entry_fill_public(h, e, e, entry, (char[64]){0});
-		entry->cluster = cluster_slot_of(e->cluster) ? cluster_at(h, cluster_slot_of(e->cluster))->name : NULL;
-	}
+	if (entry)
+		entry_fill_ref(h, e, entry);
 	return 0;
+}
+
+/* Three passes over a window of keys, so that each key's two cache misses
+ * (bucket, entry) overlap with the other keys' instead of following each
+ * other: hash and prefetch buckets; find candidates and prefetch entries;
+ * compare. */
+#define LOOKUP_WINDOW 32
+
+static long lookup_many(shmg_t *h, const struct shmg_key *keys, size_t n, shmg_id_t *ids,
+			struct shmg_entry *entries, int *rcs, const struct shmg_opts *opts)
+{
+	if (n && (!keys || !rcs))
+		return -EINVAL;
+	const char *cluster = opts ? opts->cluster : NULL;
+	if (cluster && !cluster_name_valid(cluster))
+		return -EINVAL;
+	struct keyref k[LOOKUP_WINDOW];
+	long found = 0;
+	read_enter(h);
+	for (size_t base = 0; base < n; base += LOOKUP_WINDOW) {
+		size_t m = n - base < LOOKUP_WINDOW ? n - base : LOOKUP_WINDOW;
+		for (size_t i = 0; i < m; i++) {
+			int rc = key_prepare(h, keys[base + i].key, keys[base + i].len, opts, 0, &k[i]);
+			rcs[base + i] = rc == -ENOTCONN ? -ENOENT : rc;
+			if (!rc)
+				index_prefetch(h, &k[i]);
+		}
+		for (size_t i = 0; i < m; i++)
+			if (!rcs[base + i])
+				index_prefetch_candidate(h, &k[i]);
+		for (size_t i = 0; i < m; i++) {
+			if (rcs[base + i])
+				continue;
+			struct entry *e = find_live(h, &k[i]);
+			if (!e) {
+				rcs[base + i] = -ENOENT;
+				continue;
+			}
+			found++;
+			if (ids)
+				ids[base + i] = (shmg_id_t){e->node, e->ep_slot, e->ep_gen};
+			if (entries)
+				entry_fill_ref(h, e, &entries[base + i]);
+		}
+	}
+	read_exit(h);
+	return found;
+}
+
+long shmg_lookup_many(shmg_t *h, const struct shmg_key *keys, size_t n, shmg_id_t *ids, int *rcs,
+		      const struct shmg_opts *opts)
+{
+	int rc = handle_check(h);
+	return rc ? rc : lookup_many(h, keys, n, ids, NULL, rcs, opts);
+}
+
+long shmg_lookup_many_ref(shmg_t *h, const struct shmg_key *keys, size_t n,
+			  struct shmg_entry *entries, int *rcs, const struct shmg_opts *opts)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (h->read_depth <= 0)
+		return -EPERM;
+	return lookup_many(h, keys, n, NULL, entries, rcs, opts);
 }
 
 static long count_registry(shmg_t *h, const struct shmg_opts *opts, bool local)
