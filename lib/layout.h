@@ -164,17 +164,24 @@ struct cluster_counts {
 #define NCLASSES 32u
 
 struct shard_header {
+	/* Line 0: the writer lock and who holds it (writers only). */
 	pthread_mutex_t lock; /* PROCESS_SHARED | ROBUST */
 	uint32_t owner_slot;  /* endpoint holding the lock, for diagnostics */
 	uint32_t owner_gen;
-	uint64_t table_off;   /* current index table extent, published with release */
-	uint32_t nentries;    /* slots used in the current table */
+	uint8_t pad0[CACHE_LINE - 48];
+	/* Line 1: read by every lookup, written only by resize and (monitors)
+	 * by monitor/demonitor: kept off the lock's line so that readers do
+	 * not share a line that every write dirties. */
+	_Alignas(CACHE_LINE) uint64_t table_off; /* current index table extent, release-published */
+	uint32_t monitors;    /* K_MONITOR entries here: routing skips when all are 0 */
+	uint8_t pad1[CACHE_LINE - 12];
+	/* Lines 2-4: writer-only bookkeeping. */
+	_Alignas(CACHE_LINE) uint32_t nentries; /* slots used in the current table */
 	uint32_t limbo_head;  /* next free limbo index (mod LIMBO_CAP) */
 	uint32_t limbo_tail;  /* oldest unreclaimed */
 	uint32_t repairs;
 	uint32_t partial[NCLASSES]; /* page index + 1 of the first page with free blocks */
-	uint32_t monitors;    /* K_MONITOR entries here: routing skips when all are 0 */
-	uint8_t pad[256 - 76 - 4 * NCLASSES];
+	uint8_t pad2[CACHE_LINE * 3 - 16 - 4 * NCLASSES];
 };
 
 /* Bucket: 8 slots, one cache line.  tag = low 16 bits of the slot's hash;
@@ -340,7 +347,8 @@ static_assert(offsetof(struct endpoint_slot, read_epoch) == 64, "reader line");
 static_assert(sizeof(struct cluster_slot) == 128, "cluster_slot");
 static_assert(sizeof(struct limbo_item) == 16, "limbo_item");
 static_assert(sizeof(struct cluster_counts) == 16, "cluster_counts");
-static_assert(sizeof(struct shard_header) == 256, "shard_header");
+static_assert(sizeof(struct shard_header) == 320, "shard_header");
+static_assert(offsetof(struct shard_header, table_off) == 64, "lookup line");
 static_assert(sizeof(struct bucket) == CACHE_LINE, "bucket");
 static_assert(sizeof(struct table_header) == CACHE_LINE, "table_header");
 static_assert(sizeof(struct entry) == 56, "entry");

@@ -14,7 +14,7 @@
 static const struct {
 	uint32_t version, signature;
 } known_layouts[] = {
-	{1, 219740},
+	{1, 220444},
 };
 
 START_TEST(test_signature_pinned)
