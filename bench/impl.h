@@ -16,10 +16,8 @@
  * Every stored value is the key's index in the key set, so a reader checks
  * each answer.
  *
- * Where a batched lookup call (many keys per call, prefetching the buckets of
- * key i+1..i+k while comparing key i) is added to the library, it plugs in as
- * one more impl here, "shmgroup-batch", whose lookup() hands the whole batch
- * to that call: the harness already times batches of IMPL keys.
+ * "shmgroup-batch" hands each timed batch to the library's batched call
+ * (shmg_lookup_many_ref), which prefetches across the batch's keys.
  */
 #ifndef BENCH_IMPL_H
 #define BENCH_IMPL_H
@@ -64,5 +62,6 @@ extern const struct impl impl_rwlock;
 extern const struct impl impl_redis;
 extern const struct impl impl_shmgroup_copy;
 extern const struct impl impl_shmgroup_ref;
+extern const struct impl impl_shmgroup_batch;
 
 #endif

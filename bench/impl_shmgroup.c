@@ -5,7 +5,9 @@
  *                 copied out, one read section per call (inside the library);
  *   shmgroup-ref  shmg_lookup_ref() inside one shmg_read_begin()/end() per
  *                 timed batch: zero-copy, the section's cost shared by the
- *                 batch.
+ *                 batch;
+ *   shmgroup-batch  shmg_lookup_many_ref(): the whole timed batch in one call,
+ *                 which overlaps the keys' cache misses with prefetching.
  * prepare() creates a private arena (unique name, sized for the key count),
  * and registers every key from the parent's handle with 8 bytes of metadata
  * (the key's index); the parent keeps that handle open so the entries stay.
@@ -120,6 +122,41 @@ static int sg_lookup_ref(void *state, const char *const *keys, size_t len, uint6
 	return found;
 }
 
+static int sg_lookup_batch(void *state, const char *const *keys, size_t len, uint64_t *vals,
+			   int n)
+{
+	shmg_t *h = state;
+	struct shmg_key k[64];
+	struct shmg_entry e[64];
+	int rcs[64], found = 0;
+	int rc = shmg_read_begin(h);
+	if (rc < 0)
+		return rc;
+	for (int base = 0; base < n; base += 64) {
+		int m = n - base < 64 ? n - base : 64;
+		for (int i = 0; i < m; i++)
+			k[i] = (struct shmg_key){keys[base + i], len};
+		long got = shmg_lookup_many_ref(h, k, (size_t)m, e, rcs, NULL);
+		if (got < 0) {
+			shmg_read_end(h);
+			return (int)got;
+		}
+		for (int i = 0; i < m; i++) {
+			if (rcs[i] == 0 && e[i].meta_len == sizeof(uint64_t)) {
+				memcpy(&vals[base + i], e[i].meta, sizeof(uint64_t));
+				found++;
+			} else if (rcs[i] == -ENOENT) {
+				vals[base + i] = IMPL_MISS;
+			} else {
+				shmg_read_end(h);
+				return rcs[i] < 0 ? rcs[i] : -EPROTO;
+			}
+		}
+	}
+	shmg_read_end(h);
+	return found;
+}
+
 static void sg_detach(void *state)
 {
 	shmg_close(state);
@@ -147,6 +184,8 @@ static int sg_remove(void *state, const char *key, size_t len, int kind)
 
 const struct impl impl_shmgroup_copy = {.name = "shmgroup", .lookup = sg_lookup_copy, SG_COMMON};
 const struct impl impl_shmgroup_ref = {.name = "shmgroup-ref", .lookup = sg_lookup_ref, SG_COMMON};
+const struct impl impl_shmgroup_batch = {.name = "shmgroup-batch", .default_batch = 32,
+					 .lookup = sg_lookup_batch, SG_COMMON};
 
 #else /* !BENCH_HAVE_SHMGROUP */
 
@@ -160,5 +199,7 @@ const struct impl impl_shmgroup_copy = {.name = "shmgroup", .kind = "shared memo
 					.available = sg_unavailable};
 const struct impl impl_shmgroup_ref = {.name = "shmgroup-ref", .kind = "shared memory",
 				       .available = sg_unavailable};
+const struct impl impl_shmgroup_batch = {.name = "shmgroup-batch", .kind = "shared memory",
+					 .available = sg_unavailable};
 
 #endif

@@ -36,7 +36,7 @@
 #define MAX_IMPLS 16
 
 static const struct impl *const all_impls[] = {
-	&impl_shmgroup_copy, &impl_shmgroup_ref, &impl_lfht, &impl_ckhs, &impl_rwlock, &impl_redis,
+	&impl_shmgroup_copy, &impl_shmgroup_ref, &impl_shmgroup_batch, &impl_lfht, &impl_ckhs, &impl_rwlock, &impl_redis,
 };
 
 static struct {
@@ -69,7 +69,7 @@ static struct {
 	.seconds = 5,
 	.warmup = -1,
 	.batch = 16,
-	.impls = "shmgroup,shmgroup-ref,lfht,ckhs,rwlock,redis",
+	.impls = "shmgroup,shmgroup-ref,shmgroup-batch,lfht,ckhs,rwlock,redis",
 };
 
 struct proc_result {
@@ -134,6 +134,7 @@ static void usage(FILE *f)
 		"usage: lookup [options]\n"
 		"  --impl LIST       comma list of: shmgroup (shmg_lookup, copying),\n"
 		"                    shmgroup-ref (shmg_lookup_ref in one read section per batch),\n"
+		"                    shmgroup-batch (shmg_lookup_many_ref, the whole batch in one call),\n"
 		"                    lfht, ckhs, rwlock, redis   [%s]\n"
 		"  --keys N          keys in the table [1000000]\n"
 		"  --key-len L       key length in bytes, 8..1000 [22]\n"

@@ -69,8 +69,8 @@ run() { # name, program, args...
 }
 failed=0
 
-all=shmgroup,shmgroup-ref,lfht,ckhs,rwlock,redis
-local_only=shmgroup,shmgroup-ref,lfht,ckhs,rwlock
+all=shmgroup,shmgroup-ref,shmgroup-batch,lfht,ckhs,rwlock,redis
+local_only=shmgroup,shmgroup-ref,shmgroup-batch,lfht,ckhs,rwlock
 churned=shmgroup,shmgroup-ref,rwlock
 
 if [ $doc_only = 1 ]; then
