@@ -57,6 +57,7 @@ static struct {
 	uint64_t arena_size;
 	int quick;
 	int rounds;
+	int churn_compare;
 } opt = {
 	.rounds = 3,
 	.keys = 1000000,
@@ -109,7 +110,7 @@ static struct impl_env g_env;
 /* Implementations whose shared state exists (prepare ran), for teardown. */
 static const struct impl *g_prepared[MAX_IMPLS];
 static int g_nprepared;
-static struct row g_rows[MAX_IMPLS];
+static struct row g_rows[MAX_IMPLS * 2];
 static int g_nrows;
 
 static void cleanup(void)
@@ -141,6 +142,8 @@ static void usage(FILE *f)
 		"  --hit-ratio R     fraction of lookups for present keys [1.0]\n"
 		"  --procs P         reader processes [1]\n"
 		"  --writers W       writer processes churning their own keys [0]\n"
+		"  --churn-compare   with --writers: every turn is run twice, idle and with the\n"
+		"                    writers, alternating, so both medians see the same machine\n"
 		"  --write-rate N    register+unregister (or join+leave) pairs/s per writer, 0 = flat out [50000]\n"
 		"  --seconds S       measured time per implementation, in all rounds [5]\n"
 		"  --rounds N        the implementations take turns N times, S/N seconds each,\n"
@@ -158,7 +161,8 @@ static void usage(FILE *f)
 static void parse_args(int argc, char **argv)
 {
 	enum { O_IMPL = 256, O_KEYS, O_KEYLEN, O_HIT, O_PROCS, O_WRITERS, O_RATE, O_SECS, O_WARM,
-	       O_BATCH, O_PIN, O_TIMER, O_ARENA, O_JSON, O_QUICK, O_WINDOW, O_ROUNDS };
+	       O_BATCH, O_PIN, O_TIMER, O_ARENA, O_JSON, O_QUICK, O_WINDOW, O_ROUNDS,
+	       O_CHURN_CMP };
 	static const struct option lo[] = {
 		{"impl", 1, 0, O_IMPL},         {"keys", 1, 0, O_KEYS},
 		{"key-len", 1, 0, O_KEYLEN},    {"hit-ratio", 1, 0, O_HIT},
@@ -168,6 +172,7 @@ static void parse_args(int argc, char **argv)
 		{"pin", 0, 0, O_PIN},           {"timer", 1, 0, O_TIMER},
 		{"arena-size", 1, 0, O_ARENA},  {"json", 1, 0, O_JSON},
 		{"quick", 0, 0, O_QUICK},       {"churn-window", 1, 0, O_WINDOW},
+		{"churn-compare", 0, 0, O_CHURN_CMP},
 		{"rounds", 1, 0, O_ROUNDS},
 		{"help", 0, 0, 'h'},            {0, 0, 0, 0},
 	};
@@ -235,6 +240,7 @@ static void parse_args(int argc, char **argv)
 			break;
 		case O_JSON: opt.json = optarg; break;
 		case O_QUICK: opt.quick = 1; break;
+		case O_CHURN_CMP: opt.churn_compare = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -419,9 +425,11 @@ static void writer_main(const struct impl *im, int w, struct run_shared *rs)
 	_exit(0);
 }
 
+static int g_turn_writers; /* writers for the turn being run */
+
 static int run_impl(const struct impl *im, struct row *row)
 {
-	int writers = im->supports_writers ? opt.writers : 0;
+	int writers = im->supports_writers ? g_turn_writers : 0;
 	int nproc = opt.procs + writers;
 	int batch = im->default_batch ? im->default_batch : opt.batch;
 	size_t bytes = sizeof(struct run_shared) + (size_t)nproc * sizeof(struct proc_result);
@@ -513,19 +521,19 @@ static double p50(const struct row *r)
 static void print_table(void)
 {
 	const struct row *lf = find_row("lfht");
-	printf("\n%-13s %-13s %8s %5s %4s %9s %9s %9s %9s %10s %9s %9s %8s\n", "impl", "kind", "keys",
+	printf("\n%-20s %-13s %8s %5s %4s %9s %9s %9s %9s %10s %9s %9s %8s\n", "impl", "kind", "keys",
 	       "procs", "wr", "p50 ns", "p90 ns", "p99 ns", "p99.9 ns", "max ns", "Mops/proc",
 	       "Mops tot", "p50/lfht");
 	for (int i = 0; i < g_nrows; i++) {
 		const struct row *r = &g_rows[i];
 		if (r->skipped) {
-			printf("%-13s skipped: %s\n", r->name, r->note);
+			printf("%-20s skipped: %s\n", r->name, r->note);
 			continue;
 		}
 		char ratio[16] = "-";
 		if (lf && p50(lf) > 0)
 			snprintf(ratio, sizeof(ratio), "%.2fx", p50(r) / p50(lf));
-		printf("%-13s %-13s %8llu %5d %4d %9.1f %9.1f %9.1f %9.1f %10.1f %9.3f %9.3f %8s\n",
+		printf("%-20s %-13s %8llu %5d %4d %9.1f %9.1f %9.1f %9.1f %10.1f %9.3f %9.3f %8s\n",
 		       r->name, r->kind, (unsigned long long)r->keys, r->procs, r->writers, p50(r),
 		       hist_quantile_ns(&r->h, 0.9), hist_quantile_ns(&r->h, 0.99),
 		       hist_quantile_ns(&r->h, 0.999), hist_max_ns(&r->h), r->mops_proc,
@@ -547,6 +555,17 @@ static void print_table(void)
 	const struct row *rd = find_row("redis"), *sg = find_row("shmgroup");
 	if (rd && sg && p50(sg) > 0)
 		printf("redis p50 / shmgroup p50 = %.0fx\n", p50(rd) / p50(sg));
+	for (int i = 0; i < g_nrows; i++) {
+		const struct row *r = &g_rows[i];
+		const char *plus = strstr(r->name, "+churn");
+		if (!plus || r->skipped)
+			continue;
+		char idle[64];
+		snprintf(idle, sizeof(idle), "%.*s", (int)(plus - r->name), r->name);
+		const struct row *base = find_row(idle);
+		if (base && p50(base) > 0)
+			printf("churned / idle p50, same run: %s %.2fx\n", idle, p50(r) / p50(base));
+	}
 }
 
 static void write_json(const char *path, const struct machine *m)
@@ -714,33 +733,50 @@ int main(int argc, char **argv)
 		ok[i] = 1;
 	}
 	fflush(stdout);
-	/* Turns: every implementation once per round, in the same order. */
+	/* Turns: every implementation once per round, in the same order; with
+	 * --churn-compare each is run idle and then churned, into two rows. */
+	int churn_row[MAX_IMPLS];
+	for (int i = 0; i < nimpl; i++) {
+		churn_row[i] = -1;
+		if (!opt.churn_compare || !opt.writers || !ok[i] || !impls[i]->supports_writers ||
+		    g_nrows >= MAX_IMPLS * 2)
+			continue;
+		struct row *row = &g_rows[g_nrows];
+		*row = g_rows[i];
+		hist_init(&row->h);
+		snprintf(row->name, sizeof(row->name), "%s+churn", impls[i]->name);
+		churn_row[i] = g_nrows++;
+	}
 	for (int r = 0; r < opt.rounds; r++) {
 		for (int i = 0; i < nimpl; i++) {
 			if (!ok[i])
 				continue;
-			const struct impl *im = impls[i];
-			struct row *row = &g_rows[i], one;
-			rc = run_impl(im, &one);
-			if (rc < 0) {
-				printf("%s: a process failed: %s\n", im->name,
-				       one.note[0] ? one.note : strerror(-rc));
-				row->errors++;
+			for (int pass = 0; pass < (churn_row[i] >= 0 ? 2 : 1); pass++) {
+				const struct impl *im = impls[i];
+				struct row *row = &g_rows[pass ? churn_row[i] : i], one;
+				g_turn_writers = churn_row[i] >= 0 && pass == 0 ? 0 : opt.writers;
+				rc = run_impl(im, &one);
+				if (rc < 0) {
+					printf("%s: a process failed: %s\n", row->name,
+					       one.note[0] ? one.note : strerror(-rc));
+					row->errors++;
+				}
+				printf("%s: round %d: p50 %.1f ns, p99 %.1f ns, %.3f Mops/s in all\n",
+				       row->name, r + 1, p50(&one), hist_quantile_ns(&one.h, 0.99),
+				       one.mops_total);
+				fflush(stdout);
+				row->keys = one.keys;
+				row->procs = one.procs;
+				row->writers = one.writers;
+				row->batch = one.batch;
+				hist_merge(&row->h, &one.h);
+				row->errors += one.errors;
+				row->mops_proc += one.mops_proc / opt.rounds;
+				row->mops_total += one.mops_total / opt.rounds;
+				row->write_pairs_s += one.write_pairs_s / opt.rounds;
+				if (one.note[0])
+					snprintf(row->note, sizeof(row->note), "%s", one.note);
 			}
-			printf("%s: round %d: p50 %.1f ns, p99 %.1f ns, %.3f Mops/s in all\n", im->name,
-			       r + 1, p50(&one), hist_quantile_ns(&one.h, 0.99), one.mops_total);
-			fflush(stdout);
-			row->keys = one.keys;
-			row->procs = one.procs;
-			row->writers = one.writers;
-			row->batch = one.batch;
-			hist_merge(&row->h, &one.h);
-			row->errors += one.errors;
-			row->mops_proc += one.mops_proc / opt.rounds;
-			row->mops_total += one.mops_total / opt.rounds;
-			row->write_pairs_s += one.write_pairs_s / opt.rounds;
-			if (one.note[0])
-				snprintf(row->note, sizeof(row->note), "%s", one.note);
 		}
 	}
 	cleanup();
