@@ -12,8 +12,9 @@
 #
 # Standard set, about 3 minutes on 2 cores: lookup at 10k and 1M keys with 1
 # and 2 reader processes (all implementations; redis at 10k keys only), the
-# same with one writer process churning, writes with 1 and 2 processes, and
-# memory at 10k and 1M keys.  --quick runs every program in its quick mode
+# same with one writer process churning, writes with 1 and 2 processes,
+# memory at 10k and 1M keys, and events (delivery latency at 10k/s open loop,
+# death to event with the in-process reaper and with shmgroupd).  --quick runs every program in its quick mode
 # (under 30 s) to prove the harness works; no figure from it means anything.
 #
 # Needs jq for the tables and gnuplot for the chart (each skipped with a
@@ -83,6 +84,7 @@ elif [ $quick = 1 ]; then
 	run q-lookup-churn "$bin/lookup" --quick --procs 2 --writers 1 --impl "$churned,redis" "${pin[@]}"
 	[ -x "$bin/writes" ] && run q-writes "$bin/writes" --quick "${pin[@]}"
 	[ -x "$bin/memory" ] && run q-memory "$bin/memory" --quick
+	[ -x "$bin/events" ] && run q-events "$bin/events" --quick "${pin[@]}"
 	lookups=(q-lookup q-lookup-churn)
 else
 	"$bin/hist-check" | tee -a "$log" || failed=1
@@ -94,6 +96,7 @@ else
 	run lookup-1m-p1-w1 "$bin/lookup" --keys 1000000 --procs 1 --writers 1 --seconds "$secs" --impl "$churned" "${pin[@]}"
 	[ -x "$bin/writes" ] && run writes "$bin/writes" --procs 1,2 --seconds "$secs" "${pin[@]}"
 	[ -x "$bin/memory" ] && run memory "$bin/memory" --keys 10000,1000000
+	[ -x "$bin/events" ] && run events "$bin/events" --seconds "$secs" "${pin[@]}"
 	lookups=(lookup-10k-p1 lookup-10k-p2 lookup-1m-p1 lookup-1m-p2 lookup-10k-p1-w1 lookup-1m-p1-w1)
 fi
 [ $doc_only = 1 ] || echo "== ran in $(( $(date +%s) - start )) s" | tee -a "$log"
@@ -212,6 +215,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 		st=$(awk -v w="$w" 'BEGIN { if (w + 0 >= 1e6) print "met"; else printf "missed: %.0f%% of target", w / 1e4 }')
 		echo "| >= 1M register+unregister pairs/s, one process | $w pairs/s | $st |"
 	fi
+	if [ -f "$out/events.json" ]; then
+		ev() { jq -r --arg t "$1" --arg k "$2" --arg w "$3" ".results[] | select(.test == \$t and .kind == \$k and .wait == \$w and .error == null) | .$4" "$out/events.json" | head -1; }
+		for w in receive epoll; do
+			v=$(ev delivery dispatch $w p50_ns)
+			st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 <= 5000) print "met"; else printf "missed by %.0f%%", (v / 5000 - 1) * 100 }')
+			echo "| event delivery median <= 5 us (dispatch, $w) | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.1f us", v / 1000 }') | $st |"
+		done
+		for k in agent inproc; do
+			v=$(ev death $k - p99_ns)
+			st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 <= 1e7) print "met"; else printf "missed by %.0f%%", (v / 1e7 - 1) * 100 }')
+			echo "| death -> unregistered p99 <= 10 ms ($k reaper) | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.2f ms", v / 1e6 }') | $st |"
+		done
+	fi
 	if [ -f "$out/memory.json" ]; then
 		o=$(jq -r '[.results[] | select(.kind == "registry" and .overhead_per_entry)] | last | .overhead_per_entry' "$out/memory.json")
 		st=$(awk -v o="$o" 'BEGIN { if (o == "null" || o == "") print "not measured"; else if (o + 0 <= 96) print "met"; else printf "missed by %.0f B", o - 96 }')
@@ -246,6 +262,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 		   "| kind | entries | fixed tables KiB | entries KiB | bytes per entry | overhead per entry |",
 		   "|---|---:|---:|---:|---:|---:|",
 		   (.results[] | if .error then "| \(.kind) | \(.entries) | failed: \(.error) | | | |" else "| \(.kind) | \(.entries) | \(.fixed_bytes/1024|round) | \(.entry_bytes/1024|round) | \(.bytes_per_entry*10|round/10) | \(.overhead_per_entry*10|round/10) |" end)' "$out/memory.json"
+	fi
+	if [ -f "$out/events.json" ]; then
+		echo
+		echo "## Events"
+		echo
+		j '"Delivery: open loop at \(.params.rate) events/s, \(.params.seconds) s per run; write->wake from the write call to the consumer waking with the event, due->wake from the scheduled send time (coordinated-omission free). \"pipe\" is the same stamps through a pipe: the floor for waking a sleeping process here. Death: \(.params.deaths) workers SIGKILLed one at a time; kill->event until the monitor holds the unregistered event with reason exit.",
+		   "",
+		   "| test | kind | wait | count | p50 us | p90 us | p99 us | p99.9 us | max us | due->wake p50 / p99 us |",
+		   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+		   (.results[] | if .error then "| \(.test) | \(.kind) | \(.wait) | failed: \(.error) | | | | | | |" else "| \(.test) | \(.kind) | \(.wait) | \(.count) | \(.p50_ns/100|round/10) | \(.p90_ns/100|round/10) | \(.p99_ns/100|round/10) | \(.p999_ns/100|round/10) | \(.max_ns/100|round/10) | \(if .due_p50_ns then "\(.due_p50_ns/100|round/10) / \(.due_p99_ns/100|round/10)" else "-" end) |" end)' "$out/events.json"
 	fi
 	if [ -f "$here/analysis.md" ]; then
 		echo

@@ -270,7 +270,7 @@ int shmg_info(shmg_t *h, struct shmg_info *out)
 		.global_epoch = load_relaxed(&a->epoch),
 		.shard_repairs = load_relaxed(&a->shard_repairs),
 		.mailbox_bytes = a->mailbox_bytes,
-		.reaper_pid = load_relaxed(&a->reaper_pid),
+		.reaper_pid = reaper_alive_pid(h),
 	};
 	return 0;
 }

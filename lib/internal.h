@@ -332,6 +332,7 @@ int list_leave(shmg_t *h, const struct keyref *k, uint8_t head_kind);
 void reaper_close(shmg_t *h);
 void reaper_drop_after_fork(shmg_t *h);
 void reaper_poke(shmg_t *h);
+uint32_t reaper_alive_pid(shmg_t *h);
 
 /* ---- endpoint.c ------------------------------------------------------ */
 int endpoint_claim(shmg_t *h);

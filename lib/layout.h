@@ -255,7 +255,8 @@ struct mailbox_header {
 	uint32_t signalled;   /* 1 while a wakeup datagram is (probably) queued */
 	uint64_t tail;        /* bytes ever appended; release-published */
 	_Alignas(CACHE_LINE) uint64_t head; /* bytes ever consumed */
-	uint8_t pad[CACHE_LINE - 8];
+	uint32_t sleeping;    /* the consumer waits on the futex `signalled` */
+	uint8_t pad[CACHE_LINE - 12];
 };
 
 /* A mailbox record, 8-aligned, never wrapping (MB_PAD fills the end). */

@@ -12,18 +12,24 @@
  * SHMG_EV_OVERFLOW marker.  So nothing is lost silently, and everything
  * delivered before the first drop is received before the marker.
  *
- * Wakeups.  The owner has a datagram socket bound to an abstract name derived
- * from the arena incarnation, slot and generation; shmg_fd() returns it.  A
- * producer that flips `signalled` from 0 to 1 sends one datagram; the consumer
- * drains the socket and clears `signalled` before it sleeps, then looks at the
- * ring once more.  So the descriptor is readable while records wait.
+ * Wakeups.  A producer that flips `signalled` from 0 to 1 wakes the consumer:
+ * with FUTEX_WAKE on `signalled` when the consumer sleeps in shmg_receive
+ * (`sleeping`), else with one datagram to the owner's socket, bound to an
+ * abstract name derived from the arena incarnation, slot and generation, which
+ * shmg_fd() returns for poll/epoll.  The consumer clears `signalled`, sets
+ * `sleeping`, and looks at the ring once more before it waits; all of these
+ * are seq_cst, so a producer either sees `sleeping` or its record is seen by
+ * that last look.  So the descriptor is readable while records wait, and a
+ * blocked receive wakes without a socket round trip.
  *
  * Crash windows.  A producer killed mid-append leaves tail unpublished: the
  * partial bytes are overwritten by the next producer, which gets EOWNERDEAD
  * and has nothing to repair.  A consumer killed mid-receive leaves head where
  * it was: the endpoint is dead, and the slot's next owner resets the mailbox.
  */
-#include <poll.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,8 +228,11 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 		store_release(&mb->tail, tail); /* publishes the batch to the consumer */
 	}
 	bool wake = __atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0;
+	bool sleeping = wake && __atomic_load_n(&mb->sleeping, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&mb->lock);
-	if (wake)
+	if (sleeping)
+		syscall(SYS_futex, &mb->signalled, FUTEX_WAKE, 1, NULL, NULL, 0);
+	else if (wake)
 		wake_send(h, slot, gen, "mb");
 }
 
@@ -380,15 +389,25 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 			continue;
 		if (timeout_ms == 0)
 			return 0;
-		int wait = -1;
+		struct timespec rel, *relp = NULL;
 		if (timeout_ms > 0) {
 			uint64_t now = now_monotonic_ns();
 			if (now >= deadline)
 				return 0;
-			wait = (int)((deadline - now + 999999) / 1000000);
+			rel.tv_sec = (time_t)((deadline - now) / 1000000000ull);
+			rel.tv_nsec = (long)((deadline - now) % 1000000000ull);
+			relp = &rel;
 		}
-		struct pollfd p = {.fd = h->mb_fd, .events = POLLIN};
-		if (poll(&p, 1, wait) < 0 && errno == EINTR)
+		__atomic_store_n(&mb->sleeping, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&mb->tail, __ATOMIC_SEQ_CST) != mb->head ||
+		    load_relaxed(&mb->dropped)) {
+			__atomic_store_n(&mb->sleeping, 0, __ATOMIC_RELAXED);
+			continue;
+		}
+		long r = syscall(SYS_futex, &mb->signalled, FUTEX_WAIT, 0, relp, NULL, 0);
+		int err = r < 0 ? errno : 0;
+		__atomic_store_n(&mb->sleeping, 0, __ATOMIC_RELAXED);
+		if (err == EINTR)
 			return -EINTR;
 	}
 }

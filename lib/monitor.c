@@ -104,7 +104,10 @@ void record_fill(shmg_t *h, struct mailbox_record *r, uint8_t type, uint8_t reas
 		.ep_slot = e ? e->ep_slot : h->slot,
 		.ep_gen = e ? e->ep_gen : h->gen,
 		.pid = e ? e->pid : h->ep->pid,
-		.time_ns = e ? e->time_ns : now_realtime_ns(),
+		/* When the change was applied: a registration's own time, or now
+		 * for a removal or a message. */
+		.time_ns = e && (type == SHMG_EV_REGISTERED || type == SHMG_EV_JOINED) ? e->time_ns
+										       : now_realtime_ns(),
 	};
 	r->size = (uint32_t)((sizeof(*r) + clen + key_len + meta_len + prev_len + 7) & ~7ull);
 }

@@ -52,6 +52,17 @@ static int pidfd_open(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+uint32_t reaper_alive_pid(shmg_t *h)
+{
+	/* reaper_pid is cleared only by a reaper that stops cleanly; one that
+	 * was killed is told apart by its endpoint. */
+	uint32_t pid = load_acquire(&h->hdr->reaper_pid), slot = load_relaxed(&h->hdr->reaper_slot);
+	if (!pid || slot >= h->hdr->max_endpoints)
+		return 0;
+	struct endpoint_slot *ep = endpoint_at(h, slot);
+	return (uint32_t)ep->pid == pid && endpoint_alive(h, slot, load_relaxed(&ep->gen)) ? pid : 0;
+}
+
 void reaper_poke(shmg_t *h)
 {
 	if (load_relaxed(&h->hdr->reaper_pid))

@@ -19,11 +19,14 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +50,9 @@ enum {
 	OPT_JSON = 1u << 2,
 	OPT_ALL_NODES = 1u << 3,
 	OPT_LIMIT = 1u << 4,
+	OPT_COUNT = 1u << 5,
+	OPT_TIMEOUT = 1u << 6,
+	OPT_LAST = OPT_TIMEOUT,
 };
 
 struct ctl {
@@ -56,6 +62,8 @@ struct ctl {
 	bool json;
 	bool all_nodes;
 	size_t limit;
+	uint64_t count;  /* monitor: stop after this many events (0 = no limit) */
+	int timeout_ms;  /* monitor: stop after this long (-1 = never) */
 	unsigned int given; /* OPT_* bits seen on the command line */
 	shmg_t *h;
 };
@@ -82,6 +90,13 @@ static void usage(FILE *f)
 		"  info [--json]                           facts about the arena\n"
 		"  clusters                                named clusters this host is connected to\n"
 		"  nodes [--cluster C]                     peer node ids, or the nodes of a cluster\n"
+		"  monitor [PATTERN] [--cluster C] [--count N] [--timeout MS] [--json]\n"
+		"                                          print events (PATTERN: a key, a prefix\n"
+		"                                          ending in '/', or nothing for all keys)\n"
+		"  dispatch KEY MESSAGE [--cluster C] [--local]\n"
+		"                                          send MESSAGE to the members of KEY and\n"
+		"                                          the endpoint registered at it\n"
+		"  log-level [off|info|verbose]            show or set the arena's log level\n"
 		"  check                                   verify the arena; exit 1 if problems\n"
 		"  reap                                    remove entries of dead endpoints\n"
 		"  destroy                                 remove the arena from /dev/shm\n"
@@ -89,14 +104,18 @@ static void usage(FILE *f)
 		"Options:\n"
 		"  -g, --group GROUP     group name (default: $SHMGROUP_GROUP, else \"default\")\n"
 		"  -c, --cluster C       act in named cluster C (default: the default cluster)\n"
-		"  -l, --local           members: only entries owned by this node\n"
+		"  -l, --local           members: only entries owned by this node;\n"
+		"                        dispatch: only to endpoints of this host\n"
 		"  -n, --limit N         members: at most N results\n"
 		"  -a, --all-nodes       dump: entries of every node in this host's view\n"
-		"  -j, --json            JSON output (lookup, members, dump, info)\n"
+		"  -j, --json            JSON output (lookup, members, dump, info, monitor)\n"
+		"  -N, --count N         monitor: exit after N events\n"
+		"  -t, --timeout MS      monitor: exit after MS milliseconds\n"
 		"  -h, --help            show this help and exit\n"
 		"  -V, --version         show the version and exit\n"
 		"\n"
-		"Exit status: 0 success, 1 not found / problems found / no such group,\n"
+		"Exit status: 0 success, 1 not found / problems found / no such group /\n"
+		"monitor timed out before --count events,\n"
 		"2 failure (e.g. cannot attach), 64 usage error.  See shmgroupctl(1).\n",
 		progname);
 }
@@ -537,6 +556,19 @@ static void json_items(FILE *f, const struct ctl *c, const char *key, const stru
 /* Commands                                                                 */
 /* ------------------------------------------------------------------------ */
 
+static const char *level_name(int level)
+{
+	switch (level) {
+	case SHMG_LOG_OFF:
+		return "off";
+	case SHMG_LOG_INFO:
+		return "info";
+	case SHMG_LOG_VERBOSE:
+		return "verbose";
+	}
+	return "unknown";
+}
+
 static struct shmg_opts cluster_opts(const struct ctl *c)
 {
 	struct shmg_opts o;
@@ -717,11 +749,14 @@ static int cmd_info(struct ctl *c, int argc, char **argv)
 		       ",\"incarnation\":\"%016" PRIx64 "\",\"created_ns\":%" PRIu64
 		       ",\"pages_total\":%" PRIu64 ",\"pages_used\":%" PRIu64
 		       ",\"endpoints_live\":%" PRIu32 ",\"clusters_connected\":%" PRIu32
-		       ",\"global_epoch\":%" PRIu64 ",\"shard_repairs\":%" PRIu64 "}\n",
+		       ",\"global_epoch\":%" PRIu64 ",\"shard_repairs\":%" PRIu64
+		       ",\"mailbox_bytes\":%" PRIu32 ",\"reaper_pid\":%" PRIu32
+		       ",\"log_level\":\"%s\"}\n",
 		       in.layout_version, in.shards, in.max_endpoints, in.key_max, in.meta_max,
 		       in.max_clusters, in.node_id, in.oplog_bytes, in.arena_size, in.incarnation,
 		       in.created_ns, in.pages_total, in.pages_used, in.endpoints_live,
-		       in.clusters_connected, in.global_epoch, in.shard_repairs);
+		       in.clusters_connected, in.global_epoch, in.shard_repairs, in.mailbox_bytes,
+		       in.reaper_pid, level_name(shmg_log_level(c->h, -1)));
 		return EXIT_OK;
 	}
 	printf("group               %s (/dev/shm/shmgroup.%s)\n", c->group, c->group);
@@ -744,6 +779,12 @@ static int cmd_info(struct ctl *c, int argc, char **argv)
 	printf("oplog_bytes         %" PRIu32 " per shard\n", in.oplog_bytes);
 	printf("global_epoch        %" PRIu64 "\n", in.global_epoch);
 	printf("shard_repairs       %" PRIu64 "\n", in.shard_repairs);
+	printf("mailbox_bytes       %" PRIu32 " per endpoint\n", in.mailbox_bytes);
+	if (in.reaper_pid)
+		printf("reaper_pid          %" PRIu32 "\n", in.reaper_pid);
+	else
+		printf("reaper_pid          0 (none: dead endpoints are reaped lazily)\n");
+	printf("log_level           %s\n", level_name(shmg_log_level(c->h, -1)));
 	return EXIT_OK;
 }
 
@@ -847,6 +888,231 @@ static int cmd_destroy(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Log level, dispatch, monitor                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Level for a word, or -1. */
+static int level_parse(const char *s)
+{
+	if (strcmp(s, "off") == 0)
+		return SHMG_LOG_OFF;
+	if (strcmp(s, "info") == 0)
+		return SHMG_LOG_INFO;
+	if (strcmp(s, "verbose") == 0)
+		return SHMG_LOG_VERBOSE;
+	return -1;
+}
+
+static int cmd_log_level(struct ctl *c, int argc, char **argv)
+{
+	int level = argc == 1 ? level_parse(argv[0]) : -1, old;
+
+	old = shmg_log_level(c->h, level);
+	if (old < 0)
+		return fail(old, "log level");
+	if (level < 0)
+		printf("%s\n", level_name(old));
+	else
+		printf("%s (was %s)\n", level_name(level), level_name(old));
+	return EXIT_OK;
+}
+
+static int cmd_dispatch(struct ctl *c, int argc, char **argv)
+{
+	struct shmg_opts o = cluster_opts(c);
+	long n;
+
+	(void)argc;
+	if (c->local)
+		n = shmg_dispatch_local(c->h, SHMG_KEY(argv[0]), argv[1], strlen(argv[1]), &o);
+	else
+		n = shmg_dispatch(c->h, SHMG_KEY(argv[0]), argv[1], strlen(argv[1]), &o);
+	if (n == -E2BIG) {
+		struct shmg_info in;
+
+		if (shmg_info(c->h, &in) == 0)
+			fprintf(stderr, "%s: dispatch: message of %zu bytes is longer than the "
+				"arena's meta_max (%" PRIu32 " bytes)\n",
+				progname, strlen(argv[1]), in.meta_max);
+		return EXIT_FAIL;
+	}
+	if (n < 0)
+		return fail_cluster(c, (int)n, "dispatch");
+	printf("delivered to %ld endpoint%s\n", n, n == 1 ? "" : "s");
+	return EXIT_OK;
+}
+
+static const char *event_name(enum shmg_event_type t)
+{
+	switch (t) {
+	case SHMG_EV_REGISTERED:
+		return "registered";
+	case SHMG_EV_UNREGISTERED:
+		return "unregistered";
+	case SHMG_EV_JOINED:
+		return "joined";
+	case SHMG_EV_LEFT:
+		return "left";
+	case SHMG_EV_MESSAGE:
+		return "message";
+	case SHMG_EV_OVERFLOW:
+		return "overflow";
+	}
+	return "unknown";
+}
+
+static const char *reason_name(enum shmg_reason r)
+{
+	switch (r) {
+	case SHMG_REASON_NONE:
+		return "none";
+	case SHMG_REASON_NORMAL:
+		return "normal";
+	case SHMG_REASON_EXIT:
+		return "exit";
+	case SHMG_REASON_NODEDOWN:
+		return "nodedown";
+	case SHMG_REASON_CONFLICT:
+		return "conflict";
+	case SHMG_REASON_CLUSTER_DISCONNECT:
+		return "cluster_disconnect";
+	}
+	return "unknown";
+}
+
+/* One event as one text line:
+ *   TYPE KEY ENDPOINT PID META [reason=R] [previous=META] [cluster=C]
+ *   overflow dropped=N */
+static void text_event(FILE *f, const struct shmg_event *e)
+{
+	char id[SHMG_ID_STRLEN];
+
+	if (e->type == SHMG_EV_OVERFLOW) {
+		fprintf(f, "overflow dropped=%" PRIu64 "\n", e->dropped);
+		return;
+	}
+	id_str(e->id, id);
+	fprintf(f, "%s ", event_name(e->type));
+	put_key(f, e->key, e->key_len);
+	fprintf(f, " %s %ld ", id, (long)e->pid);
+	put_meta(f, e->meta, e->meta_len);
+	if (e->reason != SHMG_REASON_NONE)
+		fprintf(f, " reason=%s", reason_name(e->reason));
+	if (e->has_previous) {
+		fputs(" previous=", f);
+		put_meta(f, e->previous_meta, e->previous_meta_len);
+	}
+	if (e->cluster)
+		fprintf(f, " cluster=%s", e->cluster);
+	fputc('\n', f);
+}
+
+static void json_event(FILE *f, const struct shmg_event *e)
+{
+	char id[SHMG_ID_STRLEN];
+
+	fprintf(f, "{\"type\":\"%s\"", event_name(e->type));
+	if (e->type == SHMG_EV_OVERFLOW) {
+		fprintf(f, ",\"dropped\":%" PRIu64 "}\n", e->dropped);
+		return;
+	}
+	id_str(e->id, id);
+	fprintf(f, ",\"reason\":\"%s\",\"cluster\":", reason_name(e->reason));
+	if (e->cluster)
+		json_string(f, e->cluster, strlen(e->cluster));
+	else
+		fputs("null", f);
+	fputc(',', f);
+	json_bytes_field(f, "key", e->key, e->key_len);
+	fprintf(f, ",\"endpoint\":\"%s\",\"node\":%" PRIu32 ",\"pid\":%ld,\"time_ns\":%" PRIu64
+		",\"meta_len\":%zu,",
+		id, e->id.node, (long)e->pid, e->time_ns, e->meta_len);
+	json_bytes_field(f, "meta", e->meta, e->meta_len);
+	if (e->has_previous) {
+		fputc(',', f);
+		json_bytes_field(f, "previous_meta", e->previous_meta, e->previous_meta_len);
+	}
+	fprintf(f, ",\"batch\":%" PRIu32 ",\"batch_end\":%s}\n", e->batch,
+		e->batch_end ? "true" : "false");
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits on the mailbox descriptor and a signalfd (SIGINT, SIGTERM, SIGPIPE
+ * end it quietly), receiving with timeout 0 after each wakeup. */
+static int cmd_monitor(struct ctl *c, int argc, char **argv)
+{
+	struct shmg_opts o = cluster_opts(c);
+	struct shmg_event ev[64];
+	uint64_t seen = 0, end = 0;
+	sigset_t mask;
+	int rc, sfd, mfd, i, n;
+
+	rc = argc ? shmg_monitor(c->h, SHMG_KEY(argv[0]), &o) : shmg_monitor(c->h, NULL, 0, &o);
+	if (rc < 0)
+		return fail_cluster(c, rc, "monitor");
+	mfd = shmg_fd(c->h);
+	if (mfd < 0)
+		return fail(mfd, "mailbox descriptor");
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sfd < 0)
+		return fail(-errno, "signalfd");
+	if (c->timeout_ms >= 0)
+		end = mono_ms() + (uint64_t)c->timeout_ms;
+	rc = EXIT_OK;
+	while (!c->count || seen < c->count) {
+		struct pollfd p[2] = { { .fd = mfd, .events = POLLIN },
+				       { .fd = sfd, .events = POLLIN } };
+		int wait = -1;
+
+		n = shmg_receive(c->h, ev, sizeof(ev) / sizeof(ev[0]), 0);
+		if (n < 0) {
+			rc = fail(n, "receive");
+			break;
+		}
+		for (i = 0; i < n && (!c->count || seen < c->count); i++, seen++) {
+			if (c->json)
+				json_event(stdout, &ev[i]);
+			else
+				text_event(stdout, &ev[i]);
+		}
+		if (fflush(stdout) != 0)
+			break; /* reader went away */
+		if (n > 0)
+			continue;
+		if (c->timeout_ms >= 0) {
+			uint64_t now = mono_ms();
+
+			if (now >= end) {
+				if (c->count)
+					rc = EXIT_NEGATIVE;
+				break;
+			}
+			wait = (int)(end - now);
+		}
+		if (poll(p, 2, wait) < 0 && errno != EINTR) {
+			rc = fail(-errno, "poll");
+			break;
+		}
+		if (p[1].revents)
+			break; /* interrupted: a normal end */
+	}
+	close(sfd);
+	return rc;
+}
+
 struct command {
 	const char *name;
 	int (*run)(struct ctl *c, int argc, char **argv);
@@ -865,6 +1131,10 @@ static const struct command commands[] = {
 	{ "info", cmd_info, OPT_JSON, 0, 0, "no arguments", true },
 	{ "clusters", cmd_clusters, 0, 0, 0, "no arguments", true },
 	{ "nodes", cmd_nodes, OPT_CLUSTER, 0, 0, "no arguments", true },
+	{ "monitor", cmd_monitor, OPT_CLUSTER | OPT_JSON | OPT_COUNT | OPT_TIMEOUT, 0, 1,
+	  "at most one PATTERN", true },
+	{ "dispatch", cmd_dispatch, OPT_CLUSTER | OPT_LOCAL, 2, 2, "a KEY and a MESSAGE", true },
+	{ "log-level", cmd_log_level, 0, 0, 1, "at most one LEVEL (off, info or verbose)", true },
 	{ "check", cmd_check, 0, 0, 0, "no arguments", true },
 	{ "reap", cmd_reap, 0, 0, 0, "no arguments", true },
 	{ "destroy", cmd_destroy, 0, 0, 0, "no arguments", false },
@@ -883,6 +1153,10 @@ static const char *opt_name(unsigned int bit)
 		return "--all-nodes";
 	case OPT_LIMIT:
 		return "--limit";
+	case OPT_COUNT:
+		return "--count";
+	case OPT_TIMEOUT:
+		return "--timeout";
 	}
 	return "?";
 }
@@ -934,6 +1208,8 @@ int main(int argc, char **argv)
 		{ "limit", required_argument, NULL, 'n' },
 		{ "all-nodes", no_argument, NULL, 'a' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "count", required_argument, NULL, 'N' },
+		{ "timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -950,9 +1226,10 @@ int main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	env = getenv("SHMGROUP_GROUP");
 	c.group = env && *env ? env : "default";
+	c.timeout_ms = -1;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":g:c:ln:ajhV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":g:c:ln:ajN:t:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
 			c.group = optarg;
@@ -982,6 +1259,23 @@ int main(int argc, char **argv)
 			c.json = true;
 			c.given |= OPT_JSON;
 			break;
+		case 'N':
+			errno = 0;
+			lim = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' || lim == 0)
+				die_usage("--count wants a positive number, not '%s'", optarg);
+			c.count = lim;
+			c.given |= OPT_COUNT;
+			break;
+		case 't':
+			errno = 0;
+			lim = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-' || lim > INT_MAX)
+				die_usage("--timeout wants milliseconds (0..%d), not '%s'", INT_MAX,
+					  optarg);
+			c.timeout_ms = (int)lim;
+			c.given |= OPT_TIMEOUT;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -1005,14 +1299,16 @@ int main(int argc, char **argv)
 			cmd = &commands[i];
 	if (!cmd)
 		die_usage("unknown command '%s'", argv[optind]);
-	for (bit = 1; bit <= OPT_LIMIT; bit <<= 1)
+	for (bit = 1; bit <= OPT_LAST; bit <<= 1)
 		if ((c.given & bit) && !(cmd->opts & bit))
 			die_usage("option %s does not apply to '%s'", opt_name(bit), cmd->name);
 	nargs = argc - optind - 1;
 	if (nargs < cmd->min_args || nargs > cmd->max_args)
 		die_usage("%s takes %s", cmd->name, cmd->args);
-	if (nargs == 1 && argv[optind + 1][0] == '\0')
-		die_usage("empty key");
+	if (nargs >= 1 && argv[optind + 1][0] == '\0')
+		die_usage(cmd->run == cmd_log_level ? "empty level" : "empty key");
+	if (cmd->run == cmd_log_level && nargs == 1 && level_parse(argv[optind + 1]) < 0)
+		die_usage("log-level wants off, info or verbose, not '%s'", argv[optind + 1]);
 	if (c.cluster && c.cluster[0] == '\0')
 		die_usage("empty cluster name (omit --cluster for the default cluster)");
 

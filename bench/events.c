@@ -1,0 +1,767 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * events: how fast shmgroup tells a process that something happened.
+ *
+ * (a) Delivery latency, write to receiver wake-up.  A producer process sends
+ *     events at a fixed rate (open loop: event i is due at start + i/rate,
+ *     whether or not the previous ones were delivered, so a slow consumer
+ *     cannot hide its delay by slowing the producer down; wrk2's model).
+ *     Each event carries two CLOCK_MONOTONIC stamps in its metadata: when it
+ *     was due and when the write call began.  The consumer process sleeps in
+ *     shmg_receive(timeout -1), or in epoll_wait on shmg_fd() then receives
+ *     with timeout 0, and on waking takes one clock reading for the batch it
+ *     got.  Two figures per run:
+ *       write->wake   now - write stamp   (the DESIGN.md section 8 target)
+ *       due->wake     now - due stamp     (includes producer lateness: the
+ *                                          coordinated-omission-free figure)
+ *     Kinds: "dispatch" (shmg_dispatch to the consumer's registered key: a
+ *     message record) and "register" (the producer registers a key, the
+ *     consumer monitors the prefix and gets a registered event; the producer
+ *     unregisters it again, and those events are received but not timed).
+ *     Reference "pipe": the same stamps written to a pipe the consumer blocks
+ *     on in read(); the floor for waking a sleeping process on this machine.
+ *
+ * (b) Death to event.  A worker process registers a key and waits; the
+ *     driver, which monitors the prefix, takes t0 = CLOCK_MONOTONIC, SIGKILLs
+ *     the worker and blocks until it receives the unregistered event (reason
+ *     exit) for that key; the figure is receipt - t0.  Reaper: the agent
+ *     (the shmgroupd binary, started by this program) or "inproc" (the driver
+ *     hosts the reaper itself with shmg_reaper_enable and one epoll set over
+ *     the reaper fd and its mailbox fd).  The worker is waited for only
+ *     after the event, so reaping the zombie is not in the figure.
+ *
+ * Percentiles come from bench/hist (HDR-style, < 0.8 % bucket error).
+ */
+#include "common.h"
+#include "hist.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <shmgroup.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SHMGROUPD_PATH
+#define SHMGROUPD_PATH ""
+#endif
+
+static struct {
+	double rate;
+	double seconds;
+	uint64_t deaths;
+	const char *agent;
+	const char *json;
+	int pin;
+	int quick;
+} opt = {
+	.rate = 10000,
+	.seconds = 3,
+	.deaths = 200,
+	.agent = SHMGROUPD_PATH,
+};
+
+static char g_group[64];
+static pid_t g_agent_pid;
+
+struct row {
+	char test[16];    /* delivery | death */
+	char kind[16];    /* dispatch | register | agent | inproc */
+	char wait[16];    /* receive | epoll | - */
+	struct hist h;    /* write->wake, or kill->event */
+	struct hist due;  /* due->wake (delivery only) */
+	uint64_t sent, received, overflows, late;
+	double achieved_rate;
+	char error[160];
+};
+
+#define MAX_ROWS 8
+static struct row g_rows[MAX_ROWS];
+static int g_nrows;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: events [options]\n"
+		"  --rate R         delivery: events per second, open loop [10000]\n"
+		"  --seconds S      delivery: per run [3]\n"
+		"  --deaths N       death: workers killed per reaper kind [200]\n"
+		"  --agent PATH     shmgroupd binary for the agent runs [%s]\n"
+		"                   ('' skips them; the in-process reaper runs always)\n"
+		"  --pin            consumer on CPU 0, producer on CPU 1\n"
+		"  --json FILE, --quick (0.5 s runs, 50 deaths)\n",
+		SHMGROUPD_PATH[0] ? SHMGROUPD_PATH : "none built");
+}
+
+static void parse_args(int argc, char **argv)
+{
+	enum { O_RATE = 256, O_SECS, O_DEATHS, O_AGENT, O_PIN, O_JSON, O_QUICK };
+	static const struct option lo[] = {
+		{ "rate", 1, 0, O_RATE }, { "seconds", 1, 0, O_SECS }, { "deaths", 1, 0, O_DEATHS },
+		{ "agent", 1, 0, O_AGENT }, { "pin", 0, 0, O_PIN }, { "json", 1, 0, O_JSON },
+		{ "quick", 0, 0, O_QUICK }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	int c, secs_set = 0, deaths_set = 0;
+
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case O_RATE:
+			opt.rate = atof(optarg);
+			if (opt.rate <= 0 || opt.rate > 1e7)
+				goto bad;
+			break;
+		case O_SECS:
+			opt.seconds = atof(optarg);
+			secs_set = 1;
+			if (opt.seconds <= 0)
+				goto bad;
+			break;
+		case O_DEATHS:
+			if (bench_parse_count(optarg, &opt.deaths) < 0 || opt.deaths < 1)
+				goto bad;
+			deaths_set = 1;
+			break;
+		case O_AGENT: opt.agent = optarg; break;
+		case O_PIN: opt.pin = 1; break;
+		case O_JSON: opt.json = optarg; break;
+		case O_QUICK: opt.quick = 1; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(2);
+		}
+	}
+	if (optind < argc)
+		goto bad;
+	if (opt.quick) {
+		if (!secs_set)
+			opt.seconds = 0.5;
+		if (!deaths_set)
+			opt.deaths = 50;
+	}
+	return;
+bad:
+	usage(stderr);
+	exit(2);
+}
+
+static void stop_agent(void)
+{
+	if (g_agent_pid > 0) {
+		kill(g_agent_pid, SIGTERM);
+		waitpid(g_agent_pid, NULL, 0);
+		g_agent_pid = 0;
+	}
+}
+
+static void cleanup(void)
+{
+	stop_agent();
+	if (g_group[0])
+		shmg_destroy(g_group);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (g_agent_pid > 0)
+		kill(g_agent_pid, SIGKILL);
+	if (g_group[0])
+		shmg_destroy(g_group);
+	_exit(130);
+}
+
+/* Reads one byte within timeout_ms; 1, 0 on EOF, -1 on timeout or error. */
+static int read_byte(int fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char b;
+
+	if (poll(&p, 1, timeout_ms) <= 0)
+		return -1;
+	return (int)read(fd, &b, 1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* (a) delivery                                                             */
+/* ------------------------------------------------------------------------ */
+
+struct stamp {
+	uint64_t due_ns;
+	uint64_t write_ns;
+};
+
+#define END_MARK UINT64_MAX
+
+struct delivery_shared {
+	struct hist h, due;
+	uint64_t received, overflows, sent, late;
+	uint64_t first_ns, last_ns;
+	char error[160];
+};
+
+enum kind { K_DISPATCH, K_REGISTER, K_PIPE };
+static const char *const kind_names[] = { "dispatch", "register", "pipe" };
+static int g_pipe[2];
+
+static void record(struct delivery_shared *sh, const struct stamp *s, uint64_t now)
+{
+	if (!sh->first_ns)
+		sh->first_ns = now;
+	sh->last_ns = now;
+	hist_record_ns(&sh->h, now > s->write_ns ? now - s->write_ns : 0);
+	hist_record_ns(&sh->due, now > s->due_ns ? now - s->due_ns : 0);
+	sh->received++;
+}
+
+static int pipe_consumer(struct delivery_shared *sh, int ready_fd)
+{
+	struct stamp s[64];
+
+	if (opt.pin)
+		bench_pin(0);
+	(void)!write(ready_fd, "r", 1);
+	for (;;) {
+		ssize_t n = read(g_pipe[0], s, sizeof(s));
+		uint64_t now = mono_ns();
+
+		if (n <= 0 || n % (ssize_t)sizeof(s[0])) {
+			snprintf(sh->error, sizeof(sh->error), "pipe consumer: short read");
+			return 1;
+		}
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(s[0]); i++) {
+			if (s[i].due_ns == END_MARK)
+				return 0;
+			record(sh, &s[i], now);
+		}
+	}
+}
+
+static int consumer_main(struct delivery_shared *sh, int dispatch, int use_epoll, int ready_fd)
+{
+	struct shmg_event ev[64];
+	shmg_t *h;
+	int rc, ep = -1, fd;
+
+	if (opt.pin)
+		bench_pin(0);
+	if ((rc = shmg_open(g_group, NULL, &h)) < 0)
+		goto fail;
+	if (dispatch)
+		rc = shmg_register(h, SHMG_KEY("consumer"), NULL, 0, NULL);
+	else
+		rc = shmg_monitor(h, SHMG_KEY("ev/"), NULL);
+	if (rc < 0)
+		goto fail;
+	if (use_epoll) {
+		struct epoll_event e = { .events = EPOLLIN };
+
+		fd = shmg_fd(h);
+		ep = epoll_create1(EPOLL_CLOEXEC);
+		if (fd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) < 0) {
+			rc = fd < 0 ? fd : -errno;
+			goto fail;
+		}
+	}
+	(void)!write(ready_fd, "r", 1);
+	for (;;) {
+		if (use_epoll) {
+			struct epoll_event e;
+
+			if (epoll_wait(ep, &e, 1, -1) < 0 && errno != EINTR) {
+				rc = -errno;
+				goto fail;
+			}
+			rc = shmg_receive(h, ev, 64, 0);
+		} else {
+			rc = shmg_receive(h, ev, 64, -1);
+		}
+		uint64_t now = mono_ns(); /* wake-up, once per batch */
+		if (rc < 0) {
+			if (rc == -EINTR)
+				continue;
+			goto fail;
+		}
+		for (int i = 0; i < rc; i++) {
+			struct stamp s;
+
+			if (ev[i].type == SHMG_EV_OVERFLOW) {
+				sh->overflows += ev[i].dropped;
+				continue;
+			}
+			if (ev[i].type != (dispatch ? SHMG_EV_MESSAGE : SHMG_EV_REGISTERED) ||
+			    ev[i].meta_len != sizeof(s))
+				continue;
+			memcpy(&s, ev[i].meta, sizeof(s));
+			if (s.due_ns == END_MARK) {
+				shmg_close(h);
+				return 0;
+			}
+			record(sh, &s, now);
+		}
+	}
+fail:
+	snprintf(sh->error, sizeof(sh->error), "consumer: %s", shmg_strerror(rc));
+	return 1;
+}
+
+/* Sleeps until the monotonic time t: a timed sleep up to 60 us before it,
+ * then a spin, so that each event leaves within about a microsecond of its
+ * due time without the producer holding a CPU between events. */
+static void wait_until(uint64_t t)
+{
+	uint64_t now = mono_ns();
+
+	if (t > now + 60000) {
+		uint64_t w = t - 60000;
+		struct timespec ts = { (time_t)(w / 1000000000u), (long)(w % 1000000000u) };
+
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	}
+	while (mono_ns() < t)
+		;
+}
+
+static int producer_main(struct delivery_shared *sh, enum kind kind)
+{
+	int dispatch = kind == K_DISPATCH;
+	shmg_t *h;
+	char key[32];
+	struct stamp s;
+	uint64_t n = (uint64_t)(opt.rate * opt.seconds), period = (uint64_t)(1e9 / opt.rate);
+	long rc;
+
+	if (opt.pin)
+		bench_pin(1);
+	if (kind != K_PIPE && (rc = shmg_open(g_group, NULL, &h)) < 0)
+		goto fail;
+	uint64_t start = mono_ns() + 10000000; /* 10 ms from now */
+	for (uint64_t i = 0; i < n; i++) {
+		s.due_ns = start + i * period;
+		wait_until(s.due_ns);
+		s.write_ns = mono_ns();
+		if (s.write_ns > s.due_ns + period)
+			sh->late++;
+		if (kind == K_PIPE) {
+			rc = write(g_pipe[1], &s, sizeof(s)) == (ssize_t)sizeof(s) ? 0 : -EPIPE;
+		} else if (dispatch) {
+			rc = shmg_dispatch(h, SHMG_KEY("consumer"), &s, sizeof(s), NULL);
+			if (rc == 0)
+				rc = -ENOENT;
+		} else {
+			snprintf(key, sizeof(key), "ev/%u", (unsigned)(i & 1023));
+			rc = shmg_register(h, SHMG_KEY(key), &s, sizeof(s), NULL);
+			if (rc == 0)
+				rc = shmg_unregister(h, SHMG_KEY(key), NULL);
+		}
+		if (rc < 0)
+			goto fail;
+		sh->sent++;
+	}
+	s.due_ns = s.write_ns = END_MARK;
+	if (kind == K_PIPE)
+		return write(g_pipe[1], &s, sizeof(s)) == (ssize_t)sizeof(s) ? 0 : 1;
+	if (dispatch)
+		rc = shmg_dispatch(h, SHMG_KEY("consumer"), &s, sizeof(s), NULL);
+	else
+		rc = shmg_register(h, SHMG_KEY("ev/end"), &s, sizeof(s), NULL);
+	if (rc < 0)
+		goto fail;
+	shmg_close(h);
+	return 0;
+fail:
+	snprintf(sh->error, sizeof(sh->error), "producer: %s", shmg_strerror((int)rc));
+	return 1;
+}
+
+static int run_delivery(struct row *row, enum kind kind, int use_epoll)
+{
+	struct delivery_shared *sh = bench_shared_alloc(sizeof(*sh));
+	int p[2], pids[2];
+
+	snprintf(row->test, sizeof(row->test), "delivery");
+	snprintf(row->kind, sizeof(row->kind), "%s", kind_names[kind]);
+	snprintf(row->wait, sizeof(row->wait), "%s",
+		 kind == K_PIPE ? "read" : use_epoll ? "epoll" : "receive");
+	if (kind == K_PIPE && pipe(g_pipe) < 0)
+		return -1;
+	hist_init(&sh->h);
+	hist_init(&sh->due);
+	if (pipe(p) < 0)
+		return -1;
+	fflush(stdout);
+	pids[0] = fork();
+	if (pids[0] == 0) {
+		close(p[0]);
+		if (kind == K_PIPE) {
+			close(g_pipe[1]);
+			_exit(pipe_consumer(sh, p[1]));
+		}
+		_exit(consumer_main(sh, kind == K_DISPATCH, use_epoll, p[1]));
+	}
+	close(p[1]);
+	if (read_byte(p[0], 10000) != 1) {
+		close(p[0]);
+		kill(pids[0], SIGKILL);
+		waitpid(pids[0], NULL, 0);
+		snprintf(row->error, sizeof(row->error), "%s",
+			 sh->error[0] ? sh->error : "consumer did not start");
+		return -1;
+	}
+	close(p[0]);
+	pids[1] = fork();
+	if (pids[1] == 0)
+		_exit(producer_main(sh, kind));
+	if (kind == K_PIPE) {
+		close(g_pipe[0]);
+		close(g_pipe[1]);
+	}
+	int bad = bench_wait_all(pids, 2);
+	row->h = sh->h;
+	row->due = sh->due;
+	row->sent = sh->sent;
+	row->received = sh->received;
+	row->overflows = sh->overflows;
+	row->late = sh->late;
+	if (sh->last_ns > sh->first_ns && sh->received > 1)
+		row->achieved_rate = (double)(sh->received - 1) * 1e9 /
+				     (double)(sh->last_ns - sh->first_ns);
+	if (sh->error[0])
+		snprintf(row->error, sizeof(row->error), "%s", sh->error);
+	else if (bad)
+		snprintf(row->error, sizeof(row->error), "a process failed");
+	bench_shared_free(sh, sizeof(*sh));
+	return bad ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* (b) death to event                                                       */
+/* ------------------------------------------------------------------------ */
+
+static int start_agent(void)
+{
+	int p[2];
+	char fdbuf[16];
+
+	if (pipe(p) < 0)
+		return -errno;
+	snprintf(fdbuf, sizeof(fdbuf), "%d", p[1]);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		close(p[0]);
+		if (null >= 0)
+			dup2(null, STDERR_FILENO); /* its info lines would swamp the report */
+		execl(opt.agent, "shmgroupd", "--group", g_group, "--ready-fd", fdbuf,
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	g_agent_pid = pid;
+	int rc = read_byte(p[0], 10000);
+	close(p[0]);
+	return rc == 1 ? 0 : -ENOEXEC;
+}
+
+static pid_t start_worker(uint64_t i)
+{
+	int p[2];
+
+	if (pipe(p) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		shmg_t *h;
+		char key[32];
+
+		close(p[0]);
+		if (shmg_open(g_group, NULL, &h) < 0)
+			_exit(1);
+		snprintf(key, sizeof(key), "d/%llu", (unsigned long long)i);
+		if (shmg_register(h, SHMG_KEY(key), NULL, 0, NULL) < 0)
+			_exit(2);
+		(void)!write(p[1], "r", 1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	int rc = read_byte(p[0], 10000);
+	close(p[0]);
+	if (rc != 1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -1;
+	}
+	return pid;
+}
+
+/* Waits for the unregistered/exit event of d/<i>; with the in-process
+ * reaper, drives it from the same epoll set.  Returns receipt time or 0. */
+static uint64_t await_death(shmg_t *h, int ep, int inproc, uint64_t i, uint64_t deadline,
+			    uint64_t *overflows)
+{
+	struct shmg_event ev[16];
+	char key[32];
+	int timeout = 1000;
+
+	snprintf(key, sizeof(key), "d/%llu", (unsigned long long)i);
+	for (;;) {
+		int n = shmg_receive(h, ev, 16, 0);
+
+		if (n > 0) {
+			uint64_t now = mono_ns();
+
+			for (int k = 0; k < n; k++) {
+				if (ev[k].type == SHMG_EV_OVERFLOW)
+					(*overflows)++;
+				if (ev[k].type == SHMG_EV_UNREGISTERED &&
+				    ev[k].reason == SHMG_REASON_EXIT &&
+				    ev[k].key_len == strlen(key) &&
+				    memcmp(ev[k].key, key, ev[k].key_len) == 0)
+					return now;
+			}
+			continue;
+		}
+		if (n < 0 && n != -EINTR)
+			return 0;
+		if (mono_ns() > deadline)
+			return 0;
+		struct epoll_event e[4];
+
+		epoll_wait(ep, e, 4, timeout);
+		if (inproc) {
+			timeout = shmg_reaper_dispatch(h);
+			if (timeout < 0)
+				return 0;
+		}
+	}
+}
+
+static int run_deaths(struct row *row, int inproc)
+{
+	shmg_t *h = NULL;
+	int ep = -1, rc;
+	struct epoll_event e = { .events = EPOLLIN };
+
+	snprintf(row->test, sizeof(row->test), "death");
+	snprintf(row->kind, sizeof(row->kind), "%s", inproc ? "inproc" : "agent");
+	snprintf(row->wait, sizeof(row->wait), "-");
+	hist_init(&row->h);
+	hist_init(&row->due);
+	if (!inproc && (rc = start_agent()) < 0) {
+		snprintf(row->error, sizeof(row->error), "cannot start %s", opt.agent);
+		stop_agent();
+		return -1;
+	}
+	if ((rc = shmg_open(g_group, NULL, &h)) < 0 || (rc = shmg_monitor(h, SHMG_KEY("d/"), NULL)) < 0)
+		goto fail;
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, shmg_fd(h), &e) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (inproc) {
+		if ((rc = shmg_reaper_enable(h)) != 1) {
+			snprintf(row->error, sizeof(row->error),
+				 "in-process reaper not elected (%d)", rc);
+			goto out;
+		}
+		e.data.u32 = 1;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, shmg_reaper_fd(h), &e) < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		shmg_reaper_dispatch(h);
+	}
+	for (uint64_t i = 0; i < opt.deaths; i++) {
+		pid_t w = start_worker(i);
+
+		if (w < 0) {
+			snprintf(row->error, sizeof(row->error), "worker %llu did not start",
+				 (unsigned long long)i);
+			goto out;
+		}
+		if (inproc)
+			shmg_reaper_dispatch(h); /* picks the new endpoint up */
+		/* The worker's registered event is skipped by await_death. */
+		uint64_t t0 = mono_ns();
+		kill(w, SIGKILL);
+		uint64_t t1 = await_death(h, ep, inproc, i, t0 + 5000000000ull, &row->overflows);
+		waitpid(w, NULL, 0);
+		row->sent++;
+		if (!t1) {
+			snprintf(row->error, sizeof(row->error),
+				 "no exit event for worker %llu within 5 s", (unsigned long long)i);
+			goto out;
+		}
+		hist_record_ns(&row->h, t1 - t0);
+		row->received++;
+	}
+	shmg_close(h);
+	close(ep);
+	stop_agent();
+	return 0;
+fail:
+	snprintf(row->error, sizeof(row->error), "%s", shmg_strerror(rc));
+out:
+	if (h)
+		shmg_close(h);
+	if (ep >= 0)
+		close(ep);
+	stop_agent();
+	return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Report                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void print_row(const struct row *r)
+{
+	const char *what = strcmp(r->test, "death") == 0 ? "kill->event" : "write->wake";
+
+	printf("%-8s %-8s %-7s %-11s %8llu %9.1f %9.1f %9.1f %9.1f %10.1f\n", r->test, r->kind,
+	       r->wait, what, (unsigned long long)r->h.count, hist_quantile_ns(&r->h, 0.5) / 1e3,
+	       hist_quantile_ns(&r->h, 0.9) / 1e3, hist_quantile_ns(&r->h, 0.99) / 1e3,
+	       hist_quantile_ns(&r->h, 0.999) / 1e3, hist_max_ns(&r->h) / 1e3);
+	if (r->due.count)
+		printf("%-8s %-8s %-7s %-11s %8llu %9.1f %9.1f %9.1f %9.1f %10.1f\n", "", "", "",
+		       "due->wake", (unsigned long long)r->due.count,
+		       hist_quantile_ns(&r->due, 0.5) / 1e3, hist_quantile_ns(&r->due, 0.9) / 1e3,
+		       hist_quantile_ns(&r->due, 0.99) / 1e3,
+		       hist_quantile_ns(&r->due, 0.999) / 1e3, hist_max_ns(&r->due) / 1e3);
+}
+
+static void json_hist(FILE *f, const char *prefix, const struct hist *h)
+{
+	fprintf(f,
+		"\"%sp50_ns\": %.1f, \"%sp90_ns\": %.1f, \"%sp99_ns\": %.1f, \"%sp999_ns\": %.1f, "
+		"\"%smax_ns\": %.1f",
+		prefix, hist_quantile_ns(h, 0.5), prefix, hist_quantile_ns(h, 0.9), prefix,
+		hist_quantile_ns(h, 0.99), prefix, hist_quantile_ns(h, 0.999), prefix,
+		hist_max_ns(h));
+}
+
+static void write_json(const struct machine *m)
+{
+	FILE *f = fopen(opt.json, "w");
+
+	if (!f) {
+		fprintf(stderr, "events: %s: %s\n", opt.json, strerror(errno));
+		return;
+	}
+	fprintf(f, "{\"program\": \"events\", \"machine\": ");
+	machine_json(f, m);
+	fprintf(f,
+		",\n \"params\": {\"rate\": %.0f, \"seconds\": %.3f, \"deaths\": %llu, "
+		"\"pin\": %s, \"agent\": ",
+		opt.rate, opt.seconds, (unsigned long long)opt.deaths, opt.pin ? "true" : "false");
+	json_str(f, opt.agent);
+	fprintf(f, "},\n \"results\": [");
+	for (int i = 0; i < g_nrows; i++) {
+		const struct row *r = &g_rows[i];
+
+		fprintf(f, "%s\n  {\"test\": \"%s\", \"kind\": \"%s\", \"wait\": \"%s\", ",
+			i ? "," : "", r->test, r->kind, r->wait);
+		if (r->error[0]) {
+			fprintf(f, "\"error\": ");
+			json_str(f, r->error);
+			fprintf(f, ", ");
+		}
+		fprintf(f, "\"count\": %llu, ", (unsigned long long)r->h.count);
+		json_hist(f, "", &r->h);
+		if (r->due.count) {
+			fprintf(f, ", ");
+			json_hist(f, "due_", &r->due);
+			fprintf(f, ", \"achieved_rate\": %.0f, \"late\": %llu", r->achieved_rate,
+				(unsigned long long)r->late);
+		}
+		fprintf(f, ", \"sent\": %llu, \"received\": %llu, \"overflows\": %llu}",
+			(unsigned long long)r->sent, (unsigned long long)r->received,
+			(unsigned long long)r->overflows);
+	}
+	fprintf(f, "\n]}\n");
+	fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+	struct machine m;
+	int failed = 0;
+
+	parse_args(argc, argv);
+	machine_get(&m);
+	snprintf(g_group, sizeof(g_group), "bench-events-%d", (int)getpid());
+	atexit(cleanup);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+
+	struct shmg_config cfg = { .flags = SHMG_OPEN_EXCL, .arena_size = 64ull << 20,
+				   .max_endpoints = 64, .mailbox_bytes = 256u << 10 };
+	shmg_t *owner;
+	int rc = shmg_open(g_group, &cfg, &owner);
+	if (rc < 0) {
+		fprintf(stderr, "events: shmg_open: %s\n", shmg_strerror(rc));
+		return 1;
+	}
+	machine_print(stdout, &m);
+	printf("method:  (a) open loop at %.0f events/s for %.2f s per run; consumer stamps "
+	       "CLOCK_MONOTONIC once per wake-up;\n"
+	       "         write->wake from the write call, due->wake from the scheduled time "
+	       "(coordinated-omission free)\n"
+	       "         (b) %llu workers SIGKILLed one at a time; kill->event until the "
+	       "monitor holds the unregistered/exit event\n",
+	       opt.rate, opt.seconds, (unsigned long long)opt.deaths);
+	fflush(stdout);
+
+	for (int kind = K_DISPATCH; kind <= K_REGISTER; kind++)
+		for (int use_epoll = 0; use_epoll <= 1; use_epoll++)
+			if (run_delivery(&g_rows[g_nrows++], (enum kind)kind, use_epoll) < 0)
+				failed = 1;
+	if (run_delivery(&g_rows[g_nrows++], K_PIPE, 0) < 0)
+		failed = 1;
+	/* The owner handle is not the reaper: the in-process run elects its own. */
+	if (run_deaths(&g_rows[g_nrows++], 1) < 0)
+		failed = 1;
+	if (opt.agent && opt.agent[0]) {
+		if (run_deaths(&g_rows[g_nrows++], 0) < 0)
+			failed = 1;
+	}
+	shmg_close(owner);
+
+	printf("\n%-8s %-8s %-7s %-11s %8s %9s %9s %9s %9s %10s\n", "test", "kind", "wait",
+	       "latency", "count", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us");
+	for (int i = 0; i < g_nrows; i++)
+		print_row(&g_rows[i]);
+	for (int i = 0; i < g_nrows; i++) {
+		const struct row *r = &g_rows[i];
+
+		if (strcmp(r->test, "death") == 0 && !r->error[0])
+			continue;
+		if (r->error[0])
+			printf("ERROR: %s %s %s: %s\n", r->test, r->kind, r->wait, r->error);
+		else if (r->received != r->sent || r->overflows)
+			printf("note: %s %s %s: sent %llu, timed %llu, overflowed %llu, producer late "
+			       "%llu times; achieved %.0f/s\n",
+			       r->test, r->kind, r->wait, (unsigned long long)r->sent,
+			       (unsigned long long)r->received, (unsigned long long)r->overflows,
+			       (unsigned long long)r->late, r->achieved_rate);
+	}
+	if (opt.json)
+		write_json(&m);
+	return failed;
+}

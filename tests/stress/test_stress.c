@@ -1,0 +1,644 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Lifecycle stress: many iterations of forked workers doing random
+ * register/unregister/join/leave/dispatch/monitor/demonitor/receive on a
+ * small key space in two clusters; some close normally, the others are
+ * SIGKILLed at random moments.  A monitor process watches every key of both
+ * clusters, a reaper process hosts the in-process reaper.
+ *
+ * At the end: shmg_check clean, no entries left, pages_used back to the
+ * baseline, and from the monitor's log: every death reported exactly once
+ * (a killed worker that held entries appears in exactly one batch of exit
+ * events, holding all its entries, unregistered before left), no exit event
+ * for a worker that closed, no interleaved batch, no event inconsistent with
+ * the ones before it, no overflow.
+ *
+ * Size: SHMG_STRESS_ITERS iterations (default 150) of SHMG_STRESS_WORKERS
+ * workers (default 4); the default runs in well under 30 s on 2 cores.
+ * Random sleeps (microseconds) only place the kills; nothing here sleeps
+ * to wait for something.
+ */
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tc.h"
+
+#define NREG 6
+#define NGRP 4
+#define NCL 2 /* default cluster and "sc" */
+#define MAX_SLOTS 64
+
+static const char *const cluster_names[NCL] = { NULL, "sc" };
+
+enum viol {
+	V_OVERFLOW,
+	V_UNKNOWN_ID,
+	V_INTERLEAVED,
+	V_MIXED_DEATH_BATCH,
+	V_DEATH_ORDER,
+	V_EXIT_OF_CLOSED,
+	V_EXIT_BATCHES,
+	V_EVENT_AFTER_DEATH,
+	V_INCONSISTENT,
+	V_ENTRIES_LEFT,
+	V_RECEIVE_ERROR,
+	NVIOL
+};
+static const char *const viol_names[NVIOL] = {
+	"overflow",	       "event of an unknown endpoint", "interleaved batches",
+	"death batch with other events", "left before unregistered in a death batch",
+	"exit event for a worker that closed", "death reported in more than one batch",
+	"event after the death batch", "event inconsistent with earlier ones",
+	"entries never removed",   "receive error",
+};
+
+struct worker_rec {
+	shmg_id_t id;
+	int32_t pid;
+	uint8_t opened;
+	uint8_t to_kill;
+	int32_t open_rc;
+};
+
+struct shared {
+	uint32_t nworkers;
+	shmg_id_t parent_id;
+	int stop_reaper;
+	int mon_done;
+	long reaper_rc;
+	long mon_rc;
+	long events, exit_events, death_batches, killed_with_entries;
+	long viol[NVIOL];
+	char first[NVIOL][200];
+	struct worker_rec w[];
+};
+
+static struct shared *sh;
+static int ready_pipe[2];
+static unsigned iters = 150, nworkers = 4;
+
+static unsigned env_uint(const char *name, unsigned def)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long n;
+
+	if (!v || !*v)
+		return def;
+	n = strtoul(v, &end, 10);
+	return *end || n == 0 || n > 100000 ? def : (unsigned)n;
+}
+
+static void usleep_us(long us)
+{
+	struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static uint32_t xrand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return (uint32_t)(*s >> 11);
+}
+
+static void key_reg(char *k, int i)
+{
+	snprintf(k, 8, "s/a%d", i);
+}
+
+static void key_grp(char *k, int i)
+{
+	snprintf(k, 8, "s/g%d", i);
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+static int worker_main(void *arg)
+{
+	uint32_t wi = (uint32_t)(uintptr_t)arg;
+	struct worker_rec *me = &sh->w[wi];
+	uint64_t rnd = 0x9e3779b97f4a7c15ull ^ ((uint64_t)wi * 0x100000001b3ull) ^ (uint64_t)getpid();
+	shmg_t *h = NULL;
+	struct shmg_event ev[32];
+	char k[8];
+	long rc;
+
+	if ((me->open_rc = shmg_open(tc_arena, NULL, &h)) != 0)
+		return 10;
+	me->id = shmg_self(h);
+	__atomic_store_n(&me->opened, 1, __ATOMIC_RELEASE);
+	uint32_t ops = me->to_kill ? UINT32_MAX : 20 + xrand(&rnd) % 200;
+	for (uint32_t i = 0; i < ops; i++) {
+		uint32_t r = xrand(&rnd);
+		struct shmg_opts o = { .cluster = cluster_names[(r >> 28) % 4 == 0] };
+		uint32_t meta = xrand(&rnd);
+		int kr = (int)((r >> 8) % NREG), kg = (int)((r >> 8) % NGRP);
+
+		switch (r % 10) {
+		case 0:
+		case 1:
+			key_reg(k, kr);
+			rc = shmg_register(h, SHMG_KEY(k), &meta, sizeof(meta), &o);
+			if (rc != 0 && rc != -EEXIST)
+				return 20;
+			break;
+		case 2:
+			key_reg(k, kr);
+			rc = shmg_unregister(h, SHMG_KEY(k), &o);
+			if (rc != 0 && rc != -ENOENT && rc != -EPERM)
+				return 21;
+			break;
+		case 3:
+		case 4:
+			key_grp(k, kg);
+			if (shmg_join(h, SHMG_KEY(k), &meta, sizeof(meta), &o) != 0)
+				return 22;
+			break;
+		case 5:
+			key_grp(k, kg);
+			rc = shmg_leave(h, SHMG_KEY(k), &o);
+			if (rc != 0 && rc != -ENOENT)
+				return 23;
+			break;
+		case 6:
+			key_grp(k, kg);
+			if (shmg_dispatch(h, SHMG_KEY(k), &meta, sizeof(meta), &o) < 0)
+				return 24;
+			break;
+		case 7:
+			key_reg(k, kr);
+			if ((r >> 20) % 3 == 0)
+				rc = shmg_monitor(h, NULL, 0, &o);
+			else if ((r >> 20) % 3 == 1)
+				rc = shmg_monitor(h, SHMG_KEY("s/"), &o);
+			else
+				rc = shmg_monitor(h, SHMG_KEY(k), &o);
+			if (rc != 0)
+				return 25;
+			break;
+		case 8:
+			key_reg(k, kr);
+			if ((r >> 20) % 2 == 0)
+				rc = shmg_demonitor(h, NULL, 0, &o);
+			else
+				rc = shmg_demonitor(h, SHMG_KEY(k), &o);
+			if (rc != 0)
+				return 26;
+			break;
+		default:
+			while ((rc = shmg_receive(h, ev, 32, 0)) > 0)
+				;
+			if (rc < 0)
+				return 27;
+			break;
+		}
+	}
+	return shmg_close(h) == 0 ? 0 : 30;
+}
+
+/* ---- the reaper process ------------------------------------------------ */
+
+static int reaper_main(void *arg)
+{
+	shmg_t *h = NULL;
+	long rc;
+
+	(void)arg;
+	if ((rc = shmg_open(tc_arena, NULL, &h)) != 0 || (rc = shmg_reaper_enable(h)) != 1) {
+		sh->reaper_rc = rc == 0 ? -EALREADY : rc;
+		(void)!write(ready_pipe[1], "e", 1);
+		return 1;
+	}
+	(void)!write(ready_pipe[1], "r", 1);
+	while (!__atomic_load_n(&sh->stop_reaper, __ATOMIC_ACQUIRE)) {
+		int t = shmg_reaper_dispatch(h);
+
+		if (t < 0) {
+			sh->reaper_rc = t;
+			return 2;
+		}
+		struct pollfd p = { .fd = shmg_reaper_fd(h), .events = POLLIN };
+		(void)poll(&p, 1, t < 50 ? t : 50);
+	}
+	return shmg_close(h) == 0 ? 0 : 3;
+}
+
+/* ---- the monitor process ----------------------------------------------- */
+
+struct wstate {
+	uint32_t regs;   /* bit cl * NREG + k: holds the registration */
+	uint32_t groups; /* bit cl * NGRP + k: is a member */
+	uint32_t exit_batches;
+	uint32_t exit_batch;
+	uint8_t dead; /* its death batch ended */
+};
+
+struct mon {
+	shmg_t *h;
+	struct wstate *ws;
+	int32_t slot_w[MAX_SLOTS]; /* endpoint slot -> worker index + 1 */
+	uint32_t slot_gen[MAX_SLOTS];
+	uint32_t searched;
+	/* the batch being read */
+	int in_batch;
+	uint32_t batch;
+	int batch_worker, batch_exit, batch_seen_left, batch_other;
+	int end_seen;
+};
+
+static void viol(enum viol v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void viol(enum viol v, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (sh->viol[v]++ == 0) {
+		va_start(ap, fmt);
+		vsnprintf(sh->first[v], sizeof(sh->first[v]), fmt, ap);
+		va_end(ap);
+	}
+}
+
+static int worker_of(struct mon *m, shmg_id_t id)
+{
+	if (id.slot < MAX_SLOTS && m->slot_w[id.slot] && m->slot_gen[id.slot] == id.gen)
+		return m->slot_w[id.slot] - 1;
+	uint32_t n = __atomic_load_n(&sh->nworkers, __ATOMIC_ACQUIRE);
+	for (uint32_t i = n; i-- > 0;) {
+		if (!__atomic_load_n(&sh->w[i].opened, __ATOMIC_ACQUIRE))
+			continue;
+		if (shmg_id_equal(sh->w[i].id, id)) {
+			if (id.slot < MAX_SLOTS) {
+				m->slot_w[id.slot] = (int32_t)i + 1;
+				m->slot_gen[id.slot] = id.gen;
+			}
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static int key_index(const struct shmg_event *e, char kind)
+{
+	if (e->key_len != 4 || e->key[0] != 's' || e->key[1] != '/' || e->key[2] != kind)
+		return -1;
+	int k = e->key[3] - '0';
+	return k >= 0 && k < (kind == 'a' ? NREG : NGRP) ? k : -1;
+}
+
+static void end_batch(struct mon *m)
+{
+	if (m->in_batch && m->batch_exit) {
+		sh->death_batches++;
+		if (m->batch_other)
+			viol(V_MIXED_DEATH_BATCH, "batch %u", m->batch);
+		if (m->batch_worker >= 0) {
+			struct wstate *s = &m->ws[m->batch_worker];
+			s->dead = 1;
+			if (s->regs || s->groups)
+				viol(V_ENTRIES_LEFT,
+				     "worker %d: death batch %u left regs %#x groups %#x",
+				     m->batch_worker, m->batch, s->regs, s->groups);
+		}
+	}
+	m->in_batch = 0;
+}
+
+static void mon_event(struct mon *m, const struct shmg_event *e)
+{
+	sh->events++;
+	if (e->type == SHMG_EV_OVERFLOW) {
+		viol(V_OVERFLOW, "%llu dropped", (unsigned long long)e->dropped);
+		return;
+	}
+	if (e->type == SHMG_EV_REGISTERED && shmg_id_equal(e->id, sh->parent_id) &&
+	    e->key_len == 3 && memcmp(e->key, "end", 3) == 0) {
+		m->end_seen = 1;
+		return;
+	}
+	/* Batches never interleave. */
+	if (m->in_batch && e->batch != m->batch) {
+		viol(V_INTERLEAVED, "batch %u interrupted by batch %u", m->batch, e->batch);
+		end_batch(m);
+	}
+	int w = worker_of(m, e->id);
+	if (!m->in_batch) {
+		m->in_batch = 1;
+		m->batch = e->batch;
+		m->batch_worker = w;
+		m->batch_exit = e->reason == SHMG_REASON_EXIT;
+		m->batch_seen_left = 0;
+		m->batch_other = 0;
+		if (m->batch_exit && w >= 0) {
+			struct wstate *s = &m->ws[w];
+			s->exit_batches++;
+			s->exit_batch = e->batch;
+			if (s->exit_batches == 2)
+				viol(V_EXIT_BATCHES, "worker %d (pid %d): exit batches %u and %u", w,
+				     sh->w[w].pid, s->exit_batch, e->batch);
+			if (!sh->w[w].to_kill)
+				viol(V_EXIT_OF_CLOSED, "worker %d", w);
+		}
+	} else if (m->batch_exit &&
+		   (w != m->batch_worker || e->reason != SHMG_REASON_EXIT)) {
+		m->batch_other = 1;
+	}
+	if (e->reason == SHMG_REASON_EXIT) {
+		sh->exit_events++;
+		if (e->type == SHMG_EV_LEFT)
+			m->batch_seen_left = 1;
+		else if (m->batch_seen_left)
+			viol(V_DEATH_ORDER, "batch %u", e->batch);
+	}
+	if (w < 0) {
+		viol(V_UNKNOWN_ID, "n%u.%u.%u %.*s", e->id.node, e->id.slot, e->id.gen,
+		     (int)e->key_len, e->key);
+	} else {
+		struct wstate *s = &m->ws[w];
+		int cl = e->cluster != NULL;
+		int kr = key_index(e, 'a'), kg = key_index(e, 'g');
+
+		if (s->dead)
+			viol(V_EVENT_AFTER_DEATH, "worker %d", w);
+		switch (e->type) {
+		case SHMG_EV_REGISTERED:
+			if (kr < 0 || (!!(s->regs & (1u << (cl * NREG + kr))) != e->has_previous))
+				viol(V_INCONSISTENT, "worker %d: registered %.*s (previous %d)", w,
+				     (int)e->key_len, e->key, e->has_previous);
+			else
+				s->regs |= 1u << (cl * NREG + kr);
+			break;
+		case SHMG_EV_UNREGISTERED:
+			if (kr < 0 || !(s->regs & (1u << (cl * NREG + kr))))
+				viol(V_INCONSISTENT, "worker %d: unregistered %.*s not held", w,
+				     (int)e->key_len, e->key);
+			else
+				s->regs &= ~(1u << (cl * NREG + kr));
+			break;
+		case SHMG_EV_JOINED:
+			if (kg < 0 || (!!(s->groups & (1u << (cl * NGRP + kg))) != e->has_previous))
+				viol(V_INCONSISTENT, "worker %d: joined %.*s (previous %d)", w,
+				     (int)e->key_len, e->key, e->has_previous);
+			else
+				s->groups |= 1u << (cl * NGRP + kg);
+			break;
+		case SHMG_EV_LEFT:
+			if (kg < 0 || !(s->groups & (1u << (cl * NGRP + kg))))
+				viol(V_INCONSISTENT, "worker %d: left %.*s not a member", w,
+				     (int)e->key_len, e->key);
+			else
+				s->groups &= ~(1u << (cl * NGRP + kg));
+			break;
+		default:
+			viol(V_INCONSISTENT, "worker %d: event type %d", w, (int)e->type);
+		}
+	}
+	if (e->batch_end)
+		end_batch(m);
+}
+
+static int monitor_main(void *arg)
+{
+	struct mon m;
+	struct shmg_event ev[256];
+	struct shmg_opts sc = { .cluster = "sc" };
+	long rc;
+
+	(void)arg;
+	memset(&m, 0, sizeof(m));
+	m.ws = calloc((size_t)iters * nworkers, sizeof(*m.ws));
+	if (!m.ws || (rc = shmg_open(tc_arena, NULL, &m.h)) != 0 ||
+	    (rc = shmg_monitor(m.h, NULL, 0, NULL)) != 0 ||
+	    (rc = shmg_monitor(m.h, NULL, 0, &sc)) != 0) {
+		sh->mon_rc = m.ws ? rc : -ENOMEM;
+		(void)!write(ready_pipe[1], "e", 1);
+		return 1;
+	}
+	(void)!write(ready_pipe[1], "r", 1);
+	while (!m.end_seen) {
+		int n = shmg_receive(m.h, ev, 256, 1000);
+
+		if (n < 0 && n != -EINTR) {
+			viol(V_RECEIVE_ERROR, "%d", n);
+			break;
+		}
+		for (int i = 0; i < n; i++)
+			mon_event(&m, &ev[i]);
+	}
+	if (m.in_batch)
+		viol(V_INTERLEAVED, "batch %u never ended", m.batch);
+	/* Deaths: a killed worker that held entries was reported in one
+	 * batch (counted above); nobody holds anything any more. */
+	for (uint32_t w = 0; w < sh->nworkers; w++) {
+		struct wstate *s = &m.ws[w];
+
+		if (sh->w[w].to_kill && s->exit_batches)
+			sh->killed_with_entries++;
+		if (s->regs || s->groups)
+			viol(V_ENTRIES_LEFT, "worker %u (%s): regs %#x groups %#x", w,
+			     sh->w[w].to_kill ? "killed" : "closed", s->regs, s->groups);
+	}
+	sh->mon_rc = shmg_close(m.h);
+	__atomic_store_n(&sh->mon_done, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* ---- the test ---------------------------------------------------------- */
+
+/* Touches every key, group and monitor pattern of both clusters and undoes
+ * it: afterwards each shard the stress can use holds the slab page it keeps
+ * for the one size class all these entries fall in (56-byte header + key +
+ * 4-byte meta <= 64 bytes), so pages_used is comparable before and after. */
+static void warm_up(shmg_t *h)
+{
+	char k[8];
+	uint32_t meta = 0;
+
+	for (int c = 0; c < NCL; c++) {
+		struct shmg_opts o = { .cluster = cluster_names[c] };
+
+		for (int i = 0; i < NREG; i++) {
+			key_reg(k, i);
+			TC_EQ(shmg_register(h, SHMG_KEY(k), &meta, sizeof(meta), &o), 0);
+			TC_EQ(shmg_monitor(h, SHMG_KEY(k), &o), 0);
+		}
+		for (int i = 0; i < NGRP; i++) {
+			key_grp(k, i);
+			TC_EQ(shmg_join(h, SHMG_KEY(k), &meta, sizeof(meta), &o), 0);
+		}
+		TC_EQ(shmg_register(h, SHMG_KEY("end"), NULL, 0, &o), 0);
+		TC_EQ(shmg_monitor(h, NULL, 0, &o), 0);
+		TC_EQ(shmg_monitor(h, SHMG_KEY("s/"), &o), 0);
+	}
+	for (int c = 0; c < NCL; c++) {
+		struct shmg_opts o = { .cluster = cluster_names[c] };
+
+		for (int i = 0; i < NREG; i++) {
+			key_reg(k, i);
+			TC_EQ(shmg_unregister(h, SHMG_KEY(k), &o), 0);
+			TC_EQ(shmg_demonitor(h, SHMG_KEY(k), &o), 0);
+		}
+		for (int i = 0; i < NGRP; i++) {
+			key_grp(k, i);
+			TC_EQ(shmg_leave(h, SHMG_KEY(k), &o), 0);
+		}
+		TC_EQ(shmg_unregister(h, SHMG_KEY("end"), &o), 0);
+		TC_EQ(shmg_demonitor(h, NULL, 0, &o), 0);
+		TC_EQ(shmg_demonitor(h, SHMG_KEY("s/"), &o), 0);
+	}
+}
+
+static shmg_t *ph;
+static uint32_t live_target;
+
+static bool all_reaped(void *arg)
+{
+	struct shmg_info in;
+
+	(void)arg;
+	return shmg_info(ph, &in) == 0 && in.endpoints_live == live_target;
+}
+
+static void assert_empty(shmg_t *h)
+{
+	for (int c = 0; c < NCL; c++) {
+		struct shmg_opts o = { .cluster = cluster_names[c] };
+
+		TC_EQ(shmg_registry_count(h, &o), 0);
+		TC_EQ(shmg_local_registry_count(h, &o), 0);
+		TC_EQ(shmg_member_count(h, SHMG_KEY("s/"), &o), 0);
+		TC_EQ(shmg_local_member_count(h, SHMG_KEY("s/"), &o), 0);
+	}
+	long n = 0;
+	TC_EQ(shmg_entries(h, 1, tc_count_cb, &n), 0);
+}
+
+START_TEST(test_stress_kill_random)
+{
+	struct shmg_config c = { 0 };
+	struct shmg_info base, in;
+	uint64_t rnd = 0x2545f4914f6cdd1dull ^ (uint64_t)getpid();
+	char b;
+
+	c.max_endpoints = MAX_SLOTS;
+	c.mailbox_bytes = 1u << 20;
+	ph = tc_open(tc_arena, &c);
+	TC_EQ(shmg_connect(ph, "sc", NULL), 0);
+	warm_up(ph);
+	TC_EQ(shmg_info(ph, &base), 0);
+	TC_ASSERT_CLEAN(ph);
+
+	sh = tc_shared_alloc(sizeof(*sh) + (size_t)iters * nworkers * sizeof(struct worker_rec));
+	sh->parent_id = shmg_self(ph);
+	ck_assert_int_eq(pipe(ready_pipe), 0);
+	pid_t mon = tc_fork(monitor_main, NULL);
+	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
+	ck_assert_msg(b == 'r', "monitor: %ld (%s)", sh->mon_rc, shmg_strerror((int)sh->mon_rc));
+	pid_t reaper = tc_fork(reaper_main, NULL);
+	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
+	ck_assert_msg(b == 'r', "reaper: %ld (%s)", sh->reaper_rc,
+		      shmg_strerror((int)sh->reaper_rc));
+	live_target = 3;
+
+	long killed = 0, closed = 0;
+	pid_t *pids = calloc(nworkers, sizeof(pid_t));
+	ck_assert_ptr_nonnull(pids);
+	for (unsigned it = 0; it < iters; it++) {
+		uint32_t first = sh->nworkers;
+
+		for (unsigned j = 0; j < nworkers; j++) {
+			struct worker_rec *r = &sh->w[first + j];
+
+			r->to_kill = (uint8_t)(xrand(&rnd) % 2);
+			__atomic_store_n(&sh->nworkers, first + j + 1, __ATOMIC_RELEASE);
+			pids[j] = tc_fork(worker_main, (void *)(uintptr_t)(first + j));
+			r->pid = pids[j];
+		}
+		/* Kill the chosen ones at random moments (only placing faults). */
+		for (unsigned j = 0; j < nworkers; j++) {
+			if (!sh->w[first + j].to_kill)
+				continue;
+			usleep_us((long)(xrand(&rnd) % 3000));
+			ck_assert_int_eq(kill(pids[j], SIGKILL), 0);
+		}
+		for (unsigned j = 0; j < nworkers; j++) {
+			int r = tc_wait_exit(pids[j], 20000);
+
+			if (sh->w[first + j].to_kill) {
+				ck_assert_msg(r == TC_KILLED(SIGKILL),
+					      "worker %u exited with %d (open: %d %s)", first + j, r,
+					      sh->w[first + j].open_rc,
+					      shmg_strerror(sh->w[first + j].open_rc));
+				killed++;
+			} else {
+				ck_assert_msg(r == 0, "worker %u exited with %d (open: %d %s)", first + j,
+					      r, sh->w[first + j].open_rc,
+					      shmg_strerror(sh->w[first + j].open_rc));
+				closed++;
+			}
+		}
+		ck_assert_msg(tc_wait_until(all_reaped, NULL, 10000),
+			      "iteration %u: dead workers not reaped within 10 s", it);
+	}
+	free(pids);
+
+	/* Stop the monitor with a marker it recognises, then the reaper. */
+	TC_EQ(shmg_register(ph, SHMG_KEY("end"), NULL, 0, NULL), 0);
+	TC_EQ(tc_wait_exit(mon, 30000), 0);
+	ck_assert_int_eq(sh->mon_done, 1);
+	TC_EQ(sh->mon_rc, 0);
+	__atomic_store_n(&sh->stop_reaper, 1, __ATOMIC_RELEASE);
+	TC_EQ(tc_wait_exit(reaper, 20000), 0);
+	TC_EQ(shmg_unregister(ph, SHMG_KEY("end"), NULL), 0);
+
+	char report[NVIOL * 260] = "";
+	size_t len = 0;
+	for (int v = 0; v < NVIOL; v++)
+		if (sh->viol[v])
+			len += (size_t)snprintf(report + len, sizeof(report) - len,
+						"\n  %s: %ld (first: %s)", viol_names[v], sh->viol[v],
+						sh->first[v]);
+	ck_assert_msg(len == 0,
+		      "%u iterations, %ld killed, %ld closed, %ld events (%ld exit, %ld death "
+		      "batches):%s",
+		      iters, killed, closed, sh->events, sh->exit_events, sh->death_batches, report);
+	ck_assert_int_gt(sh->events, 0);
+	ck_assert_int_gt(sh->death_batches, 0); /* the kills did hit workers holding entries */
+	TC_EQ(sh->death_batches, sh->killed_with_entries);
+
+	TC_EQ(shmg_info(ph, &in), 0);
+	ck_assert_uint_eq(in.endpoints_live, 1);
+	TC_EQ(shmg_reap(ph), 0);
+	assert_empty(ph);
+	TC_ASSERT_CLEAN(ph);
+	warm_up(ph);
+	TC_ASSERT_CLEAN(ph);
+	TC_EQ(shmg_info(ph, &in), 0);
+	ck_assert_msg(in.pages_used == base.pages_used,
+		      "pages_used %llu after the stress, %llu before: blocks leaked",
+		      (unsigned long long)in.pages_used, (unsigned long long)base.pages_used);
+	shmg_close(ph);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("stress");
+	TCase *tc;
+
+	iters = env_uint("SHMG_STRESS_ITERS", iters);
+	nworkers = env_uint("SHMG_STRESS_WORKERS", nworkers);
+	if (nworkers > MAX_SLOTS - 4)
+		nworkers = MAX_SLOTS - 4;
+	tc = tc_case(s, "kill", 30.0 + iters * nworkers * 0.25);
+	tcase_add_test(tc, test_stress_kill_random);
+	return tc_run(s);
+}

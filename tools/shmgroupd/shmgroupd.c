@@ -1,0 +1,887 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmgroupd: the host agent of a shmgroup group.
+ *
+ * What it owns: nothing in the arena.  It opens the group (creating it if
+ * needed) like any process, joins the reaper election with
+ * shmg_reaper_enable(), and then only drives shmg_reaper_dispatch() from an
+ * epoll loop over the reaper's descriptor and a signalfd.  The elected reaper
+ * holds a pidfd per endpoint process and removes a dead endpoint's entries at
+ * once (reason "exit"); a candidate that is not elected retries the election
+ * on every dispatch, so when the reaper dies another candidate takes over.
+ *
+ * Restartable at any time.  Every piece of state the agent has is either in
+ * this process (pidfds, epoll set) or is the election lock, a robust mutex
+ * the kernel hands on when the holder dies.  So `kill -9` and a new start
+ * disturb no reader or writer: the arena is never destroyed or reset here,
+ * and a clean stop (SIGTERM, SIGINT) only closes the agent's own endpoint.
+ *
+ * Signals: SIGTERM, SIGINT stop (exit 0); SIGHUP rereads the config file
+ * (only the log level can change without a restart).  They are blocked and
+ * read from a signalfd, so no handler runs and no call is interrupted.
+ *
+ * Logging: to stderr, one line per message.  Under systemd (stderr is the
+ * stream named by JOURNAL_STREAM) lines start with a syslog priority "<N>",
+ * otherwise with "shmgroupd: LEVEL: ".  Info and verbose lines follow the
+ * arena's log level (shared with every process, changeable at runtime with
+ * `shmgroupctl log-level`); errors and warnings are always printed.
+ *
+ * Readiness: sd_notify("READY=1") when NOTIFY_SOCKET is set (written here,
+ * no libsystemd), and one byte on --ready-fd, once the group is open and the
+ * agent is a reaper candidate.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmgroup.h"
+
+#ifndef SHMGROUP_VERSION_STRING
+#define SHMGROUP_VERSION_STRING "unknown"
+#endif
+
+#define EXIT_FAIL 1
+#define EXIT_USAGE 64
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum {
+	L_ERR = -2, /* always printed */
+	L_WARN = -1,
+	L_INFO = SHMG_LOG_INFO,
+	L_VERBOSE = SHMG_LOG_VERBOSE,
+};
+
+static bool log_journal;          /* "<N>" prefixes for journald */
+static shmg_t *log_handle;        /* once open: the arena's level decides */
+static int log_level_boot = L_INFO; /* before the arena is open */
+
+static int current_level(void)
+{
+	int lv = log_handle ? shmg_log_level(log_handle, -1) : log_level_boot;
+
+	return lv < 0 ? log_level_boot : lv;
+}
+
+static void log_write(int level, const char *msg)
+{
+	static const char *const words[] = { "error", "warning", "off", "info", "verbose" };
+	static const int prio[] = { 3, 4, 6, 6, 7 };
+	int i = level + 2;
+
+	if (log_journal)
+		fprintf(stderr, "<%d>%s\n", prio[i], msg);
+	else
+		fprintf(stderr, "shmgroupd: %s: %s\n", words[i], msg);
+}
+
+static void logf_(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(int level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (level > 0 && current_level() < level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_write(level, msg);
+}
+
+/* shmg_log_fn: the library has already applied the arena's level. */
+static void library_log(enum shmg_log_level level, const char *msg, void *arg)
+{
+	(void)arg;
+	log_write(level >= SHMG_LOG_VERBOSE ? L_VERBOSE : L_INFO, msg);
+}
+
+/* True when stderr is the journal stream systemd connected (JOURNAL_STREAM
+ * holds "DEV:INODE" of it); a redirected stderr gets plain lines. */
+static bool stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+static const char *level_word(int level)
+{
+	switch (level) {
+	case SHMG_LOG_OFF:
+		return "off";
+	case SHMG_LOG_INFO:
+		return "info";
+	case SHMG_LOG_VERBOSE:
+		return "verbose";
+	}
+	return "?";
+}
+
+static int parse_level(const char *s)
+{
+	if (strcmp(s, "off") == 0)
+		return SHMG_LOG_OFF;
+	if (strcmp(s, "info") == 0)
+		return SHMG_LOG_INFO;
+	if (strcmp(s, "verbose") == 0)
+		return SHMG_LOG_VERBOSE;
+	return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* systemd notification (sd_notify without libsystemd)                      */
+/* ------------------------------------------------------------------------ */
+
+/* Sends state (e.g. "READY=1") to $NOTIFY_SOCKET, an absolute path or an
+ * abstract name starting with '@'.  Returns 1 sent, 0 not under systemd,
+ * -errno on failure. */
+static int notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un a;
+	size_t len;
+	socklen_t alen;
+	ssize_t n;
+	int fd, rc = 1;
+
+	if (!path || !*path)
+		return 0;
+	len = strlen(path);
+	if ((path[0] != '/' && path[0] != '@') || len >= sizeof(a.sun_path))
+		return -EAFNOSUPPORT;
+	memset(&a, 0, sizeof(a));
+	a.sun_family = AF_UNIX;
+	memcpy(a.sun_path, path, len);
+	if (path[0] == '@')
+		a.sun_path[0] = '\0';
+	alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	n = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&a, alen);
+	if (n < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* Watchdog interval in ms from $WATCHDOG_USEC (for this pid), 0 = none. */
+static int watchdog_ms(void)
+{
+	const char *us = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+	unsigned long long v;
+
+	if (!us || (pid && strtol(pid, NULL, 10) != (long)getpid()))
+		return 0;
+	v = strtoull(us, NULL, 10) / 1000;
+	return v > INT_MAX ? INT_MAX : (int)v;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Settings: command line and config file                                   */
+/* ------------------------------------------------------------------------ */
+
+/* One creation option: its config key, command-line name, and where it goes. */
+enum field_kind { F_U32, F_U64, F_MODE };
+struct field {
+	const char *key; /* config key; the option is "--" + key with '_' -> '-' */
+	enum field_kind kind;
+	size_t off;      /* in struct shmg_config */
+};
+
+#define FIELD(k, kind) { #k, kind, offsetof(struct shmg_config, k) }
+static const struct field fields[] = {
+	FIELD(arena_size, F_U64),   FIELD(shards, F_U32),      FIELD(max_endpoints, F_U32),
+	FIELD(key_max, F_U32),      FIELD(meta_max, F_U32),    FIELD(max_clusters, F_U32),
+	FIELD(node_id, F_U32),      FIELD(oplog_bytes, F_U32), FIELD(mailbox_bytes, F_U32),
+	FIELD(mode, F_MODE),
+};
+#define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+
+struct settings {
+	char group[SHMG_NAME_MAX + 1];
+	int log_level;        /* -1 = not given */
+	struct shmg_config cfg;
+	unsigned int set;     /* bit i: fields[i] given; */
+#define SET_GROUP (1u << 30)
+};
+
+/* Parses an unsigned number with an optional binary suffix k, m, g (KiB, MiB,
+ * GiB), or octal for modes.  Returns 0 or -EINVAL / -ERANGE. */
+static int parse_number(const char *s, enum field_kind kind, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!*s || *s == '-' || isspace((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, kind == F_MODE ? 8 : 0);
+	if (errno)
+		return -ERANGE;
+	if (kind != F_MODE && *end) {
+		unsigned int shift = 0;
+
+		switch (tolower((unsigned char)*end)) {
+		case 'k':
+			shift = 10;
+			break;
+		case 'm':
+			shift = 20;
+			break;
+		case 'g':
+			shift = 30;
+			break;
+		default:
+			return -EINVAL;
+		}
+		if (end[1] && strcasecmp(end + 1, "ib") != 0 && strcasecmp(end + 1, "b") != 0)
+			return -EINVAL;
+		if (v > (UINT64_MAX >> shift))
+			return -ERANGE;
+		v <<= shift;
+		end += strlen(end);
+	}
+	if (*end)
+		return -EINVAL;
+	if ((kind == F_U32 && v > UINT32_MAX) || (kind == F_MODE && v > 07777))
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+/* Sets key = value in st.  Returns 0, or -ENOENT unknown key, -EINVAL bad
+ * value, -ERANGE out of range. */
+static int settings_set(struct settings *st, const char *key, const char *value)
+{
+	uint64_t v;
+	size_t i;
+	int rc;
+
+	if (strcmp(key, "group") == 0) {
+		if (!*value || strlen(value) > SHMG_NAME_MAX)
+			return -EINVAL;
+		snprintf(st->group, sizeof(st->group), "%s", value);
+		st->set |= SET_GROUP;
+		return 0;
+	}
+	if (strcmp(key, "log_level") == 0) {
+		if ((rc = parse_level(value)) < 0)
+			return -EINVAL;
+		st->log_level = rc;
+		return 0;
+	}
+	for (i = 0; i < NFIELDS; i++) {
+		if (strcmp(key, fields[i].key) != 0)
+			continue;
+		if ((rc = parse_number(value, fields[i].kind, &v)) < 0)
+			return rc;
+		if (fields[i].kind == F_U64)
+			memcpy((char *)&st->cfg + fields[i].off, &v, sizeof(uint64_t));
+		else
+			*(uint32_t *)(void *)((char *)&st->cfg + fields[i].off) = (uint32_t)v;
+		st->set |= 1u << i;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+/* Reads `key = value` lines.  Blank lines and lines starting with '#' or ';'
+ * are ignored, and so is a section header such as "[shmgroupd]".  A value may
+ * be in double quotes.  Every error names the file and line; on error *st is
+ * unchanged.  Returns 0 or -1 (message already printed). */
+static int config_read(const char *path, struct settings *st)
+{
+	struct settings tmp = *st;
+	char line[1024];
+	unsigned int lineno = 0;
+	FILE *f = fopen(path, "re");
+	int rc = 0;
+
+	if (!f) {
+		logf_(L_ERR, "config %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s, *eq, *key, *val;
+		size_t n;
+
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			logf_(L_ERR, "config %s:%u: line too long", path, lineno);
+			rc = -1;
+			break;
+		}
+		s = trim(line);
+		if (!*s || *s == '#' || *s == ';' || *s == '[')
+			continue;
+		eq = strchr(s, '=');
+		if (!eq) {
+			logf_(L_ERR, "config %s:%u: expected 'key = value'", path, lineno);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		key = trim(s);
+		val = trim(eq + 1);
+		n = strlen(val);
+		if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+			val[n - 1] = '\0';
+			val++;
+		}
+		switch (settings_set(&tmp, key, val)) {
+		case 0:
+			continue;
+		case -ENOENT:
+			logf_(L_ERR, "config %s:%u: unknown key '%s'", path, lineno, key);
+			break;
+		case -ERANGE:
+			logf_(L_ERR, "config %s:%u: %s: value '%s' out of range", path, lineno, key,
+			      val);
+			break;
+		default:
+			logf_(L_ERR, "config %s:%u: %s: bad value '%s'", path, lineno, key, val);
+		}
+		rc = -1;
+		break;
+	}
+	if (rc == 0 && ferror(f)) {
+		logf_(L_ERR, "config %s: read error", path);
+		rc = -1;
+	}
+	fclose(f);
+	if (rc == 0)
+		*st = tmp;
+	return rc;
+}
+
+/* The effective settings: file values, each overridden by the command line. */
+static void settings_merge(struct settings *out, const struct settings *file,
+			   const struct settings *cli)
+{
+	size_t i;
+
+	*out = *file;
+	if (cli->set & SET_GROUP)
+		memcpy(out->group, cli->group, sizeof(out->group));
+	if (cli->log_level >= 0)
+		out->log_level = cli->log_level;
+	for (i = 0; i < NFIELDS; i++) {
+		if (!(cli->set & (1u << i)))
+			continue;
+		memcpy((char *)&out->cfg + fields[i].off, (const char *)&cli->cfg + fields[i].off,
+		       fields[i].kind == F_U64 ? sizeof(uint64_t) : sizeof(uint32_t));
+	}
+	out->set = file->set | cli->set;
+}
+
+static void settings_init(struct settings *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->log_level = -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: shmgroupd --group NAME [OPTIONS]\n"
+		"\n"
+		"The host agent of a shmgroup group: opens (creating if needed) the arena\n"
+		"/dev/shm/shmgroup.NAME and reaps the entries of dead processes at once.\n"
+		"Runs in the foreground and logs to standard error.\n"
+		"\n"
+		"Options:\n"
+		"  -g, --group NAME         group to serve (or 'group' in the config file)\n"
+		"  -l, --log-level LEVEL    off, info or verbose; sets the arena's level\n"
+		"  -c, --config FILE        read 'key = value' settings from FILE (reread on SIGHUP)\n"
+		"      --check-config       print the effective settings and exit\n"
+		"      --ready-fd N         write one byte to fd N when ready, then close it\n"
+		"  -h, --help               show this help and exit\n"
+		"  -V, --version            show the version and exit\n"
+		"\n"
+		"Creation options (used only when the arena does not exist yet; a value\n"
+		"that differs from an existing arena's is an error):\n"
+		"      --arena-size BYTES   (suffixes k, m, g)   --shards N\n"
+		"      --max-endpoints N    --key-max BYTES      --meta-max BYTES\n"
+		"      --max-clusters N     --node-id N          --oplog-bytes BYTES\n"
+		"      --mailbox-bytes BYTES                     --mode OCTAL\n"
+		"\n"
+		"Signals: TERM, INT stop (exit 0); HUP rereads the config file.\n"
+		"See shmgroupd(8).\n");
+}
+
+static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "shmgroupd: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'shmgroupd --help' for more information.\n");
+	exit(EXIT_USAGE);
+}
+
+struct args {
+	struct settings cli;
+	const char *config;
+	int ready_fd;
+	bool check_config;
+};
+
+enum { O_READY_FD = 256, O_CHECK_CONFIG, O_FIELD0 };
+
+static void parse_args(int argc, char **argv, struct args *a)
+{
+	static struct option longopts[4 + 2 + NFIELDS + 1 + 2];
+	static char names[NFIELDS][32];
+	size_t i, n = 0, k;
+	int opt, rc;
+
+	longopts[n++] = (struct option){ "group", required_argument, NULL, 'g' };
+	longopts[n++] = (struct option){ "log-level", required_argument, NULL, 'l' };
+	longopts[n++] = (struct option){ "config", required_argument, NULL, 'c' };
+	longopts[n++] = (struct option){ "check-config", no_argument, NULL, O_CHECK_CONFIG };
+	longopts[n++] = (struct option){ "ready-fd", required_argument, NULL, O_READY_FD };
+	longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	longopts[n++] = (struct option){ "version", no_argument, NULL, 'V' };
+	for (i = 0; i < NFIELDS; i++) {
+		snprintf(names[i], sizeof(names[i]), "%s", fields[i].key);
+		for (k = 0; names[i][k]; k++)
+			if (names[i][k] == '_')
+				names[i][k] = '-';
+		longopts[n++] = (struct option){ names[i], required_argument, NULL,
+						 O_FIELD0 + (int)i };
+	}
+	longopts[n] = (struct option){ NULL, 0, NULL, 0 };
+
+	settings_init(&a->cli);
+	a->config = NULL;
+	a->ready_fd = -1;
+	a->check_config = false;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":g:l:c:hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'g':
+			if (settings_set(&a->cli, "group", optarg) < 0)
+				die_usage("bad group name '%s'", optarg);
+			break;
+		case 'l':
+			if (settings_set(&a->cli, "log_level", optarg) < 0)
+				die_usage("--log-level wants off, info or verbose, not '%s'", optarg);
+			break;
+		case 'c':
+			a->config = optarg;
+			break;
+		case O_CHECK_CONFIG:
+			a->check_config = true;
+			break;
+		case O_READY_FD: {
+			char *end;
+			long fd;
+
+			errno = 0;
+			fd = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || fd < 0 || fd > INT_MAX ||
+			    fcntl((int)fd, F_GETFD) < 0)
+				die_usage("--ready-fd wants an open file descriptor, not '%s'",
+					  optarg);
+			a->ready_fd = (int)fd;
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("shmgroupd (shmgroup) %s, API %d.%d\n", SHMGROUP_VERSION_STRING,
+			       SHMG_VERSION_MAJOR, SHMG_VERSION_MINOR);
+			exit(0);
+		case ':':
+			die_usage("option '%s' needs an argument", argv[optind - 1]);
+		case '?':
+			die_usage("unknown option '%s'", argv[optind - 1]);
+		default:
+			i = (size_t)(opt - O_FIELD0);
+			rc = settings_set(&a->cli, fields[i].key, optarg);
+			if (rc < 0)
+				die_usage("--%s: %s value '%s'", names[i],
+					  rc == -ERANGE ? "out-of-range" : "bad", optarg);
+		}
+	}
+	if (optind < argc)
+		die_usage("unexpected argument '%s'", argv[optind]);
+}
+
+static void print_settings(const struct settings *st)
+{
+	size_t i;
+
+	printf("group = %s\n", st->group);
+	if (st->log_level >= 0)
+		printf("log_level = %s\n", level_word(st->log_level));
+	for (i = 0; i < NFIELDS; i++) {
+		const char *p = (const char *)&st->cfg + fields[i].off;
+		uint64_t v;
+		uint32_t v32;
+
+		if (!(st->set & (1u << i)))
+			continue;
+		if (fields[i].kind == F_U64) {
+			memcpy(&v, p, sizeof(v));
+		} else {
+			memcpy(&v32, p, sizeof(v32));
+			v = v32;
+		}
+		if (fields[i].kind == F_MODE)
+			printf("%s = 0%" PRIo64 "\n", fields[i].key, v);
+		else
+			printf("%s = %" PRIu64 "\n", fields[i].key, v);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* The agent                                                                */
+/* ------------------------------------------------------------------------ */
+
+struct agent {
+	struct args args;
+	struct settings file, eff;
+	shmg_t *h;
+	int sfd, epfd;
+	bool elected;
+	int last_level;
+	int watchdog_ms;
+	struct timespec last_watchdog;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Applies the log level of the settings to the arena, if one was given
+ * (observe() reports the change). */
+static void apply_level(struct agent *ag)
+{
+	if (ag->eff.log_level >= 0)
+		(void)shmg_log_level(ag->h, ag->eff.log_level);
+}
+
+/* SIGHUP: rereads the file; a bad file keeps the running settings. */
+static void reload(struct agent *ag)
+{
+	struct settings file, eff;
+
+	if (!ag->args.config) {
+		logf_(L_INFO, "SIGHUP: no config file given; nothing to reload");
+		return;
+	}
+	notify("RELOADING=1");
+	settings_init(&file);
+	if (config_read(ag->args.config, &file) < 0) {
+		logf_(L_WARN, "config %s not reloaded; keeping the running settings",
+		      ag->args.config);
+		notify("READY=1");
+		return;
+	}
+	settings_merge(&eff, &file, &ag->args.cli);
+	if (strcmp(eff.group, ag->eff.group) != 0)
+		logf_(L_WARN, "config: group changed to '%s'; restart to serve it (still '%s')",
+		      eff.group, ag->eff.group);
+	if (memcmp(&eff.cfg, &ag->eff.cfg, sizeof(eff.cfg)) != 0)
+		logf_(L_WARN, "config: creation options changed; they apply only to a new arena");
+	ag->file = file;
+	ag->eff.log_level = eff.log_level;
+	apply_level(ag);
+	logf_(L_INFO, "reloaded %s", ag->args.config);
+	notify("READY=1");
+}
+
+/* Logs when this agent becomes (or stops being) the reaper, and when the
+ * arena's log level changes. */
+static void observe(struct agent *ag)
+{
+	struct shmg_info in;
+	int lv = shmg_log_level(ag->h, -1);
+
+	if (lv >= 0 && lv != ag->last_level) {
+		int shown = lv > ag->last_level ? lv : ag->last_level;
+
+		if (shown >= SHMG_LOG_INFO) {
+			char msg[64];
+
+			snprintf(msg, sizeof(msg), "arena log level is now %s (was %s)",
+				 level_word(lv), level_word(ag->last_level));
+			log_write(L_INFO, msg);
+		}
+		ag->last_level = lv;
+	}
+	if (shmg_info(ag->h, &in) < 0)
+		return;
+	bool elected = in.reaper_pid == (uint32_t)getpid();
+	if (elected && !ag->elected) {
+		logf_(L_INFO, "reaping for group %s", ag->eff.group);
+		notify("STATUS=reaper");
+	} else if (!elected && ag->elected) {
+		logf_(L_WARN, "no longer the reaper (now pid %" PRIu32 "); staying a candidate",
+		      in.reaper_pid);
+	}
+	ag->elected = elected;
+}
+
+static int open_group(struct agent *ag)
+{
+	int rc = shmg_open(ag->eff.group, &ag->eff.cfg, &ag->h);
+
+	switch (rc) {
+	case 0:
+		return 0;
+	case -EEXIST:
+		logf_(L_ERR,
+		      "group %s exists with a different configuration (drop the creation "
+		      "options, or destroy it first)",
+		      ag->eff.group);
+		break;
+	case -EINVAL:
+		logf_(L_ERR, "group %s: invalid name or creation option: %s", ag->eff.group,
+		      shmg_strerror(rc));
+		break;
+	default:
+		logf_(L_ERR, "cannot open group %s: %s", ag->eff.group, shmg_strerror(rc));
+	}
+	return -1;
+}
+
+static int setup(struct agent *ag)
+{
+	struct epoll_event ev;
+	struct shmg_info in;
+	sigset_t mask;
+	int rc, rfd;
+
+	if (open_group(ag) < 0)
+		return -1;
+	log_handle = ag->h;
+	ag->last_level = shmg_log_level(ag->h, -1);
+	apply_level(ag);
+
+	rc = shmg_reaper_enable(ag->h);
+	if (rc < 0) {
+		logf_(L_ERR, "cannot join the reaper election: %s", shmg_strerror(rc));
+		return -1;
+	}
+	rfd = shmg_reaper_fd(ag->h);
+	if (rfd < 0) {
+		logf_(L_ERR, "reaper descriptor: %s", shmg_strerror(rfd));
+		return -1;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	ag->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	ag->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (ag->sfd < 0 || ag->epfd < 0) {
+		logf_(L_ERR, "signalfd/epoll: %s", strerror(errno));
+		return -1;
+	}
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 0 };
+	if (epoll_ctl(ag->epfd, EPOLL_CTL_ADD, rfd, &ev) < 0)
+		goto epoll_fail;
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 1 };
+	if (epoll_ctl(ag->epfd, EPOLL_CTL_ADD, ag->sfd, &ev) < 0)
+		goto epoll_fail;
+
+	if (shmg_info(ag->h, &in) == 0) {
+		ag->elected = in.reaper_pid == (uint32_t)getpid();
+		if (ag->elected)
+			logf_(L_INFO, "serving group %s as its reaper (pid %d)", ag->eff.group,
+			      (int)getpid());
+		else
+			logf_(L_INFO,
+			      "serving group %s: pid %" PRIu32 " is the reaper; staying a "
+			      "candidate to take over if it dies",
+			      ag->eff.group, in.reaper_pid);
+	}
+	return 0;
+epoll_fail:
+	logf_(L_ERR, "epoll_ctl: %s", strerror(errno));
+	return -1;
+}
+
+static void ready(struct agent *ag)
+{
+	char status[64 + SHMG_NAME_MAX];
+
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving group %s (%s)\nMAINPID=%d",
+		 ag->eff.group, ag->elected ? "reaper" : "candidate", (int)getpid());
+	if (notify(status) < 0)
+		logf_(L_WARN, "sd_notify to $NOTIFY_SOCKET failed");
+	if (ag->args.ready_fd >= 0) {
+		ssize_t n;
+
+		do
+			n = write(ag->args.ready_fd, "R", 1);
+		while (n < 0 && errno == EINTR);
+		close(ag->args.ready_fd);
+		ag->args.ready_fd = -1;
+	}
+}
+
+/* Reads pending signals; returns 1 to stop. */
+static int on_signals(struct agent *ag)
+{
+	struct signalfd_siginfo si;
+
+	while (read(ag->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			logf_(L_INFO, "%s received; stopping", si.ssi_signo == SIGTERM ? "SIGTERM"
+										 : "SIGINT");
+			return 1;
+		case SIGHUP:
+			reload(ag);
+			break;
+		}
+	}
+	return 0;
+}
+
+static int run(struct agent *ag)
+{
+	struct epoll_event evs[4];
+	uint64_t next_watchdog = 0;
+	int timeout = 0, n, i, rc;
+
+	for (;;) {
+		if (ag->watchdog_ms > 0) {
+			uint64_t now = now_ms();
+
+			if (now >= next_watchdog) {
+				notify("WATCHDOG=1");
+				next_watchdog = now + (uint64_t)ag->watchdog_ms / 2;
+			}
+			if (timeout < 0 || (uint64_t)timeout > next_watchdog - now)
+				timeout = (int)(next_watchdog - now);
+		}
+		n = epoll_wait(ag->epfd, evs, 4, timeout);
+		if (n < 0 && errno != EINTR) {
+			logf_(L_ERR, "epoll_wait: %s", strerror(errno));
+			return -1;
+		}
+		for (i = 0; i < n; i++)
+			if (evs[i].data.u32 == 1 && on_signals(ag))
+				return 0;
+		rc = shmg_reaper_dispatch(ag->h);
+		if (rc < 0) {
+			if (rc == -EBADF || rc == -ECHILD) {
+				logf_(L_ERR, "reaper: %s", shmg_strerror(rc));
+				return -1;
+			}
+			logf_(L_WARN, "reaper: %s; retrying", shmg_strerror(rc));
+			rc = 1000;
+		}
+		timeout = rc;
+		observe(ag);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct agent ag;
+	sigset_t mask;
+	int rc;
+
+	memset(&ag, 0, sizeof(ag));
+	ag.sfd = ag.epfd = -1;
+	log_journal = stderr_is_journal();
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	parse_args(argc, argv, &ag.args);
+
+	/* Block the signals before anything else so none is lost or default-
+	 * handled between now and the signalfd. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	settings_init(&ag.file);
+	if (ag.args.config && config_read(ag.args.config, &ag.file) < 0)
+		return EXIT_FAIL;
+	settings_merge(&ag.eff, &ag.file, &ag.args.cli);
+	if (!ag.eff.group[0])
+		die_usage("no group given (--group NAME, or 'group = NAME' in the config file)");
+	if (ag.args.check_config) {
+		print_settings(&ag.eff);
+		return 0;
+	}
+	if (ag.eff.log_level >= 0)
+		log_level_boot = ag.eff.log_level;
+	ag.watchdog_ms = watchdog_ms();
+	shmg_set_log_fn(library_log, NULL);
+
+	if (setup(&ag) < 0) {
+		notify("STATUS=failed to start");
+		if (ag.h)
+			shmg_close(ag.h);
+		return EXIT_FAIL;
+	}
+	ready(&ag);
+	rc = run(&ag);
+	notify("STOPPING=1");
+	/* Only our own endpoint goes: the arena and everyone's entries stay. */
+	log_handle = NULL;
+	shmg_set_log_fn(NULL, NULL);
+	if (shmg_close(ag.h) < 0)
+		rc = -1;
+	if (rc == 0)
+		logf_(L_INFO, "stopped");
+	return rc < 0 ? EXIT_FAIL : 0;
+}
