@@ -390,14 +390,15 @@ SHMG_EXPORT long shmg_clusters(shmg_t *h, int (*fn)(const char *name, void *arg)
 /* ------------------------------------------------------------------------ */
 
 /* Monitors the exact key `pattern`, every key starting with it when it ends in
- * '/', or, with pattern NULL, every key, in opts->cluster (NULL = default).
+ * '/', or, with pattern NULL and pattern_len 0, every key, in opts->cluster
+ * (NULL = default).
  * Matching events (registered, unregistered, joined, left) are delivered to
  * this endpoint's mailbox, including those this endpoint causes itself.
  * Monitoring twice is one monitor; overlapping patterns deliver each event
  * once.  Monitoring is independent of membership and needs no connect.
  * Monitors die with their endpoint.
- * Errors: -EINVAL bad pattern (empty, too long, NUL) or cluster name;
- *   -ENOSPC arena full; -EBADF, -ECHILD, -EIO. */
+ * Errors: -EINVAL bad pattern (empty, too long, NUL, NULL with a length) or
+ *   cluster name; -ENOSPC arena full; -EBADF, -ECHILD, -EIO. */
 SHMG_EXPORT int shmg_monitor(shmg_t *h, const char *pattern, size_t pattern_len,
 			     const struct shmg_opts *opts);
 /* Stops monitoring that pattern; a pattern not monitored is a no-op (0).

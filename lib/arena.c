@@ -170,6 +170,27 @@ static int geometry(struct arena_header *g)
 	return 0;
 }
 
+/* Every robust lock in the arena is taken through here.  When a holder dies
+ * the kernel marks the mutex owner-dead and wakes one waiter; if that waiter
+ * is killed too before it takes the lock, the wakeup is lost and the other
+ * waiters would sleep forever.  A timed wait that retries notices the
+ * owner-dead mark on its next attempt. */
+int robust_lock(pthread_mutex_t *m)
+{
+	for (;;) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		int rc = pthread_mutex_timedlock(m, &ts);
+		if (rc != ETIMEDOUT)
+			return rc;
+	}
+}
+
 int mutex_init_robust(pthread_mutex_t *m)
 {
 	pthread_mutexattr_t a;

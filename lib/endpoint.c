@@ -53,7 +53,7 @@ int proc_start_time(pid_t pid, uint64_t *out)
 
 static int endpoint_lock(shmg_t *h)
 {
-	int rc = pthread_mutex_lock(&h->hdr->endpoint_lock);
+	int rc = robust_lock(&h->hdr->endpoint_lock);
 	if (rc == EOWNERDEAD) {
 		uint32_t live = 0;
 		for (uint32_t i = 0; i < h->hdr->max_endpoints; i++)
@@ -96,12 +96,23 @@ int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen)
 	return fl.l_type != F_UNLCK;
 }
 
+/* Under endpoint_lock: a FREE slot whose liveness lock we now hold.  The
+ * lock is taken before the slot is published as OPENING, so a reaper never
+ * sees a claimed slot without its lock. */
 static int claim_free_slot(shmg_t *h)
 {
 	uint32_t n = h->hdr->max_endpoints;
-	for (uint32_t i = 0; i < n; i++)
-		if (endpoint_at(h, i)->state == EP_FREE)
+	for (uint32_t i = 0; i < n; i++) {
+		if (endpoint_at(h, i)->state != EP_FREE)
+			continue;
+		int rc = ofd_lock(h->lock_fd, i, F_WRLCK, F_OFD_SETLK, NULL);
+		if (rc == 0)
 			return (int)i;
+		if (rc != -EAGAIN && rc != -EACCES)
+			return rc;
+		/* Still locked: its last owner is between FREE and closing its
+		 * descriptor.  Take another slot. */
+	}
 	return -EUSERS;
 }
 
@@ -127,6 +138,7 @@ int endpoint_claim(shmg_t *h)
 	/* A slot's mailbox lock is initialised on its first use ever; later
 	 * owners reset the ring under that lock (a producer may still hold it). */
 	if (ep->gen == 0 && (rc = mailbox_init(h, (uint32_t)slot)) < 0) {
+		ofd_lock(h->lock_fd, (uint32_t)slot, F_UNLCK, F_OFD_SETLK, NULL);
 		endpoint_unlock(h);
 		return rc;
 	}
@@ -138,14 +150,10 @@ int endpoint_claim(shmg_t *h)
 		ep->start_time = 0;
 	ep->opened_ns = now_realtime_ns();
 	store_release(&ep->state, EP_OPENING);
-	if ((rc = ofd_lock(h->lock_fd, (uint32_t)slot, F_WRLCK, F_OFD_SETLK, NULL)) < 0) {
-		store_release(&ep->state, EP_FREE);
-		endpoint_unlock(h);
-		return rc;
-	}
 	store_relaxed(&ep->read_epoch, 0);
 	if ((rc = mailbox_reset(h, (uint32_t)slot, gen)) < 0) {
 		store_release(&ep->state, EP_FREE);
+		ofd_lock(h->lock_fd, (uint32_t)slot, F_UNLCK, F_OFD_SETLK, NULL);
 		endpoint_unlock(h);
 		return rc;
 	}
@@ -214,7 +222,11 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 	int rc = endpoint_lock(h);
 	if (rc < 0)
 		return rc;
-	if (ep->gen != gen || ep->state == EP_FREE) {
+	/* Liveness was judged without the lock; judge again under it, since an
+	 * endpoint that was still being opened then is live now (pairs with
+	 * claim_free_slot taking the liveness lock first). */
+	if (ep->gen != gen || ep->state == EP_FREE ||
+	    (reason == REASON_EXIT && endpoint_alive(h, slot, gen))) {
 		endpoint_unlock(h);
 		return 0;
 	}
@@ -231,6 +243,10 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 		return rc;
 	if (ep->gen == gen && ep->state != EP_FREE) {
 		store_release(&ep->read_epoch, 0);
+		/* Our own endpoint: drop the liveness lock before the slot can be
+		 * claimed again (a dead owner's lock is gone already). */
+		if (slot == h->slot && gen == h->gen)
+			ofd_lock(h->lock_fd, slot, F_UNLCK, F_OFD_SETLK, NULL);
 		store_release(&ep->state, EP_FREE);
 		h->hdr->endpoints_live--;
 		__atomic_add_fetch(&h->hdr->endpoint_epoch, 1, __ATOMIC_RELEASE);

@@ -146,8 +146,8 @@ struct member_match {
 static bool match_member(const struct entry *e, const void *ctx)
 {
 	const struct member_match *m = ctx;
-	return e->kind == K_MEMBER && e->aux == m->head && e->ep_slot == m->slot &&
-	       e->ep_gen == m->gen;
+	return (e->kind == K_MEMBER || e->kind == K_MONITOR) && e->aux == m->head &&
+	       e->ep_slot == m->slot && e->ep_gen == m->gen;
 }
 
 uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen)

@@ -97,6 +97,8 @@ int arena_open(shmg_t *h, const char *name, const struct shmg_config *cfg);
 void arena_unmap(shmg_t *h);
 int arena_name_valid(const char *name);
 int mutex_init_robust(pthread_mutex_t *m);
+/* pthread_mutex_lock for the arena's robust mutexes (see arena.c). */
+int robust_lock(pthread_mutex_t *m);
 uint32_t mailbox_record_max(uint32_t key_max, uint32_t meta_max);
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);

@@ -100,7 +100,7 @@ void wake_drain(int fd)
 
 static int mb_lock(struct mailbox_header *mb)
 {
-	int rc = pthread_mutex_lock(&mb->lock);
+	int rc = robust_lock(&mb->lock);
 	if (rc == EOWNERDEAD) {
 		/* A producer died mid-append: tail was not published, so the ring
 		 * is as it was.  Nothing to repair. */
@@ -253,8 +253,10 @@ static int ensure(uint8_t **buf, size_t *cap, size_t need)
 	return 0;
 }
 
-/* Copies up to max records out of the ring into h->rx and fills events. */
-static int take_records(shmg_t *h, struct mailbox_header *mb, struct shmg_event *ev, size_t max)
+/* Copies up to max records out of the ring into h->rx and fills events;
+ * *head_out is where the consumer's head goes once they are accepted. */
+static int take_records(shmg_t *h, struct mailbox_header *mb, struct shmg_event *ev, size_t max,
+			uint64_t *head_out)
 {
 	uint32_t cap = ring_bytes(h);
 	uint64_t head = mb->head, tail = load_acquire(&mb->tail); /* pairs with deliver's release */
@@ -309,7 +311,7 @@ static int take_records(shmg_t *h, struct mailbox_header *mb, struct shmg_event 
 		used += r.size + 1;
 		head += r.size;
 	}
-	store_release(&mb->head, head); /* frees the space for producers */
+	*head_out = head;
 	return (int)n;
 }
 
@@ -348,7 +350,8 @@ static int extract_events(shmg_t *h, struct shmg_event *ev, int n)
 static int receive_now(shmg_t *h, struct shmg_event *ev, size_t max)
 {
 	struct mailbox_header *mb = mailbox_at(h, h->slot);
-	int n = take_records(h, mb, ev, max);
+	uint64_t head;
+	int n = take_records(h, mb, ev, max, &head);
 	if (n < 0)
 		return n;
 	if (n == 0 && max) {
@@ -361,8 +364,13 @@ static int receive_now(shmg_t *h, struct shmg_event *ev, size_t max)
 			return 1;
 		}
 	}
+	/* A failing extract_meta leaves the records in the ring: nothing is
+	 * lost, the next receive sees them again. */
 	int rc = extract_events(h, ev, n);
-	return rc < 0 ? rc : n;
+	if (rc < 0)
+		return rc;
+	store_release(&mb->head, head); /* frees the space for producers */
+	return n;
 }
 
 int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_ms)

@@ -178,7 +178,7 @@ static int pattern_prepare(shmg_t *h, const char *pat, size_t len, const struct 
 	const char *cluster = o ? o->cluster : NULL;
 	if (cluster && !cluster_name_valid(cluster))
 		return -EINVAL;
-	if (pat && (len == 0 || len > h->hdr->key_max || memchr(pat, 0, len)))
+	if ((!pat && len) || (pat && (len == 0 || len > h->hdr->key_max || memchr(pat, 0, len))))
 		return -EINVAL;
 	uint64_t seed = cluster ? cluster_name_seed(cluster) : DEFAULT_CLUSTER_SEED;
 	k->key = pat ? pat : "";

@@ -91,20 +91,12 @@ static bool is_mine(const shmg_t *h, const struct entry *e)
 	return e->node == h->node && e->ep_slot == h->slot && e->ep_gen == h->gen;
 }
 
-/* Marks the endpoint that owns e dead if its process is gone, so all its
- * entries disappear from reads; the reaper removes the rest of them. */
+/* Is the local endpoint that owns e dead (its process gone)? */
 static bool owner_dead(shmg_t *h, const struct entry *e)
 {
 	if (e->node != h->node)
 		return false;
-	if (!entry_live(h, e))
-		return true;
-	if (endpoint_alive(h, e->ep_slot, e->ep_gen))
-		return false;
-	uint32_t gen = e->ep_gen;
-	__atomic_compare_exchange_n(&h->live_gen[e->ep_slot], &gen, 0, false, __ATOMIC_RELEASE,
-				    __ATOMIC_RELAXED);
-	return true;
+	return !entry_live(h, e) || !endpoint_alive(h, e->ep_slot, e->ep_gen);
 }
 
 static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
@@ -125,7 +117,13 @@ static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uin
 	return 0;
 }
 
-static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len)
+/* register_locked's answer when the key is held by a dead endpoint that
+ * still owns its slot: the caller reaps it whole (one batch of events, all
+ * shard locks) and tries again. */
+#define REG_OWNER_DEAD 1
+
+static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len,
+			   uint32_t *dead_slot, uint32_t *dead_gen)
 {
 	TEST_POINT("register:locked");
 	if (!cluster_ref_valid(h, k->cluster))
@@ -137,6 +135,13 @@ static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, 
 			return replace_reg(h, k, old, pos, meta, meta_len);
 		if (!owner_dead(h, old))
 			return -EEXIST;
+		struct endpoint_slot *ep = old->ep_slot < h->hdr->max_endpoints ? endpoint_at(h, old->ep_slot) : NULL;
+		if (ep && load_relaxed(&ep->gen) == old->ep_gen && load_acquire(&ep->state) != EP_FREE) {
+			*dead_slot = old->ep_slot;
+			*dead_gen = old->ep_gen;
+			return REG_OWNER_DEAD;
+		}
+		/* An entry whose endpoint is long gone: remove just it. */
 		shard_remove_reg(h, k->shard, old, pos, REASON_EXIT);
 	}
 	ref_t ref;
@@ -162,11 +167,22 @@ int shmg_register(shmg_t *h, const char *key, size_t key_len, const void *meta, 
 	int rc = handle_check(h);
 	if (rc || (rc = meta_check(h, meta, meta_len)) || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
 		return rc;
-	if ((rc = shard_lock(h, k.shard)) < 0)
-		return rc;
-	rc = register_locked(h, &k, meta, meta_len);
-	shard_unlock(h, k.shard);
-	return rc;
+	for (int attempt = 0;; attempt++) {
+		uint32_t dead_slot = 0, dead_gen = 0;
+		if ((rc = shard_lock(h, k.shard)) < 0)
+			return rc;
+		rc = register_locked(h, &k, meta, meta_len, &dead_slot, &dead_gen);
+		shard_unlock(h, k.shard);
+		if (rc != REG_OWNER_DEAD)
+			return rc;
+		/* Lazy reaping: the owner's death becomes one batch, as if the
+		 * reaper had seen it; endpoint_release checks again under its
+		 * lock that it is really dead. */
+		if (attempt == 3)
+			return -EEXIST;
+		if ((rc = endpoint_release(h, dead_slot, dead_gen, REASON_EXIT)) < 0)
+			return rc;
+	}
 }
 
 int shmg_unregister(shmg_t *h, const char *key, size_t key_len, const struct shmg_opts *opts)

@@ -20,7 +20,7 @@
 int shard_lock(shmg_t *h, uint32_t shard)
 {
 	struct shard_header *sh = shard_at(h, shard);
-	int rc = pthread_mutex_lock(&sh->lock);
+	int rc = robust_lock(&sh->lock);
 	if (unlikely(rc == EOWNERDEAD)) {
 		/* The holder died inside its critical section.  Repair first, then
 		 * declare the mutex consistent: if we die while repairing, the next
