@@ -162,9 +162,15 @@ static int sweep_slot(shmg_t *h, uint32_t slot, uint32_t keep_gen)
 		int rc = shard_lock(h, s);
 		if (rc < 0)
 			return rc;
-		events_batch_begin(h); /* one batch per shard per monitor */
-		shard_remove_matching(h, s, stale_pred, &c, REASON_CLUSTER_DISCONNECT);
+		/* One batch per shard per monitor, delivered before the entries
+		 * go (writers are locked out of this shard meanwhile). */
+		events_batch_begin(h);
+		shard_emit_matching(h, s, stale_pred, &c, K_REG, REASON_CLUSTER_DISCONNECT);
+		shard_emit_matching(h, s, stale_pred, &c, K_MEMBER, REASON_CLUSTER_DISCONNECT);
 		events_batch_flush(h);
+		h->suppress_events = true;
+		shard_remove_matching(h, s, stale_pred, &c, REASON_CLUSTER_DISCONNECT);
+		h->suppress_events = false;
 		shard_unlock(h, s);
 	}
 	return 0;

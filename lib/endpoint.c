@@ -195,18 +195,34 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 		if ((rc = shard_lock(h, locked)) < 0)
 			break;
 	if (rc == 0) {
+		/* The batch goes out first (unregistered, then left), then the
+		 * entries go, silently: see shard.c on why that order is safe. */
 		static const uint8_t order[] = {K_REG, K_MEMBER, K_MONITOR};
-		events_batch_begin(h);
+		struct endpoint_slot *ep = endpoint_at(h, slot);
+		if (!(ep->flags & EPF_EVENTS_SENT)) {
+			events_batch_begin(h);
+			for (unsigned i = 0; i < 2; i++) {
+				struct owner_ctx o = {slot, gen, order[i]};
+				for (uint32_t s = 0; s < n; s++)
+					/* Trustworthy only now that the lock is held: a
+					 * writer killed between publishing and counting
+					 * leaves it short until the repair that taking
+					 * the lock ran. */
+					if (shard_ep_entries(h, s)[slot])
+						shard_emit_matching(h, s, owned_by, &o, order[i],
+								    reason);
+			}
+			events_batch_flush(h);
+			ep->flags |= EPF_EVENTS_SENT; /* under every shard lock */
+		}
+		h->suppress_events = true;
 		for (unsigned i = 0; i < sizeof(order); i++) {
 			struct owner_ctx o = {slot, gen, order[i]};
 			for (uint32_t s = 0; s < n; s++)
-				/* Trustworthy only now that the lock is held: a writer
-				 * killed between publishing and counting leaves it
-				 * short until the repair that taking the lock ran. */
 				if (shard_ep_entries(h, s)[slot])
 					removed += shard_remove_matching(h, s, owned_by, &o, reason);
 		}
-		events_batch_flush(h);
+		h->suppress_events = false;
 	}
 	while (locked)
 		shard_unlock(h, --locked);

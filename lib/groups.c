@@ -69,11 +69,14 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 				return -ENOSPC;
 			n->hash = mh;
 			n->aux = href;
+			if (group)
+				inflight_set(h, k->shard, INFLIGHT_REPLACE, nref, ref_of(h, m), 0);
 			list_replace(h, head, m, n, nref);
 			index_replace_slot(h, k->shard, mpos, nref);
 			if (group) {
 				oplog_append(h, k->shard, OP_JOIN, REASON_NONE, n, k->key, k->len);
-				events_emit(h, SHMG_EV_JOINED, REASON_NONE, n, k->key, k->len, m);
+				shard_event(h, k->shard, SHMG_EV_JOINED, REASON_NONE, n, m);
+				inflight_clear(h, k->shard);
 			}
 			epoch_retire(h, k->shard, ref_of(h, m), LIMBO_BLOCK);
 			return 0;
@@ -104,6 +107,8 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 		}
 		return -ENOSPC;
 	}
+	if (group)
+		inflight_set(h, k->shard, INFLIGHT_ADD, mref, 0, 0);
 	m->next = head->next;
 	m->prev = 0;
 	if (m->next) {
@@ -117,7 +122,8 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	shard_count(h, k->shard, m, +1);
 	if (group) {
 		oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
-		events_emit(h, SHMG_EV_JOINED, REASON_NONE, m, k->key, k->len, NULL);
+		shard_event(h, k->shard, SHMG_EV_JOINED, REASON_NONE, m, NULL);
+		inflight_clear(h, k->shard);
 	}
 	return 0;
 }

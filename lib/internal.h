@@ -64,6 +64,9 @@ struct shmg {
 	uint64_t *targets;    /* bitmap of endpoint slots an event goes to */
 	uint32_t *target_gen;
 	bool batching;        /* events_batch_begin .. events_batch_flush */
+	bool suppress_events; /* removal whose events were delivered beforehand */
+	uint32_t *progress_word; /* in-flight delivery progress to record, or NULL */
+	uint32_t deliver_from;   /* repair: skip targets below this slot */
 	struct mb_batch *pending; /* per target slot while batching */
 	uint32_t *pending_gen;
 	struct reaper *reaper;
@@ -245,6 +248,7 @@ int index_foreach(shmg_t *h, uint32_t shard, index_visit_fn fn, void *arg);
 uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen);
 
 /* ---- shard.c: the writer lock --------------------------------------- */
+typedef bool (*entry_pred)(const shmg_t *h, const struct entry *e, const void *ctx);
 /* Takes the shard lock, repairing the shard if its last holder died.
  * Returns 0 or -EIO (unrecoverable). */
 int shard_lock(shmg_t *h, uint32_t shard);
@@ -253,12 +257,25 @@ void shard_unlock(shmg_t *h, uint32_t shard);
 bool entry_live(const shmg_t *h, const struct entry *e);
 int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen);
 void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta);
+/* The in-flight record (shard_header.inflight_*): a write announces its
+ * change before publishing it and withdraws it once the change's event has
+ * gone out, so that repair_shard can deliver the event of a writer that died
+ * in between. */
+void inflight_set(shmg_t *h, uint32_t shard, uint32_t op, ref_t ref, ref_t old, uint32_t reason);
+void inflight_clear(shmg_t *h, uint32_t shard);
+/* The event of a change to a registration or membership (nothing for the
+ * other kinds, or while events are suppressed). */
+void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const struct entry *e,
+		 const struct entry *prev);
+/* Delivers, without removing anything, the removal events of the entries of
+ * `kind` that pred() accepts (a batch is then flushed before removing them). */
+void shard_emit_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
+			 uint8_t kind, int reason);
 /* Unpublishes and retires one registry entry / membership, logging it. */
 void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason);
 void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason);
 /* Removes every registration and membership pred() accepts, logging each
  * with reason.  Returns how many. */
-typedef bool (*entry_pred)(const shmg_t *h, const struct entry *e, const void *ctx);
 uint32_t shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
 			       int reason);
 /* Fills a new entry block's header and bytes. */

@@ -110,6 +110,9 @@ enum endpoint_state {
 	EP_CLOSING = 3,  /* owner or reaper is removing its entries */
 };
 
+/* endpoint_slot.flags */
+enum { EPF_EVENTS_SENT = 1 }; /* its death/close batch was delivered */
+
 struct endpoint_slot {
 	/* Line 0: written under endpoint_lock by the owner (open/close) or a reaper. */
 	uint32_t state;
@@ -181,8 +184,17 @@ struct shard_header {
 	uint32_t limbo_tail;  /* oldest unreclaimed */
 	uint32_t repairs;
 	uint32_t partial[NCLASSES]; /* page index + 1 of the first page with free blocks */
-	uint8_t pad2[CACHE_LINE * 3 - 16 - 4 * NCLASSES];
+	/* The write whose event is not yet delivered (repair delivers it if the
+	 * writer died): set before the change is published, cleared after its
+	 * event went out.  See shard.c. */
+	uint32_t inflight_op;  /* INFLIGHT_* */
+	uint32_t inflight_ref; /* the entry added, replacing or removed */
+	uint32_t inflight_old; /* REPLACE: the entry replaced */
+	uint32_t inflight_reason;
+	uint32_t inflight_done; /* its event reached targets with slot < this */
+	uint8_t pad2[CACHE_LINE * 3 - 36 - 4 * NCLASSES];
 };
+enum { INFLIGHT_NONE = 0, INFLIGHT_ADD = 1, INFLIGHT_REPLACE = 2, INFLIGHT_REMOVE = 3 };
 
 /* Bucket: 8 slots, one cache line.  tag = low 16 bits of the slot's hash;
  * ent = entry ref (0 = empty).  probe is meaningful in an entry's home bucket:

@@ -227,6 +227,9 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 		}
 		store_release(&mb->tail, tail); /* publishes the batch to the consumer */
 	}
+	/* Appended (or counted as dropped): record it before anything slower. */
+	if (h->progress_word)
+		store_relaxed(h->progress_word, slot + 1);
 	bool wake = __atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0;
 	bool sleeping = wake && __atomic_load_n(&mb->sleeping, __ATOMIC_SEQ_CST);
 	pthread_mutex_unlock(&mb->lock);

@@ -122,6 +122,8 @@ void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *clus
 	for (uint32_t w = 0; w < words; w++) {
 		for (uint64_t bits = h->targets[w]; bits; bits &= bits - 1) {
 			uint32_t slot = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			if (slot < h->deliver_from)
+				continue; /* reached before its writer died */
 			if (h->batching) {
 				struct mb_batch *b = &h->pending[slot];
 				if (b->count && h->pending_gen[slot] != h->target_gen[slot])

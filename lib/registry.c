@@ -109,10 +109,12 @@ static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uin
 	if (!e)
 		return -ENOSPC;
 	TEST_POINT("register:allocated");
+	inflight_set(h, k->shard, INFLIGHT_REPLACE, ref, ref_of(h, old), 0);
 	index_replace_slot(h, k->shard, pos, ref);
 	TEST_POINT("register:replaced");
 	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
-	events_emit(h, SHMG_EV_REGISTERED, REASON_NONE, e, k->key, k->len, old);
+	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, old);
+	inflight_clear(h, k->shard);
 	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
 	return 0;
 }
@@ -149,14 +151,17 @@ static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, 
 	if (!e)
 		return -ENOSPC;
 	TEST_POINT("register:allocated");
+	inflight_set(h, k->shard, INFLIGHT_ADD, ref, 0, 0);
 	if (index_insert(h, k->shard, k->hash, ref) < 0) {
+		inflight_clear(h, k->shard);
 		alloc_free_block(h, k->shard, ref); /* never published */
 		return -ENOSPC;
 	}
 	TEST_POINT("register:published");
 	shard_count(h, k->shard, e, +1);
 	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
-	events_emit(h, SHMG_EV_REGISTERED, REASON_NONE, e, k->key, k->len, NULL);
+	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, NULL);
+	inflight_clear(h, k->shard);
 	return 0;
 }
 

@@ -20,7 +20,10 @@
  *      a head without members goes; blocks unlinked here are retired, not
  *      freed, since readers may have reached them after step 1;
  *   5. recount entries and per-cluster/per-endpoint counters;
- *   6. tell the change log's consumer that a record may be missing.
+ *   6. tell the change log's consumer that a record may be missing;
+ *   7. deliver the event of the write the dead writer had in flight, if its
+ *      change took effect (done between steps 2 and 3, while the blocks it
+ *      names are still intact).
  * Killed during repair, the mutex is still marked owner-dead (consistent is
  * called after repair) and the next locker runs it again from the start:
  * every step is idempotent.
@@ -178,6 +181,39 @@ static void mark_limbo(shmg_t *h, struct scan *sc)
 	}
 }
 
+/* Step 7: the event of the write in flight, if its change took effect, to
+ * the monitors the dead writer had not reached yet (it recorded its progress
+ * after each one; only the one it was appending to when it died can get the
+ * event twice). */
+static void finish_inflight(shmg_t *h, struct scan *sc)
+{
+	struct shard_header *sh = shard_at(h, sc->shard);
+	uint32_t op = sh->inflight_op;
+	int64_t b = op ? scan_block(h, sc, sh->inflight_ref, true) : -1;
+	if (b >= 0) {
+		const struct entry *e = entry_at(h, sh->inflight_ref);
+		bool in = e->kind == K_MEMBER ? bm_test(sc->listed, (uint64_t)b)
+					      : bm_test(sc->indexed, (uint64_t)b);
+		uint8_t added = e->kind == K_MEMBER ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
+		uint8_t removed = e->kind == K_MEMBER ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
+		const struct entry *old = NULL;
+		if (op == INFLIGHT_REPLACE && scan_block(h, sc, sh->inflight_old, true) >= 0)
+			old = entry_at(h, sh->inflight_old);
+		/* The repairer may be building a batch of its own: keep them apart. */
+		bool batching = h->batching, suppress = h->suppress_events;
+		h->batching = h->suppress_events = false;
+		h->deliver_from = sh->inflight_done; /* where the dead writer stopped */
+		if ((op == INFLIGHT_ADD || op == INFLIGHT_REPLACE) && in)
+			shard_event(h, sc->shard, added, REASON_NONE, e, old);
+		else if (op == INFLIGHT_REMOVE && !in)
+			shard_event(h, sc->shard, removed, (uint8_t)sh->inflight_reason, e, NULL);
+		h->deliver_from = 0;
+		h->batching = batching;
+		h->suppress_events = suppress;
+	}
+	sh->inflight_op = INFLIGHT_NONE;
+}
+
 static void rebuild_slab(shmg_t *h, struct scan *sc, uint32_t page)
 {
 	struct page_desc *d = page_desc_at(h, page);
@@ -290,6 +326,7 @@ int repair_shard(shmg_t *h, uint32_t shard)
 	index_foreach(h, shard, mark_slot, &sc);
 	index_foreach(h, shard, mark_lists, &sc);
 	mark_limbo(h, &sc);
+	finish_inflight(h, &sc);
 	rebuild_allocator(h, &sc);
 	index_foreach(h, shard, fix_members, &sc);
 	index_foreach(h, shard, relist_visit, &sc);

@@ -7,11 +7,25 @@
  * Lock order across the library: endpoint_lock or cluster_lock, then one
  * shard lock (never two), then pool_lock.
  *
- * Each removal is: unpublish (one release store of a slot or list link) ->
- * log it -> count it -> retire the block.  A writer killed between any two of
- * these leaves a state repair_shard turns back into a consistent one: counts
- * are recomputed, an unretired block is reclaimed, a lost log record is
- * signalled to the log's consumer by oplog_mark_reset.
+ * Each removal is: announce it in flight -> unpublish (one release store of a
+ * slot or list link) -> log it -> count it -> deliver its event -> withdraw
+ * the announcement -> retire the block; an addition is the same with publish
+ * in place of unpublish.  A writer killed between any two of these leaves a
+ * state repair_shard turns back into a consistent one: counts are
+ * recomputed, an unretired block is reclaimed, a lost log record is signalled
+ * to the log's consumer by oplog_mark_reset, and the event of a change that
+ * took effect is delivered by the repairer (at most once more to a monitor
+ * that got it just before the writer died), so monitors never keep an entry
+ * that is gone nor miss one that appeared.
+ *
+ * The removal of a whole endpoint (death, close) or of a cluster's entries is
+ * done the other way round: the batch of events is delivered first, then the
+ * entries removed with events suppressed.  The entries are already hidden
+ * from readers (live_gen) or from writers (locks held), so nobody can see the
+ * events ahead of the change.  An endpoint's slot records that its batch went
+ * out (EPF_EVENTS_SENT), so a remover killed half way leaves entries that the
+ * next one removes silently; only one killed inside the delivery itself makes
+ * the next one deliver the batch again.
  */
 #include <string.h>
 
@@ -108,13 +122,48 @@ struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct ke
 	return e;
 }
 
+void inflight_set(shmg_t *h, uint32_t shard, uint32_t op, ref_t ref, ref_t old, uint32_t reason)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	if (h->suppress_events)
+		return; /* its event went out with a batch already */
+	sh->inflight_ref = ref;
+	sh->inflight_old = old;
+	sh->inflight_reason = reason;
+	sh->inflight_done = 0;
+	sh->inflight_op = op;
+}
+
+void inflight_clear(shmg_t *h, uint32_t shard)
+{
+	shard_at(h, shard)->inflight_op = INFLIGHT_NONE;
+}
+
+void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const struct entry *e,
+		 const struct entry *prev)
+{
+	if (h->suppress_events || (e->kind != K_REG && e->kind != K_MEMBER))
+		return;
+	const struct entry *keyholder = e->kind == K_MEMBER ? entry_at(h, e->aux) : e;
+	if (!keyholder)
+		return;
+	/* Outside a batch, record how far delivery got, target by target, so
+	 * that a repair after our death resumes there instead of repeating. */
+	if (!h->batching)
+		h->progress_word = &shard_at(h, shard)->inflight_done;
+	events_emit(h, type, reason, e, entry_key(keyholder), keyholder->key_len, prev);
+	h->progress_word = NULL;
+}
+
 void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason)
 {
+	inflight_set(h, shard, INFLIGHT_REMOVE, ref_of(h, e), 0, (uint32_t)reason);
 	index_clear_slot(h, shard, pos);
 	TEST_POINT("unregister:unlinked");
 	oplog_append(h, shard, OP_UNREGISTER, (uint8_t)reason, e, entry_key(e), e->key_len);
 	shard_count(h, shard, e, -1);
-	events_emit(h, SHMG_EV_UNREGISTERED, (uint8_t)reason, e, entry_key(e), e->key_len, NULL);
+	shard_event(h, shard, SHMG_EV_UNREGISTERED, (uint8_t)reason, e, NULL);
+	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, e), LIMBO_BLOCK);
 }
 
@@ -141,6 +190,8 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 		index_clear_slot(h, shard, pos);
 		return;
 	}
+	if (m->kind == K_MEMBER)
+		inflight_set(h, shard, INFLIGHT_REMOVE, ref_of(h, m), 0, (uint32_t)reason);
 	list_unlink(h, head, m);
 	TEST_POINT("leave:unlinked");
 	index_clear_slot(h, shard, pos);
@@ -148,8 +199,8 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	if (m->kind == K_MEMBER)
 		oplog_append(h, shard, OP_LEAVE, (uint8_t)reason, m, entry_key(head), head->key_len);
 	shard_count(h, shard, m, -1);
-	if (m->kind == K_MEMBER)
-		events_emit(h, SHMG_EV_LEFT, (uint8_t)reason, m, entry_key(head), head->key_len, NULL);
+	shard_event(h, shard, SHMG_EV_LEFT, (uint8_t)reason, m, NULL);
+	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
 	if (head->aux == 0 && head->next == 0) {
 		struct keyref k = {entry_key(head), head->key_len, head->cluster, head->hash, shard};
@@ -187,4 +238,29 @@ uint32_t shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const
 	struct remove_ctx rc = {pred, ctx, reason, shard, 0};
 	index_foreach(h, shard, remove_visit, &rc);
 	return rc.removed;
+}
+
+struct emit_ctx {
+	entry_pred pred;
+	const void *ctx;
+	uint8_t kind;
+	int reason;
+	uint32_t shard;
+};
+
+static int emit_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	(void)pos;
+	struct emit_ctx *c = arg;
+	if (e->kind == c->kind && c->pred(h, e, c->ctx))
+		shard_event(h, c->shard, e->kind == K_REG ? SHMG_EV_UNREGISTERED : SHMG_EV_LEFT,
+			    (uint8_t)c->reason, e, NULL);
+	return 0;
+}
+
+void shard_emit_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
+			 uint8_t kind, int reason)
+{
+	struct emit_ctx c = {pred, ctx, kind, reason, shard};
+	index_foreach(h, shard, emit_visit, &c);
 }

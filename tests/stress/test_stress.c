@@ -538,8 +538,8 @@ START_TEST(test_stress_kill_random)
 	char b;
 
 	c.max_endpoints = MAX_SLOTS;
-	c.mailbox_bytes = 2u << 20; /* the monitor keeps up: no overflow */
-	c.arena_size = 256ull << 20; /* sparse */
+	c.mailbox_bytes = 16u << 20; /* the largest: the monitor must not fall behind */
+	c.arena_size = 1ull << 30; /* sparse: untouched pages cost nothing */
 	ph = tc_open(tc_arena, &c);
 	TC_EQ(shmg_connect(ph, "sc", NULL), 0);
 	warm_up(ph);
