@@ -24,11 +24,6 @@
 
 #include "internal.h"
 
-static int meta_ok(const shmg_t *h, const void *meta, size_t len)
-{
-	return (len > h->hdr->meta_max || (!meta && len)) ? -EINVAL : 0;
-}
-
 /* Publishes n in m's place on the list (re-join with new metadata). */
 static void list_replace(shmg_t *h, struct entry *head, struct entry *m, struct entry *n, ref_t nref)
 {
@@ -147,7 +142,7 @@ int shmg_join(shmg_t *h, const char *key, size_t key_len, const void *meta, size
 {
 	struct keyref k;
 	int rc = handle_check(h);
-	if (rc || (rc = meta_ok(h, meta, meta_len)) || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
+	if (rc || (rc = meta_check(h, meta, meta_len)) || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
 		return rc;
 	if ((rc = shard_lock(h, k.shard)) < 0)
 		return rc;

@@ -310,6 +310,8 @@ static inline uint32_t cluster_slot_of(uint32_t ref) { return ref & 0xffffu; }
 #define KEY_WRITE 1 /* register/unregister/join/leave: no trailing '/' */
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
 		struct keyref *k);
+/* 0, or -EINVAL for metadata longer than meta_max or NULL with a length. */
+int meta_check(const shmg_t *h, const void *meta, size_t len);
 ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e,
 		     const void **out);
 void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *keyholder,

@@ -30,7 +30,7 @@ int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *
 	return 0;
 }
 
-static int meta_check(const shmg_t *h, const void *meta, size_t len)
+int meta_check(const shmg_t *h, const void *meta, size_t len)
 {
 	return (len > h->hdr->meta_max || (!meta && len)) ? -EINVAL : 0;
 }

@@ -26,6 +26,7 @@ PACKAGES="
 	libhiredis-dev
 	redis-server
 	gnuplot-nox
+	jq
 "
 
 if [ "$(id -u)" -eq 0 ]; then
