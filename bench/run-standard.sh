@@ -281,7 +281,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 	fi
 	if [ -f "$here/analysis.md" ]; then
 		echo
-		cat "$here/analysis.md"
+		grep -v "SPDX-License-Identifier" "$here/analysis.md"
 	fi
 } > "$doc"
 echo "wrote $doc" | tee -a "$log"
