@@ -23,9 +23,11 @@
 
 #include "internal.h"
 
+/* Multiples of the cache line, so a block never starts mid-line: an entry's
+ * header and key (and small metadata) then sit in one line. */
 static const uint16_t class_sizes[NCLASSES] = {
-	64,   80,   96,   112,  128,  160,  192,  224,  256,   320,   384,   448,   512,  640,  768,  896,
-	1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 12288, 16384, 32768,
+	64,   128,  192,  256,  320,  384,  448,  512,  640,   768,   896,   1024,  1280,  1536,  1792,  2048,
+	2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
 };
 
 uint32_t alloc_class_size(uint32_t cls)

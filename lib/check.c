@@ -52,28 +52,21 @@ static void check_entry_identity(struct checker *c, const struct entry *e, uint3
 	bool monitor = e->kind == K_MONHEAD || e->kind == K_MONITOR;
 	if (!monitor && !cluster_ref_valid(h, e->cluster))
 		problem(c, "shard %u slot %u: entry of a cluster that is not connected", s, pos);
+	uint64_t hash = entry_hash(h, e);
 	if (e->kind == K_MEMBER || e->kind == K_MONITOR) {
-		const struct entry *head = entry_at(h, e->aux);
+		const struct entry *head = entry_at(h, L(e)->aux);
 		if (!head || head->kind != (e->kind == K_MONITOR ? K_MONHEAD : K_GROUP))
 			problem(c, "shard %u slot %u: membership without a group head", s, pos);
-		else if (e->hash != member_hash(head->hash, e->ep_slot, e->ep_gen))
-			problem(c, "shard %u slot %u: membership hash mismatch", s, pos);
-	} else {
-		char buf[64];
-		const char *cl = cluster_name_of(h, e->cluster, buf);
-		uint32_t ref;
-		uint64_t seed = DEFAULT_CLUSTER_SEED;
-		if (monitor || (cl && cluster_resolve(h, cl, &ref, &seed) < 0))
-			seed = 0; /* a monitor's cluster is a name tag: no seed to recompute */
-		if (seed && e->hash != sg_hash(entry_key(e), e->key_len, seed))
-			problem(c, "shard %u slot %u: key hash mismatch", s, pos);
-		if (shard_of(h, e->hash) != s)
-			problem(c, "shard %u slot %u: entry belongs to shard %u", s, pos,
-				shard_of(h, e->hash));
+	} else if (shard_of(h, hash) != s) {
+		problem(c, "shard %u slot %u: entry belongs to shard %u", s, pos, shard_of(h, hash));
 	}
-	uint32_t mask = (1u << t->nbuckets_log2) - 1, home = (uint32_t)(e->hash >> 16) & mask;
+	/* The slot's tag and place must agree with the entry's (recomputed) hash. */
+	struct bucket *B = table_buckets((struct table_header *)t);
+	if (B[pos / BUCKET_SLOTS].tag[pos % BUCKET_SLOTS] != (uint16_t)hash)
+		problem(c, "shard %u slot %u: tag does not match the entry's hash", s, pos);
+	uint32_t mask = (1u << t->nbuckets_log2) - 1, home = (uint32_t)(hash >> 16) & mask;
 	uint32_t dist = (pos / BUCKET_SLOTS - home) & mask;
-	if (dist > table_buckets((struct table_header *)t)[home].probe)
+	if (dist > B[home].probe)
 		problem(c, "shard %u slot %u: beyond its home bucket's probe range", s, pos);
 	if ((e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) && e->node == h->node) {
 		const struct endpoint_slot *ep =
@@ -138,14 +131,14 @@ static int check_list(shmg_t *h, struct entry *head, uint32_t pos, void *arg)
 	if (head->kind != K_GROUP && head->kind != K_MONHEAD)
 		return 0;
 	uint8_t mkind = head->kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
-	if (!head->next)
+	if (!L(head)->next)
 		problem(c, "shard %u slot %u: group head without members", c->sc.shard, pos);
 	ref_t href = ref_of(h, head), prev = 0;
 	uint32_t n = 0;
-	for (ref_t r = head->next; r;) {
+	for (ref_t r = L(head)->next; r;) {
 		int64_t b = scan_block(h, &c->sc, r, true);
 		struct entry *m = b >= 0 ? entry_at(h, r) : NULL;
-		if (!m || m->kind != mkind || m->aux != href) {
+		if (!m || m->kind != mkind || L(m)->aux != href) {
 			problem(c, "shard %u slot %u: broken group list", c->sc.shard, pos);
 			break;
 		}
@@ -156,15 +149,15 @@ static int check_list(shmg_t *h, struct entry *head, uint32_t pos, void *arg)
 		bm_set(c->sc.listed, (uint64_t)b);
 		if (!scan_test(c->sc.indexed, (uint64_t)b))
 			problem(c, "shard %u slot %u: listed member not indexed", c->sc.shard, pos);
-		if (m->prev != prev)
+		if (L(m)->prev != prev)
 			problem(c, "shard %u slot %u: wrong prev link in group list", c->sc.shard, pos);
 		prev = r;
-		r = m->next;
+		r = L(m)->next;
 		n++;
 	}
-	if (n != head->aux)
+	if (n != L(head)->aux)
 		problem(c, "shard %u slot %u: group counts %u members, list has %u", c->sc.shard, pos,
-			head->aux, n);
+			L(head)->aux, n);
 	return 0;
 }
 

@@ -3,7 +3,7 @@
  * Process groups: many endpoints per (cluster, key).
  *
  * A group is a head entry (K_GROUP) in the shard's index with a list of
- * membership entries (K_MEMBER) hanging off head->next.  Readers walk the
+ * membership entries (K_MEMBER) hanging off L(head)->next.  Readers walk the
  * list (acquire loads of next, pairing with the release stores that link);
  * writers find a membership directly through the index, where it is keyed by
  * member_hash(head, endpoint), so join and leave cost O(1) whatever the size
@@ -27,16 +27,16 @@
 /* Publishes n in m's place on the list (re-join with new metadata). */
 static void list_replace(shmg_t *h, struct entry *head, struct entry *m, struct entry *n, ref_t nref)
 {
-	n->next = m->next;
-	n->prev = m->prev;
-	struct entry *prev = m->prev ? entry_at(h, m->prev) : NULL;
-	struct entry *next = m->next ? entry_at(h, m->next) : NULL;
+	L(n)->next = L(m)->next;
+	L(n)->prev = L(m)->prev;
+	struct entry *prev = L(m)->prev ? entry_at(h, L(m)->prev) : NULL;
+	struct entry *next = L(m)->next ? entry_at(h, L(m)->next) : NULL;
 	if (prev)
-		store_release(&prev->next, nref);
+		store_release(&L(prev)->next, nref);
 	else
-		store_release(&head->next, nref);
+		store_release(&L(head)->next, nref);
 	if (next)
-		next->prev = nref;
+		L(next)->prev = nref;
 }
 
 static uint8_t member_kind_of(uint8_t head_kind)
@@ -53,7 +53,7 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	struct entry *head = index_find(h, k, head_kind, &hpos);
 	ref_t href = head ? ref_of(h, head) : 0;
 	if (head) {
-		uint64_t mh = member_hash(head->hash, h->slot, h->gen);
+		uint64_t mh = member_hash(k->hash, h->slot, h->gen);
 		struct entry *m = index_find_member(h, k->shard, href, mh, h->slot, h->gen, &mpos);
 		if (m) {
 			if (m->meta_len == meta_len && (!meta_len || memcmp(entry_meta(m), meta, meta_len) == 0))
@@ -62,8 +62,7 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 			struct entry *n = entry_new(h, k->shard, mkind, k, meta, meta_len, &nref);
 			if (!n)
 				return -ENOSPC;
-			n->hash = mh;
-			n->aux = href;
+			L(n)->aux = href;
 			if (group)
 				inflight_set(h, k->shard, INFLIGHT_REPLACE, nref, ref_of(h, m), 0);
 			list_replace(h, head, m, n, nref);
@@ -91,12 +90,11 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 		}
 		TEST_POINT("join:head");
 	}
-	m->hash = member_hash(head->hash, h->slot, h->gen);
-	m->aux = href;
+	L(m)->aux = href;
 	TEST_POINT("join:allocated");
-	if (index_insert(h, k->shard, m->hash, mref) < 0) {
+	if (index_insert(h, k->shard, member_hash(k->hash, h->slot, h->gen), mref) < 0) {
 		alloc_free_block(h, k->shard, mref);
-		if (head->next == 0 && index_find(h, k, head_kind, &hpos) == head) {
+		if (L(head)->next == 0 && index_find(h, k, head_kind, &hpos) == head) {
 			index_clear_slot(h, k->shard, hpos);
 			epoch_retire(h, k->shard, href, LIMBO_BLOCK);
 		}
@@ -104,16 +102,16 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	}
 	if (group)
 		inflight_set(h, k->shard, INFLIGHT_ADD, mref, 0, 0);
-	m->next = head->next;
-	m->prev = 0;
-	if (m->next) {
-		struct entry *first = entry_at(h, m->next);
+	L(m)->next = L(head)->next;
+	L(m)->prev = 0;
+	if (L(m)->next) {
+		struct entry *first = entry_at(h, L(m)->next);
 		if (first)
-			first->prev = mref;
+			L(first)->prev = mref;
 	}
-	store_release(&head->next, mref); /* linearisation point: readers see the member */
+	store_release(&L(head)->next, mref); /* linearisation point: readers see the member */
 	TEST_POINT("join:linked");
-	store_relaxed(&head->aux, head->aux + 1);
+	store_relaxed(&L(head)->aux, L(head)->aux + 1);
 	shard_count(h, k->shard, m, +1);
 	if (group) {
 		oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
@@ -128,7 +126,7 @@ int list_leave(shmg_t *h, const struct keyref *k, uint8_t head_kind)
 	struct entry *head = index_find(h, k, head_kind, NULL);
 	uint32_t mpos;
 	struct entry *m = head ? index_find_member(h, k->shard, ref_of(h, head),
-						   member_hash(head->hash, h->slot, h->gen),
+						   member_hash(k->hash, h->slot, h->gen),
 						   h->slot, h->gen, &mpos)
 			       : NULL;
 	if (!m)
@@ -211,14 +209,14 @@ static int walk_group(shmg_t *h, struct walk *w, const struct entry *head)
 {
 	/* A bound on the walk, so a damaged list cannot loop a reader forever. */
 	uint64_t steps = h->size / sizeof(struct entry);
-	for (ref_t r = load_acquire(&head->next); r && steps--;) { /* pairs with join's release */
+	for (ref_t r = load_acquire(&L(head)->next); r && steps--;) { /* pairs with join's release */
 		const struct entry *m = entry_at(h, r);
 		if (!m)
 			break;
 		int rc = give(h, w, head, m);
 		if (rc)
 			return rc;
-		r = load_acquire(&m->next);
+		r = load_acquire(&L(m)->next);
 	}
 	return 0;
 }
@@ -325,7 +323,7 @@ static int entries_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 	    (w->local_only && e->node != h->node))
 		return 0;
 	const struct entry *keyholder = e;
-	if (e->kind == K_MEMBER && !(keyholder = entry_at(h, e->aux)))
+	if (e->kind == K_MEMBER && !(keyholder = entry_at(h, L(e)->aux)))
 		return 0;
 	struct shmg_entry pub;
 	char clbuf[64];

@@ -85,7 +85,7 @@ probe(shmg_t *h, struct table_header *t, uint64_t hash, match_fn match, const vo
 			if (!r)
 				continue;
 			struct entry *e = entry_at(h, r);
-			if (e && e->hash == hash && match(e, ctx)) {
+			if (e && match(e, ctx)) {
 				if (pos_out)
 					*pos_out = bi * BUCKET_SLOTS + i;
 				return e;
@@ -146,8 +146,29 @@ struct member_match {
 static bool match_member(const struct entry *e, const void *ctx)
 {
 	const struct member_match *m = ctx;
-	return (e->kind == K_MEMBER || e->kind == K_MONITOR) && e->aux == m->head &&
+	return (e->kind == K_MEMBER || e->kind == K_MONITOR) && L(e)->aux == m->head &&
 	       e->ep_slot == m->slot && e->ep_gen == m->gen;
+}
+
+uint64_t entry_hash(const shmg_t *h, const struct entry *e)
+{
+	switch (e->kind) {
+	case K_MEMBER:
+	case K_MONITOR: {
+		const struct entry *head = entry_at(h, L(e)->aux);
+		if (!head || !kind_has_links(head->kind) || head->kind == e->kind)
+			return 0; /* damaged; repair drops it */
+		return member_hash(entry_hash(h, head), e->ep_slot, e->ep_gen);
+	}
+	case K_MONHEAD:
+		return sg_hash(entry_key(e), e->key_len, L(e)->seed);
+	default: {
+		uint32_t s = cluster_slot_of(e->cluster);
+		uint64_t seed = s && s < h->hdr->max_clusters ? cluster_at(h, s)->name_hash
+							      : DEFAULT_CLUSTER_SEED;
+		return sg_hash(entry_key(e), e->key_len, seed);
+	}
+	}
 }
 
 uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen)
@@ -226,7 +247,7 @@ static int resize(shmg_t *h, uint32_t shard, uint32_t log2)
 			struct entry *e = r ? entry_at(h, r) : NULL;
 			if (!e)
 				continue;
-			if (place(t, e->hash, r, false) < 0) {
+			if (place(t, entry_hash(h, e), r, false) < 0) {
 				alloc_free_extent(h, shard, p1 - 1);
 				return -ENOSPC;
 			}

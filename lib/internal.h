@@ -113,13 +113,27 @@ static inline void *arena_at(const shmg_t *h, uint64_t off, uint64_t len)
 		return NULL;
 	return h->base + off;
 }
+static inline bool kind_has_links(uint8_t kind)
+{
+	return kind >= K_GROUP;
+}
+/* Offset of the links behind key and metadata, and the block's used size. */
+static inline uint64_t entry_links_off(uint32_t key_len, uint32_t meta_len)
+{
+	return (sizeof(struct entry) + (uint64_t)key_len + meta_len + 7) & ~7ull;
+}
+static inline uint64_t entry_size(uint8_t kind, uint32_t key_len, uint32_t meta_len)
+{
+	return kind_has_links(kind) ? entry_links_off(key_len, meta_len) + sizeof(struct entry_links)
+				    : sizeof(struct entry) + (uint64_t)key_len + meta_len;
+}
 static inline struct entry *entry_at(const shmg_t *h, ref_t ref)
 {
 	uint64_t off = (uint64_t)ref << REF_SHIFT;
 	struct entry *e = arena_at(h, off, sizeof(struct entry));
 	if (unlikely(!e))
 		return NULL;
-	if (unlikely((uint64_t)e->key_len + e->meta_len > h->size - off - sizeof(*e)))
+	if (unlikely(entry_size(e->kind, e->key_len, e->meta_len) > h->size - off))
 		return NULL;
 	return e;
 }
@@ -127,6 +141,11 @@ static inline const char *entry_key(const struct entry *e) { return (const char 
 static inline const uint8_t *entry_meta(const struct entry *e)
 {
 	return (const uint8_t *)(e + 1) + e->key_len;
+}
+/* Only for the list kinds (kind_has_links); bounds checked by entry_at. */
+static inline struct entry_links *L(const struct entry *e)
+{
+	return (struct entry_links *)((uint8_t *)e + entry_links_off(e->key_len, e->meta_len));
 }
 static inline ref_t ref_of(const shmg_t *h, const void *p)
 {
@@ -227,9 +246,12 @@ struct keyref {
 	const char *key;
 	size_t len;
 	uint32_t cluster; /* cluster ref */
-	uint64_t hash;    /* sg_hash(key, cluster seed) */
+	uint64_t hash;    /* sg_hash(key, seed) */
 	uint32_t shard;
+	uint64_t seed;    /* the cluster name's hash seed */
 };
+/* Recomputes the index hash of an entry (resize, repair, check). */
+uint64_t entry_hash(const shmg_t *h, const struct entry *e);
 /* Readers (inside a read section) and writers. */
 struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *slot_out);
 /* Batched lookups: prefetch the home bucket, then the first candidate entry. */

@@ -29,7 +29,7 @@
 
 #define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
 #define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
-#define LAYOUT_VERSION 1u
+#define LAYOUT_VERSION 2u
 
 #define CACHE_LINE 64u
 #define PAGE_SHIFT 16u
@@ -220,30 +220,38 @@ struct table_header {
 
 enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3, K_MONHEAD = 4, K_MONITOR = 5 };
 
-/* An entry block: header + key (not for members) + meta.  Immutable once
- * published except the list links and count noted below; a metadata update
- * publishes a new block and retires the old one.
+/* An entry block: a 32-byte header, the key (not for memberships), the
+ * metadata, then, for the list kinds, struct entry_links at the next 8-byte
+ * boundary.  Header, key and small metadata share one cache line (blocks are
+ * line-aligned in the small size classes), so a lookup reads one line of the
+ * entry.  Immutable once published except the links noted below; a metadata
+ * update publishes a new block and retires the old one.  The entry's hash is
+ * not stored: resize and repair recompute it (entry_hash).
  *   K_REG:    a registration.
- *   K_GROUP:  a group head for (cluster, key): next = first member, aux = number
- *             of members linked; no meta.
- *   K_MEMBER: a membership: hash = member hash (head hash mixed with the
- *             endpoint), next/prev = list links (prev: writers only),
- *             aux = ref of its group head; no key (it is the head's). */
+ *   K_GROUP:  a group head for (cluster, key), no meta: links.next = first
+ *             member, links.aux = number of members linked.
+ *   K_MEMBER: a membership, no key (it is the head's): links.next/prev = list
+ *             links (prev: writers only), links.aux = ref of its head. */
 struct entry {
-	uint64_t hash;
-	uint64_t time_ns;
-	uint32_t cluster; /* cluster ref */
+	uint32_t cluster; /* cluster ref (monitor kinds: a tag of the name) */
 	uint32_t node;
-	uint32_t ep_slot, ep_gen;
-	int32_t pid;
+	uint32_t ep_gen;
+	uint16_t ep_slot;
 	uint16_t key_len;
 	uint8_t kind;
 	uint8_t flags;
-	uint32_t meta_len;
+	uint16_t meta_len;
+	int32_t pid;
+	uint64_t time_ns;
+	/* key bytes, then meta bytes, then (list kinds) struct entry_links */
+};
+
+struct entry_links {
 	uint32_t next;
 	uint32_t prev;
 	uint32_t aux;
-	/* key bytes, then meta bytes */
+	uint32_t pad;
+	uint64_t seed; /* K_MONHEAD: hash seed of its cluster's name */
 };
 
 /* K_MONHEAD and K_MONITOR are a monitor pattern and its monitoring endpoints,
@@ -364,7 +372,8 @@ static_assert(sizeof(struct shard_header) == 320, "shard_header");
 static_assert(offsetof(struct shard_header, table_off) == 64, "lookup line");
 static_assert(sizeof(struct bucket) == CACHE_LINE, "bucket");
 static_assert(sizeof(struct table_header) == CACHE_LINE, "table_header");
-static_assert(sizeof(struct entry) == 56, "entry");
+static_assert(sizeof(struct entry) == 32, "entry");
+static_assert(sizeof(struct entry_links) == 24, "entry_links");
 static_assert(sizeof(struct page_desc) == 32, "page_desc");
 static_assert(sizeof(struct oplog_header) == CACHE_LINE, "oplog_header");
 static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
@@ -375,8 +384,9 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 	((uint32_t)(sizeof(struct arena_header) * 3u + sizeof(struct endpoint_slot) * 5u +  \
 		    sizeof(struct cluster_slot) * 7u + sizeof(struct shard_header) * 11u +  \
 		    sizeof(struct bucket) * 13u + sizeof(struct entry) * 17u +              \
+		    sizeof(struct entry_links) * 61u + offsetof(struct entry, time_ns) * 67u + \
 		    sizeof(struct page_desc) * 19u + sizeof(struct oplog_record) * 23u +    \
-		    offsetof(struct entry, aux) * 29u + offsetof(struct bucket, probe) * 31u + \
+		    offsetof(struct entry, pid) * 29u + offsetof(struct bucket, probe) * 31u + \
 		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / 64u * 43u +               \
 		    sizeof(struct mailbox_header) * 47u + sizeof(struct mailbox_record) * 53u + \
 		    sizeof(struct cluster_counts) * 59u))

@@ -59,19 +59,19 @@ void target_add(shmg_t *h, uint32_t slot, uint32_t gen)
 /* Inside a read section: adds the live monitors of one pattern. */
 static void route_pattern(shmg_t *h, uint64_t seed, const char *pat, size_t len)
 {
-	struct keyref k = {pat, len, mon_cluster_tag(seed), sg_hash(pat, len, seed), 0};
+	struct keyref k = {pat, len, mon_cluster_tag(seed), sg_hash(pat, len, seed), 0, seed};
 	k.shard = shard_of(h, k.hash);
 	const struct entry *head = index_find(h, &k, K_MONHEAD, NULL);
 	if (!head)
 		return;
 	uint64_t steps = h->size / sizeof(struct entry);
-	for (ref_t r = load_acquire(&head->next); r && steps--;) { /* pairs with list_join */
+	for (ref_t r = load_acquire(&L(head)->next); r && steps--;) { /* pairs with list_join */
 		const struct entry *m = entry_at(h, r);
 		if (!m)
 			break;
 		if (m->kind == K_MONITOR && entry_live(h, m))
 			target_add(h, m->ep_slot, m->ep_gen);
-		r = load_acquire(&m->next);
+		r = load_acquire(&L(m)->next);
 	}
 }
 
@@ -186,6 +186,7 @@ static int pattern_prepare(shmg_t *h, const char *pat, size_t len, const struct 
 	k->key = pat ? pat : "";
 	k->len = pat ? len : 0;
 	k->cluster = mon_cluster_tag(seed);
+	k->seed = seed;
 	k->hash = sg_hash(k->key, k->len, seed);
 	k->shard = shard_of(h, k->hash);
 	return 0;
@@ -240,13 +241,13 @@ static long dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg
 		target_add(h, reg->ep_slot, reg->ep_gen);
 	const struct entry *head = index_find(h, &k, K_GROUP, NULL);
 	uint64_t steps = h->size / sizeof(struct entry);
-	for (ref_t r = head ? load_acquire(&head->next) : 0; r && steps--;) {
+	for (ref_t r = head ? load_acquire(&L(head)->next) : 0; r && steps--;) {
 		const struct entry *m = entry_at(h, r);
 		if (!m)
 			break;
 		if (m->kind == K_MEMBER && entry_live(h, m) && m->node == h->node)
 			target_add(h, m->ep_slot, m->ep_gen);
-		r = load_acquire(&m->next);
+		r = load_acquire(&L(m)->next);
 	}
 	read_exit(h);
 	long n = 0;

@@ -25,6 +25,7 @@ int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *
 		return rc;
 	k->key = key;
 	k->len = len;
+	k->seed = seed;
 	k->hash = sg_hash(key, len, seed);
 	k->shard = shard_of(h, k->hash);
 	return 0;

@@ -88,7 +88,7 @@ int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref, bool check_entry
 		struct entry *e = entry_at(h, ref);
 		if (!e || e->kind < K_REG || e->kind > K_MONITOR || e->key_len > h->hdr->key_max ||
 		    e->meta_len > h->hdr->meta_max ||
-		    sizeof(*e) + e->key_len + e->meta_len > alloc_class_size(cls) ||
+		    entry_size(e->kind, e->key_len, e->meta_len) > alloc_class_size(cls) ||
 		    ((e->kind == K_REG || e->kind == K_GROUP) && e->key_len == 0))
 			return -1;
 	}
@@ -122,22 +122,22 @@ static void mark_list(shmg_t *h, struct scan *sc, struct entry *head)
 {
 	uint8_t mkind = head->kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
 	ref_t href = ref_of(h, head), prev = 0;
-	uint32_t *link = &head->next, n = 0;
+	uint32_t *link = &L(head)->next, n = 0;
 	for (ref_t r = *link; r; r = *link) {
 		int64_t b = scan_block(h, sc, r, true);
 		struct entry *m = b >= 0 ? entry_at(h, r) : NULL;
-		if (!m || m->kind != mkind || m->aux != href || bm_test(sc->listed, (uint64_t)b)) {
+		if (!m || m->kind != mkind || L(m)->aux != href || bm_test(sc->listed, (uint64_t)b)) {
 			store_release(link, 0);
 			break;
 		}
 		bm_set(sc->listed, (uint64_t)b);
 		bm_set(sc->live, (uint64_t)b);
-		m->prev = prev;
+		L(m)->prev = prev;
 		prev = r;
-		link = &m->next;
+		link = &L(m)->next;
 		n++;
 	}
-	head->aux = n;
+	L(head)->aux = n;
 }
 
 static int mark_lists(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
@@ -270,7 +270,7 @@ static int fix_members(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 		return 0;
 	bool member = e->kind == K_MEMBER || e->kind == K_MONITOR;
 	bool head = e->kind == K_GROUP || e->kind == K_MONHEAD;
-	if ((member && !bm_test(sc->listed, (uint64_t)b)) || (head && e->next == 0)) {
+	if ((member && !bm_test(sc->listed, (uint64_t)b)) || (head && L(e)->next == 0)) {
 		index_clear_slot(h, sc->shard, pos);
 		epoch_retire(h, sc->shard, ref_of(h, e), LIMBO_BLOCK);
 	}
@@ -283,14 +283,14 @@ static int relist_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 	struct scan *sc = arg;
 	if (e->kind != K_GROUP && e->kind != K_MONHEAD)
 		return 0;
-	for (ref_t r = e->next; r;) {
+	for (ref_t r = L(e)->next; r;) {
 		struct entry *m = entry_at(h, r);
 		int64_t b = scan_block(h, sc, r, false);
 		if (!m || b < 0)
 			break;
-		if (!bm_test(sc->indexed, (uint64_t)b) && index_insert(h, sc->shard, m->hash, r) == 0)
+		if (!bm_test(sc->indexed, (uint64_t)b) && index_insert(h, sc->shard, entry_hash(h, m), r) == 0)
 			bm_set(sc->indexed, (uint64_t)b);
-		r = m->next;
+		r = L(m)->next;
 	}
 	return 0;
 }

@@ -98,26 +98,27 @@ void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
 struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct keyref *k,
 			const void *meta, size_t meta_len, ref_t *ref_out)
 {
-	size_t key_len = kind == K_MEMBER ? 0 : k->len;
-	ref_t ref = alloc_block(h, shard, (uint32_t)(sizeof(struct entry) + key_len + meta_len));
+	size_t key_len = kind == K_MEMBER || kind == K_MONITOR ? 0 : k->len;
+	ref_t ref = alloc_block(h, shard, (uint32_t)entry_size(kind, (uint32_t)key_len, (uint32_t)meta_len));
 	if (!ref)
 		return NULL;
 	struct entry *e = (struct entry *)(h->base + ((uint64_t)ref << REF_SHIFT));
-	e->hash = k->hash;
-	e->time_ns = now_realtime_ns();
-	e->cluster = k->cluster;
-	e->node = h->node;
-	e->ep_slot = h->slot;
-	e->ep_gen = h->gen;
-	e->pid = h->ep->pid;
-	e->key_len = (uint16_t)key_len;
-	e->kind = kind;
-	e->flags = 0;
-	e->meta_len = (uint32_t)meta_len;
-	e->next = e->prev = e->aux = 0;
+	*e = (struct entry){
+		.cluster = k->cluster,
+		.node = h->node,
+		.ep_gen = h->gen,
+		.ep_slot = (uint16_t)h->slot,
+		.key_len = (uint16_t)key_len,
+		.kind = kind,
+		.meta_len = (uint16_t)meta_len,
+		.pid = h->ep->pid,
+		.time_ns = now_realtime_ns(),
+	};
 	memcpy((uint8_t *)(e + 1), k->key, key_len);
 	if (meta_len)
 		memcpy((uint8_t *)(e + 1) + key_len, meta, meta_len);
+	if (kind_has_links(kind))
+		*L(e) = (struct entry_links){.seed = k->seed};
 	*ref_out = ref;
 	return e;
 }
@@ -144,7 +145,7 @@ void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const 
 {
 	if (h->suppress_events || (e->kind != K_REG && e->kind != K_MEMBER))
 		return;
-	const struct entry *keyholder = e->kind == K_MEMBER ? entry_at(h, e->aux) : e;
+	const struct entry *keyholder = e->kind == K_MEMBER ? entry_at(h, L(e)->aux) : e;
 	if (!keyholder)
 		return;
 	/* Outside a batch, record how far delivery got, target by target, so
@@ -171,19 +172,19 @@ void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, 
  * from the head; prev links are for writers only). */
 static void list_unlink(shmg_t *h, struct entry *head, struct entry *m)
 {
-	struct entry *prev = m->prev ? entry_at(h, m->prev) : NULL;
-	struct entry *next = m->next ? entry_at(h, m->next) : NULL;
+	struct entry *prev = L(m)->prev ? entry_at(h, L(m)->prev) : NULL;
+	struct entry *next = L(m)->next ? entry_at(h, L(m)->next) : NULL;
 	if (prev)
-		store_release(&prev->next, m->next);
+		store_release(&L(prev)->next, L(m)->next);
 	else
-		store_release(&head->next, m->next);
+		store_release(&L(head)->next, L(m)->next);
 	if (next)
-		next->prev = m->prev;
+		L(next)->prev = L(m)->prev;
 }
 
 void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason)
 {
-	struct entry *head = entry_at(h, m->aux);
+	struct entry *head = entry_at(h, L(m)->aux);
 	uint8_t head_kind = m->kind == K_MONITOR ? K_MONHEAD : K_GROUP;
 	if (!head || head->kind != head_kind) {
 		/* Only a damaged arena gets here; drop the index slot. */
@@ -195,15 +196,16 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	list_unlink(h, head, m);
 	TEST_POINT("leave:unlinked");
 	index_clear_slot(h, shard, pos);
-	store_relaxed(&head->aux, head->aux - 1);
+	store_relaxed(&L(head)->aux, L(head)->aux - 1);
 	if (m->kind == K_MEMBER)
 		oplog_append(h, shard, OP_LEAVE, (uint8_t)reason, m, entry_key(head), head->key_len);
 	shard_count(h, shard, m, -1);
 	shard_event(h, shard, SHMG_EV_LEFT, (uint8_t)reason, m, NULL);
 	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
-	if (head->aux == 0 && head->next == 0) {
-		struct keyref k = {entry_key(head), head->key_len, head->cluster, head->hash, shard};
+	if (L(head)->aux == 0 && L(head)->next == 0) {
+		struct keyref k = {entry_key(head), head->key_len, head->cluster, entry_hash(h, head),
+				   shard, 0};
 		uint32_t hpos;
 		if (index_find(h, &k, head_kind, &hpos) == head) {
 			index_clear_slot(h, shard, hpos);
