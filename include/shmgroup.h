@@ -163,8 +163,11 @@ typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
  *   exists, or it exists with a different non-zero config field;
  *   -EPROTO not a shmgroup arena, or one of another layout version or build;
  *   -EACCES permission denied (another user's arena); -EUSERS all endpoint
- *   slots in use; -ENOMEM, -ENOSPC (no room in /dev/shm), or another errno of
- *   shm_open/ftruncate/mmap.
+ *   slots in use; -EMFILE this process already has 1024 handles open;
+ *   -ENOMEM, -ENOSPC (no room in /dev/shm), or another errno of
+ *   shm_open/ftruncate/mmap.  The arena must also have room for the tables
+ *   the config implies (max_endpoints x mailbox_bytes, shards x oplog_bytes,
+ *   and at least 4 pages of 64 KiB per shard): -EINVAL otherwise.
  * Blocks: briefly, on a file lock held while another process creates the arena.
  * Thread-safety: may be called from any thread. */
 SHMG_EXPORT int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out);
