@@ -214,6 +214,7 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 			}
 			events_batch_flush(h);
 			ep->flags |= EPF_EVENTS_SENT; /* under every shard lock */
+			TEST_POINT("reap:events-sent");
 		}
 		h->suppress_events = true;
 		for (unsigned i = 0; i < sizeof(order); i++) {

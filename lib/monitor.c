@@ -135,6 +135,7 @@ void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *clus
 			if (!one.count && mb_batch_add(&one, r, cluster, key, meta, prev) < 0)
 				return;
 			mailbox_deliver(h, slot, h->target_gen[slot], &one);
+			TEST_POINT("event:delivered");
 		}
 	}
 	free(one.buf);

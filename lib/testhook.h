@@ -22,6 +22,10 @@
  *   "alloc:page"           a fresh page claimed for the shard, not yet linked
  *   "oplog:append"         change-log record written, head not advanced
  *   "close:removing"       endpoint marked dead, entries being removed
+ *   "event:delivered"      a single write's event appended to one monitor's
+ *                          mailbox, more monitors to go (in-flight record set)
+ *   "reap:events-sent"     a death or close batch delivered, entries not yet
+ *                          removed (all shard locks held)
  */
 #ifndef SHMG_TESTHOOK_H
 #define SHMG_TESTHOOK_H

@@ -622,6 +622,140 @@ START_TEST(test_reader_dies_in_section)
 }
 END_TEST
 
+
+/* ---- events across a writer's death -------------------------------------- */
+
+static int event_child(void *arg)
+{
+	shmg_t *h = NULL;
+
+	hook_point = (const char *)arg;
+	if (strcmp(hook_point, "reap:events-sent") == 0) {
+		/* shmg_open reaps dead endpoints itself: killed inside it, after
+		 * the dead endpoint's batch went out. */
+		sg_test_hook = hook;
+		shmg_open(tc_arena, NULL, &h);
+		return 12;
+	}
+	if (shmg_open(tc_arena, NULL, &h) != 0)
+		return 10;
+	sh->child_id = shmg_self(h);
+	sg_test_hook = hook;
+	shmg_register(h, SHMG_KEY(KEY), M1, sizeof(M1) - 1, NULL);
+	return 12;
+}
+
+static int count_events(shmg_t *h, enum shmg_event_type type, const char *key, int *batches)
+{
+	struct shmg_event ev[64];
+	int n, total = 0;
+	uint32_t last_batch = UINT32_MAX;
+
+	*batches = 0;
+	while ((n = shmg_receive(h, ev, 64, 0)) > 0) {
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type != type || ev[i].key_len != strlen(key) ||
+			    memcmp(ev[i].key, key, ev[i].key_len) != 0)
+				continue;
+			total++;
+			if (ev[i].batch != last_batch)
+				(*batches)++;
+			last_batch = ev[i].batch;
+		}
+	}
+	ck_assert_int_ge(n, 0);
+	return total;
+}
+
+/* A writer dies after its event reached the first of two monitors: the
+ * repair delivers it to the second, and not again to the first. */
+START_TEST(test_crash_between_monitors)
+{
+	struct shmg_config c = one_shard();
+	shmg_t *m1, *m2;
+	int batches;
+
+	sh = tc_shared_alloc(sizeof(*sh));
+	m1 = tc_open(tc_arena, &c);
+	m2 = tc_open(tc_arena, NULL);
+	ck_assert_uint_lt(shmg_self(m1).slot, shmg_self(m2).slot);
+	TC_EQ(shmg_monitor(m1, NULL, 0, NULL), 0);
+	TC_EQ(shmg_monitor(m2, NULL, 0, NULL), 0);
+
+	pid_t pid = tc_fork(event_child, (void *)"event:delivered");
+	TC_EQ(tc_wait_exit(pid, 60000), TC_KILLED(SIGKILL));
+
+	TC_EQ(count_events(m1, SHMG_EV_REGISTERED, KEY, &batches), 1);
+	TC_EQ(count_events(m2, SHMG_EV_REGISTERED, KEY, &batches), 0); /* not yet */
+	/* The next writer on the shard repairs it and finishes the delivery. */
+	TC_EQ(shmg_register(m1, SHMG_KEY("crash/other"), "x", 1, NULL), 0);
+	TC_EQ(count_events(m2, SHMG_EV_REGISTERED, KEY, &batches), 1);
+	TC_EQ(count_events(m1, SHMG_EV_REGISTERED, KEY, &batches), 0); /* not twice */
+	TC_EQ(shmg_reap(m1), 1);
+	TC_EQ(count_events(m2, SHMG_EV_UNREGISTERED, KEY, &batches), 1);
+	TC_ASSERT_CLEAN(m1);
+	shmg_close(m2);
+	shmg_close(m1);
+}
+END_TEST
+
+static int registers_and_waits(void *arg)
+{
+	shmg_t *h = NULL;
+
+	(void)arg;
+	if (shmg_open(tc_arena, NULL, &h) != 0)
+		return 10;
+	sh->child_id = shmg_self(h);
+	if (shmg_register(h, SHMG_KEY(KEY), M1, sizeof(M1) - 1, NULL) != 0 ||
+	    shmg_join(h, SHMG_KEY(GROUP), M1, sizeof(M1) - 1, NULL) != 0)
+		return 11;
+	for (;;)
+		pause();
+}
+
+static bool registered(void *arg)
+{
+	return shmg_lookup(arg, SHMG_KEY(KEY), NULL, NULL, 0, NULL, NULL) == 0;
+}
+
+/* A reaper dies after delivering a death batch, before removing the entries:
+ * the next reaper removes them without reporting the death again. */
+START_TEST(test_crash_reaper_after_batch)
+{
+	struct shmg_config c = one_shard();
+	shmg_t *m;
+	int batches;
+
+	sh = tc_shared_alloc(sizeof(*sh));
+	m = tc_open(tc_arena, &c);
+	TC_EQ(shmg_monitor(m, NULL, 0, NULL), 0);
+	pid_t victim = tc_fork(registers_and_waits, NULL);
+	ck_assert(tc_wait_until(registered, m, 20000));
+	ck_assert_int_eq(kill(victim, SIGKILL), 0);
+	TC_EQ(tc_wait_exit(victim, 20000), TC_KILLED(SIGKILL));
+	(void)count_events(m, SHMG_EV_REGISTERED, KEY, &batches); /* drain */
+
+	pid_t reaper = tc_fork(event_child, (void *)"reap:events-sent");
+	TC_EQ(tc_wait_exit(reaper, 60000), TC_KILLED(SIGKILL));
+
+	TC_EQ(shmg_reap(m), 2); /* the victim (entries left) and the dead reaper */
+	TC_EQ(shmg_lookup(m, SHMG_KEY(KEY), NULL, NULL, 0, NULL, NULL), -ENOENT);
+	TC_EQ(shmg_member_count(m, SHMG_KEY(GROUP), NULL), 0);
+	struct shmg_event ev[16];
+	int n = shmg_receive(m, ev, 16, 0);
+	TC_EQ(n, 2); /* one batch: unregistered, then left, reason exit */
+	ck_assert_int_eq(ev[0].type, SHMG_EV_UNREGISTERED);
+	ck_assert_int_eq(ev[1].type, SHMG_EV_LEFT);
+	ck_assert_int_eq(ev[0].reason, SHMG_REASON_EXIT);
+	ck_assert_uint_eq(ev[0].batch, ev[1].batch);
+	ck_assert_int_eq(ev[1].batch_end, 1);
+	TC_EQ(shmg_receive(m, ev, 16, 0), 0); /* and nothing more */
+	TC_ASSERT_CLEAN(m);
+	shmg_close(m);
+}
+END_TEST
+
 static Suite *crash_suite(void)
 {
 	Suite *s = suite_create("crash");
@@ -633,6 +767,8 @@ static Suite *crash_suite(void)
 	tcase_add_loop_test(tc, test_park_point, 0, N_PARK);
 	tc = tc_case(s, "reader", 60);
 	tcase_add_test(tc, test_reader_dies_in_section);
+	tcase_add_test(tc, test_crash_between_monitors);
+	tcase_add_test(tc, test_crash_reaper_after_batch);
 	return s;
 }
 
