@@ -104,7 +104,7 @@ static bool match_key(const struct entry *e, const void *ctx)
 {
 	const struct key_match *m = ctx;
 	return e->kind == m->kind && e->cluster == m->k->cluster && e->key_len == m->k->len &&
-	       memcmp(entry_key(e), m->k->key, m->k->len) == 0;
+	       bytes_equal(entry_key(e), m->k->key, m->k->len);
 }
 
 struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *pos_out)

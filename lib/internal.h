@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "layout.h"
 #include "shmgroup.h"
@@ -72,6 +73,53 @@ struct shmg {
 	struct reaper *reaper;
 	char name[SHMG_NAME_MAX + 1];
 };
+
+/* ---- small inline byte helpers for the lookup path -------------------- */
+/* Keys and metadata on the read path are short: these avoid a libc call
+ * (and its wide-vector variants) per lookup.  Word loads use memcpy of a
+ * constant size, which compiles to a plain unaligned load. */
+static inline uint64_t load64(const void *p)
+{
+	uint64_t v;
+	__builtin_memcpy(&v, p, 8);
+	return v;
+}
+static inline bool bytes_have_nul(const char *p, size_t n)
+{
+	for (; n >= 8; p += 8, n -= 8) {
+		uint64_t v = load64(p);
+		if ((v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull)
+			return true;
+	}
+	for (; n; p++, n--)
+		if (!*p)
+			return true;
+	return false;
+}
+static inline bool bytes_equal(const void *a, const void *b, size_t n)
+{
+	const uint8_t *x = a, *y = b;
+	for (; n >= 8; x += 8, y += 8, n -= 8)
+		if (load64(x) != load64(y))
+			return false;
+	for (; n; x++, y++, n--)
+		if (*x != *y)
+			return false;
+	return true;
+}
+static inline void bytes_copy(void *dst, const void *src, size_t n)
+{
+	if (n > 64) {
+		memcpy(dst, src, n);
+		return;
+	}
+	uint8_t *d = dst;
+	const uint8_t *s = src;
+	for (; n >= 8; d += 8, s += 8, n -= 8)
+		__builtin_memcpy(d, s, 8);
+	for (; n; d++, s++, n--)
+		*d = *s;
+}
 
 /* ---- handle.c -------------------------------------------------------- */
 extern _Atomic uint32_t handle_fork_gen;

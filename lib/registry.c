@@ -15,7 +15,7 @@
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
 		struct keyref *k)
 {
-	if (unlikely(!key || len == 0 || len > h->hdr->key_max || memchr(key, 0, len)))
+	if (unlikely(!key || len == 0 || len > h->hdr->key_max || bytes_have_nul(key, len)))
 		return -EINVAL;
 	if ((flags & KEY_WRITE) && key[len - 1] == '/')
 		return -EINVAL;
@@ -248,7 +248,7 @@ int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void 
 			goto out;
 		}
 		if (meta && n)
-			memcpy(meta, m, (size_t)n);
+			bytes_copy(meta, m, (size_t)n);
 		if (meta_len)
 			*meta_len = (size_t)n;
 	}
