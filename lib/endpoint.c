@@ -146,6 +146,7 @@ int endpoint_claim(shmg_t *h)
 	store_relaxed(&ep->gen, gen);
 	ep->pid = (int32_t)getpid();
 	ep->flags = 0;
+	ep->batch_done = 0;
 	if (proc_start_time(getpid(), &ep->start_time) < 0)
 		ep->start_time = 0;
 	ep->opened_ns = now_realtime_ns();
@@ -194,12 +195,19 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 	for (; locked < n; locked++)
 		if ((rc = shard_lock(h, locked)) < 0)
 			break;
-	if (rc == 0) {
+	struct endpoint_slot *ep = endpoint_at(h, slot);
+	/* A second remover of the same death may get the locks after the first
+	 * one finished and the slot was claimed again: the flags and progress
+	 * below are the new owner's then, and there is nothing left to do. */
+	if (rc == 0 && load_acquire(&ep->gen) == gen) {
 		/* The batch goes out first (unregistered, then left), then the
 		 * entries go, silently: see shard.c on why that order is safe. */
 		static const uint8_t order[] = {K_REG, K_MEMBER, K_MONITOR};
-		struct endpoint_slot *ep = endpoint_at(h, slot);
 		if (!(ep->flags & EPF_EVENTS_SENT)) {
+			/* A remover killed while delivering recorded how far it got:
+			 * the batch (recomputed from the same entries) goes on from
+			 * there, not again to the monitors that have it. */
+			h->deliver_from = ep->batch_done;
 			events_batch_begin(h);
 			for (unsigned i = 0; i < 2; i++) {
 				struct owner_ctx o = {slot, gen, order[i]};
@@ -212,7 +220,10 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 						shard_emit_matching(h, s, owned_by, &o, order[i],
 								    reason);
 			}
+			h->progress_word = &ep->batch_done;
 			events_batch_flush(h);
+			h->progress_word = NULL;
+			h->deliver_from = 0;
 			ep->flags |= EPF_EVENTS_SENT; /* under every shard lock */
 			TEST_POINT("reap:events-sent");
 		}

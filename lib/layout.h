@@ -121,7 +121,8 @@ struct endpoint_slot {
 	uint32_t flags;
 	uint64_t start_time; /* /proc/PID/stat field 22, clock ticks since boot */
 	uint64_t opened_ns;
-	uint8_t pad0[CACHE_LINE - 32];
+	uint32_t batch_done;  /* its death/close batch reached targets below this slot */
+	uint8_t pad0[CACHE_LINE - 36];
 	/* Line 1: the reader slot.  Only the owner writes it (epoch.c), except a
 	 * reaper clearing it after the owner died. */
 	_Alignas(CACHE_LINE) uint64_t read_epoch;
