@@ -111,6 +111,8 @@ static void handle_free_resources(shmg_t *h)
 			free(h->pending[i].buf);
 	free(h->pending);
 	free(h->pending_gen);
+	free(h->single.buf);
+	h->single = (struct mb_batch){0};
 	free(h->rx);
 	free(h->rx_meta);
 	h->scratch = h->rx = h->rx_meta = NULL;

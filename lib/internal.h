@@ -69,6 +69,7 @@ struct shmg {
 	uint32_t *progress_word; /* in-flight delivery progress to record, or NULL */
 	uint32_t deliver_from;   /* repair: skip targets below this slot */
 	struct mb_batch *pending; /* per target slot while batching */
+	struct mb_batch single;   /* one event's record, outside batches */
 	uint32_t *pending_gen;
 	struct reaper *reaper;
 	char name[SHMG_NAME_MAX + 1];

@@ -118,7 +118,8 @@ void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *clus
 		     const void *key, const void *meta, const void *prev)
 {
 	uint32_t words = (h->hdr->max_endpoints + 63) / 64;
-	struct mb_batch one = {0};
+	struct mb_batch *one = &h->single; /* reused: no allocation per event */
+	one->len = one->count = 0;
 	for (uint32_t w = 0; w < words; w++) {
 		for (uint64_t bits = h->targets[w]; bits; bits &= bits - 1) {
 			uint32_t slot = w * 64 + (uint32_t)__builtin_ctzll(bits);
@@ -132,13 +133,12 @@ void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *clus
 				mb_batch_add(b, r, cluster, key, meta, prev);
 				continue;
 			}
-			if (!one.count && mb_batch_add(&one, r, cluster, key, meta, prev) < 0)
+			if (!one->count && mb_batch_add(one, r, cluster, key, meta, prev) < 0)
 				return;
-			mailbox_deliver(h, slot, h->target_gen[slot], &one);
+			mailbox_deliver(h, slot, h->target_gen[slot], one);
 			TEST_POINT("event:delivered");
 		}
 	}
-	free(one.buf);
 }
 
 void events_emit(shmg_t *h, uint8_t type, uint8_t reason, const struct entry *e, const char *key,
