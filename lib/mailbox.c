@@ -159,7 +159,8 @@ int mb_batch_add(struct mb_batch *b, const struct mailbox_record *r, const char 
 	uint8_t *p = b->buf + b->len;
 	memcpy(p, r, sizeof(*r));
 	p += sizeof(*r);
-	memcpy(p, cluster, r->cluster_len);
+	if (r->cluster_len)
+		memcpy(p, cluster, r->cluster_len);
 	p += r->cluster_len;
 	memcpy(p, key, r->key_len);
 	p += r->key_len;

@@ -699,24 +699,24 @@ START_TEST(test_crash_between_monitors)
 }
 END_TEST
 
+static int victim_pipe[2];
+
 static int registers_and_waits(void *arg)
 {
 	shmg_t *h = NULL;
 
 	(void)arg;
+	close(victim_pipe[0]);
 	if (shmg_open(tc_arena, NULL, &h) != 0)
 		return 10;
 	sh->child_id = shmg_self(h);
 	if (shmg_register(h, SHMG_KEY(KEY), M1, sizeof(M1) - 1, NULL) != 0 ||
 	    shmg_join(h, SHMG_KEY(GROUP), M1, sizeof(M1) - 1, NULL) != 0)
 		return 11;
+	/* Both calls returned: their events are in the monitor's mailbox. */
+	(void)!write(victim_pipe[1], "r", 1);
 	for (;;)
 		pause();
-}
-
-static bool registered(void *arg)
-{
-	return shmg_lookup(arg, SHMG_KEY(KEY), NULL, NULL, 0, NULL, NULL) == 0;
 }
 
 /* A reaper dies after delivering a death batch, before removing the entries:
@@ -730,11 +730,13 @@ START_TEST(test_crash_reaper_after_batch)
 	sh = tc_shared_alloc(sizeof(*sh));
 	m = tc_open(tc_arena, &c);
 	TC_EQ(shmg_monitor(m, NULL, 0, NULL), 0);
+	char b;
+	ck_assert_int_eq(pipe(victim_pipe), 0);
 	pid_t victim = tc_fork(registers_and_waits, NULL);
-	ck_assert(tc_wait_until(registered, m, 20000));
+	TC_EQ(tc_read_full(victim_pipe[0], &b, 1, 20000), 0);
 	ck_assert_int_eq(kill(victim, SIGKILL), 0);
 	TC_EQ(tc_wait_exit(victim, 20000), TC_KILLED(SIGKILL));
-	(void)count_events(m, SHMG_EV_REGISTERED, KEY, &batches); /* drain */
+	TC_EQ(count_events(m, SHMG_EV_REGISTERED, KEY, &batches), 1); /* and drains the join */
 
 	pid_t reaper = tc_fork(event_child, (void *)"reap:events-sent");
 	TC_EQ(tc_wait_exit(reaper, 60000), TC_KILLED(SIGKILL));
