@@ -29,10 +29,11 @@
  *  - A handle may be used by one thread at a time (like a FILE under a lock).
  *    Threads that want to work concurrently open one handle each: handles of one
  *    process are independent endpoints and never contend except on shard locks.
- *  - Inside shmg_read_begin()/shmg_read_end() do not block, sleep or make
- *    calls that may: a long read section delays reclamation of freed entries
- *    for every process of the host (nothing is freed under you, but memory is
- *    not reused until you leave).
+ *  - Inside shmg_read_begin()/shmg_read_end() (and in shmg_members callbacks)
+ *    do not block, sleep, or call write functions on any handle: a long read
+ *    section delays reclamation of freed entries for every process of the
+ *    host (nothing is freed under you, but memory is not reused until you
+ *    leave), and a write may wait for read sections to end.
  *  - Keys are byte strings of 1..key_max bytes without NUL.  A key ending in '/'
  *    is a prefix: accepted by members, member counts and monitors as a pattern,
  *    refused (-EINVAL) by register, unregister, join and leave.
@@ -254,8 +255,9 @@ SHMG_EXPORT int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_
 			    const struct shmg_opts *opts);
 
 /* Zero-copy lookup; only inside shmg_read_begin()/shmg_read_end().  entry's
- * pointers stay valid until shmg_read_end(); extract_meta is not applied (raw
- * metadata).  Returns 0 found; -ENOENT; -EINVAL; -EPERM outside a read
+ * key and meta stay valid until shmg_read_end(); entry->cluster points at the
+ * cluster table and reads another name if that cluster is disconnected and its
+ * slot reused meanwhile.  extract_meta is not applied (raw metadata).  Returns 0 found; -ENOENT; -EINVAL; -EPERM outside a read
  * section; -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len,
 				struct shmg_entry *entry, const struct shmg_opts *opts);
@@ -312,7 +314,8 @@ SHMG_EXPORT int shmg_leave(shmg_t *h, const char *key, size_t key_len,
  * it when it ends in '/' (prefix), in this cluster, until fn returns non-zero
  * or opts->limit results were given.  Runs inside a read section: entry
  * pointers are valid only during the call, fn must not block or call write
- * functions on this handle.  Order is unspecified.
+ * functions (on any handle: a write may wait for read sections to end).
+ * Order is unspecified.
  * Returns the number of entries given to fn, or fn's non-zero value;
  * -EINVAL bad key or cluster; -EBADF, -ECHILD.  No allocation, no syscall. */
 SHMG_EXPORT long shmg_members(shmg_t *h, const char *key, size_t key_len, shmg_entry_fn fn,
