@@ -8,16 +8,18 @@
  * object, through a descriptor of its own that is never mapped (lock_fd).  The
  * kernel drops that lock when the description's last reference goes — when
  * the process dies, whatever the cause; forked children close their copy —
- * so
- * "is the lock held?" (F_OFD_GETLK, one syscall) is an exact liveness test
- * that PID reuse cannot fool.  live_gen[slot] holds the generation while the
+ * so "is the lock held?" (F_OFD_GETLK, one syscall) is an exact liveness test
+ * that PID reuse cannot fool.  The lock is taken before the slot is published
+ * and released by its owner only after the slot is free again.  live_gen[slot] holds the generation while the
  * endpoint is live; readers compare it with an entry's generation, so one
  * store hides every entry of an endpoint the moment its death is noticed.
  *
- * Removal of a dead or closing endpoint's entries: state CLOSING, live_gen 0,
- * then each shard in turn under its lock, then state FREE.  Killed at any
- * point, the slot is left CLOSING (or LIVE/OPENING with no lock holder) and
- * the next reap redoes the idempotent removal.
+ * Removal of a dead or closing endpoint's entries: state CLOSING, live_gen 0
+ * (under endpoint_lock, after liveness is checked again there), then every
+ * shard lock, the batch of events, the entries, then state FREE.  Killed at
+ * any point, the slot is left CLOSING (or LIVE/OPENING with no lock holder)
+ * and the next reap redoes the removal, which is idempotent and does not
+ * repeat the batch once EPF_EVENTS_SENT is set.
  */
 #include <fcntl.h>
 #include <stdio.h>
