@@ -211,8 +211,8 @@ ref_t alloc_block(shmg_t *h, uint32_t shard, uint32_t bytes)
 
 /* Locates ref's slab page and block index; false if ref is not a block of a
  * slab page owned by shard. */
-static bool block_locate(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *page_out,
-			 uint32_t *idx_out, uint32_t *cls_out)
+bool alloc_block_valid(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *page_out,
+		       uint32_t *idx_out, uint32_t *cls_out)
 {
 	uint64_t off = (uint64_t)ref << REF_SHIFT;
 	if (off < h->hdr->off_pages || off >= h->size)
@@ -234,16 +234,11 @@ static bool block_locate(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *p
 	return true;
 }
 
-bool alloc_block_valid(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *page, uint32_t *idx,
-		       uint32_t *cls)
-{
-	return block_locate(h, shard, ref, page, idx, cls);
-}
 
 void alloc_free_block(shmg_t *h, uint32_t shard, ref_t ref)
 {
 	uint32_t page, idx, cls;
-	if (!block_locate(h, shard, ref, &page, &idx, &cls)) {
+	if (!alloc_block_valid(h, shard, ref, &page, &idx, &cls)) {
 		sg_log(h, SHMG_LOG_INFO, "shard %u: refusing to free invalid block ref %u", shard, ref);
 		return;
 	}

@@ -101,14 +101,16 @@ static void untrack_and_retire(shmg_t *h)
 
 static void handle_free_resources(shmg_t *h)
 {
+	/* The per-target buffers are counted by the arena's max_endpoints:
+	 * free them while the header is still mapped. */
+	if (h->pending && h->hdr)
+		for (uint32_t i = 0; i < h->hdr->max_endpoints; i++)
+			free(h->pending[i].buf);
 	arena_unmap(h);
 	handle_drop_fds(h);
 	free(h->scratch);
 	free(h->targets);
 	free(h->target_gen);
-	if (h->pending)
-		for (uint32_t i = 0; h->hdr_endpoints && i < h->hdr_endpoints; i++)
-			free(h->pending[i].buf);
 	free(h->pending);
 	free(h->pending_gen);
 	free(h->single.buf);
@@ -136,7 +138,6 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 	if (rc < 0)
 		goto fail;
 	h->node = h->hdr->node_id;
-	h->hdr_endpoints = h->hdr->max_endpoints;
 	h->live_gen = (uint32_t *)(h->base + h->hdr->off_live_gen);
 	uint32_t n = h->hdr->max_endpoints;
 	h->scratch = malloc(h->hdr->meta_max ? h->hdr->meta_max : 1);

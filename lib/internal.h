@@ -52,7 +52,6 @@ struct shmg {
 	struct endpoint_slot *ep;
 	uint32_t *live_gen;
 	uint32_t slot, gen, node;
-	uint32_t hdr_endpoints; /* max_endpoints, kept after the arena is unmapped */
 	int read_depth;
 	bool use_fence;       /* membarrier registration failed: fence on read entry */
 	shmg_extract_fn extract;
@@ -144,7 +143,6 @@ uint64_t sg_mix(uint64_t a, uint64_t b);
 #define HASH_ID 1u /* identifies sg_hash in the arena header */
 
 /* ---- arena.c --------------------------------------------------------- */
-struct arena_geometry;
 int arena_open(shmg_t *h, const char *name, const struct shmg_config *cfg);
 void arena_unmap(shmg_t *h);
 int arena_name_valid(const char *name);
