@@ -551,6 +551,15 @@ SHMG_EXPORT void shmg_set_log_fn(shmg_log_fn fn, void *arg);
  * returns the current one. */
 SHMG_EXPORT int shmg_log_level(shmg_t *h, int level);
 
+/* Words for enum values, for logs and tools: "registered", "exit", "verbose"
+ * ...; "unknown" for a value out of range.  Never NULL, static strings.
+ * shmg_log_level_parse is the inverse for log levels ("off", "info",
+ * "verbose"): the level, or -EINVAL. */
+SHMG_EXPORT const char *shmg_event_type_name(int type);
+SHMG_EXPORT const char *shmg_reason_name(int reason);
+SHMG_EXPORT const char *shmg_log_level_name(int level);
+SHMG_EXPORT int shmg_log_level_parse(const char *word);
+
 /* Words for a (negative or positive) errno as this library uses it.  Never NULL. */
 SHMG_EXPORT const char *shmg_strerror(int err);
 

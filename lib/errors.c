@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Error words and the process-wide log sink (silent unless the application sets one). */
+/* Words for errors and enum values, and the process-wide log sink (silent
+ * unless the application sets one). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,4 +56,48 @@ const char *shmg_strerror(int err)
 		return d ? d : "unknown error";
 	}
 	}
+}
+
+static const char *word_of(const char *const *words, size_t n, int v)
+{
+	return v >= 0 && (size_t)v < n && words[v] ? words[v] : "unknown";
+}
+
+const char *shmg_event_type_name(int type)
+{
+	static const char *const words[] = {
+		[SHMG_EV_REGISTERED] = "registered", [SHMG_EV_UNREGISTERED] = "unregistered",
+		[SHMG_EV_JOINED] = "joined",         [SHMG_EV_LEFT] = "left",
+		[SHMG_EV_MESSAGE] = "message",       [SHMG_EV_OVERFLOW] = "overflow",
+	};
+	return word_of(words, sizeof(words) / sizeof(words[0]), type);
+}
+
+const char *shmg_reason_name(int reason)
+{
+	static const char *const words[] = {
+		[SHMG_REASON_NONE] = "none",
+		[SHMG_REASON_NORMAL] = "normal",
+		[SHMG_REASON_EXIT] = "exit",
+		[SHMG_REASON_NODEDOWN] = "nodedown",
+		[SHMG_REASON_CONFLICT] = "conflict",
+		[SHMG_REASON_CLUSTER_DISCONNECT] = "cluster_disconnect",
+	};
+	return word_of(words, sizeof(words) / sizeof(words[0]), reason);
+}
+
+static const char *const level_words[] = {
+	[SHMG_LOG_OFF] = "off", [SHMG_LOG_INFO] = "info", [SHMG_LOG_VERBOSE] = "verbose"};
+
+const char *shmg_log_level_name(int level)
+{
+	return word_of(level_words, sizeof(level_words) / sizeof(level_words[0]), level);
+}
+
+int shmg_log_level_parse(const char *word)
+{
+	for (int i = 0; word && i < (int)(sizeof(level_words) / sizeof(level_words[0])); i++)
+		if (strcmp(word, level_words[i]) == 0)
+			return i;
+	return -EINVAL;
 }

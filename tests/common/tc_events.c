@@ -38,25 +38,6 @@ void tc_ev_copy(struct tc_ev *dst, const struct shmg_event *src)
 	dst->batch_end = src->batch_end;
 }
 
-const char *tc_ev_type_name(enum shmg_event_type t)
-{
-	switch (t) {
-	case SHMG_EV_REGISTERED:
-		return "registered";
-	case SHMG_EV_UNREGISTERED:
-		return "unregistered";
-	case SHMG_EV_JOINED:
-		return "joined";
-	case SHMG_EV_LEFT:
-		return "left";
-	case SHMG_EV_MESSAGE:
-		return "message";
-	case SHMG_EV_OVERFLOW:
-		return "overflow";
-	}
-	return "?";
-}
-
 int tc_ev_drain(shmg_t *h, struct tc_ev *out, int cap)
 {
 	struct shmg_event ev[16];
@@ -101,7 +82,7 @@ void tc_ev_expect_empty(shmg_t *h, const char *what)
 	int n = shmg_receive(h, ev, 4, 0);
 
 	ck_assert_msg(n == 0, "%s: expected no event, shmg_receive = %d (first: %s on '%.*s')",
-		      what, n, n > 0 ? tc_ev_type_name(ev[0].type) : "-",
+		      what, n, n > 0 ? shmg_event_type_name(ev[0].type) : "-",
 		      n > 0 ? (int)ev[0].key_len : 0, n > 0 ? ev[0].key : "");
 }
 
@@ -110,24 +91,24 @@ void tc_ev_expect(const struct tc_ev *e, enum shmg_event_type type, enum shmg_re
 		  size_t meta_len)
 {
 	ck_assert_msg(e->type == type, "event type %s, expected %s (key '%s')",
-		      tc_ev_type_name(e->type), tc_ev_type_name(type), e->key);
+		      shmg_event_type_name(e->type), shmg_event_type_name(type), e->key);
 	ck_assert_msg(e->reason == reason, "%s '%s': reason %d, expected %d",
-		      tc_ev_type_name(e->type), e->key, (int)e->reason, (int)reason);
+		      shmg_event_type_name(e->type), e->key, (int)e->reason, (int)reason);
 	ck_assert_msg(shmg_id_equal(e->id, id), "%s '%s': id n%u.%u.%u, expected n%u.%u.%u",
-		      tc_ev_type_name(e->type), e->key, e->id.node, e->id.slot, e->id.gen,
+		      shmg_event_type_name(e->type), e->key, e->id.node, e->id.slot, e->id.gen,
 		      id.node, id.slot, id.gen);
 	if (cluster) {
 		ck_assert_msg(e->has_cluster, "%s '%s': cluster NULL, expected %s",
-			      tc_ev_type_name(e->type), e->key, cluster);
+			      shmg_event_type_name(e->type), e->key, cluster);
 		ck_assert_str_eq(e->cluster, cluster);
 	} else {
 		ck_assert_msg(!e->has_cluster, "%s '%s': cluster %s, expected NULL",
-			      tc_ev_type_name(e->type), e->key, e->cluster);
+			      shmg_event_type_name(e->type), e->key, e->cluster);
 	}
 	ck_assert_uint_eq(e->key_len, strlen(key));
 	ck_assert_str_eq(e->key, key);
 	ck_assert_msg(e->meta_len == meta_len, "%s '%s': meta_len %zu, expected %zu",
-		      tc_ev_type_name(e->type), e->key, e->meta_len, meta_len);
+		      shmg_event_type_name(e->type), e->key, e->meta_len, meta_len);
 	if (meta_len)
 		ck_assert_mem_eq(e->meta, meta, min_sz(meta_len, TC_EV_DATA));
 }
@@ -136,13 +117,13 @@ void tc_ev_expect_prev(const struct tc_ev *e, const void *prev, size_t prev_len)
 {
 	if (!prev) {
 		ck_assert_msg(!e->has_previous, "%s '%s': has_previous set on a new entry",
-			      tc_ev_type_name(e->type), e->key);
+			      shmg_event_type_name(e->type), e->key);
 		ck_assert_msg(e->prev_null, "%s '%s': previous_meta not NULL on a new entry",
-			      tc_ev_type_name(e->type), e->key);
+			      shmg_event_type_name(e->type), e->key);
 		return;
 	}
 	ck_assert_msg(e->has_previous, "%s '%s': no previous_meta on an update",
-		      tc_ev_type_name(e->type), e->key);
+		      shmg_event_type_name(e->type), e->key);
 	ck_assert_msg(!e->prev_null || prev_len == 0, "previous_meta NULL");
 	ck_assert_uint_eq(e->prev_len, prev_len);
 	if (prev_len)
@@ -152,7 +133,7 @@ void tc_ev_expect_prev(const struct tc_ev *e, const void *prev, size_t prev_len)
 void tc_ev_expect_single(const struct tc_ev *e)
 {
 	ck_assert_msg(e->batch_end == 1, "%s '%s': a single operation must be a batch of one",
-		      tc_ev_type_name(e->type), e->key);
+		      shmg_event_type_name(e->type), e->key);
 }
 
 void tc_ev_expect_one_batch(const struct tc_ev *ev, int n)
@@ -161,9 +142,9 @@ void tc_ev_expect_one_batch(const struct tc_ev *ev, int n)
 	for (int i = 0; i < n; i++) {
 		ck_assert_msg(ev[i].batch == ev[0].batch,
 			      "event %d (%s '%s') is in batch %u, event 0 in batch %u", i,
-			      tc_ev_type_name(ev[i].type), ev[i].key, ev[i].batch, ev[0].batch);
+			      shmg_event_type_name(ev[i].type), ev[i].key, ev[i].batch, ev[0].batch);
 		ck_assert_msg(ev[i].batch_end == (i == n - 1),
 			      "event %d of %d (%s '%s'): batch_end = %d", i, n,
-			      tc_ev_type_name(ev[i].type), ev[i].key, ev[i].batch_end);
+			      shmg_event_type_name(ev[i].type), ev[i].key, ev[i].batch_end);
 	}
 }

@@ -66,6 +66,5 @@ void tc_ev_expect_single(const struct tc_ev *e);
 void tc_ev_expect_one_batch(const struct tc_ev *ev, int n);
 
 /* Short names for messages. */
-const char *tc_ev_type_name(enum shmg_event_type t);
 
 #endif

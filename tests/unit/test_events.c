@@ -852,7 +852,7 @@ START_TEST(test_overflow_marker)
 		ck_assert_str_eq(got[i].key, k);
 	}
 	ck_assert_msg(got[kept].type == SHMG_EV_OVERFLOW, "last event: %s, expected overflow",
-		      tc_ev_type_name(got[kept].type));
+		      shmg_event_type_name(got[kept].type));
 	ck_assert_uint_eq(got[kept].dropped, (uint64_t)(N - kept));
 	ck_assert_int_eq(got[kept].batch_end, 1);
 

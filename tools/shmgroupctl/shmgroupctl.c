@@ -556,19 +556,6 @@ static void json_items(FILE *f, const struct ctl *c, const char *key, const stru
 /* Commands                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static const char *level_name(int level)
-{
-	switch (level) {
-	case SHMG_LOG_OFF:
-		return "off";
-	case SHMG_LOG_INFO:
-		return "info";
-	case SHMG_LOG_VERBOSE:
-		return "verbose";
-	}
-	return "unknown";
-}
-
 static struct shmg_opts cluster_opts(const struct ctl *c)
 {
 	struct shmg_opts o;
@@ -756,7 +743,7 @@ static int cmd_info(struct ctl *c, int argc, char **argv)
 		       in.max_clusters, in.node_id, in.oplog_bytes, in.arena_size, in.incarnation,
 		       in.created_ns, in.pages_total, in.pages_used, in.endpoints_live,
 		       in.clusters_connected, in.global_epoch, in.shard_repairs, in.mailbox_bytes,
-		       in.reaper_pid, level_name(shmg_log_level(c->h, -1)));
+		       in.reaper_pid, shmg_log_level_name(shmg_log_level(c->h, -1)));
 		return EXIT_OK;
 	}
 	printf("group               %s (/dev/shm/shmgroup.%s)\n", c->group, c->group);
@@ -784,7 +771,7 @@ static int cmd_info(struct ctl *c, int argc, char **argv)
 		printf("reaper_pid          %" PRIu32 "\n", in.reaper_pid);
 	else
 		printf("reaper_pid          0 (none: dead endpoints are reaped lazily)\n");
-	printf("log_level           %s\n", level_name(shmg_log_level(c->h, -1)));
+	printf("log_level           %s\n", shmg_log_level_name(shmg_log_level(c->h, -1)));
 	return EXIT_OK;
 }
 
@@ -892,29 +879,17 @@ static int cmd_destroy(struct ctl *c, int argc, char **argv)
 /* Log level, dispatch, monitor                                             */
 /* ------------------------------------------------------------------------ */
 
-/* Level for a word, or -1. */
-static int level_parse(const char *s)
-{
-	if (strcmp(s, "off") == 0)
-		return SHMG_LOG_OFF;
-	if (strcmp(s, "info") == 0)
-		return SHMG_LOG_INFO;
-	if (strcmp(s, "verbose") == 0)
-		return SHMG_LOG_VERBOSE;
-	return -1;
-}
-
 static int cmd_log_level(struct ctl *c, int argc, char **argv)
 {
-	int level = argc == 1 ? level_parse(argv[0]) : -1, old;
+	int level = argc == 1 ? shmg_log_level_parse(argv[0]) : -1, old;
 
 	old = shmg_log_level(c->h, level);
 	if (old < 0)
 		return fail(old, "log level");
 	if (level < 0)
-		printf("%s\n", level_name(old));
+		printf("%s\n", shmg_log_level_name(old));
 	else
-		printf("%s (was %s)\n", level_name(level), level_name(old));
+		printf("%s (was %s)\n", shmg_log_level_name(level), shmg_log_level_name(old));
 	return EXIT_OK;
 }
 
@@ -943,44 +918,6 @@ static int cmd_dispatch(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
-static const char *event_name(enum shmg_event_type t)
-{
-	switch (t) {
-	case SHMG_EV_REGISTERED:
-		return "registered";
-	case SHMG_EV_UNREGISTERED:
-		return "unregistered";
-	case SHMG_EV_JOINED:
-		return "joined";
-	case SHMG_EV_LEFT:
-		return "left";
-	case SHMG_EV_MESSAGE:
-		return "message";
-	case SHMG_EV_OVERFLOW:
-		return "overflow";
-	}
-	return "unknown";
-}
-
-static const char *reason_name(enum shmg_reason r)
-{
-	switch (r) {
-	case SHMG_REASON_NONE:
-		return "none";
-	case SHMG_REASON_NORMAL:
-		return "normal";
-	case SHMG_REASON_EXIT:
-		return "exit";
-	case SHMG_REASON_NODEDOWN:
-		return "nodedown";
-	case SHMG_REASON_CONFLICT:
-		return "conflict";
-	case SHMG_REASON_CLUSTER_DISCONNECT:
-		return "cluster_disconnect";
-	}
-	return "unknown";
-}
-
 /* One event as one text line:
  *   TYPE KEY ENDPOINT PID META [reason=R] [previous=META] [cluster=C]
  *   overflow dropped=N */
@@ -993,12 +930,12 @@ static void text_event(FILE *f, const struct shmg_event *e)
 		return;
 	}
 	id_str(e->id, id);
-	fprintf(f, "%s ", event_name(e->type));
+	fprintf(f, "%s ", shmg_event_type_name(e->type));
 	put_key(f, e->key, e->key_len);
 	fprintf(f, " %s %ld ", id, (long)e->pid);
 	put_meta(f, e->meta, e->meta_len);
 	if (e->reason != SHMG_REASON_NONE)
-		fprintf(f, " reason=%s", reason_name(e->reason));
+		fprintf(f, " reason=%s", shmg_reason_name(e->reason));
 	if (e->has_previous) {
 		fputs(" previous=", f);
 		put_meta(f, e->previous_meta, e->previous_meta_len);
@@ -1012,13 +949,13 @@ static void json_event(FILE *f, const struct shmg_event *e)
 {
 	char id[SHMG_ID_STRLEN];
 
-	fprintf(f, "{\"type\":\"%s\"", event_name(e->type));
+	fprintf(f, "{\"type\":\"%s\"", shmg_event_type_name(e->type));
 	if (e->type == SHMG_EV_OVERFLOW) {
 		fprintf(f, ",\"dropped\":%" PRIu64 "}\n", e->dropped);
 		return;
 	}
 	id_str(e->id, id);
-	fprintf(f, ",\"reason\":\"%s\",\"cluster\":", reason_name(e->reason));
+	fprintf(f, ",\"reason\":\"%s\",\"cluster\":", shmg_reason_name(e->reason));
 	if (e->cluster)
 		json_string(f, e->cluster, strlen(e->cluster));
 	else
@@ -1307,7 +1244,7 @@ int main(int argc, char **argv)
 		die_usage("%s takes %s", cmd->name, cmd->args);
 	if (nargs >= 1 && argv[optind + 1][0] == '\0')
 		die_usage(cmd->run == cmd_log_level ? "empty level" : "empty key");
-	if (cmd->run == cmd_log_level && nargs == 1 && level_parse(argv[optind + 1]) < 0)
+	if (cmd->run == cmd_log_level && nargs == 1 && shmg_log_level_parse(argv[optind + 1]) < 0)
 		die_usage("log-level wants off, info or verbose, not '%s'", argv[optind + 1]);
 	if (c.cluster && c.cluster[0] == '\0')
 		die_usage("empty cluster name (omit --cluster for the default cluster)");

@@ -128,30 +128,6 @@ static bool stderr_is_journal(void)
 	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
-static const char *level_word(int level)
-{
-	switch (level) {
-	case SHMG_LOG_OFF:
-		return "off";
-	case SHMG_LOG_INFO:
-		return "info";
-	case SHMG_LOG_VERBOSE:
-		return "verbose";
-	}
-	return "?";
-}
-
-static int parse_level(const char *s)
-{
-	if (strcmp(s, "off") == 0)
-		return SHMG_LOG_OFF;
-	if (strcmp(s, "info") == 0)
-		return SHMG_LOG_INFO;
-	if (strcmp(s, "verbose") == 0)
-		return SHMG_LOG_VERBOSE;
-	return -1;
-}
-
 /* ------------------------------------------------------------------------ */
 /* systemd notification (sd_notify without libsystemd)                      */
 /* ------------------------------------------------------------------------ */
@@ -290,7 +266,7 @@ static int settings_set(struct settings *st, const char *key, const char *value)
 		return 0;
 	}
 	if (strcmp(key, "log_level") == 0) {
-		if ((rc = parse_level(value)) < 0)
+		if ((rc = shmg_log_level_parse(value)) < 0)
 			return -EINVAL;
 		st->log_level = rc;
 		return 0;
@@ -559,7 +535,7 @@ static void print_settings(const struct settings *st)
 
 	printf("group = %s\n", st->group);
 	if (st->log_level >= 0)
-		printf("log_level = %s\n", level_word(st->log_level));
+		printf("log_level = %s\n", shmg_log_level_name(st->log_level));
 	for (i = 0; i < NFIELDS; i++) {
 		const char *p = (const char *)&st->cfg + fields[i].off;
 		uint64_t v;
@@ -655,7 +631,7 @@ static void observe(struct agent *ag)
 			char msg[64];
 
 			snprintf(msg, sizeof(msg), "arena log level is now %s (was %s)",
-				 level_word(lv), level_word(ag->last_level));
+				 shmg_log_level_name(lv), shmg_log_level_name(ag->last_level));
 			log_write(L_INFO, msg);
 		}
 		ag->last_level = lv;
