@@ -200,10 +200,10 @@ int shmg_unregister(shmg_t *h, const char *key, size_t key_len, const struct shm
 	if ((rc = shard_lock(h, k.shard)) < 0)
 		return rc;
 	uint32_t pos;
-	struct entry *e = cluster_ref_valid(h, k.cluster) ? index_find(h, &k, K_REG, &pos) : NULL;
+	struct entry *e = NULL;
 	if (!cluster_ref_valid(h, k.cluster))
 		rc = -ENOTCONN;
-	else if (!e || !entry_live(h, e))
+	else if (!(e = index_find(h, &k, K_REG, &pos)) || !entry_live(h, e))
 		rc = -ENOENT;
 	else if (!is_mine(h, e))
 		rc = -EPERM;
