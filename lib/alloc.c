@@ -58,7 +58,7 @@ int pool_lock(shmg_t *h)
 	int rc = robust_lock(&h->hdr->pool_lock);
 	if (rc == EOWNERDEAD) {
 		uint32_t used = 0;
-		for (uint32_t p = 0; p < h->hdr->npages; p++)
+		for (uint32_t p = 0; p < h->geo.npages; p++)
 			used += load_relaxed(&page_desc_at(h, p)->word) != 0;
 		h->hdr->pages_used = used;
 		pthread_mutex_consistent(&h->hdr->pool_lock);
@@ -76,7 +76,7 @@ void pool_unlock(shmg_t *h)
 /* Claims npages contiguous free pages for shard; returns first + 1, or 0. */
 static uint32_t pool_claim(shmg_t *h, uint32_t shard, uint32_t kind, uint32_t cls, uint32_t npages)
 {
-	uint32_t total = h->hdr->npages;
+	uint32_t total = h->geo.npages;
 	if (!npages || npages > total || pool_lock(h) < 0)
 		return 0;
 	uint32_t start = h->hdr->pool_hint % total, found = 0;
@@ -124,7 +124,7 @@ void alloc_release_page(shmg_t *h, uint32_t page)
  * if it names a slab page of this shard and class. */
 static bool slab_page_ok(const shmg_t *h, uint32_t shard, uint32_t cls, uint32_t page1)
 {
-	if (!page1 || page1 > h->hdr->npages)
+	if (!page1 || page1 > h->geo.npages)
 		return false;
 	uint32_t w = load_relaxed(&page_desc_at(h, page1 - 1)->word);
 	return PG_OWNER(w) == shard + 1 && PG_KIND(w) == PG_SLAB && PG_CLASS(w) == cls;
@@ -215,11 +215,11 @@ bool alloc_block_valid(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *pag
 		       uint32_t *idx_out, uint32_t *cls_out)
 {
 	uint64_t off = (uint64_t)ref << REF_SHIFT;
-	if (off < h->hdr->off_pages || off >= h->size)
+	if (off < h->geo.off_pages || off >= h->size)
 		return false;
-	uint64_t rel = off - h->hdr->off_pages;
+	uint64_t rel = off - h->geo.off_pages;
 	uint32_t page = (uint32_t)(rel >> PAGE_SHIFT);
-	if (page >= h->hdr->npages)
+	if (page >= h->geo.npages)
 		return false;
 	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
 	if (PG_OWNER(w) != shard + 1 || PG_KIND(w) != PG_SLAB || PG_CLASS(w) >= NCLASSES)
@@ -266,7 +266,7 @@ uint32_t alloc_extent(shmg_t *h, uint32_t shard, uint32_t npages)
 
 void alloc_free_extent(shmg_t *h, uint32_t shard, uint32_t page)
 {
-	if (page >= h->hdr->npages)
+	if (page >= h->geo.npages)
 		return;
 	struct page_desc *d = page_desc_at(h, page);
 	uint32_t w = load_relaxed(&d->word);
@@ -277,7 +277,7 @@ void alloc_free_extent(shmg_t *h, uint32_t shard, uint32_t page)
 	uint32_t n = d->used;
 	if (pool_lock(h) < 0)
 		return;
-	for (uint32_t i = 0; i < n && page + i < h->hdr->npages; i++)
+	for (uint32_t i = 0; i < n && page + i < h->geo.npages; i++)
 		store_release(&page_desc_at(h, page + i)->word, 0);
 	h->hdr->pages_used -= n;
 	pool_unlock(h);

@@ -202,33 +202,73 @@ int mutex_init_robust(pthread_mutex_t *m)
 	return -rc;
 }
 
-static int arena_init(shmg_t *h, const struct shmg_config *c)
+static void geometry_copy(struct arena_geometry *geo, const struct arena_header *g)
+{
+	*geo = (struct arena_geometry){
+		.arena_size = g->arena_size,
+		.incarnation = g->incarnation,
+		.created_ns = g->created_ns,
+		.layout_version = g->layout_version,
+		.shards = g->shards,
+		.shard_bits = g->shard_bits,
+		.max_endpoints = g->max_endpoints,
+		.key_max = g->key_max,
+		.meta_max = g->meta_max,
+		.max_clusters = g->max_clusters,
+		.node_id = g->node_id,
+		.oplog_bytes = g->oplog_bytes,
+		.mode = g->mode,
+		.mailbox_bytes = g->mailbox_bytes,
+		.shard_stride = g->shard_stride,
+		.npages = g->npages,
+		.off_endpoints = g->off_endpoints,
+		.off_live_gen = g->off_live_gen,
+		.off_clusters = g->off_clusters,
+		.off_shards = g->off_shards,
+		.off_oplogs = g->off_oplogs,
+		.off_mailboxes = g->off_mailboxes,
+		.off_pagedesc = g->off_pagedesc,
+		.off_pages = g->off_pages,
+	};
+}
+
+/* The read-only part of a new arena's header, built privately: the process
+ * addresses the arena with this copy whatever later lands in the shared one. */
+static int header_build(struct arena_header *g, const struct shmg_config *c)
+{
+	*g = (struct arena_header){0};
+	g->layout_version = LAYOUT_VERSION;
+	g->layout_signature = LAYOUT_SIGNATURE;
+	g->arena_size = c->arena_size;
+	g->shards = c->shards;
+	g->shard_bits = (uint32_t)__builtin_ctz(c->shards);
+	g->max_endpoints = c->max_endpoints;
+	g->key_max = c->key_max;
+	g->meta_max = c->meta_max;
+	g->max_clusters = c->max_clusters;
+	g->node_id = c->node_id;
+	g->oplog_bytes = c->oplog_bytes;
+	g->mailbox_bytes = c->mailbox_bytes;
+	g->mode = c->mode;
+	g->hash_id = HASH_ID;
+	g->created_ns = now_realtime_ns();
+	if (getrandom(&g->incarnation, sizeof(g->incarnation), 0) != sizeof(g->incarnation))
+		g->incarnation = g->created_ns ^ (uint64_t)getpid() << 32;
+	return geometry(g);
+}
+
+static int arena_init(shmg_t *h, const struct arena_header *g)
 {
 	struct arena_header *hdr = h->hdr;
 	memset(h->base, 0, 4096);
 	store_relaxed(&hdr->magic, ARENA_MAGIC_INIT);
-	hdr->layout_version = LAYOUT_VERSION;
-	hdr->layout_signature = LAYOUT_SIGNATURE;
-	hdr->arena_size = c->arena_size;
-	hdr->shards = c->shards;
-	hdr->shard_bits = (uint32_t)__builtin_ctz(c->shards);
-	hdr->max_endpoints = c->max_endpoints;
-	hdr->key_max = c->key_max;
-	hdr->meta_max = c->meta_max;
-	hdr->max_clusters = c->max_clusters;
-	hdr->node_id = c->node_id;
-	hdr->oplog_bytes = c->oplog_bytes;
-	hdr->mailbox_bytes = c->mailbox_bytes;
-	hdr->mode = c->mode;
-	hdr->hash_id = HASH_ID;
-	hdr->created_ns = now_realtime_ns();
-	if (getrandom(&hdr->incarnation, sizeof(hdr->incarnation), 0) != sizeof(hdr->incarnation))
-		hdr->incarnation = hdr->created_ns ^ (uint64_t)getpid() << 32;
+	/* Everything up to the first shared line is the read-only part. */
+	memcpy((uint8_t *)hdr + sizeof(hdr->magic), (const uint8_t *)g + sizeof(g->magic),
+	       offsetof(struct arena_header, epoch) - sizeof(g->magic));
+	geometry_copy(&h->geo, g);
 	hdr->epoch = 1;
 	hdr->log_level = SHMG_LOG_INFO;
-	int rc = geometry(hdr);
-	if (rc)
-		return rc;
+	int rc;
 	/* The object was just sized by ftruncate: everything past the header
 	 * page is already zero, which is the initial state of every table. */
 	if ((rc = mutex_init_robust(&hdr->pool_lock)) || (rc = mutex_init_robust(&hdr->endpoint_lock)) ||
@@ -238,11 +278,11 @@ static int arena_init(shmg_t *h, const struct shmg_config *c)
 	def->state = CL_CONNECTED;
 	def->gen = 1;
 	def->name_hash = DEFAULT_CLUSTER_SEED;
-	for (uint32_t s = 0; s < hdr->shards; s++) {
+	for (uint32_t s = 0; s < g->shards; s++) {
 		if ((rc = mutex_init_robust(&shard_at(h, s)->lock)))
 			return rc;
 		struct oplog_header *ol = oplog_at(h, s);
-		ol->ring_bytes = hdr->oplog_bytes - (uint32_t)sizeof(*ol);
+		ol->ring_bytes = g->oplog_bytes - (uint32_t)sizeof(*ol);
 		if ((rc = index_create(h, s, INITIAL_TABLE_LOG2)))
 			return rc;
 	}
@@ -359,9 +399,12 @@ int arena_open(shmg_t *h, const char *name, const struct shmg_config *in)
 			rc = -errno;
 			goto fail;
 		}
+		struct arena_header g;
+		if ((rc = header_build(&g, &c)))
+			goto fail;
 		if ((rc = map_whole(h, c.arena_size)))
 			goto fail;
-		if ((rc = arena_init(h, &c)))
+		if ((rc = arena_init(h, &g)))
 			goto fail;
 	} else {
 		if (c.flags & SHMG_OPEN_EXCL) {
@@ -385,6 +428,7 @@ int arena_open(shmg_t *h, const char *name, const struct shmg_config *in)
 		}
 		if ((rc = map_whole(h, (uint64_t)st.st_size)))
 			goto fail;
+		geometry_copy(&h->geo, &hdr); /* the validated private copy */
 	}
 	/* The endpoint liveness lock lives on a description of its own that is
 	 * never mapped: a mapping inherited by a forked child would otherwise

@@ -70,7 +70,7 @@ static void check_entry_identity(struct checker *c, const struct entry *e, uint3
 		problem(c, "shard %u slot %u: beyond its home bucket's probe range", s, pos);
 	if ((e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) && e->node == h->node) {
 		const struct endpoint_slot *ep =
-			e->ep_slot < h->hdr->max_endpoints ? endpoint_at(h, e->ep_slot) : NULL;
+			e->ep_slot < h->geo.max_endpoints ? endpoint_at(h, e->ep_slot) : NULL;
 		if (!ep || ep->state == EP_FREE || ep->gen != e->ep_gen)
 			problem(c, "shard %u slot %u: dangling entry of endpoint %u.%u, which is gone", s,
 				pos, e->ep_slot, e->ep_gen);
@@ -84,7 +84,7 @@ static void count_entry(struct checker *c, const struct entry *e)
 	bool local = e->node == h->node;
 	if (e->kind == K_MONITOR)
 		c->monitors++;
-	else if (cs < h->hdr->max_clusters) {
+	else if (cs < h->geo.max_clusters) {
 		if (e->kind == K_REG) {
 			c->counts[cs].registered++;
 			c->counts[cs].registered_local += local;
@@ -94,7 +94,7 @@ static void count_entry(struct checker *c, const struct entry *e)
 		}
 	}
 	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
-	    e->ep_slot < h->hdr->max_endpoints)
+	    e->ep_slot < h->geo.max_endpoints)
 		c->ep_entries[e->ep_slot]++;
 }
 
@@ -183,9 +183,9 @@ static void check_limbo(struct checker *c)
 	for (uint32_t i = sh->limbo_tail; i != sh->limbo_head; i++) {
 		struct limbo_item *it = &ring[i % LIMBO_CAP];
 		if (it->kind == LIMBO_EXTENT) {
-			if (it->ref < h->hdr->npages) {
+			if (it->ref < h->geo.npages) {
 				uint32_t n = page_desc_at(h, it->ref)->used;
-				for (uint32_t p = it->ref; p < it->ref + n && p < h->hdr->npages; p++)
+				for (uint32_t p = it->ref; p < it->ref + n && p < h->geo.npages; p++)
 					c->sc.extent_keep[p] = 1;
 			}
 			continue;
@@ -237,10 +237,10 @@ static void check_pages(struct checker *c)
 {
 	shmg_t *h = c->h;
 	uint32_t s = c->sc.shard, tp = scan_table_page(h, s);
-	if (tp < h->hdr->npages)
-		for (uint32_t p = tp; p < tp + page_desc_at(h, tp)->used && p < h->hdr->npages; p++)
+	if (tp < h->geo.npages)
+		for (uint32_t p = tp; p < tp + page_desc_at(h, tp)->used && p < h->geo.npages; p++)
 			c->sc.extent_keep[p] = 1;
-	for (uint32_t p = 0; p < h->hdr->npages; p++) {
+	for (uint32_t p = 0; p < h->geo.npages; p++) {
 		uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
 		if (PG_OWNER(w) != s + 1)
 			continue;
@@ -261,9 +261,9 @@ static void check_counts(struct checker *c)
 	if (c->monitors != shard_at(h, s)->monitors)
 		problem(c, "shard %u: %u monitors indexed, shard says %u", s, c->monitors,
 			shard_at(h, s)->monitors);
-	if (memcmp(c->counts, shard_counts(h, s), h->hdr->max_clusters * sizeof(*c->counts)))
+	if (memcmp(c->counts, shard_counts(h, s), h->geo.max_clusters * sizeof(*c->counts)))
 		problem(c, "shard %u: cluster counters disagree with the entries", s);
-	if (memcmp(c->ep_entries, shard_ep_entries(h, s), h->hdr->max_endpoints * sizeof(uint32_t)))
+	if (memcmp(c->ep_entries, shard_ep_entries(h, s), h->geo.max_endpoints * sizeof(uint32_t)))
 		problem(c, "shard %u: per-endpoint counters disagree with the entries", s);
 }
 
@@ -275,8 +275,8 @@ static void check_shard(struct checker *c, uint32_t s)
 		return;
 	}
 	if (scan_init(h, s, &c->sc) == 0) {
-		memset(c->counts, 0, h->hdr->max_clusters * sizeof(*c->counts));
-		memset(c->ep_entries, 0, h->hdr->max_endpoints * sizeof(uint32_t));
+		memset(c->counts, 0, h->geo.max_clusters * sizeof(*c->counts));
+		memset(c->ep_entries, 0, h->geo.max_endpoints * sizeof(uint32_t));
 		c->nentries = c->monitors = 0;
 		struct table_header *t = index_table(h, s);
 		if (!t) {
@@ -301,17 +301,17 @@ static void check_host_tables(struct checker *c)
 	shmg_t *h = c->h;
 	uint32_t used = 0, live = 0, connected = 0;
 	if (pool_lock(h) == 0) {
-		for (uint32_t p = 0; p < h->hdr->npages; p++) {
+		for (uint32_t p = 0; p < h->geo.npages; p++) {
 			uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
 			used += w != 0;
-			if (w && (PG_OWNER(w) == 0 || PG_OWNER(w) > h->hdr->shards))
+			if (w && (PG_OWNER(w) == 0 || PG_OWNER(w) > h->geo.shards))
 				problem(c, "page %u: owned by no valid shard", p);
 		}
 		if (used != h->hdr->pages_used)
 			problem(c, "page pool: %u pages in use, pool says %u", used, h->hdr->pages_used);
 		pool_unlock(h);
 	}
-	for (uint32_t i = 0; i < h->hdr->max_endpoints; i++) {
+	for (uint32_t i = 0; i < h->geo.max_endpoints; i++) {
 		struct endpoint_slot *ep = endpoint_at(h, i);
 		if (ep->state != EP_FREE)
 			live++;
@@ -322,7 +322,7 @@ static void check_host_tables(struct checker *c)
 	}
 	if (live != load_relaxed(&h->hdr->endpoints_live))
 		problem(c, "endpoint table: %u in use, header says %u", live, h->hdr->endpoints_live);
-	for (uint32_t s = 1; s < h->hdr->max_clusters; s++)
+	for (uint32_t s = 1; s < h->geo.max_clusters; s++)
 		connected += cluster_at(h, s)->state == CL_CONNECTED;
 	if (connected != h->hdr->clusters_connected)
 		problem(c, "cluster table: %u connected, header says %u", connected,
@@ -335,14 +335,14 @@ long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg
 	if (rc)
 		return rc;
 	struct checker c = {.h = h, .report = report, .arg = arg};
-	c.counts = calloc(h->hdr->max_clusters, sizeof(*c.counts));
-	c.ep_entries = calloc(h->hdr->max_endpoints, sizeof(uint32_t));
+	c.counts = calloc(h->geo.max_clusters, sizeof(*c.counts));
+	c.ep_entries = calloc(h->geo.max_endpoints, sizeof(uint32_t));
 	if (!c.counts || !c.ep_entries) {
 		free(c.counts);
 		free(c.ep_entries);
 		return -ENOMEM;
 	}
-	for (uint32_t s = 0; s < h->hdr->shards; s++)
+	for (uint32_t s = 0; s < h->geo.shards; s++)
 		check_shard(&c, s);
 	check_host_tables(&c);
 	free(c.counts);

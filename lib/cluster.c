@@ -60,7 +60,7 @@ static uint32_t default_ref(const shmg_t *h)
 static uint32_t find_slot(const shmg_t *h, const char *name, size_t len, uint64_t hash,
 			  uint32_t *free_out)
 {
-	uint32_t n = h->hdr->max_clusters - 1, start = (uint32_t)(hash % n);
+	uint32_t n = h->geo.max_clusters - 1, start = (uint32_t)(hash % n);
 	if (free_out)
 		*free_out = 0;
 	for (uint32_t i = 0; i < n; i++) {
@@ -105,7 +105,7 @@ int cluster_resolve(shmg_t *h, const char *name, uint32_t *ref_out, uint64_t *se
 bool cluster_ref_valid(const shmg_t *h, uint32_t ref)
 {
 	uint32_t s = cluster_slot_of(ref);
-	if (s >= h->hdr->max_clusters)
+	if (s >= h->geo.max_clusters)
 		return false;
 	struct cluster_slot *c = cluster_at(h, s);
 	return load_acquire(&c->state) == CL_CONNECTED && load_relaxed(&c->gen) == ref >> 16;
@@ -114,7 +114,7 @@ bool cluster_ref_valid(const shmg_t *h, uint32_t ref)
 const char *cluster_name_of(const shmg_t *h, uint32_t ref, char buf[64])
 {
 	uint32_t s = cluster_slot_of(ref);
-	if (s == 0 || s >= h->hdr->max_clusters)
+	if (s == 0 || s >= h->geo.max_clusters)
 		return NULL;
 	struct cluster_slot *c = cluster_at(h, s);
 	uint32_t len = c->name_len < 64 ? c->name_len : 63;
@@ -128,7 +128,7 @@ static int cluster_lock(shmg_t *h)
 	int rc = robust_lock(&h->hdr->cluster_lock);
 	if (rc == EOWNERDEAD) {
 		uint32_t n = 0;
-		for (uint32_t s = 1; s < h->hdr->max_clusters; s++)
+		for (uint32_t s = 1; s < h->geo.max_clusters; s++)
 			n += cluster_at(h, s)->state == CL_CONNECTED;
 		h->hdr->clusters_connected = n;
 		pthread_mutex_consistent(&h->hdr->cluster_lock);
@@ -158,7 +158,7 @@ static bool stale_pred(const shmg_t *h, const struct entry *e, const void *arg)
 static int sweep_slot(shmg_t *h, uint32_t slot, uint32_t keep_gen)
 {
 	struct stale_ctx c = {slot, keep_gen};
-	for (uint32_t s = 0; s < h->hdr->shards; s++) {
+	for (uint32_t s = 0; s < h->geo.shards; s++) {
 		int rc = shard_lock(h, s);
 		if (rc < 0)
 			return rc;
@@ -285,7 +285,7 @@ long shmg_clusters(shmg_t *h, int (*fn)(const char *name, void *arg), void *arg)
 	if (rc)
 		return rc;
 	long n = 0;
-	for (uint32_t s = 1; s < h->hdr->max_clusters; s++) {
+	for (uint32_t s = 1; s < h->geo.max_clusters; s++) {
 		struct cluster_slot *c = cluster_at(h, s);
 		if (load_acquire(&c->state) != CL_CONNECTED)
 			continue;

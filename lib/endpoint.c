@@ -58,7 +58,7 @@ static int endpoint_lock(shmg_t *h)
 	int rc = robust_lock(&h->hdr->endpoint_lock);
 	if (rc == EOWNERDEAD) {
 		uint32_t live = 0;
-		for (uint32_t i = 0; i < h->hdr->max_endpoints; i++)
+		for (uint32_t i = 0; i < h->geo.max_endpoints; i++)
 			live += endpoint_at(h, i)->state != EP_FREE;
 		h->hdr->endpoints_live = live;
 		pthread_mutex_consistent(&h->hdr->endpoint_lock);
@@ -84,7 +84,7 @@ static int ofd_lock(int fd, uint32_t slot, short type, int cmd, struct flock *ou
 
 int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen)
 {
-	if (slot >= h->hdr->max_endpoints)
+	if (slot >= h->geo.max_endpoints)
 		return 0;
 	struct endpoint_slot *ep = endpoint_at(h, slot);
 	uint32_t st = load_acquire(&ep->state);
@@ -103,7 +103,7 @@ int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen)
  * sees a claimed slot without its lock. */
 static int claim_free_slot(shmg_t *h)
 {
-	uint32_t n = h->hdr->max_endpoints;
+	uint32_t n = h->geo.max_endpoints;
 	for (uint32_t i = 0; i < n; i++) {
 		if (endpoint_at(h, i)->state != EP_FREE)
 			continue;
@@ -192,7 +192,7 @@ static bool owned_by(const shmg_t *h, const struct entry *e, const void *arg)
  * its keys can come between them. */
 static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 {
-	uint32_t n = h->hdr->shards, locked = 0, removed = 0;
+	uint32_t n = h->geo.shards, locked = 0, removed = 0;
 	int rc = 0;
 	for (; locked < n; locked++)
 		if ((rc = shard_lock(h, locked)) < 0)
@@ -289,7 +289,7 @@ int endpoint_reap_all(shmg_t *h)
 {
 	int n = 0;
 	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
-	for (uint32_t i = 0; i < hwm && i < h->hdr->max_endpoints; i++) {
+	for (uint32_t i = 0; i < hwm && i < h->geo.max_endpoints; i++) {
 		struct endpoint_slot *ep = endpoint_at(h, i);
 		if (load_acquire(&ep->state) == EP_FREE)
 			continue;

@@ -82,7 +82,7 @@ static uint64_t min_reader_epoch(shmg_t *h, uint64_t blocking)
 {
 	uint64_t min = UINT64_MAX;
 	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
-	for (uint32_t i = 0; i < hwm && i < h->hdr->max_endpoints; i++) {
+	for (uint32_t i = 0; i < hwm && i < h->geo.max_endpoints; i++) {
 		struct endpoint_slot *ep = endpoint_at(h, i);
 		uint64_t e = load_acquire(&ep->read_epoch); /* pairs with read_exit's release */
 		if (!e || ep == h->ep)
@@ -154,7 +154,7 @@ void epoch_synchronize(shmg_t *h)
 {
 	uint64_t g = grace_begin(h);
 	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
-	for (uint32_t i = 0; i < hwm && i < h->hdr->max_endpoints; i++) {
+	for (uint32_t i = 0; i < hwm && i < h->geo.max_endpoints; i++) {
 		struct endpoint_slot *ep = endpoint_at(h, i);
 		if (ep == h->ep)
 			continue;

@@ -245,7 +245,7 @@ static long members_walk(shmg_t *h, const char *key, size_t key_len, struct walk
 		w->prefix = key;
 		w->prefix_len = key_len;
 		w->cluster = k.cluster;
-		for (uint32_t s = 0; s < h->hdr->shards && !w->stop; s++)
+		for (uint32_t s = 0; s < h->geo.shards && !w->stop; s++)
 			index_foreach(h, s, prefix_visit, w);
 	} else {
 		struct entry *head = index_find(h, &k, K_GROUP, NULL);
@@ -346,7 +346,7 @@ long shmg_entries(shmg_t *h, int all_nodes, shmg_entry_fn fn, void *arg)
 		return rc;
 	struct walk w = {.fn = fn, .arg = arg, .local_only = !all_nodes};
 	read_enter(h);
-	for (uint32_t s = 0; s < h->hdr->shards && !w.stop; s++)
+	for (uint32_t s = 0; s < h->geo.shards && !w.stop; s++)
 		index_foreach(h, s, entries_visit, &w);
 	read_exit(h);
 	return w.stop ? w.stop : w.given;

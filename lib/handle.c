@@ -104,7 +104,7 @@ static void handle_free_resources(shmg_t *h)
 	/* The per-target buffers are counted by the arena's max_endpoints:
 	 * free them while the header is still mapped. */
 	if (h->pending && h->hdr)
-		for (uint32_t i = 0; i < h->hdr->max_endpoints; i++)
+		for (uint32_t i = 0; i < h->geo.max_endpoints; i++)
 			free(h->pending[i].buf);
 	arena_unmap(h);
 	handle_drop_fds(h);
@@ -137,10 +137,10 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 	int rc = arena_open(h, name, config);
 	if (rc < 0)
 		goto fail;
-	h->node = h->hdr->node_id;
-	h->live_gen = (uint32_t *)(h->base + h->hdr->off_live_gen);
-	uint32_t n = h->hdr->max_endpoints;
-	h->scratch = malloc(h->hdr->meta_max ? h->hdr->meta_max : 1);
+	h->node = h->geo.node_id;
+	h->live_gen = (uint32_t *)(h->base + h->geo.off_live_gen);
+	uint32_t n = h->geo.max_endpoints;
+	h->scratch = malloc(h->geo.meta_max ? h->geo.meta_max : 1);
 	h->targets = calloc((n + 63) / 64, sizeof(uint64_t));
 	h->target_gen = calloc(n, sizeof(uint32_t));
 	h->pending = calloc(n, sizeof(struct mb_batch));
@@ -254,25 +254,26 @@ int shmg_info(shmg_t *h, struct shmg_info *out)
 	if (!out)
 		return -EINVAL;
 	const struct arena_header *a = h->hdr;
+	const struct arena_geometry *g = &h->geo;
 	*out = (struct shmg_info){
-		.layout_version = a->layout_version,
-		.shards = a->shards,
-		.max_endpoints = a->max_endpoints,
-		.key_max = a->key_max,
-		.meta_max = a->meta_max,
-		.max_clusters = a->max_clusters,
-		.node_id = a->node_id,
-		.oplog_bytes = a->oplog_bytes,
-		.arena_size = a->arena_size,
-		.incarnation = a->incarnation,
-		.created_ns = a->created_ns,
-		.pages_total = a->npages,
+		.layout_version = g->layout_version,
+		.shards = g->shards,
+		.max_endpoints = g->max_endpoints,
+		.key_max = g->key_max,
+		.meta_max = g->meta_max,
+		.max_clusters = g->max_clusters,
+		.node_id = g->node_id,
+		.oplog_bytes = g->oplog_bytes,
+		.arena_size = g->arena_size,
+		.incarnation = g->incarnation,
+		.created_ns = g->created_ns,
+		.pages_total = g->npages,
 		.pages_used = load_relaxed(&a->pages_used),
 		.endpoints_live = load_relaxed(&a->endpoints_live),
 		.clusters_connected = load_relaxed(&a->clusters_connected),
 		.global_epoch = load_relaxed(&a->epoch),
 		.shard_repairs = load_relaxed(&a->shard_repairs),
-		.mailbox_bytes = a->mailbox_bytes,
+		.mailbox_bytes = g->mailbox_bytes,
 		.reaper_pid = reaper_alive_pid(h),
 	};
 	return 0;

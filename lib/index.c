@@ -164,7 +164,7 @@ uint64_t entry_hash(const shmg_t *h, const struct entry *e)
 		return sg_hash(entry_key(e), e->key_len, L(e)->seed);
 	default: {
 		uint32_t s = cluster_slot_of(e->cluster);
-		uint64_t seed = s && s < h->hdr->max_clusters ? cluster_at(h, s)->name_hash
+		uint64_t seed = s && s < h->geo.max_clusters ? cluster_at(h, s)->name_hash
 							      : DEFAULT_CLUSTER_SEED;
 		return sg_hash(entry_key(e), e->key_len, seed);
 	}
@@ -219,7 +219,7 @@ static int place(struct table_header *t, uint64_t hash, ref_t ref, bool publish)
 
 static uint32_t extent_page_of(const shmg_t *h, uint64_t off)
 {
-	return (uint32_t)((off - h->hdr->off_pages) >> PAGE_SHIFT);
+	return (uint32_t)((off - h->geo.off_pages) >> PAGE_SHIFT);
 }
 
 /* Builds a table of 2^log2 buckets holding every entry of the current one

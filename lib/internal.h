@@ -41,6 +41,19 @@ struct mb_batch {
 
 struct reaper;
 
+/* The creator-written part of the arena header, copied once at open after
+ * validation (arena.c).  Every address this process computes comes from this
+ * private copy, never from the shared header, so a process that scribbles on
+ * the header later cannot move another's view of the arena. */
+struct arena_geometry {
+	uint64_t arena_size, incarnation, created_ns;
+	uint32_t layout_version, shards, shard_bits, max_endpoints, key_max, meta_max;
+	uint32_t max_clusters, node_id, oplog_bytes, mode, mailbox_bytes;
+	uint32_t shard_stride, npages;
+	uint64_t off_endpoints, off_live_gen, off_clusters, off_shards, off_oplogs;
+	uint64_t off_mailboxes, off_pagedesc, off_pages;
+};
+
 struct shmg {
 	uint32_t magic;
 	uint32_t fork_gen;    /* handle_fork_gen at open; differs in a forked child */
@@ -49,6 +62,7 @@ struct shmg {
 	uint8_t *base;
 	uint64_t size;
 	struct arena_header *hdr;
+	struct arena_geometry geo; /* validated copy of hdr's read-only fields */
 	struct endpoint_slot *ep;
 	uint32_t *live_gen;
 	uint32_t slot, gen, node;
@@ -200,8 +214,8 @@ static inline ref_t ref_of(const shmg_t *h, const void *p)
 }
 static inline struct shard_header *shard_at(const shmg_t *h, uint32_t s)
 {
-	return (struct shard_header *)(h->base + h->hdr->off_shards +
-				       (uint64_t)s * h->hdr->shard_stride);
+	return (struct shard_header *)(h->base + h->geo.off_shards +
+				       (uint64_t)s * h->geo.shard_stride);
 }
 static inline struct cluster_counts *shard_counts(const shmg_t *h, uint32_t s)
 {
@@ -209,27 +223,27 @@ static inline struct cluster_counts *shard_counts(const shmg_t *h, uint32_t s)
 }
 static inline uint32_t *shard_ep_entries(const shmg_t *h, uint32_t s)
 {
-	return (uint32_t *)(shard_counts(h, s) + h->hdr->max_clusters);
+	return (uint32_t *)(shard_counts(h, s) + h->geo.max_clusters);
 }
 static inline struct limbo_item *shard_limbo(const shmg_t *h, uint32_t s)
 {
-	return (struct limbo_item *)(shard_ep_entries(h, s) + h->hdr->max_endpoints);
+	return (struct limbo_item *)(shard_ep_entries(h, s) + h->geo.max_endpoints);
 }
 static inline struct page_desc *page_desc_at(const shmg_t *h, uint32_t page)
 {
-	return (struct page_desc *)(h->base + h->hdr->off_pagedesc) + page;
+	return (struct page_desc *)(h->base + h->geo.off_pagedesc) + page;
 }
 static inline uint8_t *page_at(const shmg_t *h, uint32_t page)
 {
-	return h->base + h->hdr->off_pages + ((uint64_t)page << PAGE_SHIFT);
+	return h->base + h->geo.off_pages + ((uint64_t)page << PAGE_SHIFT);
 }
 static inline struct endpoint_slot *endpoint_at(const shmg_t *h, uint32_t slot)
 {
-	return (struct endpoint_slot *)(h->base + h->hdr->off_endpoints) + slot;
+	return (struct endpoint_slot *)(h->base + h->geo.off_endpoints) + slot;
 }
 static inline struct cluster_slot *cluster_at(const shmg_t *h, uint32_t slot)
 {
-	return (struct cluster_slot *)(h->base + h->hdr->off_clusters) + slot;
+	return (struct cluster_slot *)(h->base + h->geo.off_clusters) + slot;
 }
 
 /* ---- epoch.c: cross-process read sections and grace periods --------- */
@@ -286,7 +300,7 @@ static inline struct bucket *table_buckets(struct table_header *t)
 }
 static inline uint32_t shard_of(const shmg_t *h, uint64_t hash)
 {
-	return h->hdr->shard_bits ? (uint32_t)(hash >> (64 - h->hdr->shard_bits)) : 0;
+	return h->geo.shard_bits ? (uint32_t)(hash >> (64 - h->geo.shard_bits)) : 0;
 }
 /* Key identity of a lookup. */
 struct keyref {

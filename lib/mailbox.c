@@ -41,13 +41,13 @@
 
 struct mailbox_header *mailbox_at(const shmg_t *h, uint32_t slot)
 {
-	return (struct mailbox_header *)(h->base + h->hdr->off_mailboxes +
-					 (uint64_t)slot * h->hdr->mailbox_bytes);
+	return (struct mailbox_header *)(h->base + h->geo.off_mailboxes +
+					 (uint64_t)slot * h->geo.mailbox_bytes);
 }
 
 static uint32_t ring_bytes(const shmg_t *h)
 {
-	return h->hdr->mailbox_bytes - (uint32_t)sizeof(struct mailbox_header);
+	return h->geo.mailbox_bytes - (uint32_t)sizeof(struct mailbox_header);
 }
 
 static uint8_t *ring_at(struct mailbox_header *mb)
@@ -61,7 +61,7 @@ static socklen_t wake_addr(const shmg_t *h, uint32_t slot, uint32_t gen, const c
 	memset(a, 0, sizeof(*a));
 	a->sun_family = AF_UNIX;
 	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "shmgroup.%016llx.%s.%u.%u",
-			 (unsigned long long)h->hdr->incarnation, what, slot, gen);
+			 (unsigned long long)h->geo.incarnation, what, slot, gen);
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
@@ -192,7 +192,7 @@ static uint64_t batch_span(const struct mb_batch *b, uint32_t cap, uint64_t tail
 /* Appends the whole batch to the endpoint's mailbox, or counts it dropped. */
 void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 {
-	if (!b->count || slot >= h->hdr->max_endpoints)
+	if (!b->count || slot >= h->geo.max_endpoints)
 		return;
 	struct mailbox_header *mb = mailbox_at(h, slot);
 	if (mb_lock(mb) < 0)
@@ -324,7 +324,7 @@ static int extract_events(shmg_t *h, struct shmg_event *ev, int n)
 {
 	if (!h->extract)
 		return 0;
-	int rc = ensure(&h->rx_meta, &h->rx_meta_cap, (size_t)n * 2 * h->hdr->meta_max + 1);
+	int rc = ensure(&h->rx_meta, &h->rx_meta_cap, (size_t)n * 2 * h->geo.meta_max + 1);
 	if (rc < 0)
 		return rc;
 	uint8_t *out = h->rx_meta;
@@ -332,21 +332,21 @@ static int extract_events(shmg_t *h, struct shmg_event *ev, int n)
 		struct shmg_event *e = &ev[i];
 		if (e->type > SHMG_EV_LEFT)
 			continue;
-		ssize_t m = h->extract(e->meta, e->meta_len, out, h->hdr->meta_max, h->extract_arg);
-		if (m < 0 || (size_t)m > h->hdr->meta_max)
+		ssize_t m = h->extract(e->meta, e->meta_len, out, h->geo.meta_max, h->extract_arg);
+		if (m < 0 || (size_t)m > h->geo.meta_max)
 			return m < 0 ? (int)m : -EOVERFLOW;
 		e->meta = out;
 		e->meta_len = (size_t)m;
-		out += h->hdr->meta_max;
+		out += h->geo.meta_max;
 		if (e->has_previous) {
-			m = h->extract(e->previous_meta, e->previous_meta_len, out, h->hdr->meta_max,
+			m = h->extract(e->previous_meta, e->previous_meta_len, out, h->geo.meta_max,
 				       h->extract_arg);
-			if (m < 0 || (size_t)m > h->hdr->meta_max)
+			if (m < 0 || (size_t)m > h->geo.meta_max)
 				return m < 0 ? (int)m : -EOVERFLOW;
 			e->previous_meta = out;
 			e->previous_meta_len = (size_t)m;
 		}
-		out += h->hdr->meta_max;
+		out += h->geo.meta_max;
 	}
 	return 0;
 }

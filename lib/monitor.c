@@ -31,7 +31,7 @@ uint32_t mon_cluster_tag(uint64_t seed)
 
 static bool any_monitors(const shmg_t *h)
 {
-	for (uint32_t s = 0; s < h->hdr->shards; s++)
+	for (uint32_t s = 0; s < h->geo.shards; s++)
 		if (load_relaxed(&shard_at(h, s)->monitors))
 			return true;
 	return false;
@@ -40,17 +40,17 @@ static bool any_monitors(const shmg_t *h)
 static uint64_t cluster_seed(const shmg_t *h, uint32_t ref)
 {
 	uint32_t s = cluster_slot_of(ref);
-	return s && s < h->hdr->max_clusters ? cluster_at(h, s)->name_hash : DEFAULT_CLUSTER_SEED;
+	return s && s < h->geo.max_clusters ? cluster_at(h, s)->name_hash : DEFAULT_CLUSTER_SEED;
 }
 
 static void targets_clear(shmg_t *h)
 {
-	memset(h->targets, 0, ((size_t)h->hdr->max_endpoints + 63) / 64 * 8);
+	memset(h->targets, 0, ((size_t)h->geo.max_endpoints + 63) / 64 * 8);
 }
 
 void target_add(shmg_t *h, uint32_t slot, uint32_t gen)
 {
-	if (slot >= h->hdr->max_endpoints)
+	if (slot >= h->geo.max_endpoints)
 		return;
 	h->targets[slot / 64] |= 1ull << (slot % 64);
 	h->target_gen[slot] = gen;
@@ -117,7 +117,7 @@ void record_fill(shmg_t *h, struct mailbox_record *r, uint8_t type, uint8_t reas
 void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *cluster,
 		     const void *key, const void *meta, const void *prev)
 {
-	uint32_t words = (h->hdr->max_endpoints + 63) / 64;
+	uint32_t words = (h->geo.max_endpoints + 63) / 64;
 	struct mb_batch *one = &h->single; /* reused: no allocation per event */
 	one->len = one->count = 0;
 	for (uint32_t w = 0; w < words; w++) {
@@ -164,7 +164,7 @@ void events_batch_begin(shmg_t *h)
 void events_batch_flush(shmg_t *h)
 {
 	h->batching = false;
-	for (uint32_t s = 0; s < h->hdr->max_endpoints; s++) {
+	for (uint32_t s = 0; s < h->geo.max_endpoints; s++) {
 		struct mb_batch *b = &h->pending[s];
 		if (!b->count)
 			continue;
@@ -181,7 +181,7 @@ static int pattern_prepare(shmg_t *h, const char *pat, size_t len, const struct 
 	const char *cluster = o ? o->cluster : NULL;
 	if (cluster && !cluster_name_valid(cluster))
 		return -EINVAL;
-	if ((!pat && len) || (pat && (len == 0 || len > h->hdr->key_max || memchr(pat, 0, len))))
+	if ((!pat && len) || (pat && (len == 0 || len > h->geo.key_max || memchr(pat, 0, len))))
 		return -EINVAL;
 	uint64_t seed = cluster ? cluster_name_seed(cluster) : DEFAULT_CLUSTER_SEED;
 	k->key = pat ? pat : "";
@@ -229,7 +229,7 @@ static long dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg
 	int rc = handle_check(h);
 	if (rc)
 		return rc;
-	if (len > h->hdr->meta_max)
+	if (len > h->geo.meta_max)
 		return -E2BIG;
 	if (!msg && len)
 		return -EINVAL;
@@ -252,7 +252,7 @@ static long dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg
 	}
 	read_exit(h);
 	long n = 0;
-	for (uint32_t w = 0; w < (h->hdr->max_endpoints + 63) / 64; w++)
+	for (uint32_t w = 0; w < (h->geo.max_endpoints + 63) / 64; w++)
 		n += __builtin_popcountll(h->targets[w]);
 	char clbuf[64];
 	const char *cl = cluster_name_of(h, k.cluster, clbuf);

@@ -21,8 +21,8 @@
 
 struct oplog_header *oplog_at(const shmg_t *h, uint32_t shard)
 {
-	return (struct oplog_header *)(h->base + h->hdr->off_oplogs +
-				       (uint64_t)shard * h->hdr->oplog_bytes);
+	return (struct oplog_header *)(h->base + h->geo.off_oplogs +
+				       (uint64_t)shard * h->geo.oplog_bytes);
 }
 
 void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const struct entry *e,

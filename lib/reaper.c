@@ -57,7 +57,7 @@ uint32_t reaper_alive_pid(shmg_t *h)
 	/* reaper_pid is cleared only by a reaper that stops cleanly; one that
 	 * was killed is told apart by its endpoint. */
 	uint32_t pid = load_acquire(&h->hdr->reaper_pid), slot = load_relaxed(&h->hdr->reaper_slot);
-	if (!pid || slot >= h->hdr->max_endpoints)
+	if (!pid || slot >= h->geo.max_endpoints)
 		return 0;
 	struct endpoint_slot *ep = endpoint_at(h, slot);
 	return (uint32_t)ep->pid == pid && endpoint_alive(h, slot, load_relaxed(&ep->gen)) ? pid : 0;
@@ -113,7 +113,7 @@ static bool rescan(shmg_t *h)
 	struct reaper *r = h->reaper;
 	bool dead = false;
 	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
-	for (uint32_t i = 0; i < h->hdr->max_endpoints; i++) {
+	for (uint32_t i = 0; i < h->geo.max_endpoints; i++) {
 		struct endpoint_slot *ep = endpoint_at(h, i);
 		uint32_t st = load_acquire(&ep->state), gen = load_relaxed(&ep->gen);
 		if (i >= hwm || st == EP_FREE) {
@@ -153,7 +153,7 @@ int shmg_reaper_enable(shmg_t *h)
 		return rc;
 	if (!h->reaper) {
 		struct reaper *r = calloc(1, sizeof(*r));
-		if (!r || !(r->watch = calloc(h->hdr->max_endpoints, sizeof(*r->watch)))) {
+		if (!r || !(r->watch = calloc(h->geo.max_endpoints, sizeof(*r->watch)))) {
 			free(r);
 			return -ENOMEM;
 		}
@@ -165,7 +165,7 @@ int shmg_reaper_enable(shmg_t *h)
 			return rc;
 		}
 		r->poke_fd = -1;
-		for (uint32_t i = 0; i < h->hdr->max_endpoints; i++)
+		for (uint32_t i = 0; i < h->geo.max_endpoints; i++)
 			r->watch[i].pidfd = -1;
 		h->reaper = r;
 	}
@@ -231,7 +231,7 @@ void reaper_close(shmg_t *h)
 	struct reaper *r = h->reaper;
 	if (!r)
 		return;
-	for (uint32_t i = 0; i < h->hdr->max_endpoints; i++)
+	for (uint32_t i = 0; i < h->geo.max_endpoints; i++)
 		if (r->watch[i].pidfd >= 0)
 			close(r->watch[i].pidfd);
 	if (r->poke_fd >= 0)

@@ -15,7 +15,7 @@
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
 		struct keyref *k)
 {
-	if (unlikely(!key || len == 0 || len > h->hdr->key_max || bytes_have_nul(key, len)))
+	if (unlikely(!key || len == 0 || len > h->geo.key_max || bytes_have_nul(key, len)))
 		return -EINVAL;
 	if ((flags & KEY_WRITE) && key[len - 1] == '/')
 		return -EINVAL;
@@ -33,7 +33,7 @@ int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *
 
 int meta_check(const shmg_t *h, const void *meta, size_t len)
 {
-	return (len > h->hdr->meta_max || (!meta && len)) ? -EINVAL : 0;
+	return (len > h->geo.meta_max || (!meta && len)) ? -EINVAL : 0;
 }
 
 ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e,
@@ -45,10 +45,10 @@ ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e
 		*out = entry_meta(e);
 		return e->meta_len;
 	}
-	ssize_t n = fn(entry_meta(e), e->meta_len, h->scratch, h->hdr->meta_max, arg);
+	ssize_t n = fn(entry_meta(e), e->meta_len, h->scratch, h->geo.meta_max, arg);
 	if (n < 0)
 		return n;
-	if ((size_t)n > h->hdr->meta_max)
+	if ((size_t)n > h->geo.meta_max)
 		return -EOVERFLOW;
 	*out = h->scratch;
 	return n;
@@ -79,7 +79,7 @@ static void entry_fill_ref(shmg_t *h, const struct entry *e, struct shmg_entry *
 		.id = {e->node, e->ep_slot, e->ep_gen},
 		.pid = e->pid,
 		.time_ns = e->time_ns,
-		.cluster = cs && cs < h->hdr->max_clusters ? cluster_at(h, cs)->name : NULL,
+		.cluster = cs && cs < h->geo.max_clusters ? cluster_at(h, cs)->name : NULL,
 		.key = entry_key(e),
 		.key_len = e->key_len,
 		.meta = entry_meta(e),
@@ -138,7 +138,7 @@ static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, 
 			return replace_reg(h, k, old, pos, meta, meta_len);
 		if (!owner_dead(h, old))
 			return -EEXIST;
-		struct endpoint_slot *ep = old->ep_slot < h->hdr->max_endpoints ? endpoint_at(h, old->ep_slot) : NULL;
+		struct endpoint_slot *ep = old->ep_slot < h->geo.max_endpoints ? endpoint_at(h, old->ep_slot) : NULL;
 		if (ep && load_relaxed(&ep->gen) == old->ep_gen && load_acquire(&ep->state) != EP_FREE) {
 			*dead_slot = old->ep_slot;
 			*dead_gen = old->ep_gen;
@@ -354,7 +354,7 @@ static long count_registry(shmg_t *h, const struct shmg_opts *opts, bool local)
 	if (rc)
 		return rc == -ENOTCONN ? 0 : rc;
 	uint64_t n = 0;
-	for (uint32_t s = 0; s < h->hdr->shards; s++) {
+	for (uint32_t s = 0; s < h->geo.shards; s++) {
 		struct cluster_counts *c = &shard_counts(h, s)[cluster_slot_of(ref)];
 		n += local ? load_relaxed(&c->registered_local) : load_relaxed(&c->registered);
 	}

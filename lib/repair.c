@@ -53,13 +53,13 @@ int scan_init(shmg_t *h, uint32_t shard, struct scan *sc)
 {
 	memset(sc, 0, sizeof(*sc));
 	sc->shard = shard;
-	sc->nbits = (uint64_t)h->hdr->npages * SCAN_BLOCKS_PER_PAGE;
+	sc->nbits = (uint64_t)h->geo.npages * SCAN_BLOCKS_PER_PAGE;
 	size_t words = (size_t)(sc->nbits + 63) / 64;
 	sc->live = calloc(words, 8);
 	sc->listed = calloc(words, 8);
 	sc->indexed = calloc(words, 8);
 	sc->retired = calloc(words, 8);
-	sc->extent_keep = calloc(h->hdr->npages, 1);
+	sc->extent_keep = calloc(h->geo.npages, 1);
 	if (!sc->live || !sc->listed || !sc->indexed || !sc->retired || !sc->extent_keep) {
 		scan_free(sc);
 		return -ENOMEM;
@@ -86,8 +86,8 @@ int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref, bool check_entry
 		return -1;
 	if (check_entry) {
 		struct entry *e = entry_at(h, ref);
-		if (!e || e->kind < K_REG || e->kind > K_MONITOR || e->key_len > h->hdr->key_max ||
-		    e->meta_len > h->hdr->meta_max ||
+		if (!e || e->kind < K_REG || e->kind > K_MONITOR || e->key_len > h->geo.key_max ||
+		    e->meta_len > h->geo.meta_max ||
 		    entry_size(e->kind, e->key_len, e->meta_len) > alloc_class_size(cls) ||
 		    ((e->kind == K_REG || e->kind == K_GROUP) && e->key_len == 0))
 			return -1;
@@ -98,9 +98,9 @@ int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref, bool check_entry
 uint32_t scan_table_page(const shmg_t *h, uint32_t shard)
 {
 	uint64_t off = load_relaxed(&shard_at(h, shard)->table_off);
-	if (off < h->hdr->off_pages || off >= h->size)
+	if (off < h->geo.off_pages || off >= h->size)
 		return UINT32_MAX;
-	return (uint32_t)((off - h->hdr->off_pages) >> PAGE_SHIFT);
+	return (uint32_t)((off - h->geo.off_pages) >> PAGE_SHIFT);
 }
 
 static int mark_slot(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
@@ -150,13 +150,13 @@ static int mark_lists(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 
 static void mark_extent(shmg_t *h, struct scan *sc, uint32_t page)
 {
-	if (page >= h->hdr->npages)
+	if (page >= h->geo.npages)
 		return;
 	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
 	if (PG_OWNER(w) != sc->shard + 1 || PG_KIND(w) != PG_EXTENT)
 		return;
 	uint32_t n = page_desc_at(h, page)->used;
-	for (uint32_t i = 0; i < n && page + i < h->hdr->npages; i++)
+	for (uint32_t i = 0; i < n && page + i < h->geo.npages; i++)
 		sc->extent_keep[page + i] = 1;
 }
 
@@ -251,7 +251,7 @@ static void rebuild_allocator(shmg_t *h, struct scan *sc)
 	struct shard_header *sh = shard_at(h, sc->shard);
 	memset(sh->partial, 0, sizeof(sh->partial));
 	mark_extent(h, sc, scan_table_page(h, sc->shard));
-	for (uint32_t p = 0; p < h->hdr->npages; p++) {
+	for (uint32_t p = 0; p < h->geo.npages; p++) {
 		uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
 		if (PG_OWNER(w) != sc->shard + 1)
 			continue;
@@ -306,8 +306,8 @@ static int recount_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 void repair_recount(shmg_t *h, uint32_t shard)
 {
 	struct shard_header *sh = shard_at(h, shard);
-	memset(shard_counts(h, shard), 0, (size_t)h->hdr->max_clusters * sizeof(struct cluster_counts));
-	memset(shard_ep_entries(h, shard), 0, (size_t)h->hdr->max_endpoints * sizeof(uint32_t));
+	memset(shard_counts(h, shard), 0, (size_t)h->geo.max_clusters * sizeof(struct cluster_counts));
+	memset(shard_ep_entries(h, shard), 0, (size_t)h->geo.max_endpoints * sizeof(uint32_t));
 	sh->nentries = 0;
 	sh->monitors = 0;
 	index_foreach(h, shard, recount_visit, &shard);

@@ -66,7 +66,7 @@ bool entry_live(const shmg_t *h, const struct entry *e)
 {
 	if (e->node != h->node)
 		return true; /* remote entries live and die by replication */
-	return likely(e->ep_slot < h->hdr->max_endpoints) &&
+	return likely(e->ep_slot < h->geo.max_endpoints) &&
 	       load_relaxed(&h->live_gen[e->ep_slot]) == e->ep_gen;
 }
 
@@ -74,7 +74,7 @@ void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
 {
 	uint32_t cs = cluster_slot_of(e->cluster);
 	bool local = e->node == h->node;
-	if (cs < h->hdr->max_clusters) {
+	if (cs < h->geo.max_clusters) {
 		struct cluster_counts *c = &shard_counts(h, shard)[cs];
 		if (e->kind == K_REG) {
 			store_relaxed(&c->registered, c->registered + (uint32_t)delta);
@@ -89,7 +89,7 @@ void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
 	if (e->kind == K_MONITOR)
 		store_relaxed(&shard_at(h, shard)->monitors, shard_at(h, shard)->monitors + (uint32_t)delta);
 	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
-	    e->ep_slot < h->hdr->max_endpoints) {
+	    e->ep_slot < h->geo.max_endpoints) {
 		uint32_t *n = &shard_ep_entries(h, shard)[e->ep_slot];
 		store_relaxed(n, *n + (uint32_t)delta);
 	}
