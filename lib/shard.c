@@ -36,24 +36,24 @@ int shard_lock(shmg_t *h, uint32_t shard)
 	struct shard_header *sh = shard_at(h, shard);
 	int rc = robust_lock(&sh->lock);
 	if (unlikely(rc == EOWNERDEAD)) {
-		/* The holder died inside its critical section.  Repair first, then
-		 * declare the mutex consistent: if we die while repairing, the next
-		 * locker gets EOWNERDEAD again and repairs again. */
-		int rep = repair_shard(h, shard);
+		/* The holder died inside its critical section.  The shard is marked
+		 * for repair before the mutex is made usable again (unlocking it
+		 * while inconsistent would make it unusable for good): a repair that
+		 * fails or is killed leaves the mark, and the next locker repairs. */
+		sh->repair_pending = REPAIR_NEEDED;
 		pthread_mutex_consistent(&sh->lock);
-		sh->repairs++;
-		__atomic_add_fetch(&h->hdr->shard_repairs, 1, __ATOMIC_RELAXED);
-		sg_log(h, SHMG_LOG_INFO, "shard %u repaired after its writer (endpoint %u) died: %s",
-		       shard, sh->owner_slot, rep < 0 ? shmg_strerror(rep) : "ok");
-		if (rep < 0) {
-			pthread_mutex_unlock(&sh->lock);
-			return -EIO;
-		}
 	} else if (unlikely(rc)) {
 		return rc == ENOTRECOVERABLE ? -EIO : -rc;
 	}
+	if (unlikely(sh->repair_pending) && (rc = repair_if_pending(h, shard)) < 0) {
+		pthread_mutex_unlock(&sh->lock);
+		return rc;
+	}
 	sh->owner_slot = h->slot;
 	sh->owner_gen = h->gen;
+	/* A disconnect requested a sweep that has not reached this shard. */
+	if (unlikely(load_relaxed(&sh->swept) != load_acquire(&h->hdr->disconnects)))
+		cluster_sweep_shard(h, shard);
 	return 0;
 }
 
