@@ -24,6 +24,8 @@
  *   "close:removing"       endpoint marked dead, entries being removed
  *   "event:delivered"      a single write's event appended to one monitor's
  *                          mailbox, more monitors to go (in-flight record set)
+ *   "batch:delivered"      a batch appended to one target's mailbox, more
+ *                          targets to go (a death batch: all shard locks held)
  *   "reap:events-sent"     a death or close batch delivered, entries not yet
  *                          removed (all shard locks held)
  *   "disconnect:tombstoned" (cluster_lock only) the clusters tombstoned and
