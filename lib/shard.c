@@ -18,14 +18,19 @@
  * that got it just before the writer died), so monitors never keep an entry
  * that is gone nor miss one that appeared.
  *
- * The removal of a whole endpoint (death, close) or of a cluster's entries is
- * done the other way round: the batch of events is delivered first, then the
- * entries removed with events suppressed.  The entries are already hidden
- * from readers (live_gen) or from writers (locks held), so nobody can see the
- * events ahead of the change.  An endpoint's slot records that its batch went
- * out (EPF_EVENTS_SENT), so a remover killed half way leaves entries that the
- * next one removes silently; only one killed inside the delivery itself makes
- * the next one deliver the batch again.
+ * The removal of a whole endpoint (death, close) is done the other way round:
+ * the batch of events is delivered first, then the entries removed with
+ * events suppressed.  The entries are already hidden from readers (live_gen)
+ * and writers are locked out, so nobody can see the events ahead of the
+ * change.  An endpoint's slot records how far the delivery got (batch_done)
+ * and that its batch went out (EPF_EVENTS_SENT), so a remover killed half way
+ * leaves the rest to the next one, which neither repeats nor skips a target.
+ * A cluster's entries (disconnect) are removed one by one as above.
+ *
+ * shard_lock: a holder that died leaves the mutex owner-dead; the next locker
+ * sets repair_pending, makes the mutex consistent, and repairs while the mark
+ * is set (repair.c).  Then a shard whose swept counter lags hdr->disconnects
+ * is swept (cluster.c).
  */
 #include <string.h>
 
