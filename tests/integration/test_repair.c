@@ -6,7 +6,8 @@
  *  - A reader stopped inside a read section must not hold up the repair of a
  *    writer's death: the next writer proceeds at once, the block the reader
  *    holds is not reused under it, and once the reader is gone every deferred
- *    block is freed (pages back to where they were).
+ *    block is freed (pages back to where they were); with the limbo ring full
+ *    the block is held and the repair done again once the ring has room.
  *  - A repair that fails is retried by the next locker.
  *  - Limbo items that repair drops are not freed by reclaim.
  *  - Re-indexing listed memberships may resize the table: the table the
@@ -227,6 +228,58 @@ START_TEST(test_stopped_reader_does_not_stall_repair)
 	TC_ASSERT_CLEAN(h);
 	ck_assert_uint_le(pages_used(h), baseline);
 	TC_EQ(shmg_registry_count(h, NULL), 1);
+	shmg_close(h);
+}
+END_TEST
+
+/* The same with the limbo ring full: the orphan cannot be queued, so repair
+ * keeps it allocated (REPAIR_LEAKED), the shard stays usable, and once the
+ * reader is gone and the ring drained the next locker repairs it again. */
+START_TEST(test_full_ring_during_repair)
+{
+	struct shmg_config c = one_shard();
+	shmg_t *h;
+	char b;
+	int st;
+
+	writer_point = "register:replaced";
+	h = tc_open(tc_arena, &c);
+	TC_EQ(shmg_register(h, SHMG_KEY("base/stable"), M1, strlen(M1), NULL), 0);
+	TC_EQ(shmg_register(h, SHMG_KEY(KEY), M2, strlen(M2), NULL), 0);
+	TC_EQ(shmg_unregister(h, SHMG_KEY(KEY), NULL), 0);
+	reclaim_all(h);
+	uint64_t baseline = pages_used(h);
+
+	ck_assert_int_eq(pipe(ready_pipe), 0);
+	ck_assert_int_eq(pipe(go_pipe), 0);
+	pid_t w = tc_fork(crashing_writer, NULL);
+	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
+	pid_t r = tc_fork(stopped_reader, NULL);
+	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
+	ck_assert_int_eq(waitpid(r, &st, WUNTRACED), r);
+	ck_assert(WIFSTOPPED(st));
+	/* Fill the ring with items the stopped reader holds back. */
+	TC_EQ(shard_lock(h, 0), 0);
+	while (epoch_defer(h, 0, 0, 0) == 0)
+		;
+	shard_unlock(h, 0);
+	TC_EQ(tc_write_full(go_pipe[1], "g", 1), 0);
+	TC_EQ(tc_wait_exit(w, 20000), TC_KILLED(SIGKILL));
+
+	TC_EQ(shmg_register(h, SHMG_KEY("repair/next"), "x", 1, NULL), 0);
+	TC_EQ(shard_at(h, 0)->repair_pending, REPAIR_LEAKED);
+	TC_EQ(shmg_lookup(h, SHMG_KEY("repair/next"), NULL, NULL, 0, NULL, NULL), 0);
+
+	ck_assert_int_eq(kill(r, SIGCONT), 0);
+	TC_EQ(tc_wait_exit(r, 20000), 0);
+	TC_EQ(shmg_reap(h), 2);
+	reclaim_all(h); /* drains the ring */
+	TC_ASSERT_CLEAN(h); /* its lock repairs again, now with room */
+	TC_EQ(shard_at(h, 0)->repair_pending, REPAIR_NONE);
+	TC_EQ(shmg_unregister(h, SHMG_KEY("repair/next"), NULL), 0);
+	reclaim_all(h);
+	ck_assert_uint_le(pages_used(h), baseline);
+	TC_ASSERT_CLEAN(h);
 	shmg_close(h);
 }
 END_TEST
@@ -601,6 +654,7 @@ static Suite *repair_suite(void)
 
 	tc = tc_case(s, "readers", 60);
 	tcase_add_loop_test(tc, test_stopped_reader_does_not_stall_repair, 0, 2);
+	tcase_add_test(tc, test_full_ring_during_repair);
 	tc = tc_case(s, "retry", 30);
 	tcase_add_loop_test(tc, test_failed_repair_is_retried, 0, 2);
 	tc = tc_case(s, "suspicions", 60);
