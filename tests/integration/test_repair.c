@@ -185,33 +185,54 @@ static int next_writer(void *arg)
 	return shmg_close(h) == 0 ? 0 : 12;
 }
 
-START_TEST(test_stopped_reader_does_not_stall_repair)
+/* Opens the test's handle with the size classes of the scenario holding a
+ * page each, so that pages_used can be compared at the end. */
+static shmg_t *open_warmed(void)
 {
 	struct shmg_config c = one_shard();
-	shmg_t *h;
-	char b;
-	int st;
+	shmg_t *h = tc_open(tc_arena, &c);
 
-	writer_point = _i == 0 ? "register:replaced" : "unregister:unlinked";
-	h = tc_open(tc_arena, &c);
-	/* The size classes the scenario uses keep a page each from now on. */
 	TC_EQ(shmg_register(h, SHMG_KEY("base/stable"), M1, strlen(M1), NULL), 0);
 	TC_EQ(shmg_register(h, SHMG_KEY(KEY), M2, strlen(M2), NULL), 0);
 	TC_EQ(shmg_unregister(h, SHMG_KEY(KEY), NULL), 0);
 	reclaim_all(h);
-	uint64_t baseline = pages_used(h), repairs_before = repairs(h);
+	return h;
+}
+
+/* Forks the writer (which registers KEY and waits) and the reader (which
+ * looks KEY up and stops inside its section). */
+static void start_writer_and_stopped_reader(pid_t *w, pid_t *r)
+{
+	char b;
+	int st;
 
 	ck_assert_int_eq(pipe(ready_pipe), 0);
 	ck_assert_int_eq(pipe(go_pipe), 0);
-	pid_t w = tc_fork(crashing_writer, NULL);
+	*w = tc_fork(crashing_writer, NULL);
 	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
-	pid_t r = tc_fork(stopped_reader, NULL);
+	*r = tc_fork(stopped_reader, NULL);
 	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
-	ck_assert_int_eq(waitpid(r, &st, WUNTRACED), r);
+	ck_assert_int_eq(waitpid(*r, &st, WUNTRACED), *r);
 	ck_assert_msg(WIFSTOPPED(st), "reader did not stop (status %#x)", st);
+}
 
+/* Lets the writer go on to its crash point. */
+static void writer_dies(pid_t w)
+{
 	TC_EQ(tc_write_full(go_pipe[1], "g", 1), 0);
 	TC_EQ(tc_wait_exit(w, 20000), TC_KILLED(SIGKILL));
+}
+
+START_TEST(test_stopped_reader_does_not_stall_repair)
+{
+	pid_t w, r;
+	int st;
+
+	writer_point = _i == 0 ? "register:replaced" : "unregister:unlinked";
+	shmg_t *h = open_warmed();
+	uint64_t baseline = pages_used(h), repairs_before = repairs(h);
+	start_writer_and_stopped_reader(&w, &r);
+	writer_dies(w);
 
 	/* The reader is still inside its section: writers must not wait for it. */
 	pid_t x = tc_fork(next_writer, NULL);
@@ -237,34 +258,18 @@ END_TEST
  * reader is gone and the ring drained the next locker repairs it again. */
 START_TEST(test_full_ring_during_repair)
 {
-	struct shmg_config c = one_shard();
-	shmg_t *h;
-	char b;
-	int st;
+	pid_t w, r;
 
 	writer_point = "register:replaced";
-	h = tc_open(tc_arena, &c);
-	TC_EQ(shmg_register(h, SHMG_KEY("base/stable"), M1, strlen(M1), NULL), 0);
-	TC_EQ(shmg_register(h, SHMG_KEY(KEY), M2, strlen(M2), NULL), 0);
-	TC_EQ(shmg_unregister(h, SHMG_KEY(KEY), NULL), 0);
-	reclaim_all(h);
+	shmg_t *h = open_warmed();
 	uint64_t baseline = pages_used(h);
-
-	ck_assert_int_eq(pipe(ready_pipe), 0);
-	ck_assert_int_eq(pipe(go_pipe), 0);
-	pid_t w = tc_fork(crashing_writer, NULL);
-	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
-	pid_t r = tc_fork(stopped_reader, NULL);
-	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
-	ck_assert_int_eq(waitpid(r, &st, WUNTRACED), r);
-	ck_assert(WIFSTOPPED(st));
+	start_writer_and_stopped_reader(&w, &r);
 	/* Fill the ring with items the stopped reader holds back. */
 	TC_EQ(shard_lock(h, 0), 0);
 	while (epoch_defer(h, 0, 0, 0) == 0)
 		;
 	shard_unlock(h, 0);
-	TC_EQ(tc_write_full(go_pipe[1], "g", 1), 0);
-	TC_EQ(tc_wait_exit(w, 20000), TC_KILLED(SIGKILL));
+	writer_dies(w);
 
 	TC_EQ(shmg_register(h, SHMG_KEY("repair/next"), "x", 1, NULL), 0);
 	TC_EQ(shard_at(h, 0)->repair_pending, REPAIR_LEAKED);
