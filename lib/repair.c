@@ -136,7 +136,7 @@ struct page_marks {
 struct repair {
 	struct scan sc; /* only .shard: for scan_block */
 	uint32_t shard;
-	uint32_t npages, cap;     /* the window: pages[0..npages), ascending */
+	uint32_t npages, cap; /* the window: pages[0..npages), ascending */
 	uint32_t *pages;
 	struct page_marks *marks; /* one per window page */
 	bool leaked;              /* a block or table could not be queued */
@@ -516,10 +516,11 @@ static void repair_extents(shmg_t *h, struct repair *r)
 		}
 		if (p != table && !extent_queued(h, r->shard, p, sh->limbo_tail, sh->limbo_head))
 			defer(h, r, p, LIMBO_EXTENT); /* readers may still be on this table */
-		for (uint32_t n = page_desc_at(h, p)->used; n > 1 && p + 1 < h->geo.npages &&
-							    load_relaxed(&page_desc_at(h, p + 1)->word) == tail;
-		     n--)
-			p++; /* its tail pages go with it */
+		/* Its tail pages go with it. */
+		uint32_t n = page_desc_at(h, p)->used;
+		while (n-- > 1 && p + 1 < h->geo.npages &&
+		       load_relaxed(&page_desc_at(h, p + 1)->word) == tail)
+			p++;
 	}
 }
 

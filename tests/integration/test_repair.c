@@ -278,7 +278,7 @@ START_TEST(test_full_ring_during_repair)
 	ck_assert_int_eq(kill(r, SIGCONT), 0);
 	TC_EQ(tc_wait_exit(r, 20000), 0);
 	TC_EQ(shmg_reap(h), 2);
-	reclaim_all(h); /* drains the ring */
+	reclaim_all(h);     /* drains the ring */
 	TC_ASSERT_CLEAN(h); /* its lock repairs again, now with room */
 	TC_EQ(shard_at(h, 0)->repair_pending, REPAIR_NONE);
 	TC_EQ(shmg_unregister(h, SHMG_KEY("repair/next"), NULL), 0);
@@ -314,7 +314,7 @@ static int dies_registering(void *arg)
 
 START_TEST(test_failed_repair_is_retried)
 {
-	static const char *const points[] = {"register:allocated", "register:published"};
+	static const char *const points[] = { "register:allocated", "register:published" };
 	struct shmg_config c = one_shard();
 	shmg_t *h = tc_open(tc_arena, &c);
 
@@ -546,9 +546,9 @@ static const struct {
 	const char *point;
 	int nth;
 } dc_points[] = {
-	{"disconnect:tombstoned", 1}, {"disconnect:removing", 1}, {"disconnect:removing", 9},
-	{"disconnect:swept", 1},      {"disconnect:swept", 3},    {"event:delivered", 1},
-	{"event:delivered", 8},
+	{ "disconnect:tombstoned", 1 }, { "disconnect:removing", 1 }, { "disconnect:removing", 9 },
+	{ "disconnect:swept", 1 },      { "disconnect:swept", 3 },    { "event:delivered", 1 },
+	{ "event:delivered", 8 },
 };
 #define N_DC ((int)(sizeof(dc_points) / sizeof(dc_points[0])))
 
@@ -578,7 +578,7 @@ static void expect_removals(shmg_t *m, const char *who)
 {
 	static struct tc_ev ev[4 * (NREG + NJOIN)];
 	int n = tc_ev_drain(m, ev, 4 * (NREG + NJOIN));
-	int seen[NREG + NJOIN] = {0};
+	int seen[NREG + NJOIN] = { 0 };
 
 	for (int i = 0; i < n; i++) {
 		int k = -1;
@@ -602,7 +602,7 @@ static void expect_removals(shmg_t *m, const char *who)
 START_TEST(test_disconnect_killed)
 {
 	struct shmg_config c;
-	struct shmg_opts cl = {.cluster = "cl"};
+	struct shmg_opts cl = { .cluster = "cl" };
 	struct tc_ev ev[64];
 	char key[32];
 	long n = 0;
