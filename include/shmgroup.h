@@ -209,7 +209,7 @@ struct shmg_info {
 	uint32_t endpoints_live;
 	uint32_t clusters_connected; /* named clusters, not counting the default */
 	uint64_t global_epoch;
-	uint64_t shard_repairs;   /* times a shard was repaired after a writer died */
+	uint64_t shard_repairs;   /* shard repairs run (a writer died, or a repair is retried) */
 	uint32_t mailbox_bytes;
 	uint32_t reaper_pid;      /* process hosting the reaper (agent or in-process), 0 = none */
 };
@@ -373,8 +373,10 @@ struct shmg_connect_opts {
 SHMG_EXPORT int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts *o);
 
 /* Disconnects this host from the cluster(s): this host's entries in them are
- * removed (reason "cluster disconnect").  Disconnecting a cluster not connected
- * is a no-op.  All names are validated before anything changes.
+ * removed (reason "cluster disconnect", one event per entry).  If the caller
+ * dies half way, the next writer of each shard finishes the removal.
+ * Disconnecting a cluster not connected is a no-op.  All names are validated
+ * before anything changes.
  * Errors: -EINVAL a bad name (nothing changed); -EBADF, -ECHILD, -EIO. */
 SHMG_EXPORT int shmg_disconnect(shmg_t *h, const char *cluster);
 SHMG_EXPORT int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n);
@@ -526,7 +528,8 @@ SHMG_EXPORT int shmg_reap(shmg_t *h);
 /* Walks the whole arena and checks it: headers, every shard's index, group
  * lists, allocator pages (every block is free, live or retired exactly once:
  * no leak, no double use), counters and endpoint slots.  Takes each shard's
- * lock in turn (so it repairs a shard whose writer died first).  For each
+ * lock in turn (so it first repairs a shard whose writer died, and finishes
+ * removing the entries of a disconnected cluster there).  For each
  * problem it calls report(msg, arg) if report is non-NULL.
  * Returns the number of problems (0 = clean); -EBADF, -ECHILD. */
 SHMG_EXPORT long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg);

@@ -22,10 +22,10 @@
  * its owner is alive and clears it if not.  A writer killed between unlinking
  * and queuing (or between dequeuing and freeing) leaves a block that is
  * neither reachable nor queued, or queued but free: repair_shard rebuilds the
- * free lists from reachability and the ring, after a grace period.
+ * free lists from reachability and the ring, and queues (epoch_defer) what a
+ * reader may still hold instead of waiting for a grace period.
  */
 #include <linux/membarrier.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,8 +99,9 @@ static void limbo_free(shmg_t *h, uint32_t shard, const struct limbo_item *it)
 {
 	if (it->kind == LIMBO_EXTENT)
 		alloc_free_extent(h, shard, it->ref);
-	else
+	else if (it->kind == LIMBO_BLOCK)
 		alloc_free_block(h, shard, it->ref);
+	/* Anything else is an item repair dropped (kind 0): nothing to free. */
 }
 
 uint32_t epoch_reclaim(shmg_t *h, uint32_t shard)
@@ -125,10 +126,19 @@ uint32_t epoch_reclaim(shmg_t *h, uint32_t shard)
 	return freed;
 }
 
+static void limbo_push(shmg_t *h, uint32_t shard, uint64_t stamp, uint32_t ref, uint32_t kind)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	struct limbo_item *it = &shard_limbo(h, shard)[sh->limbo_head % LIMBO_CAP];
+	it->stamp = stamp;
+	it->ref = ref;
+	it->kind = kind;
+	store_release(&sh->limbo_head, sh->limbo_head + 1);
+}
+
 int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind)
 {
 	struct shard_header *sh = shard_at(h, shard);
-	struct limbo_item *ring = shard_limbo(h, shard);
 	/* The unlink (a release store by the caller) must be visible before we
 	 * read the stamp; see the ordering argument above. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -140,36 +150,19 @@ int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind)
 			nanosleep(&ts, NULL);
 		}
 	}
-	struct limbo_item *it = &ring[sh->limbo_head % LIMBO_CAP];
-	it->stamp = stamp;
-	it->ref = ref;
-	it->kind = kind;
-	store_release(&sh->limbo_head, sh->limbo_head + 1);
+	limbo_push(h, shard, stamp, ref, kind);
 	if (sh->limbo_head - sh->limbo_tail >= LIMBO_RECLAIM_AT)
 		epoch_reclaim(h, shard);
 	return 0;
 }
 
-void epoch_synchronize(shmg_t *h)
+int epoch_defer(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind)
 {
-	uint64_t g = grace_begin(h);
-	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
-	for (uint32_t i = 0; i < hwm && i < h->geo.max_endpoints; i++) {
-		struct endpoint_slot *ep = endpoint_at(h, i);
-		if (ep == h->ep)
-			continue;
-		for (unsigned spins = 0;; spins++) {
-			uint64_t e = load_acquire(&ep->read_epoch);
-			if (!e || e >= g)
-				break;
-			if (spins > 64 && clear_if_dead(h, i, e))
-				break;
-			if (spins < 64)
-				sched_yield();
-			else {
-				struct timespec ts = {0, 20000};
-				nanosleep(&ts, NULL);
-			}
-		}
-	}
+	struct shard_header *sh = shard_at(h, shard);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* as in epoch_retire */
+	uint64_t stamp = load_relaxed(&h->hdr->epoch);
+	if (sh->limbo_head - sh->limbo_tail >= LIMBO_CAP)
+		return -ENOSPC;
+	limbo_push(h, shard, stamp, ref, kind);
+	return 0;
 }

@@ -270,8 +270,9 @@ void epoch_process_init(shmg_t *h);
 int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind);
 /* Under the shard lock: frees what no reader can still see; returns number freed. */
 uint32_t epoch_reclaim(shmg_t *h, uint32_t shard);
-/* Waits until every read section that began before the call has ended. */
-void epoch_synchronize(shmg_t *h);
+/* Under the shard lock: epoch_retire that neither waits nor reclaims (repair
+ * runs it while free lists are being rebuilt).  -ENOSPC if the ring is full. */
+int epoch_defer(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind);
 
 /* ---- alloc.c: pages, slab blocks, extents --------------------------- */
 #define PG_WORD(owner, kind, cls) ((uint32_t)(owner) | (uint32_t)(kind) << 16 | (uint32_t)(cls) << 24)
@@ -365,9 +366,32 @@ uint32_t shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const
 struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct keyref *k,
 			const void *meta, size_t meta_len, ref_t *ref_out);
 
+/* Repair and disconnect sweeps deliver single events, to every target,
+ * whatever batch the caller is building. */
+struct event_mode {
+	bool batching, suppress;
+	uint32_t deliver_from;
+};
+static inline struct event_mode events_single(shmg_t *h)
+{
+	struct event_mode m = {h->batching, h->suppress_events, h->deliver_from};
+	h->batching = h->suppress_events = false;
+	h->deliver_from = 0;
+	return m;
+}
+static inline void events_restore(shmg_t *h, struct event_mode m)
+{
+	h->batching = m.batching;
+	h->suppress_events = m.suppress;
+	h->deliver_from = m.deliver_from;
+}
+
 /* ---- repair.c -------------------------------------------------------- */
-/* Under the shard lock after EOWNERDEAD: rebuilds everything derivable. */
+/* Under the shard lock: rebuilds everything derivable; sets repair_pending
+ * to REPAIR_NONE (or REPAIR_LEAKED) only once it completed. */
 int repair_shard(shmg_t *h, uint32_t shard);
+/* Under the shard lock, repair_pending set: repairs if it is due.  0 or -EIO. */
+int repair_if_pending(shmg_t *h, uint32_t shard);
 
 /* ---- oplog.c --------------------------------------------------------- */
 void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const struct entry *e,
@@ -386,6 +410,9 @@ const char *cluster_name_of(const shmg_t *h, uint32_t ref, char buf[64]);
 /* Under a shard lock: is the cluster still connected (a disconnect that
  * started after the caller resolved it makes this false)? */
 bool cluster_ref_valid(const shmg_t *h, uint32_t ref);
+/* Under the shard lock, when its `swept` lags hdr->disconnects: removes the
+ * entries of disconnected clusters, each with its event. */
+void cluster_sweep_shard(shmg_t *h, uint32_t shard);
 #define DEFAULT_CLUSTER_SEED 0x9e3779b97f4a7c15ull
 static inline uint32_t cluster_slot_of(uint32_t ref) { return ref & 0xffffu; }
 

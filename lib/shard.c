@@ -18,14 +18,19 @@
  * that got it just before the writer died), so monitors never keep an entry
  * that is gone nor miss one that appeared.
  *
- * The removal of a whole endpoint (death, close) or of a cluster's entries is
- * done the other way round: the batch of events is delivered first, then the
- * entries removed with events suppressed.  The entries are already hidden
- * from readers (live_gen) or from writers (locks held), so nobody can see the
- * events ahead of the change.  An endpoint's slot records that its batch went
- * out (EPF_EVENTS_SENT), so a remover killed half way leaves entries that the
- * next one removes silently; only one killed inside the delivery itself makes
- * the next one deliver the batch again.
+ * The removal of a whole endpoint (death, close) is done the other way round:
+ * the batch of events is delivered first, then the entries removed with
+ * events suppressed.  The entries are already hidden from readers (live_gen)
+ * and writers are locked out, so nobody can see the events ahead of the
+ * change.  An endpoint's slot records how far the delivery got (batch_done)
+ * and that its batch went out (EPF_EVENTS_SENT), so a remover killed half way
+ * leaves the rest to the next one, which neither repeats nor skips a target.
+ * A cluster's entries (disconnect) are removed one by one as above.
+ *
+ * shard_lock: a holder that died leaves the mutex owner-dead; the next locker
+ * sets repair_pending, makes the mutex consistent, and repairs while the mark
+ * is set (repair.c).  Then a shard whose swept counter lags hdr->disconnects
+ * is swept (cluster.c).
  */
 #include <string.h>
 
@@ -36,24 +41,24 @@ int shard_lock(shmg_t *h, uint32_t shard)
 	struct shard_header *sh = shard_at(h, shard);
 	int rc = robust_lock(&sh->lock);
 	if (unlikely(rc == EOWNERDEAD)) {
-		/* The holder died inside its critical section.  Repair first, then
-		 * declare the mutex consistent: if we die while repairing, the next
-		 * locker gets EOWNERDEAD again and repairs again. */
-		int rep = repair_shard(h, shard);
+		/* The holder died inside its critical section.  The shard is marked
+		 * for repair before the mutex is made usable again (unlocking it
+		 * while inconsistent would make it unusable for good): a repair that
+		 * fails or is killed leaves the mark, and the next locker repairs. */
+		sh->repair_pending = REPAIR_NEEDED;
 		pthread_mutex_consistent(&sh->lock);
-		sh->repairs++;
-		__atomic_add_fetch(&h->hdr->shard_repairs, 1, __ATOMIC_RELAXED);
-		sg_log(h, SHMG_LOG_INFO, "shard %u repaired after its writer (endpoint %u) died: %s",
-		       shard, sh->owner_slot, rep < 0 ? shmg_strerror(rep) : "ok");
-		if (rep < 0) {
-			pthread_mutex_unlock(&sh->lock);
-			return -EIO;
-		}
 	} else if (unlikely(rc)) {
 		return rc == ENOTRECOVERABLE ? -EIO : -rc;
 	}
+	if (unlikely(sh->repair_pending) && (rc = repair_if_pending(h, shard)) < 0) {
+		pthread_mutex_unlock(&sh->lock);
+		return rc;
+	}
 	sh->owner_slot = h->slot;
 	sh->owner_gen = h->gen;
+	/* A disconnect requested a sweep that has not reached this shard. */
+	if (unlikely(load_relaxed(&sh->swept) != load_acquire(&h->hdr->disconnects)))
+		cluster_sweep_shard(h, shard);
 	return 0;
 }
 
