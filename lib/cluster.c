@@ -154,12 +154,21 @@ static bool stale_pred(const shmg_t *h, const struct entry *e, const void *arg)
 	       (e->cluster >> 16) != c->keep_gen;
 }
 
-/* Under cluster_lock: removes entries of slot not of generation keep_gen. */
+/* Under cluster_lock: removes entries of slot not of generation keep_gen.
+ * -EBUSY if a shard stayed locked, or its limbo ring full, past the busy
+ * budget: the other shards are swept, that one keeps its entries (hidden,
+ * their cluster being gone) until the slot is swept again at its reuse. */
 static int sweep_slot(shmg_t *h, uint32_t slot, uint32_t keep_gen)
 {
 	struct stale_ctx c = {slot, keep_gen};
+	uint64_t deadline = busy_deadline(h);
+	int busy = 0;
 	for (uint32_t s = 0; s < h->geo.shards; s++) {
-		int rc = shard_lock(h, s);
+		int rc = shard_lock_until(h, s, deadline, 0);
+		if (rc == -EBUSY) {
+			busy = rc;
+			continue;
+		}
 		if (rc < 0)
 			return rc;
 		/* One batch per shard per monitor, delivered before the entries
@@ -169,11 +178,12 @@ static int sweep_slot(shmg_t *h, uint32_t slot, uint32_t keep_gen)
 		shard_emit_matching(h, s, stale_pred, &c, K_MEMBER, REASON_CLUSTER_DISCONNECT);
 		events_batch_flush(h);
 		h->suppress_events = true;
-		shard_remove_matching(h, s, stale_pred, &c, REASON_CLUSTER_DISCONNECT);
+		if (shard_remove_matching(h, s, stale_pred, &c, REASON_CLUSTER_DISCONNECT, deadline) < 0)
+			busy = -EBUSY;
 		h->suppress_events = false;
 		shard_unlock(h, s);
 	}
-	return 0;
+	return busy;
 }
 
 int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts *o)
@@ -237,6 +247,7 @@ int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n)
 			return -EINVAL;
 	if ((rc = cluster_lock(h)) < 0)
 		return rc;
+	int busy = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		size_t len = strlen(clusters[i]);
 		uint32_t s = find_slot(h, clusters[i], len, name_hash(clusters[i], len), NULL);
@@ -245,10 +256,16 @@ int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n)
 		store_release(&cluster_at(h, s)->state, CL_TOMB); /* writes now fail with -ENOTCONN */
 		h->hdr->clusters_connected--;
 		rc = sweep_slot(h, s, 0);
+		if (rc == -EBUSY) {
+			/* Disconnected all the same; what a busy shard kept is
+			 * swept when the slot is reused. */
+			busy = rc;
+			rc = 0;
+		}
 		sg_log(h, SHMG_LOG_INFO, "disconnected from cluster %s", clusters[i]);
 	}
 	cluster_unlock(h);
-	return rc;
+	return rc ? rc : busy;
 }
 
 int shmg_disconnect(shmg_t *h, const char *cluster)

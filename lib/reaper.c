@@ -221,7 +221,9 @@ int shmg_reaper_dispatch(shmg_t *h)
 		r->last_sweep_ns = now;
 		dirty = true;
 	}
-	if (dirty && (rc = endpoint_reap_all(h)) < 0)
+	/* -EBUSY: a shard stayed held (a stopped writer); the endpoints it
+	 * held up stay dead and hidden, and the next sweep tries again. */
+	if (dirty && (rc = endpoint_reap_all(h)) < 0 && rc != -EBUSY)
 		return rc;
 	return RESCAN_MS;
 }
