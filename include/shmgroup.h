@@ -174,7 +174,9 @@ typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
  *   shm_open/ftruncate/mmap.  The arena must also have room for the tables
  *   the config implies (max_endpoints x mailbox_bytes, shards x oplog_bytes,
  *   and at least 4 pages of 64 KiB per shard): -EINVAL otherwise.
- * Blocks: briefly, on a file lock held while another process creates the arena.
+ * Blocks: briefly, on a file lock held while another process creates the arena,
+ *   and at most one busy-retry interval in all on the shard locks it needs to
+ *   reap endpoints it finds dead (what it cannot finish is left to the reaper).
  * Thread-safety: may be called from any thread. */
 SHMG_EXPORT int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out);
 

@@ -15,11 +15,17 @@
  * store hides every entry of an endpoint the moment its death is noticed.
  *
  * Removal of a dead or closing endpoint's entries: state CLOSING, live_gen 0
- * (under endpoint_lock, after liveness is checked again there), then every
- * shard lock, the batch of events, the entries, then state FREE.  Killed at
- * any point, the slot is left CLOSING (or LIVE/OPENING with no lock holder)
- * and the next reap redoes the removal, which is idempotent and does not
- * repeat the batch once EPF_EVENTS_SENT is set.
+ * (under endpoint_lock, after liveness is checked again there), then the
+ * locks of the shards where it has entries, the batch of events, the
+ * entries, then state FREE.  Killed at any point, the slot is left CLOSING
+ * (or LIVE/OPENING with no lock holder) and the next reap redoes the
+ * removal, which is idempotent and does not repeat the batch once
+ * EPF_EVENTS_SENT is set.  A remover that meets a shard held by a stopped
+ * writer, or a limbo ring kept full by a stopped reader, stops at its busy
+ * deadline the same way, with -EBUSY: the slot stays CLOSING (never FREE
+ * while entries remain), its entries stay hidden, and the next reap
+ * finishes.  A close marks the slot EPF_CLOSED first, so that a reaper
+ * finishing it reports reason "normal", not "exit".
  */
 #include <fcntl.h>
 #include <stdio.h>
