@@ -210,9 +210,9 @@ SHMG_EXPORT int shmg_destroy(const char *name);
  * shard lock is held for microseconds (a repair after a crash, milliseconds),
  * so only a stopped or hung holder outlasts it, while a caller's event loop
  * stalls for no more than that.  attempts 0 makes writes try once without
- * waiting.  shmg_open waits at most one default interval for the shards it
- * needs to reap dead endpoints; a stopped writer's lock is left to the
- * reaper.
+ * waiting.  shmg_open and each shmg_reaper_dispatch wait at most one
+ * interval in all for the shards they need to reap dead endpoints; what a
+ * stopped writer holds up is retried by the reaper's next sweep.
  * Errors: -EINVAL interval_ms 0 or above 60000, or attempts x interval_ms
  *   above one day; -EBADF, -ECHILD.
  * Thread-safety: as every call on the handle (one thread at a time). */
