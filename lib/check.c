@@ -273,8 +273,7 @@ static void check_shard(struct checker *c, uint32_t s, uint64_t deadline_ns)
 	shmg_t *h = c->h;
 	int rc = shard_lock_until(h, s, deadline_ns, 0);
 	if (rc == -EBUSY) {
-		problem(c, "shard %u: busy (its lock stayed held past the busy-retry budget), "
-			   "not checked", s);
+		problem(c, "shard %u: busy (locked past the busy-retry budget), not checked", s);
 		return;
 	}
 	if (rc < 0) {

@@ -178,7 +178,8 @@ static int sweep_slot(shmg_t *h, uint32_t slot, uint32_t keep_gen)
 		shard_emit_matching(h, s, stale_pred, &c, K_MEMBER, REASON_CLUSTER_DISCONNECT);
 		events_batch_flush(h);
 		h->suppress_events = true;
-		if (shard_remove_matching(h, s, stale_pred, &c, REASON_CLUSTER_DISCONNECT, deadline) < 0)
+		if (shard_remove_matching(h, s, stale_pred, &c, REASON_CLUSTER_DISCONNECT,
+					  deadline) < 0)
 			busy = -EBUSY;
 		h->suppress_events = false;
 		shard_unlock(h, s);

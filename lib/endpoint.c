@@ -223,7 +223,8 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 	long removed = 0;
 	int rc = 0;
 	for (uint32_t s = 0; s < n && rc == 0; s++)
-		if (has_entries_on(h, s, slot, gen) && (rc = shard_lock_until(h, s, deadline_ns, 0)) == 0)
+		if (has_entries_on(h, s, slot, gen) &&
+		    (rc = shard_lock_until(h, s, deadline_ns, 0)) == 0)
 			held[s / 64] |= 1ull << (s % 64);
 	struct endpoint_slot *ep = endpoint_at(h, slot);
 	/* A second remover of the same death may get the locks after the first
@@ -265,7 +266,8 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 			for (uint32_t s = 0; s < n && rc == 0; s++) {
 				if (!HELD(held, s) || !shard_ep_entries(h, s)[slot])
 					continue;
-				long r = shard_remove_matching(h, s, owned_by, &o, reason, deadline_ns);
+				long r = shard_remove_matching(h, s, owned_by, &o, reason,
+							       deadline_ns);
 				if (r < 0)
 					rc = (int)r;
 				else
@@ -281,8 +283,9 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 		sg_log(h, SHMG_LOG_INFO, "reaped endpoint n%u.%u.%u (pid %d): %ld entries", h->node,
 		       slot, gen, endpoint_at(h, slot)->pid, removed);
 	if (rc == -EBUSY)
-		sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u: a shard stayed busy, removal left to the "
-		       "next reap", h->node, slot, gen);
+		sg_log(h, SHMG_LOG_INFO,
+		       "endpoint n%u.%u.%u: a shard stayed busy, removal left to the next reap",
+		       h->node, slot, gen);
 	return rc;
 }
 

@@ -172,7 +172,8 @@ int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind)
 	 * and the shard's next repair frees it. */
 	if (sh->limbo_head - sh->limbo_tail >= LIMBO_CAP &&
 	    epoch_make_room(h, shard, 1, busy_deadline(h)) < 0) {
-		sg_log(h, SHMG_LOG_INFO, "shard %u: limbo ring full, a retired block is kept", shard);
+		sg_log(h, SHMG_LOG_INFO, "shard %u: limbo ring full, a retired block is kept",
+		       shard);
 		return -EBUSY;
 	}
 	struct limbo_item *it = &ring[sh->limbo_head % LIMBO_CAP];

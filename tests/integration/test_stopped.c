@@ -130,11 +130,10 @@ static uint64_t elapsed_since(uint64_t t0)
 }
 
 /* Asserts that call took a budget, not much less nor more than twice it. */
-#define ASSERT_WAITED_BUDGET(ms)                                                       \
-	ck_assert_msg((ms) >= BUDGET_MS - 20 && (ms) < 2 * BUDGET_MS,                  \
+#define ASSERT_WAITED_BUDGET(ms)                                                                   \
+	ck_assert_msg((ms) >= BUDGET_MS - 20 && (ms) < 2 * BUDGET_MS,                              \
 		      "waited %llu ms, budget %u ms", (unsigned long long)(ms), BUDGET_MS)
-#define ASSERT_PROMPT(ms)                                                              \
-	ck_assert_msg((ms) < PROMPT_MS, "took %llu ms", (unsigned long long)(ms))
+#define ASSERT_PROMPT(ms) ck_assert_msg((ms) < PROMPT_MS, "took %llu ms", (unsigned long long)(ms))
 
 struct reader_result {
 	long lookups_ok;
@@ -154,8 +153,8 @@ static int other_reader(void *arg)
 	if (shmg_open(tc_arena, NULL, &h) != 0)
 		return 10;
 	for (int i = 0; i < 1000; i++)
-		rres->lookups_ok +=
-			shmg_lookup(h, (const char *)arg, strlen(arg), NULL, NULL, 0, NULL, NULL) == 0;
+		rres->lookups_ok += shmg_lookup(h, (const char *)arg, strlen(arg), NULL, NULL, 0,
+						NULL, NULL) == 0;
 	rres->info_rc = shmg_info(h, &in);
 	if (shmg_close(h) != 0)
 		return 11;
