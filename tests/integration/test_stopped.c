@@ -51,18 +51,25 @@ static void park_hook(const char *point)
 	(void)!read(go_pipe[0], &b, 1);
 }
 
-/* A key of the default cluster on `shard`, "<prefix><n>". */
-static void key_on_shard(shmg_t *h, const char *prefix, uint32_t shard, char *buf, size_t cap)
+/* A key of o's cluster on `shard`, "<prefix><n>". */
+static void key_in(shmg_t *h, const struct shmg_opts *o, const char *prefix, uint32_t shard,
+		   char *buf, size_t cap)
 {
 	struct keyref k;
 
 	for (int i = 0; i < 100000; i++) {
 		snprintf(buf, cap, "%s%d", prefix, i);
-		ck_assert_int_eq(key_prepare(h, buf, strlen(buf), NULL, KEY_WRITE, &k), 0);
+		ck_assert_int_eq(key_prepare(h, buf, strlen(buf), o, KEY_WRITE, &k), 0);
 		if (k.shard == shard)
 			return;
 	}
 	ck_abort_msg("no key on shard %u", shard);
+}
+
+/* A key of the default cluster on `shard`. */
+static void key_on_shard(shmg_t *h, const char *prefix, uint32_t shard, char *buf, size_t cap)
+{
+	key_in(h, NULL, prefix, shard, buf, cap);
 }
 
 static struct shmg_config four_shards(void)
@@ -165,7 +172,8 @@ static int other_reader(void *arg)
 START_TEST(test_stopped_writer)
 {
 	struct shmg_config c = four_shards();
-	char a_key[64], b_key[64], a_key2[64];
+	char a_key[64], b_key[64], a_key2[64], c_key[64], c_key2[64];
+	struct shmg_opts c1 = { .cluster = "c1" };
 	struct shmg_info in;
 	shmg_t *h = tc_open(tc_arena, &c);
 	uint64_t t0, ms;
@@ -175,6 +183,11 @@ START_TEST(test_stopped_writer)
 	key_on_shard(h, "stop/a2-", 1, a_key2, sizeof(a_key2));
 	key_on_shard(h, "stop/b", 2, b_key, sizeof(b_key));
 	TC_EQ(shmg_register(h, SHMG_KEY(a_key), "a", 1, NULL), 0);
+	TC_EQ(shmg_connect(h, "c1", NULL), 0);
+	key_in(h, &c1, "stop/c", 1, c_key, sizeof(c_key));
+	key_in(h, &c1, "stop/c", 2, c_key2, sizeof(c_key2));
+	TC_EQ(shmg_register(h, SHMG_KEY(c_key), "c", 1, &c1), 0);
+	TC_EQ(shmg_register(h, SHMG_KEY(c_key2), "c", 1, &c1), 0);
 	pid_t pid = park_and_stop();
 
 	/* Readers go on, in this process and another. */
@@ -216,8 +229,22 @@ START_TEST(test_stopped_writer)
 	TC_EQ(shmg_join(h, SHMG_KEY(b_key), "b", 1, NULL), 0);
 	ASSERT_PROMPT(elapsed_since(t0));
 
-	/* Once continued, the writer finishes and so does everyone else. */
+	/* A disconnect sweeps the shards it can and says -EBUSY: the cluster is
+	 * gone all the same, and reconnecting would need the held shard. */
+	t0 = tc_now_ms();
+	TC_EQ(shmg_disconnect(h, "c1"), -EBUSY);
+	ASSERT_WAITED_BUDGET(elapsed_since(t0));
+	TC_EQ(shmg_connected(h, "c1"), 0);
+	TC_EQ(shmg_lookup(h, SHMG_KEY(c_key), NULL, NULL, 0, NULL, &c1), -ENOENT);
+	TC_EQ(shmg_connect(h, "c1", NULL), -EBUSY);
+	TC_EQ(shmg_connected(h, "c1"), 0);
+
+	/* Once continued, the writer finishes and so does everyone else;
+	 * reconnecting sweeps what the disconnect left. */
 	resume(pid);
+	TC_EQ(shmg_connect(h, "c1", NULL), 0);
+	TC_EQ(shmg_lookup(h, SHMG_KEY(c_key), NULL, NULL, 0, NULL, &c1), -ENOENT);
+	TC_EQ(shmg_registry_count(h, &c1), 0);
 	TC_EQ(shmg_lookup(h, SHMG_KEY(stuck_key), NULL, NULL, 0, NULL, NULL), -ENOENT);
 	TC_EQ(shmg_register(h, SHMG_KEY(a_key2), "x", 1, NULL), 0);
 	TC_EQ(shmg_unregister(h, SHMG_KEY(a_key), NULL), 0);
