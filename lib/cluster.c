@@ -161,31 +161,45 @@ static bool stale_pred(const shmg_t *h, const struct entry *e, const void *arg)
 	return true;
 }
 
-void cluster_sweep_shard(shmg_t *h, uint32_t shard)
+void cluster_sweep_shard(shmg_t *h, uint32_t shard, uint64_t deadline_ns)
 {
 	/* Pairs with the release bump after a tombstone: the slots read below
 	 * are at least as new as the counter. */
 	uint32_t target = load_acquire(&h->hdr->disconnects);
 	struct event_mode mode = events_single(h);
-	shard_remove_matching(h, shard, stale_pred, NULL, REASON_CLUSTER_DISCONNECT);
+	long removed = shard_remove_matching(h, shard, stale_pred, NULL, REASON_CLUSTER_DISCONNECT,
+					     deadline_ns);
 	events_restore(h, mode);
-	store_relaxed(&shard_at(h, shard)->swept, target);
+	/* Stopped by a limbo ring held full past the deadline: the counter
+	 * stays behind and the next locker goes on from what is left. */
+	if (removed >= 0)
+		store_relaxed(&shard_at(h, shard)->swept, target);
 }
 
 /* Under cluster_lock: has every shard that lags the counter swept (taking
- * its lock does it). */
+ * its lock does it).  -EBUSY if a shard stayed locked, or its limbo ring
+ * full, past the busy budget: the others are swept, and that one's entries
+ * (hidden, their cluster being gone) go with its next locker. */
 static int sweep_all(shmg_t *h)
 {
+	uint64_t deadline = busy_deadline(h);
+	int busy = 0;
 	for (uint32_t s = 0; s < h->geo.shards; s++) {
 		if (load_relaxed(&shard_at(h, s)->swept) == load_relaxed(&h->hdr->disconnects))
 			continue;
-		int rc = shard_lock(h, s);
+		int rc = shard_lock_until(h, s, deadline, 0);
+		if (rc == -EBUSY) {
+			busy = rc;
+			continue;
+		}
 		if (rc < 0)
 			return rc;
+		if (load_relaxed(&shard_at(h, s)->swept) != load_relaxed(&h->hdr->disconnects))
+			busy = -EBUSY;
 		shard_unlock(h, s);
 		TEST_POINT("disconnect:swept");
 	}
-	return 0;
+	return busy;
 }
 
 int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts *o)
@@ -261,6 +275,8 @@ int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n)
 		sg_log(h, SHMG_LOG_INFO, "disconnected from cluster %s", clusters[i]);
 	}
 	TEST_POINT("disconnect:tombstoned");
+	/* Disconnected all the same when a shard is busy (-EBUSY): its
+	 * next locker sweeps it. */
 	rc = sweep_all(h);
 	cluster_unlock(h);
 	return rc;

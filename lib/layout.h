@@ -113,7 +113,10 @@ enum endpoint_state {
 };
 
 /* endpoint_slot.flags */
-enum { EPF_EVENTS_SENT = 1 }; /* its death/close batch was delivered */
+enum {
+	EPF_EVENTS_SENT = 1, /* its death/close batch was delivered */
+	EPF_CLOSED = 2,      /* closed by its owner: the batch says "normal", not "exit" */
+};
 
 struct endpoint_slot {
 	/* Line 0: written under endpoint_lock by the owner (open/close) or a reaper. */

@@ -5,7 +5,17 @@
  * membership) and the order in which they touch shared memory.
  *
  * Lock order across the library: endpoint_lock or cluster_lock, then one
- * shard lock (never two), then pool_lock.
+ * shard lock (the removal of a whole endpoint takes several, in ascending
+ * order), then pool_lock.
+ *
+ * A stopped holder (SIGSTOP, a debugger) is not dead: the kernel never hands
+ * its lock on.  So a shard lock is waited for only until a deadline, the
+ * handle's busy budget (busy_attempts x busy_interval_ms), and then the
+ * caller gets -EBUSY having changed nothing.  The same deadline bounds the
+ * wait for room in the limbo ring, which a stopped reader can hold full;
+ * that room is made right after locking, before any change, for the most a
+ * write retires (WRITE_RETIRES_MAX), so that a write never has to wait for
+ * readers half way.  Bulk removals make room entry by entry.
  *
  * Each removal is: announce it in flight -> unpublish (one release store of a
  * slot or list link) -> log it -> count it -> deliver its event -> withdraw
@@ -36,10 +46,10 @@
 
 #include "internal.h"
 
-int shard_lock(shmg_t *h, uint32_t shard)
+int shard_lock_until(shmg_t *h, uint32_t shard, uint64_t deadline_ns, uint32_t room)
 {
 	struct shard_header *sh = shard_at(h, shard);
-	int rc = robust_lock(&sh->lock);
+	int rc = robust_lock_until(&sh->lock, deadline_ns, h->busy_interval_ms * 1000000ull);
 	if (unlikely(rc == EOWNERDEAD)) {
 		/* The holder died inside its critical section.  The shard is marked
 		 * for repair before the mutex is made usable again (unlocking it
@@ -48,7 +58,8 @@ int shard_lock(shmg_t *h, uint32_t shard)
 		sh->repair_pending = REPAIR_NEEDED;
 		pthread_mutex_consistent(&sh->lock);
 	} else if (unlikely(rc)) {
-		return rc == ENOTRECOVERABLE ? -EIO : -rc;
+		/* A holder that is stopped, not dead: leave it the shard. */
+		return rc == ETIMEDOUT ? -EBUSY : rc == ENOTRECOVERABLE ? -EIO : -rc;
 	}
 	if (unlikely(sh->repair_pending) && (rc = repair_if_pending(h, shard)) < 0) {
 		pthread_mutex_unlock(&sh->lock);
@@ -56,10 +67,21 @@ int shard_lock(shmg_t *h, uint32_t shard)
 	}
 	sh->owner_slot = h->slot;
 	sh->owner_gen = h->gen;
-	/* A disconnect requested a sweep that has not reached this shard. */
+	/* A disconnect requested a sweep that has not reached this shard.  One
+	 * left unfinished (limbo full past the deadline) stays lagging: the next
+	 * locker goes on with it. */
 	if (unlikely(load_relaxed(&sh->swept) != load_acquire(&h->hdr->disconnects)))
-		cluster_sweep_shard(h, shard);
+		cluster_sweep_shard(h, shard, deadline_ns);
+	if (room && (rc = epoch_make_room(h, shard, room, deadline_ns)) < 0) {
+		pthread_mutex_unlock(&sh->lock);
+		return rc;
+	}
 	return 0;
+}
+
+int shard_lock(shmg_t *h, uint32_t shard)
+{
+	return shard_lock_until(h, shard, busy_deadline(h), WRITE_RETIRES_MAX);
 }
 
 void shard_unlock(shmg_t *h, uint32_t shard)
@@ -223,7 +245,9 @@ struct remove_ctx {
 	entry_pred pred;
 	const void *ctx;
 	int reason;
-	uint32_t shard, removed;
+	uint32_t shard;
+	long removed;
+	uint64_t deadline_ns;
 };
 
 static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
@@ -231,6 +255,12 @@ static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 	struct remove_ctx *rc = arg;
 	if (e->kind == K_GROUP || e->kind == K_MONHEAD || !rc->pred(h, e, rc->ctx))
 		return 0;
+	/* The entry and maybe its group head: room first, so that a reader
+	 * holding the ring full stops the sweep between two entries. */
+	if (epoch_make_room(h, rc->shard, 2, rc->deadline_ns) < 0) {
+		rc->removed = -EBUSY;
+		return 1;
+	}
 	if (e->kind == K_REG)
 		shard_remove_reg(h, rc->shard, e, pos, rc->reason);
 	else
@@ -239,10 +269,10 @@ static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 	return 0;
 }
 
-uint32_t shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
-			       int reason)
+long shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
+			   int reason, uint64_t deadline_ns)
 {
-	struct remove_ctx rc = {pred, ctx, reason, shard, 0};
+	struct remove_ctx rc = {pred, ctx, reason, shard, 0, deadline_ns};
 	index_foreach(h, shard, remove_visit, &rc);
 	return rc.removed;
 }

@@ -40,10 +40,18 @@
 
 static const char *hook_point;
 static int hook_left;
+static shmg_t *fill_ring_of; /* fill its shard 0 limbo ring once locked */
 
-/* SIGKILL at the nth time the point is reached. */
+/* SIGKILL at the nth time the point is reached.  A writer told to fill the
+ * ring does so inside its critical section, after it made room for its own
+ * write, so that only the repair of its death meets a full ring. */
 static void kill_hook(const char *point)
 {
+	if (fill_ring_of && strcmp(point, "register:locked") == 0) {
+		while (epoch_defer(fill_ring_of, 0, 0, 0) == 0)
+			;
+		fill_ring_of = NULL;
+	}
 	if (hook_point && strcmp(point, hook_point) == 0 && --hook_left == 0)
 		raise(SIGKILL);
 }
@@ -124,6 +132,7 @@ static uint64_t repairs(shmg_t *h)
 
 static int ready_pipe[2], go_pipe[2];
 static const char *writer_point;
+static bool writer_fills_ring;
 
 static int crashing_writer(void *arg)
 {
@@ -139,6 +148,8 @@ static int crashing_writer(void *arg)
 	if (read(go_pipe[0], &b, 1) != 1)
 		return 13;
 	arm(writer_point, 1);
+	if (writer_fills_ring)
+		fill_ring_of = h;
 	if (strcmp(writer_point, "unregister:unlinked") == 0)
 		shmg_unregister(h, SHMG_KEY(KEY), NULL);
 	else
@@ -263,17 +274,19 @@ START_TEST(test_full_ring_during_repair)
 	writer_point = "register:replaced";
 	shmg_t *h = open_warmed();
 	uint64_t baseline = pages_used(h);
+	/* The writer fills the ring, with items the stopped reader holds back,
+	 * once it holds the lock. */
+	writer_fills_ring = true;
 	start_writer_and_stopped_reader(&w, &r);
-	/* Fill the ring with items the stopped reader holds back. */
-	TC_EQ(shard_lock(h, 0), 0);
-	while (epoch_defer(h, 0, 0, 0) == 0)
-		;
-	shard_unlock(h, 0);
 	writer_dies(w);
 
-	TC_EQ(shmg_register(h, SHMG_KEY("repair/next"), "x", 1, NULL), 0);
+	/* The next writer repairs, holding the orphan it cannot queue, then
+	 * finds no room for its own write while the reader holds the ring. */
+	TC_EQ(shmg_set_busy_retry(h, 4, 50), 0);
+	uint64_t repairs_before = repairs(h);
+	TC_EQ(shmg_register(h, SHMG_KEY("repair/next"), "x", 1, NULL), -EBUSY);
+	ck_assert_uint_eq(repairs(h), repairs_before + 1);
 	TC_EQ(shard_at(h, 0)->repair_pending, REPAIR_LEAKED);
-	TC_EQ(shmg_lookup(h, SHMG_KEY("repair/next"), NULL, NULL, 0, NULL, NULL), 0);
 
 	ck_assert_int_eq(kill(r, SIGCONT), 0);
 	TC_EQ(tc_wait_exit(r, 20000), 0);
@@ -281,6 +294,8 @@ START_TEST(test_full_ring_during_repair)
 	reclaim_all(h);     /* drains the ring */
 	TC_ASSERT_CLEAN(h); /* its lock repairs again, now with room */
 	TC_EQ(shard_at(h, 0)->repair_pending, REPAIR_NONE);
+	TC_EQ(shmg_register(h, SHMG_KEY("repair/next"), "x", 1, NULL), 0);
+	TC_EQ(shmg_lookup(h, SHMG_KEY("repair/next"), NULL, NULL, 0, NULL, NULL), 0);
 	TC_EQ(shmg_unregister(h, SHMG_KEY("repair/next"), NULL), 0);
 	reclaim_all(h);
 	ck_assert_uint_le(pages_used(h), baseline);
