@@ -163,6 +163,10 @@ int arena_name_valid(const char *name);
 int mutex_init_robust(pthread_mutex_t *m);
 /* pthread_mutex_lock for the arena's robust mutexes (see arena.c). */
 int robust_lock(pthread_mutex_t *m);
+/* As robust_lock, giving up after lock_wait_limit_ms (EBUSY), or EIO for a
+ * damaged mutex; logs naming `what`. */
+int robust_lock_limited(const shmg_t *h, pthread_mutex_t *m, const char *what);
+extern uint32_t lock_wait_limit_ms; /* tests shorten it */
 uint32_t mailbox_record_max(uint32_t key_max, uint32_t meta_max);
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);

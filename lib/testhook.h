@@ -26,6 +26,15 @@
  *                          mailbox, more monitors to go (in-flight record set)
  *   "reap:events-sent"     a death or close batch delivered, entries not yet
  *                          removed (all shard locks held)
+ * The open path (not under a shard lock):
+ *   "open:init"            creator: arena initialised under the creation lock,
+ *                          magic not yet published
+ *   "open:mapped"          creator or attacher: arena mapped, creation lock
+ *                          held, liveness-lock descriptor not yet opened
+ *   "open:claimed"         endpoint lock held, a FREE slot's liveness lock
+ *                          taken and the high-water mark raised over it
+ *   "open:opening"         the slot OPENING (new gen, pid), mailbox not reset
+ *   "open:live"            the slot LIVE and counted, endpoint lock still held
  */
 #ifndef SHMG_TESTHOOK_H
 #define SHMG_TESTHOOK_H
