@@ -7,8 +7,19 @@
  * ARENA_MAGIC last; an attacher takes the same lock and validates magic,
  * layout version, layout signature, hash id, size and geometry before using
  * anything.  If the creator dies mid-way the magic is 0 or ARENA_MAGIC_INIT
- * and, the lock being released by the kernel, the next opener initialises it
- * again (nobody can have attached to it).
+ * and, the lock being released by the kernel, the next creating opener
+ * initialises it again (nobody can have attached to it; an attach-only open
+ * sees no arena there).
+ *
+ * Who made it.  Only an object of the caller's effective uid (or a configured
+ * owner) is used, and only while its mode grants no more than its creator
+ * configured: its owner can rewrite it, and its locks, under everyone.
+ *
+ * Destroy unlinks under the same lock, and only the object it locked, so an
+ * opener holding the lock sees a link count of 0 exactly when its object was
+ * destroyed before it got there, and opens the name again.  The endpoint
+ * liveness lock lives on a second description of the very object mapped
+ * (reopen_same), never on whatever the name names by then.
  *
  * Everything in the arena is addressed by offsets from the base; each process
  * maps it wherever mmap chooses.
