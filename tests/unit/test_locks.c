@@ -50,7 +50,8 @@ static struct arena_header *map_header(void)
 	tc_arena_path(tc_arena, path, sizeof(path));
 	fd = open(path, O_RDWR);
 	ck_assert_int_ge(fd, 0);
-	void *p = mmap(NULL, sizeof(struct arena_header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *p =
+		mmap(NULL, sizeof(struct arena_header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	ck_assert_ptr_ne(p, MAP_FAILED);
 	return p;

@@ -572,7 +572,7 @@ struct agent {
 	int last_level;
 	int watchdog_ms;
 	struct timespec last_watchdog;
-	int follow_rc;        /* last failure to follow a destroyed arena, 0 = none */
+	int follow_rc; /* last failure to follow a destroyed arena, 0 = none */
 };
 
 /* How often the agent asks whether its arena was destroyed (one fstat). */

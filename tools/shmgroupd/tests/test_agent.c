@@ -542,8 +542,7 @@ START_TEST(test_follows_arena_it_recreates)
 		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);
 	}
-	ck_assert_msg(rc == 0, "no new arena within %d ms: %s", FOLLOW_BOUND_MS,
-		      shmg_strerror(rc));
+	ck_assert_msg(rc == 0, "no new arena within %d ms: %s", FOLLOW_BOUND_MS, shmg_strerror(rc));
 	expect_agent_moved(a, old, h);
 	ck_assert_int_eq(shmg_close(h), 0);
 	ck_assert_int_eq(shmg_close(old), 0);
