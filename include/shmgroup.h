@@ -117,11 +117,14 @@ struct shmg_config {
 	uint32_t flags;         /* SHMG_OPEN_* below (not stored in the arena) */
 	uint32_t mailbox_bytes; /* per-endpoint event ring, power of two, 4 KiB..16 MiB,
 				 * at least 2 x the largest event; default 16 KiB */
-	uint32_t reserved[6];   /* must be zero */
+	uint32_t owner_uid;     /* with SHMG_OPEN_OWNER: a uid whose arena is accepted
+				 * besides the caller's own (not stored in the arena) */
+	uint32_t reserved[5];   /* must be zero */
 };
 
 #define SHMG_OPEN_NOCREATE 0x1u /* attach only: -ENOENT if the arena does not exist */
 #define SHMG_OPEN_EXCL 0x2u     /* create only: -EEXIST if it exists */
+#define SHMG_OPEN_OWNER 0x4u    /* also accept an arena whose object owner_uid owns */
 
 /* Per-call options.  Pass NULL for the defaults. */
 typedef ssize_t (*shmg_extract_fn)(const void *meta, size_t meta_len, void *out, size_t out_cap,
@@ -163,17 +166,30 @@ typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
 /* Creates or attaches the arena for group `name` and opens an endpoint in it.
  * name: 1..SHMG_NAME_MAX bytes of [A-Za-z0-9._-].  config: NULL for defaults.
  * The creator initialises the arena; attachers validate magic, layout version,
- * layout signature and sizes before touching anything else.
+ * layout signature and sizes before touching anything else.  Only an object
+ * owned by the caller's effective uid (or config->owner_uid with
+ * SHMG_OPEN_OWNER) is used, and only while its permission bits grant no more
+ * than the mode its creator configured: whoever owns the object can rewrite
+ * it, and its locks, under every process attached to it.
  * Errors: -EINVAL bad name, config value or non-zero reserved field;
- *   -ENOENT SHMG_OPEN_NOCREATE and no such arena; -EEXIST SHMG_OPEN_EXCL and it
+ *   -ENOENT SHMG_OPEN_NOCREATE and no such arena (an object whose creator
+ *   died before finishing it counts as none); -EEXIST SHMG_OPEN_EXCL and it
  *   exists, or it exists with a different non-zero config field;
  *   -EPROTO not a shmgroup arena, or one of another layout version or build;
- *   -EACCES permission denied (another user's arena); -EUSERS all endpoint
- *   slots in use; -EMFILE this process already has 1024 handles open;
+ *   -EACCES permission denied: another user's arena, or its mode was widened
+ *   beyond the configured one (logged through shmg_set_log_fn); -EUSERS all
+ *   endpoint slots in use; -EMFILE this process already has 1024 handles open;
+ *   -EBUSY a lock of the arena stayed held for 10 s (a stopped process);
+ *   -EIO a lock of the arena is damaged; -EAGAIN (only without /proc) the
+ *   arena was destroyed and recreated again and again during the open;
  *   -ENOMEM, -ENOSPC (no room in /dev/shm), or another errno of
  *   shm_open/ftruncate/mmap.  The arena must also have room for the tables
  *   the config implies (max_endpoints x mailbox_bytes, shards x oplog_bytes,
- *   and at least 4 pages of 64 KiB per shard): -EINVAL otherwise.
+ *   and at least 4 pages of 64 KiB per shard): -EINVAL otherwise, checked
+ *   before anything is created.  A failed open leaves no object behind that
+ *   it created.  An open racing shmg_destroy of the same name ends up on the
+ *   arena the name names when it returns, or on the destroyed one as if it
+ *   had returned just before the destroy.
  * Blocks: briefly, on a file lock held while another process creates the arena,
  *   and at most one busy-retry interval in all on the shard locks it needs to
  *   reap endpoints it finds dead (what it cannot finish is left to the reaper).
@@ -196,8 +212,11 @@ SHMG_EXPORT int shmg_open(const char *name, const struct shmg_config *config, sh
 SHMG_EXPORT int shmg_close(shmg_t *h);
 
 /* Removes the arena named `name` from /dev/shm.  Processes that have it open
- * keep working on their mapping until they close; new opens create a fresh
- * arena.  Errors: -EINVAL bad name; -ENOENT none; -EACCES. */
+ * keep working on their mapping until they close (shmg_destroyed() tells them);
+ * new opens create a fresh arena.  Errors: -EINVAL bad name; -ENOENT none (or
+ * a concurrent destroy removed it first); -EACCES; -EBUSY an open stayed
+ * stopped inside its creation lock for 10 s.
+ * Blocks: briefly, while another process creates or attaches to the arena. */
 SHMG_EXPORT int shmg_destroy(const char *name);
 
 /* How long this handle's writes wait for a busy shard: `attempts` waits of
@@ -219,6 +238,14 @@ SHMG_EXPORT int shmg_destroy(const char *name);
 #define SHMG_BUSY_RETRY_ATTEMPTS 40u
 #define SHMG_BUSY_RETRY_INTERVAL_MS 50u
 SHMG_EXPORT int shmg_set_busy_retry(shmg_t *h, uint32_t attempts, uint32_t interval_ms);
+
+/* 1 if the arena this handle maps was destroyed (by shmg_destroy, or its
+ * object was removed from /dev/shm by hand): its name now names another arena
+ * or none, and processes that open the name do not meet this handle.  0 if it
+ * is still the arena of its name.  Errors: -EBADF, -ECHILD.
+ * One fstat: cheap enough to ask every second (the host agent does, and
+ * moves to the new arena). */
+SHMG_EXPORT int shmg_destroyed(shmg_t *h);
 
 /* This handle's endpoint identity.  Returns the zero id for an invalid handle. */
 SHMG_EXPORT shmg_id_t shmg_self(const shmg_t *h);

@@ -55,7 +55,7 @@ static uint32_t blocks_per_page(uint32_t cls)
 
 int pool_lock(shmg_t *h)
 {
-	int rc = robust_lock(&h->hdr->pool_lock);
+	int rc = robust_lock_limited(h, &h->hdr->pool_lock, "page pool");
 	if (rc == EOWNERDEAD) {
 		uint32_t used = 0;
 		for (uint32_t p = 0; p < h->geo.npages; p++)

@@ -7,8 +7,19 @@
  * ARENA_MAGIC last; an attacher takes the same lock and validates magic,
  * layout version, layout signature, hash id, size and geometry before using
  * anything.  If the creator dies mid-way the magic is 0 or ARENA_MAGIC_INIT
- * and, the lock being released by the kernel, the next opener initialises it
- * again (nobody can have attached to it).
+ * and, the lock being released by the kernel, the next creating opener
+ * initialises it again (nobody can have attached to it; an attach-only open
+ * sees no arena there).
+ *
+ * Who made it.  Only an object of the caller's effective uid (or a configured
+ * owner) is used, and only while its mode grants no more than its creator
+ * configured: its owner can rewrite it, and its locks, under everyone.
+ *
+ * Destroy unlinks under the same lock, and only the object it locked, so an
+ * opener holding the lock sees a link count of 0 exactly when its object was
+ * destroyed before it got there, and opens the name again.  The endpoint
+ * liveness lock lives on a second description of the very object mapped
+ * (reopen_same), never on whatever the name names by then.
  *
  * Everything in the arena is addressed by offsets from the base; each process
  * maps it wherever mmap chooses.
@@ -37,6 +48,11 @@
 #define MIN_ARENA (4ull << 20)
 #define MAX_ARENA (64ull << 30)
 #define INITIAL_TABLE_LOG2 9u
+/* Opens of a name whose object keeps being destroyed under them. */
+#define OPEN_ATTEMPTS 16u
+#define OPEN_RETRY 1
+
+uint32_t lock_wait_limit_ms = 10000;
 
 uint64_t now_realtime_ns(void)
 {
@@ -98,8 +114,9 @@ static int config_normalise(const struct shmg_config *in, struct shmg_config *ou
 	for (unsigned i = 0; i < sizeof(c.reserved) / sizeof(c.reserved[0]); i++)
 		if (c.reserved[i])
 			return -EINVAL;
-	if (c.flags & ~(SHMG_OPEN_NOCREATE | SHMG_OPEN_EXCL) ||
-	    (c.flags & SHMG_OPEN_NOCREATE && c.flags & SHMG_OPEN_EXCL))
+	if (c.flags & ~(SHMG_OPEN_NOCREATE | SHMG_OPEN_EXCL | SHMG_OPEN_OWNER) ||
+	    (c.flags & SHMG_OPEN_NOCREATE && c.flags & SHMG_OPEN_EXCL) ||
+	    (c.owner_uid && !(c.flags & SHMG_OPEN_OWNER)))
 		return -EINVAL;
 	if (!c.shards)
 		c.shards = DEF_SHARDS;
@@ -197,6 +214,24 @@ int robust_lock(pthread_mutex_t *m)
 	return robust_lock_until(m, UINT64_MAX, 50 * 1000000ull);
 }
 
+/* robust_lock for the endpoint, cluster and pool locks, which every open,
+ * connect and allocation takes.  It gives up after lock_wait_limit_ms: a
+ * stopped holder, or a lock word naming a thread that does not exist (the
+ * kernel marks only a dying robust-list owner owner-dead), must not hang
+ * every caller.  Returns 0, EOWNERDEAD (the caller repairs), EBUSY, or EIO
+ * when the mutex is no usable robust mutex any more (a scribbled word). */
+int robust_lock_limited(const shmg_t *h, pthread_mutex_t *m, const char *what)
+{
+	uint64_t deadline = now_monotonic_ns() + (uint64_t)lock_wait_limit_ms * 1000000u;
+	int rc = robust_lock_until(m, deadline, 50 * 1000000ull);
+	if (rc == 0 || rc == EOWNERDEAD)
+		return rc;
+	sg_log(h, SHMG_LOG_INFO, "%s lock %s", what,
+	       rc == ETIMEDOUT ? "held too long: its holder is stopped or gone"
+			       : "damaged: not a usable robust mutex");
+	return rc == ETIMEDOUT ? EBUSY : EIO;
+}
+
 int mutex_init_robust(pthread_mutex_t *m)
 {
 	pthread_mutexattr_t a;
@@ -292,6 +327,7 @@ static int arena_init(shmg_t *h, const struct arena_header *g)
 		if ((rc = index_create(h, s, INITIAL_TABLE_LOG2)))
 			return rc;
 	}
+	TEST_POINT("open:init");
 	store_release(&hdr->magic, ARENA_MAGIC); /* publish last */
 	return 0;
 }
@@ -357,30 +393,158 @@ static int map_whole(shmg_t *h, uint64_t size)
 	return 0;
 }
 
-int arena_open(shmg_t *h, const char *name, const struct shmg_config *in)
+/* Refuses an object that someone else could have prepared: it must belong to
+ * the caller's effective uid (or the configured owner), else its owner can
+ * rewrite it, and its locks, under every process that attaches.  -EACCES. */
+static int owner_check(shmg_t *h, const char *path, const struct stat *st,
+		       const struct shmg_config *c)
 {
-	struct shmg_config c;
-	int rc = config_normalise(in, &c);
+	uid_t uid = geteuid();
+	if (st->st_uid == uid || (c->flags & SHMG_OPEN_OWNER && st->st_uid == c->owner_uid))
+		return 0;
+	sg_log(h, SHMG_LOG_INFO, "refusing /dev/shm%s: owned by uid %u, not %u", path,
+	       (unsigned)st->st_uid, (unsigned)(c->flags & SHMG_OPEN_OWNER ? c->owner_uid : uid));
+	return -EACCES;
+}
+
+/* An attached arena's object may grant no more than its creator configured
+ * (someone may have chmod'ed it since).  -EACCES. */
+static int mode_check(shmg_t *h, const char *path, const struct stat *st, uint32_t mode)
+{
+	if (!(st->st_mode & 07777 & ~(mode_t)mode))
+		return 0;
+	sg_log(h, SHMG_LOG_INFO, "refusing /dev/shm%s: mode %04o grants more than its %04o", path,
+	       (unsigned)(st->st_mode & 07777), (unsigned)mode);
+	return -EACCES;
+}
+
+/* flock(LOCK_EX) that gives up after lock_wait_limit_ms: a creator that is
+ * stopped while it holds the lock must not hang every opener.  Polls with a
+ * growing sleep (flock has no timed form).  0, -EBUSY or -errno. */
+static int flock_limited(int fd)
+{
+	uint64_t end = now_monotonic_ns() + (uint64_t)lock_wait_limit_ms * 1000000u;
+	long nap_ns = 20000;
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return -errno;
+		if (now_monotonic_ns() >= end)
+			return -EBUSY;
+		nanosleep(&(struct timespec){0, nap_ns}, NULL);
+		if (nap_ns < 10000000)
+			nap_ns *= 2;
+	}
+	return 0;
+}
+
+/* A second open file description of the object h->fd refers to, for the
+ * liveness lock, in *out.  Reopened through /proc/self/fd, not by name: the
+ * name may already belong to another object (a destroy and a new create
+ * since our shm_open), and a lock on that one would make our endpoint look
+ * dead to everyone who maps ours.  Without /proc, by name, and checked to be
+ * the same inode.  Returns 0, OPEN_RETRY if the name moved on, or -errno. */
+static int reopen_same(const shmg_t *h, const char *path, int *out)
+{
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", h->fd);
+	int fd = open(self, O_RDWR | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == ENOENT ? OPEN_RETRY : -errno;
+	struct stat a, b;
+	if (fstat(h->fd, &a) < 0 || fstat(fd, &b) < 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino) {
+		close(fd);
+		return OPEN_RETRY;
+	}
+	*out = fd;
+	return 0;
+}
+
+/* A creating open that failed before publishing leaves no object behind:
+ * emptied and unlinked under the creation lock, so that a later attach does
+ * not find a half-made arena (openers queued on the lock find it unlinked
+ * and open the name again). */
+static void abandon(shmg_t *h, const char *path)
+{
+	struct stat st;
+	if (ftruncate(h->fd, 0) == 0 && fstat(h->fd, &st) == 0 && st.st_nlink > 0)
+		shm_unlink(path);
+}
+
+/* The new arena in g (already checked to fit), in the object h->fd, which
+ * is locked and holds no published arena. */
+static int arena_create(shmg_t *h, const char *path, const struct shmg_config *c,
+			const struct arena_header *g)
+{
+	int rc = 0;
+	if (fchmod(h->fd, (mode_t)c->mode) < 0 || ftruncate(h->fd, 0) < 0 ||
+	    ftruncate(h->fd, (off_t)c->arena_size) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = map_whole(h, c->arena_size);
+	if (rc == 0)
+		rc = arena_init(h, g);
+	if (rc < 0)
+		abandon(h, path);
+	return rc;
+}
+
+/* Attaches to the published arena in the object h->fd (locked). */
+static int arena_attach(shmg_t *h, const char *path, const struct stat *st,
+			const struct shmg_config *in)
+{
+	if (st->st_size < (off_t)4096)
+		return -EPROTO;
+	struct arena_header hdr;
+	if (pread(h->fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+		return -EIO;
+	int rc = arena_validate(&hdr, (uint64_t)st->st_size);
 	if (rc)
 		return rc;
-	char path[SHMG_NAME_MAX + 16];
-	shm_path(name, path, sizeof(path));
+	if (config_conflicts(&hdr, in))
+		return -EEXIST;
+	if ((rc = mode_check(h, path, st, hdr.mode)) || (rc = map_whole(h, (uint64_t)st->st_size)))
+		return rc;
+	geometry_copy(&h->geo, &hdr); /* the validated private copy */
+	return 0;
+}
+
+/* One attempt at arena_open.  g is the new arena's header when the caller
+ * may create one, else NULL.  OPEN_RETRY when the object was unlinked under
+ * us (a concurrent destroy) and `last` is false: the caller opens the name
+ * again.  On the last attempt an unlinked object is used as it is: the open
+ * then happened just before the destroy. */
+static int arena_open_once(shmg_t *h, const char *path, const struct shmg_config *c,
+			   const struct shmg_config *in, const struct arena_header *g, bool last)
+{
 	int oflags = O_RDWR | O_CLOEXEC;
-	if (!(c.flags & SHMG_OPEN_NOCREATE))
-		oflags |= O_CREAT;
-	if (c.flags & SHMG_OPEN_EXCL)
-		oflags |= O_EXCL;
-	h->fd = shm_open(path, oflags, (mode_t)c.mode);
+	if (g && !(c->flags & SHMG_OPEN_NOCREATE))
+		oflags |= O_CREAT | (c->flags & SHMG_OPEN_EXCL ? O_EXCL : 0);
+	h->fd = shm_open(path, oflags, (mode_t)c->mode);
 	if (h->fd < 0)
-		return -errno;
-	while (flock(h->fd, LOCK_EX) < 0)
-		if (errno != EINTR) {
-			rc = -errno;
-			goto fail;
-		}
+		/* Not there, and not creatable with this configuration. */
+		return errno == ENOENT && !(oflags & O_CREAT) && !(c->flags & SHMG_OPEN_NOCREATE)
+			       ? -EINVAL
+			       : -errno;
 	struct stat st;
+	int rc;
 	if (fstat(h->fd, &st) < 0) {
 		rc = -errno;
+		goto fail;
+	}
+	/* Before taking its lock, which a foreign owner could hold forever. */
+	if ((rc = owner_check(h, path, &st, c)) || (rc = flock_limited(h->fd)))
+		goto fail;
+	if (fstat(h->fd, &st) < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* shmg_destroy unlinks only under the lock we now hold: an object
+	 * unlinked now was destroyed between our shm_open and the lock. */
+	if (st.st_nlink == 0 && !last) {
+		rc = OPEN_RETRY;
 		goto fail;
 	}
 	uint64_t magic = 0;
@@ -390,65 +554,62 @@ int arena_open(shmg_t *h, const char *name, const struct shmg_config *in)
 		goto fail;
 	}
 	if (st.st_size == 0 || magic == 0 || magic == ARENA_MAGIC_INIT) {
-		if (st.st_size != 0 && st.st_size != (off_t)c.arena_size &&
-		    (c.flags & SHMG_OPEN_NOCREATE)) {
-			rc = -EPROTO;
+		/* New, or its creator died before publishing.  Only an open that
+		 * may create initialises it: NOCREATE finds no arena here. */
+		if (!(oflags & O_CREAT)) {
+			rc = c->flags & SHMG_OPEN_NOCREATE ? -ENOENT : -EINVAL;
 			goto fail;
 		}
-		if (c.flags & SHMG_OPEN_NOCREATE && st.st_size == 0) {
-			rc = -ENOENT;
-			goto fail;
-		}
-		/* New, or a creator died before publishing: (re)initialise. */
-		if (fchmod(h->fd, (mode_t)c.mode) < 0 || ftruncate(h->fd, 0) < 0 ||
-		    ftruncate(h->fd, (off_t)c.arena_size) < 0) {
-			rc = -errno;
-			goto fail;
-		}
-		struct arena_header g;
-		if ((rc = header_build(&g, &c)))
-			goto fail;
-		if ((rc = map_whole(h, c.arena_size)))
-			goto fail;
-		if ((rc = arena_init(h, &g)))
-			goto fail;
+		rc = arena_create(h, path, c, g);
 	} else {
-		if (c.flags & SHMG_OPEN_EXCL) {
-			rc = -EEXIST;
-			goto fail;
-		}
-		if (st.st_size < (off_t)4096) {
-			rc = -EPROTO;
-			goto fail;
-		}
-		struct arena_header hdr;
-		if (pread(h->fd, &hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
-			rc = -EIO;
-			goto fail;
-		}
-		if ((rc = arena_validate(&hdr, (uint64_t)st.st_size)))
-			goto fail;
-		if (config_conflicts(&hdr, in)) {
-			rc = -EEXIST;
-			goto fail;
-		}
-		if ((rc = map_whole(h, (uint64_t)st.st_size)))
-			goto fail;
-		geometry_copy(&h->geo, &hdr); /* the validated private copy */
+		rc = arena_attach(h, path, &st, in);
 	}
-	/* The endpoint liveness lock lives on a description of its own that is
-	 * never mapped: a mapping inherited by a forked child would otherwise
-	 * keep the description, and so the lock, alive after we die. */
-	h->lock_fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-	if (h->lock_fd < 0) {
-		rc = -errno;
+	if (rc < 0)
 		goto fail;
+	TEST_POINT("open:mapped");
+	if ((rc = reopen_same(h, path, &h->lock_fd))) {
+		/* Only without /proc: the name names another object by now. */
+		if (rc == OPEN_RETRY && last)
+			rc = -EAGAIN;
+		goto fail;
+	}
+	if (fstat(h->fd, &st) == 0 && st.st_nlink == 0) {
+		/* Unlinked by hand while we held the lock (or, on the last
+		 * attempt, destroyed before we took it): marked so that every
+		 * process that maps it can tell. */
+		store_release(&h->hdr->destroyed, 1);
+		if (!last) {
+			rc = OPEN_RETRY;
+			goto fail;
+		}
 	}
 	flock(h->fd, LOCK_UN);
 	return 0;
 fail:
 	arena_unmap(h);
 	return rc;
+}
+
+int arena_open(shmg_t *h, const char *name, const struct shmg_config *in)
+{
+	struct shmg_config c;
+	int rc = config_normalise(in, &c);
+	if (rc)
+		return rc;
+	/* A configuration that cannot be created is found out before any
+	 * object exists; it may still attach to an existing arena, whose
+	 * values stand in for the fields the caller left 0. */
+	struct arena_header g;
+	bool fits = header_build(&g, &c) == 0;
+	if (!fits && c.flags & SHMG_OPEN_EXCL)
+		return -EINVAL;
+	char path[SHMG_NAME_MAX + 16];
+	shm_path(name, path, sizeof(path));
+	for (unsigned attempt = 1;; attempt++) {
+		rc = arena_open_once(h, path, &c, in, fits ? &g : NULL, attempt == OPEN_ATTEMPTS);
+		if (rc != OPEN_RETRY)
+			return rc;
+	}
 }
 
 void arena_unmap(shmg_t *h)
@@ -464,28 +625,62 @@ void arena_unmap(shmg_t *h)
 	h->fd = h->lock_fd = -1;
 }
 
+/* Sets the header's destroyed flag of a published arena, for tools. */
+static void mark_destroyed(int fd, const struct stat *st)
+{
+	if (st->st_size < (off_t)sizeof(struct arena_header))
+		return;
+	struct arena_header *hdr =
+		mmap(NULL, sizeof(*hdr), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (hdr == MAP_FAILED)
+		return;
+	if (load_acquire(&hdr->magic) == ARENA_MAGIC)
+		store_release(&hdr->destroyed, 1);
+	munmap(hdr, sizeof(*hdr));
+}
+
 int shmg_destroy(const char *name)
 {
 	if (!arena_name_valid(name))
 		return -EINVAL;
 	char path[SHMG_NAME_MAX + 16];
 	shm_path(name, path, sizeof(path));
-	/* Let attached tools notice. */
 	int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-	if (fd >= 0) {
-		struct stat st;
-		if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(struct arena_header)) {
-			struct arena_header *hdr =
-				mmap(NULL, sizeof(*hdr), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-			if (hdr != MAP_FAILED) {
-				if (load_acquire(&hdr->magic) == ARENA_MAGIC)
-					store_release(&hdr->destroyed, 1);
-				munmap(hdr, sizeof(*hdr));
-			}
-		}
-		close(fd);
+	if (fd < 0) {
+		if (errno != EACCES)
+			return -errno;
+		/* Another user's: whether we may remove it is unlink's call. */
+		return shm_unlink(path) < 0 ? -errno : 0;
 	}
-	if (shm_unlink(path) < 0)
+	/* Under the lock openers create and attach under, so that an open never
+	 * ends up on an object unlinked unseen: arena_open checks the link
+	 * count once it holds the lock. */
+	struct stat st;
+	int rc = flock_limited(fd);
+	if (rc == 0 && fstat(fd, &st) < 0)
+		rc = -errno;
+	if (rc == 0 && st.st_nlink == 0)
+		rc = -ENOENT; /* another destroy got there first */
+	if (rc == 0) {
+		mark_destroyed(fd, &st);
+		if (shm_unlink(path) < 0)
+			rc = -errno;
+	}
+	close(fd);
+	return rc;
+}
+
+int shmg_destroyed(shmg_t *h)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (load_acquire(&h->hdr->destroyed))
+		return 1;
+	/* Unlinked without shmg_destroy (by hand), or destroyed before the
+	 * flag could be set. */
+	struct stat st;
+	if (fstat(h->fd, &st) < 0)
 		return -errno;
-	return 0;
+	return st.st_nlink == 0;
 }

@@ -134,7 +134,7 @@ const char *cluster_name_of(const shmg_t *h, uint32_t ref, char buf[64])
 
 static int cluster_lock(shmg_t *h)
 {
-	int rc = robust_lock(&h->hdr->cluster_lock);
+	int rc = robust_lock_limited(h, &h->hdr->cluster_lock, "cluster");
 	if (rc == EOWNERDEAD) {
 		uint32_t n = 0;
 		for (uint32_t s = 1; s < h->geo.max_clusters; s++)

@@ -10,7 +10,9 @@
  * the process dies, whatever the cause; forked children close their copy —
  * so "is the lock held?" (F_OFD_GETLK, one syscall) is an exact liveness test
  * that PID reuse cannot fool.  The lock is taken before the slot is published
- * and released by its owner only after the slot is free again.  live_gen[slot] holds the generation while the
+ * and released by its owner only after the slot is free again; the
+ * high-water mark that bounds every reap is raised over the slot before it
+ * leaves FREE, so an opener killed at any later step is found.  live_gen[slot] holds the generation while the
  * endpoint is live; readers compare it with an entry's generation, so one
  * store hides every entry of an endpoint the moment its death is noticed.
  *
@@ -61,7 +63,7 @@ int proc_start_time(pid_t pid, uint64_t *out)
 
 static int endpoint_lock(shmg_t *h)
 {
-	int rc = robust_lock(&h->hdr->endpoint_lock);
+	int rc = robust_lock_limited(h, &h->hdr->endpoint_lock, "endpoint");
 	if (rc == EOWNERDEAD) {
 		uint32_t live = 0;
 		for (uint32_t i = 0; i < h->geo.max_endpoints; i++)
@@ -143,6 +145,12 @@ int endpoint_claim(shmg_t *h)
 		}
 	}
 	struct endpoint_slot *ep = endpoint_at(h, (uint32_t)slot);
+	/* The high-water mark before the slot leaves FREE: reaps visit only
+	 * [0, hwm), and an opener killed from here on leaves a slot that the
+	 * next reap must find. */
+	if ((uint32_t)slot + 1 > h->hdr->endpoint_hwm)
+		store_release(&h->hdr->endpoint_hwm, (uint32_t)slot + 1);
+	TEST_POINT("open:claimed");
 	/* A slot's mailbox lock is initialised on its first use ever; later
 	 * owners reset the ring under that lock (a producer may still hold it). */
 	if (ep->gen == 0 && (rc = mailbox_init(h, (uint32_t)slot)) < 0) {
@@ -160,6 +168,7 @@ int endpoint_claim(shmg_t *h)
 	ep->opened_ns = now_realtime_ns();
 	store_release(&ep->state, EP_OPENING);
 	store_relaxed(&ep->read_epoch, 0);
+	TEST_POINT("open:opening");
 	if ((rc = mailbox_reset(h, (uint32_t)slot, gen)) < 0) {
 		store_release(&ep->state, EP_FREE);
 		ofd_lock(h->lock_fd, (uint32_t)slot, F_UNLCK, F_OFD_SETLK, NULL);
@@ -169,8 +178,7 @@ int endpoint_claim(shmg_t *h)
 	store_release(&ep->state, EP_LIVE);
 	store_release(&h->live_gen[slot], gen); /* entries of this endpoint become visible */
 	h->hdr->endpoints_live++;
-	if ((uint32_t)slot + 1 > h->hdr->endpoint_hwm)
-		store_release(&h->hdr->endpoint_hwm, (uint32_t)slot + 1);
+	TEST_POINT("open:live");
 	__atomic_add_fetch(&h->hdr->endpoint_epoch, 1, __ATOMIC_RELEASE);
 	endpoint_unlock(h);
 	h->slot = (uint32_t)slot;

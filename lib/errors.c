@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Words for errors and enum values, and the process-wide log sink (silent
  * unless the application sets one). */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,7 +34,10 @@ void sg_log(const shmg_t *h, int level, const char *fmt, ...)
 
 const char *shmg_strerror(int err)
 {
-	switch (err < 0 ? -err : err) {
+	if (err == INT_MIN)
+		return "unknown error"; /* -INT_MIN does not exist */
+	int e = err < 0 ? -err : err;
+	switch (e) {
 	case 0: return "success";
 	case EINVAL: return "invalid argument (key, metadata, cluster name, option or config)";
 	case EEXIST: return "already exists (key held by another endpoint, or arena with another configuration)";
@@ -46,14 +50,14 @@ const char *shmg_strerror(int err)
 	case ECHILD: return "handle was opened before fork(); open a new one in the child";
 	case EPROTO: return "not a shmgroup arena, or one of another layout version or build";
 	case EUSERS: return "all endpoint slots of the arena are in use";
-	case EACCES: return "permission denied";
-	case EIO: return "shard damaged beyond repair";
-	case EBUSY: return "a shard stayed busy past the busy-retry budget (a stopped process?)";
+	case EACCES: return "permission denied (another user's arena, or its mode was widened)";
+	case EIO: return "arena damaged beyond repair (a shard or a lock)";
+	case EBUSY: return "a lock of the arena stayed held past its wait limit (a stopped process?)";
 	case ENOMEM: return "out of memory";
 	case E2BIG: return "message too large";
 	default: {
 		/* strerrordesc_np returns a static string, unlike strerror(). */
-		const char *d = strerrordesc_np(err < 0 ? -err : err);
+		const char *d = strerrordesc_np(e);
 		return d ? d : "unknown error";
 	}
 	}

@@ -170,6 +170,10 @@ int mutex_init_robust(pthread_mutex_t *m);
 int robust_lock(pthread_mutex_t *m);
 /* As robust_lock, giving up with ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC). */
 int robust_lock_until(pthread_mutex_t *m, uint64_t deadline_ns, uint64_t interval_ns);
+/* As robust_lock, giving up after lock_wait_limit_ms (EBUSY), or EIO for a
+ * damaged mutex; logs naming `what`. */
+int robust_lock_limited(const shmg_t *h, pthread_mutex_t *m, const char *what);
+extern uint32_t lock_wait_limit_ms; /* tests shorten it */
 uint32_t mailbox_record_max(uint32_t key_max, uint32_t meta_max);
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);

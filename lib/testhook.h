@@ -35,6 +35,16 @@
  *                          with their events)
  *   "disconnect:swept"     (cluster_lock only) one more shard swept
  *
+ * The open path (not under a shard lock):
+ *   "open:init"            creator: arena initialised under the creation lock,
+ *                          magic not yet published
+ *   "open:mapped"          creator or attacher: arena mapped, creation lock
+ *                          held, liveness-lock descriptor not yet opened
+ *   "open:claimed"         endpoint lock held, a FREE slot's liveness lock
+ *                          taken and the high-water mark raised over it
+ *   "open:opening"         the slot OPENING (new gen, pid), mailbox not reset
+ *   "open:live"            the slot LIVE and counted, endpoint lock still held
+ *
  * Failure points (TEST_FAIL):
  *   "repair:fail"          repair_shard gives up before changing anything
  */

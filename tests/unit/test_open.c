@@ -6,6 +6,7 @@
  * addresses), endpoint slots.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +349,75 @@ START_TEST(test_bad_config)
 	rc = shmg_open(tc_arena, &c, &h);
 	ck_assert_msg(rc == -EINVAL, "%s on attach: rc %d (%s)", b->what, rc, shmg_strerror(rc));
 	shmg_close(ok);
+}
+END_TEST
+
+/* A configuration inside every range that does not fit its arena is found
+ * out before anything is created, and an attach-only open never makes an
+ * arena of what it finds. */
+START_TEST(test_config_too_big_creates_nothing)
+{
+	struct shmg_config c = cfg_zero();
+	shmg_t *h = NULL;
+
+	c.max_endpoints = 65535;
+	c.mailbox_bytes = 16u << 20;
+	TC_EQ(shmg_open(tc_arena, &c, &h), -EINVAL);
+	ck_assert_ptr_null(h);
+	ck_assert(!tc_arena_exists(tc_arena));
+	c = cfg_zero();
+	c.flags = SHMG_OPEN_NOCREATE;
+	TC_EQ(shmg_open(tc_arena, &c, &h), -ENOENT);
+	ck_assert(!tc_arena_exists(tc_arena));
+}
+END_TEST
+
+/* The fields left 0 are "don't care" when attaching: a configuration that
+ * could not be created with the defaults filled in still attaches to an
+ * arena that has room for it. */
+START_TEST(test_config_too_big_attaches)
+{
+	struct shmg_config c = cfg_zero();
+	shmg_t *h, *h2 = NULL;
+
+	c.arena_size = 512ull << 20;
+	c.mailbox_bytes = 256u << 10;
+	h = tc_open(tc_arena, &c);
+	c.arena_size = 0; /* 128 MiB by default: 1024 x 256 KiB do not fit */
+	TC_EQ(shmg_open(tc_arena, &c, &h2), 0);
+	shmg_close(h2);
+	c.flags = SHMG_OPEN_EXCL;
+	TC_EQ(shmg_open(tc_arena, &c, &h2), -EINVAL);
+	shmg_close(h);
+	TC_EQ(shmg_destroy(tc_arena), 0);
+	c.flags = 0;
+	TC_EQ(shmg_open(tc_arena, &c, &h2), -EINVAL);
+	ck_assert(!tc_arena_exists(tc_arena));
+}
+END_TEST
+
+/* What a creator that died before publishing left (zero magic, full size)
+ * is no arena to an attach-only open, which leaves it alone. */
+START_TEST(test_nocreate_never_initialises)
+{
+	char path[300];
+	struct shmg_config c = cfg_zero();
+	shmg_t *h = NULL;
+	uint64_t magic = 1;
+	int fd;
+
+	tc_arena_path(tc_arena, path, sizeof(path));
+	fd = open(path, O_CREAT | O_EXCL | O_RDWR, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 128ll << 20), 0);
+	c.flags = SHMG_OPEN_NOCREATE;
+	TC_EQ(shmg_open(tc_arena, &c, &h), -ENOENT);
+	ck_assert_int_eq(pread(fd, &magic, sizeof(magic), 0), (ssize_t)sizeof(magic));
+	ck_assert_uint_eq(magic, 0);
+	close(fd);
+	/* A creating open makes it an arena. */
+	h = tc_open(tc_arena, NULL);
+	shmg_close(h);
 }
 END_TEST
 
@@ -882,6 +952,12 @@ START_TEST(test_strerror)
 		ck_assert_uint_gt(strlen(a), 0);
 	}
 	ck_assert_str_ne(shmg_strerror(-EEXIST), shmg_strerror(-ENOENT));
+	/* Any int: INT_MIN has no negation. */
+	const int odd[] = { INT_MIN, INT_MIN + 1, INT_MAX, -EBUSY, -EIO };
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+		ck_assert_uint_gt(strlen(shmg_strerror(odd[i])), 0);
+	ck_assert_str_eq(shmg_strerror(INT_MIN), "unknown error");
+	ck_assert_str_ne(shmg_strerror(-EBUSY), shmg_strerror(-EIO));
 }
 END_TEST
 
@@ -931,6 +1007,9 @@ static Suite *open_suite(void)
 	tcase_add_test(tc, test_name_max_ok);
 	tcase_add_loop_test(tc, test_bad_config, 0, (int)(sizeof(bad_cfgs) / sizeof(bad_cfgs[0])));
 	tcase_add_test(tc, test_bad_config_null_out);
+	tcase_add_test(tc, test_config_too_big_creates_nothing);
+	tcase_add_test(tc, test_config_too_big_attaches);
+	tcase_add_test(tc, test_nocreate_never_initialises);
 	tcase_add_test(tc, test_garbage_file);
 	tcase_add_test(tc, test_small_garbage_file);
 	tcase_add_test(tc, test_truncated_arena);

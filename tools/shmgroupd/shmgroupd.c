@@ -10,6 +10,9 @@
  * once (reason "exit"); a candidate that is not elected retries the election
  * on every dispatch, so when the reaper dies another candidate takes over.
  *
+ * It serves the group's name rather than one object: when the arena is
+ * destroyed it moves to the new one (follow_arena).
+ *
  * Restartable at any time.  Every piece of state the agent has is either in
  * this process (pidfds, epoll set) or is the election lock, a robust mutex
  * the kernel hands on when the holder dies.  So `kill -9` and a new start
@@ -569,7 +572,11 @@ struct agent {
 	int last_level;
 	int watchdog_ms;
 	struct timespec last_watchdog;
+	int follow_rc; /* last failure to follow a destroyed arena, 0 = none */
 };
+
+/* How often the agent asks whether its arena was destroyed (one fstat). */
+#define FOLLOW_MS 500
 
 static uint64_t now_ms(void)
 {
@@ -649,9 +656,9 @@ static void observe(struct agent *ag)
 	ag->elected = elected;
 }
 
-static int open_group(struct agent *ag)
+static int open_group(struct agent *ag, shmg_t **out)
 {
-	int rc = shmg_open(ag->eff.group, &ag->eff.cfg, &ag->h);
+	int rc = shmg_open(ag->eff.group, &ag->eff.cfg, out);
 
 	switch (rc) {
 	case 0:
@@ -672,29 +679,41 @@ static int open_group(struct agent *ag)
 	return -1;
 }
 
+/* Makes h a reaper candidate whose descriptor the epoll loop watches.
+ * Returns 0, or -1 (logged at level). */
+static int join_election(struct agent *ag, shmg_t *h, int level)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = 0 };
+	int rc = shmg_reaper_enable(h), rfd;
+
+	if (rc < 0) {
+		logf_(level, "cannot join the reaper election: %s", shmg_strerror(rc));
+		return -1;
+	}
+	rfd = shmg_reaper_fd(h);
+	if (rfd < 0) {
+		logf_(level, "reaper descriptor: %s", shmg_strerror(rfd));
+		return -1;
+	}
+	if (epoll_ctl(ag->epfd, EPOLL_CTL_ADD, rfd, &ev) < 0) {
+		logf_(level, "epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int setup(struct agent *ag)
 {
 	struct epoll_event ev;
 	struct shmg_info in;
 	sigset_t mask;
-	int rc, rfd;
 
-	if (open_group(ag) < 0)
+	if (open_group(ag, &ag->h) < 0)
 		return -1;
 	log_handle = ag->h;
 	ag->last_level = shmg_log_level(ag->h, -1);
 	apply_level(ag);
 
-	rc = shmg_reaper_enable(ag->h);
-	if (rc < 0) {
-		logf_(L_ERR, "cannot join the reaper election: %s", shmg_strerror(rc));
-		return -1;
-	}
-	rfd = shmg_reaper_fd(ag->h);
-	if (rfd < 0) {
-		logf_(L_ERR, "reaper descriptor: %s", shmg_strerror(rfd));
-		return -1;
-	}
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -705,12 +724,11 @@ static int setup(struct agent *ag)
 		logf_(L_ERR, "signalfd/epoll: %s", strerror(errno));
 		return -1;
 	}
-	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 0 };
-	if (epoll_ctl(ag->epfd, EPOLL_CTL_ADD, rfd, &ev) < 0)
-		goto epoll_fail;
 	ev = (struct epoll_event){ .events = EPOLLIN, .data.u32 = 1 };
 	if (epoll_ctl(ag->epfd, EPOLL_CTL_ADD, ag->sfd, &ev) < 0)
 		goto epoll_fail;
+	if (join_election(ag, ag->h, L_ERR) < 0)
+		return -1;
 
 	if (shmg_info(ag->h, &in) == 0) {
 		ag->elected = in.reaper_pid == (uint32_t)getpid();
@@ -748,6 +766,42 @@ static void ready(struct agent *ag)
 	}
 }
 
+/* The agent serves a group's name, not one object: when its arena is
+ * destroyed (shmg_destroy, or removed from /dev/shm by hand), the processes
+ * that open the name next meet a new arena that would have no reaper.  So
+ * the agent opens the name again (creating the arena, with its creation
+ * options, if nobody did yet) and becomes a candidate there.  The old handle
+ * goes only once the new one works: a failure leaves the agent where it
+ * was, to try again FOLLOW_MS later (logged once per distinct error). */
+static void follow_arena(struct agent *ag)
+{
+	shmg_t *nh = NULL, *old = ag->h;
+	int rc = shmg_destroyed(old);
+
+	if (rc <= 0)
+		return;
+	rc = shmg_open(ag->eff.group, &ag->eff.cfg, &nh);
+	if (rc == 0 && join_election(ag, nh, L_WARN) < 0)
+		rc = -EAGAIN;
+	if (rc < 0) {
+		if (rc != ag->follow_rc)
+			logf_(L_WARN, "group %s was destroyed; cannot open its new arena yet: %s",
+			      ag->eff.group, shmg_strerror(rc));
+		ag->follow_rc = rc;
+		if (nh)
+			shmg_close(nh);
+		return;
+	}
+	ag->follow_rc = 0;
+	epoll_ctl(ag->epfd, EPOLL_CTL_DEL, shmg_reaper_fd(old), NULL);
+	ag->h = log_handle = nh;
+	shmg_close(old);
+	ag->elected = false;
+	ag->last_level = shmg_log_level(nh, -1);
+	apply_level(ag);
+	logf_(L_INFO, "group %s was destroyed; serving its new arena", ag->eff.group);
+}
+
 /* Reads pending signals; returns 1 to stop. */
 static int on_signals(struct agent *ag)
 {
@@ -771,13 +825,19 @@ static int on_signals(struct agent *ag)
 static int run(struct agent *ag)
 {
 	struct epoll_event evs[4];
-	uint64_t next_watchdog = 0;
+	uint64_t next_watchdog = 0, next_follow = now_ms() + FOLLOW_MS;
 	int timeout = 0, n, i, rc;
 
 	for (;;) {
-		if (ag->watchdog_ms > 0) {
-			uint64_t now = now_ms();
+		uint64_t now = now_ms();
 
+		if (now >= next_follow) {
+			follow_arena(ag);
+			next_follow = now + FOLLOW_MS;
+		}
+		if (timeout < 0 || (uint64_t)timeout > next_follow - now)
+			timeout = (int)(next_follow - now);
+		if (ag->watchdog_ms > 0) {
 			if (now >= next_watchdog) {
 				notify("WATCHDOG=1");
 				next_watchdog = now + (uint64_t)ag->watchdog_ms / 2;

@@ -8,7 +8,8 @@
  * reason exit within REAP_BOUND_MS; killing and restarting the agent disturbs
  * no reader; SIGTERM is a clean stop with status 0 that leaves the arena and
  * its entries alone; a second agent stays a candidate and takes over when the
- * first dies.  Every agent started is SIGKILLed in the teardown (and by an
+ * first dies; when the arena is destroyed, the agent moves to the new one and
+ * reaps there.  Every agent started is SIGKILLed in the teardown (and by an
  * atexit handler, since check's fork mode skips the teardown after a failed
  * assertion, and check kills each test's process group in the end); arenas and
  * the work directory are swept by main() after the run.
@@ -492,6 +493,62 @@ START_TEST(test_second_agent_takes_over)
 }
 END_TEST
 
+/* A destroyed arena: the agent serves the group's name, so it moves to the
+ * arena that the next open makes, and reaps there within the bound. */
+#define FOLLOW_BOUND_MS 3000
+
+static void expect_agent_moved(int a, shmg_t *old, shmg_t *h)
+{
+	ck_assert_int_eq(shmg_destroyed(h), 0);
+	ck_assert_msg(wait_reaper(h, agents[a].pid, FOLLOW_BOUND_MS),
+		      "agent did not move to the new arena; reaper pid %u; log: %s", reaper_pid(h),
+		      agent_log(a));
+	ck_assert_int_eq(shmg_monitor(h, NULL, 0, NULL), 0);
+	pid_t w = start_worker("moved");
+	kill_worker_expect_batch(h, w, "moved");
+	/* It left the old one. */
+	ck_assert_uint_eq(reaper_pid(old), 0);
+	const char *log = agent_log(a);
+	ck_assert_msg(strstr(log, "was destroyed; serving its new arena") != NULL, "log: %s", log);
+}
+
+START_TEST(test_follows_arena_a_worker_recreates)
+{
+	shmg_t *old, *h;
+	int a = start_agent(false, NULL);
+
+	ck_assert_int_eq(shmg_open(group, NULL, &old), 0);
+	ck_assert_uint_eq(reaper_pid(old), (uint32_t)agents[a].pid);
+	ck_assert_int_eq(shmg_destroy(group), 0);
+	ck_assert_int_eq(shmg_destroyed(old), 1);
+	ck_assert_int_eq(shmg_open(group, NULL, &h), 0);
+	expect_agent_moved(a, old, h);
+	ck_assert_int_eq(shmg_close(h), 0);
+	ck_assert_int_eq(shmg_close(old), 0);
+}
+END_TEST
+
+START_TEST(test_follows_arena_it_recreates)
+{
+	struct shmg_config nocreate = { .flags = SHMG_OPEN_NOCREATE };
+	shmg_t *old, *h = NULL;
+	int a = start_agent(false, NULL), rc;
+	uint64_t end = now_ms() + FOLLOW_BOUND_MS;
+
+	ck_assert_int_eq(shmg_open(group, NULL, &old), 0);
+	ck_assert_int_eq(shmg_destroy(group), 0);
+	/* Nobody else opens the name: the agent makes the arena itself. */
+	while ((rc = shmg_open(group, &nocreate, &h)) == -ENOENT && now_ms() < end) {
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_msg(rc == 0, "no new arena within %d ms: %s", FOLLOW_BOUND_MS, shmg_strerror(rc));
+	expect_agent_moved(a, old, h);
+	ck_assert_int_eq(shmg_close(h), 0);
+	ck_assert_int_eq(shmg_close(old), 0);
+}
+END_TEST
+
 /* After every test, even one that failed or timed out: removes the work
  * directory and every arena a test of this run left behind. */
 static void sweep(void)
@@ -542,6 +599,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_restart_under_readers);
 	tcase_add_test(tc, test_sigterm_and_config);
 	tcase_add_test(tc, test_second_agent_takes_over);
+	tcase_add_test(tc, test_follows_arena_a_worker_recreates);
+	tcase_add_test(tc, test_follows_arena_it_recreates);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);
