@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -72,6 +73,8 @@ struct ctl {
 	const char *interval; /* stats --watch=SECONDS, or NULL */
 	int interval_ms; /* stats --watch */
 	unsigned int given; /* OPT_* bits seen on the command line */
+	bool owner_given;
+	uint32_t owner_uid; /* --owner: also attach to this uid's arena */
 	shmg_t *h;
 };
 
@@ -113,6 +116,8 @@ static void usage(FILE *f)
 		"\n"
 		"Options:\n"
 		"  -g, --group GROUP     group name (default: $SHMGROUP_GROUP, else \"default\")\n"
+		"  -u, --owner USER      also attach to an arena owned by USER (a name or uid);\n"
+		"                        without it only the caller's own arenas are used\n"
 		"  -c, --cluster C       act in named cluster C (default: the default cluster)\n"
 		"  -l, --local           members: only entries owned by this node;\n"
 		"                        dispatch: only to endpoints of this host\n"
@@ -1277,6 +1282,25 @@ static void check_stats_args(struct ctl *c, int nargs, char **args)
 		die_usage("--watch wants seconds (0.01 to 86400), not '%s'", s);
 }
 
+/* A user name or a numeric uid. */
+static int parse_owner(const char *s, uint32_t *out)
+{
+	const struct passwd *pw = getpwnam(s);
+	unsigned long long v;
+	char *end;
+
+	if (pw) {
+		*out = (uint32_t)pw->pw_uid;
+		return 0;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v >= UINT32_MAX)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
 static int attach(struct ctl *c)
 {
 	struct shmg_config cfg;
@@ -1284,6 +1308,10 @@ static int attach(struct ctl *c)
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.flags = SHMG_OPEN_NOCREATE;
+	if (c->owner_given) {
+		cfg.flags |= SHMG_OPEN_OWNER;
+		cfg.owner_uid = c->owner_uid;
+	}
 	rc = shmg_open(c->group, &cfg, &c->h);
 	if (rc == 0)
 		return EXIT_OK;
@@ -1309,6 +1337,12 @@ static int attach(struct ctl *c)
 			"from a process that has it open)\n",
 			progname, c->group, shmg_strerror(rc));
 		break;
+	case -EACCES:
+		fprintf(stderr,
+			"%s: group '%s': %s (to use another user's arena, name its owner "
+			"with --owner)\n",
+			progname, c->group, shmg_strerror(rc));
+		break;
 	default:
 		fail(rc, "cannot attach group '%s'", c->group);
 	}
@@ -1319,6 +1353,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "group", required_argument, NULL, 'g' },
+		{ "owner", required_argument, NULL, 'u' },
 		{ "cluster", required_argument, NULL, 'c' },
 		{ "local", no_argument, NULL, 'l' },
 		{ "limit", required_argument, NULL, 'n' },
@@ -1346,10 +1381,15 @@ int main(int argc, char **argv)
 	c.timeout_ms = -1;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":g:c:ln:ajN:t:w::hV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":g:u:c:ln:ajN:t:w::hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
 			c.group = optarg;
+			break;
+		case 'u':
+			if (parse_owner(optarg, &c.owner_uid) < 0)
+				die_usage("--owner wants a user name or uid, not '%s'", optarg);
+			c.owner_given = true;
 			break;
 		case 'c':
 			c.cluster = optarg;

@@ -197,7 +197,7 @@ static const struct field fields[] = {
 	FIELD(arena_size, F_U64),   FIELD(shards, F_U32),      FIELD(max_endpoints, F_U32),
 	FIELD(key_max, F_U32),      FIELD(meta_max, F_U32),    FIELD(max_clusters, F_U32),
 	FIELD(node_id, F_U32),      FIELD(oplog_bytes, F_U32), FIELD(mailbox_bytes, F_U32),
-	FIELD(mode, F_MODE),
+	FIELD(mode, F_MODE),        FIELD(owner_uid, F_U32),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -284,6 +284,9 @@ static int settings_set(struct settings *st, const char *key, const char *value)
 		else
 			*(uint32_t *)(void *)((char *)&st->cfg + fields[i].off) = (uint32_t)v;
 		st->set |= 1u << i;
+		/* owner_uid means something only with its flag. */
+		if (fields[i].off == offsetof(struct shmg_config, owner_uid))
+			st->cfg.flags |= SHMG_OPEN_OWNER;
 		return 0;
 	}
 	return -ENOENT;
@@ -387,6 +390,7 @@ static void settings_merge(struct settings *out, const struct settings *file,
 		memcpy((char *)&out->cfg + fields[i].off, (const char *)&cli->cfg + fields[i].off,
 		       fields[i].kind == F_U64 ? sizeof(uint64_t) : sizeof(uint32_t));
 	}
+	out->cfg.flags |= cli->cfg.flags & SHMG_OPEN_OWNER;
 	out->set = file->set | cli->set;
 }
 
@@ -424,6 +428,10 @@ static void usage(FILE *f)
 		"      --max-endpoints N    --key-max BYTES      --meta-max BYTES\n"
 		"      --max-clusters N     --node-id N          --oplog-bytes BYTES\n"
 		"      --mailbox-bytes BYTES                     --mode OCTAL\n"
+		"\n"
+		"Attach option:\n"
+		"      --owner-uid UID      also serve an arena whose object UID owns (by\n"
+		"                           default only the agent's own user's arenas)\n"
 		"\n"
 		"Signals: TERM, INT stop (exit 0); HUP rereads the config file.\n"
 		"See shmgroupd(8).\n");

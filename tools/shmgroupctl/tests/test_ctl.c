@@ -4,6 +4,8 @@
  * whose figures the test knows: `stats` once (text and JSON), `stats --watch`
  * following changes made between two of its lines, ending on SIGINT, and
  * stopping when the arena is removed under it; and its usage errors.
+ * As root, it also attaches to another user's arena only when told its
+ * owner with --owner (skipped with a message when not root).
  *
  * The fixture creates the group with max_endpoints 100, connects two named
  * clusters, opens three endpoints (one of them hosting the reaper, so
@@ -12,6 +14,7 @@
  * killed by the teardown or an atexit handler; the arena is tc's (tc.h).
  */
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -323,6 +326,46 @@ START_TEST(test_stats_usage)
 }
 END_TEST
 
+/* In a child: becomes nobody and leaves an arena of its own behind. */
+static int nobody_creates_arena(void *arg)
+{
+	shmg_t *nh = NULL;
+
+	(void)arg;
+	if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+	    setresuid(65534, 65534, 65534) != 0)
+		return 1;
+	if (shmg_open(tc_arena, NULL, &nh) != 0)
+		return 2;
+	return shmg_close(nh) == 0 ? 0 : 3;
+}
+
+START_TEST(test_owner_option)
+{
+	char out[4096], err[1024];
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "%s: skipped: needs root to act as a second user\n", __func__);
+		return;
+	}
+	ck_assert_int_eq(tc_wait_exit(tc_fork(nobody_creates_arena, NULL), 10000), 0);
+	ck_assert_int_eq(ctl_run(out, sizeof(out), err, sizeof(err),
+				 (const char *const[]){ "info", NULL }),
+			 2);
+	ck_assert_msg(strstr(err, "permission denied") && strstr(err, "--owner"), "%s", err);
+	ck_assert_int_eq(ctl_run(out, sizeof(out), err, sizeof(err),
+				 (const char *const[]){ "--owner", "nobody", "info", NULL }),
+			 0);
+	ck_assert_int_eq(ctl_run(out, sizeof(out), err, sizeof(err),
+				 (const char *const[]){ "-u", "65534", "info", NULL }),
+			 0);
+	ck_assert_int_eq(ctl_run(out, sizeof(out), err, sizeof(err),
+				 (const char *const[]){ "--owner", "no-such-user-x", "info", NULL }),
+			 64);
+	ck_assert_int_eq(shmg_destroy(tc_arena), 0);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	Suite *s = suite_create("shmgroupctl");
@@ -340,5 +383,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_stats_watch_sigint);
 	tcase_add_test(tc, test_stats_watch_arena_removed);
 	tcase_add_test(tc, test_stats_usage);
+	tc = tc_case(s, "owner", 30);
+	tcase_add_test(tc, test_owner_option);
 	return tc_run(s);
 }
