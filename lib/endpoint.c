@@ -268,6 +268,8 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 	if ((rc = remove_all_entries(h, slot, gen, reason)) < 0)
 		return rc;
 	mailbox_retire(h, slot);
+	if (reason == REASON_EXIT)
+		mailbox_rewake_orphans(h); /* it may have died mid-delivery */
 
 	if ((rc = endpoint_lock(h)) < 0)
 		return rc;

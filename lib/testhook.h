@@ -6,7 +6,7 @@
  * The pointer is hidden from the shared library's exports, and costs one load
  * and a predicted branch when unset.
  *
- * Points (all inside the shard lock unless noted):
+ * Writer points (all inside the shard lock unless noted):
  *   "register:locked"      lock taken, nothing changed yet
  *   "register:allocated"   new entry block allocated and filled, not published
  *   "register:published"   entry visible to readers, counters/oplog not updated
@@ -26,6 +26,12 @@
  *                          mailbox, more monitors to go (in-flight record set)
  *   "reap:events-sent"     a death or close batch delivered, entries not yet
  *                          removed (all shard locks held)
+ *
+ * Mailbox producer points (inside the mailbox lock, every delivery):
+ *   "mailbox:published"    batch appended (or counted dropped), consumer not
+ *                          yet told
+ *   "mailbox:signalled"    `signalled` flipped 0 -> 1, wakeup not yet sent
+ *   "mailbox:woken"        wakeup sent, lock not yet released
  */
 #ifndef SHMG_TESTHOOK_H
 #define SHMG_TESTHOOK_H
