@@ -84,8 +84,7 @@ static uint8_t *ring_at(struct mailbox_header *mb)
  * the role and a random nonce the binder publishes in the arena.  Another
  * user sees a name in /proc/net/unix only once it is bound, too late to squat
  * it, and cannot write the arena to redirect producers elsewhere. */
-static socklen_t wake_addr(const shmg_t *h, const char *what, uint64_t nonce,
-			   struct sockaddr_un *a)
+static socklen_t wake_addr(const shmg_t *h, const char *what, uint64_t nonce, struct sockaddr_un *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->sun_family = AF_UNIX;
