@@ -6,7 +6,9 @@
  * serialise on the mailbox's robust mutex, never wait for the consumer, and
  * append a whole batch or nothing: if it does not fit, or if records were
  * already dropped and the consumer has not yet been told, the batch is counted
- * in `dropped` instead.  The consumer (the owning endpoint, alone) copies
+ * in `dropped` instead.  Nor do they wait long for each other: one that cannot
+ * get the lock within PATIENCE_NS (its holder is stopped, say), or at once
+ * when a drop is pending anyway, counts its batch in `dropped` without it.  The consumer (the owning endpoint, alone) copies
  * records out, advances head (release; producers acquire it to compute free
  * space) and, once the ring is empty, turns a non-zero `dropped` into one
  * SHMG_EV_OVERFLOW marker.  So nothing is lost silently, and everything
@@ -63,6 +65,8 @@
  * a wakeup lost to a process scribbling on the mailbox header (or to a dead
  * producer nobody has reaped yet) is a delay, not a hang. */
 #define RECHECK_NS (5 * 1000000000ull)
+/* The longest a producer waits for a mailbox lock (mb_lock_producer). */
+#define PATIENCE_NS (1000 * 1000000ull)
 
 struct mailbox_header *mailbox_at(const shmg_t *h, uint32_t slot)
 {
@@ -194,6 +198,55 @@ static int mb_lock(shmg_t *h, struct mailbox_header *mb)
 	return -rc;
 }
 
+/* A producer takes the lock, or gives up: at once when a drop is already
+ * pending (its batch would be dropped anyway), else after PATIENCE_NS.  The
+ * holder may be stopped (SIGSTOP, a debugger), and a writer waits here
+ * holding its shard lock: a stopped process must cost the consumer an
+ * overflow marker, not hang every writer.  Uncontended, this is one trylock. */
+static int mb_lock_producer(shmg_t *h, struct mailbox_header *mb)
+{
+	uint64_t start = 0;
+	for (;;) {
+		int rc = pthread_mutex_trylock(&mb->lock);
+		if (rc == EBUSY) {
+			uint64_t now = now_monotonic_ns();
+			if (load_relaxed(&mb->dropped) || (start && now - start >= PATIENCE_NS))
+				return -EBUSY;
+			if (!start)
+				start = now;
+			/* Sliced, so a drop counted meanwhile or the owner-dead mark
+			 * of a holder whose waker died is noticed (as robust_lock). */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 10 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			if ((rc = pthread_mutex_timedlock(&mb->lock, &ts)) == ETIMEDOUT)
+				continue;
+		}
+		if (rc == EOWNERDEAD) {
+			mb_rewake(h, mb);
+			rc = 0;
+		}
+		return -rc;
+	}
+}
+
+/* The batch could not go in: the consumer hears of it as an overflow.
+ * Without the lock, so the wakeup goes both ways whatever the consumer's
+ * state, when it is armed or this is the first drop it has not seen; setting
+ * `signalled` makes a futex wait not yet begun return. */
+static void mb_drop_unlocked(shmg_t *h, struct mailbox_header *mb, uint32_t gen, uint32_t count)
+{
+	if (load_acquire(&mb->gen) != gen)
+		return;
+	uint32_t before = __atomic_fetch_add(&mb->dropped, count, __ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0 || before == 0)
+		mb_wake(h, mb, true, true);
+}
+
 void mailbox_rewake_orphans(shmg_t *h)
 {
 	/* A producer that died holding a mailbox lock may have left its
@@ -301,8 +354,10 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 	if (!b->count || slot >= h->geo.max_endpoints)
 		return;
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	if (mb_lock(h, mb) < 0)
+	if (mb_lock_producer(h, mb) < 0) {
+		mb_drop_unlocked(h, mb, gen, b->count);
 		return;
+	}
 	if (load_relaxed(&mb->gen) != gen) {
 		pthread_mutex_unlock(&mb->lock);
 		return; /* the endpoint is gone */

@@ -12,6 +12,9 @@
  * D died on; in both cases within WAKE_MS.  No lost wakeup, and shmg_check
  * clean.
  *
+ * A dispatcher stopped (SIGSTOP) holding R's mailbox lock must cost R an
+ * overflow marker and the next producer a bounded wait, not a hang.
+ *
  * Two users (root only; skipped with a message otherwise).  A child drops to
  * nobody, takes the arena incarnation (which /proc/net/unix shows), binds every name
  * the old naming scheme would give the next endpoints and the reaper, and
@@ -27,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -46,7 +50,8 @@ enum {
 
 struct shared {
 	shmg_id_t id[NCONS];
-	uint32_t got[NCONS][4]; /* got[c][m]: consumer c received message m */
+	uint32_t got[NCONS][4];  /* got[c][m]: consumer c received message m */
+	uint64_t dropped[NCONS]; /* overflow markers' counts */
 	int32_t err[NCONS];
 };
 
@@ -59,6 +64,10 @@ static int consume(int c, const struct shmg_event *ev, int n)
 	int stop = 0;
 	for (int i = 0; i < n; i++) {
 		uint32_t m;
+		if (ev[i].type == SHMG_EV_OVERFLOW) {
+			__atomic_add_fetch(&sh->dropped[c], ev[i].dropped, __ATOMIC_RELEASE);
+			continue;
+		}
 		if (ev[i].type != SHMG_EV_MESSAGE || ev[i].meta_len != sizeof(m)) {
 			sh->err[c] = 1000 + (int)ev[i].type;
 			continue;
@@ -107,10 +116,12 @@ static int consumer_main(void *arg)
 static const char *kill_point;
 static int kill_hit, hits;
 
+static int kill_sig = SIGKILL;
+
 static void kill_hook(const char *point)
 {
 	if (strcmp(point, kill_point) == 0 && ++hits == kill_hit)
-		raise(SIGKILL);
+		raise(kill_sig);
 }
 
 static void send_msg(shmg_t *h, uint32_t m)
@@ -209,6 +220,65 @@ static void crash_case(int _i)
 START_TEST(test_producer_killed)
 {
 	crash_case(_i);
+}
+END_TEST
+
+static bool dropped_seen(void *p)
+{
+	return __atomic_load_n(&sh->dropped[(intptr_t)p], __ATOMIC_ACQUIRE) > 0;
+}
+
+/* A producer stopped while it holds a mailbox lock costs that consumer an
+ * overflow marker, promptly, and the other producers nothing but a bounded
+ * wait: they neither hang nor lose the consumer's wakeup. */
+START_TEST(test_producer_stopped)
+{
+	pid_t cons[NCONS];
+	char b;
+
+	shmg_t *h = tc_open(tc_arena, NULL);
+	sh = tc_shared_alloc(sizeof(*sh));
+	ck_assert_int_eq(pipe(ready), 0);
+	for (int c = 0; c < NCONS; c++) {
+		cons[c] = tc_fork(consumer_main, (void *)(intptr_t)c);
+		TC_EQ(tc_read_full(ready[0], &b, 1, 10000), 0);
+	}
+	ck_assert(tc_wait_until(r_asleep, h, 5000));
+	kill_point = "mailbox:published";
+	kill_hit = 1;
+	kill_sig = SIGSTOP;
+	pid_t d = tc_fork(dispatcher_main, NULL);
+	int st;
+	ck_assert_int_eq(waitpid(d, &st, WUNTRACED), d);
+	ck_assert(WIFSTOPPED(st));
+
+	uint64_t t0 = tc_now_ms();
+	send_msg(h, 2); /* R's mailbox lock is held by a stopped process */
+	ck_assert_msg(tc_now_ms() - t0 < 3000, "dispatch waited %llu ms",
+		      (unsigned long long)(tc_now_ms() - t0));
+	struct got_arg g = { CONS_F, 2 };
+	ck_assert(tc_wait_until(got, &g, WAKE_MS));
+	ck_assert_msg(tc_wait_until(dropped_seen, (void *)(intptr_t)CONS_R, WAKE_MS),
+		      "R was not told of the batch it could not get");
+	ck_assert(sh->got[CONS_R][1]); /* published before the stop */
+
+	/* Once the stopped producer dies, its lock is taken again at once. */
+	kill(d, SIGKILL);
+	TC_EQ(tc_wait_exit(d, 10000), TC_KILLED(SIGKILL));
+	send_msg(h, 3);
+	for (int c = 0; c < NCONS; c++) {
+		struct got_arg g3 = { c, 3 };
+		ck_assert(tc_wait_until(got, &g3, WAKE_MS));
+	}
+	uint32_t stop = MSG_STOP;
+	TC_EQ(shmg_dispatch(h, SHMG_KEY(KEY), &stop, sizeof(stop), NULL), 2);
+	for (int c = 0; c < NCONS; c++) {
+		TC_EQ(tc_wait_exit(cons[c], 10000), 0);
+		TC_EQ(sh->err[c], 0);
+	}
+	TC_EQ(shmg_reap(h), 1);
+	TC_ASSERT_CLEAN(h);
+	shmg_close(h);
 }
 END_TEST
 
@@ -358,6 +428,7 @@ int main(void)
 	TCase *tc = tc_case(s, "crash", 60);
 	tcase_add_loop_test(tc, test_producer_killed, 0,
 			    (int)(sizeof(points) / sizeof(points[0])) * 4);
+	tcase_add_test(tc, test_producer_stopped);
 	tc = tc_case(s, "users", 60);
 	tcase_add_test(tc, test_other_user_cannot_squat);
 	return tc_run(s);
