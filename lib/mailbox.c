@@ -67,6 +67,7 @@
 #define RECHECK_NS (5 * 1000000000ull)
 /* The longest a producer waits for a mailbox lock (mb_lock_producer). */
 #define PATIENCE_NS (1000 * 1000000ull)
+#define LOCK_SLICE_NS (10 * 1000000ull)
 
 struct mailbox_header *mailbox_at(const shmg_t *h, uint32_t slot)
 {
@@ -216,14 +217,10 @@ static int mb_lock_producer(shmg_t *h, struct mailbox_header *mb)
 				start = now;
 			/* Sliced, so a drop counted meanwhile or the owner-dead mark
 			 * of a holder whose waker died is noticed (as robust_lock). */
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 10 * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			if ((rc = pthread_mutex_timedlock(&mb->lock, &ts)) == ETIMEDOUT)
+			uint64_t until = now + LOCK_SLICE_NS;
+			struct timespec ts = {(time_t)(until / 1000000000ull),
+					      (long)(until % 1000000000ull)};
+			if ((rc = pthread_mutex_clocklock(&mb->lock, CLOCK_MONOTONIC, &ts)) == ETIMEDOUT)
 				continue;
 		}
 		if (rc == EOWNERDEAD) {

@@ -162,13 +162,10 @@ static bool r_asleep(void *p)
 
 static const char *const points[] = { "mailbox:published", "mailbox:signalled", "mailbox:woken" };
 
-/* _i: point * 4 + hit - 1 (hit 1 = R's mailbox, 2 = F's) + 2 * repair_only */
-static void crash_case(int _i)
+/* Starts both consumers on a fresh arena and waits until R sleeps in the
+ * futex (else a producer would send it a datagram instead). */
+static shmg_t *start_consumers(pid_t *cons)
 {
-	const char *point = points[_i / 4];
-	int hit = _i % 2 + 1, repair_only = _i / 2 % 2;
-	int victim = hit == 1 ? CONS_R : CONS_F;
-	pid_t cons[NCONS];
 	char b;
 
 	shmg_t *h = tc_open(tc_arena, NULL);
@@ -178,8 +175,33 @@ static void crash_case(int _i)
 		cons[c] = tc_fork(consumer_main, (void *)(intptr_t)c);
 		TC_EQ(tc_read_full(ready[0], &b, 1, 10000), 0);
 	}
-	/* R must be asleep in the futex, or the producer would not use it. */
 	ck_assert(tc_wait_until(r_asleep, h, 5000));
+	return h;
+}
+
+/* Stops both consumers, then checks the arena and closes h. */
+static void stop_consumers(shmg_t *h, const pid_t *cons)
+{
+	uint32_t stop = MSG_STOP;
+
+	TC_EQ(shmg_dispatch(h, SHMG_KEY(KEY), &stop, sizeof(stop), NULL), 2);
+	for (int c = 0; c < NCONS; c++) {
+		TC_EQ(tc_wait_exit(cons[c], 10000), 0);
+		TC_EQ(sh->err[c], 0);
+	}
+	TC_EQ(shmg_reap(h), 0);
+	TC_ASSERT_CLEAN(h);
+	shmg_close(h);
+}
+
+/* _i: point * 4 + hit - 1 (hit 1 = R's mailbox, 2 = F's) + 2 * repair_only */
+static void crash_case(int _i)
+{
+	const char *point = points[_i / 4];
+	int hit = _i % 2 + 1, repair_only = _i / 2 % 2;
+	int victim = hit == 1 ? CONS_R : CONS_F;
+	pid_t cons[NCONS];
+	shmg_t *h = start_consumers(cons);
 
 	kill_point = point;
 	kill_hit = hit;
@@ -207,14 +229,7 @@ static void crash_case(int _i)
 		ck_assert(sh->got[victim][1]);
 		TC_EQ(shmg_reap(h), 1);
 	}
-	uint32_t stop = MSG_STOP;
-	TC_EQ(shmg_dispatch(h, SHMG_KEY(KEY), &stop, sizeof(stop), NULL), 2);
-	for (int c = 0; c < NCONS; c++) {
-		TC_EQ(tc_wait_exit(cons[c], 10000), 0);
-		TC_EQ(sh->err[c], 0);
-	}
-	TC_ASSERT_CLEAN(h);
-	shmg_close(h);
+	stop_consumers(h, cons);
 }
 
 START_TEST(test_producer_killed)
@@ -234,16 +249,8 @@ static bool dropped_seen(void *p)
 START_TEST(test_producer_stopped)
 {
 	pid_t cons[NCONS];
-	char b;
+	shmg_t *h = start_consumers(cons);
 
-	shmg_t *h = tc_open(tc_arena, NULL);
-	sh = tc_shared_alloc(sizeof(*sh));
-	ck_assert_int_eq(pipe(ready), 0);
-	for (int c = 0; c < NCONS; c++) {
-		cons[c] = tc_fork(consumer_main, (void *)(intptr_t)c);
-		TC_EQ(tc_read_full(ready[0], &b, 1, 10000), 0);
-	}
-	ck_assert(tc_wait_until(r_asleep, h, 5000));
 	kill_point = "mailbox:published";
 	kill_hit = 1;
 	kill_sig = SIGSTOP;
@@ -270,15 +277,8 @@ START_TEST(test_producer_stopped)
 		struct got_arg g3 = { c, 3 };
 		ck_assert(tc_wait_until(got, &g3, WAKE_MS));
 	}
-	uint32_t stop = MSG_STOP;
-	TC_EQ(shmg_dispatch(h, SHMG_KEY(KEY), &stop, sizeof(stop), NULL), 2);
-	for (int c = 0; c < NCONS; c++) {
-		TC_EQ(tc_wait_exit(cons[c], 10000), 0);
-		TC_EQ(sh->err[c], 0);
-	}
 	TC_EQ(shmg_reap(h), 1);
-	TC_ASSERT_CLEAN(h);
-	shmg_close(h);
+	stop_consumers(h, cons);
 }
 END_TEST
 
