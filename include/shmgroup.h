@@ -164,7 +164,8 @@ typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
  *   exists, or it exists with a different non-zero config field;
  *   -EPROTO not a shmgroup arena, or one of another layout version or build;
  *   -EACCES permission denied (another user's arena); -EUSERS all endpoint
- *   slots in use; -EMFILE this process already has 1024 handles open;
+ *   slots in use; -EBUSY the free slot's mailbox is held by a stopped process
+ *   (after waiting 1 s); -EMFILE this process already has 1024 handles open;
  *   -ENOMEM, -ENOSPC (no room in /dev/shm), or another errno of
  *   shm_open/ftruncate/mmap, or of socket/bind for the wakeup socket.  The arena must also have room for the tables
  *   the config implies (max_endpoints x mailbox_bytes, shards x oplog_bytes,

@@ -8,11 +8,12 @@
  * already dropped and the consumer has not yet been told, the batch is counted
  * in `dropped` instead.  Nor do they wait long for each other: one that cannot
  * get the lock within PATIENCE_NS (its holder is stopped, say), or at once
- * when a drop is pending anyway, counts its batch in `dropped` without it.  The consumer (the owning endpoint, alone) copies
- * records out, advances head (release; producers acquire it to compute free
- * space) and, once the ring is empty, turns a non-zero `dropped` into one
- * SHMG_EV_OVERFLOW marker.  So nothing is lost silently, and everything
- * delivered before the first drop is received before the marker.
+ * when a drop is pending anyway, counts its batch in `dropped` without it.
+ * The consumer (the owning endpoint, alone) copies records out, advances head
+ * (release; producers acquire it to compute free space) and, once the ring is
+ * empty, turns a non-zero `dropped` into one SHMG_EV_OVERFLOW marker.  So
+ * nothing is lost silently, and everything delivered before the first drop is
+ * received before the marker.
  *
  * Wakeups.  `signalled` is 0 while the consumer is armed: it found the ring
  * empty and will sleep.  The producer that flips it to 1 wakes the consumer,
@@ -65,7 +66,7 @@
  * a wakeup lost to a process scribbling on the mailbox header (or to a dead
  * producer nobody has reaped yet) is a delay, not a hang. */
 #define RECHECK_NS (5 * 1000000000ull)
-/* The longest a producer waits for a mailbox lock (mb_lock_producer). */
+/* The longest anyone waits for a mailbox lock (mb_lock). */
 #define PATIENCE_NS (1000 * 1000000ull)
 #define LOCK_SLICE_NS (10 * 1000000ull)
 
@@ -162,9 +163,9 @@ void wake_drain(int fd)
 		;
 }
 
-/* Wakes the consumer whichever way it waits.  Under the mailbox lock: a
- * producer killed before the wake completed leaves the lock owner-dead, and
- * whoever takes it next does this again. */
+/* Wakes the consumer whichever way it waits.  Producers call it under the
+ * mailbox lock: one killed before the wake completed leaves the lock
+ * owner-dead, and whoever takes it next does this again. */
 static void mb_wake(shmg_t *h, struct mailbox_header *mb, bool futex, bool dgram)
 {
 	if (futex)
@@ -187,31 +188,23 @@ static void mb_rewake(shmg_t *h, struct mailbox_header *mb)
 	mb_wake(h, mb, true, true);
 }
 
-static int mb_lock(shmg_t *h, struct mailbox_header *mb)
-{
-	int rc = robust_lock(&mb->lock);
-	if (rc == EOWNERDEAD) {
-		/* The ring needs no repair (an unpublished tail is as if the
-		 * append never began); the wakeup may. */
-		mb_rewake(h, mb);
-		rc = 0;
-	}
-	return -rc;
-}
-
-/* A producer takes the lock, or gives up: at once when a drop is already
- * pending (its batch would be dropped anyway), else after PATIENCE_NS.  The
- * holder may be stopped (SIGSTOP, a debugger), and a writer waits here
- * holding its shard lock: a stopped process must cost the consumer an
- * overflow marker, not hang every writer.  Uncontended, this is one trylock. */
-static int mb_lock_producer(shmg_t *h, struct mailbox_header *mb)
+/* Takes the mailbox lock, or gives up after PATIENCE_NS with -EBUSY; a
+ * producer (producer = true) also gives up at once when a drop is pending,
+ * its batch would be dropped anyway.  The holder may be stopped (SIGSTOP, a
+ * debugger), and a writer waits here holding its shard lock, a claim holding
+ * the endpoint lock: a stopped process must cost others an error or an
+ * overflow marker, not a hang.  A holder that died leaves the ring as it was
+ * (an unpublished tail is as if the append never began), but perhaps its
+ * wakeup owed.  Uncontended, this is one trylock. */
+static int mb_lock(shmg_t *h, struct mailbox_header *mb, bool producer)
 {
 	uint64_t start = 0;
 	for (;;) {
 		int rc = pthread_mutex_trylock(&mb->lock);
 		if (rc == EBUSY) {
 			uint64_t now = now_monotonic_ns();
-			if (load_relaxed(&mb->dropped) || (start && now - start >= PATIENCE_NS))
+			if ((producer && load_relaxed(&mb->dropped)) ||
+			    (start && now - start >= PATIENCE_NS))
 				return -EBUSY;
 			if (!start)
 				start = now;
@@ -275,9 +268,9 @@ int mailbox_init(shmg_t *h, uint32_t slot)
 int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 {
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	int rc = mb_lock(h, mb);
+	int rc = mb_lock(h, mb, false);
 	if (rc < 0)
-		return rc;
+		return rc; /* a stopped producer holds it: an error, not a hang */
 	store_release(&mb->head, load_relaxed(&mb->tail));
 	store_relaxed(&mb->dropped, 0);
 	store_relaxed(&mb->signalled, 0);
@@ -290,10 +283,13 @@ int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 void mailbox_retire(shmg_t *h, uint32_t slot)
 {
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	if (mb_lock(h, mb) == 0) {
-		store_release(&mb->gen, 0); /* producers drop what they had for it */
+	/* Producers drop what they had for it.  A holder stopped mid-append
+	 * has checked gen already: its batch lands in a ring nobody reads,
+	 * and the slot's next owner resets it. */
+	bool locked = mb_lock(h, mb, false) == 0;
+	store_release(&mb->gen, 0);
+	if (locked)
 		pthread_mutex_unlock(&mb->lock);
-	}
 }
 
 /* ---- producing ------------------------------------------------------- */
@@ -351,7 +347,7 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 	if (!b->count || slot >= h->geo.max_endpoints)
 		return;
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	if (mb_lock_producer(h, mb) < 0) {
+	if (mb_lock(h, mb, true) < 0) {
 		mb_drop_unlocked(h, mb, gen, b->count);
 		return;
 	}

@@ -13,7 +13,8 @@
  * clean.
  *
  * A dispatcher stopped (SIGSTOP) holding R's mailbox lock must cost R an
- * overflow marker and the next producer a bounded wait, not a hang.
+ * overflow marker and the next producer a bounded wait, not a hang; closing
+ * the endpoint whose mailbox it holds, and reusing its slot, must not hang.
  *
  * Two users (root only; skipped with a message otherwise).  A child drops to
  * nobody, takes the arena incarnation (which /proc/net/unix shows), binds every name
@@ -282,6 +283,40 @@ START_TEST(test_producer_stopped)
 }
 END_TEST
 
+/* Closing the endpoint whose mailbox lock a stopped producer holds, and
+ * opening one in its slot, end within a bounded time (the open may fail). */
+START_TEST(test_close_beside_stopped_producer)
+{
+	shmg_t *h = tc_open(tc_arena, NULL), *x = tc_open(tc_arena, NULL), *y = NULL;
+	int st;
+
+	TC_EQ(shmg_join(x, SHMG_KEY(KEY), NULL, 0, NULL), 0);
+	kill_point = "mailbox:published";
+	kill_hit = 1;
+	kill_sig = SIGSTOP;
+	pid_t d = tc_fork(dispatcher_main, NULL);
+	ck_assert_int_eq(waitpid(d, &st, WUNTRACED), d);
+	ck_assert(WIFSTOPPED(st));
+
+	uint64_t t0 = tc_now_ms();
+	TC_EQ(shmg_close(x), 0);
+	int rc = shmg_open(tc_arena, NULL, &y);
+	ck_assert_msg(rc == 0 || rc == -EBUSY, "open beside a stopped producer: %d (%s)", rc,
+		      shmg_strerror(rc));
+	ck_assert_msg(tc_now_ms() - t0 < 5000, "close and open took %llu ms",
+		      (unsigned long long)(tc_now_ms() - t0));
+	shmg_close(y);
+
+	kill(d, SIGKILL);
+	TC_EQ(tc_wait_exit(d, 10000), TC_KILLED(SIGKILL));
+	TC_EQ(shmg_reap(h), 1);
+	y = tc_open(tc_arena, NULL);
+	TC_ASSERT_CLEAN(h);
+	shmg_close(y);
+	shmg_close(h);
+}
+END_TEST
+
 /* ---- another user ------------------------------------------------------- */
 
 static socklen_t abstract(struct sockaddr_un *a, const char *name)
@@ -429,6 +464,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_producer_killed, 0,
 			    (int)(sizeof(points) / sizeof(points[0])) * 4);
 	tcase_add_test(tc, test_producer_stopped);
+	tcase_add_test(tc, test_close_beside_stopped_producer);
 	tc = tc_case(s, "users", 60);
 	tcase_add_test(tc, test_other_user_cannot_squat);
 	return tc_run(s);
