@@ -34,6 +34,11 @@
  *    section delays reclamation of freed entries for every process of the
  *    host (nothing is freed under you, but memory is not reused until you
  *    leave), and a write may wait for read sections to end.
+ *  - A process stopped (SIGSTOP, a debugger) while it writes holds its shard
+ *    lock until it is continued; one stopped inside a read section holds back
+ *    reclamation until then.  Readers never wait for either.  Writers wait at
+ *    most the handle's busy-retry budget (shmg_set_busy_retry, 2 s by
+ *    default) and then fail with -EBUSY having changed nothing.
  *  - Keys are byte strings of 1..key_max bytes without NUL.  A key ending in '/'
  *    is a prefix: accepted by members, member counts and monitors as a pattern,
  *    refused (-EINVAL) by register, unregister, join and leave.
@@ -170,7 +175,9 @@ typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
  *   shm_open/ftruncate/mmap, or of socket/bind for the wakeup socket.  The arena must also have room for the tables
  *   the config implies (max_endpoints x mailbox_bytes, shards x oplog_bytes,
  *   and at least 4 pages of 64 KiB per shard): -EINVAL otherwise.
- * Blocks: briefly, on a file lock held while another process creates the arena.
+ * Blocks: briefly, on a file lock held while another process creates the arena,
+ *   and at most one busy-retry interval in all on the shard locks it needs to
+ *   reap endpoints it finds dead (what it cannot finish is left to the reaper).
  * Thread-safety: may be called from any thread. */
 SHMG_EXPORT int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out);
 
@@ -178,7 +185,14 @@ SHMG_EXPORT int shmg_open(const char *name, const struct shmg_config *config, sh
  * "normal"), frees its slot and unmaps the arena.  A NULL handle is a no-op.
  * After it returns, calls with the handle return -EBADF (best effort, like a
  * closed fd).  In a forked child it only releases the child's copy.
- * Errors: -EBADF not a handle or already closed.
+ * It locks only the shards where the endpoint has entries, so a writer
+ * stopped on another shard does not delay it.
+ * Errors: -EBADF not a handle or already closed; -EBUSY a shard where it has
+ *   entries stayed busy past the busy-retry budget: the handle is closed all
+ *   the same and its entries are hidden from readers at once, but they (and
+ *   the slot) are removed later, in one batch of events with reason "normal",
+ *   by the reaper or the next shmg_reap()/shmg_open() of any process.
+ * Blocks: on shard locks, at most the busy-retry budget.
  * Thread-safety: no other call may be in progress on the handle. */
 SHMG_EXPORT int shmg_close(shmg_t *h);
 
@@ -186,6 +200,26 @@ SHMG_EXPORT int shmg_close(shmg_t *h);
  * keep working on their mapping until they close; new opens create a fresh
  * arena.  Errors: -EINVAL bad name; -ENOENT none; -EACCES. */
 SHMG_EXPORT int shmg_destroy(const char *name);
+
+/* How long this handle's writes wait for a busy shard: `attempts` waits of
+ * `interval_ms` each on the shard's lock (each wakes as soon as the lock is
+ * free; the interval is also how soon a waiter notices that the holder died
+ * and a wakeup was lost), and the same total for room in the shard's queue
+ * of retired entries, which a reader stopped inside a read section can keep
+ * full.  Past it the call fails with -EBUSY and changes nothing.  The
+ * default is SHMG_BUSY_RETRY_ATTEMPTS x SHMG_BUSY_RETRY_INTERVAL_MS = 2 s: a
+ * shard lock is held for microseconds (a repair after a crash, milliseconds),
+ * so only a stopped or hung holder outlasts it, while a caller's event loop
+ * stalls for no more than that.  attempts 0 makes writes try once without
+ * waiting.  shmg_open and each shmg_reaper_dispatch wait at most one
+ * interval in all for the shards they need to reap dead endpoints; what a
+ * stopped writer holds up is retried by the reaper's next sweep.
+ * Errors: -EINVAL interval_ms 0 or above 60000, or attempts x interval_ms
+ *   above one day; -EBADF, -ECHILD.
+ * Thread-safety: as every call on the handle (one thread at a time). */
+#define SHMG_BUSY_RETRY_ATTEMPTS 40u
+#define SHMG_BUSY_RETRY_INTERVAL_MS 50u
+SHMG_EXPORT int shmg_set_busy_retry(shmg_t *h, uint32_t attempts, uint32_t interval_ms);
 
 /* This handle's endpoint identity.  Returns the zero id for an invalid handle. */
 SHMG_EXPORT shmg_id_t shmg_self(const shmg_t *h);
@@ -198,7 +232,7 @@ SHMG_EXPORT int shmg_id_parse(const char *s, shmg_id_t *out);
 /* 1 if the two ids are equal, else 0. */
 SHMG_EXPORT int shmg_id_equal(shmg_id_t a, shmg_id_t b);
 
-/* Facts about the arena, for tools. */
+/* Facts about the arena, for tools.  Takes no lock. */
 struct shmg_info {
 	uint32_t layout_version;
 	uint32_t shards, max_endpoints, key_max, meta_max, max_clusters, node_id, oplog_bytes;
@@ -210,7 +244,7 @@ struct shmg_info {
 	uint32_t endpoints_live;
 	uint32_t clusters_connected; /* named clusters, not counting the default */
 	uint64_t global_epoch;
-	uint64_t shard_repairs;   /* times a shard was repaired after a writer died */
+	uint64_t shard_repairs;   /* shard repairs run (a writer died, or a repair is retried) */
 	uint32_t mailbox_bytes;
 	uint32_t reaper_pid;      /* process hosting the reaper (agent or in-process), 0 = none */
 };
@@ -229,9 +263,12 @@ SHMG_EXPORT int shmg_info(shmg_t *h, struct shmg_info *out);
  * Errors: -EINVAL bad key (empty, too long, contains NUL, ends in '/'), meta
  *   too long, meta NULL with meta_len > 0, bad cluster name; -ENOTCONN named
  *   cluster not connected; -EEXIST held by another live endpoint; -ENOSPC
- *   arena full (nothing changed); -EBADF, -ECHILD handle; -EIO shard damaged
- *   beyond repair.
- * Blocks: on the shard lock.  Publishes: the entry, with release ordering,
+ *   arena full (nothing changed); -EBUSY the shard stayed locked (a stopped
+ *   writer), or its retired-entry queue full (a stopped reader), past the
+ *   busy-retry budget (nothing changed; try again later); -EBADF, -ECHILD
+ *   handle; -EIO shard damaged beyond repair.
+ * Blocks: on the shard lock, at most the busy-retry budget
+ *   (shmg_set_busy_retry).  Publishes: the entry, with release ordering,
  *   before returning. */
 SHMG_EXPORT int shmg_register(shmg_t *h, const char *key, size_t key_len, const void *meta,
 			      size_t meta_len, const struct shmg_opts *opts);
@@ -240,7 +277,7 @@ SHMG_EXPORT int shmg_register(shmg_t *h, const char *key, size_t key_len, const 
  * Errors: -EINVAL bad key or cluster; -ENOTCONN; -ENOENT not registered;
  *   -EPERM registered by another endpoint (only the owner may unregister; this
  *   deliberately differs from Group, where any local process could);
- *   -EBADF, -ECHILD, -EIO. */
+ *   -EBUSY (as shmg_register); -EBADF, -ECHILD, -EIO. */
 SHMG_EXPORT int shmg_unregister(shmg_t *h, const char *key, size_t key_len,
 				const struct shmg_opts *opts);
 
@@ -370,13 +407,21 @@ struct shmg_connect_opts {
 /* Connects this host to the named cluster (a no-op if already connected).
  * Errors: -EINVAL bad name (NULL: the default cluster is always connected and
  *   needs no connect) or non-zero reserved; -ENOSPC cluster table full;
+ *   -EBUSY the slot it would take still holds entries of a cluster
+ *   disconnected before, on a shard that stayed busy (nothing changed);
  *   -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts *o);
 
 /* Disconnects this host from the cluster(s): this host's entries in them are
- * removed (reason "cluster disconnect").  Disconnecting a cluster not connected
- * is a no-op.  All names are validated before anything changes.
- * Errors: -EINVAL a bad name (nothing changed); -EBADF, -ECHILD, -EIO. */
+ * removed (reason "cluster disconnect", one event per entry).  If the caller
+ * dies half way, the next writer of each shard finishes the removal.
+ * Disconnecting a cluster not connected is a no-op.  All names are validated
+ * before anything changes.
+ * Errors: -EINVAL a bad name (nothing changed); -EBUSY a shard stayed busy
+ *   past the busy-retry budget: every cluster named is disconnected (writes
+ *   get -ENOTCONN, reads of it find nothing), but that shard's entries of
+ *   it stay until the shard's next writer removes them; -EBADF, -ECHILD,
+ *   -EIO. */
 SHMG_EXPORT int shmg_disconnect(shmg_t *h, const char *cluster);
 SHMG_EXPORT int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n);
 
@@ -405,7 +450,8 @@ SHMG_EXPORT long shmg_clusters(shmg_t *h, int (*fn)(const char *name, void *arg)
  * once.  Monitoring is independent of membership and needs no connect.
  * Monitors die with their endpoint.
  * Errors: -EINVAL bad pattern (empty, too long, NUL, NULL with a length) or
- *   cluster name; -ENOSPC arena full; -EBADF, -ECHILD, -EIO. */
+ *   cluster name; -ENOSPC arena full; -EBUSY (as shmg_register); -EBADF,
+ *   -ECHILD, -EIO. */
 SHMG_EXPORT int shmg_monitor(shmg_t *h, const char *pattern, size_t pattern_len,
 			     const struct shmg_opts *opts);
 /* Stops monitoring that pattern; a pattern not monitored is a no-op (0).
@@ -523,9 +569,12 @@ SHMG_EXPORT int shmg_reaper_disable(shmg_t *h);
 /* ------------------------------------------------------------------------ */
 
 /* Finds endpoints whose process has died and removes their entries (reason
- * "exit").  Any process may call it; the host agent calls it on every death.
- * Returns the number of endpoints reaped; -EBADF, -ECHILD, -EIO.
- * Blocks: on shard locks. */
+ * "exit", or "normal" for an endpoint whose shmg_close returned -EBUSY).
+ * Any process may call it; the host agent calls it on every death.
+ * Returns the number of endpoints reaped; -EBUSY some could not be finished
+ *   because a shard stayed busy (the others were reaped; call again later);
+ *   -EBADF, -ECHILD, -EIO.
+ * Blocks: on shard locks, at most the busy-retry budget in all. */
 SHMG_EXPORT int shmg_reap(shmg_t *h);
 
 /* ------------------------------------------------------------------------ */
@@ -535,8 +584,12 @@ SHMG_EXPORT int shmg_reap(shmg_t *h);
 /* Walks the whole arena and checks it: headers, every shard's index, group
  * lists, allocator pages (every block is free, live or retired exactly once:
  * no leak, no double use), counters and endpoint slots.  Takes each shard's
- * lock in turn (so it repairs a shard whose writer died first).  For each
- * problem it calls report(msg, arg) if report is non-NULL.
+ * lock in turn (so it first repairs a shard whose writer died, and finishes
+ * removing the entries of a disconnected cluster there).  A shard whose lock
+ * stays held past the busy-retry budget (a stopped writer) is not checked: it
+ * is reported as "shard N: busy ..." and counted as a problem; the budget is
+ * spent once per call, later busy shards are not waited for.
+ * For each problem it calls report(msg, arg) if report is non-NULL.
  * Returns the number of problems (0 = clean); -EBADF, -ECHILD. */
 SHMG_EXPORT long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg);
 

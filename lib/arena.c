@@ -173,22 +173,28 @@ static int geometry(struct arena_header *g)
 /* Every robust lock in the arena is taken through here.  When a holder dies
  * the kernel marks the mutex owner-dead and wakes one waiter; if that waiter
  * is killed too before it takes the lock, the wakeup is lost and the other
- * waiters would sleep forever.  A timed wait that retries notices the
- * owner-dead mark on its next attempt. */
-int robust_lock(pthread_mutex_t *m)
+ * waiters would sleep forever.  Timed waits of interval_ns that retry notice
+ * the owner-dead mark on their next attempt.  A holder that is stopped
+ * (SIGSTOP, a debugger) never lets go, so callers that must not wait for it
+ * give a deadline (CLOCK_MONOTONIC; one already past tries once): ETIMEDOUT
+ * then. */
+int robust_lock_until(pthread_mutex_t *m, uint64_t deadline_ns, uint64_t interval_ns)
 {
 	for (;;) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		int rc = pthread_mutex_timedlock(m, &ts);
-		if (rc != ETIMEDOUT)
+		uint64_t now = now_monotonic_ns();
+		uint64_t until = deadline_ns <= now || deadline_ns - now <= interval_ns
+					 ? deadline_ns
+					 : now + interval_ns;
+		struct timespec ts = {(time_t)(until / 1000000000u), (long)(until % 1000000000u)};
+		int rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+		if (rc != ETIMEDOUT || until == deadline_ns)
 			return rc;
 	}
+}
+
+int robust_lock(pthread_mutex_t *m)
+{
+	return robust_lock_until(m, UINT64_MAX, 50 * 1000000ull);
 }
 
 int mutex_init_robust(pthread_mutex_t *m)

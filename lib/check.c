@@ -4,7 +4,8 @@
  * `shmgroupctl check`.  It takes each shard's lock in turn (a shard whose
  * writer died is repaired by that, as any writer would), verifies the shard
  * from its index down to every page it owns, then the host-wide tables.
- * Read-only apart from that lock.
+ * Read-only apart from that lock.  A shard whose lock stays held (a stopped
+ * writer) past the handle's busy budget is reported busy and skipped.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -267,10 +268,15 @@ static void check_counts(struct checker *c)
 		problem(c, "shard %u: per-endpoint counters disagree with the entries", s);
 }
 
-static void check_shard(struct checker *c, uint32_t s)
+static void check_shard(struct checker *c, uint32_t s, uint64_t deadline_ns)
 {
 	shmg_t *h = c->h;
-	if (shard_lock(h, s) < 0) {
+	int rc = shard_lock_until(h, s, deadline_ns, 0);
+	if (rc == -EBUSY) {
+		problem(c, "shard %u: busy (locked past the busy-retry budget), not checked", s);
+		return;
+	}
+	if (rc < 0) {
 		problem(c, "shard %u: cannot be locked or repaired", s);
 		return;
 	}
@@ -342,8 +348,10 @@ long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg
 		free(c.ep_entries);
 		return -ENOMEM;
 	}
+	/* One budget for the walk: a stopped writer costs it once. */
+	uint64_t deadline = busy_deadline(h);
 	for (uint32_t s = 0; s < h->geo.shards; s++)
-		check_shard(&c, s);
+		check_shard(&c, s, deadline);
 	check_host_tables(&c);
 	free(c.counts);
 	free(c.ep_entries);

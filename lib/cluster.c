@@ -14,15 +14,24 @@
  * Readers resolve names lock-free; a torn read of a slot being reused yields a
  * ref that matches no entry.
  *
- * A disconnect first tombstones the slot, then removes this host's entries of
- * the cluster shard by shard under each shard lock; a writer that resolved the
- * cluster earlier re-checks it under the shard lock (cluster_ref_valid), so no
- * entry can be added behind the sweep.
+ * A disconnect first tombstones the slot, then bumps hdr->disconnects, then
+ * locks every shard in turn.  A shard whose `swept` lags the counter is swept
+ * by whoever locks it next (shard_lock calls cluster_sweep_shard): the
+ * entries of clusters no longer connected (their ref's slot is not CONNECTED
+ * or has another generation) are removed one by one, each with its event and
+ * in-flight record (shard.c), and then `swept` catches up.  A writer that
+ * resolved the cluster earlier re-checks it under the shard lock
+ * (cluster_ref_valid), so no entry can be added behind the sweep.  A connect
+ * that reuses a tombstone first has every shard swept, since the per-cluster
+ * counters are kept by slot.
  *
  * Crash windows: killed while holding cluster_lock, the next locker finds each
- * slot either published or not (one store), recounts clusters_connected, and a
- * half-done disconnect's remaining entries are swept by the next disconnect or
- * connect of that name (both sweep stale generations).
+ * slot either published or not (one store), recounts clusters_connected, and
+ * bumps the counter in case the dead one tombstoned a slot without bumping
+ * it.  Killed after the bump, the shards it had not swept are swept by their
+ * next locker; killed inside a shard's sweep, that shard's repair delivers the
+ * event in flight to the monitors not yet reached and the sweep goes on: every
+ * removal is reported once (see shard.c for the one exception).
  */
 #include <string.h>
 
@@ -131,6 +140,7 @@ static int cluster_lock(shmg_t *h)
 		for (uint32_t s = 1; s < h->geo.max_clusters; s++)
 			n += cluster_at(h, s)->state == CL_CONNECTED;
 		h->hdr->clusters_connected = n;
+		__atomic_add_fetch(&h->hdr->disconnects, 1, __ATOMIC_RELEASE);
 		pthread_mutex_consistent(&h->hdr->cluster_lock);
 		rc = 0;
 	}
@@ -142,38 +152,54 @@ static void cluster_unlock(shmg_t *h)
 	pthread_mutex_unlock(&h->hdr->cluster_lock);
 }
 
-struct stale_ctx {
-	uint32_t slot, keep_gen; /* remove entries of slot whose gen != keep_gen (0 = all) */
-};
-
 static bool stale_pred(const shmg_t *h, const struct entry *e, const void *arg)
 {
-	(void)h;
-	const struct stale_ctx *c = arg;
-	return e->kind != K_MONITOR && cluster_slot_of(e->cluster) == c->slot &&
-	       (e->cluster >> 16) != c->keep_gen;
+	(void)arg;
+	if (e->kind == K_MONITOR || cluster_ref_valid(h, e->cluster))
+		return false;
+	TEST_POINT("disconnect:removing");
+	return true;
 }
 
-/* Under cluster_lock: removes entries of slot not of generation keep_gen. */
-static int sweep_slot(shmg_t *h, uint32_t slot, uint32_t keep_gen)
+void cluster_sweep_shard(shmg_t *h, uint32_t shard, uint64_t deadline_ns)
 {
-	struct stale_ctx c = {slot, keep_gen};
+	/* Pairs with the release bump after a tombstone: the slots read below
+	 * are at least as new as the counter. */
+	uint32_t target = load_acquire(&h->hdr->disconnects);
+	struct event_mode mode = events_single(h);
+	long removed = shard_remove_matching(h, shard, stale_pred, NULL, REASON_CLUSTER_DISCONNECT,
+					     deadline_ns);
+	events_restore(h, mode);
+	/* Stopped by a limbo ring held full past the deadline: the counter
+	 * stays behind and the next locker goes on from what is left. */
+	if (removed >= 0)
+		store_relaxed(&shard_at(h, shard)->swept, target);
+}
+
+/* Under cluster_lock: has every shard that lags the counter swept (taking
+ * its lock does it).  -EBUSY if a shard stayed locked, or its limbo ring
+ * full, past the busy budget: the others are swept, and that one's entries
+ * (hidden, their cluster being gone) go with its next locker. */
+static int sweep_all(shmg_t *h)
+{
+	uint64_t deadline = busy_deadline(h);
+	int busy = 0;
 	for (uint32_t s = 0; s < h->geo.shards; s++) {
-		int rc = shard_lock(h, s);
+		if (load_relaxed(&shard_at(h, s)->swept) == load_relaxed(&h->hdr->disconnects))
+			continue;
+		int rc = shard_lock_until(h, s, deadline, 0);
+		if (rc == -EBUSY) {
+			busy = rc;
+			continue;
+		}
 		if (rc < 0)
 			return rc;
-		/* One batch per shard per monitor, delivered before the entries
-		 * go (writers are locked out of this shard meanwhile). */
-		events_batch_begin(h);
-		shard_emit_matching(h, s, stale_pred, &c, K_REG, REASON_CLUSTER_DISCONNECT);
-		shard_emit_matching(h, s, stale_pred, &c, K_MEMBER, REASON_CLUSTER_DISCONNECT);
-		events_batch_flush(h);
-		h->suppress_events = true;
-		shard_remove_matching(h, s, stale_pred, &c, REASON_CLUSTER_DISCONNECT);
-		h->suppress_events = false;
+		if (load_relaxed(&shard_at(h, s)->swept) != load_relaxed(&h->hdr->disconnects))
+			busy = -EBUSY;
 		shard_unlock(h, s);
+		TEST_POINT("disconnect:swept");
 	}
-	return 0;
+	return busy;
 }
 
 int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts *o)
@@ -203,9 +229,9 @@ int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts 
 			uint32_t gen = (c->gen + 1) & 0xffffu;
 			if (!gen)
 				gen = 1;
-			/* Entries left by an interrupted disconnect of whatever
-			 * this slot held before are swept before reuse. */
-			if (c->state == CL_TOMB && (rc = sweep_slot(h, free_slot, gen)) < 0)
+			/* Entries of whatever this slot held before are gone
+			 * before reuse: counters are kept per slot. */
+			if (c->state == CL_TOMB && (rc = sweep_all(h)) < 0)
 				goto out;
 			memset(c->name, 0, sizeof(c->name));
 			memcpy(c->name, cluster, len);
@@ -237,16 +263,21 @@ int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n)
 			return -EINVAL;
 	if ((rc = cluster_lock(h)) < 0)
 		return rc;
-	for (size_t i = 0; i < n && rc == 0; i++) {
+	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(clusters[i]);
 		uint32_t s = find_slot(h, clusters[i], len, name_hash(clusters[i], len), NULL);
 		if (!s)
 			continue;
 		store_release(&cluster_at(h, s)->state, CL_TOMB); /* writes now fail with -ENOTCONN */
 		h->hdr->clusters_connected--;
-		rc = sweep_slot(h, s, 0);
+		/* Pairs with cluster_sweep_shard's acquire. */
+		__atomic_add_fetch(&h->hdr->disconnects, 1, __ATOMIC_RELEASE);
 		sg_log(h, SHMG_LOG_INFO, "disconnected from cluster %s", clusters[i]);
 	}
+	TEST_POINT("disconnect:tombstoned");
+	/* Disconnected all the same when a shard is busy (-EBUSY): its
+	 * next locker sweeps it. */
+	rc = sweep_all(h);
 	cluster_unlock(h);
 	return rc;
 }

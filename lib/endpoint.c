@@ -15,11 +15,17 @@
  * store hides every entry of an endpoint the moment its death is noticed.
  *
  * Removal of a dead or closing endpoint's entries: state CLOSING, live_gen 0
- * (under endpoint_lock, after liveness is checked again there), then every
- * shard lock, the batch of events, the entries, then state FREE.  Killed at
- * any point, the slot is left CLOSING (or LIVE/OPENING with no lock holder)
- * and the next reap redoes the removal, which is idempotent and does not
- * repeat the batch once EPF_EVENTS_SENT is set.
+ * (under endpoint_lock, after liveness is checked again there), then the
+ * locks of the shards where it has entries, the batch of events, the
+ * entries, then state FREE.  Killed at any point, the slot is left CLOSING
+ * (or LIVE/OPENING with no lock holder) and the next reap redoes the
+ * removal, which is idempotent and does not repeat the batch once
+ * EPF_EVENTS_SENT is set.  A remover that meets a shard held by a stopped
+ * writer, or a limbo ring kept full by a stopped reader, stops at its busy
+ * deadline the same way, with -EBUSY: the slot stays CLOSING (never FREE
+ * while entries remain), its entries stay hidden, and the next reap
+ * finishes.  A close marks the slot EPF_CLOSED first, so that a reaper
+ * finishing it reports reason "normal", not "exit".
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -186,17 +192,40 @@ static bool owned_by(const shmg_t *h, const struct entry *e, const void *arg)
 	       e->ep_gen == o->gen;
 }
 
-/* Removes every entry of the endpoint with all shard locks held (taken in
- * ascending order, the one place more than one is held), so its monitors get
- * one batch — unregistered events, then left — and no other write to any of
- * its keys can come between them. */
-static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
+/* Shards where the endpoint may have entries: those its counters name, and,
+ * for another endpoint, one whose lock it held last (it may have died there
+ * between publishing an entry and counting it; taking the lock repairs the
+ * count).  Counters of a closing endpoint only go down, so a shard left out
+ * here gets none of its entries while the removal runs. */
+static bool has_entries_on(const shmg_t *h, uint32_t s, uint32_t slot, uint32_t gen)
 {
-	uint32_t n = h->geo.shards, locked = 0, removed = 0;
+	const struct shard_header *sh = shard_at(h, s);
+	if (load_relaxed(&shard_ep_entries(h, s)[slot]))
+		return true;
+	return (slot != h->slot || gen != h->gen) && load_relaxed(&sh->owner_slot) == slot &&
+	       load_relaxed(&sh->owner_gen) == gen;
+}
+
+#define HELD(held, s) ((held)[(s) / 64] >> ((s) % 64) & 1)
+
+/* Removes every entry of the endpoint with the locks of all the shards where
+ * it has entries held (taken in ascending order, the one place more than one
+ * is held), so its monitors get one batch — unregistered events, then left —
+ * and no other write to any of its keys can come between them.
+ * -EBUSY if a lock stayed held, or a limbo ring full, until deadline_ns: then
+ * the batch has not gone out (lock) or the rest of the entries stay, hidden
+ * and after their batch (ring); either way the next remover finishes. */
+static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason,
+			      uint64_t deadline_ns)
+{
+	uint32_t n = h->geo.shards;
+	uint64_t held[MAX_SHARDS / 64] = {0};
+	long removed = 0;
 	int rc = 0;
-	for (; locked < n; locked++)
-		if ((rc = shard_lock(h, locked)) < 0)
-			break;
+	for (uint32_t s = 0; s < n && rc == 0; s++)
+		if (has_entries_on(h, s, slot, gen) &&
+		    (rc = shard_lock_until(h, s, deadline_ns, 0)) == 0)
+			held[s / 64] |= 1ull << (s % 64);
 	struct endpoint_slot *ep = endpoint_at(h, slot);
 	/* A second remover of the same death may get the locks after the first
 	 * one finished and the slot was claimed again: the flags and progress
@@ -205,6 +234,8 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 		/* The batch goes out first (unregistered, then left), then the
 		 * entries go, silently: see shard.c on why that order is safe. */
 		static const uint8_t order[] = {K_REG, K_MEMBER, K_MONITOR};
+		if (ep->flags & EPF_CLOSED)
+			reason = REASON_NORMAL; /* its owner closed it; we finish */
 		if (!(ep->flags & EPF_EVENTS_SENT)) {
 			/* A remover killed while delivering recorded how far it got:
 			 * the batch (recomputed from the same entries) goes on from
@@ -218,7 +249,7 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 					 * writer killed between publishing and counting
 					 * leaves it short until the repair that taking
 					 * the lock ran. */
-					if (shard_ep_entries(h, s)[slot])
+					if (HELD(held, s) && shard_ep_entries(h, s)[slot])
 						shard_emit_matching(h, s, owned_by, &o, order[i],
 								    reason);
 			}
@@ -226,27 +257,40 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 			events_batch_flush(h);
 			h->progress_word = NULL;
 			h->deliver_from = 0;
-			ep->flags |= EPF_EVENTS_SENT; /* under every shard lock */
+			ep->flags |= EPF_EVENTS_SENT; /* under every lock it needs */
 			TEST_POINT("reap:events-sent");
 		}
 		h->suppress_events = true;
-		for (unsigned i = 0; i < sizeof(order); i++) {
+		for (unsigned i = 0; i < sizeof(order) && rc == 0; i++) {
 			struct owner_ctx o = {slot, gen, order[i]};
-			for (uint32_t s = 0; s < n; s++)
-				if (shard_ep_entries(h, s)[slot])
-					removed += shard_remove_matching(h, s, owned_by, &o, reason);
+			for (uint32_t s = 0; s < n && rc == 0; s++) {
+				if (!HELD(held, s) || !shard_ep_entries(h, s)[slot])
+					continue;
+				long r = shard_remove_matching(h, s, owned_by, &o, reason,
+							       deadline_ns);
+				if (r < 0)
+					rc = (int)r;
+				else
+					removed += r;
+			}
 		}
 		h->suppress_events = false;
 	}
-	while (locked)
-		shard_unlock(h, --locked);
+	for (uint32_t s = n; s-- > 0;)
+		if (HELD(held, s))
+			shard_unlock(h, s);
 	if (rc == 0 && reason == REASON_EXIT)
-		sg_log(h, SHMG_LOG_INFO, "reaped endpoint n%u.%u.%u (pid %d): %u entries", h->node,
+		sg_log(h, SHMG_LOG_INFO, "reaped endpoint n%u.%u.%u (pid %d): %ld entries", h->node,
 		       slot, gen, endpoint_at(h, slot)->pid, removed);
+	if (rc == -EBUSY)
+		sg_log(h, SHMG_LOG_INFO,
+		       "endpoint n%u.%u.%u: a shard stayed busy, removal left to the next reap",
+		       h->node, slot, gen);
 	return rc;
 }
 
-int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
+static int release_until(shmg_t *h, uint32_t slot, uint32_t gen, int reason,
+			 uint64_t deadline_ns)
 {
 	struct endpoint_slot *ep = endpoint_at(h, slot);
 	int rc = endpoint_lock(h);
@@ -260,12 +304,16 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 		endpoint_unlock(h);
 		return 0;
 	}
+	if (reason == REASON_NORMAL)
+		ep->flags |= EPF_CLOSED;
 	store_release(&ep->state, EP_CLOSING);
 	store_release(&h->live_gen[slot], 0); /* hides all its entries at once */
 	endpoint_unlock(h);
 	TEST_POINT("close:removing");
 
-	if ((rc = remove_all_entries(h, slot, gen, reason)) < 0)
+	/* On -EBUSY the slot stays CLOSING with its entries hidden: the slot
+	 * must not be reused while they remain.  Whoever reaps next finishes. */
+	if ((rc = remove_all_entries(h, slot, gen, reason, deadline_ns)) < 0)
 		return rc;
 	mailbox_retire(h, slot);
 	if (reason == REASON_EXIT)
@@ -287,9 +335,17 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 	return 0;
 }
 
+int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
+{
+	return release_until(h, slot, gen, reason, busy_deadline(h));
+}
+
 int endpoint_reap_all(shmg_t *h)
 {
-	int n = 0;
+	/* One budget for the sweep: a stopped writer costs it once, and the
+	 * endpoints after the one it held up are tried without waiting. */
+	uint64_t deadline = busy_deadline(h);
+	int n = 0, busy = 0;
 	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
 	for (uint32_t i = 0; i < hwm && i < h->geo.max_endpoints; i++) {
 		struct endpoint_slot *ep = endpoint_at(h, i);
@@ -298,12 +354,16 @@ int endpoint_reap_all(shmg_t *h)
 		uint32_t gen = load_relaxed(&ep->gen);
 		if (endpoint_alive(h, i, gen))
 			continue;
-		int rc = endpoint_release(h, i, gen, REASON_EXIT);
+		int rc = release_until(h, i, gen, REASON_EXIT, deadline);
+		if (rc == -EBUSY) {
+			busy = rc;
+			continue;
+		}
 		if (rc < 0)
 			return rc;
 		n++;
 	}
-	return n;
+	return busy ? busy : n;
 }
 
 int shmg_reap(shmg_t *h)

@@ -17,15 +17,20 @@
  * object stamped r is freed once every slot is 0 or > r.  Processes that
  * could not register for membarrier use a full fence in read_enter instead.
  *
+ * A reader that is stopped inside a section (SIGSTOP, a debugger) is alive
+ * and holds back every block retired after it entered.  Once a shard's ring
+ * is full, writers on it wait for room with a growing back-off, and only
+ * until their busy deadline: then -EBUSY, before they changed anything.
+ *
  * Crash windows.  A reader killed inside a section leaves a stale read_epoch:
  * a reclaimer that finds a slot holding back the oldest stamp checks whether
  * its owner is alive and clears it if not.  A writer killed between unlinking
  * and queuing (or between dequeuing and freeing) leaves a block that is
  * neither reachable nor queued, or queued but free: repair_shard rebuilds the
- * free lists from reachability and the ring, after a grace period.
+ * free lists from reachability and the ring, and queues (epoch_defer) what a
+ * reader may still hold instead of waiting for a grace period.
  */
 #include <linux/membarrier.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,8 +104,9 @@ static void limbo_free(shmg_t *h, uint32_t shard, const struct limbo_item *it)
 {
 	if (it->kind == LIMBO_EXTENT)
 		alloc_free_extent(h, shard, it->ref);
-	else
+	else if (it->kind == LIMBO_BLOCK)
 		alloc_free_block(h, shard, it->ref);
+	/* Anything else is an item repair dropped (kind 0): nothing to free. */
 }
 
 uint32_t epoch_reclaim(shmg_t *h, uint32_t shard)
@@ -125,51 +131,77 @@ uint32_t epoch_reclaim(shmg_t *h, uint32_t shard)
 	return freed;
 }
 
-int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind)
+static void limbo_push(shmg_t *h, uint32_t shard, uint64_t stamp, uint32_t ref, uint32_t kind)
 {
 	struct shard_header *sh = shard_at(h, shard);
-	struct limbo_item *ring = shard_limbo(h, shard);
-	/* The unlink (a release store by the caller) must be visible before we
-	 * read the stamp; see the ordering argument above. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	uint64_t stamp = load_relaxed(&h->hdr->epoch);
-	while (sh->limbo_head - sh->limbo_tail >= LIMBO_CAP) {
-		if (epoch_reclaim(h, shard) == 0) {
-			/* A live reader is inside a long section: wait for it. */
-			struct timespec ts = {0, 50000};
-			nanosleep(&ts, NULL);
-		}
-	}
-	struct limbo_item *it = &ring[sh->limbo_head % LIMBO_CAP];
+	struct limbo_item *it = &shard_limbo(h, shard)[sh->limbo_head % LIMBO_CAP];
 	it->stamp = stamp;
 	it->ref = ref;
 	it->kind = kind;
 	store_release(&sh->limbo_head, sh->limbo_head + 1);
+}
+
+/* A reader that stays inside its section (stopped, or in a debugger) keeps
+ * the ring full: each try costs a grace period, a membarrier that interrupts
+ * every CPU, so the waits between tries grow from 50 us to 5 ms. */
+#define ROOM_WAIT_MIN_NS 50000u
+#define ROOM_WAIT_MAX_NS 5000000u
+
+int epoch_make_room(shmg_t *h, uint32_t shard, uint32_t n, uint64_t deadline_ns)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	uint64_t wait = ROOM_WAIT_MIN_NS;
+	while ((uint64_t)(sh->limbo_head - sh->limbo_tail) + n > LIMBO_CAP) {
+		if (epoch_reclaim(h, shard)) {
+			wait = ROOM_WAIT_MIN_NS;
+			continue;
+		}
+		uint64_t now = now_monotonic_ns();
+		if (now >= deadline_ns)
+			return -EBUSY;
+		if (wait > deadline_ns - now)
+			wait = deadline_ns - now;
+		struct timespec ts = {0, (long)wait};
+		nanosleep(&ts, NULL);
+		wait = wait * 2 < ROOM_WAIT_MAX_NS ? wait * 2 : ROOM_WAIT_MAX_NS;
+	}
+	return 0;
+}
+
+int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	/* The unlink (a release store by the caller) must be visible before we
+	 * read the stamp; see the ordering argument above. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint64_t stamp = load_relaxed(&h->hdr->epoch);
+	/* Writers made room before changing anything (shard_lock_until); only
+	 * a repair can get here with the ring full.  If a reader keeps it full
+	 * past the budget, the block is left unqueued rather than waiting
+	 * without end: it is never freed under anyone, shmg_check reports it,
+	 * and REPAIR_LEAKED has a later locker repair the shard (so free it)
+	 * once the ring has drained. */
+	if (sh->limbo_head - sh->limbo_tail >= LIMBO_CAP &&
+	    epoch_make_room(h, shard, 1, busy_deadline(h)) < 0) {
+		sg_log(h, SHMG_LOG_INFO, "shard %u: limbo ring full, a retired block is kept",
+		       shard);
+		if (sh->repair_pending == REPAIR_NONE)
+			sh->repair_pending = REPAIR_LEAKED;
+		return -EBUSY;
+	}
+	limbo_push(h, shard, stamp, ref, kind);
 	if (sh->limbo_head - sh->limbo_tail >= LIMBO_RECLAIM_AT)
 		epoch_reclaim(h, shard);
 	return 0;
 }
 
-void epoch_synchronize(shmg_t *h)
+int epoch_defer(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind)
 {
-	uint64_t g = grace_begin(h);
-	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
-	for (uint32_t i = 0; i < hwm && i < h->geo.max_endpoints; i++) {
-		struct endpoint_slot *ep = endpoint_at(h, i);
-		if (ep == h->ep)
-			continue;
-		for (unsigned spins = 0;; spins++) {
-			uint64_t e = load_acquire(&ep->read_epoch);
-			if (!e || e >= g)
-				break;
-			if (spins > 64 && clear_if_dead(h, i, e))
-				break;
-			if (spins < 64)
-				sched_yield();
-			else {
-				struct timespec ts = {0, 20000};
-				nanosleep(&ts, NULL);
-			}
-		}
-	}
+	struct shard_header *sh = shard_at(h, shard);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* as in epoch_retire */
+	uint64_t stamp = load_relaxed(&h->hdr->epoch);
+	if (sh->limbo_head - sh->limbo_tail >= LIMBO_CAP)
+		return -ENOSPC;
+	limbo_push(h, shard, stamp, ref, kind);
+	return 0;
 }

@@ -48,6 +48,7 @@ const char *shmg_strerror(int err)
 	case EUSERS: return "all endpoint slots of the arena are in use";
 	case EACCES: return "permission denied";
 	case EIO: return "shard damaged beyond repair";
+	case EBUSY: return "a shard stayed busy past the busy-retry budget (a stopped process?)";
 	case ENOMEM: return "out of memory";
 	case E2BIG: return "message too large";
 	default: {

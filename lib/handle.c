@@ -132,6 +132,10 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 		return -ENOMEM;
 	h->fd = h->lock_fd = h->mb_fd = h->wake_out = -1;
 	h->fork_gen = atomic_load(&handle_fork_gen);
+	/* Opening reaps what it finds dead, but waits at most one interval in
+	 * all for a busy shard: what it cannot finish is the reaper's. */
+	h->busy_attempts = 1;
+	h->busy_interval_ms = SHMG_BUSY_RETRY_INTERVAL_MS;
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	int rc = arena_open(h, name, config);
 	if (rc < 0)
@@ -160,6 +164,7 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 	h->magic = HANDLE_MAGIC;
 	/* Cheap when nobody died: one F_OFD_GETLK per endpoint in use. */
 	endpoint_reap_all(h);
+	h->busy_attempts = SHMG_BUSY_RETRY_ATTEMPTS;
 	*out = h;
 	return 0;
 fail:
@@ -275,6 +280,27 @@ int shmg_info(shmg_t *h, struct shmg_info *out)
 		.reaper_pid = reaper_alive_pid(h),
 	};
 	return 0;
+}
+
+/* Longest budget accepted: a day, so that attempts x interval cannot overflow. */
+#define BUSY_BUDGET_MAX_MS (24u * 3600u * 1000u)
+
+int shmg_set_busy_retry(shmg_t *h, uint32_t attempts, uint32_t interval_ms)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (interval_ms == 0 || interval_ms > 60000 ||
+	    (uint64_t)attempts * interval_ms > BUSY_BUDGET_MAX_MS)
+		return -EINVAL;
+	h->busy_attempts = attempts;
+	h->busy_interval_ms = interval_ms;
+	return 0;
+}
+
+uint64_t busy_deadline(const shmg_t *h)
+{
+	return now_monotonic_ns() + (uint64_t)h->busy_attempts * h->busy_interval_ms * 1000000u;
 }
 
 int shmg_set_extract_meta(shmg_t *h, shmg_extract_fn fn, void *arg)

@@ -85,6 +85,8 @@ struct shmg {
 	struct mb_batch *pending; /* per target slot while batching */
 	struct mb_batch single;   /* one event's record, outside batches */
 	uint32_t *pending_gen;
+	uint32_t busy_attempts;    /* how long to wait for a shard lock or limbo room: */
+	uint32_t busy_interval_ms; /* attempts x interval (shmg_set_busy_retry) */
 	struct reaper *reaper;
 	char name[SHMG_NAME_MAX + 1];
 };
@@ -148,6 +150,9 @@ static inline int handle_check(const shmg_t *h)
 	return 0;
 }
 
+/* When a wait for a held shard lock or a full limbo ring gives up (-EBUSY). */
+uint64_t busy_deadline(const shmg_t *h);
+
 /* ---- errors.c -------------------------------------------------------- */
 void sg_log(const shmg_t *h, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -164,6 +169,8 @@ int arena_name_valid(const char *name);
 int mutex_init_robust(pthread_mutex_t *m);
 /* pthread_mutex_lock for the arena's robust mutexes (see arena.c). */
 int robust_lock(pthread_mutex_t *m);
+/* As robust_lock, giving up with ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC). */
+int robust_lock_until(pthread_mutex_t *m, uint64_t deadline_ns, uint64_t interval_ns);
 uint32_t mailbox_record_max(uint32_t key_max, uint32_t meta_max);
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);
@@ -271,8 +278,13 @@ void epoch_process_init(shmg_t *h);
 int epoch_retire(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind);
 /* Under the shard lock: frees what no reader can still see; returns number freed. */
 uint32_t epoch_reclaim(shmg_t *h, uint32_t shard);
-/* Waits until every read section that began before the call has ended. */
-void epoch_synchronize(shmg_t *h);
+/* Under the shard lock: epoch_retire that neither waits nor reclaims (repair
+ * runs it while free lists are being rebuilt).  -ENOSPC if the ring is full. */
+int epoch_defer(shmg_t *h, uint32_t shard, uint32_t ref, uint32_t kind);
+/* Under the shard lock: makes room for n more retirements, reclaiming with
+ * a growing back-off while a reader holds the ring full.  0, or -EBUSY at
+ * deadline_ns (nothing changed). */
+int epoch_make_room(shmg_t *h, uint32_t shard, uint32_t n, uint64_t deadline_ns);
 
 /* ---- alloc.c: pages, slab blocks, extents --------------------------- */
 #define PG_WORD(owner, kind, cls) ((uint32_t)(owner) | (uint32_t)(kind) << 16 | (uint32_t)(cls) << 24)
@@ -333,8 +345,16 @@ uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen);
 
 /* ---- shard.c: the writer lock --------------------------------------- */
 typedef bool (*entry_pred)(const shmg_t *h, const struct entry *e, const void *ctx);
-/* Takes the shard lock, repairing the shard if its last holder died.
- * Returns 0 or -EIO (unrecoverable). */
+/* Retirements one write may make (a removal, a replaced block, a group head
+ * and the old tables of two resizes): a writer gets room for them with the
+ * lock, so that it never waits for readers once it has changed something. */
+#define WRITE_RETIRES_MAX 8u
+/* Takes the shard lock by deadline_ns, repairing the shard if its last
+ * holder died, then makes room in its limbo ring for `room` retirements.
+ * Returns 0, -EBUSY (the lock stayed held, or the ring full, until the
+ * deadline: nothing changed, the lock is not held) or -EIO (unrecoverable). */
+int shard_lock_until(shmg_t *h, uint32_t shard, uint64_t deadline_ns, uint32_t room);
+/* shard_lock_until with the handle's busy budget and room for one write. */
 int shard_lock(shmg_t *h, uint32_t shard);
 void shard_unlock(shmg_t *h, uint32_t shard);
 /* Shared helpers used by registry, groups, endpoint and cluster (under lock). */
@@ -359,16 +379,40 @@ void shard_emit_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void 
 void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason);
 void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason);
 /* Removes every registration and membership pred() accepts, logging each
- * with reason.  Returns how many. */
-uint32_t shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
-			       int reason);
+ * with reason.  Returns how many, or -EBUSY if the limbo ring stayed full
+ * until deadline_ns (the entries not yet removed stay). */
+long shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
+			   int reason, uint64_t deadline_ns);
 /* Fills a new entry block's header and bytes. */
 struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct keyref *k,
 			const void *meta, size_t meta_len, ref_t *ref_out);
 
+/* Repair and disconnect sweeps deliver single events, to every target,
+ * whatever batch the caller is building. */
+struct event_mode {
+	bool batching, suppress;
+	uint32_t deliver_from;
+};
+static inline struct event_mode events_single(shmg_t *h)
+{
+	struct event_mode m = {h->batching, h->suppress_events, h->deliver_from};
+	h->batching = h->suppress_events = false;
+	h->deliver_from = 0;
+	return m;
+}
+static inline void events_restore(shmg_t *h, struct event_mode m)
+{
+	h->batching = m.batching;
+	h->suppress_events = m.suppress;
+	h->deliver_from = m.deliver_from;
+}
+
 /* ---- repair.c -------------------------------------------------------- */
-/* Under the shard lock after EOWNERDEAD: rebuilds everything derivable. */
+/* Under the shard lock: rebuilds everything derivable; sets repair_pending
+ * to REPAIR_NONE (or REPAIR_LEAKED) only once it completed. */
 int repair_shard(shmg_t *h, uint32_t shard);
+/* Under the shard lock, repair_pending set: repairs if it is due.  0 or -EIO. */
+int repair_if_pending(shmg_t *h, uint32_t shard);
 
 /* ---- oplog.c --------------------------------------------------------- */
 void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const struct entry *e,
@@ -387,6 +431,9 @@ const char *cluster_name_of(const shmg_t *h, uint32_t ref, char buf[64]);
 /* Under a shard lock: is the cluster still connected (a disconnect that
  * started after the caller resolved it makes this false)? */
 bool cluster_ref_valid(const shmg_t *h, uint32_t ref);
+/* Under the shard lock, when its `swept` lags hdr->disconnects: removes the
+ * entries of disconnected clusters, each with its event. */
+void cluster_sweep_shard(shmg_t *h, uint32_t shard, uint64_t deadline_ns);
 #define DEFAULT_CLUSTER_SEED 0x9e3779b97f4a7c15ull
 static inline uint32_t cluster_slot_of(uint32_t ref) { return ref & 0xffffu; }
 

@@ -29,7 +29,7 @@
 
 #define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
 #define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
-#define LAYOUT_VERSION 3u
+#define LAYOUT_VERSION 4u
 
 #define CACHE_LINE 64u
 #define PAGE_SHIFT 16u
@@ -79,10 +79,12 @@ struct arena_header {
 	uint32_t endpoints_live;
 	uint8_t pad3[CACHE_LINE * 2 - 48];
 
-	/* Cluster table (cluster.c): connects and disconnects. */
+	/* Cluster table (cluster.c): connects and disconnects.  disconnects is
+	 * bumped after each tombstone; a shard whose `swept` differs removes the
+	 * entries of disconnected clusters at its next lock. */
 	_Alignas(CACHE_LINE) pthread_mutex_t cluster_lock;
 	uint32_t clusters_connected;
-	uint32_t pad4a;
+	uint32_t disconnects;
 	uint8_t pad4[CACHE_LINE * 2 - 48];
 
 	/* Rarely written shared settings and statistics. */
@@ -113,7 +115,10 @@ enum endpoint_state {
 };
 
 /* endpoint_slot.flags */
-enum { EPF_EVENTS_SENT = 1 }; /* its death/close batch was delivered */
+enum {
+	EPF_EVENTS_SENT = 1, /* its death/close batch was delivered */
+	EPF_CLOSED = 2,      /* closed by its owner: the batch says "normal", not "exit" */
+};
 
 struct endpoint_slot {
 	/* Line 0: written under endpoint_lock by the owner (open/close) or a reaper. */
@@ -195,9 +200,15 @@ struct shard_header {
 	uint32_t inflight_old; /* REPLACE: the entry replaced */
 	uint32_t inflight_reason;
 	uint32_t inflight_done; /* its event reached targets with slot < this */
-	uint8_t pad2[CACHE_LINE * 3 - 36 - 4 * NCLASSES];
+	uint32_t repair_pending; /* REPAIR_*: set before a repair, cleared once it completed */
+	uint32_t swept;       /* the hdr->disconnects value this shard was last swept for */
+	uint8_t pad2[CACHE_LINE * 3 - 44 - 4 * NCLASSES];
 };
 enum { INFLIGHT_NONE = 0, INFLIGHT_ADD = 1, INFLIGHT_REPLACE = 2, INFLIGHT_REMOVE = 3 };
+/* REPAIR_NEEDED: the shard may be inconsistent, every locker repairs it first.
+ * REPAIR_LEAKED: consistent, but blocks that could not be queued for freeing
+ * (the limbo ring was full) are held; repaired again once the ring has room. */
+enum { REPAIR_NONE = 0, REPAIR_NEEDED = 1, REPAIR_LEAKED = 2 };
 
 /* Bucket: 8 slots, one cache line.  tag = low 16 bits of the slot's hash;
  * ent = entry ref (0 = empty).  probe is meaningful in an entry's home bucket:

@@ -170,6 +170,7 @@ void events_batch_flush(shmg_t *h)
 			continue;
 		mailbox_deliver(h, s, h->pending_gen[s], b);
 		b->len = b->count = 0;
+		TEST_POINT("batch:delivered");
 	}
 }
 

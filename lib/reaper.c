@@ -224,9 +224,16 @@ int shmg_reaper_dispatch(shmg_t *h)
 		r->last_sweep_ns = now;
 		dirty = true;
 	}
-	if (dirty && (rc = endpoint_reap_all(h)) < 0)
-		return rc;
-	return RESCAN_MS;
+	if (!dirty)
+		return RESCAN_MS;
+	/* A shard held by a stopped writer costs each sweep one interval, not
+	 * a budget, so the caller's loop stays responsive; the endpoints it
+	 * holds up stay dead and hidden (-EBUSY), and the next sweep retries. */
+	uint32_t attempts = h->busy_attempts;
+	h->busy_attempts = 1;
+	rc = endpoint_reap_all(h);
+	h->busy_attempts = attempts;
+	return rc < 0 && rc != -EBUSY ? rc : RESCAN_MS;
 }
 
 void reaper_close(shmg_t *h)

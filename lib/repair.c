@@ -1,38 +1,56 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Repair of a shard whose writer died holding its lock (EOWNERDEAD).
+ * Repair of a shard whose writer died holding its lock (EOWNERDEAD), or whose
+ * last repair did not complete (shard_header.repair_pending).
  *
  * There is no intent log.  Every write publishes with single stores, so what
  * readers can reach — the index table, the group lists, the limbo ring — is
  * always a valid state; everything else a shard keeps is derived from it and
- * is rebuilt here:
- *   1. a grace period, so no reader still holds a block that the dead writer
- *      unlinked before it died;
- *   2. mark: every block reachable from the table or a group list, and every
- *      block or extent queued in limbo (invalid refs are cut off: a slot is
- *      cleared, a list is truncated);
- *   3. rebuild the allocator: each slab page's free list becomes exactly its
- *      unmarked blocks, empty pages and unreferenced extents (a half-built or
- *      already-replaced table) go back to the pool;
- *   4. finish or undo interrupted group operations: a membership in the index
- *      but not on its list is dropped (a join that had not become visible, or
- *      a leave that had), a listed one missing from the index is re-indexed,
- *      a head without members goes; blocks unlinked here are retired, not
- *      freed, since readers may have reached them after step 1;
- *   5. recount entries and per-cluster/per-endpoint counters;
- *   6. tell the change log's consumer that a record may be missing;
- *   7. deliver the event of the write the dead writer had in flight, if its
- *      change took effect (done between steps 2 and 3, while the blocks it
- *      names are still intact).
- * Killed during repair, the mutex is still marked owner-dead (consistent is
- * called after repair) and the next locker runs it again from the start:
- * every step is idempotent.
+ * is rebuilt here.  Repair never waits for readers: one that entered its
+ * section before the writer died may still hold a block the writer had
+ * unlinked, so a block or table that is neither reachable, nor queued, nor
+ * already free is queued in limbo (epoch_defer) instead of being freed.
+ *   0. limbo: items naming no block or extent of the shard, the current table
+ *      or an extent queued twice are dropped (kind 0, skipped by reclaim);
+ *   1. lists: each group list is cut at its first invalid link or where it
+ *      runs into a cycle, prev links and member counts are rewritten; index
+ *      slots naming no sane entry are cleared; heads without members go;
+ *   2. the event of the write the dead writer had in flight is delivered, if
+ *      its change took effect (before any block is rewritten);
+ *   3. per window of the shard's slab pages: mark what is indexed, listed or
+ *      queued (a duplicate slot is cleared, a limbo item naming a reachable
+ *      or twice-queued block is dropped); drop an indexed membership on no
+ *      list (a join that had not become visible, or a leave that had); then
+ *      rebuild each page: its free list becomes the blocks that were free and
+ *      are unmarked, and a block that is unmarked but was not free (unlinked,
+ *      or allocated and not yet published, by the dead writer) is queued;
+ *   4. listed memberships missing from the index are re-indexed, in a pass of
+ *      their own so that no resize happens under an iteration of the index;
+ *   5. extents: the current table and queued ones stay; another table of the
+ *      shard (half built, or replaced and not yet retired) is queued; tail
+ *      pages of no extent go back to the pool;
+ *   6. entries and per-cluster/per-endpoint counters are recounted, and the
+ *      change log's consumer is told that a record may be missing.
+ * Killed during repair, the next locker runs it again from the start (the
+ * mutex is owner-dead again, and repair_pending is still set): every step is
+ * idempotent.  A repair that fails leaves repair_pending set, so the next
+ * locker retries.  If the limbo ring is full, a block that should be queued
+ * stays allocated — a leak, never a free under a reader — and repair_pending
+ * says REPAIR_LEAKED: the shard is usable and is repaired again once the ring
+ * has room.
+ *
+ * Memory: the marks are bitmaps over a window of the shard's slab pages, one
+ * allocation of at most WINDOW_MAX pages' worth (1.5 MiB), or a window of
+ * WINDOW_STACK pages on the stack if that fails: repair cannot fail for want
+ * of memory, a large shard only takes more passes.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "scan.h"
+
+bool (*sg_test_fail)(const char *point);
 
 static bool bm_test(const uint64_t *bm, uint64_t i)
 {
@@ -103,126 +121,328 @@ uint32_t scan_table_page(const shmg_t *h, uint32_t shard)
 	return (uint32_t)((off - h->geo.off_pages) >> PAGE_SHIFT);
 }
 
-static int mark_slot(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+/* ---- state of one repair --------------------------------------------- */
+
+#define PAGE_WORDS (SCAN_BLOCKS_PER_PAGE / 64)
+#define WINDOW_MAX 4096u
+#define WINDOW_STACK 8u
+
+struct page_marks {
+	uint64_t indexed[PAGE_WORDS]; /* referenced by an index slot */
+	uint64_t listed[PAGE_WORDS];  /* on a group list */
+	uint64_t retired[PAGE_WORDS]; /* queued in limbo */
+};
+
+struct repair {
+	struct scan sc; /* only .shard: for scan_block */
+	uint32_t shard;
+	uint32_t npages, cap; /* the window: pages[0..npages), ascending */
+	uint32_t *pages;
+	struct page_marks *marks; /* one per window page */
+	bool leaked;              /* a block or table could not be queued */
+	bool relist;              /* a listed membership is not indexed */
+	int err;
+};
+
+/* Queues what a reader may still hold; if the ring is full it stays
+ * allocated until a later repair (REPAIR_LEAKED). */
+static void defer(shmg_t *h, struct repair *r, uint32_t ref, uint32_t kind)
 {
-	struct scan *sc = arg;
-	int64_t b = scan_block(h, sc, ref_of(h, e), true);
-	if (b < 0 || bm_test(sc->indexed, (uint64_t)b)) {
-		index_clear_slot(h, sc->shard, pos); /* invalid, or a duplicate ref */
-		return 0;
-	}
-	bm_set(sc->indexed, (uint64_t)b);
-	bm_set(sc->live, (uint64_t)b);
-	return 0;
+	if (epoch_defer(h, r->shard, ref, kind) < 0)
+		r->leaked = true;
 }
 
-/* Walks one group's list, truncating it at the first invalid link and
- * rewriting prev links and the member count. */
-static void mark_list(shmg_t *h, struct scan *sc, struct entry *head)
+/* The marks of block b (a scan_block result) if its page is in the window. */
+static struct page_marks *window_find(const struct repair *r, int64_t b, uint32_t *idx)
+{
+	if (b < 0)
+		return NULL;
+	uint32_t page = (uint32_t)(b / SCAN_BLOCKS_PER_PAGE), lo = 0, hi = r->npages;
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		if (r->pages[mid] < page)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == r->npages || r->pages[lo] != page)
+		return NULL;
+	*idx = (uint32_t)(b % SCAN_BLOCKS_PER_PAGE);
+	return &r->marks[lo];
+}
+
+static bool is_slab_of(const shmg_t *h, uint32_t shard, uint32_t page)
+{
+	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
+	return PG_OWNER(w) == shard + 1 && PG_KIND(w) == PG_SLAB && PG_CLASS(w) < NCLASSES;
+}
+
+/* Runs pass over the shard's slab pages, window by window. */
+static void for_each_window(shmg_t *h, struct repair *r, void (*pass)(shmg_t *, struct repair *))
+{
+	for (uint32_t p = 0; p < h->geo.npages;) {
+		r->npages = 0;
+		for (; p < h->geo.npages && r->npages < r->cap; p++)
+			if (is_slab_of(h, r->shard, p))
+				r->pages[r->npages++] = p;
+		memset(r->marks, 0, (size_t)r->npages * sizeof(*r->marks));
+		if (r->npages)
+			pass(h, r);
+	}
+}
+
+/* ---- step 0: the limbo ring ------------------------------------------ */
+
+static bool extent_head_of(const shmg_t *h, uint32_t shard, uint32_t page)
+{
+	if (page >= h->geo.npages)
+		return false;
+	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
+	return PG_OWNER(w) == shard + 1 && PG_KIND(w) == PG_EXTENT;
+}
+
+/* Is extent page queued in limbo at an index in [from, to)? */
+static bool extent_queued(shmg_t *h, uint32_t shard, uint32_t page, uint32_t from, uint32_t to)
+{
+	const struct limbo_item *ring = shard_limbo(h, shard);
+	for (uint32_t i = from; i != to; i++)
+		if (ring[i % LIMBO_CAP].kind == LIMBO_EXTENT && ring[i % LIMBO_CAP].ref == page)
+			return true;
+	return false;
+}
+
+static void check_limbo(shmg_t *h, struct repair *r)
+{
+	struct shard_header *sh = shard_at(h, r->shard);
+	struct limbo_item *ring = shard_limbo(h, r->shard);
+	if (sh->limbo_head - sh->limbo_tail > LIMBO_CAP)
+		sh->limbo_tail = sh->limbo_head - LIMBO_CAP;
+	uint32_t table = scan_table_page(h, r->shard);
+	for (uint32_t i = sh->limbo_tail; i != sh->limbo_head; i++) {
+		struct limbo_item *it = &ring[i % LIMBO_CAP];
+		bool ok = false;
+		if (it->kind == LIMBO_BLOCK)
+			ok = scan_block(h, &r->sc, it->ref, false) >= 0;
+		else if (it->kind == LIMBO_EXTENT)
+			ok = it->ref != table && extent_head_of(h, r->shard, it->ref) &&
+			     !extent_queued(h, r->shard, it->ref, sh->limbo_tail, i);
+		if (!ok)
+			it->kind = 0;
+	}
+}
+
+/* ---- step 1: lists and slots ----------------------------------------- */
+
+/* The entry at ref if it is a sane member of the list of head href. */
+static struct entry *member_of(shmg_t *h, const struct repair *r, ref_t ref, uint8_t mkind,
+			       ref_t href)
+{
+	if (scan_block(h, &r->sc, ref, true) < 0)
+		return NULL;
+	struct entry *m = entry_at(h, ref);
+	return m->kind == mkind && L(m)->aux == href ? m : NULL;
+}
+
+static ref_t next_member(shmg_t *h, const struct repair *r, ref_t ref, uint8_t mkind, ref_t href)
+{
+	struct entry *m = member_of(h, r, ref, mkind, href);
+	return m ? L(m)->next : 0;
+}
+
+/* Cuts the list where it runs back into itself (only a damaged arena has a
+ * cycle): Brent's algorithm finds the cycle's length, then its first node,
+ * in constant memory. */
+static void cut_cycle(shmg_t *h, const struct repair *r, struct entry *head, uint8_t mkind)
+{
+	ref_t href = ref_of(h, head), first = L(head)->next;
+	ref_t slow = first, fast = first ? next_member(h, r, first, mkind, href) : 0;
+	uint64_t power = 1, len = 1;
+	while (fast && fast != slow) {
+		if (power == len) {
+			slow = fast;
+			power *= 2;
+			len = 0;
+		}
+		fast = next_member(h, r, fast, mkind, href);
+		len++;
+	}
+	if (!fast)
+		return; /* it ends */
+	ref_t a = first, b = first;
+	for (uint64_t i = 0; i < len; i++)
+		b = next_member(h, r, b, mkind, href);
+	while (a != b) {
+		a = next_member(h, r, a, mkind, href);
+		b = next_member(h, r, b, mkind, href);
+	}
+	ref_t last = a; /* the cycle starts at a: cut the link that returns to it */
+	for (uint64_t i = 1; i < len; i++)
+		last = next_member(h, r, last, mkind, href);
+	store_release(&L(entry_at(h, last))->next, 0);
+}
+
+static void fix_list(shmg_t *h, const struct repair *r, struct entry *head)
 {
 	uint8_t mkind = head->kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
 	ref_t href = ref_of(h, head), prev = 0;
+	cut_cycle(h, r, head, mkind);
 	uint32_t *link = &L(head)->next, n = 0;
-	for (ref_t r = *link; r; r = *link) {
-		int64_t b = scan_block(h, sc, r, true);
-		struct entry *m = b >= 0 ? entry_at(h, r) : NULL;
-		if (!m || m->kind != mkind || L(m)->aux != href || bm_test(sc->listed, (uint64_t)b)) {
+	for (ref_t ref = *link; ref; ref = *link) {
+		struct entry *m = member_of(h, r, ref, mkind, href);
+		if (!m) {
 			store_release(link, 0);
 			break;
 		}
-		bm_set(sc->listed, (uint64_t)b);
-		bm_set(sc->live, (uint64_t)b);
 		L(m)->prev = prev;
-		prev = r;
+		prev = ref;
 		link = &L(m)->next;
 		n++;
 	}
 	L(head)->aux = n;
 }
 
-static int mark_lists(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+static int fix_slot(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
-	(void)pos;
-	if (e->kind == K_GROUP || e->kind == K_MONHEAD)
-		mark_list(h, arg, e);
+	struct repair *r = arg;
+	if (scan_block(h, &r->sc, ref_of(h, e), true) < 0) {
+		index_clear_slot(h, r->shard, pos);
+		return 0;
+	}
+	if (e->kind == K_GROUP || e->kind == K_MONHEAD) {
+		fix_list(h, r, e);
+		if (!L(e)->next) {
+			index_clear_slot(h, r->shard, pos);
+			defer(h, r, ref_of(h, e), LIMBO_BLOCK);
+		}
+	}
 	return 0;
 }
 
-static void mark_extent(shmg_t *h, struct scan *sc, uint32_t page)
+/* ---- step 2: the write in flight ------------------------------------- */
+
+/* Did the change of e take effect: is it indexed (registration) or on its
+ * group's list (membership)?  Lists are sound after step 1. */
+static bool inflight_visible(shmg_t *h, uint32_t shard, const struct entry *e)
 {
-	if (page >= h->geo.npages)
-		return;
-	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
-	if (PG_OWNER(w) != sc->shard + 1 || PG_KIND(w) != PG_EXTENT)
-		return;
-	uint32_t n = page_desc_at(h, page)->used;
-	for (uint32_t i = 0; i < n && page + i < h->geo.npages; i++)
-		sc->extent_keep[page + i] = 1;
+	const struct entry *keyholder = e->kind == K_MEMBER ? entry_at(h, L(e)->aux) : e;
+	uint8_t kind = e->kind == K_MEMBER ? K_GROUP : K_REG;
+	if (!keyholder || keyholder->kind != kind)
+		return false;
+	struct keyref k = {entry_key(keyholder), keyholder->key_len, keyholder->cluster,
+			   entry_hash(h, keyholder), shard, 0};
+	if (index_find(h, &k, kind, NULL) != keyholder)
+		return false;
+	if (kind == K_REG)
+		return true;
+	for (ref_t x = L(keyholder)->next; x; x = L(entry_at(h, x))->next)
+		if (entry_at(h, x) == e)
+			return true;
+	return false;
 }
 
-static void mark_limbo(shmg_t *h, struct scan *sc)
-{
-	struct shard_header *sh = shard_at(h, sc->shard);
-	struct limbo_item *ring = shard_limbo(h, sc->shard);
-	if (sh->limbo_head - sh->limbo_tail > LIMBO_CAP)
-		sh->limbo_tail = sh->limbo_head - LIMBO_CAP;
-	for (uint32_t i = sh->limbo_tail; i != sh->limbo_head; i++) {
-		struct limbo_item *it = &ring[i % LIMBO_CAP];
-		if (it->kind == LIMBO_EXTENT && it->ref != scan_table_page(h, sc->shard)) {
-			mark_extent(h, sc, it->ref);
-			continue;
-		}
-		int64_t b = it->kind == LIMBO_BLOCK ? scan_block(h, sc, it->ref, false) : -1;
-		if (b < 0 || bm_test(sc->live, (uint64_t)b) || bm_test(sc->retired, (uint64_t)b)) {
-			it->kind = 0; /* invalid, reachable or queued twice: drop the item */
-			continue;
-		}
-		bm_set(sc->retired, (uint64_t)b);
-	}
-}
-
-/* Step 7: the event of the write in flight, if its change took effect, to
- * the monitors the dead writer had not reached yet (it recorded its progress
+/* The event of the write in flight, if its change took effect, to the
+ * monitors the dead writer had not reached yet (it recorded its progress
  * after each one; only the one it was appending to when it died can get the
  * event twice). */
-static void finish_inflight(shmg_t *h, struct scan *sc)
+static void finish_inflight(shmg_t *h, struct repair *r)
 {
-	struct shard_header *sh = shard_at(h, sc->shard);
+	struct shard_header *sh = shard_at(h, r->shard);
 	uint32_t op = sh->inflight_op;
-	int64_t b = op ? scan_block(h, sc, sh->inflight_ref, true) : -1;
-	if (b >= 0) {
+	if (op && scan_block(h, &r->sc, sh->inflight_ref, true) >= 0) {
 		const struct entry *e = entry_at(h, sh->inflight_ref);
-		bool in = e->kind == K_MEMBER ? bm_test(sc->listed, (uint64_t)b)
-					      : bm_test(sc->indexed, (uint64_t)b);
+		bool in = inflight_visible(h, r->shard, e);
 		uint8_t added = e->kind == K_MEMBER ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
 		uint8_t removed = e->kind == K_MEMBER ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
 		const struct entry *old = NULL;
-		if (op == INFLIGHT_REPLACE && scan_block(h, sc, sh->inflight_old, true) >= 0)
+		if (op == INFLIGHT_REPLACE && scan_block(h, &r->sc, sh->inflight_old, true) >= 0)
 			old = entry_at(h, sh->inflight_old);
-		/* The repairer may be building a batch of its own: keep them apart. */
-		bool batching = h->batching, suppress = h->suppress_events;
-		h->batching = h->suppress_events = false;
+		struct event_mode mode = events_single(h);
 		h->deliver_from = sh->inflight_done; /* where the dead writer stopped */
 		if ((op == INFLIGHT_ADD || op == INFLIGHT_REPLACE) && in)
-			shard_event(h, sc->shard, added, REASON_NONE, e, old);
+			shard_event(h, r->shard, added, REASON_NONE, e, old);
 		else if (op == INFLIGHT_REMOVE && !in)
-			shard_event(h, sc->shard, removed, (uint8_t)sh->inflight_reason, e, NULL);
-		h->deliver_from = 0;
-		h->batching = batching;
-		h->suppress_events = suppress;
+			shard_event(h, r->shard, removed, (uint8_t)sh->inflight_reason, e, NULL);
+		events_restore(h, mode);
 	}
 	sh->inflight_op = INFLIGHT_NONE;
 }
 
-static void rebuild_slab(shmg_t *h, struct scan *sc, uint32_t page)
+/* ---- step 3: marks and pages, window by window ----------------------- */
+
+static int mark_reachable(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	struct repair *r = arg;
+	uint32_t i;
+	struct page_marks *pm = window_find(r, scan_block(h, &r->sc, ref_of(h, e), false), &i);
+	if (pm && bm_test(pm->indexed, i))
+		index_clear_slot(h, r->shard, pos); /* the same block in two slots */
+	else if (pm)
+		bm_set(pm->indexed, i);
+	if (e->kind != K_GROUP && e->kind != K_MONHEAD)
+		return 0;
+	for (ref_t x = L(e)->next; x; x = L(entry_at(h, x))->next)
+		if ((pm = window_find(r, scan_block(h, &r->sc, x, false), &i)))
+			bm_set(pm->listed, i);
+	return 0;
+}
+
+static void mark_limbo(shmg_t *h, struct repair *r)
+{
+	struct shard_header *sh = shard_at(h, r->shard);
+	struct limbo_item *ring = shard_limbo(h, r->shard);
+	for (uint32_t n = sh->limbo_tail; n != sh->limbo_head; n++) {
+		struct limbo_item *it = &ring[n % LIMBO_CAP];
+		uint32_t i;
+		struct page_marks *pm = it->kind == LIMBO_BLOCK
+						? window_find(r, scan_block(h, &r->sc, it->ref, false), &i)
+						: NULL;
+		if (!pm)
+			continue;
+		if (bm_test(pm->indexed, i) || bm_test(pm->listed, i) || bm_test(pm->retired, i))
+			it->kind = 0; /* reachable or queued twice: reclaim must not free it */
+		else
+			bm_set(pm->retired, i);
+	}
+}
+
+static int drop_unlisted(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	struct repair *r = arg;
+	uint32_t i;
+	struct page_marks *pm = window_find(r, scan_block(h, &r->sc, ref_of(h, e), false), &i);
+	if (pm && (e->kind == K_MEMBER || e->kind == K_MONITOR) && !bm_test(pm->listed, i)) {
+		index_clear_slot(h, r->shard, pos);
+		defer(h, r, ref_of(h, e), LIMBO_BLOCK);
+		bm_set(pm->retired, i);
+	}
+	return 0;
+}
+
+static void rebuild_page(shmg_t *h, struct repair *r, uint32_t page, struct page_marks *pm)
 {
 	struct page_desc *d = page_desc_at(h, page);
 	uint32_t cls = PG_CLASS(d->word), size = alloc_class_size(cls);
 	uint32_t n = PAGE_SIZE / size, used = 0, free_head = 0;
 	uint8_t *base = page_at(h, page);
+	/* What was free: the free list up to a bad or repeated link, and the
+	 * blocks never handed out. */
+	uint64_t was_free[PAGE_WORDS] = {0};
+	for (uint32_t f = d->free_head; f && f <= n && !bm_test(was_free, f - 1);) {
+		bm_set(was_free, f - 1);
+		memcpy(&f, base + (uint64_t)(f - 1) * size, sizeof(f));
+	}
+	for (uint32_t i = d->bump; i < n; i++)
+		bm_set(was_free, i);
 	for (uint32_t i = n; i-- > 0;) {
-		uint64_t b = (uint64_t)page * SCAN_BLOCKS_PER_PAGE + i;
-		if (bm_test(sc->live, b) || bm_test(sc->retired, b)) {
+		if (bm_test(pm->indexed, i) || bm_test(pm->listed, i) || bm_test(pm->retired, i)) {
+			used++;
+			continue;
+		}
+		if (!bm_test(was_free, i)) {
+			/* Unreachable yet handed out: the dead writer unlinked it (a
+			 * reader may still hold it) or had not published it yet. */
+			defer(h, r, ref_of(h, base + (uint64_t)i * size), LIMBO_BLOCK);
+			bm_set(pm->retired, i);
 			used++;
 			continue;
 		}
@@ -234,11 +454,11 @@ static void rebuild_slab(shmg_t *h, struct scan *sc, uint32_t page)
 	d->bump = n;
 	d->next = d->prev = 0;
 	if (!used) {
-		alloc_release_page(h, page);
+		alloc_release_page(h, page); /* every block was free: nobody holds one */
 		return;
 	}
 	if (free_head) {
-		struct shard_header *sh = shard_at(h, sc->shard);
+		struct shard_header *sh = shard_at(h, r->shard);
 		d->next = sh->partial[cls];
 		if (d->next)
 			page_desc_at(h, d->next - 1)->prev = page + 1;
@@ -246,54 +466,65 @@ static void rebuild_slab(shmg_t *h, struct scan *sc, uint32_t page)
 	}
 }
 
-static void rebuild_allocator(shmg_t *h, struct scan *sc)
+static void mark_and_rebuild(shmg_t *h, struct repair *r)
 {
-	struct shard_header *sh = shard_at(h, sc->shard);
-	memset(sh->partial, 0, sizeof(sh->partial));
-	mark_extent(h, sc, scan_table_page(h, sc->shard));
+	index_foreach(h, r->shard, mark_reachable, r);
+	mark_limbo(h, r);
+	index_foreach(h, r->shard, drop_unlisted, r);
+	for (uint32_t w = 0; w < r->npages; w++) {
+		struct page_marks *pm = &r->marks[w];
+		for (uint32_t i = 0; i < PAGE_WORDS; i++)
+			if (pm->listed[i] & ~pm->indexed[i])
+				r->relist = true;
+		rebuild_page(h, r, r->pages[w], pm);
+	}
+}
+
+/* ---- step 4: re-index listed memberships ----------------------------- */
+
+static void relist_window(shmg_t *h, struct repair *r)
+{
+	index_foreach(h, r->shard, mark_reachable, r);
+	/* Inserted only now that the walk is over: an insert may resize the
+	 * table and retire the one the walk was on. */
+	for (uint32_t w = 0; w < r->npages; w++) {
+		struct page_marks *pm = &r->marks[w];
+		uint32_t size = alloc_class_size(PG_CLASS(page_desc_at(h, r->pages[w])->word));
+		for (uint32_t i = 0; i < PAGE_SIZE / size; i++) {
+			if (!bm_test(pm->listed, i) || bm_test(pm->indexed, i))
+				continue;
+			ref_t ref = ref_of(h, page_at(h, r->pages[w]) + (uint64_t)i * size);
+			if (index_insert(h, r->shard, entry_hash(h, entry_at(h, ref)), ref) < 0)
+				r->err = -ENOSPC;
+		}
+	}
+}
+
+/* ---- step 5: extents ------------------------------------------------- */
+
+static void repair_extents(shmg_t *h, struct repair *r)
+{
+	struct shard_header *sh = shard_at(h, r->shard);
+	uint32_t table = scan_table_page(h, r->shard), tail = PG_WORD(r->shard + 1, PG_EXTENT_TAIL, 0);
 	for (uint32_t p = 0; p < h->geo.npages; p++) {
 		uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
-		if (PG_OWNER(w) != sc->shard + 1)
+		if (PG_OWNER(w) != r->shard + 1 || is_slab_of(h, r->shard, p))
 			continue;
-		if (PG_KIND(w) == PG_SLAB && PG_CLASS(w) < NCLASSES)
-			rebuild_slab(h, sc, p);
-		else if (!sc->extent_keep[p])
-			alloc_release_page(h, p); /* orphaned table page */
+		if (PG_KIND(w) != PG_EXTENT) {
+			alloc_release_page(h, p); /* part of no extent: never seen by a reader */
+			continue;
+		}
+		if (p != table && !extent_queued(h, r->shard, p, sh->limbo_tail, sh->limbo_head))
+			defer(h, r, p, LIMBO_EXTENT); /* readers may still be on this table */
+		/* Its tail pages go with it. */
+		uint32_t n = page_desc_at(h, p)->used;
+		while (n-- > 1 && p + 1 < h->geo.npages &&
+		       load_relaxed(&page_desc_at(h, p + 1)->word) == tail)
+			p++;
 	}
 }
 
-static int fix_members(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
-{
-	struct scan *sc = arg;
-	int64_t b = scan_block(h, sc, ref_of(h, e), false);
-	if (b < 0)
-		return 0;
-	bool member = e->kind == K_MEMBER || e->kind == K_MONITOR;
-	bool head = e->kind == K_GROUP || e->kind == K_MONHEAD;
-	if ((member && !bm_test(sc->listed, (uint64_t)b)) || (head && L(e)->next == 0)) {
-		index_clear_slot(h, sc->shard, pos);
-		epoch_retire(h, sc->shard, ref_of(h, e), LIMBO_BLOCK);
-	}
-	return 0;
-}
-
-static int relist_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
-{
-	(void)pos;
-	struct scan *sc = arg;
-	if (e->kind != K_GROUP && e->kind != K_MONHEAD)
-		return 0;
-	for (ref_t r = L(e)->next; r;) {
-		struct entry *m = entry_at(h, r);
-		int64_t b = scan_block(h, sc, r, false);
-		if (!m || b < 0)
-			break;
-		if (!bm_test(sc->indexed, (uint64_t)b) && index_insert(h, sc->shard, entry_hash(h, m), r) == 0)
-			bm_set(sc->indexed, (uint64_t)b);
-		r = L(m)->next;
-	}
-	return 0;
-}
+/* ---- step 6 and the whole -------------------------------------------- */
 
 static int recount_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
@@ -315,22 +546,54 @@ void repair_recount(shmg_t *h, uint32_t shard)
 
 int repair_shard(shmg_t *h, uint32_t shard)
 {
+	struct shard_header *sh = shard_at(h, shard);
+	if (TEST_FAIL("repair:fail"))
+		return -EIO;
 	oplog_mark_reset(h, shard);
-	epoch_synchronize(h);
 	if (!index_table(h, shard))
 		return -EIO;
-	struct scan sc;
-	int rc = scan_init(h, shard, &sc);
-	if (rc < 0)
-		return rc;
-	index_foreach(h, shard, mark_slot, &sc);
-	index_foreach(h, shard, mark_lists, &sc);
-	mark_limbo(h, &sc);
-	finish_inflight(h, &sc);
-	rebuild_allocator(h, &sc);
-	index_foreach(h, shard, fix_members, &sc);
-	index_foreach(h, shard, relist_visit, &sc);
+	struct repair r = {.sc = {.shard = shard}, .shard = shard};
+	uint32_t owned = 0;
+	for (uint32_t p = 0; p < h->geo.npages; p++)
+		owned += is_slab_of(h, shard, p);
+	uint32_t want = owned < WINDOW_MAX ? owned : WINDOW_MAX;
+	void *buf = want > WINDOW_STACK ? malloc(want * (sizeof(struct page_marks) + sizeof(uint32_t)))
+					: NULL;
+	struct page_marks stack_marks[WINDOW_STACK];
+	uint32_t stack_pages[WINDOW_STACK];
+	r.cap = buf ? want : WINDOW_STACK;
+	r.marks = buf ? buf : stack_marks;
+	r.pages = buf ? (uint32_t *)(r.marks + want) : stack_pages;
+
+	check_limbo(h, &r);
+	index_foreach(h, shard, fix_slot, &r);
+	finish_inflight(h, &r);
+	memset(sh->partial, 0, sizeof(sh->partial));
+	for_each_window(h, &r, mark_and_rebuild);
+	if (r.relist)
+		for_each_window(h, &r, relist_window);
+	repair_extents(h, &r);
 	repair_recount(h, shard);
-	scan_free(&sc);
+	free(buf);
+	if (r.err)
+		return r.err;
+	sh->repair_pending = r.leaked ? REPAIR_LEAKED : REPAIR_NONE;
+	epoch_reclaim(h, shard); /* what no reader holds can go now */
 	return 0;
+}
+
+int repair_if_pending(shmg_t *h, uint32_t shard)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	/* Blocks held for want of room in the ring: nothing to gain until the
+	 * ring has drained, and the shard is usable meanwhile. */
+	if (sh->repair_pending == REPAIR_LEAKED && sh->limbo_head - sh->limbo_tail > LIMBO_CAP / 2)
+		return 0;
+	int rc = repair_shard(h, shard);
+	sh->repairs++;
+	__atomic_add_fetch(&h->hdr->shard_repairs, 1, __ATOMIC_RELAXED);
+	sg_log(h, SHMG_LOG_INFO, "shard %u repaired (last writer: endpoint %u): %s", shard,
+	       sh->owner_slot,
+	       rc < 0 ? shmg_strerror(rc) : sh->repair_pending ? "blocks held, limbo full" : "ok");
+	return rc < 0 ? -EIO : 0;
 }

@@ -5,7 +5,17 @@
  * membership) and the order in which they touch shared memory.
  *
  * Lock order across the library: endpoint_lock or cluster_lock, then one
- * shard lock (never two), then pool_lock.
+ * shard lock (the removal of a whole endpoint takes several, in ascending
+ * order), then pool_lock.
+ *
+ * A stopped holder (SIGSTOP, a debugger) is not dead: the kernel never hands
+ * its lock on.  So a shard lock is waited for only until a deadline, the
+ * handle's busy budget (busy_attempts x busy_interval_ms), and then the
+ * caller gets -EBUSY having changed nothing.  The same deadline bounds the
+ * wait for room in the limbo ring, which a stopped reader can hold full;
+ * that room is made right after locking, before any change, for the most a
+ * write retires (WRITE_RETIRES_MAX), so that a write never has to wait for
+ * readers half way.  Bulk removals make room entry by entry.
  *
  * Each removal is: announce it in flight -> unpublish (one release store of a
  * slot or list link) -> log it -> count it -> deliver its event -> withdraw
@@ -18,43 +28,60 @@
  * that got it just before the writer died), so monitors never keep an entry
  * that is gone nor miss one that appeared.
  *
- * The removal of a whole endpoint (death, close) or of a cluster's entries is
- * done the other way round: the batch of events is delivered first, then the
- * entries removed with events suppressed.  The entries are already hidden
- * from readers (live_gen) or from writers (locks held), so nobody can see the
- * events ahead of the change.  An endpoint's slot records that its batch went
- * out (EPF_EVENTS_SENT), so a remover killed half way leaves entries that the
- * next one removes silently; only one killed inside the delivery itself makes
- * the next one deliver the batch again.
+ * The removal of a whole endpoint (death, close) is done the other way round:
+ * the batch of events is delivered first, then the entries removed with
+ * events suppressed.  The entries are already hidden from readers (live_gen)
+ * and writers are locked out, so nobody can see the events ahead of the
+ * change.  An endpoint's slot records how far the delivery got (batch_done)
+ * and that its batch went out (EPF_EVENTS_SENT), so a remover killed half way
+ * leaves the rest to the next one, which neither repeats nor skips a target.
+ * A cluster's entries (disconnect) are removed one by one as above.
+ *
+ * shard_lock: a holder that died leaves the mutex owner-dead; the next locker
+ * sets repair_pending, makes the mutex consistent, and repairs while the mark
+ * is set (repair.c).  Then a shard whose swept counter lags hdr->disconnects
+ * is swept (cluster.c).
  */
 #include <string.h>
 
 #include "internal.h"
 
-int shard_lock(shmg_t *h, uint32_t shard)
+int shard_lock_until(shmg_t *h, uint32_t shard, uint64_t deadline_ns, uint32_t room)
 {
 	struct shard_header *sh = shard_at(h, shard);
-	int rc = robust_lock(&sh->lock);
+	int rc = robust_lock_until(&sh->lock, deadline_ns, h->busy_interval_ms * 1000000ull);
 	if (unlikely(rc == EOWNERDEAD)) {
-		/* The holder died inside its critical section.  Repair first, then
-		 * declare the mutex consistent: if we die while repairing, the next
-		 * locker gets EOWNERDEAD again and repairs again. */
-		int rep = repair_shard(h, shard);
+		/* The holder died inside its critical section.  The shard is marked
+		 * for repair before the mutex is made usable again (unlocking it
+		 * while inconsistent would make it unusable for good): a repair that
+		 * fails or is killed leaves the mark, and the next locker repairs. */
+		sh->repair_pending = REPAIR_NEEDED;
 		pthread_mutex_consistent(&sh->lock);
-		sh->repairs++;
-		__atomic_add_fetch(&h->hdr->shard_repairs, 1, __ATOMIC_RELAXED);
-		sg_log(h, SHMG_LOG_INFO, "shard %u repaired after its writer (endpoint %u) died: %s",
-		       shard, sh->owner_slot, rep < 0 ? shmg_strerror(rep) : "ok");
-		if (rep < 0) {
-			pthread_mutex_unlock(&sh->lock);
-			return -EIO;
-		}
 	} else if (unlikely(rc)) {
-		return rc == ENOTRECOVERABLE ? -EIO : -rc;
+		/* A holder that is stopped, not dead: leave it the shard. */
+		return rc == ETIMEDOUT ? -EBUSY : rc == ENOTRECOVERABLE ? -EIO : -rc;
+	}
+	if (unlikely(sh->repair_pending) && (rc = repair_if_pending(h, shard)) < 0) {
+		pthread_mutex_unlock(&sh->lock);
+		return rc;
 	}
 	sh->owner_slot = h->slot;
 	sh->owner_gen = h->gen;
+	/* A disconnect requested a sweep that has not reached this shard.  One
+	 * left unfinished (limbo full past the deadline) stays lagging: the next
+	 * locker goes on with it. */
+	if (unlikely(load_relaxed(&sh->swept) != load_acquire(&h->hdr->disconnects)))
+		cluster_sweep_shard(h, shard, deadline_ns);
+	if (room && (rc = epoch_make_room(h, shard, room, deadline_ns)) < 0) {
+		pthread_mutex_unlock(&sh->lock);
+		return rc;
+	}
 	return 0;
+}
+
+int shard_lock(shmg_t *h, uint32_t shard)
+{
+	return shard_lock_until(h, shard, busy_deadline(h), WRITE_RETIRES_MAX);
 }
 
 void shard_unlock(shmg_t *h, uint32_t shard)
@@ -218,7 +245,9 @@ struct remove_ctx {
 	entry_pred pred;
 	const void *ctx;
 	int reason;
-	uint32_t shard, removed;
+	uint32_t shard;
+	long removed;
+	uint64_t deadline_ns;
 };
 
 static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
@@ -226,6 +255,12 @@ static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 	struct remove_ctx *rc = arg;
 	if (e->kind == K_GROUP || e->kind == K_MONHEAD || !rc->pred(h, e, rc->ctx))
 		return 0;
+	/* The entry and maybe its group head: room first, so that a reader
+	 * holding the ring full stops the sweep between two entries. */
+	if (epoch_make_room(h, rc->shard, 2, rc->deadline_ns) < 0) {
+		rc->removed = -EBUSY;
+		return 1;
+	}
 	if (e->kind == K_REG)
 		shard_remove_reg(h, rc->shard, e, pos, rc->reason);
 	else
@@ -234,10 +269,10 @@ static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 	return 0;
 }
 
-uint32_t shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
-			       int reason)
+long shard_remove_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
+			   int reason, uint64_t deadline_ns)
 {
-	struct remove_ctx rc = {pred, ctx, reason, shard, 0};
+	struct remove_ctx rc = {pred, ctx, reason, shard, 0, deadline_ns};
 	index_foreach(h, shard, remove_visit, &rc);
 	return rc.removed;
 }

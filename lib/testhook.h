@@ -24,24 +24,41 @@
  *   "close:removing"       endpoint marked dead, entries being removed
  *   "event:delivered"      a single write's event appended to one monitor's
  *                          mailbox, more monitors to go (in-flight record set)
+ *   "batch:delivered"      a batch appended to one target's mailbox, more
+ *                          targets to go (a death batch: all shard locks held)
  *   "reap:events-sent"     a death or close batch delivered, entries not yet
  *                          removed (all shard locks held)
+ *   "disconnect:tombstoned" (cluster_lock only) the clusters tombstoned and
+ *                          the sweep requested, no shard swept yet
+ *   "disconnect:removing"  a shard's sweep about to remove one more entry of
+ *                          a disconnected cluster (the previous ones are gone
+ *                          with their events)
+ *   "disconnect:swept"     (cluster_lock only) one more shard swept
  *
  * Mailbox producer points (inside the mailbox lock, every delivery):
  *   "mailbox:published"    batch appended (or counted dropped), consumer not
  *                          yet told
  *   "mailbox:signalled"    `signalled` flipped 0 -> 1, wakeup not yet sent
  *   "mailbox:woken"        wakeup sent, lock not yet released
+ *
+ * Failure points (TEST_FAIL):
+ *   "repair:fail"          repair_shard gives up before changing anything
  */
 #ifndef SHMG_TESTHOOK_H
 #define SHMG_TESTHOOK_H
 
+#include <stdbool.h>
+
 extern void (*sg_test_hook)(const char *point);
+/* Failure injection: TEST_FAIL("name") is true when sg_test_fail says so. */
+extern bool (*sg_test_fail)(const char *point);
 
 #define TEST_POINT(p)                                                                  \
 	do {                                                                           \
 		if (__builtin_expect(sg_test_hook != 0, 0))                            \
 			sg_test_hook(p);                                               \
 	} while (0)
+
+#define TEST_FAIL(p) (__builtin_expect(sg_test_fail != 0, 0) && sg_test_fail(p))
 
 #endif

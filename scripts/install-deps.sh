@@ -10,6 +10,10 @@
 # Service start-up is suppressed while installing (through policy-rc.d, removed
 # again afterwards), so redis-server, needed only as the benchmark's peer, is
 # installed but not started: bench/ starts its own instance on a unix socket.
+#
+# groff-base formats the man pages for their test.  The unit file's test uses
+# systemd-analyze (package systemd) where it is installed and is skipped
+# otherwise: systemd is too heavy to pull into a container for one check.
 set -eu
 
 PACKAGES="
@@ -27,6 +31,7 @@ PACKAGES="
 	redis-server
 	gnuplot-nox
 	jq
+	groff-base
 "
 
 if [ "$(id -u)" -eq 0 ]; then

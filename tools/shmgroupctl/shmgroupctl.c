@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,7 +54,8 @@ enum {
 	OPT_LIMIT = 1u << 4,
 	OPT_COUNT = 1u << 5,
 	OPT_TIMEOUT = 1u << 6,
-	OPT_LAST = OPT_TIMEOUT,
+	OPT_WATCH = 1u << 7,
+	OPT_LAST = OPT_WATCH,
 };
 
 struct ctl {
@@ -62,8 +65,12 @@ struct ctl {
 	bool json;
 	bool all_nodes;
 	size_t limit;
-	uint64_t count;  /* monitor: stop after this many events (0 = no limit) */
+	uint64_t count;  /* monitor: stop after this many events, stats: samples
+			  * (0 = no limit) */
 	int timeout_ms;  /* monitor: stop after this long (-1 = never) */
+	bool watch;      /* stats: every interval, not once */
+	const char *interval; /* stats --watch=SECONDS, or NULL */
+	int interval_ms; /* stats --watch */
 	unsigned int given; /* OPT_* bits seen on the command line */
 	shmg_t *h;
 };
@@ -88,6 +95,9 @@ static void usage(FILE *f)
 		"  counts [KEY] [--cluster C]              registration (and member) counts\n"
 		"  dump [--all-nodes] [--json]             every entry of this node (or of all nodes)\n"
 		"  info [--json]                           facts about the arena\n"
+		"  stats [--watch [SECONDS]] [--count N] [--json]\n"
+		"                                          the arena's changing numbers, once or\n"
+		"                                          every SECONDS (default 1)\n"
 		"  clusters                                named clusters this host is connected to\n"
 		"  nodes [--cluster C]                     peer node ids, or the nodes of a cluster\n"
 		"  monitor [PATTERN] [--cluster C] [--count N] [--timeout MS] [--json]\n"
@@ -108,8 +118,10 @@ static void usage(FILE *f)
 		"                        dispatch: only to endpoints of this host\n"
 		"  -n, --limit N         members: at most N results\n"
 		"  -a, --all-nodes       dump: entries of every node in this host's view\n"
-		"  -j, --json            JSON output (lookup, members, dump, info, monitor)\n"
-		"  -N, --count N         monitor: exit after N events\n"
+		"  -j, --json            JSON output (lookup, members, dump, info, stats, monitor)\n"
+		"  -w, --watch[=SECONDS] stats: print a line every SECONDS (default 1) until\n"
+		"                        interrupted\n"
+		"  -N, --count N         monitor: exit after N events; stats --watch: N lines\n"
 		"  -t, --timeout MS      monitor: exit after MS milliseconds\n"
 		"  -h, --help            show this help and exit\n"
 		"  -V, --version         show the version and exit\n"
@@ -982,14 +994,28 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Waits on the mailbox descriptor and a signalfd (SIGINT, SIGTERM, SIGPIPE
- * end it quietly), receiving with timeout 0 after each wakeup. */
+/* Blocks SIGINT, SIGTERM and SIGPIPE and returns a signalfd that reads them:
+ * the long-running commands end quietly on the first two, and output to a
+ * reader that went away fails with EPIPE instead of killing the process. */
+static int stop_signal_fd(void)
+{
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGPIPE);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	return signalfd(-1, &mask, SFD_CLOEXEC);
+}
+
+/* Waits on the mailbox descriptor and the stop signals' descriptor,
+ * receiving with timeout 0 after each wakeup. */
 static int cmd_monitor(struct ctl *c, int argc, char **argv)
 {
 	struct shmg_opts o = cluster_opts(c);
 	struct shmg_event ev[64];
 	uint64_t seen = 0, end = 0;
-	sigset_t mask;
 	int rc, sfd, mfd, i, n;
 
 	rc = argc ? shmg_monitor(c->h, SHMG_KEY(argv[0]), &o) : shmg_monitor(c->h, NULL, 0, &o);
@@ -998,12 +1024,7 @@ static int cmd_monitor(struct ctl *c, int argc, char **argv)
 	mfd = shmg_fd(c->h);
 	if (mfd < 0)
 		return fail(mfd, "mailbox descriptor");
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGPIPE);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	sfd = stop_signal_fd();
 	if (sfd < 0)
 		return fail(-errno, "signalfd");
 	if (c->timeout_ms >= 0)
@@ -1050,6 +1071,140 @@ static int cmd_monitor(struct ctl *c, int argc, char **argv)
 	return rc;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Stats                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Seconds between two stats lines: a number from 0.01 to 86400.  Returns
+ * milliseconds, or -1. */
+static int parse_interval(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v) || v < 0.01 || v > 86400)
+		return -1;
+	return (int)(v * 1000 + 0.5);
+}
+
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One sample of the numbers of shmg_info that change while the arena lives:
+ * a table row (local time of day; pages and endpoints as used/capacity), or
+ * a JSON object on one line. */
+static void stats_line(FILE *f, const struct ctl *c, const struct shmg_info *in, uint64_t ns)
+{
+	char when[16], pages[48], endpoints[24];
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+
+	if (c->json) {
+		fputs("{\"group\":", f);
+		json_string(f, c->group, strlen(c->group));
+		fprintf(f,
+			",\"time_ns\":%" PRIu64 ",\"pages_used\":%" PRIu64 ",\"pages_total\":%" PRIu64
+			",\"endpoints_live\":%" PRIu32 ",\"max_endpoints\":%" PRIu32
+			",\"clusters_connected\":%" PRIu32 ",\"global_epoch\":%" PRIu64
+			",\"shard_repairs\":%" PRIu64 ",\"reaper_pid\":%" PRIu32 "}\n",
+			ns, in->pages_used, in->pages_total, in->endpoints_live, in->max_endpoints,
+			in->clusters_connected, in->global_epoch, in->shard_repairs, in->reaper_pid);
+		return;
+	}
+	if (!localtime_r(&t, &tm) || strftime(when, sizeof(when), "%H:%M:%S", &tm) == 0)
+		snprintf(when, sizeof(when), "-");
+	snprintf(pages, sizeof(pages), "%" PRIu64 "/%" PRIu64, in->pages_used, in->pages_total);
+	snprintf(endpoints, sizeof(endpoints), "%" PRIu32 "/%" PRIu32, in->endpoints_live,
+		 in->max_endpoints);
+	fprintf(f, "%-8s  %13s  %11s  %8" PRIu32 "  %12" PRIu64 "  %7" PRIu64 "  %7" PRIu32 "\n",
+		when, pages, endpoints, in->clusters_connected, in->global_epoch,
+		in->shard_repairs, in->reaper_pid);
+}
+
+/* The identity of the arena's shared-memory object, to notice when it is
+ * removed or recreated while --watch keeps the old mapping. */
+static int arena_stat(const struct ctl *c, struct stat *st)
+{
+	char path[sizeof("/dev/shm/shmgroup.") + SHMG_NAME_MAX];
+
+	snprintf(path, sizeof(path), "/dev/shm/shmgroup.%s", c->group);
+	return stat(path, st) < 0 ? -errno : 0;
+}
+
+/* Sleeps until the monotonic time `until` (ms).  Returns 1 when a stop
+ * signal came first, 0 otherwise, or -errno. */
+static int wait_until(int sfd, uint64_t until)
+{
+	for (;;) {
+		struct pollfd p = { .fd = sfd, .events = POLLIN };
+		uint64_t now = mono_ms();
+		int n;
+
+		if (now >= until)
+			return 0;
+		n = poll(&p, 1, (int)(until - now));
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n > 0)
+			return 1;
+	}
+}
+
+static int cmd_stats(struct ctl *c, int argc, char **argv)
+{
+	struct shmg_info in;
+	struct stat first, now;
+	uint64_t seen = 0, next = mono_ms();
+	int rc, sfd = -1, status = EXIT_OK;
+
+	(void)argc;
+	(void)argv;
+	if (c->watch) {
+		if ((rc = arena_stat(c, &first)) < 0)
+			return fail(rc, "group '%s'", c->group);
+		if ((sfd = stop_signal_fd()) < 0)
+			return fail(-errno, "signalfd");
+	}
+	if (!c->json)
+		printf("%-8s  %13s  %11s  %8s  %12s  %7s  %7s\n", "TIME", "PAGES", "ENDPOINTS",
+		       "CLUSTERS", "EPOCH", "REPAIRS", "REAPER");
+	for (;;) {
+		if ((rc = shmg_info(c->h, &in)) < 0) {
+			status = fail(rc, "info");
+			break;
+		}
+		stats_line(stdout, c, &in, real_ns());
+		seen++;
+		if (fflush(stdout) != 0 || !c->watch || (c->count && seen >= c->count))
+			break;
+		next += (uint64_t)c->interval_ms;
+		if (next < mono_ms())
+			next = mono_ms() + (uint64_t)c->interval_ms; /* fell behind */
+		if ((rc = wait_until(sfd, next)) != 0) {
+			if (rc < 0)
+				status = fail(rc, "poll");
+			break; /* or interrupted: a normal end */
+		}
+		rc = arena_stat(c, &now);
+		if (rc < 0 || now.st_dev != first.st_dev || now.st_ino != first.st_ino) {
+			fprintf(stderr, "%s: group '%s': the arena was removed or recreated; stopping\n",
+				progname, c->group);
+			status = EXIT_FAIL;
+			break;
+		}
+	}
+	if (sfd >= 0)
+		close(sfd);
+	return status;
+}
+
 struct command {
 	const char *name;
 	int (*run)(struct ctl *c, int argc, char **argv);
@@ -1066,6 +1221,8 @@ static const struct command commands[] = {
 	{ "counts", cmd_counts, OPT_CLUSTER, 0, 1, "at most one KEY", true },
 	{ "dump", cmd_dump, OPT_JSON | OPT_ALL_NODES, 0, 0, "no arguments", true },
 	{ "info", cmd_info, OPT_JSON, 0, 0, "no arguments", true },
+	{ "stats", cmd_stats, OPT_JSON | OPT_WATCH | OPT_COUNT, 0, 1,
+	  "no arguments, or SECONDS after --watch", true },
 	{ "clusters", cmd_clusters, 0, 0, 0, "no arguments", true },
 	{ "nodes", cmd_nodes, OPT_CLUSTER, 0, 0, "no arguments", true },
 	{ "monitor", cmd_monitor, OPT_CLUSTER | OPT_JSON | OPT_COUNT | OPT_TIMEOUT, 0, 1,
@@ -1094,8 +1251,30 @@ static const char *opt_name(unsigned int bit)
 		return "--count";
 	case OPT_TIMEOUT:
 		return "--timeout";
+	case OPT_WATCH:
+		return "--watch";
 	}
 	return "?";
+}
+
+/* stats: SECONDS is --watch's, given as --watch=S or as the argument after
+ * it; --count counts lines, so it needs --watch. */
+static void check_stats_args(struct ctl *c, int nargs, char **args)
+{
+	const char *s = c->interval;
+
+	if (nargs == 1) {
+		if (!c->watch)
+			die_usage("stats takes SECONDS only after --watch");
+		if (s)
+			die_usage("stats: SECONDS given twice");
+		s = args[0];
+	}
+	if ((c->given & OPT_COUNT) && !c->watch)
+		die_usage("option --count applies to 'stats' only with --watch");
+	c->interval_ms = 1000;
+	if (s && (c->interval_ms = parse_interval(s)) < 0)
+		die_usage("--watch wants seconds (0.01 to 86400), not '%s'", s);
 }
 
 static int attach(struct ctl *c)
@@ -1147,6 +1326,7 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "count", required_argument, NULL, 'N' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "watch", optional_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1166,7 +1346,7 @@ int main(int argc, char **argv)
 	c.timeout_ms = -1;
 
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":g:c:ln:ajN:t:hV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":g:c:ln:ajN:t:w::hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'g':
 			c.group = optarg;
@@ -1213,6 +1393,11 @@ int main(int argc, char **argv)
 			c.timeout_ms = (int)lim;
 			c.given |= OPT_TIMEOUT;
 			break;
+		case 'w':
+			c.watch = true;
+			c.interval = optarg;
+			c.given |= OPT_WATCH;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -1242,6 +1427,8 @@ int main(int argc, char **argv)
 	nargs = argc - optind - 1;
 	if (nargs < cmd->min_args || nargs > cmd->max_args)
 		die_usage("%s takes %s", cmd->name, cmd->args);
+	if (cmd->run == cmd_stats)
+		check_stats_args(&c, nargs, argv + optind + 1);
 	if (nargs >= 1 && argv[optind + 1][0] == '\0')
 		die_usage(cmd->run == cmd_log_level ? "empty level" : "empty key");
 	if (cmd->run == cmd_log_level && nargs == 1 && shmg_log_level_parse(argv[optind + 1]) < 0)
