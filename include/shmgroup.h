@@ -169,12 +169,13 @@ typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
  *   exists, or it exists with a different non-zero config field;
  *   -EPROTO not a shmgroup arena, or one of another layout version or build;
  *   -EACCES permission denied (another user's arena); -EUSERS all endpoint
- *   slots in use; -EBUSY the free slot's mailbox is held by a stopped process
- *   (after waiting 1 s); -EMFILE this process already has 1024 handles open;
+ *   slots in use; -EBUSY the free slot's mailbox is held by a stopped
+ *   process; -EMFILE this process already has 1024 handles open;
  *   -ENOMEM, -ENOSPC (no room in /dev/shm), or another errno of
- *   shm_open/ftruncate/mmap, or of socket/bind for the wakeup socket.  The arena must also have room for the tables
- *   the config implies (max_endpoints x mailbox_bytes, shards x oplog_bytes,
- *   and at least 4 pages of 64 KiB per shard): -EINVAL otherwise.
+ *   shm_open/ftruncate/mmap, or of socket/bind for the wakeup socket.  The
+ *   arena must also have room for the tables the config implies
+ *   (max_endpoints x mailbox_bytes, shards x oplog_bytes, and at least 4
+ *   pages of 64 KiB per shard): -EINVAL otherwise.
  * Blocks: briefly, on a file lock held while another process creates the arena,
  *   and at most one busy-retry interval in all on the shard locks it needs to
  *   reap endpoints it finds dead (what it cannot finish is left to the reaper).
@@ -466,7 +467,7 @@ enum shmg_event_type {
 	SHMG_EV_LEFT = 4,
 	SHMG_EV_MESSAGE = 5,  /* a shmg_dispatch payload: meta = the message, id = sender */
 	SHMG_EV_OVERFLOW = 6, /* the mailbox was full, or a producer could not get into it
-			       * within 1 s (another was stopped holding it): `dropped`
+			       * in time (another was stopped holding it): `dropped`
 			       * records were lost; resync with lookup/members.  Nothing
 			       * else is dropped silently. */
 };
@@ -525,9 +526,9 @@ SHMG_EXPORT int shmg_fd(shmg_t *h);
 /* Sends msg to the endpoint registered at the exact key and to every member of
  * it, on this host (and, once replication runs, on every host of the
  * cluster).  An endpoint both registered and joined gets it once.  Producers
- * never block on a full mailbox, and wait at most 1 s for a receiving mailbox
- * another process holds (stopped, say): the receiver gets an overflow marker
- * instead.
+ * never block on a full mailbox, and wait at most half the busy budget
+ * (shmg_set_busy_retry) for a receiving mailbox another process holds
+ * (stopped, say): the receiver gets an overflow marker instead.
  * Returns the number of local endpoints it was delivered to (0 if none);
  * -E2BIG msg longer than the arena's meta_max; -EINVAL bad key (prefix keys
  * too) or cluster; -EBADF, -ECHILD.  Lock-free apart from each receiving
