@@ -467,7 +467,7 @@ enum shmg_event_type {
 	SHMG_EV_LEFT = 4,
 	SHMG_EV_MESSAGE = 5,  /* a shmg_dispatch payload: meta = the message, id = sender */
 	SHMG_EV_OVERFLOW = 6, /* the mailbox was full, or a producer could not get into it
-			       * in time (another was stopped holding it): `dropped`
+			       * within 1 s (another was stopped holding it): `dropped`
 			       * records were lost; resync with lookup/members.  Nothing
 			       * else is dropped silently. */
 };
@@ -526,9 +526,9 @@ SHMG_EXPORT int shmg_fd(shmg_t *h);
 /* Sends msg to the endpoint registered at the exact key and to every member of
  * it, on this host (and, once replication runs, on every host of the
  * cluster).  An endpoint both registered and joined gets it once.  Producers
- * never block on a full mailbox, and wait at most half the busy budget
- * (shmg_set_busy_retry) for a receiving mailbox another process holds
- * (stopped, say): the receiver gets an overflow marker instead.
+ * never block on a full mailbox, and wait at most 1 s for a receiving mailbox
+ * another process holds (stopped, say): the receiver gets an overflow marker
+ * instead.
  * Returns the number of local endpoints it was delivered to (0 if none);
  * -E2BIG msg longer than the arena's meta_max; -EINVAL bad key (prefix keys
  * too) or cluster; -EBADF, -ECHILD.  Lock-free apart from each receiving

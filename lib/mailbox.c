@@ -7,9 +7,8 @@
  * append a whole batch or nothing: if it does not fit, or if records were
  * already dropped and the consumer has not yet been told, the batch is counted
  * in `dropped` instead.  Nor do they wait long for each other: one that cannot
- * get the lock within half its handle's busy budget (its holder is stopped,
- * say), or at once when a drop is pending anyway, counts its batch in
- * `dropped` without it.
+ * get the lock within PATIENCE_NS (its holder is stopped, say), or at once
+ * when a drop is pending anyway, counts its batch in `dropped` without it.
  * The consumer (the owning endpoint, alone) copies records out, advances head
  * (release; producers acquire it to compute free space) and, once the ring is
  * empty, turns a non-zero `dropped` into one SHMG_EV_OVERFLOW marker.  So
@@ -67,6 +66,12 @@
  * a wakeup lost to a process scribbling on the mailbox header (or to a dead
  * producer nobody has reaped yet) is a delay, not a hang. */
 #define RECHECK_NS (5 * 1000000000ull)
+/* The longest anyone waits for a mailbox lock: not the handle's busy budget,
+ * which a reaper cuts to one interval, since giving up costs the consumer an
+ * overflow it must resync from, and a holder merely descheduled on a loaded
+ * machine must not cause one.  A writer waits here holding its shard lock, so
+ * this stays below the default budget. */
+#define PATIENCE_NS (1000 * 1000000ull)
 
 struct mailbox_header *mailbox_at(const shmg_t *h, uint32_t slot)
 {
@@ -186,21 +191,18 @@ static void mb_rewake(shmg_t *h, struct mailbox_header *mb)
 	mb_wake(h, mb, true, true);
 }
 
-/* Takes the mailbox lock, or gives up with -EBUSY after half the handle's
- * busy budget; a producer (producer = true) also gives up at once when a drop
- * is pending, its batch would be dropped anyway.  The holder may be stopped
- * (SIGSTOP, a debugger): a stopped process must cost others an error or an
- * overflow marker, not a hang.  Half, because a writer waits here holding its
- * shard lock, and other writers to that shard should still get it within
- * their budget.  A holder that died leaves the ring as it was (an unpublished
- * tail is as if the append never began), but perhaps its wakeup owed.
- * Uncontended, this is one trylock. */
+/* Takes the mailbox lock, or gives up with -EBUSY after PATIENCE_NS; a
+ * producer (producer = true) also gives up at once when a drop is pending,
+ * its batch would be dropped anyway.  The holder may be stopped (SIGSTOP, a
+ * debugger): a stopped process must cost others an error or an overflow
+ * marker, not a hang.  A holder that died leaves the ring as it was (an
+ * unpublished tail is as if the append never began), but perhaps its wakeup
+ * owed.  Uncontended, this is one trylock. */
 static int mb_lock(shmg_t *h, struct mailbox_header *mb, bool producer)
 {
 	int rc = pthread_mutex_trylock(&mb->lock);
 	if (rc == EBUSY && !(producer && load_relaxed(&mb->dropped))) {
-		uint64_t now = now_monotonic_ns();
-		rc = robust_lock_until(&mb->lock, now + (busy_deadline(h) - now) / 2,
+		rc = robust_lock_until(&mb->lock, now_monotonic_ns() + PATIENCE_NS,
 				       (uint64_t)h->busy_interval_ms * 1000000u);
 	}
 	if (rc == EOWNERDEAD) {
