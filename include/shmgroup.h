@@ -179,17 +179,19 @@ typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
  *   -EACCES permission denied: another user's arena, or its mode was widened
  *   beyond the configured one (logged through shmg_set_log_fn); -EUSERS all
  *   endpoint slots in use; -EMFILE this process already has 1024 handles open;
- *   -EBUSY a lock of the arena stayed held for 10 s (a stopped process);
+ *   -EBUSY a lock of the arena stayed held for 10 s (a stopped process), or
+ *   the mailboxes of the free slots it tried are held by stopped producers;
  *   -EIO a lock of the arena is damaged; -EAGAIN (only without /proc) the
  *   arena was destroyed and recreated again and again during the open;
  *   -ENOMEM, -ENOSPC (no room in /dev/shm), or another errno of
- *   shm_open/ftruncate/mmap.  The arena must also have room for the tables
- *   the config implies (max_endpoints x mailbox_bytes, shards x oplog_bytes,
- *   and at least 4 pages of 64 KiB per shard): -EINVAL otherwise, checked
- *   before anything is created.  A failed open leaves no object behind that
- *   it created.  An open racing shmg_destroy of the same name ends up on the
- *   arena the name names when it returns, or on the destroyed one as if it
- *   had returned just before the destroy.
+ *   shm_open/ftruncate/mmap, or of socket/bind for the wakeup socket.  The
+ *   arena must also have room for the tables the config implies
+ *   (max_endpoints x mailbox_bytes, shards x oplog_bytes, and at least 4
+ *   pages of 64 KiB per shard): -EINVAL otherwise, checked before anything
+ *   is created.  A failed open leaves no object behind that it created.  An
+ *   open racing shmg_destroy of the same name ends up on the arena the name
+ *   names when it returns, or on the destroyed one as if it had returned
+ *   just before the destroy.
  * Blocks: briefly, on a file lock held while another process creates the arena,
  *   and at most one busy-retry interval in all on the shard locks it needs to
  *   reap endpoints it finds dead (what it cannot finish is left to the reaper).
@@ -491,8 +493,10 @@ enum shmg_event_type {
 	SHMG_EV_JOINED = 3,
 	SHMG_EV_LEFT = 4,
 	SHMG_EV_MESSAGE = 5,  /* a shmg_dispatch payload: meta = the message, id = sender */
-	SHMG_EV_OVERFLOW = 6, /* the mailbox was full: `dropped` records were lost; resync
-			       * with lookup/members.  Nothing else is dropped silently. */
+	SHMG_EV_OVERFLOW = 6, /* the mailbox was full, or a producer could not get into it
+			       * within 1 s (another was stopped holding it): `dropped`
+			       * records were lost; resync with lookup/members.  Nothing
+			       * else is dropped silently. */
 };
 
 enum shmg_reason {
@@ -538,14 +542,20 @@ SHMG_EXPORT int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, i
 
 /* A descriptor that poll/epoll report readable while the mailbox holds events
  * (level-triggered, approximately: after a wakeup, call shmg_receive with
- * timeout 0 until it returns 0).  Owned by the handle; do not close or read it.
+ * timeout 0 until it returns 0).  It may also be readable with no event
+ * waiting: a spare wakeup after a producer crashed, or a datagram from any
+ * local process (it is a unix socket with an abstract name, listed in
+ * /proc/net/unix); shmg_receive then returns 0 and clears it.  Events are
+ * never lost to either.  Owned by the handle; do not close or read it.
  * Returns the fd; -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_fd(shmg_t *h);
 
 /* Sends msg to the endpoint registered at the exact key and to every member of
  * it, on this host (and, once replication runs, on every host of the
  * cluster).  An endpoint both registered and joined gets it once.  Producers
- * never block on a full mailbox: the receiver gets an overflow marker instead.
+ * never block on a full mailbox, and wait at most 1 s for a receiving mailbox
+ * another process holds (stopped, say): the receiver gets an overflow marker
+ * instead.
  * Returns the number of local endpoints it was delivered to (0 if none);
  * -E2BIG msg longer than the arena's meta_max; -EINVAL bad key (prefix keys
  * too) or cluster; -EBADF, -ECHILD.  Lock-free apart from each receiving

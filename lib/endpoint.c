@@ -109,10 +109,10 @@ int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen)
 /* Under endpoint_lock: a FREE slot whose liveness lock we now hold.  The
  * lock is taken before the slot is published as OPENING, so a reaper never
  * sees a claimed slot without its lock. */
-static int claim_free_slot(shmg_t *h)
+static int claim_free_slot(shmg_t *h, uint32_t from)
 {
 	uint32_t n = h->geo.max_endpoints;
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = from; i < n; i++) {
 		if (endpoint_at(h, i)->state != EP_FREE)
 			continue;
 		int rc = ofd_lock(h->lock_fd, i, F_WRLCK, F_OFD_SETLK, NULL);
@@ -126,54 +126,68 @@ static int claim_free_slot(shmg_t *h)
 	return -EUSERS;
 }
 
+/* How many slots whose mailbox a stopped producer holds an open skips
+ * before it gives up with -EBUSY (each costs the mailbox lock's wait). */
+#define BUSY_MAILBOX_SKIPS 3
+
 int endpoint_claim(shmg_t *h)
 {
 	int rc = endpoint_lock(h);
 	if (rc < 0)
 		return rc;
-	int slot = claim_free_slot(h);
-	if (slot < 0) {
-		/* Full: dead endpoints may be holding slots. */
-		endpoint_unlock(h);
-		endpoint_reap_all(h);
-		if ((rc = endpoint_lock(h)) < 0)
-			return rc;
-		slot = claim_free_slot(h);
+	uint32_t from = 0, gen;
+	struct endpoint_slot *ep;
+	int slot;
+	for (unsigned skips = 0;; skips++) {
+		slot = claim_free_slot(h, from);
+		if (slot < 0 && from == 0) {
+			/* Full: dead endpoints may be holding slots. */
+			endpoint_unlock(h);
+			endpoint_reap_all(h);
+			if ((rc = endpoint_lock(h)) < 0)
+				return rc;
+			slot = claim_free_slot(h, 0);
+		}
 		if (slot < 0) {
 			endpoint_unlock(h);
-			return slot;
+			return skips ? -EBUSY : slot;
 		}
-	}
-	struct endpoint_slot *ep = endpoint_at(h, (uint32_t)slot);
-	/* The high-water mark before the slot leaves FREE: reaps visit only
-	 * [0, hwm), and an opener killed from here on leaves a slot that the
-	 * next reap must find. */
-	if ((uint32_t)slot + 1 > h->hdr->endpoint_hwm)
-		store_release(&h->hdr->endpoint_hwm, (uint32_t)slot + 1);
-	TEST_POINT("open:claimed");
-	/* A slot's mailbox lock is initialised on its first use ever; later
-	 * owners reset the ring under that lock (a producer may still hold it). */
-	if (ep->gen == 0 && (rc = mailbox_init(h, (uint32_t)slot)) < 0) {
-		ofd_lock(h->lock_fd, (uint32_t)slot, F_UNLCK, F_OFD_SETLK, NULL);
-		endpoint_unlock(h);
-		return rc;
-	}
-	uint32_t gen = ep->gen + 1 ? ep->gen + 1 : 1;
-	store_relaxed(&ep->gen, gen);
-	ep->pid = (int32_t)getpid();
-	ep->flags = 0;
-	ep->batch_done = 0;
-	if (proc_start_time(getpid(), &ep->start_time) < 0)
-		ep->start_time = 0;
-	ep->opened_ns = now_realtime_ns();
-	store_release(&ep->state, EP_OPENING);
-	store_relaxed(&ep->read_epoch, 0);
-	TEST_POINT("open:opening");
-	if ((rc = mailbox_reset(h, (uint32_t)slot, gen)) < 0) {
+		ep = endpoint_at(h, (uint32_t)slot);
+		/* The high-water mark before the slot leaves FREE: reaps visit
+		 * only [0, hwm), and an opener killed from here on leaves a slot
+		 * that the next reap must find. */
+		if ((uint32_t)slot + 1 > h->hdr->endpoint_hwm)
+			store_release(&h->hdr->endpoint_hwm, (uint32_t)slot + 1);
+		TEST_POINT("open:claimed");
+		/* A slot's mailbox lock is initialised on its first use ever; later
+		 * owners reset the ring under that lock (a producer may still
+		 * hold it). */
+		if (ep->gen == 0 && (rc = mailbox_init(h, (uint32_t)slot)) < 0) {
+			ofd_lock(h->lock_fd, (uint32_t)slot, F_UNLCK, F_OFD_SETLK, NULL);
+			endpoint_unlock(h);
+			return rc;
+		}
+		gen = ep->gen + 1 ? ep->gen + 1 : 1;
+		store_relaxed(&ep->gen, gen);
+		ep->pid = (int32_t)getpid();
+		ep->flags = 0;
+		ep->batch_done = 0;
+		if (proc_start_time(getpid(), &ep->start_time) < 0)
+			ep->start_time = 0;
+		ep->opened_ns = now_realtime_ns();
+		store_release(&ep->state, EP_OPENING);
+		store_relaxed(&ep->read_epoch, 0);
+		TEST_POINT("open:opening");
+		if ((rc = mailbox_reset(h, (uint32_t)slot, gen)) == 0)
+			break;
 		store_release(&ep->state, EP_FREE);
 		ofd_lock(h->lock_fd, (uint32_t)slot, F_UNLCK, F_OFD_SETLK, NULL);
-		endpoint_unlock(h);
-		return rc;
+		/* A stopped producer holds this slot's mailbox: try the next. */
+		if (rc != -EBUSY || skips + 1 >= BUSY_MAILBOX_SKIPS) {
+			endpoint_unlock(h);
+			return rc;
+		}
+		from = (uint32_t)slot + 1;
 	}
 	store_release(&ep->state, EP_LIVE);
 	store_release(&h->live_gen[slot], gen); /* entries of this endpoint become visible */
@@ -324,6 +338,8 @@ static int release_until(shmg_t *h, uint32_t slot, uint32_t gen, int reason,
 	if ((rc = remove_all_entries(h, slot, gen, reason, deadline_ns)) < 0)
 		return rc;
 	mailbox_retire(h, slot);
+	if (reason == REASON_EXIT)
+		mailbox_rewake_orphans(h); /* it may have died mid-delivery */
 
 	if ((rc = endpoint_lock(h)) < 0)
 		return rc;

@@ -14,7 +14,6 @@
  * so a call with a just-closed handle reliably answers -EBADF.
  */
 #include <pthread.h>
-#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,17 +148,16 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 	h->target_gen = calloc(n, sizeof(uint32_t));
 	h->pending = calloc(n, sizeof(struct mb_batch));
 	h->pending_gen = calloc(n, sizeof(uint32_t));
-	h->wake_out = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (!h->scratch || !h->targets || !h->target_gen || !h->pending || !h->pending_gen) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	epoch_process_init(h);
-	if ((rc = endpoint_claim(h)) < 0)
+	/* The wakeup socket's name goes into the mailbox when the slot is
+	 * claimed, so it exists before any producer can look for it. */
+	if ((rc = wake_open(h)) < 0 || (rc = endpoint_claim(h)) < 0)
 		goto fail;
-	if ((h->mb_fd = wake_bind(h, h->slot, h->gen, "mb")) < 0 || (rc = track(h)) < 0) {
-		if (h->mb_fd < 0)
-			rc = h->mb_fd;
+	if ((rc = track(h)) < 0) {
 		endpoint_release(h, h->slot, h->gen, REASON_NORMAL);
 		goto fail;
 	}

@@ -73,6 +73,7 @@ struct shmg {
 	uint8_t *scratch;     /* meta_max bytes: extract_meta output */
 	int mb_fd;            /* this endpoint's wakeup socket (shmg_fd) */
 	int wake_out;         /* unbound socket for sending wakeups */
+	uint64_t wake_nonce;  /* names mb_fd; published in the mailbox header */
 	uint8_t *rx, *rx_meta; /* receive buffers the events point into */
 	size_t rx_cap, rx_meta_cap;
 	uint64_t *targets;    /* bitmap of endpoint slots an event goes to */
@@ -459,9 +460,14 @@ void mailbox_retire(shmg_t *h, uint32_t slot);
 int mb_batch_add(struct mb_batch *b, const struct mailbox_record *r, const char *cluster,
 		 const void *key, const void *meta, const void *prev);
 void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b);
-int wake_bind(const shmg_t *h, uint32_t slot, uint32_t gen, const char *what);
-void wake_send(shmg_t *h, uint32_t slot, uint32_t gen, const char *what);
+/* Binds a wakeup socket to a fresh unguessable name; *nonce names it. */
+int wake_bind(const shmg_t *h, const char *what, uint64_t *nonce);
+void wake_send(shmg_t *h, const char *what, uint64_t nonce);
 void wake_drain(int fd);
+/* The handle's wakeup sockets, before its endpoint is claimed (handle.c). */
+int wake_open(shmg_t *h);
+/* Redoes the wakeups of producers that died holding a mailbox lock (reap). */
+void mailbox_rewake_orphans(shmg_t *h);
 
 /* ---- monitor.c ------------------------------------------------------- */
 uint32_t mon_cluster_tag(uint64_t seed);

@@ -29,7 +29,7 @@
 
 #define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
 #define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
-#define LAYOUT_VERSION 3u
+#define LAYOUT_VERSION 4u
 
 #define CACHE_LINE 64u
 #define PAGE_SHIFT 16u
@@ -100,7 +100,9 @@ struct arena_header {
 	uint32_t reaper_pid;
 	uint32_t reaper_slot;
 	uint32_t endpoint_epoch;
-	uint8_t pad6[CACHE_LINE * 2 - 52];
+	uint32_t pad6a;
+	uint64_t reaper_wake; /* nonce naming the reaper's wakeup socket (mailbox.c) */
+	uint8_t pad6[CACHE_LINE * 2 - 64];
 };
 
 /* ---- endpoints ------------------------------------------------------- */
@@ -284,11 +286,13 @@ struct mailbox_header {
 	uint32_t gen;         /* endpoint generation the mailbox belongs to */
 	uint32_t dropped;     /* records refused since the consumer last saw a marker */
 	uint32_t batch_seq;   /* next batch number */
-	uint32_t signalled;   /* 1 while a wakeup datagram is (probably) queued */
+	uint32_t signalled;   /* 0 = consumer armed: the next producer must wake it */
 	uint64_t tail;        /* bytes ever appended; release-published */
 	_Alignas(CACHE_LINE) uint64_t head; /* bytes ever consumed */
 	uint32_t sleeping;    /* the consumer waits on the futex `signalled` */
-	uint8_t pad[CACHE_LINE - 12];
+	uint32_t pad0;
+	uint64_t wake_nonce;  /* names the consumer's wakeup socket (written by the owner) */
+	uint8_t pad[CACHE_LINE - 24];
 };
 
 /* A mailbox record, 8-aligned, never wrapping (MB_PAD fills the end). */

@@ -6,38 +6,72 @@
  * serialise on the mailbox's robust mutex, never wait for the consumer, and
  * append a whole batch or nothing: if it does not fit, or if records were
  * already dropped and the consumer has not yet been told, the batch is counted
- * in `dropped` instead.  The consumer (the owning endpoint, alone) copies
- * records out, advances head (release; producers acquire it to compute free
- * space) and, once the ring is empty, turns a non-zero `dropped` into one
- * SHMG_EV_OVERFLOW marker.  So nothing is lost silently, and everything
- * delivered before the first drop is received before the marker.
+ * in `dropped` instead.  Nor do they wait long for each other: one that cannot
+ * get the lock within PATIENCE_NS (its holder is stopped, say), or at once
+ * when a drop is pending anyway, counts its batch in `dropped` without it.
+ * The consumer (the owning endpoint, alone) copies records out, advances head
+ * (release; producers acquire it to compute free space) and, once the ring is
+ * empty, turns a non-zero `dropped` into one SHMG_EV_OVERFLOW marker.  So
+ * nothing is lost silently, and everything delivered before the first drop is
+ * received before the marker.
  *
- * Wakeups.  A producer that flips `signalled` from 0 to 1 wakes the consumer:
+ * Wakeups.  `signalled` is 0 while the consumer is armed: it found the ring
+ * empty and will sleep.  The producer that flips it to 1 wakes the consumer,
  * with FUTEX_WAKE on `signalled` when the consumer sleeps in shmg_receive
- * (`sleeping`), else with one datagram to the owner's socket, bound to an
- * abstract name derived from the arena incarnation, slot and generation, which
- * shmg_fd() returns for poll/epoll.  The consumer clears `signalled`, sets
- * `sleeping`, and looks at the ring once more before it waits; all of these
- * are seq_cst, so a producer either sees `sleeping` or its record is seen by
- * that last look.  So the descriptor is readable while records wait, and a
- * blocked receive wakes without a socket round trip.
+ * (`sleeping`), else with one datagram to the consumer's socket, which
+ * shmg_fd() returns for poll/epoll.  The consumer drains the socket, clears
+ * `signalled`, sets `sleeping`, and looks at the ring once more before it
+ * waits; all of these are seq_cst, so a producer either sees the re-arm or
+ * its record is seen by that last look.  So the descriptor is readable while
+ * records wait, and a blocked receive wakes without a socket round trip.
  *
- * Crash windows.  A producer killed mid-append leaves tail unpublished: the
- * partial bytes are overwritten by the next producer, which gets EOWNERDEAD
- * and has nothing to repair.  A consumer killed mid-receive leaves head where
- * it was: the endpoint is dead, and the slot's next owner resets the mailbox.
+ * The socket is bound to an abstract name made of the arena incarnation and
+ * a random 64-bit nonce that the owner publishes in its mailbox header
+ * (`wake_nonce`), so the name cannot be foreseen: another local user, who can
+ * list bound names in /proc/net/unix but cannot read or write the arena,
+ * cannot squat it (a taken name, unlikely as it is, means another nonce, never
+ * a failed open) nor point producers elsewhere.  Anyone may still send a
+ * datagram to a name they can list; a datagram is only a hint (the ring is the
+ * truth), so a foreign one costs the consumer an empty receive and nothing
+ * else, and draining is bounded so a flood cannot hold a receive.  The
+ * reaper's poke socket is named the same way (hdr->reaper_wake).
+ *
+ * Crash windows.  The wakeup is done before the producer unlocks.  A producer
+ * killed mid-append leaves tail unpublished: the partial bytes are overwritten
+ * by the next producer.  One killed after publishing, before or during its
+ * wakeup, leaves the lock owner-dead: whoever takes it next redoes the wakeup
+ * both ways (mb_rewake), the next producer in mb_lock or, if none comes, the
+ * reap of the dead producer's endpoint (mailbox_rewake_orphans).  So a set
+ * `signalled` means a wakeup done, or owed by the holder of an owner-dead
+ * lock.  A consumer killed mid-receive leaves head where it was: the endpoint
+ * is dead, and the slot's next owner resets the mailbox.  A sleeping consumer
+ * re-arms every RECHECK_NS anyway, so a wakeup lost to a scribbled header or
+ * to a dead producer nobody reaps is a delay, not a hang.
  */
 #include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+#define WAKE_BIND_TRIES 16
+/* A sleeping consumer re-arms and looks at its ring at least this often, so
+ * a wakeup lost to a process scribbling on the mailbox header (or to a dead
+ * producer nobody has reaped yet) is a delay, not a hang. */
+#define RECHECK_NS (5 * 1000000000ull)
+/* The longest anyone waits for a mailbox lock: not the handle's busy budget,
+ * which a reaper cuts to one interval, since giving up costs the consumer an
+ * overflow it must resync from, and a holder merely descheduled on a loaded
+ * machine must not cause one.  A writer waits here holding its shard lock, so
+ * this stays below the default budget. */
+#define PATIENCE_NS (1000 * 1000000ull)
 
 struct mailbox_header *mailbox_at(const shmg_t *h, uint32_t slot)
 {
@@ -55,59 +89,161 @@ static uint8_t *ring_at(struct mailbox_header *mb)
 	return (uint8_t *)(mb + 1);
 }
 
-static socklen_t wake_addr(const shmg_t *h, uint32_t slot, uint32_t gen, const char *what,
-			   struct sockaddr_un *a)
+/* An abstract name nobody can foresee: the arena incarnation (for `ss -x`),
+ * the role and a random nonce the binder publishes in the arena.  Another
+ * user sees a name in /proc/net/unix only once it is bound, too late to squat
+ * it, and cannot write the arena to redirect producers elsewhere. */
+static socklen_t wake_addr(const shmg_t *h, const char *what, uint64_t nonce, struct sockaddr_un *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->sun_family = AF_UNIX;
-	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "shmgroup.%016llx.%s.%u.%u",
-			 (unsigned long long)h->geo.incarnation, what, slot, gen);
+	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "shmgroup.%016llx.%s.%016llx",
+			 (unsigned long long)h->geo.incarnation, what, (unsigned long long)nonce);
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
-int wake_bind(const shmg_t *h, uint32_t slot, uint32_t gen, const char *what)
+static uint64_t wake_nonce_new(void)
+{
+	static _Atomic uint64_t counter;
+	uint64_t v;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+		/* No entropy yet: unique in this process at least; a collision
+		 * with a guessing squatter only costs a retry. */
+		v = now_monotonic_ns() ^ ((uint64_t)getpid() << 40) ^
+		    (atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15ull);
+	return v ? v : 1; /* 0 = no socket */
+}
+
+int wake_bind(const shmg_t *h, const char *what, uint64_t *nonce)
 {
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	struct sockaddr_un a;
-	socklen_t len = wake_addr(h, slot, gen, what, &a);
-	if (bind(fd, (struct sockaddr *)&a, len) < 0) {
-		int rc = -errno;
-		close(fd);
-		return rc;
+	/* A taken name is someone else's socket, never a reason to fail. */
+	for (int tries = 0; tries < WAKE_BIND_TRIES; tries++) {
+		struct sockaddr_un a;
+		uint64_t n = wake_nonce_new();
+		if (bind(fd, (struct sockaddr *)&a, wake_addr(h, what, n, &a)) == 0) {
+			*nonce = n;
+			return fd;
+		}
+		if (errno != EADDRINUSE)
+			break;
 	}
-	return fd;
+	int rc = errno == EADDRINUSE ? -EADDRNOTAVAIL : -errno;
+	close(fd);
+	return rc;
 }
 
-void wake_send(shmg_t *h, uint32_t slot, uint32_t gen, const char *what)
+int wake_open(shmg_t *h)
 {
+	h->wake_out = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (h->wake_out < 0)
+		return -errno; /* without it this handle's wakeups would be lost */
+	h->mb_fd = wake_bind(h, "mb", &h->wake_nonce);
+	return h->mb_fd < 0 ? h->mb_fd : 0;
+}
+
+void wake_send(shmg_t *h, const char *what, uint64_t nonce)
+{
+	if (h->wake_out < 0 || !nonce)
 		return;
 	struct sockaddr_un a;
-	socklen_t len = wake_addr(h, slot, gen, what, &a);
+	socklen_t len = wake_addr(h, what, nonce, &a);
 	char b = 1;
-	/* A hint only: a full queue or a vanished receiver changes nothing. */
+	/* A hint only: a full queue is a readable socket already, and a
+	 * vanished receiver changes nothing. */
 	(void)sendto(h->wake_out, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a, len);
 }
 
 void wake_drain(int fd)
 {
+	/* Bounded: anyone may send to an abstract name, and a sender as fast as
+	 * this loop must not keep it here.  The kernel queues only a few
+	 * datagrams per receiver, so this empties an honest queue. */
 	char buf[64];
-	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+	for (int i = 0; i < 64 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
 		;
 }
 
-static int mb_lock(struct mailbox_header *mb)
+/* Wakes the consumer whichever way it waits.  Producers call it under the
+ * mailbox lock: one killed before the wake completed leaves the lock
+ * owner-dead, and whoever takes it next does this again. */
+static void mb_wake(shmg_t *h, struct mailbox_header *mb, bool futex, bool dgram)
 {
-	int rc = robust_lock(&mb->lock);
+	if (futex)
+		syscall(SYS_futex, &mb->signalled, FUTEX_WAKE, 1, NULL, NULL, 0);
+	if (dgram)
+		wake_send(h, "mb", load_relaxed(&mb->wake_nonce));
+}
+
+/* The lock's last holder died holding it: between publishing a batch and
+ * completing its wakeup, perhaps.  Wake the consumer again, both ways; a
+ * spare wakeup only costs it an empty receive. */
+static void mb_rewake(shmg_t *h, struct mailbox_header *mb)
+{
+	pthread_mutex_consistent(&mb->lock);
+	if (!load_relaxed(&mb->gen))
+		return; /* retired: nobody to wake */
+	/* Makes a futex wait that has not started yet return at once (pairs
+	 * with the consumer's seq_cst re-arm in shmg_receive). */
+	__atomic_store_n(&mb->signalled, 1, __ATOMIC_SEQ_CST);
+	mb_wake(h, mb, true, true);
+}
+
+/* Takes the mailbox lock, or gives up with -EBUSY after PATIENCE_NS; a
+ * producer (producer = true) also gives up at once when a drop is pending,
+ * its batch would be dropped anyway.  The holder may be stopped (SIGSTOP, a
+ * debugger): a stopped process must cost others an error or an overflow
+ * marker, not a hang.  A holder that died leaves the ring as it was (an
+ * unpublished tail is as if the append never began), but perhaps its wakeup
+ * owed.  Uncontended, this is one trylock. */
+static int mb_lock(shmg_t *h, struct mailbox_header *mb, bool producer)
+{
+	int rc = pthread_mutex_trylock(&mb->lock);
+	if (rc == EBUSY && !(producer && load_relaxed(&mb->dropped))) {
+		rc = robust_lock_until(&mb->lock, now_monotonic_ns() + PATIENCE_NS,
+				       (uint64_t)h->busy_interval_ms * 1000000u);
+	}
 	if (rc == EOWNERDEAD) {
-		/* A producer died mid-append: tail was not published, so the ring
-		 * is as it was.  Nothing to repair. */
-		pthread_mutex_consistent(&mb->lock);
+		mb_rewake(h, mb);
 		rc = 0;
 	}
-	return -rc;
+	return rc == ETIMEDOUT ? -EBUSY : -rc;
+}
+
+/* The batch could not go in: the consumer hears of it as an overflow.
+ * Without the lock, so the wakeup goes both ways whatever the consumer's
+ * state, when it is armed or this is the first drop it has not seen; setting
+ * `signalled` makes a futex wait not yet begun return. */
+static void mb_drop_unlocked(shmg_t *h, struct mailbox_header *mb, uint32_t gen, uint32_t count)
+{
+	if (load_acquire(&mb->gen) != gen)
+		return;
+	uint32_t before = __atomic_fetch_add(&mb->dropped, count, __ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0 || before == 0)
+		mb_wake(h, mb, true, true);
+}
+
+void mailbox_rewake_orphans(shmg_t *h)
+{
+	/* A producer that died holding a mailbox lock may have left its
+	 * consumer asleep with records waiting, and no later producer may
+	 * come: the reap of its endpoint redoes the wakeup.  trylock: a live
+	 * holder does its own wakeup. */
+	uint32_t hwm = load_acquire(&h->hdr->endpoint_hwm);
+	for (uint32_t i = 0; i < hwm && i < h->geo.max_endpoints; i++) {
+		if (!load_acquire(&endpoint_at(h, i)->gen))
+			continue; /* never used: its mailbox lock is not initialised */
+		struct mailbox_header *mb = mailbox_at(h, i);
+		int rc = pthread_mutex_trylock(&mb->lock);
+		if (rc == EOWNERDEAD) {
+			mb_rewake(h, mb);
+			rc = 0;
+		}
+		if (rc == 0)
+			pthread_mutex_unlock(&mb->lock);
+	}
 }
 
 int mailbox_init(shmg_t *h, uint32_t slot)
@@ -120,12 +256,13 @@ int mailbox_init(shmg_t *h, uint32_t slot)
 int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 {
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	int rc = mb_lock(mb);
+	int rc = mb_lock(h, mb, false);
 	if (rc < 0)
-		return rc;
+		return rc; /* a stopped producer holds it: an error, not a hang */
 	store_release(&mb->head, load_relaxed(&mb->tail));
 	store_relaxed(&mb->dropped, 0);
 	store_relaxed(&mb->signalled, 0);
+	store_relaxed(&mb->wake_nonce, h->wake_nonce); /* the claimer is the new owner */
 	store_release(&mb->gen, gen);
 	pthread_mutex_unlock(&mb->lock);
 	return 0;
@@ -134,10 +271,13 @@ int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 void mailbox_retire(shmg_t *h, uint32_t slot)
 {
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	if (mb_lock(mb) == 0) {
-		store_release(&mb->gen, 0); /* producers drop what they had for it */
+	/* Producers drop what they had for it.  A holder stopped mid-append
+	 * has checked gen already: its batch lands in a ring nobody reads,
+	 * and the slot's next owner resets it. */
+	bool locked = mb_lock(h, mb, false) == 0;
+	store_release(&mb->gen, 0);
+	if (locked)
 		pthread_mutex_unlock(&mb->lock);
-	}
 }
 
 /* ---- producing ------------------------------------------------------- */
@@ -195,8 +335,10 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 	if (!b->count || slot >= h->geo.max_endpoints)
 		return;
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	if (mb_lock(mb) < 0)
+	if (mb_lock(h, mb, true) < 0) {
+		mb_drop_unlocked(h, mb, gen, b->count);
 		return;
+	}
 	if (load_relaxed(&mb->gen) != gen) {
 		pthread_mutex_unlock(&mb->lock);
 		return; /* the endpoint is gone */
@@ -231,13 +373,20 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 	/* Appended (or counted as dropped): record it before anything slower. */
 	if (h->progress_word)
 		store_relaxed(h->progress_word, slot + 1);
-	bool wake = __atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0;
-	bool sleeping = wake && __atomic_load_n(&mb->sleeping, __ATOMIC_SEQ_CST);
+	TEST_POINT("mailbox:published");
+	/* Wake the consumer if it re-armed since the last wakeup: this exchange
+	 * and the consumer's re-arm are seq_cst, so either we see its 0 or it
+	 * sees our tail.  The wakeup happens before the unlock: killed anywhere
+	 * from the publication to here, we leave the lock owner-dead and the
+	 * next taker (mb_lock, mailbox_rewake_orphans) wakes again, so a set
+	 * `signalled` always means a wakeup done or owed. */
+	if (__atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0) {
+		TEST_POINT("mailbox:signalled");
+		bool sleeping = __atomic_load_n(&mb->sleeping, __ATOMIC_SEQ_CST);
+		mb_wake(h, mb, sleeping, !sleeping);
+		TEST_POINT("mailbox:woken");
+	}
 	pthread_mutex_unlock(&mb->lock);
-	if (sleeping)
-		syscall(SYS_futex, &mb->signalled, FUTEX_WAKE, 1, NULL, NULL, 0);
-	else if (wake)
-		wake_send(h, slot, gen, "mb");
 }
 
 /* ---- consuming ------------------------------------------------------- */
@@ -396,27 +545,30 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 		 * while records wait, then look once more (pairs with the
 		 * exchange in mailbox_deliver). */
 		wake_drain(h->mb_fd);
+		if (load_relaxed(&mb->wake_nonce) != h->wake_nonce)
+			store_relaxed(&mb->wake_nonce, h->wake_nonce); /* scribbled over */
 		__atomic_store_n(&mb->signalled, 0, __ATOMIC_SEQ_CST);
 		if (load_acquire(&mb->tail) != mb->head || load_relaxed(&mb->dropped))
 			continue;
 		if (timeout_ms == 0)
 			return 0;
-		struct timespec rel, *relp = NULL;
+		uint64_t wait = RECHECK_NS;
 		if (timeout_ms > 0) {
 			uint64_t now = now_monotonic_ns();
 			if (now >= deadline)
 				return 0;
-			rel.tv_sec = (time_t)((deadline - now) / 1000000000ull);
-			rel.tv_nsec = (long)((deadline - now) % 1000000000ull);
-			relp = &rel;
+			if (deadline - now < wait)
+				wait = deadline - now;
 		}
+		struct timespec rel = {(time_t)(wait / 1000000000ull), (long)(wait % 1000000000ull)};
 		__atomic_store_n(&mb->sleeping, 1, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&mb->tail, __ATOMIC_SEQ_CST) != mb->head ||
 		    load_relaxed(&mb->dropped)) {
 			__atomic_store_n(&mb->sleeping, 0, __ATOMIC_RELAXED);
 			continue;
 		}
-		long r = syscall(SYS_futex, &mb->signalled, FUTEX_WAIT, 0, relp, NULL, 0);
+		/* Returns at once if a producer set `signalled` since the re-arm. */
+		long r = syscall(SYS_futex, &mb->signalled, FUTEX_WAIT, 0, &rel, NULL, 0);
 		int err = r < 0 ? errno : 0;
 		__atomic_store_n(&mb->sleeping, 0, __ATOMIC_RELAXED);
 		if (err == EINTR)

@@ -66,7 +66,7 @@ uint32_t reaper_alive_pid(shmg_t *h)
 void reaper_poke(shmg_t *h)
 {
 	if (load_relaxed(&h->hdr->reaper_pid))
-		wake_send(h, 0, 0, "reaper");
+		wake_send(h, "reaper", load_relaxed(&h->hdr->reaper_wake));
 }
 
 static void unwatch(struct reaper *r, uint32_t slot)
@@ -95,11 +95,14 @@ static void try_elect(shmg_t *h)
 	}
 	if (rc)
 		return;
-	r->poke_fd = wake_bind(h, 0, 0, "reaper");
+	/* Without a poke socket the reaper still sweeps every RESCAN_MS. */
+	uint64_t nonce = 0;
+	r->poke_fd = wake_bind(h, "reaper", &nonce);
 	if (r->poke_fd >= 0) {
 		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = POKE_TAG};
 		epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->poke_fd, &ev);
 	}
+	store_relaxed(&h->hdr->reaper_wake, r->poke_fd >= 0 ? nonce : 0);
 	r->elected = true;
 	r->seen_epoch = load_acquire(&h->hdr->endpoint_epoch) - 1; /* force a scan */
 	store_relaxed(&h->hdr->reaper_slot, h->slot);
@@ -246,6 +249,7 @@ void reaper_close(shmg_t *h)
 	if (r->epfd >= 0)
 		close(r->epfd);
 	if (r->elected) {
+		store_relaxed(&h->hdr->reaper_wake, 0);
 		store_release(&h->hdr->reaper_pid, 0);
 		pthread_mutex_unlock(&h->hdr->reaper_lock);
 	}

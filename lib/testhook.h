@@ -6,7 +6,7 @@
  * The pointer is hidden from the shared library's exports, and costs one load
  * and a predicted branch when unset.
  *
- * Points (all inside the shard lock unless noted):
+ * Writer points (all inside the shard lock unless noted):
  *   "register:locked"      lock taken, nothing changed yet
  *   "register:allocated"   new entry block allocated and filled, not published
  *   "register:published"   entry visible to readers, counters/oplog not updated
@@ -44,6 +44,12 @@
  *                          taken and the high-water mark raised over it
  *   "open:opening"         the slot OPENING (new gen, pid), mailbox not reset
  *   "open:live"            the slot LIVE and counted, endpoint lock still held
+ *
+ * Mailbox producer points (inside the mailbox lock, every delivery):
+ *   "mailbox:published"    batch appended (or counted dropped), consumer not
+ *                          yet told
+ *   "mailbox:signalled"    `signalled` flipped 0 -> 1, wakeup not yet sent
+ *   "mailbox:woken"        wakeup sent, lock not yet released
  *
  * Failure points (TEST_FAIL):
  *   "repair:fail"          repair_shard gives up before changing anything

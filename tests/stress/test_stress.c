@@ -13,12 +13,17 @@
  * for a worker that closed, no interleaved batch, no event inconsistent with
  * the ones before it, no overflow.
  *
+ * A second test SIGKILLs dispatchers at random while consumers sleep on
+ * shmg_fd and in shmg_receive, and checks that no wakeup is lost (see there).
+ *
  * Size: SHMG_STRESS_ITERS iterations (default 500) of SHMG_STRESS_WORKERS
- * workers (default 4); the default runs in well under 30 s on 2 cores.
+ * workers (default 4), and SHMG_STRESS_DISPATCH_KILLS killed dispatchers
+ * (default 2000); the defaults run in well under 30 s on 2 cores.
  * Random sleeps (microseconds) only place the kills; nothing here sleeps
  * to wait for something.
  */
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -86,7 +91,7 @@ struct shared {
 
 static struct shared *sh;
 static int ready_pipe[2];
-static unsigned iters = 500, nworkers = 4;
+static unsigned iters = 500, nworkers = 4, kills = 2000;
 
 static unsigned env_uint(const char *name, unsigned def)
 {
@@ -516,6 +521,12 @@ static bool all_reaped(void *arg)
 	return shmg_info(ph, &in) == 0 && in.endpoints_live == live_target;
 }
 
+static bool all_reaped_but_consumers(void *arg)
+{
+	live_target = 4; /* this process, the reaper, two consumers */
+	return all_reaped(arg);
+}
+
 static void assert_empty(shmg_t *h)
 {
 	for (int c = 0; c < NCL; c++) {
@@ -649,6 +660,242 @@ START_TEST(test_stress_kill_random)
 }
 END_TEST
 
+/* ---- dispatchers killed while consumers sleep ------------------------- */
+
+/* Dispatchers send numbered, time-stamped messages to one key in a loop and
+ * are SIGKILLed at random moments, a few alive at a time, while two members of
+ * the key wait: one in poll() on shmg_fd, one in shmg_receive(-1), both with
+ * no timeout, so a lost wakeup is a message that waits.  Every message must
+ * arrive within LATE_MS of being sent, in order per dispatcher and without a
+ * gap, everything a dispatcher saw sent must arrive, and the end marker must
+ * reach both within LATE_MS of the last dispatcher's death. */
+
+#define WAKE_KEY "w/k"
+#define LATE_MS 2000
+#define LIVE_DISPATCHERS 3
+#define END_MARK UINT32_MAX
+
+struct wmsg {
+	uint32_t disp, seq;
+	uint64_t sent_ns;
+};
+
+enum {
+	WC_FD,
+	WC_RECEIVE,
+	NWC
+};
+
+struct wshared {
+	uint32_t ndisp;
+	int32_t open_failed;
+	int32_t ready[NWC], done[NWC];
+	long received[NWC], late[NWC], disorder[NWC], errors[NWC];
+	uint64_t worst_ns[NWC];
+	char first[NWC][160];
+	struct wdisp {
+		uint32_t sent;      /* messages whose dispatch returned */
+		uint32_t running;   /* in its loop: it may be killed now */
+		uint32_t last[NWC]; /* highest seq each consumer received */
+	} d[];
+};
+
+static struct wshared *ws;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void wnote(int c, long *counter, const char *fmt, uint32_t a, uint32_t b)
+{
+	if ((*counter)++ == 0 && !ws->first[c][0])
+		snprintf(ws->first[c], sizeof(ws->first[c]), fmt, a, b);
+}
+
+/* Checks one received message; returns 1 for the end marker. */
+static int wcheck(int c, const struct shmg_event *e)
+{
+	struct wmsg m;
+
+	if (e->type != SHMG_EV_MESSAGE || e->meta_len != sizeof(m)) {
+		wnote(c, &ws->errors[c], "event type %u, %u bytes", (uint32_t)e->type,
+		      (uint32_t)e->meta_len);
+		return 0;
+	}
+	memcpy(&m, e->meta, sizeof(m));
+	if (m.disp == END_MARK)
+		return 1;
+	uint64_t age = mono_ns() - m.sent_ns;
+	if (age > ws->worst_ns[c])
+		ws->worst_ns[c] = age;
+	if (age > LATE_MS * 1000000ull)
+		wnote(c, &ws->late[c], "dispatcher %u message %u waited", m.disp, m.seq);
+	if (m.disp >= __atomic_load_n(&ws->ndisp, __ATOMIC_ACQUIRE) ||
+	    m.seq != ws->d[m.disp].last[c] + 1)
+		wnote(c, &ws->disorder[c], "dispatcher %u message %u out of order", m.disp, m.seq);
+	else
+		__atomic_store_n(&ws->d[m.disp].last[c], m.seq, __ATOMIC_RELEASE);
+	ws->received[c]++;
+	return 0;
+}
+
+static int wconsumer_main(void *arg)
+{
+	int c = (int)(intptr_t)arg;
+	struct shmg_event ev[64];
+	shmg_t *h;
+	int n, end = 0;
+
+	if (shmg_open(tc_arena, NULL, &h) != 0 || shmg_join(h, SHMG_KEY(WAKE_KEY), NULL, 0, NULL))
+		return 10;
+	__atomic_store_n(&ws->ready[c], 1, __ATOMIC_RELEASE);
+	while (!end) {
+		if (c == WC_FD) {
+			struct pollfd p = { .fd = shmg_fd(h), .events = POLLIN };
+
+			if (poll(&p, 1, -1) < 0)
+				return 11;
+			while (!end && (n = shmg_receive(h, ev, 64, 0)) > 0)
+				for (int i = 0; i < n; i++)
+					end |= wcheck(c, &ev[i]);
+		} else {
+			n = shmg_receive(h, ev, 64, -1);
+			for (int i = 0; i < n; i++)
+				end |= wcheck(c, &ev[i]);
+		}
+		if (n < 0 && n != -EINTR)
+			return 12;
+	}
+	__atomic_store_n(&ws->done[c], 1, __ATOMIC_RELEASE);
+	return shmg_close(h) == 0 ? 0 : 13;
+}
+
+static int wdispatcher_main(void *arg)
+{
+	uint32_t di = (uint32_t)(uintptr_t)arg;
+	shmg_t *h;
+
+	if (shmg_open(tc_arena, NULL, &h) != 0) {
+		__atomic_add_fetch(&ws->open_failed, 1, __ATOMIC_RELAXED);
+		return 10;
+	}
+	__atomic_store_n(&ws->d[di].running, 1, __ATOMIC_RELEASE);
+	for (uint32_t seq = 1;; seq++) {
+		struct wmsg m = { di, seq, mono_ns() };
+
+		if (shmg_dispatch(h, SHMG_KEY(WAKE_KEY), &m, sizeof(m), NULL) != NWC)
+			return 11;
+		__atomic_store_n(&ws->d[di].sent, seq, __ATOMIC_RELEASE);
+		/* Wait (a little) for both consumers to take it, so that they are
+		 * back asleep and the next dispatch goes through the wakeup. */
+		uint64_t until = mono_ns() + 20000000ull;
+		while ((__atomic_load_n(&ws->d[di].last[WC_FD], __ATOMIC_ACQUIRE) < seq ||
+			__atomic_load_n(&ws->d[di].last[WC_RECEIVE], __ATOMIC_ACQUIRE) < seq) &&
+		       mono_ns() < until)
+			sched_yield();
+	}
+}
+
+static bool wconsumers_ready(void *arg)
+{
+	(void)arg;
+	return __atomic_load_n(&ws->ready[WC_FD], __ATOMIC_ACQUIRE) &&
+	       __atomic_load_n(&ws->ready[WC_RECEIVE], __ATOMIC_ACQUIRE);
+}
+
+static bool wdisp_running(void *arg)
+{
+	return __atomic_load_n(&ws->d[(uintptr_t)arg].running, __ATOMIC_ACQUIRE);
+}
+
+START_TEST(test_stress_kill_dispatchers)
+{
+	struct shmg_config c = { 0 };
+	uint64_t rnd = 0x2545f4914f6cdd1dull ^ (uint64_t)getpid();
+	unsigned ndisp = kills + LIVE_DISPATCHERS;
+	pid_t cons[NWC], live[LIVE_DISPATCHERS];
+	uint32_t live_idx[LIVE_DISPATCHERS];
+	long killed = 0;
+
+	c.max_endpoints = MAX_SLOTS;
+	c.mailbox_bytes = 16u << 20;
+	c.arena_size = 1ull << 30;
+	ph = tc_open(tc_arena, &c);
+	ws = tc_shared_alloc(sizeof(*ws) + ndisp * sizeof(ws->d[0]));
+	sh = tc_shared_alloc(sizeof(*sh));
+	ck_assert_int_eq(pipe(ready_pipe), 0);
+	pid_t reaper = tc_fork(reaper_main, NULL);
+	char b;
+	TC_EQ(tc_read_full(ready_pipe[0], &b, 1, 20000), 0);
+	ck_assert_msg(b == 'r', "reaper: %ld", sh->reaper_rc);
+	for (int i = 0; i < NWC; i++)
+		cons[i] = tc_fork(wconsumer_main, (void *)(intptr_t)i);
+	ck_assert(tc_wait_until(wconsumers_ready, NULL, 20000));
+
+	for (unsigned i = 0; i < ndisp; i++) {
+		unsigned j = i % LIVE_DISPATCHERS;
+
+		if (i >= LIVE_DISPATCHERS) {
+			/* Kill the oldest at a random moment of its loop. */
+			ck_assert(tc_wait_until(wdisp_running, (void *)(uintptr_t)live_idx[j],
+						10000));
+			usleep_us((long)(xrand(&rnd) % 1000));
+			ck_assert_int_eq(kill(live[j], SIGKILL), 0);
+			int r = tc_wait_exit(live[j], 10000);
+			ck_assert_msg(r == TC_KILLED(SIGKILL),
+				      "dispatcher %u: exit %d (open failures %d)", live_idx[j], r,
+				      ws->open_failed);
+			killed++;
+		}
+		if (i < kills) {
+			__atomic_store_n(&ws->ndisp, i + 1, __ATOMIC_RELEASE);
+			live_idx[j] = i;
+			live[j] = tc_fork(wdispatcher_main, (void *)(uintptr_t)i);
+		}
+	}
+	/* Every dispatcher is dead: the end marker must wake both consumers. */
+	ck_assert(tc_wait_until(all_reaped_but_consumers, NULL, 10000));
+	struct wmsg end = { END_MARK, 0, 0 };
+	TC_EQ(shmg_dispatch(ph, SHMG_KEY(WAKE_KEY), &end, sizeof(end), NULL), NWC);
+	for (int i = 0; i < NWC; i++) {
+		int r = tc_wait_exit(cons[i], LATE_MS);
+		if (r == -ETIMEDOUT)
+			kill(cons[i], SIGKILL);
+		ck_assert_msg(r == 0,
+			      "consumer %s: exit %d (a lost wakeup if it timed out); %ld received",
+			      i == WC_FD ? "on shmg_fd" : "in shmg_receive", r, ws->received[i]);
+	}
+	__atomic_store_n(&sh->stop_reaper, 1, __ATOMIC_RELEASE);
+	TC_EQ(tc_wait_exit(reaper, 20000), 0);
+
+	for (int i = 0; i < NWC; i++) {
+		const char *who = i == WC_FD ? "on shmg_fd" : "in shmg_receive";
+
+		ck_assert_msg(
+			ws->late[i] + ws->disorder[i] + ws->errors[i] == 0,
+			"consumer %s: %ld late (> %d ms), %ld out of order, %ld bad; first: %s",
+			who, ws->late[i], LATE_MS, ws->disorder[i], ws->errors[i], ws->first[i]);
+		for (unsigned d = 0; d < kills; d++)
+			ck_assert_msg(ws->d[d].last[i] >= ws->d[d].sent &&
+					      ws->d[d].last[i] <= ws->d[d].sent + 1,
+				      "consumer %s: dispatcher %u sent %u, received up to %u", who,
+				      d, ws->d[d].sent, ws->d[d].last[i]);
+	}
+	fprintf(stderr,
+		"%ld dispatchers killed; received %ld on shmg_fd (worst %.1f ms), %ld in "
+		"shmg_receive (worst %.1f ms)\n",
+		killed, ws->received[WC_FD], ws->worst_ns[WC_FD] / 1e6, ws->received[WC_RECEIVE],
+		ws->worst_ns[WC_RECEIVE] / 1e6);
+	TC_EQ(shmg_reap(ph), 0);
+	TC_ASSERT_CLEAN(ph);
+	shmg_close(ph);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("stress");
@@ -660,5 +907,8 @@ int main(void)
 		nworkers = MAX_SLOTS - 4;
 	tc = tc_case(s, "kill", 30.0 + iters * nworkers * 0.25);
 	tcase_add_test(tc, test_stress_kill_random);
+	kills = env_uint("SHMG_STRESS_DISPATCH_KILLS", kills);
+	tc = tc_case(s, "wakeup", 30.0 + kills * 0.05);
+	tcase_add_test(tc, test_stress_kill_dispatchers);
 	return tc_run(s);
 }

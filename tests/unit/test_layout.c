@@ -17,6 +17,7 @@ static const struct {
 	{1, 220444},
 	{2, 222180}, /* 32-byte entry header, line-aligned size classes */
 	{3, 222180}, /* shard repair_pending and swept, header disconnects (in padding) */
+	{4, 222180}, /* wakeup sockets named by nonces in the arena (in padding) */
 };
 
 START_TEST(test_signature_pinned)
