@@ -332,15 +332,30 @@ static int forking_victim(void *arg)
 		goto out;
 	if ((rc = shmg_join(h, SHMG_KEY("reap/masters"), "m", 1, NULL)) != 0)
 		goto out;
+	int started[2];
+	if (pipe(started) != 0) {
+		rc = -errno;
+		goto out;
+	}
 	pid_t worker = fork();
 	if (worker < 0) {
 		rc = -errno;
 		goto out;
 	}
 	if (worker == 0) {
-		/* The worker: inherits the handle, never uses it. */
+		/* The worker: inherits the handle, never uses it.  By the time
+		 * fork returns here the atfork handler has closed the worker's
+		 * copy of the liveness descriptor: say so. */
+		(void)!write(started[1], "w", 1);
 		for (;;)
 			pause();
+	}
+	/* Until the worker runs, its copy of the descriptor keeps the lock
+	 * (an inherent window of fork, closed by the reaper's next sweep). */
+	char b;
+	if (read(started[0], &b, 1) != 1) {
+		rc = -EIO;
+		goto out;
 	}
 	sh->rc[1] = worker;
 out:
