@@ -30,7 +30,9 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 {
 	struct oplog_header *ol = oplog_at(h, shard);
 	uint8_t *ring = (uint8_t *)(ol + 1);
-	uint32_t cap = ol->ring_bytes;
+	/* The ring's size comes from the validated geometry, not from ring_bytes
+	 * (which is for the consumer and could have been scribbled on). */
+	uint32_t cap = h->geo.oplog_bytes - (uint32_t)sizeof(*ol);
 	char clbuf[64];
 	const char *cl = cluster_name_of(h, e->cluster, clbuf);
 	size_t clen = cl ? strlen(cl) : 0;
@@ -40,6 +42,11 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 		return;
 	}
 	uint64_t head = ol->head;
+	if (head % 8) {
+		/* Damaged: records are 8-aligned.  Realign; the consumer resyncs. */
+		head = (head + 7) & ~7ull;
+		oplog_mark_reset(h, shard);
+	}
 	uint32_t pos = (uint32_t)(head % cap);
 	if (cap - pos < size) {
 		if (cap - pos >= sizeof(struct oplog_record)) {
