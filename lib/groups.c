@@ -57,7 +57,7 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 		uint64_t mh = member_hash(k->hash, h->slot, h->gen);
 		struct entry *m = index_find_member(h, k->shard, href, mh, h->slot, h->gen, &mpos);
 		if (m) {
-			if (m->meta_len == meta_len && (!meta_len || memcmp(entry_meta(m), meta, meta_len) == 0))
+			if (meta_equal(h, m, meta, meta_len))
 				return 0;
 			ref_t nref;
 			struct entry *n = entry_new(h, k->shard, mkind, k, meta, meta_len, &nref);

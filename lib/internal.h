@@ -449,6 +449,8 @@ int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *
 		struct keyref *k);
 /* 0, or -EINVAL for metadata longer than meta_max or NULL with a length. */
 int meta_check(const shmg_t *h, const void *meta, size_t len);
+/* Does e (a block) carry exactly these metadata bytes (re-register, re-join)? */
+bool meta_equal(const shmg_t *h, const struct entry *e, const void *meta, size_t len);
 /* Readers: e and keyholder are blocks, ehd and khd their header copies. */
 ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e,
 		     const struct entry *ehd, const void **out);

@@ -36,6 +36,13 @@ int meta_check(const shmg_t *h, const void *meta, size_t len)
 	return (len > h->geo.meta_max || (!meta && len)) ? -EINVAL : 0;
 }
 
+bool meta_equal(const shmg_t *h, const struct entry *e, const void *meta, size_t len)
+{
+	struct entry hd;
+	return entry_read(h, ref_of(h, e), &hd) && hd.meta_len == len &&
+	       (!len || memcmp(entry_meta_of(e, &hd), meta, len) == 0);
+}
+
 ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e,
 		     const struct entry *ehd, const void **out)
 {
@@ -112,7 +119,7 @@ static bool owner_dead(shmg_t *h, const struct entry *e)
 static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
 		       const void *meta, size_t meta_len)
 {
-	if (old->meta_len == meta_len && (!meta_len || memcmp(entry_meta(old), meta, meta_len) == 0))
+	if (meta_equal(h, old, meta, meta_len))
 		return 0; /* identical: no event, no replication, time unchanged */
 	ref_t ref;
 	struct entry *e = entry_new(h, k->shard, K_REG, k, meta, meta_len, &ref);

@@ -158,12 +158,24 @@ void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const 
 	h->progress_word = NULL;
 }
 
+/* Logs the removal of e, whose key is keyholder's, with the key length of
+ * one checked read of keyholder's header. */
+static void log_removal(shmg_t *h, uint32_t shard, uint8_t op, int reason, const struct entry *e,
+			const struct entry *keyholder)
+{
+	struct entry khd;
+	if (entry_read(h, ref_of(h, keyholder), &khd))
+		oplog_append(h, shard, op, (uint8_t)reason, e, entry_key(keyholder), khd.key_len);
+	else
+		oplog_mark_reset(h, shard);
+}
+
 void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason)
 {
 	inflight_set(h, shard, INFLIGHT_REMOVE, ref_of(h, e), 0, (uint32_t)reason);
 	index_clear_slot(h, shard, pos);
 	TEST_POINT("unregister:unlinked");
-	oplog_append(h, shard, OP_UNREGISTER, (uint8_t)reason, e, entry_key(e), e->key_len);
+	log_removal(h, shard, OP_UNREGISTER, reason, e, e);
 	shard_count(h, shard, e, -1);
 	shard_event(h, shard, SHMG_EV_UNREGISTERED, (uint8_t)reason, e, NULL);
 	inflight_clear(h, shard);
@@ -203,13 +215,14 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	struct entry_links *hl = links_at(h, head);
 	store_relaxed(&hl->aux, hl->aux - 1);
 	if (m->kind == K_MEMBER)
-		oplog_append(h, shard, OP_LEAVE, (uint8_t)reason, m, entry_key(head), head->key_len);
+		log_removal(h, shard, OP_LEAVE, reason, m, head);
 	shard_count(h, shard, m, -1);
 	shard_event(h, shard, SHMG_EV_LEFT, (uint8_t)reason, m, NULL);
 	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
-	if (hl->aux == 0 && hl->next == 0) {
-		struct keyref k = {entry_key(head), head->key_len, head->cluster, entry_hash(h, head),
+	struct entry hhd;
+	if (hl->aux == 0 && hl->next == 0 && entry_read(h, ref_of(h, head), &hhd)) {
+		struct keyref k = {entry_key(head), hhd.key_len, hhd.cluster, entry_hash(h, head),
 				   shard, 0};
 		uint32_t hpos;
 		if (index_find(h, &k, head_kind, &hpos) == head) {
