@@ -262,8 +262,9 @@ SHMG_EXPORT int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_
 /* Zero-copy lookup; only inside shmg_read_begin()/shmg_read_end().  entry's
  * key and meta stay valid until shmg_read_end(); entry->cluster points at the
  * cluster table and reads another name if that cluster is disconnected and its
- * slot reused meanwhile (NULL if the slot's name is damaged).  extract_meta is not applied (raw metadata).  Returns 0 found; -ENOENT; -EINVAL; -EPERM outside a read
- * section; -EBADF, -ECHILD. */
+ * slot reused meanwhile (NULL if the slot's name is damaged).  extract_meta is
+ * not applied (raw metadata).  Returns 0 found; -ENOENT; -EINVAL; -EPERM
+ * outside a read section; -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len,
 				struct shmg_entry *entry, const struct shmg_opts *opts);
 

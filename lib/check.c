@@ -57,7 +57,8 @@ static void check_entry_identity(struct checker *c, const struct entry *e, const
 	uint64_t hash = entry_hash(h, e);
 	if (hd->kind == K_MEMBER || hd->kind == K_MONITOR) {
 		struct entry headhd;
-		const struct entry *head = entry_read(h, load_relaxed(&links_of(e, hd)->aux), &headhd);
+		ref_t aux = load_relaxed(&links_of(e, hd)->aux);
+		const struct entry *head = entry_read(h, aux, &headhd);
 		if (!head || headhd.kind != (hd->kind == K_MONITOR ? K_MONHEAD : K_GROUP))
 			problem(c, "shard %u slot %u: membership without a group head", s, pos);
 	} else if (shard_of(h, hash) != s) {
@@ -70,7 +71,8 @@ static void check_entry_identity(struct checker *c, const struct entry *e, const
 	uint32_t dist = (pos / BUCKET_SLOTS - home) & v->mask;
 	if (dist > v->B[home].probe)
 		problem(c, "shard %u slot %u: beyond its home bucket's probe range", s, pos);
-	if ((hd->kind == K_REG || hd->kind == K_MEMBER || hd->kind == K_MONITOR) && hd->node == h->node) {
+	bool owned = hd->kind == K_REG || hd->kind == K_MEMBER || hd->kind == K_MONITOR;
+	if (owned && hd->node == h->node) {
 		const struct endpoint_slot *ep =
 			hd->ep_slot < h->geo.max_endpoints ? endpoint_at(h, hd->ep_slot) : NULL;
 		if (!ep || ep->state == EP_FREE || ep->gen != hd->ep_gen)

@@ -265,11 +265,12 @@ static int ensure(uint8_t **buf, size_t *cap, size_t need)
  * hold, within its own size? */
 static bool record_ok(const shmg_t *h, const struct mailbox_record *r)
 {
+	uint64_t need = sizeof(*r) + (uint64_t)r->cluster_len + r->key_len + r->meta_len;
+	need += r->prev_len;
 	return r->type >= SHMG_EV_REGISTERED && r->type <= SHMG_EV_MESSAGE &&
-	       r->reason <= SHMG_REASON_CLUSTER_DISCONNECT && r->cluster_len <= SHMG_CLUSTER_NAME_MAX &&
-	       r->key_len <= h->geo.key_max && r->meta_len <= h->geo.meta_max &&
-	       r->prev_len <= h->geo.meta_max &&
-	       (uint64_t)sizeof(*r) + r->cluster_len + r->key_len + r->meta_len + r->prev_len <= r->size;
+	       r->reason <= SHMG_REASON_CLUSTER_DISCONNECT &&
+	       r->cluster_len <= SHMG_CLUSTER_NAME_MAX && r->key_len <= h->geo.key_max &&
+	       r->meta_len <= h->geo.meta_max && r->prev_len <= h->geo.meta_max && need <= r->size;
 }
 
 /* Copies up to max records out of the ring into h->rx and fills events;
@@ -283,7 +284,8 @@ static int take_records(shmg_t *h, struct mailbox_header *mb, struct shmg_event 
 			uint64_t *head_out, bool *damaged)
 {
 	uint32_t cap = ring_bytes(h);
-	uint64_t head = load_relaxed(&mb->head), tail = load_acquire(&mb->tail); /* pairs with deliver's release */
+	uint64_t head = load_relaxed(&mb->head);
+	uint64_t tail = load_acquire(&mb->tail); /* pairs with deliver's release */
 	*damaged = false;
 	*head_out = head;
 	if (tail - head > cap || (head != tail && head % 8)) {

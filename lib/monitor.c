@@ -165,7 +165,8 @@ void events_emit(shmg_t *h, uint8_t type, uint8_t reason, const struct entry *e,
 	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
 	struct mailbox_record r;
 	record_fill(h, &r, type, reason, &hd, cl, key_len, hd.meta_len, phd.meta_len, prev != NULL);
-	targets_deliver(h, &r, cl, key, entry_meta_of(e, &hd), prev ? entry_meta_of(prev, &phd) : NULL);
+	targets_deliver(h, &r, cl, key, entry_meta_of(e, &hd),
+			prev ? entry_meta_of(prev, &phd) : NULL);
 }
 
 void events_batch_begin(shmg_t *h)

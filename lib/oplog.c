@@ -41,7 +41,8 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 	char clbuf[64];
 	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
 	size_t clen = cl ? strlen(cl) : 0;
-	uint32_t size = (uint32_t)((sizeof(struct oplog_record) + clen + key_len + hd.meta_len + 7) & ~7ull);
+	uint32_t size =
+		(uint32_t)((sizeof(struct oplog_record) + clen + key_len + hd.meta_len + 7) & ~7ull);
 	if (size > cap / 2) {
 		oplog_mark_reset(h, shard);
 		return;

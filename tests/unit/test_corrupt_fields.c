@@ -77,11 +77,13 @@ struct field {
 };
 
 #define MSIZE(type, m) sizeof(((struct type *)0)->m)
-#define F(type, m, w) { #type "." #m, w, offsetof(struct type, m), MSIZE(type, m), MSIZE(type, m), F_SCALAR, 0 }
-#define FX(type, m, w, x) { #type "." #m, w, offsetof(struct type, m), MSIZE(type, m), MSIZE(type, m), F_SCALAR, x }
-#define FA(type, m, w) { #type "." #m "[]", w, offsetof(struct type, m), MSIZE(type, m), MSIZE(type, m[0]), F_ARRAY, 0 }
-#define FB(type, m, w) { #type "." #m, w, offsetof(struct type, m), MSIZE(type, m), 1, F_BYTES, 0 }
-#define FM(type, m, w) { #type "." #m, w, offsetof(struct type, m), MSIZE(type, m), 1, F_MUTEX, 0 }
+#define FIELD(type, m, name, w, elem, kind, x) \
+	{ name, w, offsetof(struct type, m), MSIZE(type, m), elem, kind, x }
+#define F(type, m, w) FIELD(type, m, #type "." #m, w, MSIZE(type, m), F_SCALAR, 0)
+#define FX(type, m, w, x) FIELD(type, m, #type "." #m, w, MSIZE(type, m), F_SCALAR, x)
+#define FA(type, m, w) FIELD(type, m, #type "." #m "[]", w, MSIZE(type, m[0]), F_ARRAY, 0)
+#define FB(type, m, w) FIELD(type, m, #type "." #m, w, 1, F_BYTES, 0)
+#define FM(type, m, w) FIELD(type, m, #type "." #m, w, 1, F_MUTEX, 0)
 #define FU32(name, w) { name, w, 0, 4, 4, F_SCALAR, 0 }
 
 #define ENDPOINT_FIELDS(w)                                                                   \
@@ -461,9 +463,10 @@ static void read_all(shmg_t *h, uint64_t *sum)
 
 	sh->stage = S_LOOKUP;
 	for (size_t i = 0; i < NREAD; i++) {
-		if (shmg_lookup(h, SHMG_KEY(read_keys[i]), &ids[0], meta, sizeof(meta), &len, NULL) == 0)
+		const char *key = read_keys[i];
+		if (shmg_lookup(h, SHMG_KEY(key), &ids[0], meta, sizeof(meta), &len, NULL) == 0)
 			*sum += touch(meta, len);
-		if (shmg_lookup(h, SHMG_KEY(read_keys[i]), NULL, big, sizeof(big), &len, NULL) == 0)
+		if (shmg_lookup(h, SHMG_KEY(key), NULL, big, sizeof(big), &len, NULL) == 0)
 			*sum += touch(big, len);
 	}
 	(void)shmg_lookup(h, SHMG_KEY("c/0"), NULL, meta, sizeof(meta), &len, &named);
@@ -552,7 +555,8 @@ static int reader(void *arg)
 	reader_h = h;
 	shmg_set_extract_meta(h, extract_copy, &sum);
 	/* Events waiting in our own mailbox: a registration, a join, a message. */
-	if (shmg_monitor(h, NULL, 0, NULL) != 0 || shmg_register(h, SHMG_KEY("r/0"), "mine", 4, NULL) ||
+	if (shmg_monitor(h, NULL, 0, NULL) != 0 ||
+	    shmg_register(h, SHMG_KEY("r/0"), "mine", 4, NULL) ||
 	    shmg_join(h, SHMG_KEY("g/0"), "mine", 4, NULL) ||
 	    shmg_dispatch(h, SHMG_KEY("g/0"), "hello", 5, NULL) < 1) {
 		sh->setup_failed = 1;
@@ -645,7 +649,7 @@ static void mailbox_records(const struct arena_view *a, struct offsets *o)
 	uint32_t cap = a->hdr.mailbox_bytes - (uint32_t)sizeof(*mb);
 	for (uint64_t p = mb->head; p < mb->tail;) {
 		uint32_t pos = (uint32_t)(p % cap);
-		const struct mailbox_record *r = (const void *)(a->base + mb_off + sizeof(*mb) + pos);
+		const struct mailbox_record *r = (const void *)((const uint8_t *)(mb + 1) + pos);
 		ck_assert_uint_ge(r->size, 8);
 		if (r->type != MB_PAD)
 			add(o, mb_off + sizeof(*mb) + pos);
@@ -660,7 +664,7 @@ static void oplog_records(const struct arena_view *a, struct offsets *o)
 		const struct oplog_header *ol = (const void *)(a->base + ol_off);
 		ck_assert_uint_le(ol->head, ol->ring_bytes); /* the test writes less than a lap */
 		for (uint64_t p = 0; p < ol->head;) {
-			const struct oplog_record *r = (const void *)(a->base + ol_off + sizeof(*ol) + p);
+			const struct oplog_record *r = (const void *)((const uint8_t *)(ol + 1) + p);
 			add(o, ol_off + sizeof(*ol) + p);
 			p += r->size;
 		}
@@ -709,7 +713,8 @@ static void instances(const struct arena_view *a, enum where w, struct offsets *
 		for (uint32_t s = 0; s < g->shards; s++)
 			for (uint32_t i = 0; i < g->max_endpoints; i++)
 				add(o, shard_off(a, s) + sizeof(struct shard_header) +
-					       g->max_clusters * sizeof(struct cluster_counts) + 4ull * i);
+					       g->max_clusters * sizeof(struct cluster_counts) +
+					       4ull * i);
 		break;
 	case W_LIMBO:
 		for (uint32_t s = 0; s < g->shards; s++) {
@@ -773,9 +778,24 @@ struct corruption {
 	bool flip; /* alternate the value with the true one until told to stop */
 };
 
+/* One store of the element's width, so a reader sees the old or the new
+ * value, never a mix (the fields are naturally aligned). */
 static void write_elem(uint8_t *p, uint32_t size, uint64_t v)
 {
-	memcpy(p, &v, size); /* little-endian: the low bytes */
+	switch (size) {
+	case 1:
+		__atomic_store_n(p, (uint8_t)v, __ATOMIC_RELAXED);
+		break;
+	case 2:
+		__atomic_store_n((uint16_t *)p, (uint16_t)v, __ATOMIC_RELAXED);
+		break;
+	case 4:
+		__atomic_store_n((uint32_t *)p, (uint32_t)v, __ATOMIC_RELAXED);
+		break;
+	default:
+		__atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
+		break;
+	}
 }
 
 static uint64_t read_elem(const uint8_t *p, uint32_t size)
@@ -806,8 +826,7 @@ static void corrupt_once(const struct corruption *c)
 	}
 }
 
-/* Scalars only: each instance toggles between its true and the hostile
- * value, with relaxed atomic stores so each store is one store. */
+/* Scalars only: each instance toggles between its true and the hostile value. */
 static void flip_until_stopped(const struct corruption *c)
 {
 	const struct field *f = c->f;
@@ -823,12 +842,7 @@ static void flip_until_stopped(const struct corruption *c)
 			uint8_t *p = c->a->base + c->o->off[i] + f->off;
 			uint64_t v = round & 1 ? good[i] : bad[i];
 			for (uint32_t e = 0; e < f->size; e += f->elem) {
-				switch (f->elem) {
-				case 1: __atomic_store_n(p + e, (uint8_t)v, __ATOMIC_RELAXED); break;
-				case 2: __atomic_store_n((uint16_t *)(p + e), (uint16_t)v, __ATOMIC_RELAXED); break;
-				case 4: __atomic_store_n((uint32_t *)(p + e), (uint32_t)v, __ATOMIC_RELAXED); break;
-				default: __atomic_store_n((uint64_t *)(p + e), v, __ATOMIC_RELAXED); break;
-				}
+				write_elem(p + e, f->elem, v);
 			}
 		}
 	}
