@@ -9,18 +9,26 @@
  * One check test per field (the table below).  For each hostile value of the
  * field's type (0, all ones, a reference or offset just past the arena, one
  * naming its last bytes, the old value + 1, ...):
- *   1. the test process builds a small arena and fills it: registrations in
- *      two clusters, groups of several members, monitors, retired blocks in
+ *   1. the test process builds a small arena: registrations in two
+ *      clusters, groups of several members, monitors, retired blocks in
  *      limbo, change-log records, events waiting in mailboxes;
  *   2. a reader process opens it, monitors, puts events in its own mailbox
- *      and says it is ready;
+ *      and says it is ready; the test process then fills the arena, so that
+ *      entries sit in its last bytes and a length read past one runs off
+ *      the mapping;
  *   3. a corrupter process writes the value into that field of every
  *      instance of the struct (every shard, bucket, entry, record ...);
  *   4. the reader runs every read call, receive with timeout 0, dispatch,
- *      info, check and close, touching every byte it is handed, and must
- *      exit 0 within READER_TIMEOUT_MS.
+ *      info, check and close, touching every byte it is handed and checking
+ *      that it lies in the arena or the handle's buffers, and must exit 0
+ *      within READER_TIMEOUT_MS.
  * A failure names the field, the value and the call the reader was in.
  * Padding is not a field and is left alone.
+ *
+ * The "flips" cases check the other half of the rule, that what is checked
+ * is what is used: a corrupter toggles a length or link between its true
+ * value and a hostile one while the reader loops over the read calls, so a
+ * reader that checks one load and uses another gets caught.
  *
  * The robust mutexes are fields too, but a mutex word naming a thread that
  * never unlocks is a wait that only bounded lock waits end: those values are
