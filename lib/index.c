@@ -7,7 +7,10 @@
  * Readers (lock-free, inside a read section): load table_off (acquire), read
  * the home bucket's probe count, compare the 8 tags of each probed bucket at
  * once, load a matching slot's ref (acquire, pairs with the release that
- * published it) and compare the full entry.  They never write.
+ * published it) and compare the full entry.  They never write.  What they
+ * read is untrusted: the table size is one load of nbuckets_log2, checked
+ * (index_view), the probe count is clamped, and an entry is compared on a
+ * checked private copy of its header (entry_read), never on a second read.
  *
  * Writers (shard lock): every change a reader can see is one aligned store —
  * a slot's ref (insert, delete, replace), a home bucket's probe count (only
