@@ -45,6 +45,11 @@
  *  - Metadata is opaque bytes of 0..meta_max bytes, compared byte-wise.
  *  - All views are of this host's arena; across hosts everything is eventually
  *    consistent (replication is done by the host agent, shmgroupd).
+ *  - Any process that can write the arena object can make its contents wrong.
+ *    Reads of a damaged arena give wrong or missing results (-ENOENT, fewer
+ *    members, wrong counts or ids), never a crash, a hang or a write outside
+ *    the arena; a mailbox that cannot be parsed is emptied and reported as
+ *    SHMG_EV_OVERFLOW; shmg_check() reports the damage.
  */
 #ifndef SHMGROUP_H
 #define SHMGROUP_H
@@ -323,8 +328,9 @@ SHMG_EXPORT int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_
 /* Zero-copy lookup; only inside shmg_read_begin()/shmg_read_end().  entry's
  * key and meta stay valid until shmg_read_end(); entry->cluster points at the
  * cluster table and reads another name if that cluster is disconnected and its
- * slot reused meanwhile.  extract_meta is not applied (raw metadata).  Returns 0 found; -ENOENT; -EINVAL; -EPERM outside a read
- * section; -EBADF, -ECHILD. */
+ * slot reused meanwhile (NULL if the slot's name is damaged).  extract_meta is
+ * not applied (raw metadata).  Returns 0 found; -ENOENT; -EINVAL; -EPERM
+ * outside a read section; -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len,
 				struct shmg_entry *entry, const struct shmg_opts *opts);
 
@@ -494,9 +500,10 @@ enum shmg_event_type {
 	SHMG_EV_LEFT = 4,
 	SHMG_EV_MESSAGE = 5,  /* a shmg_dispatch payload: meta = the message, id = sender */
 	SHMG_EV_OVERFLOW = 6, /* the mailbox was full, or a producer could not get into it
-			       * within 1 s (another was stopped holding it): `dropped`
-			       * records were lost; resync with lookup/members.  Nothing
-			       * else is dropped silently. */
+			       * within 1 s (another was stopped holding it), or it was
+			       * found damaged and emptied: `dropped` records, at least,
+			       * were lost; resync with lookup/members.  Nothing else is
+			       * dropped silently. */
 };
 
 enum shmg_reason {

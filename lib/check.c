@@ -45,36 +45,40 @@ static void bm_set(uint64_t *bm, uint64_t i)
 	bm[i / 64] |= 1ull << (i % 64);
 }
 
-static void check_entry_identity(struct checker *c, const struct entry *e, uint32_t pos,
-				 const struct table_header *t)
+/* e is a block, hd its header copy (entry_read): every length and index
+ * below comes from hd, every table size from v. */
+static void check_entry_identity(struct checker *c, const struct entry *e, const struct entry *hd,
+				 uint32_t pos, const struct table_view *v)
 {
 	shmg_t *h = c->h;
 	uint32_t s = c->sc.shard;
-	bool monitor = e->kind == K_MONHEAD || e->kind == K_MONITOR;
-	if (!monitor && !cluster_ref_valid(h, e->cluster))
+	bool monitor = hd->kind == K_MONHEAD || hd->kind == K_MONITOR;
+	if (!monitor && !cluster_ref_valid(h, hd->cluster))
 		problem(c, "shard %u slot %u: entry of a cluster that is not connected", s, pos);
 	uint64_t hash = entry_hash(h, e);
-	if (e->kind == K_MEMBER || e->kind == K_MONITOR) {
-		const struct entry *head = entry_at(h, L(e)->aux);
-		if (!head || head->kind != (e->kind == K_MONITOR ? K_MONHEAD : K_GROUP))
+	if (hd->kind == K_MEMBER || hd->kind == K_MONITOR) {
+		struct entry headhd;
+		ref_t aux = load_relaxed(&links_of(e, hd)->aux);
+		const struct entry *head = entry_read(h, aux, &headhd);
+		if (!head || headhd.kind != (hd->kind == K_MONITOR ? K_MONHEAD : K_GROUP))
 			problem(c, "shard %u slot %u: membership without a group head", s, pos);
 	} else if (shard_of(h, hash) != s) {
 		problem(c, "shard %u slot %u: entry belongs to shard %u", s, pos, shard_of(h, hash));
 	}
 	/* The slot's tag and place must agree with the entry's (recomputed) hash. */
-	struct bucket *B = table_buckets((struct table_header *)t);
-	if (B[pos / BUCKET_SLOTS].tag[pos % BUCKET_SLOTS] != (uint16_t)hash)
+	if (v->B[pos / BUCKET_SLOTS].tag[pos % BUCKET_SLOTS] != (uint16_t)hash)
 		problem(c, "shard %u slot %u: tag does not match the entry's hash", s, pos);
-	uint32_t mask = (1u << t->nbuckets_log2) - 1, home = (uint32_t)(hash >> 16) & mask;
-	uint32_t dist = (pos / BUCKET_SLOTS - home) & mask;
-	if (dist > B[home].probe)
+	uint32_t home = (uint32_t)(hash >> 16) & v->mask;
+	uint32_t dist = (pos / BUCKET_SLOTS - home) & v->mask;
+	if (dist > v->B[home].probe)
 		problem(c, "shard %u slot %u: beyond its home bucket's probe range", s, pos);
-	if ((e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) && e->node == h->node) {
+	bool owned = hd->kind == K_REG || hd->kind == K_MEMBER || hd->kind == K_MONITOR;
+	if (owned && hd->node == h->node) {
 		const struct endpoint_slot *ep =
-			e->ep_slot < h->geo.max_endpoints ? endpoint_at(h, e->ep_slot) : NULL;
-		if (!ep || ep->state == EP_FREE || ep->gen != e->ep_gen)
+			hd->ep_slot < h->geo.max_endpoints ? endpoint_at(h, hd->ep_slot) : NULL;
+		if (!ep || ep->state == EP_FREE || ep->gen != hd->ep_gen)
 			problem(c, "shard %u slot %u: dangling entry of endpoint %u.%u, which is gone", s,
-				pos, e->ep_slot, e->ep_gen);
+				pos, hd->ep_slot, hd->ep_gen);
 	}
 }
 
@@ -99,18 +103,19 @@ static void count_entry(struct checker *c, const struct entry *e)
 		c->ep_entries[e->ep_slot]++;
 }
 
-static void check_table(struct checker *c, struct table_header *t)
+static void check_table(struct checker *c, const struct table_view *v)
 {
 	shmg_t *h = c->h;
-	struct bucket *B = table_buckets(t);
-	uint64_t nslots = (uint64_t)BUCKET_SLOTS << t->nbuckets_log2;
+	uint64_t nslots = ((uint64_t)v->mask + 1) * BUCKET_SLOTS;
 	for (uint64_t pos = 0; pos < nslots; pos++) {
-		ref_t r = B[pos / BUCKET_SLOTS].ent[pos % BUCKET_SLOTS];
+		ref_t r = load_relaxed(&v->B[pos / BUCKET_SLOTS].ent[pos % BUCKET_SLOTS]);
 		if (!r)
 			continue;
 		c->nentries++;
+		struct entry hd;
 		int64_t b = scan_block(h, &c->sc, r, true);
-		if (b < 0) {
+		const struct entry *e = b >= 0 ? entry_read(h, r, &hd) : NULL;
+		if (!e) {
 			problem(c, "shard %u slot %llu: invalid entry ref %u", c->sc.shard,
 				(unsigned long long)pos, r);
 			continue;
@@ -120,26 +125,30 @@ static void check_table(struct checker *c, struct table_header *t)
 				(unsigned long long)pos);
 		bm_set(c->sc.indexed, (uint64_t)b);
 		bm_set(c->sc.live, (uint64_t)b);
-		struct entry *e = entry_at(h, r);
-		check_entry_identity(c, e, (uint32_t)pos, t);
-		count_entry(c, e);
+		check_entry_identity(c, e, &hd, (uint32_t)pos, v);
+		count_entry(c, &hd);
 	}
 }
 
-static int check_list(shmg_t *h, struct entry *head, uint32_t pos, void *arg)
+static int check_list(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 {
 	struct checker *c = arg;
-	if (head->kind != K_GROUP && head->kind != K_MONHEAD)
+	struct entry hhd, mhd;
+	const struct entry *head = entry_read(h, ref_of(h, blk), &hhd);
+	if (!head || (hhd.kind != K_GROUP && hhd.kind != K_MONHEAD))
 		return 0;
-	uint8_t mkind = head->kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
-	if (!L(head)->next)
+	uint8_t mkind = hhd.kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
+	const struct entry_links *hl = links_of(head, &hhd);
+	ref_t first = load_relaxed(&hl->next), href = ref_of(h, head), prev = 0;
+	if (!first)
 		problem(c, "shard %u slot %u: group head without members", c->sc.shard, pos);
-	ref_t href = ref_of(h, head), prev = 0;
-	uint32_t n = 0;
-	for (ref_t r = L(head)->next; r;) {
+	uint32_t n = 0, count = load_relaxed(&hl->aux);
+	/* Ends: the `listed` bitmap stops a cycle at its first repeat. */
+	for (ref_t r = first; r;) {
 		int64_t b = scan_block(h, &c->sc, r, true);
-		struct entry *m = b >= 0 ? entry_at(h, r) : NULL;
-		if (!m || m->kind != mkind || L(m)->aux != href) {
+		const struct entry *m = b >= 0 ? entry_read(h, r, &mhd) : NULL;
+		const struct entry_links *ml = m ? links_of(m, &mhd) : NULL;
+		if (!m || mhd.kind != mkind || load_relaxed(&ml->aux) != href) {
 			problem(c, "shard %u slot %u: broken group list", c->sc.shard, pos);
 			break;
 		}
@@ -150,15 +159,15 @@ static int check_list(shmg_t *h, struct entry *head, uint32_t pos, void *arg)
 		bm_set(c->sc.listed, (uint64_t)b);
 		if (!scan_test(c->sc.indexed, (uint64_t)b))
 			problem(c, "shard %u slot %u: listed member not indexed", c->sc.shard, pos);
-		if (L(m)->prev != prev)
+		if (load_relaxed(&ml->prev) != prev)
 			problem(c, "shard %u slot %u: wrong prev link in group list", c->sc.shard, pos);
 		prev = r;
-		r = L(m)->next;
+		r = load_relaxed(&ml->next);
 		n++;
 	}
-	if (n != L(head)->aux)
+	if (n != count)
 		problem(c, "shard %u slot %u: group counts %u members, list has %u", c->sc.shard, pos,
-			L(head)->aux, n);
+			count, n);
 	return 0;
 }
 
@@ -177,23 +186,24 @@ static void check_limbo(struct checker *c)
 	shmg_t *h = c->h;
 	struct shard_header *sh = shard_at(h, c->sc.shard);
 	struct limbo_item *ring = shard_limbo(h, c->sc.shard);
-	if (sh->limbo_head - sh->limbo_tail > LIMBO_CAP) {
+	uint32_t head = load_relaxed(&sh->limbo_head), tail = load_relaxed(&sh->limbo_tail);
+	if (head - tail > LIMBO_CAP) {
 		problem(c, "shard %u: limbo ring overfull", c->sc.shard);
 		return;
 	}
-	for (uint32_t i = sh->limbo_tail; i != sh->limbo_head; i++) {
-		struct limbo_item *it = &ring[i % LIMBO_CAP];
-		if (it->kind == LIMBO_EXTENT) {
-			if (it->ref < h->geo.npages) {
-				uint32_t n = page_desc_at(h, it->ref)->used;
-				for (uint32_t p = it->ref; p < it->ref + n && p < h->geo.npages; p++)
+	for (uint32_t i = tail; i != head; i++) {
+		struct limbo_item it = ring[i % LIMBO_CAP];
+		if (it.kind == LIMBO_EXTENT) {
+			if (it.ref < h->geo.npages) {
+				uint64_t end = (uint64_t)it.ref + page_desc_at(h, it.ref)->used;
+				for (uint32_t p = it.ref; p < end && p < h->geo.npages; p++)
 					c->sc.extent_keep[p] = 1;
 			}
 			continue;
 		}
-		if (it->kind != LIMBO_BLOCK)
+		if (it.kind != LIMBO_BLOCK)
 			continue;
-		int64_t b = scan_block(h, &c->sc, it->ref, false);
+		int64_t b = scan_block(h, &c->sc, it.ref, false);
 		if (b < 0)
 			problem(c, "shard %u: invalid block in limbo", c->sc.shard);
 		else if (scan_test(c->sc.live, (uint64_t)b) || scan_test(c->sc.retired, (uint64_t)b))
@@ -207,7 +217,12 @@ static void check_slab(struct checker *c, uint32_t page)
 {
 	shmg_t *h = c->h;
 	struct page_desc *d = page_desc_at(h, page);
-	uint32_t size = alloc_class_size(PG_CLASS(d->word)), n = PAGE_SIZE / size;
+	uint32_t cls = PG_CLASS(load_relaxed(&d->word));
+	if (cls >= NCLASSES) {
+		problem(c, "page %u: slab of no size class", page);
+		return;
+	}
+	uint32_t size = alloc_class_size(cls), n = PAGE_SIZE / size;
 	uint32_t inuse = 0, nfree = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t b = (uint64_t)page * SCAN_BLOCKS_PER_PAGE + i;
@@ -238,9 +253,11 @@ static void check_pages(struct checker *c)
 {
 	shmg_t *h = c->h;
 	uint32_t s = c->sc.shard, tp = scan_table_page(h, s);
-	if (tp < h->geo.npages)
-		for (uint32_t p = tp; p < tp + page_desc_at(h, tp)->used && p < h->geo.npages; p++)
+	if (tp < h->geo.npages) {
+		uint64_t end = (uint64_t)tp + page_desc_at(h, tp)->used;
+		for (uint32_t p = tp; p < end && p < h->geo.npages; p++)
 			c->sc.extent_keep[p] = 1;
+	}
 	for (uint32_t p = 0; p < h->geo.npages; p++) {
 		uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
 		if (PG_OWNER(w) != s + 1)
@@ -284,11 +301,11 @@ static void check_shard(struct checker *c, uint32_t s, uint64_t deadline_ns)
 		memset(c->counts, 0, h->geo.max_clusters * sizeof(*c->counts));
 		memset(c->ep_entries, 0, h->geo.max_endpoints * sizeof(uint32_t));
 		c->nentries = c->monitors = 0;
-		struct table_header *t = index_table(h, s);
-		if (!t) {
+		struct table_view v;
+		if (!index_view(h, s, &v)) {
 			problem(c, "shard %u: index table invalid", s);
 		} else {
-			check_table(c, t);
+			check_table(c, &v);
 			index_foreach(h, s, check_list, c);
 			index_foreach(h, s, check_unlisted, c);
 			check_limbo(c);

@@ -126,7 +126,9 @@ const char *cluster_name_of(const shmg_t *h, uint32_t ref, char buf[64])
 	if (s == 0 || s >= h->geo.max_clusters)
 		return NULL;
 	struct cluster_slot *c = cluster_at(h, s);
-	uint32_t len = c->name_len < 64 ? c->name_len : 63;
+	uint32_t len = load_relaxed(&c->name_len); /* the length checked is the length copied */
+	if (len > SHMG_CLUSTER_NAME_MAX)
+		len = SHMG_CLUSTER_NAME_MAX;
 	memcpy(buf, c->name, len);
 	buf[len] = 0;
 	return buf;

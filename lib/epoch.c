@@ -116,11 +116,19 @@ uint32_t epoch_reclaim(shmg_t *h, uint32_t shard)
 	uint32_t tail = sh->limbo_tail, head = sh->limbo_head;
 	if (tail == head)
 		return 0;
+	if (head - tail > LIMBO_CAP) {
+		/* Damaged cursors: what they span is not a queue.  Drop it; the
+		 * blocks it held leak until a repair or shmg_check finds them,
+		 * which is better than freeing garbage or looping 2^32 times. */
+		sg_log(h, SHMG_LOG_INFO, "shard %u: damaged limbo ring dropped", shard);
+		store_relaxed(&sh->limbo_tail, head);
+		return 0;
+	}
 	grace_begin(h);
 	uint64_t min = min_reader_epoch(h, ring[tail % LIMBO_CAP].stamp);
 	uint32_t freed = 0;
 	while (tail != head) {
-		struct limbo_item it = ring[tail % LIMBO_CAP];
+		struct limbo_item it = ring[tail % LIMBO_CAP]; /* a copy: checked, then used */
 		if (it.stamp >= min)
 			break;
 		store_relaxed(&sh->limbo_tail, ++tail);

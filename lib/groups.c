@@ -3,7 +3,7 @@
  * Process groups: many endpoints per (cluster, key).
  *
  * A group is a head entry (K_GROUP) in the shard's index with a list of
- * membership entries (K_MEMBER) hanging off L(head)->next.  Readers walk the
+ * membership entries (K_MEMBER) hanging off the head's links.next.  Readers walk the
  * list (acquire loads of next, pairing with the release stores that link);
  * writers find a membership directly through the index, where it is keyed by
  * member_hash(head, endpoint), so join and leave cost O(1) whatever the size
@@ -27,16 +27,17 @@
 /* Publishes n in m's place on the list (re-join with new metadata). */
 static void list_replace(shmg_t *h, struct entry *head, struct entry *m, struct entry *n, ref_t nref)
 {
-	L(n)->next = L(m)->next;
-	L(n)->prev = L(m)->prev;
-	struct entry *prev = L(m)->prev ? entry_at(h, L(m)->prev) : NULL;
-	struct entry *next = L(m)->next ? entry_at(h, L(m)->next) : NULL;
+	struct entry_links *ml = links_at(h, m), *nl = links_at(h, n);
+	nl->next = ml->next;
+	nl->prev = ml->prev;
+	struct entry *prev = nl->prev ? entry_at(h, nl->prev) : NULL;
+	struct entry *next = nl->next ? entry_at(h, nl->next) : NULL;
 	if (prev)
-		store_release(&L(prev)->next, nref);
+		store_release(&links_at(h, prev)->next, nref);
 	else
-		store_release(&L(head)->next, nref);
+		store_release(&links_at(h, head)->next, nref);
 	if (next)
-		L(next)->prev = nref;
+		links_at(h, next)->prev = nref;
 }
 
 static uint8_t member_kind_of(uint8_t head_kind)
@@ -56,13 +57,13 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 		uint64_t mh = member_hash(k->hash, h->slot, h->gen);
 		struct entry *m = index_find_member(h, k->shard, href, mh, h->slot, h->gen, &mpos);
 		if (m) {
-			if (m->meta_len == meta_len && (!meta_len || memcmp(entry_meta(m), meta, meta_len) == 0))
+			if (meta_equal(h, m, meta, meta_len))
 				return 0;
 			ref_t nref;
 			struct entry *n = entry_new(h, k->shard, mkind, k, meta, meta_len, &nref);
 			if (!n)
 				return -ENOSPC;
-			L(n)->aux = href;
+			links_at(h, n)->aux = href;
 			if (group)
 				inflight_set(h, k->shard, INFLIGHT_REPLACE, nref, ref_of(h, m), 0);
 			list_replace(h, head, m, n, nref);
@@ -90,11 +91,11 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 		}
 		TEST_POINT("join:head");
 	}
-	L(m)->aux = href;
+	links_at(h, m)->aux = href;
 	TEST_POINT("join:allocated");
 	if (index_insert(h, k->shard, member_hash(k->hash, h->slot, h->gen), mref) < 0) {
 		alloc_free_block(h, k->shard, mref);
-		if (L(head)->next == 0 && index_find(h, k, head_kind, &hpos) == head) {
+		if (links_at(h, head)->next == 0 && index_find(h, k, head_kind, &hpos) == head) {
 			index_clear_slot(h, k->shard, hpos);
 			epoch_retire(h, k->shard, href, LIMBO_BLOCK);
 		}
@@ -102,16 +103,17 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	}
 	if (group)
 		inflight_set(h, k->shard, INFLIGHT_ADD, mref, 0, 0);
-	L(m)->next = L(head)->next;
-	L(m)->prev = 0;
-	if (L(m)->next) {
-		struct entry *first = entry_at(h, L(m)->next);
+	struct entry_links *ml = links_at(h, m), *hl = links_at(h, head);
+	ml->next = hl->next;
+	ml->prev = 0;
+	if (ml->next) {
+		struct entry *first = entry_at(h, ml->next);
 		if (first)
-			L(first)->prev = mref;
+			links_at(h, first)->prev = mref;
 	}
-	store_release(&L(head)->next, mref); /* linearisation point: readers see the member */
+	store_release(&hl->next, mref); /* linearisation point: readers see the member */
 	TEST_POINT("join:linked");
-	store_relaxed(&L(head)->aux, L(head)->aux + 1);
+	store_relaxed(&hl->aux, hl->aux + 1);
 	shard_count(h, k->shard, m, +1);
 	if (group) {
 		oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
@@ -179,17 +181,18 @@ struct walk {
 };
 
 /* Gives one live member to the caller.  Returns non-zero to stop. */
-static int give(shmg_t *h, struct walk *w, const struct entry *head, const struct entry *m)
+static int give(shmg_t *h, struct walk *w, const struct entry *head, const struct entry *hhd,
+		const struct entry *m, const struct entry *mhd)
 {
-	if (m->kind != K_MEMBER || !entry_live(h, m) || (w->local_only && m->node != h->node))
+	if (!entry_live(h, mhd) || (w->local_only && mhd->node != h->node))
 		return 0;
 	if (w->fn) {
 		struct shmg_entry pub;
 		char clbuf[64];
-		entry_fill_public(h, m, head, &pub, clbuf);
+		entry_fill_public(h, m, mhd, head, hhd, &pub, clbuf);
 		if (w->use_extract) {
 			const void *meta;
-			ssize_t n = meta_extract(h, w->opts, m, &meta);
+			ssize_t n = meta_extract(h, w->opts, m, mhd, &meta);
 			if (n < 0)
 				return w->stop = (int)n;
 			pub.meta = meta;
@@ -205,30 +208,66 @@ static int give(shmg_t *h, struct walk *w, const struct entry *head, const struc
 	return 0;
 }
 
-static int walk_group(shmg_t *h, struct walk *w, const struct entry *head)
+int list_walk(shmg_t *h, const struct entry *head, const struct entry *hhd, member_fn fn,
+	      void *arg)
 {
-	/* A bound on the walk, so a damaged list cannot loop a reader forever. */
-	uint64_t steps = h->size / sizeof(struct entry);
-	for (ref_t r = load_acquire(&L(head)->next); r && steps--;) { /* pairs with join's release */
-		const struct entry *m = entry_at(h, r);
-		if (!m)
+	if (hhd->kind != K_GROUP && hhd->kind != K_MONHEAD)
+		return 0;
+	uint8_t mkind = member_kind_of(hhd->kind);
+	ref_t href = ref_of(h, head);
+	/* Brent's cycle check: `mark` is a ref seen earlier; a list that comes
+	 * back to it loops.  `left` bounds the walk by the arena's block count
+	 * whatever else is wrong. */
+	ref_t mark = 0;
+	uint64_t power = 1, lap = 0, left = h->size / CACHE_LINE;
+	/* The acquire loads pair with the release stores that link (list_join). */
+	for (ref_t r = load_acquire(&links_of(head, hhd)->next); r && left--;) {
+		struct entry mhd;
+		const struct entry *m = entry_read(h, r, &mhd);
+		if (!m || mhd.kind != mkind || load_relaxed(&links_of(m, &mhd)->aux) != href)
 			break;
-		int rc = give(h, w, head, m);
+		int rc = fn(h, m, &mhd, arg);
 		if (rc)
 			return rc;
-		r = load_acquire(&L(m)->next);
+		if (++lap == power) {
+			mark = r;
+			power <<= 1;
+			lap = 0;
+		}
+		r = load_acquire(&links_of(m, &mhd)->next);
+		if (r == mark)
+			break;
 	}
 	return 0;
 }
 
-static int prefix_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+struct group_walk {
+	struct walk *w;
+	const struct entry *head, *hhd;
+};
+
+static int give_member(shmg_t *h, const struct entry *m, const struct entry *mhd, void *arg)
+{
+	struct group_walk *g = arg;
+	return give(h, g->w, g->head, g->hhd, m, mhd);
+}
+
+static int walk_group(shmg_t *h, struct walk *w, const struct entry *head, const struct entry *hhd)
+{
+	struct group_walk g = {w, head, hhd};
+	return hhd->kind == K_GROUP ? list_walk(h, head, hhd, give_member, &g) : 0;
+}
+
+static int prefix_visit(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 {
 	(void)pos;
 	struct walk *w = arg;
-	if (e->kind != K_GROUP || e->cluster != w->cluster || e->key_len < w->prefix_len ||
-	    memcmp(entry_key(e), w->prefix, w->prefix_len) != 0)
+	struct entry hd;
+	const struct entry *e = entry_read(h, ref_of(h, blk), &hd);
+	if (!e || hd.kind != K_GROUP || hd.cluster != w->cluster || hd.key_len < w->prefix_len ||
+	    !bytes_equal(entry_key(e), w->prefix, w->prefix_len))
 		return 0;
-	return walk_group(h, w, e);
+	return walk_group(h, w, e, &hd);
 }
 
 static long members_walk(shmg_t *h, const char *key, size_t key_len, struct walk *w)
@@ -248,9 +287,10 @@ static long members_walk(shmg_t *h, const char *key, size_t key_len, struct walk
 		for (uint32_t s = 0; s < h->geo.shards && !w->stop; s++)
 			index_foreach(h, s, prefix_visit, w);
 	} else {
-		struct entry *head = index_find(h, &k, K_GROUP, NULL);
+		struct entry hhd;
+		const struct entry *head = index_get(h, &k, K_GROUP, &hhd);
 		if (head)
-			walk_group(h, w, head);
+			walk_group(h, w, head, &hhd);
 	}
 	read_exit(h);
 	if (w->stop && w->stop != 1 << 30)
@@ -315,21 +355,26 @@ long shmg_local_member_count(shmg_t *h, const char *key, size_t key_len,
 
 /* ---- every entry ----------------------------------------------------- */
 
-static int entries_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+static int entries_visit(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 {
 	(void)pos;
 	struct walk *w = arg;
-	if ((e->kind != K_REG && e->kind != K_MEMBER) || !entry_live(h, e) ||
-	    (w->local_only && e->node != h->node))
+	struct entry hd, khd;
+	const struct entry *e = entry_read(h, ref_of(h, blk), &hd);
+	if (!e || (hd.kind != K_REG && hd.kind != K_MEMBER) || !entry_live(h, &hd) ||
+	    (w->local_only && hd.node != h->node))
 		return 0;
 	const struct entry *keyholder = e;
-	if (e->kind == K_MEMBER && !(keyholder = entry_at(h, L(e)->aux)))
+	khd = hd;
+	if (hd.kind == K_MEMBER &&
+	    (!(keyholder = entry_read(h, load_relaxed(&links_of(e, &hd)->aux), &khd)) ||
+	     khd.kind != K_GROUP))
 		return 0;
 	struct shmg_entry pub;
 	char clbuf[64];
-	entry_fill_public(h, e, keyholder, &pub, clbuf);
+	entry_fill_public(h, e, &hd, keyholder, &khd, &pub, clbuf);
 	const void *meta;
-	ssize_t n = meta_extract(h, NULL, e, &meta);
+	ssize_t n = meta_extract(h, NULL, e, &hd, &meta);
 	if (n < 0)
 		return w->stop = (int)n;
 	pub.meta = meta;

@@ -7,7 +7,10 @@
  * Readers (lock-free, inside a read section): load table_off (acquire), read
  * the home bucket's probe count, compare the 8 tags of each probed bucket at
  * once, load a matching slot's ref (acquire, pairs with the release that
- * published it) and compare the full entry.  They never write.
+ * published it) and compare the full entry.  They never write.  What they
+ * read is untrusted: the table size is one load of nbuckets_log2, checked
+ * (index_view), the probe count is clamped, and an entry is compared on a
+ * checked private copy of its header (entry_read), never on a second read.
  *
  * Writers (shard lock): every change a reader can see is one aligned store —
  * a slot's ref (insert, delete, replace), a home bucket's probe count (only
@@ -32,14 +35,24 @@
 
 #include "internal.h"
 
-struct table_header *index_table(const shmg_t *h, uint32_t shard)
+bool index_view(const shmg_t *h, uint32_t shard, struct table_view *v)
 {
 	uint64_t off = load_acquire(&shard_at(h, shard)->table_off); /* pairs with resize's release */
 	struct table_header *t = arena_at(h, off, sizeof(*t));
-	if (unlikely(!t || t->magic != TABLE_MAGIC || t->nbuckets_log2 > 28 ||
-		     !arena_at(h, off, sizeof(*t) + ((uint64_t)sizeof(struct bucket) << t->nbuckets_log2))))
-		return NULL;
-	return t;
+	if (unlikely(!t || off % CACHE_LINE)) /* tables start on a page */
+		return false;
+	uint32_t log2 = load_relaxed(&t->nbuckets_log2); /* the one read: everything sizes from it */
+	if (unlikely(load_relaxed(&t->magic) != TABLE_MAGIC || log2 > 28 ||
+		     !arena_at(h, off, sizeof(*t) + ((uint64_t)sizeof(struct bucket) << log2))))
+		return false;
+	*v = (struct table_view){t, table_buckets(t), log2, (1u << log2) - 1};
+	return true;
+}
+
+struct table_header *index_table(const shmg_t *h, uint32_t shard)
+{
+	struct table_view v;
+	return index_view(h, shard, &v) ? v.t : NULL;
 }
 
 static inline uint32_t bucket_of(uint64_t hash, uint32_t mask)
@@ -63,15 +76,17 @@ static inline uint32_t tag_matches(const struct bucket *b, uint16_t tag)
 #endif
 }
 
-typedef bool (*match_fn)(const struct entry *e, const void *ctx);
+/* Matches a candidate block by its header copy hd (see entry_read). */
+typedef bool (*match_fn)(const struct entry *e, const struct entry *hd, const void *ctx);
 
-/* Probes for hash; returns the first entry match() accepts. */
+/* Probes for hash; returns the first entry match() accepts, *hd its header
+ * copy.  The probe count is one load, clamped; bucket indexes are masked. */
 static inline __attribute__((always_inline)) struct entry *
-probe(shmg_t *h, struct table_header *t, uint64_t hash, match_fn match, const void *ctx,
-      uint32_t *pos_out)
+probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, const void *ctx,
+      uint32_t *pos_out, struct entry *hd)
 {
-	struct bucket *B = table_buckets(t);
-	uint32_t mask = (1u << t->nbuckets_log2) - 1, home = bucket_of(hash, mask);
+	struct bucket *B = v->B;
+	uint32_t mask = v->mask, home = bucket_of(hash, mask);
 	uint32_t probe_len = load_relaxed(&B[home].probe);
 	uint16_t tag = (uint16_t)hash;
 	if (probe_len > MAX_PROBE)
@@ -84,11 +99,11 @@ probe(shmg_t *h, struct table_header *t, uint64_t hash, match_fn match, const vo
 			ref_t r = load_acquire(&b->ent[i]); /* pairs with index_insert's release */
 			if (!r)
 				continue;
-			struct entry *e = entry_at(h, r);
-			if (e && match(e, ctx)) {
+			const struct entry *e = entry_read(h, r, hd);
+			if (e && match(e, hd, ctx)) {
 				if (pos_out)
 					*pos_out = bi * BUCKET_SLOTS + i;
-				return e;
+				return (struct entry *)e;
 			}
 		}
 	}
@@ -100,35 +115,47 @@ struct key_match {
 	uint8_t kind;
 };
 
-static bool match_key(const struct entry *e, const void *ctx)
+/* k->len <= key_max was checked by key_prepare and equals the copy's key
+ * length, which entry_read checked against the arena. */
+static bool match_key(const struct entry *e, const struct entry *hd, const void *ctx)
 {
 	const struct key_match *m = ctx;
-	return e->kind == m->kind && e->cluster == m->k->cluster && e->key_len == m->k->len &&
+	return hd->kind == m->kind && hd->cluster == m->k->cluster && hd->key_len == m->k->len &&
 	       bytes_equal(entry_key(e), m->k->key, m->k->len);
+}
+
+const struct entry *index_get(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd)
+{
+	struct table_view v;
+	if (unlikely(!index_view(h, k->shard, &v)))
+		return NULL;
+	struct key_match m = {k, kind};
+	return probe(h, &v, k->hash, match_key, &m, NULL, hd);
 }
 
 struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *pos_out)
 {
-	struct table_header *t = index_table(h, k->shard);
-	if (unlikely(!t))
+	struct table_view v;
+	struct entry hd;
+	if (unlikely(!index_view(h, k->shard, &v)))
 		return NULL;
 	struct key_match m = {k, kind};
-	return probe(h, t, k->hash, match_key, &m, pos_out);
+	return probe(h, &v, k->hash, match_key, &m, pos_out, &hd);
 }
 
 void index_prefetch(shmg_t *h, const struct keyref *k)
 {
-	struct table_header *t = index_table(h, k->shard);
-	if (t)
-		__builtin_prefetch(&table_buckets(t)[bucket_of(k->hash, (1u << t->nbuckets_log2) - 1)]);
+	struct table_view v;
+	if (index_view(h, k->shard, &v))
+		__builtin_prefetch(&v.B[bucket_of(k->hash, v.mask)]);
 }
 
 void index_prefetch_candidate(shmg_t *h, const struct keyref *k)
 {
-	struct table_header *t = index_table(h, k->shard);
-	if (!t)
+	struct table_view v;
+	if (!index_view(h, k->shard, &v))
 		return;
-	const struct bucket *b = &table_buckets(t)[bucket_of(k->hash, (1u << t->nbuckets_log2) - 1)];
+	const struct bucket *b = &v.B[bucket_of(k->hash, v.mask)];
 	uint32_t m = tag_matches(b, (uint16_t)k->hash);
 	if (m) {
 		ref_t r = load_acquire(&b->ent[__builtin_ctz(m) / 2]);
@@ -143,32 +170,37 @@ struct member_match {
 	uint32_t slot, gen;
 };
 
-static bool match_member(const struct entry *e, const void *ctx)
+static bool match_member(const struct entry *e, const struct entry *hd, const void *ctx)
 {
 	const struct member_match *m = ctx;
-	return (e->kind == K_MEMBER || e->kind == K_MONITOR) && L(e)->aux == m->head &&
-	       e->ep_slot == m->slot && e->ep_gen == m->gen;
+	return (hd->kind == K_MEMBER || hd->kind == K_MONITOR) && hd->ep_slot == m->slot &&
+	       hd->ep_gen == m->gen && load_relaxed(&links_of(e, hd)->aux) == m->head;
+}
+
+/* The hash of a head or registration (not a membership), from its copy. */
+static uint64_t key_hash(const shmg_t *h, const struct entry *e, const struct entry *hd)
+{
+	if (hd->kind == K_MONHEAD)
+		return sg_hash(entry_key(e), hd->key_len, load_relaxed(&links_of(e, hd)->seed));
+	uint32_t s = cluster_slot_of(hd->cluster);
+	uint64_t seed = s && s < h->geo.max_clusters ? load_relaxed(&cluster_at(h, s)->name_hash)
+						      : DEFAULT_CLUSTER_SEED;
+	return sg_hash(entry_key(e), hd->key_len, seed);
 }
 
 uint64_t entry_hash(const shmg_t *h, const struct entry *e)
 {
-	switch (e->kind) {
-	case K_MEMBER:
-	case K_MONITOR: {
-		const struct entry *head = entry_at(h, L(e)->aux);
-		if (!head || !kind_has_links(head->kind) || head->kind == e->kind)
-			return 0; /* damaged; repair drops it */
-		return member_hash(entry_hash(h, head), e->ep_slot, e->ep_gen);
-	}
-	case K_MONHEAD:
-		return sg_hash(entry_key(e), e->key_len, L(e)->seed);
-	default: {
-		uint32_t s = cluster_slot_of(e->cluster);
-		uint64_t seed = s && s < h->geo.max_clusters ? cluster_at(h, s)->name_hash
-							      : DEFAULT_CLUSTER_SEED;
-		return sg_hash(entry_key(e), e->key_len, seed);
-	}
-	}
+	struct entry hd, headhd;
+	if (!entry_read(h, ref_of(h, e), &hd))
+		return 0;
+	if (hd.kind != K_MEMBER && hd.kind != K_MONITOR)
+		return key_hash(h, e, &hd);
+	/* A membership hashes by its head, which must be a head of its kind:
+	 * anything else is damage (repair drops it), never a recursion. */
+	const struct entry *head = entry_read(h, load_relaxed(&links_of(e, &hd)->aux), &headhd);
+	if (!head || headhd.kind != (hd.kind == K_MEMBER ? K_GROUP : K_MONHEAD))
+		return 0;
+	return member_hash(key_hash(h, head, &headhd), hd.ep_slot, hd.ep_gen);
 }
 
 uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen)
@@ -180,11 +212,12 @@ uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen)
 struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t mhash,
 				uint32_t ep_slot, uint32_t ep_gen, uint32_t *pos_out)
 {
-	struct table_header *t = index_table(h, shard);
-	if (unlikely(!t))
+	struct table_view v;
+	struct entry hd;
+	if (unlikely(!index_view(h, shard, &v)))
 		return NULL;
 	struct member_match m = {head, ep_slot, ep_gen};
-	return probe(h, t, mhash, match_member, &m, pos_out);
+	return probe(h, &v, mhash, match_member, &m, pos_out, &hd);
 }
 
 /* ---- writers --------------------------------------------------------- */
@@ -194,11 +227,11 @@ static uint64_t table_bytes(uint32_t log2)
 	return sizeof(struct table_header) + ((uint64_t)sizeof(struct bucket) << log2);
 }
 
-/* Places ref in t; publish = false while t is private (resize). */
-static int place(struct table_header *t, uint64_t hash, ref_t ref, bool publish)
+/* Places ref in v's table; publish = false while it is private (resize). */
+static int place(const struct table_view *v, uint64_t hash, ref_t ref, bool publish)
 {
-	struct bucket *B = table_buckets(t);
-	uint32_t mask = (1u << t->nbuckets_log2) - 1, home = bucket_of(hash, mask);
+	struct bucket *B = v->B;
+	uint32_t mask = v->mask, home = bucket_of(hash, mask);
 	for (uint32_t d = 0; d <= MAX_PROBE && d <= mask; d++) {
 		struct bucket *b = &B[(home + d) & mask];
 		for (uint32_t i = 0; i < BUCKET_SLOTS; i++) {
@@ -238,16 +271,16 @@ static int resize(shmg_t *h, uint32_t shard, uint32_t log2)
 	t->npages = npages;
 	t->shard = shard;
 	t->magic = TABLE_MAGIC;
-	struct table_header *old = index_table(h, shard);
+	struct table_view nv = {t, table_buckets(t), log2, (1u << log2) - 1}, old;
+	bool have_old = index_view(h, shard, &old);
 	uint32_t n = 0;
-	if (old) {
-		struct bucket *B = table_buckets(old);
-		for (uint64_t i = 0; i < (1ull << old->nbuckets_log2) * BUCKET_SLOTS; i++) {
-			ref_t r = B[i / BUCKET_SLOTS].ent[i % BUCKET_SLOTS];
+	if (have_old) {
+		for (uint64_t i = 0; i < ((uint64_t)old.mask + 1) * BUCKET_SLOTS; i++) {
+			ref_t r = old.B[i / BUCKET_SLOTS].ent[i % BUCKET_SLOTS];
 			struct entry *e = r ? entry_at(h, r) : NULL;
 			if (!e)
 				continue;
-			if (place(t, entry_hash(h, e), r, false) < 0) {
+			if (place(&nv, entry_hash(h, e), r, false) < 0) {
 				alloc_free_extent(h, shard, p1 - 1);
 				return -ENOSPC;
 			}
@@ -255,12 +288,12 @@ static int resize(shmg_t *h, uint32_t shard, uint32_t log2)
 		}
 	}
 	TEST_POINT("resize:built");
-	uint64_t old_off = sh->table_off;
 	store_release(&sh->table_off, (uint64_t)((uint8_t *)t - h->base)); /* pairs with index_table */
 	sh->nentries = n;
 	TEST_POINT("resize:published");
-	if (old)
-		epoch_retire(h, shard, extent_page_of(h, old_off), LIMBO_EXTENT);
+	if (have_old)
+		epoch_retire(h, shard, extent_page_of(h, (uint64_t)((uint8_t *)old.t - h->base)),
+			     LIMBO_EXTENT);
 	return 0;
 }
 
@@ -272,18 +305,20 @@ int index_create(shmg_t *h, uint32_t shard, uint32_t log2)
 int index_insert(shmg_t *h, uint32_t shard, uint64_t hash, ref_t ref)
 {
 	struct shard_header *sh = shard_at(h, shard);
-	struct table_header *t = index_table(h, shard);
-	if (!t)
+	struct table_view v;
+	if (!index_view(h, shard, &v))
 		return -EIO;
-	uint64_t capacity = (uint64_t)BUCKET_SLOTS << t->nbuckets_log2;
+	uint64_t capacity = (uint64_t)BUCKET_SLOTS << v.log2;
 	/* Grow at 3/4 full; if there is no room for a bigger table, keep using
 	 * this one while it has space. */
-	if ((sh->nentries + 1) * 4 > capacity * 3 && resize(h, shard, t->nbuckets_log2 + 1) == 0)
-		t = index_table(h, shard);
-	int rc = place(t, hash, ref, true);
-	if (rc < 0 && resize(h, shard, t->nbuckets_log2 + 1) == 0) {
-		t = index_table(h, shard);
-		rc = place(t, hash, ref, true);
+	if ((uint64_t)(sh->nentries + 1) * 4 > capacity * 3 && resize(h, shard, v.log2 + 1) == 0 &&
+	    !index_view(h, shard, &v))
+		return -EIO;
+	int rc = place(&v, hash, ref, true);
+	if (rc < 0 && resize(h, shard, v.log2 + 1) == 0) {
+		if (!index_view(h, shard, &v))
+			return -EIO;
+		rc = place(&v, hash, ref, true);
 	}
 	if (rc == 0)
 		sh->nentries++;
@@ -292,10 +327,10 @@ int index_insert(shmg_t *h, uint32_t shard, uint64_t hash, ref_t ref)
 
 static ref_t *slot_ptr(shmg_t *h, uint32_t shard, uint32_t pos)
 {
-	struct table_header *t = index_table(h, shard);
-	if (!t || pos / BUCKET_SLOTS >= (1u << t->nbuckets_log2))
+	struct table_view v;
+	if (!index_view(h, shard, &v) || pos / BUCKET_SLOTS > v.mask)
 		return NULL;
-	return &table_buckets(t)[pos / BUCKET_SLOTS].ent[pos % BUCKET_SLOTS];
+	return &v.B[pos / BUCKET_SLOTS].ent[pos % BUCKET_SLOTS];
 }
 
 void index_clear_slot(shmg_t *h, uint32_t shard, uint32_t pos)
@@ -316,14 +351,12 @@ void index_replace_slot(shmg_t *h, uint32_t shard, uint32_t pos, ref_t ref)
 
 int index_foreach(shmg_t *h, uint32_t shard, index_visit_fn fn, void *arg)
 {
-	struct table_header *t = index_table(h, shard);
-	if (!t)
+	struct table_view v;
+	if (!index_view(h, shard, &v))
 		return 0;
-	struct bucket *B = table_buckets(t);
-	uint64_t nb = 1ull << t->nbuckets_log2;
-	for (uint64_t b = 0; b < nb; b++) {
+	for (uint64_t b = 0; b <= v.mask; b++) {
 		for (uint32_t i = 0; i < BUCKET_SLOTS; i++) {
-			ref_t r = load_acquire(&B[b].ent[i]);
+			ref_t r = load_acquire(&v.B[b].ent[i]);
 			struct entry *e = r ? entry_at(h, r) : NULL;
 			if (!e)
 				continue;

@@ -210,6 +210,50 @@ static inline struct entry *entry_at(const shmg_t *h, ref_t ref)
 		return NULL;
 	return e;
 }
+/* A reader's private copy of an entry's header, loaded once (four single
+ * 8-byte loads: the compiler may neither split nor repeat them) and checked:
+ * the block with the copy's kind and lengths lies in the arena.  Readers take
+ * every length, kind and index from *hd and only the key and metadata bytes
+ * from the block, so a block changed after the check cannot move a read off
+ * the mapping.  Returns the block, or NULL. */
+static inline const struct entry *entry_read(const shmg_t *h, ref_t ref, struct entry *hd)
+{
+	uint64_t off = (uint64_t)ref << REF_SHIFT;
+	if (unlikely(off == 0 || off > h->size - sizeof(struct entry)))
+		return NULL;
+	const uint64_t *w = (const uint64_t *)(h->base + off);
+	union {
+		uint64_t w[4];
+		struct entry e;
+	} c = {{load_relaxed(&w[0]), load_relaxed(&w[1]), load_relaxed(&w[2]), load_relaxed(&w[3])}};
+	if (unlikely(entry_size(c.e.kind, c.e.key_len, c.e.meta_len) > h->size - off))
+		return NULL;
+	*hd = c.e;
+	return (const struct entry *)w;
+}
+static inline const uint8_t *entry_meta_of(const struct entry *e, const struct entry *hd)
+{
+	return (const uint8_t *)(e + 1) + hd->key_len;
+}
+/* Links of a list-kind block whose header copy hd came from entry_read. */
+static inline struct entry_links *links_of(const struct entry *e, const struct entry *hd)
+{
+	return (struct entry_links *)((uint8_t *)e + entry_links_off(hd->key_len, hd->meta_len));
+}
+/* Writers' links: from one read of the lengths; lengths that put them past
+ * the arena give a zeroed private stand-in (reads say "no link", writes go
+ * nowhere) instead of a wild pointer. */
+static inline struct entry_links *links_at(const shmg_t *h, const struct entry *e)
+{
+	static _Thread_local struct entry_links none;
+	uint64_t off = (uint64_t)((const uint8_t *)e - h->base) +
+		       entry_links_off(load_relaxed(&e->key_len), load_relaxed(&e->meta_len));
+	if (unlikely(off > h->size - sizeof(struct entry_links))) {
+		none = (struct entry_links){0};
+		return &none;
+	}
+	return (struct entry_links *)(h->base + off);
+}
 static inline const char *entry_key(const struct entry *e) { return (const char *)(e + 1); }
 static inline const uint8_t *entry_meta(const struct entry *e)
 {
@@ -310,6 +354,14 @@ int pool_lock(shmg_t *h);
 void pool_unlock(shmg_t *h);
 
 /* ---- index.c: the per-shard hash index ------------------------------ */
+/* A shard's current table as one load of table_off and of nbuckets_log2
+ * found it, checked to lie in the arena: users take the size from here. */
+struct table_view {
+	struct table_header *t;
+	struct bucket *B;
+	uint32_t log2, mask;
+};
+bool index_view(const shmg_t *h, uint32_t shard, struct table_view *v);
 struct table_header *index_table(const shmg_t *h, uint32_t shard);
 static inline struct bucket *table_buckets(struct table_header *t)
 {
@@ -330,8 +382,10 @@ struct keyref {
 };
 /* Recomputes the index hash of an entry (resize, repair, check). */
 uint64_t entry_hash(const shmg_t *h, const struct entry *e);
-/* Readers (inside a read section) and writers. */
+/* Readers (inside a read section) and writers.  index_get also gives the
+ * header copy the match was made on (see entry_read). */
 struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *slot_out);
+const struct entry *index_get(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd);
 /* Batched lookups: prefetch the home bucket, then the first candidate entry. */
 void index_prefetch(shmg_t *h, const struct keyref *k);
 void index_prefetch_candidate(shmg_t *h, const struct keyref *k);
@@ -447,9 +501,13 @@ int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *
 		struct keyref *k);
 /* 0, or -EINVAL for metadata longer than meta_max or NULL with a length. */
 int meta_check(const shmg_t *h, const void *meta, size_t len);
+/* Does e (a block) carry exactly these metadata bytes (re-register, re-join)? */
+bool meta_equal(const shmg_t *h, const struct entry *e, const void *meta, size_t len);
+/* Readers: e and keyholder are blocks, ehd and khd their header copies. */
 ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e,
-		     const void **out);
-void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *keyholder,
+		     const struct entry *ehd, const void **out);
+void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *ehd,
+		       const struct entry *keyholder, const struct entry *khd,
 		       struct shmg_entry *pub, char clbuf[64]);
 
 /* ---- mailbox.c ------------------------------------------------------- */
@@ -488,6 +546,13 @@ void events_batch_flush(shmg_t *h);
 int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *meta,
 	      size_t meta_len);
 int list_leave(shmg_t *h, const struct keyref *k, uint8_t head_kind);
+/* Readers: calls fn(member block, its header copy, arg) for each member on
+ * the list of head (hhd: its copy) until fn returns non-zero, which is
+ * returned.  A damaged list (a link off the arena, a member of another head,
+ * a cycle) ends the walk early. */
+typedef int (*member_fn)(shmg_t *h, const struct entry *m, const struct entry *mhd, void *arg);
+int list_walk(shmg_t *h, const struct entry *head, const struct entry *hhd, member_fn fn,
+	      void *arg);
 
 /* ---- reaper.c -------------------------------------------------------- */
 void reaper_close(shmg_t *h);

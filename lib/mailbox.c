@@ -345,7 +345,11 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 	}
 	uint32_t cap = ring_bytes(h);
 	uint64_t tail = mb->tail, head = load_acquire(&mb->head); /* pairs with receive's release */
-	if (load_relaxed(&mb->dropped) || batch_span(b, cap, tail) > cap - (tail - head)) {
+	tail = (tail + 7) & ~7ull; /* records are 8-aligned; only damage makes this move */
+	/* More than a ring's worth between them: damaged (the consumer resets
+	 * it); writing on would run off the ring. */
+	if (load_relaxed(&mb->dropped) || tail - head > cap ||
+	    batch_span(b, cap, tail) > cap - (tail - head)) {
 		__atomic_add_fetch(&mb->dropped, b->count, __ATOMIC_RELAXED);
 	} else {
 		uint32_t batch = mb->batch_seq++;
@@ -406,34 +410,61 @@ static int ensure(uint8_t **buf, size_t *cap, size_t need)
 	return 0;
 }
 
+/* Does a record header (a private copy) describe an event this arena can
+ * hold, within its own size? */
+static bool record_ok(const shmg_t *h, const struct mailbox_record *r)
+{
+	uint64_t need = sizeof(*r) + (uint64_t)r->cluster_len + r->key_len + r->meta_len;
+	need += r->prev_len;
+	return r->type >= SHMG_EV_REGISTERED && r->type <= SHMG_EV_MESSAGE &&
+	       r->reason <= SHMG_REASON_CLUSTER_DISCONNECT &&
+	       r->cluster_len <= SHMG_CLUSTER_NAME_MAX && r->key_len <= h->geo.key_max &&
+	       r->meta_len <= h->geo.meta_max && r->prev_len <= h->geo.meta_max && need <= r->size;
+}
+
 /* Copies up to max records out of the ring into h->rx and fills events;
- * *head_out is where the consumer's head goes once they are accepted. */
+ * *head_out is where the consumer's head goes once they are accepted.
+ * head and tail are read once and every record header is copied before it
+ * is checked.  A record that does not lie between head and tail or does not
+ * describe an event means the ring cannot be parsed: if it is the first one,
+ * *damaged is set and *head_out is tail (the rest is dropped); otherwise the
+ * records before it are returned and the next call meets it first. */
 static int take_records(shmg_t *h, struct mailbox_header *mb, struct shmg_event *ev, size_t max,
-			uint64_t *head_out)
+			uint64_t *head_out, bool *damaged)
 {
 	uint32_t cap = ring_bytes(h);
-	uint64_t head = mb->head, tail = load_acquire(&mb->tail); /* pairs with deliver's release */
-	if (tail - head > cap)
-		head = tail - cap; /* cannot happen unless the arena is damaged */
-	int rc = ensure(&h->rx, &h->rx_cap, (size_t)(tail - head) + max * 8 + 8);
+	uint64_t head = load_relaxed(&mb->head);
+	uint64_t tail = load_acquire(&mb->tail); /* pairs with deliver's release */
+	*damaged = false;
+	*head_out = head;
+	if (tail - head > cap || (head != tail && head % 8)) {
+		*damaged = true;
+		*head_out = tail;
+		return 0;
+	}
+	/* Each record gives its bytes less its header, plus a NUL. */
+	int rc = ensure(&h->rx, &h->rx_cap, (size_t)(tail - head) + 8);
 	if (rc < 0)
 		return rc;
 	size_t n = 0, used = 0;
 	uint8_t *ring = ring_at(mb);
-	while (head < tail && n < max) {
-		uint32_t pos = (uint32_t)(head % cap);
+	while (head != tail && n < max) {
+		uint32_t pos = (uint32_t)(head % cap), room = cap - pos;
+		uint64_t avail = tail - head;
 		struct mailbox_record r;
-		if (cap - pos < sizeof(uint64_t)) {
-			head += cap - pos;
-			continue;
+		memcpy(&r, ring + pos, room < sizeof(r) ? 8 : sizeof(r));
+		bool pad = r.type == MB_PAD;
+		if (pad ? room > avail
+			: r.size < sizeof(r) || r.size > room || r.size > avail || r.size % 8 ||
+				  !record_ok(h, &r)) {
+			if (n == 0) {
+				*damaged = true;
+				head = tail;
+			}
+			break;
 		}
-		memcpy(&r, ring + pos, cap - pos < sizeof(r) ? 8 : sizeof(r));
-		if (r.type == MB_PAD || r.size < sizeof(r) || r.size > cap - pos) {
-			head += r.size >= 8 && r.size <= cap - pos ? r.size : cap - pos;
-			continue;
-		}
-		if ((uint64_t)sizeof(r) + r.cluster_len + r.key_len + r.meta_len + r.prev_len > r.size) {
-			head += r.size; /* damaged record: skip */
+		if (pad) {
+			head += room; /* a pad fills the ring to its end */
 			continue;
 		}
 		/* Copy: cluster name, NUL, key, meta, previous meta. */
@@ -455,13 +486,13 @@ static int take_records(shmg_t *h, struct mailbox_header *mb, struct shmg_event 
 			.meta = key + r.key_len,
 			.meta_len = r.meta_len,
 			.previous_meta = r.flags & MB_HAS_PREV ? key + r.key_len + r.meta_len : NULL,
-			.previous_meta_len = r.prev_len,
+			.previous_meta_len = r.flags & MB_HAS_PREV ? r.prev_len : 0,
 			.has_previous = !!(r.flags & MB_HAS_PREV),
 			.time_ns = r.time_ns,
 			.batch = r.batch,
 			.batch_end = !!(r.flags & MB_BATCH_END),
 		};
-		used += r.size + 1;
+		used += r.size - sizeof(r) + 1;
 		head += r.size;
 	}
 	*head_out = head;
@@ -504,9 +535,16 @@ static int receive_now(shmg_t *h, struct shmg_event *ev, size_t max)
 {
 	struct mailbox_header *mb = mailbox_at(h, h->slot);
 	uint64_t head;
-	int n = take_records(h, mb, ev, max, &head);
+	bool damaged;
+	int n = take_records(h, mb, ev, max, &head, &damaged);
 	if (n < 0)
 		return n;
+	if (damaged) {
+		/* Nothing left in the ring can be trusted: drop it and say so
+		 * the way a full mailbox does, with an overflow marker. */
+		store_release(&mb->head, head);
+		__atomic_add_fetch(&mb->dropped, 1, __ATOMIC_RELAXED);
+	}
 	if (n == 0 && max) {
 		uint32_t dropped = __atomic_exchange_n(&mb->dropped, 0, __ATOMIC_ACQ_REL);
 		if (dropped) {
@@ -537,10 +575,14 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 		return 0;
 	struct mailbox_header *mb = mailbox_at(h, h->slot);
 	uint64_t deadline = timeout_ms > 0 ? now_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
-	for (;;) {
+	for (unsigned empty = 0;; empty++) {
 		int n = receive_now(h, events, max);
 		if (n != 0)
 			return n;
+		/* A poll that keeps finding the ring moved but nothing in it is
+		 * racing a process that scribbles on it: answer empty. */
+		if (timeout_ms == 0 && empty >= 8)
+			return 0;
 		/* Empty: consume the wakeup and re-arm, so the fd is readable only
 		 * while records wait, then look once more (pairs with the
 		 * exchange in mailbox_deliver). */

@@ -40,7 +40,8 @@ static bool any_monitors(const shmg_t *h)
 static uint64_t cluster_seed(const shmg_t *h, uint32_t ref)
 {
 	uint32_t s = cluster_slot_of(ref);
-	return s && s < h->geo.max_clusters ? cluster_at(h, s)->name_hash : DEFAULT_CLUSTER_SEED;
+	return s && s < h->geo.max_clusters ? load_relaxed(&cluster_at(h, s)->name_hash)
+					      : DEFAULT_CLUSTER_SEED;
 }
 
 static void targets_clear(shmg_t *h)
@@ -56,23 +57,30 @@ void target_add(shmg_t *h, uint32_t slot, uint32_t gen)
 	h->target_gen[slot] = gen;
 }
 
+/* member_fn: targets a live endpoint (only this node's when local_only is non-NULL). */
+static int add_live(shmg_t *h, const struct entry *m, const struct entry *mhd, void *local_only)
+{
+	(void)m;
+	if (entry_live(h, mhd) && (!local_only || mhd->node == h->node))
+		target_add(h, mhd->ep_slot, mhd->ep_gen);
+	return 0;
+}
+
+/* Inside a read section: adds the live endpoints on the list of k's head. */
+static void add_list(shmg_t *h, const struct keyref *k, uint8_t head_kind, bool local_only)
+{
+	struct entry hhd;
+	const struct entry *head = index_get(h, k, head_kind, &hhd);
+	if (head)
+		list_walk(h, head, &hhd, add_live, local_only ? h : NULL);
+}
+
 /* Inside a read section: adds the live monitors of one pattern. */
 static void route_pattern(shmg_t *h, uint64_t seed, const char *pat, size_t len)
 {
 	struct keyref k = {pat, len, mon_cluster_tag(seed), sg_hash(pat, len, seed), 0, seed};
 	k.shard = shard_of(h, k.hash);
-	const struct entry *head = index_find(h, &k, K_MONHEAD, NULL);
-	if (!head)
-		return;
-	uint64_t steps = h->size / sizeof(struct entry);
-	for (ref_t r = load_acquire(&L(head)->next); r && steps--;) { /* pairs with list_join */
-		const struct entry *m = entry_at(h, r);
-		if (!m)
-			break;
-		if (m->kind == K_MONITOR && entry_live(h, m))
-			target_add(h, m->ep_slot, m->ep_gen);
-		r = load_acquire(&L(m)->next);
-	}
+	add_list(h, &k, K_MONHEAD, false);
 }
 
 static void route(shmg_t *h, uint32_t cluster_ref, const char *key, size_t len)
@@ -87,6 +95,7 @@ static void route(shmg_t *h, uint32_t cluster_ref, const char *key, size_t len)
 	read_exit(h);
 }
 
+/* e, if any, is a header copy (entry_read). */
 void record_fill(shmg_t *h, struct mailbox_record *r, uint8_t type, uint8_t reason,
 		 const struct entry *e, const char *cluster, size_t key_len, size_t meta_len,
 		 size_t prev_len, bool has_prev)
@@ -146,14 +155,18 @@ void events_emit(shmg_t *h, uint8_t type, uint8_t reason, const struct entry *e,
 {
 	if (!any_monitors(h))
 		return;
+	/* Lengths from one read of each header, checked against the arena. */
+	struct entry hd, phd = {0};
+	if (!entry_read(h, ref_of(h, e), &hd) || (prev && !entry_read(h, ref_of(h, prev), &phd)))
+		return;
 	targets_clear(h);
-	route(h, e->cluster, key, key_len);
+	route(h, hd.cluster, key, key_len);
 	char clbuf[64];
-	const char *cl = cluster_name_of(h, e->cluster, clbuf);
+	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
 	struct mailbox_record r;
-	record_fill(h, &r, type, reason, e, cl, key_len, e->meta_len, prev ? prev->meta_len : 0,
-		    prev != NULL);
-	targets_deliver(h, &r, cl, key, entry_meta(e), prev ? entry_meta(prev) : NULL);
+	record_fill(h, &r, type, reason, &hd, cl, key_len, hd.meta_len, phd.meta_len, prev != NULL);
+	targets_deliver(h, &r, cl, key, entry_meta_of(e, &hd),
+			prev ? entry_meta_of(prev, &phd) : NULL);
 }
 
 void events_batch_begin(shmg_t *h)
@@ -238,19 +251,11 @@ static long dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg
 		return rc == -ENOTCONN ? 0 : rc;
 	targets_clear(h);
 	read_enter(h);
-	const struct entry *reg = index_find(h, &k, K_REG, NULL);
-	if (reg && entry_live(h, reg) && reg->node == h->node)
-		target_add(h, reg->ep_slot, reg->ep_gen);
-	const struct entry *head = index_find(h, &k, K_GROUP, NULL);
-	uint64_t steps = h->size / sizeof(struct entry);
-	for (ref_t r = head ? load_acquire(&L(head)->next) : 0; r && steps--;) {
-		const struct entry *m = entry_at(h, r);
-		if (!m)
-			break;
-		if (m->kind == K_MEMBER && entry_live(h, m) && m->node == h->node)
-			target_add(h, m->ep_slot, m->ep_gen);
-		r = load_acquire(&L(m)->next);
-	}
+	struct entry hd;
+	const struct entry *reg = index_get(h, &k, K_REG, &hd);
+	if (reg)
+		add_live(h, reg, &hd, h);
+	add_list(h, &k, K_GROUP, true);
 	read_exit(h);
 	long n = 0;
 	for (uint32_t w = 0; w < (h->geo.max_endpoints + 63) / 64; w++)

@@ -30,16 +30,29 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 {
 	struct oplog_header *ol = oplog_at(h, shard);
 	uint8_t *ring = (uint8_t *)(ol + 1);
-	uint32_t cap = ol->ring_bytes;
+	/* The ring's size comes from the validated geometry, not from ring_bytes
+	 * (which is for the consumer and could have been scribbled on). */
+	uint32_t cap = h->geo.oplog_bytes - (uint32_t)sizeof(*ol);
+	struct entry hd; /* the lengths sized below are the lengths copied */
+	if (!entry_read(h, ref_of(h, e), &hd)) {
+		oplog_mark_reset(h, shard);
+		return;
+	}
 	char clbuf[64];
-	const char *cl = cluster_name_of(h, e->cluster, clbuf);
+	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
 	size_t clen = cl ? strlen(cl) : 0;
-	uint32_t size = (uint32_t)((sizeof(struct oplog_record) + clen + key_len + e->meta_len + 7) & ~7ull);
+	uint32_t size =
+		(uint32_t)((sizeof(struct oplog_record) + clen + key_len + hd.meta_len + 7) & ~7ull);
 	if (size > cap / 2) {
 		oplog_mark_reset(h, shard);
 		return;
 	}
 	uint64_t head = ol->head;
+	if (head % 8) {
+		/* Damaged: records are 8-aligned.  Realign; the consumer resyncs. */
+		head = (head + 7) & ~7ull;
+		oplog_mark_reset(h, shard);
+	}
 	uint32_t pos = (uint32_t)(head % cap);
 	if (cap - pos < size) {
 		if (cap - pos >= sizeof(struct oplog_record)) {
@@ -56,18 +69,18 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 		.op = op,
 		.reason = reason,
 		.cluster_len = (uint8_t)clen,
-		.time_ns = e->time_ns,
-		.node = e->node,
-		.ep_slot = e->ep_slot,
-		.ep_gen = e->ep_gen,
-		.pid = e->pid,
+		.time_ns = hd.time_ns,
+		.node = hd.node,
+		.ep_slot = hd.ep_slot,
+		.ep_gen = hd.ep_gen,
+		.pid = hd.pid,
 		.key_len = (uint16_t)key_len,
-		.meta_len = e->meta_len,
+		.meta_len = hd.meta_len,
 	};
 	uint8_t *p = (uint8_t *)(r + 1);
 	memcpy(p, cl ? cl : "", clen);
 	memcpy(p + clen, key, key_len);
-	memcpy(p + clen + key_len, entry_meta(e), e->meta_len);
+	memcpy(p + clen + key_len, entry_meta_of(e, &hd), hd.meta_len);
 	TEST_POINT("oplog:append");
 	store_relaxed(&ol->seq, ol->seq + 1);
 	store_release(&ol->head, head + size); /* publishes the record */

@@ -36,16 +36,24 @@ int meta_check(const shmg_t *h, const void *meta, size_t len)
 	return (len > h->geo.meta_max || (!meta && len)) ? -EINVAL : 0;
 }
 
+bool meta_equal(const shmg_t *h, const struct entry *e, const void *meta, size_t len)
+{
+	struct entry hd;
+	return entry_read(h, ref_of(h, e), &hd) && hd.meta_len == len &&
+	       (!len || memcmp(entry_meta_of(e, &hd), meta, len) == 0);
+}
+
 ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e,
-		     const void **out)
+		     const struct entry *ehd, const void **out)
 {
 	shmg_extract_fn fn = o && o->extract_meta ? o->extract_meta : h->extract;
 	void *arg = o && o->extract_meta ? o->extract_arg : h->extract_arg;
 	if (!fn) {
-		*out = entry_meta(e);
-		return e->meta_len;
+		*out = entry_meta_of(e, ehd);
+		return ehd->meta_len;
 	}
-	ssize_t n = fn(entry_meta(e), e->meta_len, h->scratch, h->geo.meta_max, arg);
+	/* scratch holds geo.meta_max bytes, whatever the arena says. */
+	ssize_t n = fn(entry_meta_of(e, ehd), ehd->meta_len, h->scratch, h->geo.meta_max, arg);
 	if (n < 0)
 		return n;
 	if ((size_t)n > h->geo.meta_max)
@@ -54,36 +62,44 @@ ssize_t meta_extract(shmg_t *h, const struct shmg_opts *o, const struct entry *e
 	return n;
 }
 
-void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *keyholder,
+void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *ehd,
+		       const struct entry *keyholder, const struct entry *khd,
 		       struct shmg_entry *pub, char clbuf[64])
 {
-	pub->kind = e->kind == K_REG ? SHMG_REGISTRY : SHMG_MEMBER;
-	pub->id = (shmg_id_t){e->node, e->ep_slot, e->ep_gen};
-	pub->pid = e->pid;
-	pub->time_ns = e->time_ns;
-	pub->cluster = cluster_name_of(h, e->cluster, clbuf);
+	pub->kind = ehd->kind == K_REG ? SHMG_REGISTRY : SHMG_MEMBER;
+	pub->id = (shmg_id_t){ehd->node, ehd->ep_slot, ehd->ep_gen};
+	pub->pid = ehd->pid;
+	pub->time_ns = ehd->time_ns;
+	pub->cluster = cluster_name_of(h, ehd->cluster, clbuf);
 	pub->key = entry_key(keyholder);
-	pub->key_len = keyholder->key_len;
-	pub->meta = entry_meta(e);
-	pub->meta_len = e->meta_len;
+	pub->key_len = khd->key_len;
+	pub->meta = entry_meta_of(e, ehd);
+	pub->meta_len = ehd->meta_len;
 }
 
 /* Zero-copy view of a registration: every pointer is into the arena (the
  * cluster name into its slot of the cluster table), valid for the read
- * section. */
-static void entry_fill_ref(shmg_t *h, const struct entry *e, struct shmg_entry *pub)
+ * section.  A name without its NUL (a damaged slot) is not handed out. */
+static void entry_fill_ref(shmg_t *h, const struct entry *e, const struct entry *hd,
+			   struct shmg_entry *pub)
 {
-	uint32_t cs = cluster_slot_of(e->cluster);
+	uint32_t cs = cluster_slot_of(hd->cluster);
+	const char *cluster = NULL;
+	if (cs && cs < h->geo.max_clusters) {
+		cluster = cluster_at(h, cs)->name;
+		if (load_relaxed(&cluster[SHMG_CLUSTER_NAME_MAX]) != 0)
+			cluster = NULL;
+	}
 	*pub = (struct shmg_entry){
 		.kind = SHMG_REGISTRY,
-		.id = {e->node, e->ep_slot, e->ep_gen},
-		.pid = e->pid,
-		.time_ns = e->time_ns,
-		.cluster = cs && cs < h->geo.max_clusters ? cluster_at(h, cs)->name : NULL,
+		.id = {hd->node, hd->ep_slot, hd->ep_gen},
+		.pid = hd->pid,
+		.time_ns = hd->time_ns,
+		.cluster = cluster,
 		.key = entry_key(e),
-		.key_len = e->key_len,
-		.meta = entry_meta(e),
-		.meta_len = e->meta_len,
+		.key_len = hd->key_len,
+		.meta = entry_meta_of(e, hd),
+		.meta_len = hd->meta_len,
 	};
 }
 
@@ -103,7 +119,7 @@ static bool owner_dead(shmg_t *h, const struct entry *e)
 static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
 		       const void *meta, size_t meta_len)
 {
-	if (old->meta_len == meta_len && (!meta_len || memcmp(entry_meta(old), meta, meta_len) == 0))
+	if (meta_equal(h, old, meta, meta_len))
 		return 0; /* identical: no event, no replication, time unchanged */
 	ref_t ref;
 	struct entry *e = entry_new(h, k->shard, K_REG, k, meta, meta_len, &ref);
@@ -213,11 +229,12 @@ int shmg_unregister(shmg_t *h, const char *key, size_t key_len, const struct shm
 	return rc;
 }
 
-/* Inside a read section: the live registration of k, or NULL. */
-static struct entry *find_live(shmg_t *h, const struct keyref *k)
+/* Inside a read section: the live registration of k, or NULL; *hd is its
+ * header copy, the only source of its lengths and identity. */
+static const struct entry *find_live(shmg_t *h, const struct keyref *k, struct entry *hd)
 {
-	struct entry *e = index_find(h, k, K_REG, NULL);
-	return e && entry_live(h, e) ? e : NULL;
+	const struct entry *e = index_get(h, k, K_REG, hd);
+	return e && entry_live(h, hd) ? e : NULL;
 }
 
 int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *meta,
@@ -230,7 +247,8 @@ int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void 
 	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
 		return rc == -ENOTCONN ? -ENOENT : rc;
 	read_enter(h);
-	struct entry *e = find_live(h, &k);
+	struct entry hd;
+	const struct entry *e = find_live(h, &k, &hd);
 	if (!e) {
 		rc = -ENOENT;
 		goto out;
@@ -238,7 +256,7 @@ int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void 
 	const void *m = NULL;
 	ssize_t n = 0;
 	if (meta || meta_len) {
-		n = meta_extract(h, opts, e, &m);
+		n = meta_extract(h, opts, e, &hd, &m);
 		if (n < 0) {
 			rc = (int)n;
 			goto out;
@@ -253,7 +271,7 @@ int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void 
 			*meta_len = (size_t)n;
 	}
 	if (id)
-		*id = (shmg_id_t){e->node, e->ep_slot, e->ep_gen};
+		*id = (shmg_id_t){hd.node, hd.ep_slot, hd.ep_gen};
 out:
 	read_exit(h);
 	return rc;
@@ -270,11 +288,12 @@ int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len, struct shmg_entr
 		return -EPERM;
 	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
 		return rc == -ENOTCONN ? -ENOENT : rc;
-	struct entry *e = find_live(h, &k);
+	struct entry hd;
+	const struct entry *e = find_live(h, &k, &hd);
 	if (!e)
 		return -ENOENT;
 	if (entry)
-		entry_fill_ref(h, e, entry);
+		entry_fill_ref(h, e, &hd, entry);
 	return 0;
 }
 
@@ -309,16 +328,17 @@ static long lookup_many(shmg_t *h, const struct shmg_key *keys, size_t n, shmg_i
 		for (size_t i = 0; i < m; i++) {
 			if (rcs[base + i])
 				continue;
-			struct entry *e = find_live(h, &k[i]);
+			struct entry hd;
+			const struct entry *e = find_live(h, &k[i], &hd);
 			if (!e) {
 				rcs[base + i] = -ENOENT;
 				continue;
 			}
 			found++;
 			if (ids)
-				ids[base + i] = (shmg_id_t){e->node, e->ep_slot, e->ep_gen};
+				ids[base + i] = (shmg_id_t){hd.node, hd.ep_slot, hd.ep_gen};
 			if (entries)
-				entry_fill_ref(h, e, &entries[base + i]);
+				entry_fill_ref(h, e, &hd, &entries[base + i]);
 		}
 	}
 	read_exit(h);

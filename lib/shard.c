@@ -93,8 +93,8 @@ bool entry_live(const shmg_t *h, const struct entry *e)
 {
 	if (e->node != h->node)
 		return true; /* remote entries live and die by replication */
-	return likely(e->ep_slot < h->geo.max_endpoints) &&
-	       load_relaxed(&h->live_gen[e->ep_slot]) == e->ep_gen;
+	uint32_t slot = load_relaxed(&e->ep_slot); /* the index checked is the index used */
+	return likely(slot < h->geo.max_endpoints) && load_relaxed(&h->live_gen[slot]) == e->ep_gen;
 }
 
 void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
@@ -172,15 +172,29 @@ void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const 
 {
 	if (h->suppress_events || (e->kind != K_REG && e->kind != K_MEMBER))
 		return;
-	const struct entry *keyholder = e->kind == K_MEMBER ? entry_at(h, L(e)->aux) : e;
+	struct entry khd;
+	const struct entry *keyholder =
+		entry_read(h, e->kind == K_MEMBER ? links_at(h, e)->aux : ref_of(h, e), &khd);
 	if (!keyholder)
 		return;
 	/* Outside a batch, record how far delivery got, target by target, so
 	 * that a repair after our death resumes there instead of repeating. */
 	if (!h->batching)
 		h->progress_word = &shard_at(h, shard)->inflight_done;
-	events_emit(h, type, reason, e, entry_key(keyholder), keyholder->key_len, prev);
+	events_emit(h, type, reason, e, entry_key(keyholder), khd.key_len, prev);
 	h->progress_word = NULL;
+}
+
+/* Logs the removal of e, whose key is keyholder's, with the key length of
+ * one checked read of keyholder's header. */
+static void log_removal(shmg_t *h, uint32_t shard, uint8_t op, int reason, const struct entry *e,
+			const struct entry *keyholder)
+{
+	struct entry khd;
+	if (entry_read(h, ref_of(h, keyholder), &khd))
+		oplog_append(h, shard, op, (uint8_t)reason, e, entry_key(keyholder), khd.key_len);
+	else
+		oplog_mark_reset(h, shard);
 }
 
 void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason)
@@ -188,7 +202,7 @@ void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, 
 	inflight_set(h, shard, INFLIGHT_REMOVE, ref_of(h, e), 0, (uint32_t)reason);
 	index_clear_slot(h, shard, pos);
 	TEST_POINT("unregister:unlinked");
-	oplog_append(h, shard, OP_UNREGISTER, (uint8_t)reason, e, entry_key(e), e->key_len);
+	log_removal(h, shard, OP_UNREGISTER, reason, e, e);
 	shard_count(h, shard, e, -1);
 	shard_event(h, shard, SHMG_EV_UNREGISTERED, (uint8_t)reason, e, NULL);
 	inflight_clear(h, shard);
@@ -199,19 +213,21 @@ void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, 
  * from the head; prev links are for writers only). */
 static void list_unlink(shmg_t *h, struct entry *head, struct entry *m)
 {
-	struct entry *prev = L(m)->prev ? entry_at(h, L(m)->prev) : NULL;
-	struct entry *next = L(m)->next ? entry_at(h, L(m)->next) : NULL;
+	struct entry_links *ml = links_at(h, m);
+	ref_t pref = ml->prev, nref = ml->next;
+	struct entry *prev = pref ? entry_at(h, pref) : NULL;
+	struct entry *next = nref ? entry_at(h, nref) : NULL;
 	if (prev)
-		store_release(&L(prev)->next, L(m)->next);
+		store_release(&links_at(h, prev)->next, nref);
 	else
-		store_release(&L(head)->next, L(m)->next);
+		store_release(&links_at(h, head)->next, nref);
 	if (next)
-		L(next)->prev = L(m)->prev;
+		links_at(h, next)->prev = pref;
 }
 
 void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason)
 {
-	struct entry *head = entry_at(h, L(m)->aux);
+	struct entry *head = entry_at(h, links_at(h, m)->aux);
 	uint8_t head_kind = m->kind == K_MONITOR ? K_MONHEAD : K_GROUP;
 	if (!head || head->kind != head_kind) {
 		/* Only a damaged arena gets here; drop the index slot. */
@@ -223,15 +239,17 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	list_unlink(h, head, m);
 	TEST_POINT("leave:unlinked");
 	index_clear_slot(h, shard, pos);
-	store_relaxed(&L(head)->aux, L(head)->aux - 1);
+	struct entry_links *hl = links_at(h, head);
+	store_relaxed(&hl->aux, hl->aux - 1);
 	if (m->kind == K_MEMBER)
-		oplog_append(h, shard, OP_LEAVE, (uint8_t)reason, m, entry_key(head), head->key_len);
+		log_removal(h, shard, OP_LEAVE, reason, m, head);
 	shard_count(h, shard, m, -1);
 	shard_event(h, shard, SHMG_EV_LEFT, (uint8_t)reason, m, NULL);
 	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
-	if (L(head)->aux == 0 && L(head)->next == 0) {
-		struct keyref k = {entry_key(head), head->key_len, head->cluster, entry_hash(h, head),
+	struct entry hhd;
+	if (hl->aux == 0 && hl->next == 0 && entry_read(h, ref_of(h, head), &hhd)) {
+		struct keyref k = {entry_key(head), hhd.key_len, hhd.cluster, entry_hash(h, head),
 				   shard, 0};
 		uint32_t hpos;
 		if (index_find(h, &k, head_kind, &hpos) == head) {

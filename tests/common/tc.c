@@ -247,6 +247,24 @@ int tc_write_full(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+void *tc_map_arena(const char *name, size_t *size)
+{
+	char path[300];
+	struct stat st;
+	void *p;
+	int fd;
+
+	tc_arena_path(name, path, sizeof(path));
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ck_assert_ptr_ne(p, MAP_FAILED);
+	close(fd);
+	*size = (size_t)st.st_size;
+	return p;
+}
+
 void *tc_shared_alloc(size_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

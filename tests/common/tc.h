@@ -67,6 +67,11 @@ bool tc_wait_until(bool (*pred)(void *arg), void *arg, int timeout_ms);
 int tc_read_full(int fd, void *buf, size_t n, int timeout_ms);
 int tc_write_full(int fd, const void *buf, size_t n);
 
+/* Maps the whole shared-memory object of arena name read-write, as a
+ * process that bypasses the library would (corruption tests).  *size gets
+ * its size; munmap() it when done. */
+void *tc_map_arena(const char *name, size_t *size);
+
 /* MAP_SHARED|MAP_ANONYMOUS zeroed memory inherited by forked children. */
 void *tc_shared_alloc(size_t size);
 

@@ -7,13 +7,11 @@
  *
  * The arena geometry comes from lib/layout.h (tests link the static library).
  */
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "layout.h"
@@ -25,24 +23,6 @@ static const char *const stage_names[] = { "open", "lookup", "members", "member_
 					   "registry_count", "entries", "check", "register",
 					   "reap", "done" };
 static volatile int *stage; /* shared: how far the reader got */
-
-static void *map_arena(size_t *size)
-{
-	char path[300];
-	struct stat st;
-	void *p;
-	int fd;
-
-	tc_arena_path(tc_arena, path, sizeof(path));
-	fd = open(path, O_RDWR);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
-	p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	close(fd);
-	*size = (size_t)st.st_size;
-	return p;
-}
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -120,7 +100,7 @@ START_TEST(test_scribbled_arena)
 	}
 	TC_ASSERT_CLEAN(h);
 
-	unsigned char *base = map_arena(&size);
+	unsigned char *base = tc_map_arena(tc_arena, &size);
 	struct arena_header *hdr = (struct arena_header *)base;
 	uint64_t lo, hi;
 	switch (region) {
