@@ -30,9 +30,9 @@
  * value and a hostile one while the reader loops over the read calls, so a
  * reader that checks one load and uses another gets caught.
  *
- * The robust mutexes are fields too, but a mutex word naming a thread that
- * never unlocks is a wait that only bounded lock waits end: those values are
- * listed with V_HELD and skipped unless SHMG_TEST_HELD_LOCKS is set.
+ * The robust mutexes are fields too.  A mutex word naming a thread that
+ * never unlocks (V_HELD) is a wait that only the bounded lock waits end: the
+ * reader shortens them so that every call still fits its time.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -272,7 +272,7 @@ static const char *const value_names[NVALUES] = {
 static bool value_applies(const struct field *f, enum value v)
 {
 	if (f->kind == F_MUTEX)
-		return v == V_ZERO || v == V_ONES || (v == V_HELD && getenv("SHMG_TEST_HELD_LOCKS"));
+		return v == V_ZERO || v == V_ONES || v == V_HELD;
 	if (f->kind == F_BYTES)
 		return v == V_ZERO || v == V_ONES;
 	switch (v) {
@@ -561,6 +561,10 @@ static int reader(void *arg)
 		return 100;
 	}
 	reader_h = h;
+	/* A mutex held by a thread that does not exist costs bounded waits:
+	 * keep them short so that every call still fits the reader's time. */
+	lock_wait_limit_ms = 200;
+	shmg_set_busy_retry(h, 4, 50);
 	shmg_set_extract_meta(h, extract_copy, &sum);
 	/* Events waiting in our own mailbox: a registration, a join, a message. */
 	if (shmg_monitor(h, NULL, 0, NULL) != 0 ||
