@@ -361,8 +361,11 @@ static int entries_visit(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 	struct walk *w = arg;
 	struct entry hd, khd;
 	const struct entry *e = entry_read(h, ref_of(h, blk), &hd);
+	/* An entry of a cluster no longer connected is gone for readers, even
+	 * before the shard's next locker sweeps it (a disconnect killed or
+	 * held up half way). */
 	if (!e || (hd.kind != K_REG && hd.kind != K_MEMBER) || !entry_live(h, &hd) ||
-	    (w->local_only && hd.node != h->node))
+	    (w->local_only && hd.node != h->node) || !cluster_ref_valid(h, hd.cluster))
 		return 0;
 	const struct entry *keyholder = e;
 	khd = hd;

@@ -646,6 +646,9 @@ START_TEST(test_disconnect_killed)
 	pid_t pid = tc_fork(disconnects_and_dies, NULL);
 	TC_EQ(tc_wait_exit(pid, 60000), TC_KILLED(SIGKILL));
 	TC_EQ(shmg_connected(h, "cl"), 0);
+	/* Entries not yet swept are not listed. */
+	ck_assert_int_ge(shmg_entries(h, 1, count_in_cl, &n), 1);
+	ck_assert_int_eq(n, 0);
 
 	TC_ASSERT_CLEAN(h); /* locks every shard: the sweep is finished */
 	ck_assert_int_ge(shmg_entries(h, 1, count_in_cl, &n), 1);
