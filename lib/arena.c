@@ -202,8 +202,12 @@ int robust_lock_until(pthread_mutex_t *m, uint64_t deadline_ns, uint64_t interva
 		uint64_t until = deadline_ns <= now || deadline_ns - now <= interval_ns
 					 ? deadline_ns
 					 : now + interval_ns;
-		struct timespec ts = {(time_t)(until / 1000000000u), (long)(until % 1000000000u)};
-		int rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+		/* Each slice is a timedlock on the realtime clock, which every
+		 * tool (ThreadSanitizer among them) knows; the deadline itself is
+		 * monotonic, so a clock step can stretch or cut one slice only. */
+		uint64_t at = now_realtime_ns() + (until > now ? until - now : 0);
+		struct timespec ts = {(time_t)(at / 1000000000u), (long)(at % 1000000000u)};
+		int rc = pthread_mutex_timedlock(m, &ts);
 		if (rc != ETIMEDOUT || until == deadline_ns)
 			return rc;
 	}
