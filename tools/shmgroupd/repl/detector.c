@@ -23,8 +23,20 @@ void detector_poll(struct repl *r, struct peer *p)
 {
 	const struct repl_knobs *k = &r->cfg.knobs;
 
-	if (p->state != PEER_UP)
+	if (p->state != PEER_UP) {
+		/* Entries held from before our own restart, of a peer that has
+		 * not completed a handshake since: unverified, and purged if it
+		 * stays silent as long as an up peer would be allowed to. */
+		if (p->held_inc) {
+			if (!p->last_heard)
+				p->last_heard = r->now;
+			if (r->now - p->last_heard >= repl_ms(k->down_after))
+				peer_down(r, p, REPL_PEER_DOWN, "not back after a restart");
+			else
+				repl_set_deadline(r, p->last_heard + repl_ms(k->down_after));
+		}
 		return;
+	}
 	if (r->now - p->last_heard >= repl_ms(k->down_after)) {
 		peer_down(r, p, REPL_PEER_DOWN, "silent past down_after");
 		return;

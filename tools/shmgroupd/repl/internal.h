@@ -57,7 +57,7 @@ struct shard_tx {
 	uint8_t mode; /* WIRE_MODE_LOG or WIRE_MODE_SNAP */
 	struct stream_tx st;
 	struct resync_tx snap;
-	int ack_wanted; /* a LOG stream waiting for nothing: see stream_tx_reset */
+	uint64_t skip_to; /* seqs from st.next up to here are other owners' */
 };
 
 struct shard_rx {
@@ -79,7 +79,12 @@ struct peer {
 	uint64_t inc;
 	uint32_t session;
 	uint64_t held_inc;
-	/* Handshake. */
+	/* Handshake.  conn identifies the completed handshake; DATA under
+	 * any other id is dropped. */
+	uint32_t conn;
+	int confirm_pending; /* completed on HELLO_ACK: HELLO_CONFIRM is repeated
+			      * until DATA under conn arrives */
+	uint64_t hs_ours, hs_theirs; /* the nonces conn was made of */
 	uint64_t nonce;      /* ours for the current attempt */
 	uint64_t next_hello; /* when to send the next HELLO */
 	uint32_t attempts;
@@ -94,7 +99,7 @@ struct peer {
 	struct rto rto;
 	/* Failure detector and batching. */
 	uint64_t last_heard;     /* last authenticated DATA from it */
-	uint64_t last_sent;      /* last datagram of any kind to it */
+	uint64_t last_sent;      /* last DATA datagram to it */
 	uint64_t last_data_sent; /* last datagram carrying new records */
 	uint64_t pending_since;  /* new records noticed but not yet sent, 0 none */
 	struct shard_tx *tx;     /* [shards] */

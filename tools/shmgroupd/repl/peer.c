@@ -51,7 +51,8 @@ static int newer(uint64_t inc_a, uint32_t ses_a, uint64_t inc_b, uint32_t ses_b)
 }
 
 /* HELLO, HELLO_ACK or HELLO_CONFIRM to p, carrying our cursors for it. */
-static void send_hello(struct repl *r, struct peer *p, uint8_t type, uint64_t echo)
+static void send_hello(struct repl *r, struct peer *p, uint8_t type, uint64_t nonce,
+		       uint64_t echo)
 {
 	uint8_t cursors[WIRE_MAX_SHARDS * 8];
 	struct wire_writer w;
@@ -64,7 +65,7 @@ static void send_hello(struct repl *r, struct peer *p, uint8_t type, uint64_t ec
 	}
 	struct wire_hello hello = {
 		.shards = shards,
-		.nonce = p->nonce,
+		.nonce = nonce,
 		.echo = echo,
 		.held_inc = p->held_inc,
 		.n_cursors = p->held_inc ? shards : 0,
@@ -118,7 +119,7 @@ void peer_free_streams(struct repl *r, struct peer *p)
 
 void peer_down(struct repl *r, struct peer *p, enum repl_peer_event ev, const char *why)
 {
-	int was_up = p->state == PEER_UP;
+	int tell = p->state == PEER_UP || p->held_inc;
 
 	peer_free_streams(r, p);
 	if (p->held_inc) {
@@ -134,18 +135,28 @@ void peer_down(struct repl *r, struct peer *p, enum repl_peer_event ev, const ch
 		p->held_inc = 0;
 	}
 	p->state = PEER_DOWN;
+	p->conn = 0;
+	p->confirm_pending = 0;
 	p->nonce = fresh_nonce(r);
 	p->attempts = 0;
 	p->next_hello = r->now;
 	p->pending_since = 0;
-	if (was_up)
+	if (tell)
 		peer_event(r, p, ev, why);
 }
 
-/* The handshake is done: p is UP as (inc, session) and our streams towards
- * it start from the cursors it holds for us. */
+/* Both sides derive the same id from the two nonces, whichever way round. */
+static uint32_t conn_id(uint64_t a, uint64_t b)
+{
+	uint64_t x = a ^ b;
+	uint32_t c = (uint32_t)(x ^ (x >> 32));
+	return c ? c : 1;
+}
+
+/* The handshake is done: p is UP as (inc, session) under a new connection id,
+ * and our streams towards it start from the cursors it holds for us. */
 static void complete(struct repl *r, struct peer *p, const struct wire_header *h,
-		     const struct wire_hello *hello)
+		     const struct wire_hello *hello, uint64_t ours, uint64_t theirs)
 {
 	int same = p->state == PEER_UP && p->inc == h->src_inc && p->session == h->src_session;
 
@@ -166,14 +177,19 @@ static void complete(struct repl *r, struct peer *p, const struct wire_header *h
 	}
 #endif
 	if (!same) {
-		/* Another session numbers its packets and snapshots afresh. */
-		auth_replay_reset(&p->replay);
-		p->largest_rx_pkt = 0;
+		/* Another session numbers its snapshots afresh. */
 		for (unsigned s = 0; s < r->cfg.shards; s++) {
 			resync_rx_reset(&p->rx[s].snap);
 			p->rx[s].snap.committed_id = 0;
 		}
 	}
+	/* Packets of the previous connection are dropped by their id, so the
+	 * replay window starts over with this one. */
+	auth_replay_reset(&p->replay);
+	p->largest_rx_pkt = 0;
+	p->conn = conn_id(ours, theirs);
+	p->hs_ours = ours;
+	p->hs_theirs = theirs;
 	p->inc = h->src_inc;
 	p->session = h->src_session;
 	p->held_inc = h->src_inc;
@@ -186,8 +202,7 @@ static void complete(struct repl *r, struct peer *p, const struct wire_header *h
 	p->largest_acked_pkt = p->pkt_no;
 	repl_tx_init(r, p, hello->n_cursors ? hello->cursors : NULL, hello->held_inc);
 	r->c.handshakes++;
-	if (!same)
-		peer_event(r, p, REPL_PEER_UP, NULL);
+	peer_event(r, p, same ? REPL_PEER_RECONNECTED : REPL_PEER_UP, NULL);
 }
 
 static int check_hello(struct repl *r, struct peer *p, const struct wire_header *h,
@@ -248,27 +263,31 @@ void peer_input_hello(struct repl *r, const struct wire_header *h, const uint8_t
 	}
 	if (p->state == PEER_REFUSED)
 		p->state = PEER_DOWN;
+	if (!p->nonce)
+		p->nonce = fresh_nonce(r);
 	switch (h->type) {
 	case WIRE_HELLO:
-		send_hello(r, p, WIRE_HELLO_ACK, hello.nonce);
+		send_hello(r, p, WIRE_HELLO_ACK, p->nonce, hello.nonce);
 		break;
 	case WIRE_HELLO_ACK:
 		if (hello.echo != p->nonce) {
 			r->c.rx_stale++;
 			return;
 		}
-		{
-			uint64_t theirs = hello.nonce;
-			complete(r, p, h, &hello);
-			send_hello(r, p, WIRE_HELLO_CONFIRM, theirs);
-		}
+		complete(r, p, h, &hello, hello.echo, hello.nonce);
+		/* Until DATA under the new id arrives, the peer may not have
+		 * completed: the CONFIRM is repeated (peer_poll_handshake). */
+		p->confirm_pending = 1;
+		p->next_hello = r->now + repl_ms(r->cfg.knobs.busy_retry_interval);
+		send_hello(r, p, WIRE_HELLO_CONFIRM, p->hs_ours, p->hs_theirs);
 		break;
 	case WIRE_HELLO_CONFIRM:
 		if (hello.echo != p->nonce) {
 			r->c.rx_stale++;
 			return;
 		}
-		complete(r, p, h, &hello);
+		complete(r, p, h, &hello, hello.echo, hello.nonce);
+		p->confirm_pending = 0;
 		break;
 	}
 }
@@ -299,13 +318,21 @@ void peer_input_bye(struct repl *r, struct peer *p)
 
 void peer_poll_handshake(struct repl *r, struct peer *p)
 {
-	if (p->state == PEER_UP)
+	if (p->state == PEER_UP) {
+		if (!p->confirm_pending)
+			return;
+		if (r->now >= p->next_hello) {
+			send_hello(r, p, WIRE_HELLO_CONFIRM, p->hs_ours, p->hs_theirs);
+			p->next_hello = r->now + repl_ms(r->cfg.knobs.busy_retry_interval);
+		}
+		repl_set_deadline(r, p->next_hello);
 		return;
+	}
 	if (r->now >= p->next_hello) {
 		const struct repl_knobs *k = &r->cfg.knobs;
 		if (!p->nonce)
 			p->nonce = fresh_nonce(r);
-		send_hello(r, p, WIRE_HELLO, 0);
+		send_hello(r, p, WIRE_HELLO, p->nonce, 0);
 		p->attempts++;
 		p->next_hello = r->now + repl_ms(p->attempts < k->busy_retry_attempts
 							 ? k->busy_retry_interval

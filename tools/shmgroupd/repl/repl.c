@@ -207,6 +207,7 @@ size_t repl_begin(struct repl *r, struct peer *p, uint8_t type, struct wire_writ
 		.dst_node = p->node,
 		.dst_inc = known ? p->inc : 0,
 		.dst_session = known ? p->session : 0,
+		.conn = type == WIRE_DATA || type == WIRE_BYE ? p->conn : 0,
 		.pkt_no = ++p->pkt_no,
 	};
 	wire_writer_init(w, r->buf, WIRE_MAX_DATAGRAM - WIRE_MAC_LEN);
@@ -222,7 +223,8 @@ void repl_send(struct repl *r, struct peer *p, struct wire_writer *w)
 	auth_sign(&r->key, w->buf, w->len);
 	size_t len = w->len + WIRE_MAC_LEN;
 	p->pkt_sent_at[p->pkt_no % PKT_LOG] = r->now;
-	p->last_sent = r->now;
+	if (w->buf[5] == WIRE_DATA)
+		p->last_sent = r->now; /* what the peer's failure detector counts */
 	r->c.tx_datagrams++;
 	r->c.tx_bytes += len;
 	r->ops->send(r->ctx, p->node, w->buf, len);
@@ -238,6 +240,7 @@ struct out {
 	int open;
 	int has_acks; /* anything worth sending besides the PEER_ACK */
 	int has_data; /* LOG or SNAP frames */
+	int sent_data; /* a datagram with data went out */
 };
 
 static void out_open(struct out *o)
@@ -259,8 +262,10 @@ static void out_send(struct out *o, int force)
 {
 	if (force)
 		out_open(o);
-	if (o->open && (o->has_acks || o->has_data || force))
+	if (o->open && (o->has_acks || o->has_data || force)) {
 		repl_send(o->r, o->p, &o->w);
+		o->sent_data |= o->has_data;
+	}
 	o->open = 0;
 }
 
@@ -318,8 +323,11 @@ static void put_acks(struct out *o)
 
 /* Encodes one F_LOG frame covering [from, at most to]; *covered gets the
  * last seq it covers.  -ESTALE if the log no longer holds `from`, -EAGAIN if
- * there was nothing to cover. */
-static int put_log(struct out *o, uint16_t shard, uint64_t from, uint64_t to, uint64_t *covered)
+ * there was nothing to cover, or if `lazy` and the range held only other
+ * owners' changes: such a frame carries nothing the peer applies, so it
+ * waits for a record to ride with, a heartbeat, or window pressure. */
+static int put_log(struct out *o, uint16_t shard, uint64_t from, uint64_t to, int lazy,
+		   uint64_t known_skip, uint64_t *covered)
 {
 	struct repl *r = o->r;
 	struct repl_record rec;
@@ -333,6 +341,10 @@ static int put_log(struct out *o, uint16_t shard, uint64_t from, uint64_t to, ui
 	size_t fx = wire_data_encode(&o->w, WIRE_F_LOG, &d);
 	*covered = from - 1;
 	for (uint64_t seq = from; seq <= to && n < UINT16_MAX; seq++) {
+		if (seq <= known_skip) {
+			*covered = seq; /* read before: another owner's */
+			continue;
+		}
 		int rc = r->ops->log_read(r->ctx, shard, seq, &rec);
 		if (rc == -ESTALE) {
 			o->w.len = frame;
@@ -370,8 +382,8 @@ static int put_log(struct out *o, uint16_t shard, uint64_t from, uint64_t to, ui
 		if (alone && o->w.len > o->soft)
 			break; /* an oversized record travels alone */
 	}
-	if (*covered < from) {
-		o->w.len = frame;
+	if (*covered < from || (lazy && n == 0)) {
+		o->w.len = frame; /* *covered says how far it is only others' */
 		return -EAGAIN;
 	}
 	wire_data_set_count(&o->w, fx, n, *covered);
@@ -399,7 +411,8 @@ static void put_chunk(struct out *o, uint16_t shard, const struct resync_tx *s, 
 }
 
 /* Retransmissions and new sends of one shard's stream towards o->p. */
-static void output_shard(struct out *o, uint16_t s, int send_new, uint64_t *next_due)
+static void output_shard(struct out *o, uint16_t s, int send_new, int force,
+			 uint64_t *next_due)
 {
 	struct repl *r = o->r;
 	struct peer *p = o->p;
@@ -413,7 +426,7 @@ static void output_shard(struct out *o, uint16_t s, int send_new, uint64_t *next
 				put_chunk(o, s, &tx->snap, (uint32_t)k);
 			covered = to;
 		} else {
-			int rc = put_log(o, s, from, to, &covered);
+			int rc = put_log(o, s, from, to, 0, 0, &covered);
 			if (rc == -ESTALE) {
 				resync_tx_start(r, p, s);
 				return;
@@ -440,13 +453,19 @@ static void output_shard(struct out *o, uint16_t s, int send_new, uint64_t *next
 		uint64_t head = r->ops->log_head(r->ctx, s);
 		while (tx->st.next <= head && tx->st.next <= limit) {
 			uint64_t lim = head < limit ? head : limit;
-			int rc = put_log(o, s, tx->st.next, lim, &covered);
+			int lazy = !force && tx->st.next - tx->st.acked < STREAM_WINDOW / 2;
+			int rc = put_log(o, s, tx->st.next, lim, lazy, tx->skip_to, &covered);
 			if (rc == -ESTALE) {
 				resync_tx_start(r, p, s);
 				return;
 			}
-			if (rc < 0)
+			if (rc < 0) {
+				/* Remember the stretch of others' changes, so that the
+				 * log overwriting it does not force a resync. */
+				if (covered >= tx->st.next && covered > tx->skip_to)
+					tx->skip_to = covered;
 				break;
+			}
 			stream_tx_sent(&tx->st, tx->st.next, covered, r->now);
 			limit = stream_tx_limit(&tx->st);
 		}
@@ -501,12 +520,12 @@ void repl_output(struct repl *r, struct peer *p, int force)
 	}
 	put_acks(&o);
 	for (unsigned s = 0; s < r->cfg.shards; s++)
-		output_shard(&o, (uint16_t)s, send_new, &next_due);
-	if (send_new) {
+		output_shard(&o, (uint16_t)s, send_new, force, &next_due);
+	out_send(&o, force);
+	if (o.sent_data) {
 		p->pending_since = 0;
 		p->last_data_sent = r->now;
 	}
-	out_send(&o, force);
 	repl_set_deadline(r, next_due);
 }
 
@@ -519,6 +538,7 @@ void repl_tx_init(struct repl *r, struct peer *p, const uint8_t *cursors, uint64
 			c = wire_get_u64(cursors + 8 * s);
 		resync_tx_free(&tx->snap);
 		tx->mode = WIRE_MODE_LOG;
+		tx->skip_to = 0;
 		stream_tx_reset(&tx->st, c, r->now);
 		if (c > r->ops->log_head(r->ctx, (uint16_t)s))
 			resync_tx_start(r, p, (uint16_t)s); /* a cursor we never wrote */
@@ -834,8 +854,9 @@ void repl_input(struct repl *r, uint64_t now_us, const void *buf, size_t len)
 		r->c.rx_unknown_peer++;
 		return;
 	}
-	if (p->state != PEER_UP || h.src_inc != p->inc || h.src_session != p->session) {
-		r->c.rx_not_peered++;
+	if (p->state != PEER_UP || h.conn != p->conn || h.src_inc != p->inc ||
+	    h.src_session != p->session) {
+		r->c.rx_not_peered++; /* another handshake's, or none */
 		return;
 	}
 	if (h.dst_inc != r->cfg.inc || h.dst_session != r->cfg.session) {
@@ -847,6 +868,7 @@ void repl_input(struct repl *r, uint64_t now_us, const void *buf, size_t len)
 		return;
 	}
 	detector_heard(r, p);
+	p->confirm_pending = 0; /* it completed the handshake too */
 	if (h.type == WIRE_BYE) {
 		peer_input_bye(r, p);
 		return;

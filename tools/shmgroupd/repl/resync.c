@@ -153,6 +153,7 @@ void resync_tx_on_ack(struct repl *r, struct peer *p, uint16_t shard, const stru
 		if (a->cum >= tx->snap.at_seq) {
 			resync_tx_free(&tx->snap);
 			tx->mode = WIRE_MODE_LOG;
+			tx->skip_to = 0;
 			stream_tx_reset(&tx->st, a->cum, r->now);
 		}
 		return;

@@ -64,12 +64,15 @@ int wire_header_decode(const void *buf, size_t len, struct wire_header *h)
 	h->dst_node = get_u32(p + 36);
 	h->dst_inc = wire_get_u64(p + 40);
 	h->dst_session = get_u32(p + 48);
+	h->conn = get_u32(p + 52);
 	h->pkt_no = wire_get_u64(p + 56);
 	if (h->magic != WIRE_MAGIC || h->version != WIRE_VERSION)
 		return -EBADMSG;
 	if (h->type < WIRE_HELLO || h->type > WIRE_BYE)
 		return -EBADMSG;
-	if (get_u32(p + 52) != 0 || h->src_node == 0)
+	if (h->src_node == 0 || h->pkt_no == 0)
+		return -EBADMSG;
+	if ((h->type == WIRE_DATA || h->type == WIRE_BYE) != (h->conn != 0))
 		return -EBADMSG;
 	if ((size_t)h->body_len + WIRE_OVERHEAD != len)
 		return -EBADMSG;
@@ -391,7 +394,7 @@ void wire_header_encode(struct wire_writer *w, const struct wire_header *h)
 	wire_put_u32(w, h->dst_node);
 	wire_put_u64(w, h->dst_inc);
 	wire_put_u32(w, h->dst_session);
-	wire_put_u32(w, 0);
+	wire_put_u32(w, h->conn);
 	wire_put_u64(w, h->pkt_no);
 }
 

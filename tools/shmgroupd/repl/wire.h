@@ -82,6 +82,7 @@ struct wire_header {
 	uint32_t dst_node;
 	uint64_t dst_inc;
 	uint32_t dst_session;
+	uint32_t conn; /* the handshake's connection id: DATA and BYE only, else 0 */
 	uint64_t pkt_no;
 };
 
