@@ -32,8 +32,8 @@ static void draw_params(uint64_t seed, struct sim_params *p, int *log_remote)
 	p->delay_us = pick(&rng, 50, 2000);
 	p->jitter_us = pick(&rng, 0, 3) ? pick(&rng, 0, 5000) : 0;
 	p->chaos_us = big ? 1200000 : pick(&rng, 1500, 3000) * 1000ull;
-	p->settle_us = 3000000;
-	p->ops_per_s_per_node = big ? 15 : pick(&rng, 10, 150);
+	p->settle_us = 2500000;
+	p->ops_per_s_per_node = big ? 15 : pick(&rng, 10, 100);
 	p->crash_pct = pick(&rng, 0, 4);
 	p->agent_restart_pct = pick(&rng, 0, 4);
 	p->leave_pct = pick(&rng, 0, 2);
@@ -96,9 +96,9 @@ int sim_run(uint64_t seed, int verbose, struct sim *out_stats)
 	if (verbose)
 		printf("seed %llu: %u nodes, %u shards, log %u, loss %u%%, dup %u%%, delay %u+%u us, "
 		       "datagram %u, remote logging %d\n",
-		       (unsigned long long)seed, s->p.nodes, s->p.shards, s->p.log_cap, s->p.loss_pct,
-		       s->p.dup_pct, s->p.delay_us, s->p.jitter_us, s->p.knobs.max_datagram,
-		       log_remote);
+		       (unsigned long long)seed, s->p.nodes, s->p.shards, s->p.log_cap,
+		       s->p.loss_pct, s->p.dup_pct, s->p.delay_us, s->p.jitter_us,
+		       s->p.knobs.max_datagram, log_remote);
 	for (uint32_t id = 1; id <= s->p.nodes; id++) {
 		struct sim_node *n = &s->node[id];
 		n->id = id;
@@ -134,12 +134,16 @@ int sim_run(uint64_t seed, int verbose, struct sim *out_stats)
 			printf("n%u: rx %llu (bad mac %llu, other key %llu, stale %llu, not peered %llu, "
 			       "replay %llu, bad body %llu) tx %llu (retransmits %llu, heartbeats %llu) "
 			       "handshakes %llu resyncs sent %llu applied %llu\n",
-			       id, (unsigned long long)c->rx_datagrams, (unsigned long long)c->rx_bad_mac,
+			       id, (unsigned long long)c->rx_datagrams,
+			       (unsigned long long)c->rx_bad_mac,
 			       (unsigned long long)c->rx_other_key, (unsigned long long)c->rx_stale,
-			       (unsigned long long)c->rx_not_peered, (unsigned long long)c->rx_replay,
-			       (unsigned long long)c->rx_bad_body, (unsigned long long)c->tx_datagrams,
-			       (unsigned long long)c->tx_retransmits, (unsigned long long)c->tx_heartbeats,
-			       (unsigned long long)c->handshakes, (unsigned long long)c->resyncs_sent,
+			       (unsigned long long)c->rx_not_peered,
+			       (unsigned long long)c->rx_replay, (unsigned long long)c->rx_bad_body,
+			       (unsigned long long)c->tx_datagrams,
+			       (unsigned long long)c->tx_retransmits,
+			       (unsigned long long)c->tx_heartbeats,
+			       (unsigned long long)c->handshakes,
+			       (unsigned long long)c->resyncs_sent,
 			       (unsigned long long)c->resyncs_applied);
 		}
 	if (verbose)

@@ -65,13 +65,13 @@ struct sim_node {
 	uint64_t inc;
 	uint32_t session;
 	struct repl *repl;
-	uint64_t timer_at;  /* the pending poll event, UINT64_MAX none */
+	uint64_t timer_at;                          /* the pending poll event, UINT64_MAX none */
 	struct sim_slice slices[SIM_MAX_NODES + 1]; /* by owner node; own at [id] */
 	struct sim_history *hist;                   /* the current incarnation's log */
 	uint32_t ep_gen[SIM_ENDPOINTS];
-	uint64_t rng;       /* the core's nonces */
-	int log_remote;     /* the change log also records applied remote changes */
-	int retired;        /* stays down to the end of the run */
+	uint64_t rng;   /* the core's nonces */
+	int log_remote; /* the change log also records applied remote changes */
+	int retired;    /* stays down to the end of the run */
 };
 
 struct sim_params {
@@ -112,7 +112,13 @@ int sim_step(struct sim *s, uint64_t until);
 void sim_partition(struct sim *s);
 void sim_heal(struct sim *s);
 void sim_net_free(struct sim *s);
-enum { EV_DELIVER = 1, EV_POLL = 2, EV_OP = 3, EV_FAULT = 4, EV_RESTART = 5 };
+enum {
+	EV_DELIVER = 1,
+	EV_POLL = 2,
+	EV_OP = 3,
+	EV_FAULT = 4,
+	EV_RESTART = 5
+};
 
 /* sim_node.c: stores, change logs, the core's callbacks, faults. */
 uint64_t sim_rand(uint64_t *state);

@@ -47,8 +47,9 @@ int sim_rec_equal(const struct sim_rec *a, const struct sim_rec *b)
 	return is_registry(a->op) == is_registry(b->op) && a->ep_slot == b->ep_slot &&
 	       a->ep_gen == b->ep_gen && a->pid == b->pid && a->time_ns == b->time_ns &&
 	       a->key_len == b->key_len && !memcmp(a->key, b->key, a->key_len) &&
-	       a->cluster_len == b->cluster_len && !memcmp(a->cluster, b->cluster, a->cluster_len) &&
-	       a->meta_len == b->meta_len && (!a->meta_len || !memcmp(a->meta, b->meta, a->meta_len));
+	       a->cluster_len == b->cluster_len &&
+	       !memcmp(a->cluster, b->cluster, a->cluster_len) && a->meta_len == b->meta_len &&
+	       (!a->meta_len || !memcmp(a->meta, b->meta, a->meta_len));
 }
 
 /* 1 if a and b hold the same entries (of one shard, or all if shard < 0). */
@@ -157,7 +158,8 @@ void sim_check_batch(struct sim *s, uint32_t rid, const struct repl_batch *b)
 			sim_fail(s,
 				 "n%u: applied n%u's incarnation %llu while holding its "
 				 "incarnation %llu (shard %u) without a purge",
-				 rid, o, (unsigned long long)b->inc, (unsigned long long)other->inc, t);
+				 rid, o, (unsigned long long)b->inc, (unsigned long long)other->inc,
+				 t);
 			return;
 		}
 	}
@@ -214,20 +216,26 @@ void sim_check_final(struct sim *s)
 				continue;
 			if (!on->agent_up) {
 				if (held->n)
-					sim_fail(s, "final: n%u holds %u entries of n%u, which is down", r,
-						 held->n, o);
+					sim_fail(
+						s,
+						"final: n%u holds %u entries of n%u, which is down",
+						r, held->n, o);
 				continue;
 			}
 			if (!repl_peer_is_up(rn->repl, o))
 				sim_fail(s, "final: n%u does not see n%u up", r, o);
 			else if (held->n && held->inc != on->inc)
-				sim_fail(s, "final: n%u holds n%u's incarnation %llu, it is at %llu", r,
-					 o, (unsigned long long)held->inc, (unsigned long long)on->inc);
+				sim_fail(s,
+					 "final: n%u holds n%u's incarnation %llu, it is at %llu",
+					 r, o, (unsigned long long)held->inc,
+					 (unsigned long long)on->inc);
 			else if (!same_view(held, &on->slices[o], -1) ||
 				 !same_view(&on->slices[o], held, -1))
-				sim_fail(s, "final: n%u's view of n%u (%u entries) differs from n%u's own "
-					    "(%u entries)",
-					 r, o, held->n, o, on->slices[o].n);
+				sim_fail(
+					s,
+					"final: n%u's view of n%u (%u entries) differs from n%u's own "
+					"(%u entries)",
+					r, o, held->n, o, on->slices[o].n);
 		}
 	}
 }

@@ -105,7 +105,8 @@ static uint64_t delay(struct sim *s)
 void sim_send(struct sim *s, uint32_t from, uint32_t to, const void *buf, size_t len)
 {
 	s->datagrams++;
-	if (to == 0 || to > s->p.nodes || s->blocked[from][to] || sim_below(s, 100) < s->p.loss_pct) {
+	if (to == 0 || to > s->p.nodes || s->blocked[from][to] ||
+	    sim_below(s, 100) < s->p.loss_pct) {
 		s->lost++;
 		return;
 	}

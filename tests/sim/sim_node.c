@@ -130,10 +130,20 @@ static void from_repl(const struct sim *s, const struct repl_record *in, struct 
 static void to_repl(const struct sim_rec *in, struct repl_record *out)
 {
 	*out = (struct repl_record){
-		.seq = in->seq, .op = in->op, .reason = in->reason, .cluster_len = in->cluster_len,
-		.key_len = in->key_len, .meta_len = in->meta_len, .node = in->node,
-		.ep_slot = in->ep_slot, .ep_gen = in->ep_gen, .pid = in->pid,
-		.time_ns = in->time_ns, .cluster = in->cluster, .key = in->key, .meta = in->meta,
+		.seq = in->seq,
+		.op = in->op,
+		.reason = in->reason,
+		.cluster_len = in->cluster_len,
+		.key_len = in->key_len,
+		.meta_len = in->meta_len,
+		.node = in->node,
+		.ep_slot = in->ep_slot,
+		.ep_gen = in->ep_gen,
+		.pid = in->pid,
+		.time_ns = in->time_ns,
+		.cluster = in->cluster,
+		.key = in->key,
+		.meta = in->meta,
 	};
 }
 
@@ -235,8 +245,8 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 			struct sim_rec r;
 			from_repl(s, &b->records[i], &r);
 			if (r.shard != b->shard)
-				sim_fail(s, "node %u: record of shard %u in a batch of shard %u", n->id,
-					 r.shard, b->shard);
+				sim_fail(s, "node %u: record of shard %u in a batch of shard %u",
+					 n->id, r.shard, b->shard);
 			slice_apply(sl, &r);
 			if (n->log_remote && b->type == REPL_BATCH_DELTA)
 				log_append(s, n, &r);
@@ -300,7 +310,8 @@ static uint64_t cb_random(void *ctx)
 static void cb_peer_event(void *ctx, uint32_t node, enum repl_peer_event ev, const char *detail)
 {
 	struct node_ctx *c = ctx;
-	static const char *names[] = { "?", "up", "down", "left", "refused", "restarted", "reconnected" };
+	static const char *names[] = { "?",       "up",        "down",       "left",
+				       "refused", "restarted", "reconnected" };
 	if (c->s->verbose)
 		printf("%10.3f ms  n%u: peer n%u %s%s%s\n", c->s->now / 1000.0, c->id, node,
 		       names[ev <= 6 ? ev : 0], detail ? ": " : "", detail ? detail : "");
@@ -416,7 +427,8 @@ void sim_local_op(struct sim *s, uint32_t id)
 				struct sim_rec gone = own->e[i];
 				gone.meta = NULL;
 				gone.meta_len = 0;
-				gone.op = gone.op == REPL_OP_REGISTER ? REPL_OP_UNREGISTER : REPL_OP_LEAVE;
+				gone.op = gone.op == REPL_OP_REGISTER ? REPL_OP_UNREGISTER
+								      : REPL_OP_LEAVE;
 				gone.reason = REPL_REASON_EXIT;
 				local_change(s, n, &gone); /* removes own->e[i] */
 			} else {
@@ -433,9 +445,10 @@ void sim_local_op(struct sim *s, uint32_t id)
 	r.time_ns = s->now * 1000;
 	r.key_len = (uint8_t)snprintf(r.key, sizeof(r.key), "k%u", sim_below(s, 24));
 	if (sim_below(s, 4) == 0)
-		r.cluster_len = (uint8_t)snprintf(r.cluster, sizeof(r.cluster), "c%u", sim_below(s, 2));
+		r.cluster_len =
+			(uint8_t)snprintf(r.cluster, sizeof(r.cluster), "c%u", sim_below(s, 2));
 	r.meta_len = sim_below(s, 100) < s->p.big_meta_pct ? 1500 + sim_below(s, 2500)
-							     : sim_below(s, 40);
+							   : sim_below(s, 40);
 	for (uint32_t i = 0; i < r.meta_len; i++)
 		meta[i] = (uint8_t)sim_rand(&s->rng);
 	r.meta = meta;

@@ -5,6 +5,10 @@
  *   SHMG_SIM_SEEDS=N     how many seeds (default 2000; CI's sanitizer run uses fewer)
  *   SHMG_SIM_FIRST=K     the first seed (default 1)
  *   SHMG_SIM_SEED=K      run only seed K, printing its events: reproduces a failure
+ *                        (SHMG_SIM_TRACE=1 also prints every datagram delivered)
+ *
+ * `test_sim PART PARTS` runs only the seeds with seed % PARTS == PART, so
+ * that meson can run the sweep as PARTS tests in parallel.
  *
  * A failure prints the seed, what broke and the command that replays it.
  *
@@ -36,6 +40,8 @@ static double wall_s(void)
 
 #ifndef SIM_MUTANT
 
+static uint64_t part, parts = 1;
+
 START_TEST(test_sim_seeds)
 {
 	uint64_t one = env_u64("SHMG_SIM_SEED", 0);
@@ -45,12 +51,16 @@ START_TEST(test_sim_seeds)
 	uint32_t max_nodes = 0;
 	double t0 = wall_s();
 
+	uint64_t ran = 0;
 	for (uint64_t seed = first; seed < first + count; seed++) {
 		struct sim st;
+		if (!one && seed % parts != part)
+			continue;
+		ran++;
 		if (sim_run(seed, one ? 1 + (int)env_u64("SHMG_SIM_TRACE", 0) : 0, &st) < 0) {
 			printf("sim: seed %llu FAILED: %s\n", (unsigned long long)seed, st.failure);
-			printf("sim: reproduce with SHMG_SIM_SEED=%llu %s\n", (unsigned long long)seed,
-			       "build/tests/sim/test_sim");
+			printf("sim: reproduce with SHMG_SIM_SEED=%llu %s\n",
+			       (unsigned long long)seed, "build/tests/sim/test_sim");
 			ck_abort_msg("seed %llu: %s", (unsigned long long)seed, st.failure);
 		}
 		sim_us += st.now;
@@ -64,7 +74,7 @@ START_TEST(test_sim_seeds)
 	}
 	printf("sim: %llu seeds from %llu passed in %.1f s: %.0f s simulated, %llu node runs "
 	       "(up to %u nodes), %llu datagrams, %llu resyncs applied, %llu purges, %llu crashes\n",
-	       (unsigned long long)count, (unsigned long long)first, wall_s() - t0, sim_us / 1e6,
+	       (unsigned long long)ran, (unsigned long long)first, wall_s() - t0, sim_us / 1e6,
 	       (unsigned long long)nodes, max_nodes, (unsigned long long)datagrams,
 	       (unsigned long long)resyncs, (unsigned long long)purges,
 	       (unsigned long long)crashes);
@@ -73,15 +83,27 @@ END_TEST
 
 #else
 
-/* SHMG_SIM_FIND=1 searches for the first seed that catches the mutant. */
+/* SHMG_SIM_FIND=1 searches for the first seed that catches the mutant;
+ * SHMG_SIM_FIND=N (N > 1) counts how many of seeds 1..N catch it. */
 START_TEST(test_sim_catches_mutant)
 {
-	if (env_u64("SHMG_SIM_FIND", 0)) {
+	uint64_t find = env_u64("SHMG_SIM_FIND", 0);
+	if (find > 1) {
+		uint64_t caught = 0;
+		for (uint64_t seed = 1; seed <= find; seed++) {
+			struct sim st;
+			caught += sim_run(seed, 0, &st) < 0;
+		}
+		printf("sim: mutant %s caught by %llu of seeds 1..%llu\n", SIM_MUTANT_NAME,
+		       (unsigned long long)caught, (unsigned long long)find);
+		return;
+	}
+	if (find) {
 		for (uint64_t seed = 1; seed < 100000; seed++) {
 			struct sim st;
 			if (sim_run(seed, 0, &st) < 0) {
-				printf("sim: mutant caught by seed %llu: %s\n", (unsigned long long)seed,
-				       st.failure);
+				printf("sim: mutant caught by seed %llu: %s\n",
+				       (unsigned long long)seed, st.failure);
 				return;
 			}
 		}
@@ -98,7 +120,7 @@ END_TEST
 
 #endif
 
-int main(void)
+int main(int argc, char **argv)
 {
 	Suite *s = suite_create("sim");
 	TCase *tc = tcase_create("sim");
@@ -106,6 +128,17 @@ int main(void)
 	int failed;
 
 	tcase_set_timeout(tc, 600);
+#ifndef SIM_MUTANT
+	if (argc == 3) {
+		part = strtoull(argv[1], NULL, 10);
+		parts = strtoull(argv[2], NULL, 10);
+		if (parts == 0 || part >= parts)
+			return EXIT_FAILURE;
+	}
+#else
+	(void)argc;
+	(void)argv;
+#endif
 #ifndef SIM_MUTANT
 	tcase_add_test(tc, test_sim_seeds);
 #else

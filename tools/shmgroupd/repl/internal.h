@@ -82,11 +82,11 @@ struct peer {
 	/* Handshake.  conn identifies the completed handshake; DATA under
 	 * any other id is dropped. */
 	uint32_t conn;
-	int confirm_pending; /* completed on HELLO_ACK: HELLO_CONFIRM is repeated
+	int confirm_pending;         /* completed on HELLO_ACK: HELLO_CONFIRM is repeated
 			      * until DATA under conn arrives */
 	uint64_t hs_ours, hs_theirs; /* the nonces conn was made of */
-	uint64_t nonce;      /* ours for the current attempt */
-	uint64_t next_hello; /* when to send the next HELLO */
+	uint64_t nonce;              /* ours for the current attempt */
+	uint64_t next_hello;         /* when to send the next HELLO */
 	uint32_t attempts;
 	uint64_t last_reject_sent;
 	/* Transport. */
@@ -152,5 +152,7 @@ void repl_tx_init(struct repl *r, struct peer *p, const uint8_t *cursors, uint64
 void repl_rx_reset(struct repl *r, struct peer *p);
 void repl_set_deadline(struct repl *r, uint64_t at);
 uint64_t repl_ms(uint32_t ms);
+/* The change a decoded record carries, owned by `node`. */
+void repl_record_from_wire(uint32_t node, const struct wire_record *w, struct repl_record *out);
 
 #endif

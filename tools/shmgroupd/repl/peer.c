@@ -51,8 +51,7 @@ static int newer(uint64_t inc_a, uint32_t ses_a, uint64_t inc_b, uint32_t ses_b)
 }
 
 /* HELLO, HELLO_ACK or HELLO_CONFIRM to p, carrying our cursors for it. */
-static void send_hello(struct repl *r, struct peer *p, uint8_t type, uint64_t nonce,
-		       uint64_t echo)
+static void send_hello(struct repl *r, struct peer *p, uint8_t type, uint64_t nonce, uint64_t echo)
 {
 	uint8_t cursors[WIRE_MAX_SHARDS * 8];
 	struct wire_writer w;

@@ -238,8 +238,8 @@ struct out {
 	struct wire_writer w;
 	size_t soft; /* max_datagram less the MAC */
 	int open;
-	int has_acks; /* anything worth sending besides the PEER_ACK */
-	int has_data; /* LOG or SNAP frames */
+	int has_acks;  /* anything worth sending besides the PEER_ACK */
+	int has_data;  /* LOG or SNAP frames */
 	int sent_data; /* a datagram with data went out */
 };
 
@@ -411,8 +411,7 @@ static void put_chunk(struct out *o, uint16_t shard, const struct resync_tx *s, 
 }
 
 /* Retransmissions and new sends of one shard's stream towards o->p. */
-static void output_shard(struct out *o, uint16_t s, int send_new, int force,
-			 uint64_t *next_due)
+static void output_shard(struct out *o, uint16_t s, int send_new, int force, uint64_t *next_due)
 {
 	struct repl *r = o->r;
 	struct peer *p = o->p;
@@ -513,7 +512,7 @@ void repl_output(struct repl *r, struct peer *p, int force)
 		uint64_t iv = repl_ms(k->replicated_sender_flush_interval);
 		if (!p->pending_since)
 			p->pending_since = r->now;
-		send_new = iv == 0 || r->now - p->last_data_sent >= iv ||
+		send_new = iv == 0 || !p->last_data_sent || r->now - p->last_data_sent >= iv ||
 			   n >= k->replicated_sender_buffer_size || r->now - p->pending_since >= iv;
 		if (!send_new)
 			repl_set_deadline(r, p->pending_since + iv);
@@ -594,7 +593,7 @@ static void on_deliver(void *arg, uint64_t id, void *payload)
 	rx->pend[rx->n_pend++] = (struct pending_rec){ .seq = id, .bytes = bytes };
 }
 
-static void to_record(uint32_t node, const struct wire_record *w, struct repl_record *out)
+void repl_record_from_wire(uint32_t node, const struct wire_record *w, struct repl_record *out)
 {
 	*out = (struct repl_record){
 		.seq = w->seq,
@@ -635,7 +634,7 @@ static void apply_pending(struct repl *r, struct peer *p, uint16_t shard)
 			size_t off = 0;
 			/* Validated when it arrived; decoding again cannot fail. */
 			wire_record_next(rx->pend[i].bytes, SIZE_MAX, &off, &w);
-			to_record(p->node, &w, &recs[n]);
+			repl_record_from_wire(p->node, &w, &recs[n]);
 		}
 		struct repl_batch b = {
 			.type = REPL_BATCH_DELTA,
@@ -670,7 +669,7 @@ static void apply_poll(struct repl *r, struct peer *p, uint16_t shard)
 		iv = repl_ms(k->replicated_pg_receiver_flush_interval);
 	if (rx->n_pend_registry >= k->replicated_registry_receiver_buffer_size ||
 	    rx->n_pend_group >= k->replicated_pg_receiver_buffer_size ||
-	    r->now - rx->pend_since >= iv || r->now - rx->last_apply >= iv) {
+	    r->now - rx->pend_since >= iv || !rx->last_apply || r->now - rx->last_apply >= iv) {
 		apply_pending(r, p, shard);
 		return;
 	}

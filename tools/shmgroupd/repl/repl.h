@@ -83,11 +83,11 @@ struct repl_batch {
 };
 
 enum repl_peer_event {
-	REPL_PEER_UP = 1,        /* handshake done; shmg_nodes lists it */
-	REPL_PEER_DOWN = 2,      /* silent past down_after, or left: entries purged */
-	REPL_PEER_LEFT = 3,      /* said BYE */
-	REPL_PEER_REFUSED = 4,   /* handshake refused, by either side; detail says why */
-	REPL_PEER_RESTARTED = 5, /* a new incarnation: old entries purged */
+	REPL_PEER_UP = 1,          /* handshake done; shmg_nodes lists it */
+	REPL_PEER_DOWN = 2,        /* silent past down_after, or left: entries purged */
+	REPL_PEER_LEFT = 3,        /* said BYE */
+	REPL_PEER_REFUSED = 4,     /* handshake refused, by either side; detail says why */
+	REPL_PEER_RESTARTED = 5,   /* a new incarnation: old entries purged */
 	REPL_PEER_RECONNECTED = 6, /* a new handshake with the same peer run */
 };
 

@@ -201,6 +201,38 @@ static void on_chunk(void *arg, uint64_t id, void *payload)
 	s->chunks[s->n_delivered++] = payload;
 }
 
+/* Decodes a staged chunk's records (validated on arrival) into out[c->n]. */
+static uint32_t chunk_records(const struct chunk *c, uint32_t node, struct repl_record *out)
+{
+	struct wire_record w;
+	size_t off = 0;
+	uint32_t n = 0;
+
+	while (n < c->n && wire_record_next(c->bytes, c->len, &off, &w) == 1)
+		repl_record_from_wire(node, &w, &out[n++]);
+	return n;
+}
+
+#ifdef REPL_MUTANT_PIECEMEAL_RESYNC
+/* The mutant the simulation must catch: chunks applied as they arrive, so
+ * readers see a slice that is half old, half new. */
+static void apply_piecemeal(struct repl *r, struct peer *p, uint16_t shard, uint32_t from)
+{
+	struct resync_rx *s = &p->rx[shard].snap;
+	static struct repl_record recs[UINT16_MAX];
+	for (uint32_t i = from; i < s->n_delivered; i++) {
+		struct repl_batch b = { .type = REPL_BATCH_DELTA,
+					.shard = shard,
+					.node = p->node,
+					.inc = p->held_inc,
+					.cursor = p->rx[shard].log.cum,
+					.records = recs,
+					.n = chunk_records(s->chunks[i], p->node, recs) };
+		r->ops->apply(r->ctx, &b);
+	}
+}
+#endif
+
 /* Every chunk is in: the slice replaces what we hold, in one batch. */
 static void commit(struct repl *r, struct peer *p, uint16_t shard)
 {
@@ -214,28 +246,8 @@ static void commit(struct repl *r, struct peer *p, uint16_t shard)
 	if (!recs)
 		return; /* retried when a chunk is resent */
 	size_t n = 0;
-	for (uint32_t i = 0; i < s->n_delivered; i++) {
-		struct chunk *c = s->chunks[i];
-		struct wire_record w;
-		size_t off = 0;
-		while (wire_record_next(c->bytes, c->len, &off, &w) == 1) {
-			recs[n] = (struct repl_record){
-				.op = w.op,
-				.cluster_len = w.cluster_len,
-				.key_len = w.key_len,
-				.meta_len = w.meta_len,
-				.node = p->node,
-				.ep_slot = w.ep_slot,
-				.ep_gen = w.ep_gen,
-				.pid = w.pid,
-				.time_ns = w.time_ns,
-				.cluster = w.cluster,
-				.key = w.key,
-				.meta = w.meta,
-			};
-			n++;
-		}
-	}
+	for (uint32_t i = 0; i < s->n_delivered; i++)
+		n += chunk_records(s->chunks[i], p->node, recs + n);
 	struct repl_batch b = {
 		.type = REPL_BATCH_RESYNC,
 		.shard = shard,
@@ -301,10 +313,15 @@ void resync_rx_input(struct repl *r, struct peer *p, const struct wire_data_fram
 		free(c);
 		return;
 	}
+#ifdef REPL_MUTANT_PIECEMEAL_RESYNC
+	uint32_t before = s->n_delivered;
 	stream_rx_deliver(&s->rx, on_chunk, s);
+	apply_piecemeal(r, p, d->shard, before);
+#else
+	stream_rx_deliver(&s->rx, on_chunk, s);
+#endif
 	if (s->n_delivered < s->n_chunks)
 		return;
-#ifndef REPL_MUTANT_NO_STALE_SNAPSHOT_CHECK
 	if (s->at_seq < rx->log.cum) {
 		/* Older than what we hold: committing would go back in time. */
 		s->committed_id = s->sync_id;
@@ -312,6 +329,5 @@ void resync_rx_input(struct repl *r, struct peer *p, const struct wire_data_fram
 		rx->ack_log = 1;
 		return;
 	}
-#endif
 	commit(r, p, d->shard);
 }
