@@ -496,6 +496,7 @@ START_TEST(test_handshake_refusals_logged_on_both_sides)
 	pump(&t);
 	ck_assert_int_eq(repl_peer_is_up(t.r[1], 2), 0);
 	ck_assert_ptr_nonnull(strstr(t.refused[2], "another cluster key"));
+	ck_assert_ptr_nonnull(strstr(t.refused[1], "another cluster key"));
 	ck_assert_uint_eq(repl_counters(t.r[1])->rx_other_key, 1);
 	ck_assert_uint_eq(repl_counters(t.r[2])->rx_other_key, 1);
 	two_stop(&t);

@@ -784,6 +784,13 @@ static void other_key(struct repl *r, const struct wire_header *h)
 	struct peer *p = peer_find(r, h->src_node);
 
 	r->c.rx_other_key++;
+	if (p && h->type == WIRE_REJECT) {
+		/* Our HELLO's refusal, signed with the other key: it cannot be
+		 * verified, so it is only logged. */
+		peer_event(r, p, REPL_PEER_REFUSED,
+			   "the peer uses another cluster key (its refusal is unverified)");
+		return;
+	}
 	if (!p || h->type != WIRE_HELLO)
 		return;
 	if (p->last_reject_sent &&
