@@ -20,7 +20,7 @@ static uint32_t pick(uint64_t *rng, uint32_t lo, uint32_t hi)
 static void draw_params(uint64_t seed, struct sim_params *p, int *log_remote)
 {
 	uint64_t rng = seed * 0x2545f4914f6cdd1dull + 1;
-	int big = seed % 16 == 15; /* one run in 16 has dozens of nodes */
+	int big = seed % 32 == 31; /* one run in 32 has dozens of nodes */
 	struct repl_knobs *k = &p->knobs;
 
 	memset(p, 0, sizeof(*p));
