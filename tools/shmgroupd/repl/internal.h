@@ -40,7 +40,6 @@ struct resync_rx {
 	uint64_t at_seq;
 	uint32_t n_chunks;
 	uint32_t committed_id; /* the last applied, to re-ack its duplicates */
-	uint64_t committed_at;
 	struct stream_rx rx; /* chunk numbers as ids */
 	void **chunks;       /* delivered chunk copies, in order */
 	uint32_t n_delivered;

@@ -109,7 +109,6 @@ static void send_reject(struct repl *r, struct peer *p, uint32_t dst, uint8_t re
 
 void peer_free_streams(struct repl *r, struct peer *p)
 {
-	(void)r;
 	if (p->tx) {
 		for (unsigned s = 0; s < r->cfg.shards; s++)
 			resync_tx_free(&p->tx[s].snap);

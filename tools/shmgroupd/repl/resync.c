@@ -266,7 +266,6 @@ static void commit(struct repl *r, struct peer *p, uint16_t shard)
 	stream_rx_clear(&rx->log, free);
 	stream_rx_init(&rx->log, s->at_seq);
 	s->committed_id = s->sync_id;
-	s->committed_at = s->at_seq;
 	resync_rx_reset(s);
 	rx->ack_log = 1;
 	rx->ack_snap = 1;
