@@ -11,6 +11,9 @@
 # again afterwards), so redis-server, needed only as the benchmark's peer, is
 # installed but not started: bench/ starts its own instance on a unix socket.
 #
+# libsodium-dev gives the agent's packet authentication (keyed BLAKE2b);
+# clang builds the decoder's libFuzzer target (scripts/fuzz-wire.sh).
+#
 # groff-base formats the man pages for their test.  The unit file's test uses
 # systemd-analyze (package systemd) where it is installed and is skipped
 # otherwise: systemd is too heavy to pull into a container for one check.
@@ -24,6 +27,8 @@ PACKAGES="
 	python3
 	liburcu-dev
 	libck-dev
+	libsodium-dev
+	clang
 	check
 	libsubunit-dev
 	libncurses-dev

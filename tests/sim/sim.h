@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A deterministic simulation of shmgroupd's replication: dozens of nodes,
+ * each a protocol core (tools/shmgroupd/repl) over an in-memory store and
+ * change log, joined by a seeded network that loses, duplicates, delays,
+ * reorders and partitions datagrams, with host crashes (a new incarnation),
+ * agent restarts (a new session, the store kept) and clean leaves.
+ *
+ * Everything (workload, network, faults, nonces) is drawn from one PRNG
+ * seeded by the run's number, and time is the simulation's, so a seed
+ * replays exactly.  The checker (sim_check.c) verifies after every batch a
+ * node applies that the slice it touched equals a state the owner really had
+ * (no partial resync, no zombie, no reordering), and at the end that every
+ * survivor holds exactly every live owner's current entries and nothing of
+ * the dead.
+ */
+#ifndef SHMG_SIM_H
+#define SHMG_SIM_H
+
+#include <stdint.h>
+
+#include "repl.h"
+
+#define SIM_MAX_NODES 48
+#define SIM_MAX_SHARDS 8
+#define SIM_ENDPOINTS 4
+#define SIM_KEY_MAX 16
+#define SIM_CLUSTER_MAX 8
+
+/* One entry as a store holds it; also a change-log record (op set). */
+struct sim_rec {
+	uint64_t seq;
+	uint8_t op, reason;
+	uint16_t shard;
+	uint32_t node, ep_slot, ep_gen;
+	int32_t pid;
+	uint64_t time_ns;
+	uint8_t cluster_len, key_len;
+	char cluster[SIM_CLUSTER_MAX], key[SIM_KEY_MAX];
+	uint32_t meta_len;
+	uint8_t *meta; /* owned by whoever holds the sim_rec */
+};
+
+/* What a store holds of one owner. */
+struct sim_slice {
+	uint64_t inc; /* 0: nothing */
+	uint64_t cursor[SIM_MAX_SHARDS];
+	struct sim_rec *e;
+	uint32_t n, cap;
+};
+
+/* Every change-log record one node wrote in one incarnation, per shard. */
+struct sim_history {
+	uint32_t node;
+	uint64_t inc;
+	struct sim_rec *rec[SIM_MAX_SHARDS];
+	uint64_t n[SIM_MAX_SHARDS], cap[SIM_MAX_SHARDS];
+	struct sim_history *next;
+};
+
+struct sim_node {
+	uint32_t id;
+	char name[16];
+	int host_up, agent_up;
+	uint64_t inc;
+	uint32_t session;
+	struct repl *repl;
+	uint64_t timer_at;                          /* the pending poll event, UINT64_MAX none */
+	struct sim_slice slices[SIM_MAX_NODES + 1]; /* by owner node; own at [id] */
+	struct sim_history *hist;                   /* the current incarnation's log */
+	uint32_t ep_gen[SIM_ENDPOINTS];
+	uint64_t rng;   /* the core's nonces */
+	int log_remote; /* the change log also records applied remote changes */
+	int retired;    /* stays down to the end of the run */
+};
+
+struct sim_params {
+	uint32_t nodes, shards, log_cap;
+	uint32_t loss_pct, dup_pct, delay_us, jitter_us;
+	uint64_t chaos_us, settle_us;
+	uint32_t ops_per_s_per_node;
+	uint32_t crash_pct, agent_restart_pct, leave_pct, partition_pct; /* per 100 ms */
+	uint32_t big_meta_pct;
+	struct repl_knobs knobs;
+};
+
+struct sim_event;
+
+struct sim {
+	uint64_t seed, rng, now, event_seq;
+	struct sim_params p;
+	struct sim_node node[SIM_MAX_NODES + 1];
+	uint8_t blocked[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1]; /* [from][to] */
+	uint64_t heal_at;
+	struct sim_event **heap;
+	uint32_t heap_n, heap_cap;
+	struct sim_history *histories;
+	struct sim_shadow *shadows; /* [(receiver * (N+1) + owner) * shards + shard] */
+	uint64_t next_inc;
+	int verbose;
+	char failure[512];
+	/* Figures for the report. */
+	uint64_t by_type[8];
+	uint64_t datagrams, delivered, lost, batches, resyncs, purges, crashes, restarts;
+};
+
+/* sim_net.c: the event queue and the faulty network. */
+void sim_send(struct sim *s, uint32_t from, uint32_t to, const void *buf, size_t len);
+void sim_schedule_poll(struct sim *s, uint32_t node);
+void sim_schedule(struct sim *s, uint64_t at, int type, uint32_t node);
+int sim_step(struct sim *s, uint64_t until);
+void sim_partition(struct sim *s);
+void sim_heal(struct sim *s);
+void sim_net_free(struct sim *s);
+enum {
+	EV_DELIVER = 1,
+	EV_POLL = 2,
+	EV_OP = 3,
+	EV_FAULT = 4,
+	EV_RESTART = 5
+};
+
+/* sim_node.c: stores, change logs, the core's callbacks, faults. */
+uint64_t sim_rand(uint64_t *state);
+uint32_t sim_below(struct sim *s, uint32_t n);
+void sim_node_start(struct sim *s, uint32_t id);
+void sim_node_stop_agent(struct sim *s, uint32_t id, int clean);
+void sim_node_crash(struct sim *s, uint32_t id);
+void sim_local_op(struct sim *s, uint32_t id);
+void sim_free(struct sim *s);
+uint16_t sim_shard_of(const struct sim *s, const char *cluster, size_t cl, const char *key,
+		      size_t kl);
+
+/* sim_check.c */
+void sim_check_batch(struct sim *s, uint32_t receiver, const struct repl_batch *b);
+void sim_check_final(struct sim *s);
+/* The receiver's store is gone (host crash): its shadows start over. */
+void sim_check_forget(struct sim *s, uint32_t receiver);
+void sim_check_free(struct sim *s);
+int sim_rec_equal(const struct sim_rec *a, const struct sim_rec *b);
+void sim_fail(struct sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Runs one seed; 0 if every check held, -1 with s->failure set. */
+int sim_run(uint64_t seed, int verbose, struct sim *out_stats);
+
+#endif

@@ -1,0 +1,581 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The replication core's pieces on their own: the wire format (round trips,
+ * every truncation and every flipped byte of valid datagrams), the MAC and
+ * the replay window, the ack windows, and two cores talking directly (the
+ * handshake, its refusals on both sides, and the batching rule).
+ *
+ * `test_repl --write-corpus DIR` writes the valid datagrams built here into
+ * DIR: that is how tests/fuzz/corpus was made.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "repl.h"
+#include "stream.h"
+#include "wire.h"
+
+/* ---- sample datagrams ------------------------------------------------ */
+
+static size_t header(struct wire_writer *w, uint8_t *buf, size_t cap, uint8_t type)
+{
+	struct wire_header h = { .type = type,
+				 .group_hash = wire_group_hash("g", 1),
+				 .key_id = 7,
+				 .src_node = 1,
+				 .src_inc = 10,
+				 .src_session = 1,
+				 .dst_node = 2,
+				 .dst_inc = 20,
+				 .dst_session = 3,
+				 .conn = type == WIRE_DATA || type == WIRE_BYE ? 99 : 0,
+				 .pkt_no = 5 };
+	wire_writer_init(w, buf, cap);
+	wire_header_encode(w, &h);
+	return w->len;
+}
+
+static size_t finish(struct wire_writer *w)
+{
+	wire_finish_body(w);
+	memset(w->buf + w->len, 0xAB, WIRE_MAC_LEN); /* the decoder does not check MACs */
+	return w->len + WIRE_MAC_LEN;
+}
+
+static size_t sample_hello(uint8_t *buf, size_t cap)
+{
+	struct wire_writer w;
+	uint8_t cursors[16] = { 1, 0, 0, 0, 0, 0, 0, 0, 2 };
+	struct wire_hello h = { .shards = 2,
+				.nonce = 0x1234,
+				.echo = 0x5678,
+				.held_inc = 10,
+				.n_cursors = 2,
+				.name = "node-a",
+				.name_len = 6,
+				.group = "g",
+				.group_len = 1,
+				.cursors = cursors };
+	header(&w, buf, cap - WIRE_MAC_LEN, WIRE_HELLO_ACK);
+	wire_hello_encode(&w, &h);
+	return finish(&w);
+}
+
+static size_t sample_reject(uint8_t *buf, size_t cap)
+{
+	struct wire_writer w;
+	struct wire_reject r = { .reason = WIRE_REJECT_SHARDS, .text_len = 9, .text = "shards 4 " };
+	header(&w, buf, cap - WIRE_MAC_LEN, WIRE_REJECT);
+	wire_reject_encode(&w, &r);
+	return finish(&w);
+}
+
+static size_t sample_data(uint8_t *buf, size_t cap)
+{
+	struct wire_writer w;
+	header(&w, buf, cap - WIRE_MAC_LEN, WIRE_DATA);
+	struct wire_peer_ack pa = { .largest_pkt_no = 4, .delay_us = 30 };
+	wire_peer_ack_encode(&w, &pa);
+	struct wire_ack a = { .shard = 1,
+			      .mode = WIRE_MODE_LOG,
+			      .cum = 7,
+			      .n_ranges = 2,
+			      .ranges = { { 1, 2 }, { 5, 1 } } };
+	wire_ack_encode(&w, &a);
+	size_t f = wire_frame_begin(&w, WIRE_F_LOG);
+	struct wire_data_frame d = { .shard = 1, .from_seq = 8, .to_seq = 8 };
+	size_t fx = wire_data_encode(&w, WIRE_F_LOG, &d);
+	struct wire_record r = { .seq = 8,
+				 .op = WIRE_OP_REGISTER,
+				 .cluster_len = 2,
+				 .key_len = 5,
+				 .meta_len = 3,
+				 .ep_slot = 4,
+				 .ep_gen = 1,
+				 .pid = 77,
+				 .time_ns = 123456789,
+				 .cluster = "c1",
+				 .key = "k/one",
+				 .meta = "abc" };
+	wire_record_encode(&w, &r);
+	r.seq = 10;
+	r.op = WIRE_OP_LEAVE;
+	r.meta_len = 0;
+	wire_record_encode(&w, &r);
+	wire_data_set_count(&w, fx, 2, 11);
+	wire_frame_end(&w, f);
+	f = wire_frame_begin(&w, WIRE_F_SNAP);
+	struct wire_data_frame sd = {
+		.shard = 0, .n = 1, .sync_id = 3, .chunk_no = 1, .n_chunks = 2, .at_seq = 40
+	};
+	wire_data_encode(&w, WIRE_F_SNAP, &sd);
+	r.seq = 0;
+	r.op = WIRE_OP_JOIN;
+	wire_record_encode(&w, &r);
+	wire_frame_end(&w, f);
+	return finish(&w);
+}
+
+static size_t sample_bye(uint8_t *buf, size_t cap)
+{
+	struct wire_writer w;
+	header(&w, buf, cap - WIRE_MAC_LEN, WIRE_BYE);
+	wire_put_u8(&w, 3);
+	return finish(&w);
+}
+
+typedef size_t (*sample_fn)(uint8_t *buf, size_t cap);
+static const struct {
+	const char *name;
+	sample_fn fn;
+	int records;
+} samples[] = {
+	{ "hello-ack", sample_hello, 0 },
+	{ "reject", sample_reject, 0 },
+	{ "data", sample_data, 3 },
+	{ "bye", sample_bye, 0 },
+};
+#define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
+
+START_TEST(test_wire_samples_decode)
+{
+	uint8_t buf[2048];
+	for (unsigned i = 0; i < NSAMPLES; i++) {
+		size_t len = samples[i].fn(buf, sizeof(buf));
+		ck_assert_int_eq(wire_decode_all(buf, len), samples[i].records);
+	}
+}
+END_TEST
+
+START_TEST(test_wire_fields_round_trip)
+{
+	uint8_t buf[2048];
+	size_t len = sample_data(buf, sizeof(buf));
+	struct wire_header h;
+	ck_assert_int_eq(wire_header_decode(buf, len, &h), 0);
+	ck_assert_uint_eq(h.src_inc, 10);
+	ck_assert_uint_eq(h.dst_session, 3);
+	ck_assert_uint_eq(h.conn, 99);
+	const uint8_t *body = buf + WIRE_HEADER_LEN;
+	struct wire_frame f;
+	size_t off = 0;
+	int kinds = 0;
+	while (wire_frame_next(body, h.body_len, &off, &f) == 1) {
+		kinds++;
+		if (f.kind == WIRE_F_ACK) {
+			struct wire_ack a;
+			ck_assert_int_eq(wire_ack_decode(&f, &a), 0);
+			ck_assert_uint_eq(a.cum, 7);
+			ck_assert_uint_eq(a.n_ranges, 2);
+			ck_assert_uint_eq(a.ranges[1].start, 5);
+		}
+		if (f.kind == WIRE_F_LOG) {
+			struct wire_data_frame d;
+			struct wire_record r;
+			size_t roff = 0;
+			ck_assert_int_eq(wire_data_decode(&f, &d), 0);
+			ck_assert_uint_eq(d.to_seq, 11);
+			ck_assert_int_eq(wire_record_next(d.records, d.records_len, &roff, &r), 1);
+			ck_assert_uint_eq(r.time_ns, 123456789);
+			ck_assert_int_eq(r.pid, 77);
+			ck_assert_int_eq(memcmp(r.key, "k/one", 5), 0);
+			ck_assert_int_eq(memcmp(r.meta, "abc", 3), 0);
+		}
+	}
+	ck_assert_int_eq(kinds, 4);
+	ck_assert_uint_eq(off, h.body_len);
+}
+END_TEST
+
+/* Every prefix and every single-byte change of a valid datagram decodes or
+ * is refused; under the sanitizer build, never a read out of bounds. */
+START_TEST(test_wire_truncations_and_flips)
+{
+	uint8_t buf[2048], copy[2048];
+	for (unsigned i = 0; i < NSAMPLES; i++) {
+		size_t len = samples[i].fn(buf, sizeof(buf));
+		for (size_t cut = 0; cut < len; cut++) {
+			uint8_t *exact = malloc(cut ? cut : 1);
+			memcpy(exact, buf, cut);
+			ck_assert_int_eq(wire_decode_all(exact, cut), -EBADMSG);
+			free(exact);
+		}
+		for (size_t at = 0; at < len; at++) {
+			for (int bit = 0; bit < 8; bit++) {
+				memcpy(copy, buf, len);
+				copy[at] ^= (uint8_t)(1u << bit);
+				int rc = wire_decode_all(copy, len);
+				ck_assert(rc == -EBADMSG || rc >= 0);
+			}
+		}
+	}
+}
+END_TEST
+
+/* ---- MAC and replay window ------------------------------------------- */
+
+START_TEST(test_auth_mac)
+{
+	struct auth_key k1, k2;
+	uint8_t key1[AUTH_KEY_LEN] = "one key of thirty-two bytes ....";
+	uint8_t key2[AUTH_KEY_LEN] = "another key of thirty-two bytes.";
+	uint8_t buf[2048];
+
+	ck_assert_int_eq(auth_init(), 0);
+	auth_key_set(&k1, key1);
+	auth_key_set(&k2, key2);
+	ck_assert_uint_ne(k1.id, 0);
+	ck_assert_uint_ne(k1.id, k2.id);
+	size_t len = sample_data(buf, sizeof(buf)) - WIRE_MAC_LEN;
+	auth_sign(&k1, buf, len);
+	ck_assert_int_eq(auth_verify(&k1, buf, len), 1);
+	ck_assert_int_eq(auth_verify(&k2, buf, len), 0);
+	buf[len / 2] ^= 1;
+	ck_assert_int_eq(auth_verify(&k1, buf, len), 0);
+}
+END_TEST
+
+START_TEST(test_auth_replay_window)
+{
+	struct auth_replay r;
+	auth_replay_reset(&r);
+	ck_assert_int_eq(auth_replay_accept(&r, 0), 0);
+	ck_assert_int_eq(auth_replay_accept(&r, 5), 1);
+	ck_assert_int_eq(auth_replay_accept(&r, 5), 0);
+	ck_assert_int_eq(auth_replay_accept(&r, 3), 1); /* late but new */
+	ck_assert_int_eq(auth_replay_accept(&r, 3), 0);
+	ck_assert_int_eq(auth_replay_accept(&r, 5 + AUTH_REPLAY_WINDOW), 1);
+	ck_assert_int_eq(auth_replay_accept(&r, 5), 0); /* out of the window now */
+	ck_assert_int_eq(auth_replay_accept(&r, 6), 1); /* the oldest still inside */
+	ck_assert_int_eq(auth_replay_accept(&r, 10 + 3 * AUTH_REPLAY_WINDOW), 1);
+	ck_assert_int_eq(auth_replay_accept(&r, 9 + 3 * AUTH_REPLAY_WINDOW), 1);
+	ck_assert_int_eq(auth_replay_accept(&r, 9 + 3 * AUTH_REPLAY_WINDOW), 0);
+}
+END_TEST
+
+/* ---- ack windows ------------------------------------------------------ */
+
+static uint64_t delivered[64];
+static unsigned n_delivered;
+
+static void collect(void *arg, uint64_t id, void *payload)
+{
+	(void)arg;
+	(void)payload;
+	delivered[n_delivered++] = id;
+}
+
+START_TEST(test_stream_rx_orders_and_acks)
+{
+	struct stream_rx rx;
+	struct wire_ack a;
+	int p5, p3;
+
+	stream_rx_init(&rx, 1);
+	ck_assert_int_eq(stream_rx_put(&rx, 5, &p5), 1);
+	ck_assert_int_eq(stream_rx_put(&rx, 3, &p3), 1);
+	ck_assert_int_eq(stream_rx_put(&rx, 3, &p3), 0);
+	ck_assert_int_eq(stream_rx_put(&rx, 1, NULL), 0);
+	ck_assert_int_eq(stream_rx_put(&rx, 2 + STREAM_WINDOW, NULL), -1);
+	n_delivered = 0;
+	stream_rx_deliver(&rx, collect, NULL);
+	ck_assert_uint_eq(n_delivered, 0);
+	stream_rx_ack(&rx, &a);
+	ck_assert_uint_eq(a.cum, 1);
+	ck_assert_uint_eq(a.n_ranges, 2); /* 3 and 5 */
+	ck_assert_uint_eq(a.ranges[0].start, 1);
+	ck_assert_uint_eq(a.ranges[1].start, 3);
+	stream_rx_put(&rx, 2, NULL);
+	stream_rx_put(&rx, 4, NULL);
+	stream_rx_deliver(&rx, collect, NULL);
+	ck_assert_uint_eq(n_delivered, 4);
+	ck_assert_uint_eq(delivered[3], 5);
+	ck_assert_uint_eq(rx.cum, 5);
+	stream_rx_clear(&rx, free);
+}
+END_TEST
+
+START_TEST(test_stream_tx_retransmits)
+{
+	struct stream_tx tx;
+	struct rto rto;
+	uint64_t from, to, at;
+
+	rto_init(&rto, 200000, 20000, 2000000);
+	stream_tx_reset(&tx, 0, 0);
+	stream_tx_sent(&tx, 1, 4, 1000);
+	stream_tx_sent(&tx, 5, 9, 2000);
+	ck_assert_int_eq(stream_tx_due(&tx, &rto, 100000, &from, &to, &at), -1);
+	ck_assert_uint_eq(at, 201000);
+	/* The later frame acked selectively: the earlier one is presumed lost
+	 * after 9/8 of a round trip rather than a whole timeout. */
+	rto_sample(&rto, 10000);
+	struct wire_ack a = {
+		.mode = WIRE_MODE_LOG, .cum = 0, .n_ranges = 1, .ranges = { { 4, 5 } }
+	};
+	ck_assert_int_eq(stream_tx_on_ack(&tx, &a, 15000), 1);
+	ck_assert_uint_eq(tx.n_fl, 1);
+	int i = stream_tx_due(&tx, &rto, 15000, &from, &to, &at);
+	ck_assert_int_eq(i, 0);
+	ck_assert_uint_eq(from, 1);
+	ck_assert_uint_eq(to, 4);
+	stream_tx_resent(&tx, i, 4, 15000);
+	a = (struct wire_ack){ .mode = WIRE_MODE_LOG, .cum = 9 };
+	stream_tx_on_ack(&tx, &a, 20000);
+	ck_assert_uint_eq(tx.n_fl, 0);
+	ck_assert_int_eq(stream_tx_idle(&tx), 1);
+}
+END_TEST
+
+/* ---- two cores ------------------------------------------------------- */
+
+struct two {
+	struct repl *r[3];
+	uint8_t q[64][2048];
+	size_t qlen[64];
+	uint32_t qto[64];
+	unsigned nq;
+	char refused[3][256];
+	int up[3];
+	uint64_t head[3];
+	uint64_t now;
+	uint64_t rng;
+};
+
+struct ctx {
+	struct two *t;
+	int id;
+};
+
+static void t_send(void *c, uint32_t to, const void *buf, size_t len)
+{
+	struct ctx *x = c;
+	if (x->t->nq < 64 && len <= 2048) {
+		memcpy(x->t->q[x->t->nq], buf, len);
+		x->t->qlen[x->t->nq] = len;
+		x->t->qto[x->t->nq++] = to;
+	}
+}
+
+static void t_apply(void *c, const struct repl_batch *b)
+{
+	(void)c;
+	(void)b;
+}
+
+static int t_log_read(void *c, uint16_t shard, uint64_t seq, struct repl_record *out)
+{
+	struct ctx *x = c;
+	(void)shard;
+	if (seq > x->t->head[x->id])
+		return -EAGAIN;
+	*out = (struct repl_record){ .seq = seq,
+				     .op = REPL_OP_JOIN,
+				     .key_len = 1,
+				     .key = "k",
+				     .node = (uint32_t)x->id,
+				     .ep_slot = 1,
+				     .ep_gen = 1 };
+	return 0;
+}
+
+static uint64_t t_log_head(void *c, uint16_t shard)
+{
+	struct ctx *x = c;
+	(void)shard;
+	return x->t->head[x->id];
+}
+
+static int64_t t_snapshot(void *c, uint16_t shard, void (*emit)(void *, const struct repl_record *),
+			  void *arg)
+{
+	struct ctx *x = c;
+	(void)shard;
+	(void)emit;
+	(void)arg;
+	return (int64_t)x->t->head[x->id];
+}
+
+static void t_held(void *c, uint32_t node, uint64_t *inc, uint64_t *cursors)
+{
+	(void)c;
+	(void)node;
+	(void)cursors;
+	*inc = 0;
+}
+
+static uint64_t t_random(void *c)
+{
+	struct ctx *x = c;
+	return ++x->t->rng * 0x9e3779b97f4a7c15ull;
+}
+
+static void t_event(void *c, uint32_t node, enum repl_peer_event ev, const char *detail)
+{
+	struct ctx *x = c;
+	(void)node;
+	if (ev == REPL_PEER_REFUSED)
+		snprintf(x->t->refused[x->id], sizeof(x->t->refused[0]), "%s", detail);
+	if (ev == REPL_PEER_UP)
+		x->t->up[x->id] = 1;
+}
+
+static const struct repl_ops t_ops = { t_send,     t_apply, t_log_read, t_log_head,
+				       t_snapshot, t_held,  t_random,   t_event };
+static struct ctx ctxs[3];
+
+static void two_start(struct two *t, const uint8_t *key1, const uint8_t *key2, uint16_t shards2)
+{
+	memset(t, 0, sizeof(*t));
+	for (int i = 1; i <= 2; i++) {
+		struct repl_config cfg = { .node = (uint32_t)i,
+					   .node_name = i == 1 ? "a" : "b",
+					   .group = "g",
+					   .inc = 100 + (uint64_t)i,
+					   .session = 1,
+					   .shards = i == 2 ? shards2 : 1,
+					   .key = i == 1 ? key1 : key2 };
+		repl_knobs_default(&cfg.knobs);
+		ctxs[i] = (struct ctx){ t, i };
+		ck_assert_int_eq(repl_new(&cfg, &t_ops, &ctxs[i], &t->r[i]), 0);
+		ck_assert_int_eq(repl_peer_add(t->r[i], (uint32_t)(3 - i), i == 1 ? "b" : "a"), 0);
+	}
+}
+
+/* Delivers queued datagrams (and what they cause) until none is left;
+ * returns how many were delivered. */
+static unsigned pump(struct two *t)
+{
+	unsigned n = 0;
+	while (t->nq) {
+		uint8_t buf[2048];
+		size_t len = t->qlen[0];
+		uint32_t to = t->qto[0];
+		memcpy(buf, t->q[0], len);
+		memmove(t->q, t->q + 1, (t->nq - 1) * sizeof(t->q[0]));
+		memmove(t->qlen, t->qlen + 1, (t->nq - 1) * sizeof(t->qlen[0]));
+		memmove(t->qto, t->qto + 1, (t->nq - 1) * sizeof(t->qto[0]));
+		t->nq--;
+		repl_input(t->r[to], t->now, buf, len);
+		n++;
+	}
+	return n;
+}
+
+static void two_stop(struct two *t)
+{
+	repl_free(t->r[1]);
+	repl_free(t->r[2]);
+}
+
+static const uint8_t key_a[REPL_KEY_LEN] = "the cluster key, thirty-two byte";
+static const uint8_t key_b[REPL_KEY_LEN] = "some other key of thirty-two byt";
+
+START_TEST(test_handshake_up_both_sides)
+{
+	struct two t;
+	two_start(&t, key_a, key_a, 1);
+	repl_poll(t.r[1], 0);
+	pump(&t);
+	ck_assert_int_eq(repl_peer_is_up(t.r[1], 2), 1);
+	ck_assert_int_eq(repl_peer_is_up(t.r[2], 1), 1);
+	ck_assert_int_eq(t.up[1] && t.up[2], 1);
+	two_stop(&t);
+}
+END_TEST
+
+START_TEST(test_handshake_refusals_logged_on_both_sides)
+{
+	struct two t;
+	two_start(&t, key_a, key_b, 1);
+	repl_poll(t.r[1], 0);
+	pump(&t);
+	ck_assert_int_eq(repl_peer_is_up(t.r[1], 2), 0);
+	ck_assert_ptr_nonnull(strstr(t.refused[2], "another cluster key"));
+	ck_assert_ptr_nonnull(strstr(t.refused[1], "another cluster key"));
+	ck_assert_uint_eq(repl_counters(t.r[1])->rx_other_key, 1);
+	ck_assert_uint_eq(repl_counters(t.r[2])->rx_other_key, 1);
+	two_stop(&t);
+
+	two_start(&t, key_a, key_a, 4);
+	repl_poll(t.r[1], 0);
+	pump(&t);
+	ck_assert_int_eq(repl_peer_is_up(t.r[2], 1), 0);
+	ck_assert_ptr_nonnull(strstr(t.refused[2], "shard count"));
+	ck_assert_ptr_nonnull(strstr(t.refused[1], "shard count"));
+	two_stop(&t);
+}
+END_TEST
+
+START_TEST(test_lone_change_leaves_at_once_and_load_is_batched)
+{
+	struct two t;
+	two_start(&t, key_a, key_a, 1);
+	repl_poll(t.r[1], 0);
+	pump(&t);
+	t.now = 1000;
+	t.head[1] = 1; /* one change on an idle link */
+	repl_poll(t.r[1], t.now);
+	ck_assert_uint_eq(t.nq, 1);
+	pump(&t);
+	/* Changes right behind it wait for the flush interval (5 ms)... */
+	t.now += 100;
+	t.head[1] = 3;
+	repl_poll(t.r[1], t.now);
+	ck_assert_uint_eq(t.nq, 0);
+	ck_assert_uint_eq(repl_deadline(t.r[1]), t.now + 5000);
+	/* ...or for the buffer size (64), whichever comes first. */
+	t.head[1] = 70;
+	repl_poll(t.r[1], t.now);
+	ck_assert_uint_ge(t.nq, 1);
+	two_stop(&t);
+}
+END_TEST
+
+/* ---- the corpus writer ---------------------------------------------- */
+
+static int write_corpus(const char *dir)
+{
+	uint8_t buf[2048];
+	for (unsigned i = 0; i < NSAMPLES; i++) {
+		char path[512];
+		size_t len = samples[i].fn(buf, sizeof(buf));
+		snprintf(path, sizeof(path), "%s/valid-%s", dir, samples[i].name);
+		FILE *f = fopen(path, "wb");
+		if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
+			perror(path);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && !strcmp(argv[1], "--write-corpus"))
+		return write_corpus(argv[2]);
+	Suite *s = suite_create("repl");
+	TCase *tc = tcase_create("repl");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_wire_samples_decode);
+	tcase_add_test(tc, test_wire_fields_round_trip);
+	tcase_add_test(tc, test_wire_truncations_and_flips);
+	tcase_add_test(tc, test_auth_mac);
+	tcase_add_test(tc, test_auth_replay_window);
+	tcase_add_test(tc, test_stream_rx_orders_and_acks);
+	tcase_add_test(tc, test_stream_tx_retransmits);
+	tcase_add_test(tc, test_handshake_up_both_sides);
+	tcase_add_test(tc, test_handshake_refusals_logged_on_both_sides);
+	tcase_add_test(tc, test_lone_change_leaves_at_once_and_load_is_batched);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_ENV);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
