@@ -1176,11 +1176,12 @@ END_TEST
 /* What repair reads: lengths, kinds and links of entries, the table, the
  * limbo ring, the in-flight record and the page descriptors. */
 static const char *const repair_fields[] = {
-	"shard_header.table_off", "shard_header.limbo_head", "shard_header.limbo_tail",
-	"shard_header.partial[]", "shard_header.inflight_op", "shard_header.inflight_ref",
-	"limbo_item.ref", "limbo_item.kind", "table_header.nbuckets_log2", "bucket.ent[]",
-	"bucket.probe", "entry.key_len", "entry.meta_len", "entry.kind", "entry.ep_slot",
-	"entry_links.next", "entry_links.aux", "page_desc.word", "page_desc.free_head",
+	"shard_header.table_off", "shard_header.nentries", "shard_header.limbo_head",
+	"shard_header.limbo_tail", "shard_header.partial[]", "shard_header.inflight_op",
+	"shard_header.inflight_ref", "limbo_item.ref", "limbo_item.kind",
+	"table_header.nbuckets_log2", "table_header.magic", "bucket.ent[]", "bucket.probe",
+	"entry.key_len", "entry.meta_len", "entry.kind", "entry.ep_slot", "entry_links.next",
+	"entry_links.aux", "page_desc.word", "page_desc.free_head", "page_desc.bump",
 	"page_desc.used",
 };
 #define NREPAIRS (sizeof(repair_fields) / sizeof(repair_fields[0]))
