@@ -113,8 +113,8 @@ static void check_table(struct checker *c, const struct table_view *v)
 			continue;
 		c->nentries++;
 		struct entry hd;
-		int64_t b = scan_block(h, &c->sc, r, true);
-		const struct entry *e = b >= 0 ? entry_read(h, r, &hd) : NULL;
+		int64_t b;
+		const struct entry *e = scan_entry(h, &c->sc, r, &hd, &b);
 		if (!e) {
 			problem(c, "shard %u slot %llu: invalid entry ref %u", c->sc.shard,
 				(unsigned long long)pos, r);
@@ -145,8 +145,8 @@ static int check_list(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 	uint32_t n = 0, count = load_relaxed(&hl->aux);
 	/* Ends: the `listed` bitmap stops a cycle at its first repeat. */
 	for (ref_t r = first; r;) {
-		int64_t b = scan_block(h, &c->sc, r, true);
-		const struct entry *m = b >= 0 ? entry_read(h, r, &mhd) : NULL;
+		int64_t b;
+		const struct entry *m = scan_entry(h, &c->sc, r, &mhd, &b);
 		const struct entry_links *ml = m ? links_of(m, &mhd) : NULL;
 		if (!m || mhd.kind != mkind || load_relaxed(&ml->aux) != href) {
 			problem(c, "shard %u slot %u: broken group list", c->sc.shard, pos);
@@ -171,12 +171,13 @@ static int check_list(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 	return 0;
 }
 
-static int check_unlisted(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+static int check_unlisted(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 {
 	struct checker *c = arg;
-	int64_t b = scan_block(h, &c->sc, ref_of(h, e), false);
-	if ((e->kind == K_MEMBER || e->kind == K_MONITOR) && b >= 0 &&
-	    !scan_test(c->sc.listed, (uint64_t)b))
+	struct entry hd;
+	int64_t b;
+	if (scan_entry(h, &c->sc, ref_of(h, blk), &hd, &b) &&
+	    (hd.kind == K_MEMBER || hd.kind == K_MONITOR) && !scan_test(c->sc.listed, (uint64_t)b))
 		problem(c, "shard %u slot %u: indexed member on no list", c->sc.shard, pos);
 	return 0;
 }
@@ -203,7 +204,7 @@ static void check_limbo(struct checker *c)
 		}
 		if (it.kind != LIMBO_BLOCK)
 			continue;
-		int64_t b = scan_block(h, &c->sc, it.ref, false);
+		int64_t b = scan_block(h, &c->sc, it.ref);
 		if (b < 0)
 			problem(c, "shard %u: invalid block in limbo", c->sc.shard);
 		else if (scan_test(c->sc.live, (uint64_t)b) || scan_test(c->sc.retired, (uint64_t)b))

@@ -39,6 +39,16 @@
  * says REPAIR_LEAKED: the shard is usable and is repaired again once the ring
  * has room.
  *
+ * What repair reads is as untrusted as what a reader reads, and a process may
+ * scribble on it while the repair runs.  So every entry is taken from one
+ * checked copy of its header (scan_entry: a sane kind, lengths within the
+ * limits and the block's size class), links only through links_of() on that
+ * copy, and a page's size class from one read of its descriptor; the limbo
+ * cursors are read once and clamped to a ring's worth, and every list walk
+ * stops after as many steps as the shard has blocks.  Repair writes only
+ * through such checked addresses: a damaged arena costs a wrong repair,
+ * never a write off a block, a page or the mapping.
+ *
  * Memory: the marks are bitmaps over a window of the shard's slab pages, one
  * allocation of at most WINDOW_MAX pages' worth (1.5 MiB), or a window of
  * WINDOW_STACK pages on the stack if that fails: repair cannot fail for want
@@ -95,22 +105,28 @@ void scan_free(struct scan *sc)
 	memset(sc, 0, sizeof(*sc));
 }
 
-/* Block index of ref within the bitmaps, or -1 if ref is not one of the
- * shard's blocks or its contents do not describe a sane entry. */
-int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref, bool check_entry)
+int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref)
 {
 	uint32_t page, idx, cls;
 	if (!ref || !alloc_block_valid(h, sc->shard, ref, &page, &idx, &cls))
 		return -1;
-	if (check_entry) {
-		struct entry *e = entry_at(h, ref);
-		if (!e || e->kind < K_REG || e->kind > K_MONITOR || e->key_len > h->geo.key_max ||
-		    e->meta_len > h->geo.meta_max ||
-		    entry_size(e->kind, e->key_len, e->meta_len) > alloc_class_size(cls) ||
-		    ((e->kind == K_REG || e->kind == K_GROUP) && e->key_len == 0))
-			return -1;
-	}
 	return (int64_t)page * SCAN_BLOCKS_PER_PAGE + idx;
+}
+
+struct entry *scan_entry(shmg_t *h, const struct scan *sc, ref_t ref, struct entry *hd, int64_t *b)
+{
+	uint32_t page, idx, cls;
+	if (!ref || !alloc_block_valid(h, sc->shard, ref, &page, &idx, &cls))
+		return NULL;
+	const struct entry *e = entry_read(h, ref, hd);
+	if (!e || hd->kind < K_REG || hd->kind > K_MONITOR || hd->key_len > h->geo.key_max ||
+	    hd->meta_len > h->geo.meta_max ||
+	    entry_size(hd->kind, hd->key_len, hd->meta_len) > alloc_class_size(cls) ||
+	    ((hd->kind == K_REG || hd->kind == K_GROUP) && hd->key_len == 0))
+		return NULL;
+	if (b)
+		*b = (int64_t)page * SCAN_BLOCKS_PER_PAGE + idx;
+	return (struct entry *)e;
 }
 
 uint32_t scan_table_page(const shmg_t *h, uint32_t shard)
@@ -131,6 +147,7 @@ struct page_marks {
 	uint64_t indexed[PAGE_WORDS]; /* referenced by an index slot */
 	uint64_t listed[PAGE_WORDS];  /* on a group list */
 	uint64_t retired[PAGE_WORDS]; /* queued in limbo */
+	uint32_t cls;                 /* the page's size class when the window was made */
 };
 
 struct repair {
@@ -139,6 +156,8 @@ struct repair {
 	uint32_t npages, cap; /* the window: pages[0..npages), ascending */
 	uint32_t *pages;
 	struct page_marks *marks; /* one per window page */
+	uint32_t partial[NCLASSES]; /* heads of the rebuilt slab lists (page + 1) */
+	uint64_t max_list;          /* no sound list is longer: the shard's blocks */
 	bool leaked;              /* a block or table could not be queued */
 	bool relist;              /* a listed membership is not indexed */
 	int err;
@@ -171,21 +190,33 @@ static struct page_marks *window_find(const struct repair *r, int64_t b, uint32_
 	return &r->marks[lo];
 }
 
-static bool is_slab_of(const shmg_t *h, uint32_t shard, uint32_t page)
+/* The size class of a slab page of shard whose descriptor word is w, or
+ * NCLASSES if it is no such page. */
+static uint32_t slab_class(uint32_t w, uint32_t shard)
 {
-	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
-	return PG_OWNER(w) == shard + 1 && PG_KIND(w) == PG_SLAB && PG_CLASS(w) < NCLASSES;
+	return PG_OWNER(w) == shard + 1 && PG_KIND(w) == PG_SLAB && PG_CLASS(w) < NCLASSES
+		       ? PG_CLASS(w)
+		       : NCLASSES;
 }
 
-/* Runs pass over the shard's slab pages, window by window. */
+static uint32_t page_word(const shmg_t *h, uint32_t page)
+{
+	return load_relaxed(&page_desc_at(h, page)->word);
+}
+
+/* Runs pass over the shard's slab pages, window by window.  Each page's
+ * class is the one read here: sizes in the pass come from it. */
 static void for_each_window(shmg_t *h, struct repair *r, void (*pass)(shmg_t *, struct repair *))
 {
 	for (uint32_t p = 0; p < h->geo.npages;) {
 		r->npages = 0;
-		for (; p < h->geo.npages && r->npages < r->cap; p++)
-			if (is_slab_of(h, r->shard, p))
-				r->pages[r->npages++] = p;
-		memset(r->marks, 0, (size_t)r->npages * sizeof(*r->marks));
+		for (; p < h->geo.npages && r->npages < r->cap; p++) {
+			uint32_t cls = slab_class(page_word(h, p), r->shard);
+			if (cls == NCLASSES)
+				continue;
+			r->marks[r->npages] = (struct page_marks){.cls = cls};
+			r->pages[r->npages++] = p;
+		}
 		if (r->npages)
 			pass(h, r);
 	}
@@ -197,67 +228,82 @@ static bool extent_head_of(const shmg_t *h, uint32_t shard, uint32_t page)
 {
 	if (page >= h->geo.npages)
 		return false;
-	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
+	uint32_t w = page_word(h, page);
 	return PG_OWNER(w) == shard + 1 && PG_KIND(w) == PG_EXTENT;
 }
 
-/* Is extent page queued in limbo at an index in [from, to)? */
+/* The queue [*tail, head) from one read of each cursor, at most a ring's
+ * worth whatever the cursors say.  Returns head. */
+static uint32_t limbo_span(const shmg_t *h, uint32_t shard, uint32_t *tail)
+{
+	const struct shard_header *sh = shard_at(h, shard);
+	uint32_t head = load_relaxed(&sh->limbo_head), t = load_relaxed(&sh->limbo_tail);
+	*tail = head - t > LIMBO_CAP ? head - LIMBO_CAP : t;
+	return head;
+}
+
+/* Is extent page queued in limbo at an index in [from, to) (a limbo_span)? */
 static bool extent_queued(shmg_t *h, uint32_t shard, uint32_t page, uint32_t from, uint32_t to)
 {
 	const struct limbo_item *ring = shard_limbo(h, shard);
-	for (uint32_t i = from; i != to; i++)
-		if (ring[i % LIMBO_CAP].kind == LIMBO_EXTENT && ring[i % LIMBO_CAP].ref == page)
+	for (uint32_t i = from; i != to; i++) {
+		const struct limbo_item *it = &ring[i % LIMBO_CAP];
+		if (load_relaxed(&it->kind) == LIMBO_EXTENT && load_relaxed(&it->ref) == page)
 			return true;
+	}
 	return false;
 }
 
 static void check_limbo(shmg_t *h, struct repair *r)
 {
-	struct shard_header *sh = shard_at(h, r->shard);
 	struct limbo_item *ring = shard_limbo(h, r->shard);
-	if (sh->limbo_head - sh->limbo_tail > LIMBO_CAP)
-		sh->limbo_tail = sh->limbo_head - LIMBO_CAP;
+	uint32_t tail, head = limbo_span(h, r->shard, &tail);
+	store_relaxed(&shard_at(h, r->shard)->limbo_tail, tail);
 	uint32_t table = scan_table_page(h, r->shard);
-	for (uint32_t i = sh->limbo_tail; i != sh->limbo_head; i++) {
+	for (uint32_t i = tail; i != head; i++) {
 		struct limbo_item *it = &ring[i % LIMBO_CAP];
+		uint32_t kind = load_relaxed(&it->kind), ref = load_relaxed(&it->ref);
 		bool ok = false;
-		if (it->kind == LIMBO_BLOCK)
-			ok = scan_block(h, &r->sc, it->ref, false) >= 0;
-		else if (it->kind == LIMBO_EXTENT)
-			ok = it->ref != table && extent_head_of(h, r->shard, it->ref) &&
-			     !extent_queued(h, r->shard, it->ref, sh->limbo_tail, i);
+		if (kind == LIMBO_BLOCK)
+			ok = scan_block(h, &r->sc, ref) >= 0;
+		else if (kind == LIMBO_EXTENT)
+			ok = ref != table && extent_head_of(h, r->shard, ref) &&
+			     !extent_queued(h, r->shard, ref, tail, i);
 		if (!ok)
-			it->kind = 0;
+			store_relaxed(&it->kind, 0);
 	}
 }
 
 /* ---- step 1: lists and slots ----------------------------------------- */
 
-/* The entry at ref if it is a sane member of the list of head href. */
+/* The entry at ref if it is a sane member of the list of head href; *hd its
+ * checked header copy. */
 static struct entry *member_of(shmg_t *h, const struct repair *r, ref_t ref, uint8_t mkind,
-			       ref_t href)
+			       ref_t href, struct entry *hd)
 {
-	if (scan_block(h, &r->sc, ref, true) < 0)
-		return NULL;
-	struct entry *m = entry_at(h, ref);
-	return m->kind == mkind && L(m)->aux == href ? m : NULL;
+	struct entry *m = scan_entry(h, &r->sc, ref, hd, NULL);
+	return m && hd->kind == mkind && load_relaxed(&links_of(m, hd)->aux) == href ? m : NULL;
 }
 
 static ref_t next_member(shmg_t *h, const struct repair *r, ref_t ref, uint8_t mkind, ref_t href)
 {
-	struct entry *m = member_of(h, r, ref, mkind, href);
-	return m ? L(m)->next : 0;
+	struct entry hd;
+	struct entry *m = member_of(h, r, ref, mkind, href, &hd);
+	return m ? load_relaxed(&links_of(m, &hd)->next) : 0;
 }
 
-/* Cuts the list where it runs back into itself (only a damaged arena has a
- * cycle): Brent's algorithm finds the cycle's length, then its first node,
- * in constant memory. */
-static void cut_cycle(shmg_t *h, const struct repair *r, struct entry *head, uint8_t mkind)
+/* Cuts the list starting at first where it runs back into itself (only a
+ * damaged arena has a cycle): Brent's algorithm finds the cycle's length,
+ * then its first node, in constant memory.  Links that change under the
+ * walk may never close a cycle, so each phase gives up after max_list steps
+ * (fix_list then cuts the list at that length). */
+static void cut_cycle(shmg_t *h, const struct repair *r, ref_t href, ref_t first, uint8_t mkind)
 {
-	ref_t href = ref_of(h, head), first = L(head)->next;
-	ref_t slow = first, fast = first ? next_member(h, r, first, mkind, href) : 0;
+	ref_t slow = first, fast = next_member(h, r, first, mkind, href);
 	uint64_t power = 1, len = 1;
 	while (fast && fast != slow) {
+		if (len > r->max_list)
+			return;
 		if (power == len) {
 			slow = fast;
 			power *= 2;
@@ -271,48 +317,60 @@ static void cut_cycle(shmg_t *h, const struct repair *r, struct entry *head, uin
 	ref_t a = first, b = first;
 	for (uint64_t i = 0; i < len; i++)
 		b = next_member(h, r, b, mkind, href);
-	while (a != b) {
+	for (uint64_t i = 0; a != b; i++) {
+		if (i > r->max_list)
+			return;
 		a = next_member(h, r, a, mkind, href);
 		b = next_member(h, r, b, mkind, href);
 	}
 	ref_t last = a; /* the cycle starts at a: cut the link that returns to it */
 	for (uint64_t i = 1; i < len; i++)
 		last = next_member(h, r, last, mkind, href);
-	store_release(&L(entry_at(h, last))->next, 0);
+	struct entry hd;
+	struct entry *m = member_of(h, r, last, mkind, href, &hd);
+	if (m && load_relaxed(&links_of(m, &hd)->next) == a)
+		store_release(&links_of(m, &hd)->next, 0);
 }
 
-static void fix_list(shmg_t *h, const struct repair *r, struct entry *head)
+/* head is a list head, hhd its checked header copy. */
+static void fix_list(shmg_t *h, const struct repair *r, struct entry *head, const struct entry *hhd)
 {
-	uint8_t mkind = head->kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
+	uint8_t mkind = hhd->kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
 	ref_t href = ref_of(h, head), prev = 0;
-	cut_cycle(h, r, head, mkind);
-	uint32_t *link = &L(head)->next, n = 0;
-	for (ref_t ref = *link; ref; ref = *link) {
-		struct entry *m = member_of(h, r, ref, mkind, href);
+	struct entry_links *hl = links_of(head, hhd);
+	cut_cycle(h, r, href, load_relaxed(&hl->next), mkind);
+	uint32_t *link = &hl->next, n = 0;
+	for (ref_t ref = load_relaxed(link); ref; ref = load_relaxed(link)) {
+		struct entry mhd;
+		struct entry *m = n < r->max_list ? member_of(h, r, ref, mkind, href, &mhd) : NULL;
 		if (!m) {
 			store_release(link, 0);
 			break;
 		}
-		L(m)->prev = prev;
+		struct entry_links *ml = links_of(m, &mhd);
+		ml->prev = prev;
 		prev = ref;
-		link = &L(m)->next;
+		link = &ml->next;
 		n++;
 	}
-	L(head)->aux = n;
+	store_relaxed(&hl->aux, n);
 }
 
-static int fix_slot(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+static int fix_slot(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 {
 	struct repair *r = arg;
-	if (scan_block(h, &r->sc, ref_of(h, e), true) < 0) {
+	struct entry hd;
+	ref_t ref = ref_of(h, blk);
+	struct entry *e = scan_entry(h, &r->sc, ref, &hd, NULL);
+	if (!e) {
 		index_clear_slot(h, r->shard, pos);
 		return 0;
 	}
-	if (e->kind == K_GROUP || e->kind == K_MONHEAD) {
-		fix_list(h, r, e);
-		if (!L(e)->next) {
+	if (hd.kind == K_GROUP || hd.kind == K_MONHEAD) {
+		fix_list(h, r, e, &hd);
+		if (!load_relaxed(&links_of(e, &hd)->next)) {
 			index_clear_slot(h, r->shard, pos);
-			defer(h, r, ref_of(h, e), LIMBO_BLOCK);
+			defer(h, r, ref, LIMBO_BLOCK);
 		}
 	}
 	return 0;
@@ -320,24 +378,31 @@ static int fix_slot(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 
 /* ---- step 2: the write in flight ------------------------------------- */
 
-/* Did the change of e take effect: is it indexed (registration) or on its
- * group's list (membership)?  Lists are sound after step 1. */
-static bool inflight_visible(shmg_t *h, uint32_t shard, const struct entry *e)
+static int is_entry(shmg_t *h, const struct entry *m, const struct entry *mhd, void *arg)
 {
-	const struct entry *keyholder = e->kind == K_MEMBER ? entry_at(h, L(e)->aux) : e;
-	uint8_t kind = e->kind == K_MEMBER ? K_GROUP : K_REG;
-	if (!keyholder || keyholder->kind != kind)
+	(void)h;
+	(void)mhd;
+	return m == arg;
+}
+
+/* Did the change of e (hd: its checked header copy) take effect: is it
+ * indexed (registration) or on its group's list (membership)?  Lists are
+ * sound after step 1, and list_walk is bounded even if they are not. */
+static bool inflight_visible(shmg_t *h, const struct repair *r, const struct entry *e,
+			     const struct entry *hd)
+{
+	struct entry khd = *hd;
+	const struct entry *keyholder = e;
+	if (hd->kind == K_MEMBER)
+		keyholder = scan_entry(h, &r->sc, load_relaxed(&links_of(e, hd)->aux), &khd, NULL);
+	uint8_t kind = hd->kind == K_MEMBER ? K_GROUP : K_REG;
+	if (!keyholder || khd.kind != kind)
 		return false;
-	struct keyref k = {entry_key(keyholder), keyholder->key_len, keyholder->cluster,
-			   entry_hash(h, keyholder), shard, 0};
+	struct keyref k = {entry_key(keyholder), khd.key_len, khd.cluster,
+			   entry_hash(h, keyholder), r->shard, 0};
 	if (index_find(h, &k, kind, NULL) != keyholder)
 		return false;
-	if (kind == K_REG)
-		return true;
-	for (ref_t x = L(keyholder)->next; x; x = L(entry_at(h, x))->next)
-		if (entry_at(h, x) == e)
-			return true;
-	return false;
+	return kind == K_REG || list_walk(h, keyholder, &khd, is_entry, (void *)e);
 }
 
 /* The event of the write in flight, if its change took effect, to the
@@ -347,21 +412,25 @@ static bool inflight_visible(shmg_t *h, uint32_t shard, const struct entry *e)
 static void finish_inflight(shmg_t *h, struct repair *r)
 {
 	struct shard_header *sh = shard_at(h, r->shard);
-	uint32_t op = sh->inflight_op;
-	if (op && scan_block(h, &r->sc, sh->inflight_ref, true) >= 0) {
-		const struct entry *e = entry_at(h, sh->inflight_ref);
-		bool in = inflight_visible(h, r->shard, e);
-		uint8_t added = e->kind == K_MEMBER ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
-		uint8_t removed = e->kind == K_MEMBER ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
+	uint32_t op = load_relaxed(&sh->inflight_op);
+	struct entry hd, ohd;
+	const struct entry *e =
+		op ? scan_entry(h, &r->sc, load_relaxed(&sh->inflight_ref), &hd, NULL) : NULL;
+	if (e) {
+		bool in = inflight_visible(h, r, e, &hd);
+		uint8_t added = hd.kind == K_MEMBER ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
+		uint8_t removed = hd.kind == K_MEMBER ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
 		const struct entry *old = NULL;
-		if (op == INFLIGHT_REPLACE && scan_block(h, &r->sc, sh->inflight_old, true) >= 0)
-			old = entry_at(h, sh->inflight_old);
+		if (op == INFLIGHT_REPLACE)
+			old = scan_entry(h, &r->sc, load_relaxed(&sh->inflight_old), &ohd, NULL);
 		struct event_mode mode = events_single(h);
-		h->deliver_from = sh->inflight_done; /* where the dead writer stopped */
+		/* Where the dead writer stopped. */
+		h->deliver_from = load_relaxed(&sh->inflight_done);
 		if ((op == INFLIGHT_ADD || op == INFLIGHT_REPLACE) && in)
 			shard_event(h, r->shard, added, REASON_NONE, e, old);
 		else if (op == INFLIGHT_REMOVE && !in)
-			shard_event(h, r->shard, removed, (uint8_t)sh->inflight_reason, e, NULL);
+			shard_event(h, r->shard, removed,
+				    (uint8_t)load_relaxed(&sh->inflight_reason), e, NULL);
 		events_restore(h, mode);
 	}
 	sh->inflight_op = INFLIGHT_NONE;
@@ -369,50 +438,71 @@ static void finish_inflight(shmg_t *h, struct repair *r)
 
 /* ---- step 3: marks and pages, window by window ----------------------- */
 
-static int mark_reachable(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+/* The marks of the block at ref if it is the shard's and its page is in the
+ * window; *i its index there. */
+static struct page_marks *marks_of(shmg_t *h, const struct repair *r, ref_t ref, uint32_t *i)
+{
+	return window_find(r, scan_block(h, &r->sc, ref), i);
+}
+
+static int mark_listed(shmg_t *h, const struct entry *m, const struct entry *mhd, void *arg)
+{
+	uint32_t i;
+	(void)mhd;
+	struct page_marks *pm = marks_of(h, arg, ref_of(h, m), &i);
+	if (pm)
+		bm_set(pm->listed, i);
+	return 0;
+}
+
+static int mark_reachable(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 {
 	struct repair *r = arg;
+	ref_t ref = ref_of(h, blk);
 	uint32_t i;
-	struct page_marks *pm = window_find(r, scan_block(h, &r->sc, ref_of(h, e), false), &i);
+	struct page_marks *pm = marks_of(h, r, ref, &i);
 	if (pm && bm_test(pm->indexed, i))
 		index_clear_slot(h, r->shard, pos); /* the same block in two slots */
 	else if (pm)
 		bm_set(pm->indexed, i);
-	if (e->kind != K_GROUP && e->kind != K_MONHEAD)
-		return 0;
-	for (ref_t x = L(e)->next; x; x = L(entry_at(h, x))->next)
-		if ((pm = window_find(r, scan_block(h, &r->sc, x, false), &i)))
-			bm_set(pm->listed, i);
+	struct entry hd;
+	const struct entry *e = entry_read(h, ref, &hd);
+	if (e)
+		list_walk(h, e, &hd, mark_listed, r); /* nothing unless it is a head */
 	return 0;
 }
 
 static void mark_limbo(shmg_t *h, struct repair *r)
 {
-	struct shard_header *sh = shard_at(h, r->shard);
 	struct limbo_item *ring = shard_limbo(h, r->shard);
-	for (uint32_t n = sh->limbo_tail; n != sh->limbo_head; n++) {
+	uint32_t tail, head = limbo_span(h, r->shard, &tail);
+	for (uint32_t n = tail; n != head; n++) {
 		struct limbo_item *it = &ring[n % LIMBO_CAP];
 		uint32_t i;
-		struct page_marks *pm = it->kind == LIMBO_BLOCK
-						? window_find(r, scan_block(h, &r->sc, it->ref, false), &i)
+		struct page_marks *pm = load_relaxed(&it->kind) == LIMBO_BLOCK
+						? marks_of(h, r, load_relaxed(&it->ref), &i)
 						: NULL;
 		if (!pm)
 			continue;
+		/* Reachable or queued twice: reclaim must not free it. */
 		if (bm_test(pm->indexed, i) || bm_test(pm->listed, i) || bm_test(pm->retired, i))
-			it->kind = 0; /* reachable or queued twice: reclaim must not free it */
+			store_relaxed(&it->kind, 0);
 		else
 			bm_set(pm->retired, i);
 	}
 }
 
-static int drop_unlisted(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+static int drop_unlisted(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 {
 	struct repair *r = arg;
+	ref_t ref = ref_of(h, blk);
 	uint32_t i;
-	struct page_marks *pm = window_find(r, scan_block(h, &r->sc, ref_of(h, e), false), &i);
-	if (pm && (e->kind == K_MEMBER || e->kind == K_MONITOR) && !bm_test(pm->listed, i)) {
+	struct page_marks *pm = marks_of(h, r, ref, &i);
+	struct entry hd;
+	if (pm && entry_read(h, ref, &hd) && (hd.kind == K_MEMBER || hd.kind == K_MONITOR) &&
+	    !bm_test(pm->listed, i)) {
 		index_clear_slot(h, r->shard, pos);
-		defer(h, r, ref_of(h, e), LIMBO_BLOCK);
+		defer(h, r, ref, LIMBO_BLOCK);
 		bm_set(pm->retired, i);
 	}
 	return 0;
@@ -421,17 +511,17 @@ static int drop_unlisted(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 static void rebuild_page(shmg_t *h, struct repair *r, uint32_t page, struct page_marks *pm)
 {
 	struct page_desc *d = page_desc_at(h, page);
-	uint32_t cls = PG_CLASS(d->word), size = alloc_class_size(cls);
+	uint32_t cls = pm->cls, size = alloc_class_size(cls);
 	uint32_t n = PAGE_SIZE / size, used = 0, free_head = 0;
 	uint8_t *base = page_at(h, page);
 	/* What was free: the free list up to a bad or repeated link, and the
 	 * blocks never handed out. */
 	uint64_t was_free[PAGE_WORDS] = {0};
-	for (uint32_t f = d->free_head; f && f <= n && !bm_test(was_free, f - 1);) {
+	for (uint32_t f = load_relaxed(&d->free_head); f && f <= n && !bm_test(was_free, f - 1);) {
 		bm_set(was_free, f - 1);
 		memcpy(&f, base + (uint64_t)(f - 1) * size, sizeof(f));
 	}
-	for (uint32_t i = d->bump; i < n; i++)
+	for (uint32_t i = load_relaxed(&d->bump); i < n; i++)
 		bm_set(was_free, i);
 	for (uint32_t i = n; i-- > 0;) {
 		if (bm_test(pm->indexed, i) || bm_test(pm->listed, i) || bm_test(pm->retired, i)) {
@@ -458,11 +548,14 @@ static void rebuild_page(shmg_t *h, struct repair *r, uint32_t page, struct page
 		return;
 	}
 	if (free_head) {
-		struct shard_header *sh = shard_at(h, r->shard);
-		d->next = sh->partial[cls];
-		if (d->next)
-			page_desc_at(h, d->next - 1)->prev = page + 1;
-		sh->partial[cls] = page + 1;
+		/* Linked from the private list heads, never from what the shard
+		 * header says now. */
+		uint32_t next = r->partial[cls];
+		d->next = next;
+		if (next)
+			page_desc_at(h, next - 1)->prev = page + 1;
+		r->partial[cls] = page + 1;
+		shard_at(h, r->shard)->partial[cls] = page + 1;
 	}
 }
 
@@ -489,12 +582,13 @@ static void relist_window(shmg_t *h, struct repair *r)
 	 * table and retire the one the walk was on. */
 	for (uint32_t w = 0; w < r->npages; w++) {
 		struct page_marks *pm = &r->marks[w];
-		uint32_t size = alloc_class_size(PG_CLASS(page_desc_at(h, r->pages[w])->word));
+		uint32_t size = alloc_class_size(pm->cls);
 		for (uint32_t i = 0; i < PAGE_SIZE / size; i++) {
 			if (!bm_test(pm->listed, i) || bm_test(pm->indexed, i))
 				continue;
-			ref_t ref = ref_of(h, page_at(h, r->pages[w]) + (uint64_t)i * size);
-			if (index_insert(h, r->shard, entry_hash(h, entry_at(h, ref)), ref) < 0)
+			struct entry *m =
+				(struct entry *)(page_at(h, r->pages[w]) + (uint64_t)i * size);
+			if (index_insert(h, r->shard, entry_hash(h, m), ref_of(h, m)) < 0)
 				r->err = -ENOSPC;
 		}
 	}
@@ -504,33 +598,37 @@ static void relist_window(shmg_t *h, struct repair *r)
 
 static void repair_extents(shmg_t *h, struct repair *r)
 {
-	struct shard_header *sh = shard_at(h, r->shard);
 	uint32_t table = scan_table_page(h, r->shard), tail = PG_WORD(r->shard + 1, PG_EXTENT_TAIL, 0);
+	uint32_t from, to = limbo_span(h, r->shard, &from);
 	for (uint32_t p = 0; p < h->geo.npages; p++) {
-		uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
-		if (PG_OWNER(w) != r->shard + 1 || is_slab_of(h, r->shard, p))
+		uint32_t w = page_word(h, p);
+		if (PG_OWNER(w) != r->shard + 1 || slab_class(w, r->shard) < NCLASSES)
 			continue;
 		if (PG_KIND(w) != PG_EXTENT) {
 			alloc_release_page(h, p); /* part of no extent: never seen by a reader */
 			continue;
 		}
-		if (p != table && !extent_queued(h, r->shard, p, sh->limbo_tail, sh->limbo_head))
+		if (p != table && !extent_queued(h, r->shard, p, from, to))
 			defer(h, r, p, LIMBO_EXTENT); /* readers may still be on this table */
 		/* Its tail pages go with it. */
-		uint32_t n = page_desc_at(h, p)->used;
-		while (n-- > 1 && p + 1 < h->geo.npages &&
-		       load_relaxed(&page_desc_at(h, p + 1)->word) == tail)
+		uint32_t n = load_relaxed(&page_desc_at(h, p)->used);
+		while (n-- > 1 && p + 1 < h->geo.npages && page_word(h, p + 1) == tail)
 			p++;
 	}
 }
 
 /* ---- step 6 and the whole -------------------------------------------- */
 
-static int recount_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+static int recount_visit(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 {
+	uint32_t shard = *(uint32_t *)arg;
+	struct entry hd;
 	(void)pos;
-	shard_at(h, *(uint32_t *)arg)->nentries++;
-	shard_count(h, *(uint32_t *)arg, e, +1);
+	if (!entry_read(h, ref_of(h, blk), &hd))
+		return 0;
+	shard_at(h, shard)->nentries++;
+	/* The copy is counted: the counter it indexes is the one checked. */
+	shard_count(h, shard, &hd, +1);
 	return 0;
 }
 
@@ -555,7 +653,7 @@ int repair_shard(shmg_t *h, uint32_t shard)
 	struct repair r = {.sc = {.shard = shard}, .shard = shard};
 	uint32_t owned = 0;
 	for (uint32_t p = 0; p < h->geo.npages; p++)
-		owned += is_slab_of(h, shard, p);
+		owned += slab_class(page_word(h, p), shard) < NCLASSES;
 	uint32_t want = owned < WINDOW_MAX ? owned : WINDOW_MAX;
 	void *buf = want > WINDOW_STACK ? malloc(want * (sizeof(struct page_marks) + sizeof(uint32_t)))
 					: NULL;
@@ -564,6 +662,7 @@ int repair_shard(shmg_t *h, uint32_t shard)
 	r.cap = buf ? want : WINDOW_STACK;
 	r.marks = buf ? buf : stack_marks;
 	r.pages = buf ? (uint32_t *)(r.marks + want) : stack_pages;
+	r.max_list = (uint64_t)owned * SCAN_BLOCKS_PER_PAGE;
 
 	check_limbo(h, &r);
 	index_foreach(h, shard, fix_slot, &r);

@@ -20,7 +20,17 @@ struct scan {
 int scan_init(shmg_t *h, uint32_t shard, struct scan *sc);
 void scan_free(struct scan *sc);
 bool scan_test(const uint64_t *bm, uint64_t i);
-int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref, bool check_entry);
+/* Block index of ref within the bitmaps, or -1 if ref is not one of the
+ * shard's blocks. */
+int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref);
+/* The entry at ref, or NULL if ref is not one of the shard's blocks or does
+ * not hold a sane entry.  *hd gets its header, copied once (entry_read) and
+ * checked: a known kind, lengths within the arena's limits, a size within
+ * the block's class.  Callers take every length, kind and link from *hd
+ * (links_of), which keeps their reads and writes inside the block however
+ * the block changes meanwhile.  *b (if not NULL) gets the block index. */
+struct entry *scan_entry(shmg_t *h, const struct scan *sc, ref_t ref, struct entry *hd,
+			 int64_t *b);
 uint32_t scan_table_page(const shmg_t *h, uint32_t shard);
 void repair_recount(shmg_t *h, uint32_t shard);
 

@@ -16,7 +16,7 @@
  *      and says it is ready; the test process then fills the arena, so that
  *      entries sit in its last bytes and a length read past one runs off
  *      the mapping;
- *   3. a corrupter process writes the value into that field of every
+ *   3. the test process writes the value into that field of every
  *      instance of the struct (every shard, bucket, entry, record ...);
  *   4. the reader runs every read call, receive with timeout 0, dispatch,
  *      info, check and close, touching every byte it is handed and checking
@@ -33,6 +33,16 @@
  * The robust mutexes are fields too.  A mutex word naming a thread that
  * never unlocks (V_HELD) is a wait that only the bounded lock waits end: the
  * reader shortens them so that every call still fits its time.
+ *
+ * The "fresh" cases corrupt every field with the same values before a
+ * process opens the arena: the open may fail with an error, and a process
+ * that gets a handle runs the reader's calls, check and close on it.
+ *
+ * The "repair" cases flip the fields repair reads while another process
+ * repairs: a writer dies holding every shard lock (one of them in a leave,
+ * its membership unlinked and its in-flight record set), then a process
+ * opens, takes every lock (so repairs), repairs every shard a few rounds
+ * more as the next locker after a death would, and reads, checks, closes.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -147,6 +157,7 @@ static const struct field fields[] = {
 	F(arena_header, endpoints_live, W_HEADER),
 	FM(arena_header, cluster_lock, W_HEADER),
 	F(arena_header, clusters_connected, W_HEADER),
+	F(arena_header, disconnects, W_HEADER),
 	F(arena_header, log_level, W_HEADER),
 	F(arena_header, destroyed, W_HEADER),
 	F(arena_header, shard_repairs, W_HEADER),
@@ -176,6 +187,8 @@ static const struct field fields[] = {
 	F(shard_header, inflight_old, W_SHARDS),
 	F(shard_header, inflight_reason, W_SHARDS),
 	F(shard_header, inflight_done, W_SHARDS),
+	F(shard_header, repair_pending, W_SHARDS),
+	F(shard_header, swept, W_SHARDS),
 	F(cluster_counts, registered, W_COUNTS),
 	F(cluster_counts, registered_local, W_COUNTS),
 	F(cluster_counts, members, W_COUNTS),
@@ -392,17 +405,19 @@ static void fill(shmg_t *h)
 /* ---- the reader -------------------------------------------------------- */
 
 enum stage {
-	S_SETUP, S_READY, S_LOOKUP, S_LOOKUP_REF, S_LOOKUP_MANY, S_MEMBERS, S_MEMBER_IDS,
-	S_COUNTS, S_ENTRIES, S_RECEIVE, S_DISPATCH, S_INFO, S_CHECK, S_CLOSE, S_DONE
+	S_SETUP, S_READY, S_OPEN, S_REPAIR, S_LOOKUP, S_LOOKUP_REF, S_LOOKUP_MANY, S_MEMBERS,
+	S_MEMBER_IDS, S_COUNTS, S_ENTRIES, S_RECEIVE, S_DISPATCH, S_INFO, S_CHECK, S_CLOSE, S_DONE
 };
 static const char *const stage_names[] = {
-	"setup", "ready", "lookup", "lookup_ref", "lookup_many", "members", "member_ids",
-	"counts", "entries", "receive", "dispatch", "info", "check", "close", "done",
+	"setup", "ready", "shmg_open", "shard_lock_until/repair_shard", "shmg_lookup",
+	"shmg_lookup_ref", "shmg_lookup_many", "shmg_members", "shmg_member_ids", "shmg_*count",
+	"shmg_entries", "shmg_receive", "shmg_dispatch", "shmg_info", "shmg_check", "shmg_close",
+	"done",
 };
 
 struct shared {
 	volatile int stage;
-	volatile int go, stop, setup_failed;
+	volatile int go, stop, setup_failed, joined, die, flipping;
 	int loops;
 	uint32_t slot;
 	volatile uint64_t sink; /* keeps the byte sums alive */
@@ -549,41 +564,17 @@ static int receive_all(shmg_t *h, uint64_t *sum)
 	return 1;
 }
 
-static int reader(void *arg)
+/* What every process of a case runs once it has a handle: the read calls,
+ * receive, dispatch, info, check and close.  0, or an exit code of the
+ * legend. */
+static int reader_calls(shmg_t *h, uint64_t *sum)
 {
-	uint64_t sum = 0;
-	shmg_t *h;
 	struct shmg_info info;
 
-	(void)arg;
-	if (shmg_open(tc_arena, NULL, &h) != 0) {
-		sh->setup_failed = 1;
-		return 100;
-	}
-	reader_h = h;
-	/* A mutex held by a thread that does not exist costs bounded waits:
-	 * keep them short so that every call still fits the reader's time. */
-	lock_wait_limit_ms = 200;
-	shmg_set_busy_retry(h, 4, 50);
-	shmg_set_extract_meta(h, extract_copy, &sum);
-	/* Events waiting in our own mailbox: a registration, a join, a message. */
-	if (shmg_monitor(h, NULL, 0, NULL) != 0 ||
-	    shmg_register(h, SHMG_KEY("r/0"), "mine", 4, NULL) ||
-	    shmg_join(h, SHMG_KEY("g/0"), "mine", 4, NULL) ||
-	    shmg_dispatch(h, SHMG_KEY("g/0"), "hello", 5, NULL) < 1) {
-		sh->setup_failed = 1;
-		return 101;
-	}
-	sh->slot = shmg_self(h).slot;
-	sh->stage = S_READY;
-	uint64_t deadline = tc_now_ms() + READER_TIMEOUT_MS;
-	while (!sh->go)
-		if (tc_now_ms() > deadline)
-			return 102;
 	for (int i = 0; i < sh->loops; i++)
-		read_all(h, &sum);
+		read_all(h, sum);
 	sh->stage = S_RECEIVE;
-	if (receive_all(h, &sum) && sh->loops == 1)
+	if (receive_all(h, sum) && sh->loops == 1)
 		return 103;
 	sh->stage = S_DISPATCH;
 	(void)shmg_dispatch(h, SHMG_KEY("g/0"), "again", 5, NULL);
@@ -595,8 +586,130 @@ static int reader(void *arg)
 	sh->stage = S_CLOSE;
 	(void)shmg_close(h);
 	sh->stage = S_DONE;
-	sh->sink = sum;
+	sh->sink = *sum;
 	return 0;
+}
+
+/* Opens the arena as a process under test.  A mutex held by a thread that
+ * does not exist costs bounded waits, an open's too: they are kept short so
+ * that every call still fits the process's time.  NULL if open failed. */
+static shmg_t *open_arena(uint64_t *sum)
+{
+	shmg_t *h;
+
+	lock_wait_limit_ms = 200;
+	sh->stage = S_OPEN;
+	if (shmg_open(tc_arena, NULL, &h) != 0)
+		return NULL;
+	reader_h = h;
+	shmg_set_busy_retry(h, 4, 50);
+	shmg_set_extract_meta(h, extract_copy, sum);
+	return h;
+}
+
+/* Waits for the test process to set *flag. */
+static bool wait_flag(volatile int *flag)
+{
+	uint64_t deadline = tc_now_ms() + READER_TIMEOUT_MS;
+
+	while (!*flag)
+		if (tc_now_ms() > deadline)
+			return false;
+	return true;
+}
+
+static int reader(void *arg)
+{
+	uint64_t sum = 0;
+	shmg_t *h = open_arena(&sum);
+
+	(void)arg;
+	if (!h) {
+		sh->setup_failed = 1;
+		return 100;
+	}
+	/* Events waiting in our own mailbox: a registration, a join, a message. */
+	if (shmg_monitor(h, NULL, 0, NULL) != 0 ||
+	    shmg_register(h, SHMG_KEY("r/0"), "mine", 4, NULL) ||
+	    shmg_join(h, SHMG_KEY("g/0"), "mine", 4, NULL) ||
+	    shmg_dispatch(h, SHMG_KEY("g/0"), "hello", 5, NULL) < 1) {
+		sh->setup_failed = 1;
+		return 101;
+	}
+	sh->slot = shmg_self(h).slot;
+	sh->stage = S_READY;
+	return wait_flag(&sh->go) ? reader_calls(h, &sum) : 102;
+}
+
+/* Opens the arena only once it is corrupt.  Failing to open is an answer. */
+static int fresh_reader(void *arg)
+{
+	uint64_t sum = 0;
+	shmg_t *h = open_arena(&sum);
+
+	(void)arg;
+	return h ? reader_calls(h, &sum) : 0;
+}
+
+/* ---- a writer that dies holding every shard lock, and its repairer ---- */
+
+#define DYING_GROUP "g/2"
+#define REPAIR_ROUNDS 40
+
+static void die_unlinked(const char *point)
+{
+	if (strcmp(point, "leave:unlinked") == 0)
+		raise(SIGKILL);
+}
+
+/* Joins while the arena has room, waits for the word, then takes every
+ * other shard's lock and dies in a leave: its membership unlinked from the
+ * list but still indexed, the leave in flight. */
+static int dying_writer(void *arg)
+{
+	struct keyref k;
+	shmg_t *h;
+
+	(void)arg;
+	if (shmg_open(tc_arena, NULL, &h) != 0 ||
+	    shmg_join(h, SHMG_KEY(DYING_GROUP), "dying", 5, NULL) != 0 ||
+	    key_prepare(h, SHMG_KEY(DYING_GROUP), NULL, KEY_WRITE, &k) != 0) {
+		sh->setup_failed = 1;
+		return 10;
+	}
+	sh->joined = 1;
+	if (!wait_flag(&sh->die))
+		return 11;
+	for (uint32_t s = 0; s < h->geo.shards; s++)
+		if (s != k.shard && shard_lock(h, s) != 0)
+			return 12;
+	sg_test_hook = die_unlinked;
+	(void)shmg_leave(h, SHMG_KEY(DYING_GROUP), NULL);
+	return 13;
+}
+
+/* The next locker after the death: its open reaps the writer, and taking
+ * each lock repairs what the reap did not.  Then each shard is repaired
+ * again, round after round, while the field flips. */
+static int repairer(void *arg)
+{
+	uint64_t sum = 0;
+	shmg_t *h = open_arena(&sum);
+
+	(void)arg;
+	if (!h)
+		return 105;
+	sh->stage = S_REPAIR;
+	for (int i = 0; i < REPAIR_ROUNDS; i++) {
+		for (uint32_t s = 0; s < h->geo.shards; s++) {
+			if (shard_lock_until(h, s, busy_deadline(h), 0) != 0)
+				continue;
+			if (i > 0)
+				(void)repair_shard(h, s);
+			shard_unlock(h, s);
+		}
+	}
+	return reader_calls(h, &sum);
 }
 
 /* ---- finding the instances ------------------------------------------- */
@@ -605,7 +718,7 @@ struct arena_view {
 	uint8_t *base;
 	uint64_t size;
 	struct arena_header hdr; /* as it was before the corruption */
-	uint32_t reader_slot, owner_slot, monitor_slot;
+	uint32_t reader_slot, owner_slot, monitor_slot, records_slot;
 };
 
 struct offsets {
@@ -656,7 +769,7 @@ static void each_entry(const struct arena_view *a, struct offsets *o, bool links
 
 static void mailbox_records(const struct arena_view *a, struct offsets *o)
 {
-	uint64_t mb_off = a->hdr.off_mailboxes + (uint64_t)a->reader_slot * a->hdr.mailbox_bytes;
+	uint64_t mb_off = a->hdr.off_mailboxes + (uint64_t)a->records_slot * a->hdr.mailbox_bytes;
 	const struct mailbox_header *mb = (const void *)(a->base + mb_off);
 	uint32_t cap = a->hdr.mailbox_bytes - (uint32_t)sizeof(*mb);
 	for (uint64_t p = mb->head; p < mb->tail;) {
@@ -857,20 +970,29 @@ static void flip_until_stopped(const struct corruption *c)
 				write_elem(p + e, f->elem, v);
 			}
 		}
+		sh->flipping = 1;
 	}
 	free(good);
 	free(bad);
 }
 
-static int corrupter(void *arg)
+static int flipper(void *arg)
 {
-	const struct corruption *c = arg;
-
-	if (c->flip)
-		flip_until_stopped(c);
-	else
-		corrupt_once(c);
+	flip_until_stopped(arg);
 	return 0;
+}
+
+enum mode {
+	M_ATTACHED, /* corrupted after the reader opened */
+	M_FRESH,    /* corrupted before a process opens it */
+	M_REPAIR,   /* flipping while a process repairs after a writer died */
+};
+static const char *const mode_names[] = { "reader", "opener", "repairer" };
+
+static bool flipping(void *arg)
+{
+	(void)arg;
+	return sh->flipping;
 }
 
 /* Ready, or failed to get there. */
@@ -880,12 +1002,66 @@ static bool reader_ready(void *arg)
 	return sh->stage == S_READY || sh->setup_failed;
 }
 
+static bool writer_joined(void *arg)
+{
+	(void)arg;
+	return sh->joined || sh->setup_failed;
+}
+
+/* What has to be in place before the arena is filled: the attached reader,
+ * ready with events in its mailbox, or the writer that is to die (it needs
+ * room to join).  Returns its pid, or 0. */
+static pid_t start_before_fill(const struct field *f, enum mode m)
+{
+	if (m == M_FRESH)
+		return 0;
+	bool attached = m == M_ATTACHED;
+	pid_t pid = tc_fork(attached ? reader : dying_writer, NULL);
+	if (!tc_wait_until(attached ? reader_ready : writer_joined, NULL, READER_TIMEOUT_MS) ||
+	    sh->setup_failed) {
+		int st = tc_wait_exit(pid, 1000);
+		ck_abort_msg("%s: %s did not get ready (exit %d)", f->name,
+			     attached ? "reader" : "dying writer", st);
+	}
+	return pid;
+}
+
+/* The slot an opener will claim: the first free one. */
+static uint32_t first_free_slot(const struct arena_view *a)
+{
+	for (uint32_t i = 0; i < a->hdr.max_endpoints; i++) {
+		uint64_t off = a->hdr.off_endpoints + (uint64_t)i * sizeof(struct endpoint_slot);
+		if (((const struct endpoint_slot *)(a->base + off))->state == EP_FREE)
+			return i;
+	}
+	ck_abort_msg("no free endpoint slot");
+	return 0;
+}
+
+/* The raw view of the filled arena.  The reader's endpoint and mailbox are
+ * those of the process under test: attached, the reader's; otherwise the
+ * slot it is about to claim.  Records to corrupt wait in the attached
+ * reader's mailbox, or else in the monitor's. */
+static void view_arena(struct arena_view *a, shmg_t *h[3], enum mode m)
+{
+	size_t size;
+
+	a->base = tc_map_arena(tc_arena, &size);
+	a->size = size;
+	memcpy(&a->hdr, a->base, sizeof(a->hdr));
+	a->owner_slot = shmg_self(h[0]).slot;
+	a->monitor_slot = shmg_self(h[1]).slot;
+	a->reader_slot = m == M_ATTACHED ? sh->slot : first_free_slot(a);
+	a->records_slot = m == M_ATTACHED ? sh->slot : a->monitor_slot;
+}
+
 static const char exit_legend[] =
 	"(exit 1: a sanitizer report; 103: receive kept returning events; 104: a result "
-	"pointed outside the arena and the handle's buffers)";
+	"pointed outside the arena and the handle's buffers; 105: the repairer could not open)";
 
-/* What the reader got to: 0, or a line for the failure report. */
-static int run_case(const struct field *f, enum value v, bool flip, char *msg, size_t cap)
+/* What the process under test got to: 0, or a line for the failure report. */
+static int run_case(const struct field *f, enum value v, enum mode m, bool flip, char *msg,
+		    size_t cap)
 {
 	shmg_t *h[3];
 	int st;
@@ -893,42 +1069,43 @@ static int run_case(const struct field *f, enum value v, bool flip, char *msg, s
 	tc_setup(); /* a fresh arena name for every value */
 	populate(h);
 	sh = tc_shared_alloc(sizeof(*sh));
-	sh->loops = flip ? FLIP_LOOPS : 1;
-	pid_t rpid = tc_fork(reader, NULL);
-	if (!tc_wait_until(reader_ready, NULL, READER_TIMEOUT_MS) || sh->stage != S_READY) {
-		st = tc_wait_exit(rpid, 1000);
-		ck_abort_msg("%s: reader did not get ready (exit %d)", f->name, st);
-	}
+	sh->loops = flip && m == M_ATTACHED ? FLIP_LOOPS : 1;
+	pid_t pid = start_before_fill(f, m);
 	fill(h[2]);
+	if (m == M_REPAIR) {
+		sh->die = 1;
+		TC_EQ(tc_wait_exit(pid, 5000), TC_KILLED(SIGKILL));
+	}
 
 	struct arena_view a = { 0 };
-	size_t size;
-	a.base = tc_map_arena(tc_arena, &size);
-	a.size = size;
-	memcpy(&a.hdr, a.base, sizeof(a.hdr));
-	a.reader_slot = sh->slot;
-	a.owner_slot = shmg_self(h[0]).slot;
-	a.monitor_slot = shmg_self(h[1]).slot;
+	view_arena(&a, h, m);
 	struct offsets o = { 0 };
 	instances(&a, f->where, &o);
 
 	struct corruption c = { f, v, &a, &o, flip };
-	pid_t cpid = tc_fork(corrupter, &c);
-	if (!flip)
-		TC_EQ(tc_wait_exit(cpid, 5000), 0);
-	sh->go = 1;
-	st = tc_wait_exit(rpid, READER_TIMEOUT_MS);
+	pid_t cpid = 0;
+	if (flip) {
+		cpid = tc_fork(flipper, &c);
+		ck_assert(tc_wait_until(flipping, NULL, 5000));
+	} else {
+		corrupt_once(&c);
+	}
+	if (m == M_ATTACHED)
+		sh->go = 1;
+	else
+		pid = tc_fork(m == M_FRESH ? fresh_reader : repairer, NULL);
+	st = tc_wait_exit(pid, READER_TIMEOUT_MS);
 	if (st == -ETIMEDOUT) {
-		kill(rpid, SIGKILL);
-		tc_wait_exit(rpid, 5000);
+		kill(pid, SIGKILL);
+		tc_wait_exit(pid, 5000);
 	}
 	if (flip) {
 		sh->stop = 1;
 		TC_EQ(tc_wait_exit(cpid, 5000), 0);
 	}
 	if (st != 0)
-		snprintf(msg, cap, "  %s = %s%s (%zu instances): reader %s %d in shmg_%s\n", f->name,
-			 flip ? "flipping with " : "", value_names[v], o.n,
+		snprintf(msg, cap, "  %s = %s%s (%zu instances): %s %s %d in %s\n", f->name,
+			 flip ? "flipping with " : "", value_names[v], o.n, mode_names[m],
 			 st >= 256 ? "killed by signal" : st == -ETIMEDOUT ? "hung, exit" : "exit",
 			 st >= 256 ? st - 256 : st, stage_names[sh->stage]);
 	free(o.off);
@@ -940,8 +1117,9 @@ static int run_case(const struct field *f, enum value v, bool flip, char *msg, s
 }
 
 /* Runs the values [first, last] that apply to f; fails listing all that broke
- * a reader. */
-static void run_values(const struct field *f, enum value first, enum value last, bool flip)
+ * the process under test. */
+static void run_values(const struct field *f, enum value first, enum value last, enum mode m,
+		       bool flip)
 {
 	char report[4096] = "", line[512];
 	int failed = 0;
@@ -949,18 +1127,24 @@ static void run_values(const struct field *f, enum value first, enum value last,
 	for (int v = first; v <= (int)last; v++) {
 		if (!value_applies(f, (enum value)v))
 			continue;
-		if (run_case(f, (enum value)v, flip, line, sizeof(line))) {
+		if (run_case(f, (enum value)v, m, flip, line, sizeof(line))) {
 			failed++;
 			strncat(report, line, sizeof(report) - strlen(report) - 1);
 		}
 	}
-	ck_assert_msg(failed == 0, "%d value(s) of %s broke a reader:\n%s%s", failed, f->name,
-		      report, exit_legend);
+	ck_assert_msg(failed == 0, "%d value(s) of %s broke a %s:\n%s%s", failed, f->name,
+		      mode_names[m], report, exit_legend);
 }
 
 START_TEST(test_field)
 {
-	run_values(&fields[_i], 0, NVALUES - 1, false);
+	run_values(&fields[_i], 0, NVALUES - 1, M_ATTACHED, false);
+}
+END_TEST
+
+START_TEST(test_fresh)
+{
+	run_values(&fields[_i], 0, NVALUES - 1, M_FRESH, false);
 }
 END_TEST
 
@@ -985,22 +1169,47 @@ static const struct field *field_named(const char *name)
 
 START_TEST(test_flip)
 {
-	run_values(field_named(flip_fields[_i]), V_ONES, V_LAST, true);
+	run_values(field_named(flip_fields[_i]), V_ONES, V_LAST, M_ATTACHED, true);
 }
 END_TEST
+
+/* What repair reads: lengths, kinds and links of entries, the table, the
+ * limbo ring, the in-flight record and the page descriptors. */
+static const char *const repair_fields[] = {
+	"shard_header.table_off", "shard_header.nentries", "shard_header.limbo_head",
+	"shard_header.limbo_tail", "shard_header.partial[]", "shard_header.inflight_op",
+	"shard_header.inflight_ref", "limbo_item.ref", "limbo_item.kind",
+	"table_header.nbuckets_log2", "table_header.magic", "bucket.ent[]", "bucket.probe",
+	"entry.key_len", "entry.meta_len", "entry.kind", "entry.ep_slot", "entry_links.next",
+	"entry_links.aux", "page_desc.word", "page_desc.free_head", "page_desc.bump",
+	"page_desc.used",
+};
+#define NREPAIRS (sizeof(repair_fields) / sizeof(repair_fields[0]))
+
+START_TEST(test_repair)
+{
+	run_values(field_named(repair_fields[_i]), V_ONES, V_LAST, M_REPAIR, true);
+}
+END_TEST
+
+/* One tcase per kind of case, one test per field. */
+static void add_cases(Suite *s, const char *name, const TTest *test, size_t n)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, 200);
+	tcase_add_loop_test(tc, test, 0, (int)n);
+	suite_add_tcase(s, tc);
+}
 
 static Suite *fields_suite(void)
 {
 	Suite *s = suite_create("corrupt_fields");
-	TCase *tc = tcase_create("fields");
 
-	tcase_set_timeout(tc, 200);
-	tcase_add_loop_test(tc, test_field, 0, (int)NFIELDS);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("flips");
-	tcase_set_timeout(tc, 200);
-	tcase_add_loop_test(tc, test_flip, 0, (int)NFLIPS);
-	suite_add_tcase(s, tc);
+	add_cases(s, "fields", test_field, NFIELDS);
+	add_cases(s, "flips", test_flip, NFLIPS);
+	add_cases(s, "fresh", test_fresh, NFIELDS);
+	add_cases(s, "repair", test_repair, NREPAIRS);
 	return s;
 }
 
