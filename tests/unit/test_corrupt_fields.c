@@ -118,7 +118,7 @@ struct field {
 	FM(mailbox_header, lock, w), F(mailbox_header, gen, w), F(mailbox_header, dropped, w), \
 		F(mailbox_header, batch_seq, w), F(mailbox_header, signalled, w),             \
 		F(mailbox_header, tail, w), F(mailbox_header, head, w),                       \
-		F(mailbox_header, sleeping, w)
+		F(mailbox_header, sleeping, w), F(mailbox_header, wake_nonce, w)
 
 static const struct field fields[] = {
 	F(arena_header, magic, W_HEADER),
@@ -165,6 +165,7 @@ static const struct field fields[] = {
 	F(arena_header, reaper_pid, W_HEADER),
 	F(arena_header, reaper_slot, W_HEADER),
 	F(arena_header, endpoint_epoch, W_HEADER),
+	F(arena_header, reaper_wake, W_HEADER),
 
 	ENDPOINT_FIELDS(W_EP_READER),
 	ENDPOINT_FIELDS(W_EP_OWNER),
