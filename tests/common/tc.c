@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -113,6 +114,27 @@ int tc_run(Suite *s)
 void tc_arena_path(const char *name, char *buf, size_t cap)
 {
 	snprintf(buf, cap, "/dev/shm/shmgroup.%s", name);
+}
+
+bool tc_second_user_ok(const char *test)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "%s: skipped: needs root to act as a second user\n", test);
+		return false;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+		    setresuid(65534, 65534, 65534) != 0)
+			_exit(1);
+		_exit(access("/dev/shm", W_OK | X_OK) == 0 ? 0 : 2);
+	}
+	int st = pid > 0 ? tc_wait_exit(pid, 10000) : -1;
+	if (st != 0)
+		fprintf(stderr, "%s: skipped: user nobody cannot %s here\n", test,
+			st == 2 ? "reach /dev/shm" : "be switched to");
+	return st == 0;
 }
 
 bool tc_arena_exists(const char *name)

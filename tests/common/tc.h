@@ -43,6 +43,10 @@ TCase *tc_case(Suite *s, const char *name, double timeout_s);
 /* Runs the suite (fork mode), sweeps stale arenas, returns the exit code. */
 int tc_run(Suite *s);
 
+/* Whether a test may act as a second user (nobody, 65534): it runs as root,
+ * and nobody can reach /dev/shm here (in a chroot whose root directory is
+ * private it cannot).  Otherwise prints that `test` is skipped, and why. */
+bool tc_second_user_ok(const char *test);
 /* 1 if /dev/shm/shmgroup.<name> exists. */
 bool tc_arena_exists(const char *name);
 /* Path of the shared-memory object of name into buf. */

@@ -400,11 +400,8 @@ static bool fd_readable(void *p)
 
 START_TEST(test_other_user_cannot_squat)
 {
-	if (geteuid() != 0) {
-		fprintf(stderr, "test_other_user_cannot_squat: skipped, needs root to become "
-				"another user\n");
+	if (!tc_second_user_ok(__func__))
 		return;
-	}
 	struct squat *sq = tc_shared_alloc(sizeof(*sq));
 	struct shmg_event ev[16];
 	shmg_t *first = tc_open(tc_arena, NULL), *hs[8];

@@ -620,8 +620,8 @@ END_TEST
 
 START_TEST(test_eacces_other_user)
 {
-	if (geteuid() != 0)
-		return; /* needs root to become another user */
+	if (!tc_second_user_ok(__func__))
+		return;
 	shmg_t *h = tc_open(tc_arena, NULL);
 	pid_t pid;
 	int st;

@@ -31,14 +31,6 @@ static void capture_log(enum shmg_log_level level, const char *msg, void *arg)
 	snprintf(last_log, sizeof(last_log), "%s", msg);
 }
 
-static bool need_root(const char *test)
-{
-	if (geteuid() == 0)
-		return true;
-	fprintf(stderr, "%s: skipped: needs root to act as a second user\n", test);
-	return false;
-}
-
 /* In a child: becomes nobody for good (no way back to root). */
 static int become_nobody(void)
 {
@@ -143,7 +135,7 @@ static int squat(void *arg)
 
 START_TEST(test_squatted_object_refused)
 {
-	if (!need_root(__func__))
+	if (!tc_second_user_ok(__func__))
 		return;
 	shmg_t *h = NULL;
 	struct shmg_config c = { .flags = SHMG_OPEN_NOCREATE };
@@ -179,7 +171,7 @@ static int create_open_arena(void *arg)
 
 START_TEST(test_foreign_arena_refused)
 {
-	if (!need_root(__func__))
+	if (!tc_second_user_ok(__func__))
 		return;
 	struct shmg_config c = { .flags = SHMG_OPEN_OWNER, .owner_uid = NOBODY };
 	shmg_t *h = NULL;
@@ -216,7 +208,7 @@ static int attach_root_arena(void *arg)
 
 START_TEST(test_root_arena_needs_naming_root)
 {
-	if (!need_root(__func__))
+	if (!tc_second_user_ok(__func__))
 		return;
 	struct shmg_config c = { .mode = 0666 };
 	shmg_t *h = tc_open(tc_arena, &c);

@@ -344,10 +344,8 @@ START_TEST(test_owner_option)
 {
 	char out[4096], err[1024];
 
-	if (geteuid() != 0) {
-		fprintf(stderr, "%s: skipped: needs root to act as a second user\n", __func__);
+	if (!tc_second_user_ok(__func__))
 		return;
-	}
 	ck_assert_int_eq(tc_wait_exit(tc_fork(nobody_creates_arena, NULL), 10000), 0);
 	ck_assert_int_eq(ctl_run(out, sizeof(out), err, sizeof(err),
 				 (const char *const[]){ "info", NULL }),
