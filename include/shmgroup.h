@@ -325,6 +325,20 @@ SHMG_EXPORT int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_
 			    void *meta, size_t meta_cap, size_t *meta_len,
 			    const struct shmg_opts *opts);
 
+/* As shmg_lookup, filling a whole struct shmg_entry: the owner's id, its OS
+ * pid and the registration time as well, and the metadata (after
+ * extract_meta) copied to meta (meta_cap bytes; meta may be NULL to learn
+ * only meta_len).  Usable anywhere, unlike shmg_lookup_ref: entry->key is
+ * the caller's key, entry->cluster opts->cluster (or NULL), entry->meta the
+ * caller's meta buffer (NULL if the metadata is empty).  shmg_lookup keeps
+ * its signature, and its code, for the many callers that want only the id.
+ * Returns 0 when found.  Errors: -EINVAL entry NULL, or as shmg_lookup;
+ *   -ENOBUFS metadata larger than meta_cap (entry not written); -ENOENT.
+ * Lock-free, no syscall, no allocation. */
+SHMG_EXPORT int shmg_lookup_entry(shmg_t *h, const char *key, size_t key_len,
+				  struct shmg_entry *entry, void *meta, size_t meta_cap,
+				  const struct shmg_opts *opts);
+
 /* Zero-copy lookup; only inside shmg_read_begin()/shmg_read_end().  entry's
  * key and meta stay valid until shmg_read_end(); entry->cluster points at the
  * cluster table and reads another name if that cluster is disconnected and its
