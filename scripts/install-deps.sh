@@ -11,7 +11,8 @@
 # again afterwards), so redis-server, needed only as the benchmark's peer, is
 # installed but not started: bench/ starts its own instance on a unix socket.
 #
-# groff-base formats the man pages for their test.  The unit file's test uses
+# groff-base formats the man pages for their test; tmux runs shmgroup-top's
+# screen in its test (which is skipped without it).  The unit file's test uses
 # systemd-analyze (package systemd) where it is installed and is skipped
 # otherwise: systemd is too heavy to pull into a container for one check.
 set -eu
@@ -32,6 +33,7 @@ PACKAGES="
 	gnuplot-nox
 	jq
 	groff-base
+	tmux
 "
 
 if [ "$(id -u)" -eq 0 ]; then
