@@ -10,11 +10,11 @@
 # everything is where a user looks for it under STAGE/PREFIX: the shared and
 # static library, the header, shmgroup.pc, shmgroupctl, shmgroup-top and
 # shmgroupd, the man pages (a man3 name for every function of the header),
-# the systemd unit starting the installed agent, and the example config.  Finally it compiles
-# examples/tour.c against the staged install through pkg-config, as a user
-# would, once linked to the shared library (run with LD_LIBRARY_PATH, which
-# must resolve libshmgroup into STAGE) and once to the static one, and runs
-# both.
+# the systemd unit starting the installed agent, and the example config.
+# Finally it compiles examples/tour.c against the staged install through
+# pkg-config, as a user would, once linked to the shared library (run with
+# LD_LIBRARY_PATH, which must resolve libshmgroup into STAGE) and once to the
+# static one, and runs both.
 #
 # pkg-config sees the staged .pc through PKG_CONFIG_PATH, with
 # PKG_CONFIG_SYSROOT_DIR=STAGE prepended to its -I and -L paths (the .pc
