@@ -174,7 +174,9 @@ static void check_known_json(const char *line)
 	ck_assert_ptr_nonnull(p);
 	ck_assert_int_eq(json_num(p, "endpoints"), churner ? 5 : 4);
 	ck_assert_int_ge(json_num(p, "registered"), 12);
-	ck_assert_int_le(json_num(p, "registered"), churner ? 13 : 12);
+	/* The churner holds at most one key at a time, but the shards are read
+	 * one after the other: its key, moving on, may be counted in each. */
+	ck_assert_int_le(json_num(p, "registered"), churner ? 12 + 4 : 12);
 	ck_assert_int_eq(json_num(p, "members"), 5);
 	ck_assert_int_eq(json_num(p, "monitors"), 1);
 	ck_assert_int_eq(json_num(p, "repairs"), 0);
