@@ -26,6 +26,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "parse_owner.h"
 #include "top.h"
 
 #ifndef SHMGROUP_VERSION_STRING
@@ -72,25 +73,6 @@ static void die_usage(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nTry '%s --help' for more information.\n", progname);
 	exit(EXIT_USAGE);
-}
-
-/* A user name or a numeric uid. */
-static int parse_owner(const char *s, uint32_t *out)
-{
-	const struct passwd *pw = getpwnam(s);
-	unsigned long long v;
-	char *end;
-
-	if (pw) {
-		*out = (uint32_t)pw->pw_uid;
-		return 0;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v >= UINT32_MAX)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
 }
 
 /* Seconds from 0.1 to 3600 as milliseconds, or -1. */
