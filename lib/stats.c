@@ -37,7 +37,8 @@
 static int copy_out(void *out, size_t size, const void *own, size_t own_size)
 {
 	size_t n = size < own_size ? size : own_size;
-	memcpy(out, own, n);
+	if (n)
+		memcpy(out, own, n); /* out may be NULL with size 0 */
 	if (size > n)
 		memset((uint8_t *)out + n, 0, size - n);
 	return (int)n;
