@@ -119,8 +119,8 @@ static int worker_report(shmg_t *h, int me, int nworkers, const char *name)
 {
 	struct seen_list *l;
 	char key[SMALL], meta[SMALL], id[SHMG_ID_STRLEN];
-	shmg_id_t who;
-	size_t len, i;
+	struct shmg_entry who;
+	size_t i;
 	long n;
 	const char *sep = "";
 	int j, rc;
@@ -132,15 +132,14 @@ static int worker_report(shmg_t *h, int me, int nworkers, const char *name)
 		if (j == me)
 			continue;
 		snprintf(key, sizeof(key), "worker/%d", j);
-		rc = shmg_lookup(h, SHMG_KEY(key), &who, meta, sizeof(meta) - 1, &len, NULL);
+		/* The owner's id and its OS pid, and the metadata copied out. */
+		rc = shmg_lookup_entry(h, SHMG_KEY(key), &who, meta, sizeof(meta), NULL);
 		if (rc < 0) {
 			printf("\n");
 			return fail(name, key, rc);
 		}
-		meta[len] = '\0';
-		shmg_id_format(who, id, sizeof(id));
-		/* meta is "pid=<pid> role=<role>": show the pid it carries */
-		printf("%s %d -> %s %.*s", sep, j, id, (int)strcspn(meta, " "), meta);
+		shmg_id_format(who.id, id, sizeof(id));
+		printf("%s %d -> %s pid=%ld", sep, j, id, (long)who.pid);
 		sep = ",";
 	}
 	printf("%s\n", nworkers == 1 ? " (no other worker)" : "");

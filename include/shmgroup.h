@@ -325,6 +325,20 @@ SHMG_EXPORT int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_
 			    void *meta, size_t meta_cap, size_t *meta_len,
 			    const struct shmg_opts *opts);
 
+/* As shmg_lookup, filling a whole struct shmg_entry: the owner's id, its OS
+ * pid and the registration time as well, and the metadata (after
+ * extract_meta) copied to meta (meta_cap bytes; meta may be NULL to learn
+ * only meta_len).  Usable anywhere, unlike shmg_lookup_ref: entry->key is
+ * the caller's key, entry->cluster opts->cluster (or NULL), entry->meta the
+ * caller's meta buffer (NULL if the metadata is empty).  shmg_lookup keeps
+ * its signature, and its code, for the many callers that want only the id.
+ * Returns 0 when found.  Errors: -EINVAL entry NULL, or as shmg_lookup;
+ *   -ENOBUFS metadata larger than meta_cap (entry not written); -ENOENT.
+ * Lock-free, no syscall, no allocation. */
+SHMG_EXPORT int shmg_lookup_entry(shmg_t *h, const char *key, size_t key_len,
+				  struct shmg_entry *entry, void *meta, size_t meta_cap,
+				  const struct shmg_opts *opts);
+
 /* Zero-copy lookup; only inside shmg_read_begin()/shmg_read_end().  entry's
  * key and meta stay valid until shmg_read_end(); entry->cluster points at the
  * cluster table and reads another name if that cluster is disconnected and its
@@ -534,6 +548,9 @@ struct shmg_event {
 	uint64_t dropped;            /* SHMG_EV_OVERFLOW only */
 	uint32_t batch;              /* events of one batch share this number... */
 	int batch_end;               /* ...and the last one has batch_end = 1 */
+	const char *group;           /* the group (arena) name the handle was opened
+				      * with, NUL-terminated, for a process that
+				      * watches several; valid until shmg_close */
 };
 
 /* Receives up to max events from this endpoint's mailbox, oldest first.
@@ -627,6 +644,85 @@ SHMG_EXPORT int shmg_reap(shmg_t *h);
  * For each problem it calls report(msg, arg) if report is non-NULL.
  * Returns the number of problems (0 = clean); -EBADF, -ECHILD. */
 SHMG_EXPORT long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg);
+
+/* Counters for tools (shmgroup-top), read from the arena with plain loads:
+ * no lock, no system call, nothing written.  Writers keep them per shard and
+ * per endpoint, under locks they hold anyway; lookups and member walks write
+ * none, so reading keys costs nothing for them.  Rates (writes/s, events/s)
+ * are the difference of two samples.  A figure may be a write behind another
+ * of the same call.  Counters start at 0 when the arena is created (shards)
+ * or the endpoint opened (endpoints) and wrap at 2^64.
+ *
+ * Each call takes the size of the caller's struct: pass sizeof(*out).  It
+ * fills at most that many bytes and zeroes any it has no field for, so a
+ * program built against an older or newer header keeps working; it returns
+ * the number of bytes it filled with figures (fields wholly below that
+ * number are valid).  Damaged counters give wrong figures, clamped to what
+ * they can describe, never a crash.
+ * Errors: -EINVAL out NULL with size > 0; -ERANGE shard, slot or cluster
+ *   slot beyond the arena's (iterate from 0 until -ERANGE); -ENOENT that
+ *   endpoint or cluster slot is not in use; -EBADF, -ECHILD; and for
+ *   shmg_endpoint_stats -EAGAIN: the slot was reused four times while it
+ *   was read. */
+struct shmg_shard_stats {
+	uint32_t shard;
+	uint32_t reserved0;
+	uint64_t registered;    /* registrations in the shard, every cluster and node */
+	uint64_t members;       /* memberships */
+	uint64_t monitors;      /* monitors (one per endpoint and pattern) */
+	uint64_t index_used;    /* slots of its index in use: the above and group heads */
+	uint64_t index_slots;   /* slots of its current index table */
+	uint64_t writes;        /* registrations and memberships added, changed or
+				 * removed (each a change-log record) */
+	uint64_t lock_waits;    /* writer lockings that found the lock held and waited */
+	uint64_t repairs;       /* repairs run (a writer died holding the lock) */
+	uint64_t log_records;   /* change-log records appended */
+	uint64_t log_bytes;     /* bytes of records the change-log ring holds (nothing
+				 * consumes it yet, so it fills up to log_capacity) */
+	uint64_t log_capacity;  /* bytes of the change-log ring */
+	uint64_t log_resets;    /* times a repair may have lost a change-log record */
+	uint64_t retired;       /* removed entries waiting for readers to move on */
+};
+SHMG_EXPORT int shmg_shard_stats(shmg_t *h, uint32_t shard, struct shmg_shard_stats *out,
+				 size_t size);
+
+enum shmg_endpoint_state {
+	SHMG_ENDPOINT_OPENING = 1, /* being opened */
+	SHMG_ENDPOINT_LIVE = 2,
+	SHMG_ENDPOINT_CLOSING = 3, /* closed or dead, its entries being removed */
+};
+struct shmg_endpoint_stats {
+	shmg_id_t id;
+	pid_t pid;                 /* the process that opened it */
+	uint32_t state;            /* enum shmg_endpoint_state; 0 if unknown */
+	uint64_t opened_ns;        /* CLOCK_REALTIME */
+	uint64_t registrations;    /* its registrations, every cluster */
+	uint64_t memberships;      /* its memberships */
+	uint64_t monitors;         /* patterns it monitors */
+	uint64_t mailbox_used;     /* bytes of events waiting in its mailbox */
+	uint64_t mailbox_capacity; /* bytes its mailbox can hold */
+	uint64_t events_delivered; /* events put into its mailbox since it opened */
+	uint64_t events_dropped;   /* events lost to a full mailbox (or one held by a
+				    * stopped producer, or damaged) since it opened */
+};
+/* slot: 0 .. max_endpoints - 1. */
+SHMG_EXPORT int shmg_endpoint_stats(shmg_t *h, uint32_t slot, struct shmg_endpoint_stats *out,
+				    size_t size);
+
+struct shmg_cluster_stats {
+	char name[SHMG_CLUSTER_NAME_MAX + 1]; /* "" for the default cluster */
+	uint32_t slot;
+	uint64_t connected_ns;     /* CLOCK_REALTIME; 0 for the default cluster */
+	uint64_t ttl_ms;           /* its lease (shmg_connect), 0 = none */
+	int64_t lease_left_ms;     /* with a lease: until it expires (< 0: expired,
+				    * not yet acted on by the agent) */
+	uint64_t registered;       /* its registrations in this host's view */
+	uint64_t members;          /* its memberships */
+};
+/* slot: 0 (the default cluster, always in use) .. max_clusters - 1; the
+ * slots of connected named clusters give figures, the others -ENOENT. */
+SHMG_EXPORT int shmg_cluster_stats(shmg_t *h, uint32_t slot, struct shmg_cluster_stats *out,
+				   size_t size);
 
 /* ------------------------------------------------------------------------ */
 /* Logging, errors                                                          */

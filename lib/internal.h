@@ -285,6 +285,10 @@ static inline struct limbo_item *shard_limbo(const shmg_t *h, uint32_t s)
 {
 	return (struct limbo_item *)(shard_ep_entries(h, s) + h->geo.max_endpoints);
 }
+static inline struct ep_kind_counts *shard_ep_kinds(const shmg_t *h, uint32_t s)
+{
+	return (struct ep_kind_counts *)(shard_limbo(h, s) + LIMBO_CAP);
+}
 static inline struct page_desc *page_desc_at(const shmg_t *h, uint32_t page)
 {
 	return (struct page_desc *)(h->base + h->geo.off_pagedesc) + page;

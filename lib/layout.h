@@ -14,7 +14,8 @@
  *   off_clusters   cluster_slot[max_clusters]            128 B each
  *   off_shards     shard_stride bytes per shard:
  *                    shard_header | cluster_counts[max_clusters] |
- *                    u32 endpoint_entries[max_endpoints] | limbo_item[LIMBO_CAP]
+ *                    u32 endpoint_entries[max_endpoints] | limbo_item[LIMBO_CAP] |
+ *                    ep_kind_counts[max_endpoints]
  *   off_oplogs     oplog_bytes per shard (oplog_header + ring)
  *   off_pagedesc   page_desc[npages]
  *   off_pages      npages * 64 KiB: slab pages (entries) and extents (tables)
@@ -29,7 +30,7 @@
 
 #define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
 #define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
-#define LAYOUT_VERSION 4u
+#define LAYOUT_VERSION 5u
 
 #define CACHE_LINE 64u
 #define PAGE_SHIFT 16u
@@ -202,9 +203,24 @@ struct shard_header {
 	uint32_t inflight_done; /* its event reached targets with slot < this */
 	uint32_t repair_pending; /* REPAIR_*: set before a repair, cleared once it completed */
 	uint32_t swept;       /* the hdr->disconnects value this shard was last swept for */
-	uint8_t pad2[CACHE_LINE * 3 - 44 - 4 * NCLASSES];
+	uint32_t pad2;
+	/* Statistics for tools (shmg_shard_stats), written under the lock only,
+	 * so no reader of keys ever touches them: */
+	uint64_t writes;      /* changes applied (each one the change log records) */
+	uint64_t lock_waits;  /* lockings that found the lock held and had to wait */
 };
 enum { INFLIGHT_NONE = 0, INFLIGHT_ADD = 1, INFLIGHT_REPLACE = 2, INFLIGHT_REMOVE = 3 };
+/* Per shard and local endpoint slot, beside endpoint_entries (which counts
+ * all three kinds): how many of those entries are registrations and
+ * monitors; the rest are memberships.  Written under the shard lock by
+ * shard_count.  A repair recounts endpoint_entries from zero but not these:
+ * so shard_count zeroes them whenever endpoint_entries goes up from 0, and
+ * readers take them as 0 while it is 0 and clamp them to it otherwise. */
+struct ep_kind_counts {
+	uint32_t registered;
+	uint32_t monitors;
+};
+
 /* REPAIR_NEEDED: the shard may be inconsistent, every locker repairs it first.
  * REPAIR_LEAKED: consistent, but blocks that could not be queued for freeing
  * (the limbo ring was full) are held; repaired again once the ring has room. */
@@ -293,6 +309,12 @@ struct mailbox_header {
 	uint32_t pad0;
 	uint64_t wake_nonce;  /* names the consumer's wakeup socket (written by the owner) */
 	uint8_t pad[CACHE_LINE - 24];
+	/* Statistics for tools (shmg_endpoint_stats), written by producers and
+	 * zeroed by mailbox_reset for each new owner of the slot. */
+	_Alignas(CACHE_LINE) uint64_t delivered; /* records appended (under the lock) */
+	uint64_t dropped_total; /* records counted in `dropped` (atomic adds, with or
+				 * without the lock) */
+	uint8_t pad2[CACHE_LINE - 16];
 };
 
 /* A mailbox record, 8-aligned, never wrapping (MB_PAD fills the end). */
@@ -374,7 +396,8 @@ struct oplog_record {
 static_assert(sizeof(pthread_mutex_t) == 40, "robust mutex size is part of the layout");
 static_assert(sizeof(struct arena_header) == 832, "arena_header");
 static_assert(offsetof(struct arena_header, reaper_lock) == 704, "reaper line");
-static_assert(sizeof(struct mailbox_header) == 128, "mailbox_header");
+static_assert(sizeof(struct mailbox_header) == 192, "mailbox_header");
+static_assert(offsetof(struct mailbox_header, delivered) == 128, "mailbox statistics line");
 static_assert(offsetof(struct mailbox_header, head) == 64, "mailbox consumer line");
 static_assert(sizeof(struct mailbox_record) == 48, "mailbox_record");
 static_assert(offsetof(struct arena_header, epoch) == 192, "epoch line");
@@ -386,6 +409,8 @@ static_assert(sizeof(struct limbo_item) == 16, "limbo_item");
 static_assert(sizeof(struct cluster_counts) == 16, "cluster_counts");
 static_assert(sizeof(struct shard_header) == 320, "shard_header");
 static_assert(offsetof(struct shard_header, table_off) == 64, "lookup line");
+static_assert(offsetof(struct shard_header, writes) == 304, "shard statistics");
+static_assert(sizeof(struct ep_kind_counts) == 8, "ep_kind_counts");
 static_assert(sizeof(struct bucket) == CACHE_LINE, "bucket");
 static_assert(sizeof(struct table_header) == CACHE_LINE, "table_header");
 static_assert(sizeof(struct entry) == 32, "entry");
@@ -405,6 +430,8 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct entry, pid) * 29u + offsetof(struct bucket, probe) * 31u + \
 		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / 64u * 43u +               \
 		    sizeof(struct mailbox_header) * 47u + sizeof(struct mailbox_record) * 53u + \
-		    sizeof(struct cluster_counts) * 59u))
+		    sizeof(struct cluster_counts) * 59u + sizeof(struct ep_kind_counts) * 71u + \
+		    offsetof(struct shard_header, writes) * 73u +                            \
+		    offsetof(struct mailbox_header, delivered) * 79u))
 
 #endif

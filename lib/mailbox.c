@@ -221,6 +221,7 @@ static void mb_drop_unlocked(shmg_t *h, struct mailbox_header *mb, uint32_t gen,
 	if (load_acquire(&mb->gen) != gen)
 		return;
 	uint32_t before = __atomic_fetch_add(&mb->dropped, count, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&mb->dropped_total, count, __ATOMIC_RELAXED);
 	if (__atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0 || before == 0)
 		mb_wake(h, mb, true, true);
 }
@@ -261,6 +262,8 @@ int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 		return rc; /* a stopped producer holds it: an error, not a hang */
 	store_release(&mb->head, load_relaxed(&mb->tail));
 	store_relaxed(&mb->dropped, 0);
+	store_relaxed(&mb->delivered, 0);
+	store_relaxed(&mb->dropped_total, 0);
 	store_relaxed(&mb->signalled, 0);
 	store_relaxed(&mb->wake_nonce, h->wake_nonce); /* the claimer is the new owner */
 	store_release(&mb->gen, gen);
@@ -351,6 +354,7 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 	if (load_relaxed(&mb->dropped) || tail - head > cap ||
 	    batch_span(b, cap, tail) > cap - (tail - head)) {
 		__atomic_add_fetch(&mb->dropped, b->count, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&mb->dropped_total, b->count, __ATOMIC_RELAXED);
 	} else {
 		uint32_t batch = mb->batch_seq++;
 		uint8_t *ring = ring_at(mb);
@@ -373,6 +377,7 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 			off += r->size;
 		}
 		store_release(&mb->tail, tail); /* publishes the batch to the consumer */
+		store_relaxed(&mb->delivered, mb->delivered + b->count);
 	}
 	/* Appended (or counted as dropped): record it before anything slower. */
 	if (h->progress_word)
@@ -491,6 +496,7 @@ static int take_records(shmg_t *h, struct mailbox_header *mb, struct shmg_event 
 			.time_ns = r.time_ns,
 			.batch = r.batch,
 			.batch_end = !!(r.flags & MB_BATCH_END),
+			.group = h->name,
 		};
 		used += r.size - sizeof(r) + 1;
 		head += r.size;
@@ -544,6 +550,7 @@ static int receive_now(shmg_t *h, struct shmg_event *ev, size_t max)
 		 * the way a full mailbox does, with an overflow marker. */
 		store_release(&mb->head, head);
 		__atomic_add_fetch(&mb->dropped, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&mb->dropped_total, 1, __ATOMIC_RELAXED);
 	}
 	if (n == 0 && max) {
 		uint32_t dropped = __atomic_exchange_n(&mb->dropped, 0, __ATOMIC_ACQ_REL);
@@ -551,7 +558,8 @@ static int receive_now(shmg_t *h, struct shmg_event *ev, size_t max)
 			ev[0] = (struct shmg_event){.type = SHMG_EV_OVERFLOW,
 						    .dropped = dropped,
 						    .batch_end = 1,
-						    .key = ""};
+						    .key = "",
+						    .group = h->name};
 			return 1;
 		}
 	}

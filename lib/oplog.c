@@ -30,6 +30,9 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 {
 	struct oplog_header *ol = oplog_at(h, shard);
 	uint8_t *ring = (uint8_t *)(ol + 1);
+	/* Every applied change passes here, logged or not (shmg_shard_stats). */
+	struct shard_header *sh = shard_at(h, shard);
+	store_relaxed(&sh->writes, sh->writes + 1);
 	/* The ring's size comes from the validated geometry, not from ring_bytes
 	 * (which is for the consumer and could have been scribbled on). */
 	uint32_t cap = h->geo.oplog_bytes - (uint32_t)sizeof(*ol);

@@ -237,8 +237,12 @@ static const struct entry *find_live(shmg_t *h, const struct keyref *k, struct e
 	return e && entry_live(h, hd) ? e : NULL;
 }
 
-int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *meta,
-		size_t meta_cap, size_t *meta_len, const struct shmg_opts *opts)
+/* The copying lookup of shmg_lookup and shmg_lookup_entry: on success *hd
+ * is the registration's header copy.  Inlined into both, so that
+ * shmg_lookup's code is what it would be written out. */
+static inline __attribute__((always_inline)) int
+lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *meta,
+	    size_t meta_cap, size_t *meta_len, const struct shmg_opts *opts, struct entry *hd)
 {
 	struct keyref k;
 	int rc = handle_check(h);
@@ -247,8 +251,7 @@ int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void 
 	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
 		return rc == -ENOTCONN ? -ENOENT : rc;
 	read_enter(h);
-	struct entry hd;
-	const struct entry *e = find_live(h, &k, &hd);
+	const struct entry *e = find_live(h, &k, hd);
 	if (!e) {
 		rc = -ENOENT;
 		goto out;
@@ -256,7 +259,7 @@ int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void 
 	const void *m = NULL;
 	ssize_t n = 0;
 	if (meta || meta_len) {
-		n = meta_extract(h, opts, e, &hd, &m);
+		n = meta_extract(h, opts, e, hd, &m);
 		if (n < 0) {
 			rc = (int)n;
 			goto out;
@@ -271,10 +274,42 @@ int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void 
 			*meta_len = (size_t)n;
 	}
 	if (id)
-		*id = (shmg_id_t){hd.node, hd.ep_slot, hd.ep_gen};
+		*id = (shmg_id_t){hd->node, hd->ep_slot, hd->ep_gen};
 out:
 	read_exit(h);
 	return rc;
+}
+
+int shmg_lookup(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *meta,
+		size_t meta_cap, size_t *meta_len, const struct shmg_opts *opts)
+{
+	struct entry hd;
+	return lookup_copy(h, key, key_len, id, meta, meta_cap, meta_len, opts, &hd);
+}
+
+int shmg_lookup_entry(shmg_t *h, const char *key, size_t key_len, struct shmg_entry *entry,
+		      void *meta, size_t meta_cap, const struct shmg_opts *opts)
+{
+	struct entry hd;
+	shmg_id_t id;
+	size_t meta_len = 0;
+	if (!entry)
+		return handle_check(h) ? handle_check(h) : -EINVAL;
+	int rc = lookup_copy(h, key, key_len, &id, meta, meta_cap, &meta_len, opts, &hd);
+	if (rc)
+		return rc;
+	*entry = (struct shmg_entry){
+		.kind = SHMG_REGISTRY,
+		.id = id,
+		.pid = hd.pid,
+		.time_ns = hd.time_ns,
+		.cluster = opts ? opts->cluster : NULL,
+		.key = key,
+		.key_len = key_len,
+		.meta = meta_len ? meta : NULL,
+		.meta_len = meta_len,
+	};
+	return 0;
 }
 
 int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len, struct shmg_entry *entry,

@@ -49,7 +49,12 @@
 int shard_lock_until(shmg_t *h, uint32_t shard, uint64_t deadline_ns, uint32_t room)
 {
 	struct shard_header *sh = shard_at(h, shard);
-	int rc = robust_lock_until(&sh->lock, deadline_ns, h->busy_interval_ms * 1000000ull);
+	/* A trylock first, so that a wait is known (and counted below, once the
+	 * lock is ours) without costing the uncontended path anything. */
+	int rc = pthread_mutex_trylock(&sh->lock);
+	bool waited = rc == EBUSY;
+	if (waited)
+		rc = robust_lock_until(&sh->lock, deadline_ns, h->busy_interval_ms * 1000000ull);
 	if (unlikely(rc == EOWNERDEAD)) {
 		/* The holder died inside its critical section.  The shard is marked
 		 * for repair before the mutex is made usable again (unlocking it
@@ -67,6 +72,8 @@ int shard_lock_until(shmg_t *h, uint32_t shard, uint64_t deadline_ns, uint32_t r
 	}
 	sh->owner_slot = h->slot;
 	sh->owner_gen = h->gen;
+	if (waited)
+		store_relaxed(&sh->lock_waits, sh->lock_waits + 1); /* shmg_shard_stats reads it */
 	/* A disconnect requested a sweep that has not reached this shard.  One
 	 * left unfinished (limbo full past the deadline) stays lagging: the next
 	 * locker goes on with it. */
@@ -118,7 +125,18 @@ void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
 	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
 	    e->ep_slot < h->geo.max_endpoints) {
 		uint32_t *n = &shard_ep_entries(h, shard)[e->ep_slot];
+		struct ep_kind_counts *k = &shard_ep_kinds(h, shard)[e->ep_slot];
+		if (*n == 0) {
+			/* Its first entry here; a repair recounting from zero gets
+			 * here too, with these stale: they restart with *n. */
+			store_relaxed(&k->registered, 0);
+			store_relaxed(&k->monitors, 0);
+		}
 		store_relaxed(n, *n + (uint32_t)delta);
+		if (e->kind == K_REG)
+			store_relaxed(&k->registered, k->registered + (uint32_t)delta);
+		else if (e->kind == K_MONITOR)
+			store_relaxed(&k->monitors, k->monitors + (uint32_t)delta);
 	}
 }
 

@@ -8,13 +8,13 @@
 # runs `meson install -C BUILD --destdir STAGE` (BUILD defaults to build,
 # STAGE to a fresh temporary directory, removed afterwards), then checks that
 # everything is where a user looks for it under STAGE/PREFIX: the shared and
-# static library, the header, shmgroup.pc, shmgroupctl and shmgroupd, the man
-# pages (a man3 name for every function of the header), the systemd unit
-# starting the installed agent, and the example config.  Finally it compiles
-# examples/tour.c against the staged install through pkg-config, as a user
-# would, once linked to the shared library (run with LD_LIBRARY_PATH, which
-# must resolve libshmgroup into STAGE) and once to the static one, and runs
-# both.
+# static library, the header, shmgroup.pc, shmgroupctl, shmgroup-top and
+# shmgroupd, the man pages (a man3 name for every function of the header),
+# the systemd unit starting the installed agent, and the example config.
+# Finally it compiles examples/tour.c against the staged install through
+# pkg-config, as a user would, once linked to the shared library (run with
+# LD_LIBRARY_PATH, which must resolve libshmgroup into STAGE) and once to the
+# static one, and runs both.
 #
 # pkg-config sees the staged .pc through PKG_CONFIG_PATH, with
 # PKG_CONFIG_SYSROOT_DIR=STAGE prepended to its -I and -L paths (the .pc
@@ -89,8 +89,10 @@ need -e "$libdir/libshmgroup.so.0" "shared library (soname)"
 need -f "$includedir/shmgroup.h" "header"
 need -f "$libdir/pkgconfig/shmgroup.pc" "pkg-config file"
 need -x "$bindir/shmgroupctl" "shmgroupctl"
+need -x "$bindir/shmgroup-top" "shmgroup-top"
 need -x "$sbindir/shmgroupd" "shmgroupd"
 need -f "$mandir/man1/shmgroupctl.1" "man page"
+need -f "$mandir/man1/shmgroup-top.1" "man page"
 need -f "$mandir/man8/shmgroupd.8" "man page"
 need -f "$mandir/man3/shmgroup.3" "man page"
 need -f "$datadir/doc/shmgroup/examples/shmgroupd.conf.example" "example config"

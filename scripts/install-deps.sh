@@ -14,7 +14,8 @@
 # libsodium-dev gives the agent's packet authentication (keyed BLAKE2b);
 # clang builds the decoder's libFuzzer target (scripts/fuzz-wire.sh).
 #
-# groff-base formats the man pages for their test.  The unit file's test uses
+# groff-base formats the man pages for their test; tmux runs shmgroup-top's
+# screen in its test (which is skipped without it).  The unit file's test uses
 # systemd-analyze (package systemd) where it is installed and is skipped
 # otherwise: systemd is too heavy to pull into a container for one check.
 set -eu
@@ -37,6 +38,7 @@ PACKAGES="
 	gnuplot-nox
 	jq
 	groff-base
+	tmux
 "
 
 if [ "$(id -u)" -eq 0 ]; then

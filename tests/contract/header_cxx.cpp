@@ -41,6 +41,15 @@ int main()
 		std::fprintf(stderr, "shmg_id_parse did not round-trip\n");
 		return 1;
 	}
+	{
+		struct shmg_endpoint_stats es; // the tag, as for shmg_info
+		shmg_event ev = shmg_event();
+
+		if (shmg_endpoint_stats(nullptr, 0, &es, sizeof(es)) != -EBADF || ev.group != nullptr) {
+			std::fprintf(stderr, "shmg_endpoint_stats accepted a NULL handle\n");
+			return 1;
+		}
+	}
 	if (shmg_strerror(-ENOENT) == NULL) {
 		std::fprintf(stderr, "shmg_strerror returned NULL\n");
 		return 1;

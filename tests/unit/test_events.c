@@ -886,6 +886,38 @@ START_TEST(test_overflow_marker)
 }
 END_TEST
 
+/* A process that watches two groups tells their events apart by group,
+ * overflow markers included. */
+START_TEST(test_event_names_its_group)
+{
+	struct shmg_config c = small_mailbox();
+	const char *other = tc_new_name();
+	shmg_t *a = tc_open(tc_arena, &c), *b = tc_open(other, NULL);
+	struct shmg_event e[CAP];
+	char k[16];
+	int n;
+
+	TC_EQ(shmg_monitor(a, NULL, 0, NULL), 0);
+	TC_EQ(shmg_monitor(b, NULL, 0, NULL), 0);
+	TC_EQ(shmg_register(a, SHMG_KEY("in-a"), NULL, 0, NULL), 0);
+	TC_EQ(shmg_register(b, SHMG_KEY("in-b"), NULL, 0, NULL), 0);
+	TC_EQ(shmg_receive(a, e, CAP, 0), 1);
+	ck_assert_str_eq(e[0].group, tc_arena);
+	TC_EQ(shmg_receive(b, e, CAP, 0), 1);
+	ck_assert_str_eq(e[0].group, other);
+	for (int i = 0; i < 300; i++) {
+		snprintf(k, sizeof(k), "ov%03d", i);
+		TC_EQ(shmg_register(a, SHMG_KEY(k), NULL, 0, NULL), 0);
+	}
+	while ((n = shmg_receive(a, e, CAP, 0)) > 0)
+		for (int i = 0; i < n; i++)
+			ck_assert_str_eq(e[i].group, tc_arena);
+	ck_assert_int_eq(e[0].type, SHMG_EV_OVERFLOW);
+	shmg_close(b);
+	shmg_close(a);
+}
+END_TEST
+
 /* Messages count towards the overflow too. */
 START_TEST(test_overflow_with_messages)
 {
@@ -1217,6 +1249,7 @@ static Suite *events_suite(void)
 	tcase_add_test(tc, test_batch_numbers);
 	tcase_add_test(tc, test_overflow_marker);
 	tcase_add_test(tc, test_overflow_with_messages);
+	tcase_add_test(tc, test_event_names_its_group);
 	tcase_add_test(tc, test_fd_readiness);
 	tcase_add_test(tc, test_blocking_receive);
 

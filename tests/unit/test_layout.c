@@ -18,6 +18,8 @@ static const struct {
 	{2, 222180}, /* 32-byte entry header, line-aligned size classes */
 	{3, 222180}, /* shard repair_pending and swept, header disconnects (in padding) */
 	{4, 222180}, /* wakeup sockets named by nonces in the arena (in padding) */
+	{5, 258060}, /* counters for tools: shard writes and lock waits, per-endpoint kind
+		      * counts, a mailbox statistics line */
 };
 
 START_TEST(test_signature_pinned)
@@ -48,6 +50,7 @@ START_TEST(test_shared_structs_are_cache_line_disciplined)
 	ck_assert_uint_eq(offsetof(struct endpoint_slot, read_epoch) % CACHE_LINE, 0);
 	ck_assert_uint_eq(sizeof(struct endpoint_slot) % CACHE_LINE, 0);
 	ck_assert_uint_eq(offsetof(struct mailbox_header, head) % CACHE_LINE, 0);
+	ck_assert_uint_eq(offsetof(struct mailbox_header, delivered) % CACHE_LINE, 0);
 	ck_assert_uint_eq(sizeof(struct bucket), CACHE_LINE);
 	ck_assert_uint_eq(sizeof(struct shard_header) % CACHE_LINE, 0);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tc.h"
@@ -493,6 +494,53 @@ START_TEST(test_lookup_enobufs)
 }
 END_TEST
 
+/* The copying lookup that gives the whole entry: owner, pid, time, meta. */
+START_TEST(test_lookup_entry)
+{
+	shmg_t *a = tc_open(tc_arena, NULL), *b = tc_open(tc_arena, NULL);
+	struct shmg_opts o = { .cluster = "c1" };
+	struct shmg_entry e, untouched;
+	char meta[16], small[2];
+	uint64_t t0 = (uint64_t)time(NULL) * 1000000000u;
+
+	TC_EQ(shmg_register(a, SHMG_KEY("svc/db"), "host=a", 6, NULL), 0);
+	memset(&e, 0, sizeof(e));
+	TC_EQ(shmg_lookup_entry(b, SHMG_KEY("svc/db"), &e, meta, sizeof(meta), NULL), 0);
+	ck_assert_int_eq(e.kind, SHMG_REGISTRY);
+	ck_assert(shmg_id_equal(e.id, shmg_self(a)));
+	ck_assert_int_eq(e.pid, getpid());
+	ck_assert_uint_ge(e.time_ns, t0 - 1000000000u);
+	ck_assert_ptr_null(e.cluster);
+	ck_assert_uint_eq(e.key_len, 6);
+	ck_assert_int_eq(memcmp(e.key, "svc/db", 6), 0);
+	ck_assert_ptr_eq(e.meta, meta);
+	ck_assert_uint_eq(e.meta_len, 6);
+	ck_assert_int_eq(memcmp(meta, "host=a", 6), 0);
+
+	/* Only the length, and no room: nothing written. */
+	TC_EQ(shmg_lookup_entry(b, SHMG_KEY("svc/db"), &e, NULL, 0, NULL), 0);
+	ck_assert_uint_eq(e.meta_len, 6);
+	memset(&untouched, 0x5a, sizeof(untouched));
+	e = untouched;
+	TC_EQ(shmg_lookup_entry(b, SHMG_KEY("svc/db"), &e, small, sizeof(small), NULL), -ENOBUFS);
+	ck_assert_int_eq(memcmp(&e, &untouched, sizeof(e)), 0);
+	TC_EQ(shmg_lookup_entry(b, SHMG_KEY("svc/none"), &e, NULL, 0, NULL), -ENOENT);
+	TC_EQ(shmg_lookup_entry(b, SHMG_KEY("svc/"), &e, NULL, 0, NULL), -ENOENT);
+	TC_EQ(shmg_lookup_entry(b, SHMG_KEY("svc/db"), NULL, NULL, 0, NULL), -EINVAL);
+	TC_EQ(shmg_lookup_entry(NULL, SHMG_KEY("svc/db"), NULL, NULL, 0, NULL), -EBADF);
+
+	/* In a named cluster, with empty metadata. */
+	TC_EQ(shmg_connect(a, "c1", NULL), 0);
+	TC_EQ(shmg_register(a, SHMG_KEY("svc/db"), NULL, 0, &o), 0);
+	TC_EQ(shmg_lookup_entry(b, SHMG_KEY("svc/db"), &e, meta, sizeof(meta), &o), 0);
+	ck_assert_str_eq(e.cluster, "c1");
+	ck_assert_ptr_null(e.meta);
+	ck_assert_uint_eq(e.meta_len, 0);
+	shmg_close(b);
+	shmg_close(a);
+}
+END_TEST
+
 START_TEST(test_lookup_ref_needs_read_section)
 {
 	shmg_t *h = tc_open(tc_arena, NULL);
@@ -706,6 +754,7 @@ static Suite *registry_suite(void)
 
 	tc = tc_case(s, "reads", 20);
 	tcase_add_test(tc, test_lookup_enobufs);
+	tcase_add_test(tc, test_lookup_entry);
 	tcase_add_test(tc, test_lookup_ref_needs_read_section);
 	tcase_add_test(tc, test_read_section_pins_entry);
 	tcase_add_test(tc, test_extract_meta);

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "parse_owner.h"
 #include "shmgroup.h"
 
 #ifndef SHMGROUP_VERSION_STRING
@@ -1280,25 +1281,6 @@ static void check_stats_args(struct ctl *c, int nargs, char **args)
 	c->interval_ms = 1000;
 	if (s && (c->interval_ms = parse_interval(s)) < 0)
 		die_usage("--watch wants seconds (0.01 to 86400), not '%s'", s);
-}
-
-/* A user name or a numeric uid. */
-static int parse_owner(const char *s, uint32_t *out)
-{
-	const struct passwd *pw = getpwnam(s);
-	unsigned long long v;
-	char *end;
-
-	if (pw) {
-		*out = (uint32_t)pw->pw_uid;
-		return 0;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v >= UINT32_MAX)
-		return -EINVAL;
-	*out = (uint32_t)v;
-	return 0;
 }
 
 static int attach(struct ctl *c)
