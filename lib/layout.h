@@ -213,9 +213,8 @@ enum { INFLIGHT_NONE = 0, INFLIGHT_ADD = 1, INFLIGHT_REPLACE = 2, INFLIGHT_REMOV
 /* Per shard and local endpoint slot, beside endpoint_entries (which counts
  * all three kinds): how many of those entries are registrations and
  * monitors; the rest are memberships.  Written under the shard lock by
- * shard_count.  A repair recounts endpoint_entries from zero but not these:
- * so shard_count zeroes them whenever endpoint_entries goes up from 0, and
- * readers take them as 0 while it is 0 and clamp them to it otherwise. */
+ * shard_count and recounted from zero with it by a repair; readers clamp
+ * them to endpoint_entries. */
 struct ep_kind_counts {
 	uint32_t registered;
 	uint32_t monitors;

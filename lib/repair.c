@@ -637,6 +637,8 @@ void repair_recount(shmg_t *h, uint32_t shard)
 	struct shard_header *sh = shard_at(h, shard);
 	memset(shard_counts(h, shard), 0, (size_t)h->geo.max_clusters * sizeof(struct cluster_counts));
 	memset(shard_ep_entries(h, shard), 0, (size_t)h->geo.max_endpoints * sizeof(uint32_t));
+	memset(shard_ep_kinds(h, shard), 0,
+	       (size_t)h->geo.max_endpoints * sizeof(struct ep_kind_counts));
 	sh->nentries = 0;
 	sh->monitors = 0;
 	index_foreach(h, shard, recount_visit, &shard);

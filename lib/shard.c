@@ -126,12 +126,6 @@ void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
 	    e->ep_slot < h->geo.max_endpoints) {
 		uint32_t *n = &shard_ep_entries(h, shard)[e->ep_slot];
 		struct ep_kind_counts *k = &shard_ep_kinds(h, shard)[e->ep_slot];
-		if (*n == 0) {
-			/* Its first entry here; a repair recounting from zero gets
-			 * here too, with these stale: they restart with *n. */
-			store_relaxed(&k->registered, 0);
-			store_relaxed(&k->monitors, 0);
-		}
 		store_relaxed(n, *n + (uint32_t)delta);
 		if (e->kind == K_REG)
 			store_relaxed(&k->registered, k->registered + (uint32_t)delta);

@@ -101,7 +101,7 @@ static void endpoint_entries(const shmg_t *h, uint32_t slot, struct shmg_endpoin
 		uint64_t all = load_relaxed(&shard_ep_entries(h, sh)[slot]);
 		const struct ep_kind_counts *k = &shard_ep_kinds(h, sh)[slot];
 		if (!all)
-			continue; /* kind counts may be stale while it is 0 */
+			continue; /* nothing here: skip the two loads */
 		uint64_t reg = min_u64(load_relaxed(&k->registered), all);
 		uint64_t mon = min_u64(load_relaxed(&k->monitors), all - reg);
 		s->registrations += reg;
