@@ -12,7 +12,8 @@
 # installed but not started: bench/ starts its own instance on a unix socket.
 #
 # libsodium-dev gives the agent's packet authentication (keyed BLAKE2b);
-# clang builds the decoder's libFuzzer target (scripts/fuzz-wire.sh).
+# clang, with its runtimes (libclang-rt-14-dev), builds the decoder's libFuzzer
+# target (scripts/fuzz-wire.sh).
 #
 # groff-base formats the man pages for their test; tmux runs shmgroup-top's
 # screen in its test (which is skipped without it).  The unit file's test uses
@@ -30,6 +31,7 @@ PACKAGES="
 	libck-dev
 	libsodium-dev
 	clang
+	libclang-rt-14-dev
 	check
 	libsubunit-dev
 	libncurses-dev
