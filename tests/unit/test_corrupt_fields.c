@@ -72,6 +72,7 @@ enum where {
 	W_COUNTS,     /* cluster_counts[max_clusters] of every shard */
 	W_EP_ENTRIES, /* u32 endpoint_entries[max_endpoints] of every shard */
 	W_LIMBO,      /* queued limbo items */
+	W_EP_KINDS,   /* ep_kind_counts[max_endpoints] of every shard */
 	W_TABLES,     /* every shard's current table header */
 	W_BUCKETS,
 	W_ENTRIES,    /* every indexed entry */
@@ -118,7 +119,8 @@ struct field {
 	FM(mailbox_header, lock, w), F(mailbox_header, gen, w), F(mailbox_header, dropped, w), \
 		F(mailbox_header, batch_seq, w), F(mailbox_header, signalled, w),             \
 		F(mailbox_header, tail, w), F(mailbox_header, head, w),                       \
-		F(mailbox_header, sleeping, w), F(mailbox_header, wake_nonce, w)
+		F(mailbox_header, sleeping, w), F(mailbox_header, wake_nonce, w),             \
+		F(mailbox_header, delivered, w), F(mailbox_header, dropped_total, w)
 
 static const struct field fields[] = {
 	F(arena_header, magic, W_HEADER),
@@ -190,6 +192,8 @@ static const struct field fields[] = {
 	F(shard_header, inflight_done, W_SHARDS),
 	F(shard_header, repair_pending, W_SHARDS),
 	F(shard_header, swept, W_SHARDS),
+	F(shard_header, writes, W_SHARDS),
+	F(shard_header, lock_waits, W_SHARDS),
 	F(cluster_counts, registered, W_COUNTS),
 	F(cluster_counts, registered_local, W_COUNTS),
 	F(cluster_counts, members, W_COUNTS),
@@ -198,6 +202,8 @@ static const struct field fields[] = {
 	F(limbo_item, stamp, W_LIMBO),
 	F(limbo_item, ref, W_LIMBO),
 	F(limbo_item, kind, W_LIMBO),
+	F(ep_kind_counts, registered, W_EP_KINDS),
+	F(ep_kind_counts, monitors, W_EP_KINDS),
 
 	F(table_header, nbuckets_log2, W_TABLES),
 	F(table_header, npages, W_TABLES),
@@ -852,6 +858,16 @@ static void instances(const struct arena_view *a, enum where w, struct offsets *
 				add(o, ring + (i % LIMBO_CAP) * sizeof(struct limbo_item));
 		}
 		ck_assert_uint_gt(o->n, 0);
+		break;
+	case W_EP_KINDS:
+		for (uint32_t s = 0; s < g->shards; s++) {
+			uint64_t kinds = shard_off(a, s) + sizeof(struct shard_header) +
+					 g->max_clusters * sizeof(struct cluster_counts) +
+					 4ull * g->max_endpoints +
+					 LIMBO_CAP * sizeof(struct limbo_item);
+			for (uint32_t i = 0; i < g->max_endpoints; i++)
+				add(o, kinds + i * sizeof(struct ep_kind_counts));
+		}
 		break;
 	case W_TABLES:
 		for (uint32_t s = 0; s < g->shards; s++)
