@@ -23,6 +23,7 @@ struct checker {
 	struct scan sc;
 	struct cluster_counts *counts;
 	uint32_t *ep_entries;
+	struct ep_kind_counts *ep_kinds;
 	uint32_t nentries, monitors;
 };
 
@@ -99,8 +100,11 @@ static void count_entry(struct checker *c, const struct entry *e)
 		}
 	}
 	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
-	    e->ep_slot < h->geo.max_endpoints)
+	    e->ep_slot < h->geo.max_endpoints) {
 		c->ep_entries[e->ep_slot]++;
+		c->ep_kinds[e->ep_slot].registered += e->kind == K_REG;
+		c->ep_kinds[e->ep_slot].monitors += e->kind == K_MONITOR;
+	}
 }
 
 static void check_table(struct checker *c, const struct table_view *v)
@@ -284,6 +288,8 @@ static void check_counts(struct checker *c)
 		problem(c, "shard %u: cluster counters disagree with the entries", s);
 	if (memcmp(c->ep_entries, shard_ep_entries(h, s), h->geo.max_endpoints * sizeof(uint32_t)))
 		problem(c, "shard %u: per-endpoint counters disagree with the entries", s);
+	if (memcmp(c->ep_kinds, shard_ep_kinds(h, s), h->geo.max_endpoints * sizeof(*c->ep_kinds)))
+		problem(c, "shard %u: per-endpoint kind counters disagree with the entries", s);
 }
 
 static void check_shard(struct checker *c, uint32_t s, uint64_t deadline_ns)
@@ -301,6 +307,7 @@ static void check_shard(struct checker *c, uint32_t s, uint64_t deadline_ns)
 	if (scan_init(h, s, &c->sc) == 0) {
 		memset(c->counts, 0, h->geo.max_clusters * sizeof(*c->counts));
 		memset(c->ep_entries, 0, h->geo.max_endpoints * sizeof(uint32_t));
+		memset(c->ep_kinds, 0, h->geo.max_endpoints * sizeof(*c->ep_kinds));
 		c->nentries = c->monitors = 0;
 		struct table_view v;
 		if (!index_view(h, s, &v)) {
@@ -361,9 +368,11 @@ long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg
 	struct checker c = {.h = h, .report = report, .arg = arg};
 	c.counts = calloc(h->geo.max_clusters, sizeof(*c.counts));
 	c.ep_entries = calloc(h->geo.max_endpoints, sizeof(uint32_t));
-	if (!c.counts || !c.ep_entries) {
+	c.ep_kinds = calloc(h->geo.max_endpoints, sizeof(*c.ep_kinds));
+	if (!c.counts || !c.ep_entries || !c.ep_kinds) {
 		free(c.counts);
 		free(c.ep_entries);
+		free(c.ep_kinds);
 		return -ENOMEM;
 	}
 	/* One budget for the walk: a stopped writer costs it once. */
@@ -373,5 +382,6 @@ long shmg_check(shmg_t *h, void (*report)(const char *msg, void *arg), void *arg
 	check_host_tables(&c);
 	free(c.counts);
 	free(c.ep_entries);
+	free(c.ep_kinds);
 	return c.problems;
 }
