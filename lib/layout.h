@@ -386,6 +386,7 @@ enum oplog_reason {
 	REASON_NODEDOWN = 3,
 	REASON_CONFLICT = 4,
 	REASON_CLUSTER_DISCONNECT = 5,
+	REASON_RESYNC = 6, /* never logged: a receiving node's own removal */
 };
 
 struct oplog_record {
