@@ -93,7 +93,9 @@ struct arena_header {
 	_Alignas(CACHE_LINE) uint32_t log_level;
 	uint32_t destroyed;
 	uint64_t shard_repairs;
-	uint8_t pad5[CACHE_LINE - 16];
+	uint32_t agent_session; /* the host agent's runs (remote_session_next) */
+	uint32_t pad5a;
+	uint8_t pad5[CACHE_LINE - 24];
 
 	/* Reaper election (reaper.c): held for as long as a process is the
 	 * reaper; endpoint_epoch is bumped by every claim and release so the

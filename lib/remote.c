@@ -107,15 +107,15 @@ static int put_reg(shmg_t *h, const struct keyref *k, const struct remote_change
 static int put_member(shmg_t *h, const struct keyref *k, const struct remote_change *c, ref_t *out)
 {
 	int rc = list_join(h, k, K_GROUP, c->meta, c->meta_len);
-	if (rc)
-		return rc;
+	/* The member held now, even if the change failed (-ENOSPC): a resync
+	 * keeps the old version rather than sweeping it. */
 	struct entry *head = index_find(h, k, K_GROUP, NULL);
 	struct entry *m = head ? index_find_member(h, k->shard, ref_of(h, head),
 						   member_hash(k->hash, c->id.slot, c->id.gen),
 						   c->id.node, c->id.slot, c->id.gen, NULL)
 			       : NULL;
 	*out = m ? ref_of(h, m) : 0;
-	return 0;
+	return rc;
 }
 
 static int remove_one(shmg_t *h, const struct keyref *k, const struct remote_change *c)
@@ -331,6 +331,14 @@ long remote_purge(shmg_t *h, uint32_t node, int reason)
 	if (slot >= 0)
 		store_release(&h->hdr->nodes[slot].node, 0);
 	return total;
+}
+
+uint32_t remote_session_next(shmg_t *h)
+{
+	if (handle_check(h))
+		return 0;
+	uint32_t s = __atomic_add_fetch(&h->hdr->agent_session, 1, __ATOMIC_ACQ_REL);
+	return s ? s : __atomic_add_fetch(&h->hdr->agent_session, 1, __ATOMIC_ACQ_REL);
 }
 
 void remote_held(shmg_t *h, uint32_t node, uint64_t *inc, uint64_t *cursors)

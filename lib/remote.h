@@ -104,6 +104,10 @@ long remote_purge(shmg_t *h, uint32_t node, int reason);
  * left dirty by a crashed resync reports inc 0 and all cursors 0. */
 void remote_held(shmg_t *h, uint32_t node, uint64_t *inc, uint64_t *cursors);
 
+/* The agent's run number (the protocol's session): one more than the last
+ * agent's on this arena, never 0; 0 for a bad handle.  Call once at start. */
+uint32_t remote_session_next(shmg_t *h);
+
 /* ---- this node's change log, for the agent to send (oplog.c) ---------- */
 
 /* A record read from the log; pointers into the caller's buffer. */

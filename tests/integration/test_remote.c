@@ -370,6 +370,31 @@ START_TEST(test_purge_nodedown)
 }
 END_TEST
 
+START_TEST(test_state_survives_reopen)
+{
+	shmg_t *h = tc_open(tc_arena, NULL);
+	uint64_t inc, cur[8];
+	struct remote_change c = change(REMOTE_REGISTER, "st/a", "m", 1);
+	uint32_t s = shard_of_key(h, "st/a");
+
+	uint32_t s1 = remote_session_next(h);
+	ck_assert_uint_gt(s1, 0);
+	TC_EQ(remote_apply(h, NODE, INC, s, &c, 1, 17, NULL), 0);
+	shmg_close(h);
+	/* A restarted agent: a larger session, and the state it left. */
+	h = tc_open(tc_arena, NULL);
+	ck_assert_uint_eq(remote_session_next(h), s1 + 1);
+	remote_held(h, NODE, &inc, cur);
+	TC_EQ(inc, INC);
+	for (uint32_t i = 0; i < 8; i++)
+		TC_EQ(cur[i], i == s ? 17 : 0);
+	remote_held(h, NODE + 1, &inc, cur);
+	TC_EQ(inc, 0);
+	TC_EQ(shmg_lookup(h, SHMG_KEY("st/a"), NULL, NULL, 0, NULL, NULL), 0);
+	shmg_close(h);
+}
+END_TEST
+
 /* ---- change log --------------------------------------------------------------- */
 
 START_TEST(test_remote_not_logged)
@@ -566,6 +591,7 @@ static Suite *remote_suite(void)
 	tcase_add_test(tc, test_resync_atomic_for_readers);
 	tcase_add_test(tc, test_resync_same_meta_no_event);
 	tcase_add_test(tc, test_purge_nodedown);
+	tcase_add_test(tc, test_state_survives_reopen);
 	tcase_add_test(tc, test_remote_not_logged);
 	tcase_add_test(tc, test_log_reader_lapped);
 	tcase_add_loop_test(tc, test_crash_then_repair, 0, N_CRASH);
