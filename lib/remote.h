@@ -131,6 +131,11 @@ struct oplog_cursor {
 	uint64_t resets; /* the log's resets when the cursor was made */
 };
 
+/* A cursor is plain data.  A copy saved before a read reads that record
+ * again later, or answers -ESTALE once it is overwritten: that is how the
+ * agent serves log_read(seq) for a retransmission (keep (seq, cursor) pairs
+ * of what is in flight; the checks below make a stale copy harmless). */
+
 /* A cursor at the log's head: the next record written is the first read. */
 int oplog_cursor_init(shmg_t *h, uint32_t shard, struct oplog_cursor *cur);
 /* The next record into buf (cap: at least oplog_record_max bytes): 0 and
