@@ -573,6 +573,13 @@ START_TEST(test_crash_then_repair)
 	TC_EQ(shmg_monitor(h, SHMG_KEY("c/"), NULL), 0);
 	TC_EQ(tc_wait_exit(tc_fork(crash_child, (void *)(intptr_t)_i), 30000), TC_KILLED(SIGKILL));
 	TC_ASSERT_CLEAN(h); /* repairs the shard the child died holding */
+	if (_i == 3 || _i == 5) {
+		/* The change took effect: the repairer announces it. */
+		struct tc_ev ev[4];
+		TC_EQ(tc_ev_drain(h, ev, 4), 1);
+		ck_assert_int_eq(ev[0].type, _i == 3 ? SHMG_EV_REGISTERED : SHMG_EV_JOINED);
+		ck_assert(ev[0].id.node == NODE && ev[0].id.slot == 9 && ev[0].pid == 4009);
+	}
 	remote_held(h, NODE, &inc, &cur);
 	if (_i < 3 || _i == 4)
 		ck_assert_msg(inc == 0, "%s: a cut short resync or purge still reads as held",
