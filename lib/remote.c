@@ -333,6 +333,64 @@ long remote_purge(shmg_t *h, uint32_t node, int reason)
 	return total;
 }
 
+struct snap_ctx {
+	int (*fn)(const struct oplog_entry *e, void *arg);
+	void *arg;
+	long n;
+	int stop;
+};
+
+static int snap_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	(void)pos;
+	struct snap_ctx *sc = arg;
+	if ((e->kind != K_REG && e->kind != K_MEMBER) || e->node != h->node || !entry_live(h, e) ||
+	    !cluster_ref_valid(h, e->cluster))
+		return 0;
+	struct entry hd, khd;
+	const struct entry *blk = entry_read(h, ref_of(h, e), &hd);
+	const struct entry *keyholder =
+		blk && hd.kind == K_MEMBER ? entry_read(h, links_of(blk, &hd)->aux, &khd) : blk;
+	if (!blk || !keyholder)
+		return 0;
+	if (keyholder == blk)
+		khd = hd;
+	char clbuf[64];
+	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
+	struct oplog_entry out = {
+		.op = hd.kind == K_REG ? OP_REGISTER : OP_JOIN,
+		.id = {hd.node, hd.ep_slot, hd.ep_gen},
+		.pid = hd.pid,
+		.time_ns = hd.time_ns,
+		.cluster = cl ? cl : "",
+		.key = entry_key(keyholder),
+		.key_len = khd.key_len,
+		.meta = entry_meta_of(blk, &hd),
+		.meta_len = hd.meta_len,
+	};
+	sc->n++;
+	return sc->fn ? (sc->stop = sc->fn(&out, sc->arg)) : 0;
+}
+
+long remote_snapshot(shmg_t *h, uint32_t shard, int (*fn)(const struct oplog_entry *e, void *arg),
+		     void *arg, uint64_t *next_seq)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (shard >= h->geo.shards)
+		return -EINVAL;
+	if ((rc = shard_lock_until(h, shard, busy_deadline(h), 0)) < 0)
+		return rc;
+	struct snap_ctx sc = {fn, arg, 0, 0};
+	index_foreach(h, shard, snap_visit, &sc);
+	/* Under the lock: no record is being appended. */
+	if (next_seq)
+		*next_seq = oplog_at(h, shard)->seq;
+	shard_unlock(h, shard);
+	return sc.stop ? sc.stop : sc.n;
+}
+
 uint32_t remote_session_next(shmg_t *h)
 {
 	if (handle_check(h))

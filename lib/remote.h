@@ -148,4 +148,14 @@ int oplog_cursor_next(shmg_t *h, struct oplog_cursor *cur, void *buf, size_t cap
 /* The largest record this arena's limits allow. */
 size_t oplog_record_max(const shmg_t *h);
 
+/* The protocol's snapshot: this node's own live registrations and
+ * memberships of `shard`, each as a REGISTER or JOIN entry (seq 0) given to
+ * fn under the shard lock (so fn only copies; the pointers last for the
+ * call), and in *next_seq the seq the log's next record will have: the copy
+ * is the state after every record before it.  fn's non-zero value stops the
+ * walk and is returned; else the number of entries.  -EBUSY, -EIO: the lock
+ * was not had. */
+long remote_snapshot(shmg_t *h, uint32_t shard, int (*fn)(const struct oplog_entry *e, void *arg),
+		     void *arg, uint64_t *next_seq);
+
 #endif

@@ -433,6 +433,51 @@ START_TEST(test_remote_not_logged)
 }
 END_TEST
 
+struct snap_seen {
+	int n, reg, member;
+};
+
+static int snap_cb(const struct oplog_entry *e, void *arg)
+{
+	struct snap_seen *s = arg;
+	s->n++;
+	if (e->op == REMOTE_REGISTER && e->key_len == 5 && !memcmp(e->key, "sn/me", 5) &&
+	    e->meta_len == 2 && !memcmp(e->meta, "m1", 2) && !strcmp(e->cluster, ""))
+		s->reg++;
+	if (e->op == REMOTE_JOIN && e->key_len == 5 && !memcmp(e->key, "sn/gr", 5) &&
+	    e->meta_len == 2 && !memcmp(e->meta, "m2", 2))
+		s->member++;
+	return 0;
+}
+
+START_TEST(test_snapshot_own_entries)
+{
+	struct shmg_config cfg = {.shards = 1};
+	shmg_t *h = tc_open(tc_arena, &cfg);
+	struct snap_seen seen = {0};
+	struct oplog_cursor cur;
+	struct oplog_entry e;
+	char buf[2048];
+	uint64_t next;
+
+	TC_EQ(shmg_register(h, SHMG_KEY("sn/me"), "m1", 2, NULL), 0);
+	TC_EQ(shmg_join(h, SHMG_KEY("sn/gr"), "m2", 2, NULL), 0);
+	TC_EQ(shmg_register(h, SHMG_KEY("sn/gone"), "x", 1, NULL), 0);
+	TC_EQ(shmg_unregister(h, SHMG_KEY("sn/gone"), NULL), 0);
+	TC_EQ(put(h, REMOTE_REGISTER, "sn/theirs", "r", 1), 0);
+	TC_EQ(put(h, REMOTE_JOIN, "sn/gr", "r", 1), 0);
+	TC_EQ(oplog_cursor_init(h, 0, &cur), 0);
+	TC_EQ(remote_snapshot(h, 0, snap_cb, &seen, &next), 2);
+	ck_assert(seen.n == 2 && seen.reg == 1 && seen.member == 1);
+	/* The copy is the state before the record of seq `next`. */
+	TC_EQ(shmg_leave(h, SHMG_KEY("sn/gr"), NULL), 0);
+	TC_EQ(oplog_cursor_next(h, &cur, buf, sizeof(buf), &e), 0);
+	ck_assert_uint_eq(e.seq, next);
+	TC_EQ(remote_snapshot(h, 0, NULL, NULL, NULL), 1);
+	shmg_close(h);
+}
+END_TEST
+
 START_TEST(test_log_reader_lapped)
 {
 	struct shmg_config cfg = {.shards = 1, .oplog_bytes = 65536};
@@ -611,6 +656,7 @@ static Suite *remote_suite(void)
 	tcase_add_test(tc, test_state_survives_reopen);
 	tcase_add_test(tc, test_remote_not_logged);
 	tcase_add_test(tc, test_log_reader_lapped);
+	tcase_add_test(tc, test_snapshot_own_entries);
 	tcase_add_loop_test(tc, test_crash_then_repair, 0, N_CRASH);
 	return s;
 }
