@@ -527,6 +527,8 @@ enum shmg_reason {
 	SHMG_REASON_NODEDOWN = 3,   /* its host went down (replication) */
 	SHMG_REASON_CONFLICT = 4,   /* lost a registry conflict (replication) */
 	SHMG_REASON_CLUSTER_DISCONNECT = 5,
+	SHMG_REASON_RESYNC = 6,     /* gone from its host's entries while this host
+				     * lagged behind (replication) */
 };
 
 /* A received event.  Pointers stay valid until the next shmg_receive on the

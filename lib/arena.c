@@ -166,7 +166,8 @@ static int geometry(struct arena_header *g)
 						     (uint64_t)g->max_clusters * sizeof(struct cluster_counts) +
 						     (uint64_t)g->max_endpoints * 4 +
 						     LIMBO_CAP * sizeof(struct limbo_item) +
-						     (uint64_t)g->max_endpoints * sizeof(struct ep_kind_counts),
+						     (uint64_t)g->max_endpoints * sizeof(struct ep_kind_counts) +
+						     MAX_NODES * sizeof(uint64_t),
 					     4096);
 	off += (uint64_t)g->shards * g->shard_stride;
 	g->off_oplogs = off;

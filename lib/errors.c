@@ -87,6 +87,7 @@ const char *shmg_reason_name(int reason)
 		[SHMG_REASON_NODEDOWN] = "nodedown",
 		[SHMG_REASON_CONFLICT] = "conflict",
 		[SHMG_REASON_CLUSTER_DISCONNECT] = "cluster_disconnect",
+		[SHMG_REASON_RESYNC] = "resync",
 	};
 	return word_of(words, sizeof(words) / sizeof(words[0]), reason);
 }

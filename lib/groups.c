@@ -51,11 +51,13 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	uint8_t mkind = member_kind_of(head_kind);
 	bool group = head_kind == K_GROUP;
 	uint32_t hpos, mpos;
+	const struct author self = {h->node, h->slot, h->gen, 0, 0};
+	const struct author *a = h->author ? h->author : &self;
 	struct entry *head = index_find(h, k, head_kind, &hpos);
 	ref_t href = head ? ref_of(h, head) : 0;
 	if (head) {
-		uint64_t mh = member_hash(k->hash, h->slot, h->gen);
-		struct entry *m = index_find_member(h, k->shard, href, mh, h->slot, h->gen, &mpos);
+		uint64_t mh = member_hash(k->hash, a->slot, a->gen);
+		struct entry *m = index_find_member(h, k->shard, href, mh, a->node, a->slot, a->gen, &mpos);
 		if (m) {
 			if (meta_equal(h, m, meta, meta_len))
 				return 0;
@@ -82,7 +84,11 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	if (!m)
 		return -ENOSPC;
 	if (!head) {
+		/* A head belongs to no endpoint: this node's, whoever joins. */
+		const struct author *saved = h->author;
+		h->author = NULL;
 		head = entry_new(h, k->shard, head_kind, k, NULL, 0, &href);
+		h->author = saved;
 		if (!head || index_insert(h, k->shard, k->hash, href) < 0) {
 			if (head)
 				alloc_free_block(h, k->shard, href);
@@ -93,7 +99,7 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	}
 	links_at(h, m)->aux = href;
 	TEST_POINT("join:allocated");
-	if (index_insert(h, k->shard, member_hash(k->hash, h->slot, h->gen), mref) < 0) {
+	if (index_insert(h, k->shard, member_hash(k->hash, a->slot, a->gen), mref) < 0) {
 		alloc_free_block(h, k->shard, mref);
 		if (links_at(h, head)->next == 0 && index_find(h, k, head_kind, &hpos) == head) {
 			index_clear_slot(h, k->shard, hpos);
@@ -129,7 +135,7 @@ int list_leave(shmg_t *h, const struct keyref *k, uint8_t head_kind)
 	uint32_t mpos;
 	struct entry *m = head ? index_find_member(h, k->shard, ref_of(h, head),
 						   member_hash(k->hash, h->slot, h->gen),
-						   h->slot, h->gen, &mpos)
+						   h->node, h->slot, h->gen, &mpos)
 			       : NULL;
 	if (!m)
 		return -ENOENT;

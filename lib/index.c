@@ -167,13 +167,15 @@ void index_prefetch_candidate(shmg_t *h, const struct keyref *k)
 
 struct member_match {
 	ref_t head;
-	uint32_t slot, gen;
+	uint32_t node, slot, gen;
 };
 
 static bool match_member(const struct entry *e, const struct entry *hd, const void *ctx)
 {
 	const struct member_match *m = ctx;
-	return (hd->kind == K_MEMBER || hd->kind == K_MONITOR) && hd->ep_slot == m->slot &&
+	/* The node too: a remote member may share a local one's slot and gen. */
+	return (hd->kind == K_MEMBER || hd->kind == K_MONITOR) && hd->node == m->node &&
+	       hd->ep_slot == m->slot &&
 	       hd->ep_gen == m->gen && load_relaxed(&links_of(e, hd)->aux) == m->head;
 }
 
@@ -210,13 +212,13 @@ uint64_t member_hash(uint64_t head_hash, uint32_t slot, uint32_t gen)
 }
 
 struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t mhash,
-				uint32_t ep_slot, uint32_t ep_gen, uint32_t *pos_out)
+				uint32_t node, uint32_t ep_slot, uint32_t ep_gen, uint32_t *pos_out)
 {
 	struct table_view v;
 	struct entry hd;
 	if (unlikely(!index_view(h, shard, &v)))
 		return NULL;
-	struct member_match m = {head, ep_slot, ep_gen};
+	struct member_match m = {head, node, ep_slot, ep_gen};
 	return probe(h, &v, mhash, match_member, &m, pos_out, &hd);
 }
 

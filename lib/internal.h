@@ -88,7 +88,17 @@ struct shmg {
 	uint32_t busy_attempts;    /* how long to wait for a shard lock or limbo room: */
 	uint32_t busy_interval_ms; /* attempts x interval (shmg_set_busy_retry) */
 	struct reaper *reaper;
+	/* Set by remote.c under a shard lock: the other node's endpoint that
+	 * entry_new and list_join write for, instead of this handle's. */
+	const struct author *author;
 	char name[SHMG_NAME_MAX + 1];
+};
+
+/* Whose entry a write makes (remote.c); time_ns 0: now. */
+struct author {
+	uint32_t node, slot, gen;
+	int32_t pid;
+	uint64_t time_ns;
 };
 
 /* ---- small inline byte helpers for the lookup path -------------------- */
@@ -289,6 +299,11 @@ static inline struct ep_kind_counts *shard_ep_kinds(const shmg_t *h, uint32_t s)
 {
 	return (struct ep_kind_counts *)(shard_limbo(h, s) + LIMBO_CAP);
 }
+/* Per shard: the last seq of each node table slot's log applied here (remote.c). */
+static inline uint64_t *shard_node_cursors(const shmg_t *h, uint32_t s)
+{
+	return (uint64_t *)(shard_ep_kinds(h, s) + h->geo.max_endpoints);
+}
 static inline struct page_desc *page_desc_at(const shmg_t *h, uint32_t page)
 {
 	return (struct page_desc *)(h->base + h->geo.off_pagedesc) + page;
@@ -394,7 +409,7 @@ const struct entry *index_get(shmg_t *h, const struct keyref *k, uint8_t kind, s
 void index_prefetch(shmg_t *h, const struct keyref *k);
 void index_prefetch_candidate(shmg_t *h, const struct keyref *k);
 struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t mhash,
-				uint32_t ep_slot, uint32_t ep_gen, uint32_t *slot_out);
+				uint32_t node, uint32_t ep_slot, uint32_t ep_gen, uint32_t *slot_out);
 /* Writers (under the shard lock). */
 int index_insert(shmg_t *h, uint32_t shard, uint64_t hash, ref_t ref);
 void index_clear_slot(shmg_t *h, uint32_t shard, uint32_t slot_pos);
@@ -503,6 +518,12 @@ static inline uint32_t cluster_slot_of(uint32_t ref) { return ref & 0xffffu; }
 #define KEY_WRITE 1 /* register/unregister/join/leave: no trailing '/' */
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
 		struct keyref *k);
+/* Under the lock: publishes a new registration of k / replaces the one at
+ * index position pos in place (nothing if the metadata is the same), with
+ * the handle's identity or h->author's; *ref_out is the entry now held. */
+int reg_add(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len, ref_t *ref_out);
+int reg_replace(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
+		const void *meta, size_t meta_len, ref_t *ref_out);
 /* 0, or -EINVAL for metadata longer than meta_max or NULL with a length. */
 int meta_check(const shmg_t *h, const void *meta, size_t len);
 /* Does e (a block) carry exactly these metadata bytes (re-register, re-join)? */

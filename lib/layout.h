@@ -15,7 +15,7 @@
  *   off_shards     shard_stride bytes per shard:
  *                    shard_header | cluster_counts[max_clusters] |
  *                    u32 endpoint_entries[max_endpoints] | limbo_item[LIMBO_CAP] |
- *                    ep_kind_counts[max_endpoints]
+ *                    ep_kind_counts[max_endpoints] | u64 node_cursor[MAX_NODES]
  *   off_oplogs     oplog_bytes per shard (oplog_header + ring)
  *   off_pagedesc   page_desc[npages]
  *   off_pages      npages * 64 KiB: slab pages (entries) and extents (tables)
@@ -30,7 +30,7 @@
 
 #define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
 #define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
-#define LAYOUT_VERSION 5u
+#define LAYOUT_VERSION 6u
 
 #define CACHE_LINE 64u
 #define PAGE_SHIFT 16u
@@ -41,6 +41,7 @@
 #define BUCKET_SLOTS 8u
 #define MAX_PROBE 64u
 #define MAX_SHARDS 256u
+#define MAX_NODES 64u /* other nodes whose entries this arena holds (remote.c) */
 
 typedef uint32_t ref_t; /* entry reference: arena offset >> REF_SHIFT, 0 = none */
 
@@ -92,7 +93,9 @@ struct arena_header {
 	_Alignas(CACHE_LINE) uint32_t log_level;
 	uint32_t destroyed;
 	uint64_t shard_repairs;
-	uint8_t pad5[CACHE_LINE - 16];
+	uint32_t agent_session; /* the host agent's runs (remote_session_next) */
+	uint32_t pad5a;
+	uint8_t pad5[CACHE_LINE - 24];
 
 	/* Reaper election (reaper.c): held for as long as a process is the
 	 * reaper; endpoint_epoch is bumped by every claim and release so the
@@ -104,6 +107,16 @@ struct arena_header {
 	uint32_t pad6a;
 	uint64_t reaper_wake; /* nonce naming the reaper's wakeup socket (mailbox.c) */
 	uint8_t pad6[CACHE_LINE * 2 - 64];
+
+	/* Replication (remote.c): the other nodes whose entries this arena
+	 * holds, written by the host agent only.  A slot is claimed by a CAS of
+	 * node from 0; its per-shard cursors are node_cursor[slot] in each
+	 * shard's stride, written under that shard's lock. */
+	_Alignas(CACHE_LINE) struct node_state {
+		uint32_t node; /* 0 = free */
+		uint32_t pad;
+		uint64_t inc;  /* the owner's incarnation held; 0 = none (purge first) */
+	} nodes[MAX_NODES];
 };
 
 /* ---- endpoints ------------------------------------------------------- */
@@ -375,6 +388,7 @@ enum oplog_reason {
 	REASON_NODEDOWN = 3,
 	REASON_CONFLICT = 4,
 	REASON_CLUSTER_DISCONNECT = 5,
+	REASON_RESYNC = 6, /* never logged: a receiving node's own removal */
 };
 
 struct oplog_record {
@@ -393,7 +407,9 @@ struct oplog_record {
 /* ---- layout assertions ---------------------------------------------- */
 
 static_assert(sizeof(pthread_mutex_t) == 40, "robust mutex size is part of the layout");
-static_assert(sizeof(struct arena_header) == 832, "arena_header");
+static_assert(sizeof(struct arena_header) == 1856, "arena_header");
+static_assert(offsetof(struct arena_header, nodes) == 832, "node table");
+static_assert(sizeof(struct node_state) == 16, "node_state");
 static_assert(offsetof(struct arena_header, reaper_lock) == 704, "reaper line");
 static_assert(sizeof(struct mailbox_header) == 192, "mailbox_header");
 static_assert(offsetof(struct mailbox_header, delivered) == 128, "mailbox statistics line");
@@ -431,6 +447,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    sizeof(struct mailbox_header) * 47u + sizeof(struct mailbox_record) * 53u + \
 		    sizeof(struct cluster_counts) * 59u + sizeof(struct ep_kind_counts) * 71u + \
 		    offsetof(struct shard_header, writes) * 73u +                            \
-		    offsetof(struct mailbox_header, delivered) * 79u))
+		    offsetof(struct mailbox_header, delivered) * 79u +                       \
+		    sizeof(struct node_state) * MAX_NODES * 83u))
 
 #endif

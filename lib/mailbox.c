@@ -422,7 +422,7 @@ static bool record_ok(const shmg_t *h, const struct mailbox_record *r)
 	uint64_t need = sizeof(*r) + (uint64_t)r->cluster_len + r->key_len + r->meta_len;
 	need += r->prev_len;
 	return r->type >= SHMG_EV_REGISTERED && r->type <= SHMG_EV_MESSAGE &&
-	       r->reason <= SHMG_REASON_CLUSTER_DISCONNECT &&
+	       r->reason <= SHMG_REASON_RESYNC &&
 	       r->cluster_len <= SHMG_CLUSTER_NAME_MAX && r->key_len <= h->geo.key_max &&
 	       r->meta_len <= h->geo.meta_max && r->prev_len <= h->geo.meta_max && need <= r->size;
 }

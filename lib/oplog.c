@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "remote.h"
 
 struct oplog_header *oplog_at(const shmg_t *h, uint32_t shard)
 {
@@ -41,6 +42,10 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 		oplog_mark_reset(h, shard);
 		return;
 	}
+	/* Another node's entry (remote.c): its owner logs it; logging it here
+	 * too would send it back out. */
+	if (hd.node != h->node)
+		return;
 	char clbuf[64];
 	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
 	size_t clen = cl ? strlen(cl) : 0;
@@ -93,4 +98,104 @@ void oplog_mark_reset(shmg_t *h, uint32_t shard)
 {
 	struct oplog_header *ol = oplog_at(h, shard);
 	store_release(&ol->resets, ol->resets + 1);
+}
+
+/* ---- the agent's reader (remote.h) ------------------------------------ */
+
+size_t oplog_record_max(const shmg_t *h)
+{
+	return (sizeof(struct oplog_record) + 64 + h->geo.key_max + h->geo.meta_max + 7) & ~(size_t)7;
+}
+
+int oplog_cursor_init(shmg_t *h, uint32_t shard, struct oplog_cursor *cur)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (shard >= h->geo.shards || !cur)
+		return -EINVAL;
+	struct oplog_header *ol = oplog_at(h, shard);
+	/* resets first: a reset after it is seen by the next read. */
+	cur->resets = load_acquire(&ol->resets);
+	cur->shard = shard;
+	/* head is published after seq moved, so a seq read after it can be one
+	 * ahead of the record at head only if an append completed in between:
+	 * read until both agree. */
+	for (;;) {
+		uint64_t head = load_acquire(&ol->head), seq = load_acquire(&ol->seq);
+		if (load_acquire(&ol->head) == head) {
+			cur->pos = head;
+			cur->seq = seq;
+			return 0;
+		}
+	}
+}
+
+int oplog_cursor_next(shmg_t *h, struct oplog_cursor *cur, void *buf, size_t cap,
+		      struct oplog_entry *out)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!cur || cur->shard >= h->geo.shards || !out || (cap && !buf))
+		return -EINVAL;
+	struct oplog_header *ol = oplog_at(h, cur->shard);
+	const uint8_t *ring = (const uint8_t *)(ol + 1);
+	uint64_t ringcap = h->geo.oplog_bytes - sizeof(*ol);
+	/* A writer may be filling up to a pad and a record past head without
+	 * having published them: bytes within that distance of head are
+	 * counted as overwritten already. */
+	uint64_t slack = 2 * oplog_record_max(h);
+	for (;;) {
+		uint64_t head = load_acquire(&ol->head);
+		if (load_acquire(&ol->resets) != cur->resets)
+			return -ESTALE;
+		if (head == cur->pos)
+			return -EAGAIN;
+		if (head < cur->pos || head - cur->pos + slack > ringcap)
+			return -ESTALE;
+		uint64_t pos = cur->pos % ringcap;
+		if (ringcap - pos < sizeof(struct oplog_record)) {
+			cur->pos += ringcap - pos; /* too short for even a pad */
+			continue;
+		}
+		struct oplog_record r;
+		memcpy(&r, ring + pos, sizeof(r));
+		if (r.op == OP_PAD && r.size == ringcap - pos) {
+			cur->pos += r.size;
+			continue;
+		}
+		size_t body = (size_t)r.cluster_len + r.key_len + r.meta_len;
+		if (r.seq != cur->seq || r.size % 8 || r.size > ringcap - pos ||
+		    r.size < sizeof(r) + body || r.cluster_len > 63)
+			return -ESTALE;
+		if (body + 1 > cap)
+			return -ENOBUFS;
+		/* Key and meta first, then the cluster name with a NUL. */
+		uint8_t *b = buf;
+		size_t km = (size_t)r.key_len + r.meta_len;
+		memcpy(b, ring + pos + sizeof(r) + r.cluster_len, km);
+		memcpy(b + km, ring + pos + sizeof(r), r.cluster_len);
+		b[km + r.cluster_len] = 0;
+		/* Still unwritten once copied (see slack), and no repair since? */
+		if (load_acquire(&ol->head) - cur->pos + slack > ringcap ||
+		    load_acquire(&ol->resets) != cur->resets)
+			return -ESTALE;
+		*out = (struct oplog_entry){
+			.seq = r.seq,
+			.op = r.op,
+			.reason = r.reason,
+			.id = {r.node, r.ep_slot, r.ep_gen},
+			.pid = r.pid,
+			.time_ns = r.time_ns,
+			.cluster = (const char *)b + km,
+			.key = (const char *)b,
+			.key_len = r.key_len,
+			.meta = b + r.key_len,
+			.meta_len = r.meta_len,
+		};
+		cur->pos += r.size;
+		cur->seq++;
+		return 0;
+	}
 }

@@ -116,9 +116,10 @@ static bool owner_dead(shmg_t *h, const struct entry *e)
 	return !entry_live(h, e) || !endpoint_alive(h, e->ep_slot, e->ep_gen);
 }
 
-static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
-		       const void *meta, size_t meta_len)
+int reg_replace(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
+		const void *meta, size_t meta_len, ref_t *ref_out)
 {
+	*ref_out = ref_of(h, old);
 	if (meta_equal(h, old, meta, meta_len))
 		return 0; /* identical: no event, no replication, time unchanged */
 	ref_t ref;
@@ -133,6 +134,29 @@ static int replace_reg(shmg_t *h, const struct keyref *k, struct entry *old, uin
 	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, old);
 	inflight_clear(h, k->shard);
 	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
+	*ref_out = ref;
+	return 0;
+}
+
+int reg_add(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len, ref_t *ref_out)
+{
+	ref_t ref;
+	struct entry *e = entry_new(h, k->shard, K_REG, k, meta, meta_len, &ref);
+	if (!e)
+		return -ENOSPC;
+	TEST_POINT("register:allocated");
+	inflight_set(h, k->shard, INFLIGHT_ADD, ref, 0, 0);
+	if (index_insert(h, k->shard, k->hash, ref) < 0) {
+		inflight_clear(h, k->shard);
+		alloc_free_block(h, k->shard, ref); /* never published */
+		return -ENOSPC;
+	}
+	TEST_POINT("register:published");
+	shard_count(h, k->shard, e, +1);
+	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
+	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, NULL);
+	inflight_clear(h, k->shard);
+	*ref_out = ref;
 	return 0;
 }
 
@@ -150,8 +174,10 @@ static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, 
 	uint32_t pos;
 	struct entry *old = index_find(h, k, K_REG, &pos);
 	if (old) {
-		if (is_mine(h, old))
-			return replace_reg(h, k, old, pos, meta, meta_len);
+		if (is_mine(h, old)) {
+			ref_t ref;
+			return reg_replace(h, k, old, pos, meta, meta_len, &ref);
+		}
 		if (!owner_dead(h, old))
 			return -EEXIST;
 		struct endpoint_slot *ep = old->ep_slot < h->geo.max_endpoints ? endpoint_at(h, old->ep_slot) : NULL;
@@ -164,22 +190,7 @@ static int register_locked(shmg_t *h, const struct keyref *k, const void *meta, 
 		shard_remove_reg(h, k->shard, old, pos, REASON_EXIT);
 	}
 	ref_t ref;
-	struct entry *e = entry_new(h, k->shard, K_REG, k, meta, meta_len, &ref);
-	if (!e)
-		return -ENOSPC;
-	TEST_POINT("register:allocated");
-	inflight_set(h, k->shard, INFLIGHT_ADD, ref, 0, 0);
-	if (index_insert(h, k->shard, k->hash, ref) < 0) {
-		inflight_clear(h, k->shard);
-		alloc_free_block(h, k->shard, ref); /* never published */
-		return -ENOSPC;
-	}
-	TEST_POINT("register:published");
-	shard_count(h, k->shard, e, +1);
-	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
-	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, NULL);
-	inflight_clear(h, k->shard);
-	return 0;
+	return reg_add(h, k, meta, meta_len, &ref);
 }
 
 int shmg_register(shmg_t *h, const char *key, size_t key_len, const void *meta, size_t meta_len,

@@ -153,6 +153,14 @@ struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct ke
 		.pid = h->ep->pid,
 		.time_ns = now_realtime_ns(),
 	};
+	const struct author *a = h->author;
+	if (a) {
+		e->node = a->node;
+		e->ep_slot = (uint16_t)a->slot;
+		e->ep_gen = a->gen;
+		e->pid = a->pid;
+		e->time_ns = a->time_ns ? a->time_ns : e->time_ns;
+	}
 	memcpy((uint8_t *)(e + 1), k->key, key_len);
 	if (meta_len)
 		memcpy((uint8_t *)(e + 1) + key_len, meta, meta_len);

@@ -51,6 +51,14 @@
  *   "mailbox:signalled"    `signalled` flipped 0 -> 1, wakeup not yet sent
  *   "mailbox:woken"        wakeup sent, lock not yet released
  *
+ * Replication store points (remote.c, the shard lock held):
+ *   "remote:resync-upsert" a resync: its cursor marked dirty, about
+ *                          to apply one more of the owner's entries
+ *   "remote:resync-sweep"  every entry applied, the node's others not yet removed
+ *   "remote:resync-swept"  the others removed, the cursor not yet stored
+ *   "remote:purged-shard"  a node's entries of one shard removed, its cursor
+ *                          there not yet cleared, lock still held
+ *
  * Failure points (TEST_FAIL):
  *   "repair:fail"          repair_shard gives up before changing anything
  */

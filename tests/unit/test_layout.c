@@ -20,6 +20,7 @@ static const struct {
 	{4, 222180}, /* wakeup sockets named by nonces in the arena (in padding) */
 	{5, 258060}, /* counters for tools: shard writes and lock waits, per-endpoint kind
 		      * counts, a mailbox statistics line */
+	{6, 346124}, /* replication state: a node table in the header, per-shard node cursors */
 };
 
 START_TEST(test_signature_pinned)

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Entries owned by other nodes (remote.h): the host agent's writes.
+ *
+ * A remote write is a local write with another author: the block is filled
+ * while unreachable with the owner's node, endpoint, pid and time
+ * (h->author, read by entry_new and list_join), then published by the same
+ * single release store, counted, and announced in flight for repair, like
+ * any write (shard.c).  oplog_append skips it: the owner logs its own
+ * changes.
+ *
+ * Per-node state: arena_header.nodes[] holds each node's incarnation, and
+ * each shard's node_cursor[] the last seq applied, written under that
+ * shard's lock with the changes (so never ahead of them).  A resync marks
+ * its cursor CURSOR_DIRTY for as long as it runs.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "remote.h"
+
+static_assert(REMOTE_MAX_NODES == MAX_NODES, "remote.h and layout.h agree");
+static_assert((int)REMOTE_REGISTER == (int)OP_REGISTER && (int)REMOTE_LEAVE == (int)OP_LEAVE,
+	      "op numbers");
+
+#define CURSOR_DIRTY UINT64_MAX
+
+/* The node table slot of `node`, claiming a free one if `claim`; -1 if none. */
+static int node_slot(shmg_t *h, uint32_t node, bool claim)
+{
+	struct node_state *t = h->hdr->nodes;
+	for (uint32_t i = 0; i < MAX_NODES; i++)
+		if (load_acquire(&t[i].node) == node)
+			return (int)i;
+	for (uint32_t i = 0; claim && i < MAX_NODES; i++) {
+		uint32_t zero = 0;
+		if (__atomic_compare_exchange_n(&t[i].node, &zero, node, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return (int)i;
+		if (zero == node)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* The arguments of a batch, and the slot of its node: -ESTALE if another
+ * incarnation of it is held. */
+static int batch_check(shmg_t *h, uint32_t node, uint64_t inc, uint32_t shard,
+		       const struct remote_change *c, size_t n)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!node || node == h->node || !inc || shard >= h->geo.shards || (n && !c))
+		return -EINVAL;
+	int i = node_slot(h, node, true);
+	if (i < 0)
+		return -ENOSPC;
+	struct node_state *ns = &h->hdr->nodes[i];
+	uint64_t held = load_relaxed(&ns->inc);
+	if (held && held != inc)
+		return -ESTALE;
+	if (!held)
+		store_relaxed(&ns->inc, inc);
+	return i;
+}
+
+static int change_prepare(shmg_t *h, uint32_t node, uint32_t shard, const struct remote_change *c,
+			  struct keyref *k)
+{
+	if (c->id.node != node || c->id.slot > 0xffffu || meta_check(h, c->meta, c->meta_len))
+		return -EINVAL;
+	if (c->op < REMOTE_REGISTER || c->op > REMOTE_LEAVE)
+		return -EINVAL;
+	struct shmg_opts o = {.cluster = c->cluster && *c->cluster ? c->cluster : NULL};
+	int rc = key_prepare(h, c->key, c->key_len, &o, KEY_WRITE, k);
+	if (rc)
+		return rc;
+	if (k->shard != shard)
+		return -EINVAL;
+	return cluster_ref_valid(h, k->cluster) ? 0 : -ENOTCONN;
+}
+
+static bool same_endpoint(const struct entry *e, const shmg_id_t *id)
+{
+	return e->node == id->node && e->ep_slot == id->slot && e->ep_gen == id->gen;
+}
+
+/* A register.  resync: a registration of the same key by another endpoint
+ * of the same node is stale (the snapshot says who holds it now) and goes
+ * first, with reason RESYNC. */
+static int put_reg(shmg_t *h, const struct keyref *k, const struct remote_change *c, bool resync,
+		   ref_t *out)
+{
+	uint32_t pos;
+	struct entry *old = index_find(h, k, K_REG, &pos);
+	if (old && same_endpoint(old, &c->id))
+		return reg_replace(h, k, old, pos, c->meta, c->meta_len, out);
+	if (old) {
+		if (!resync || old->node != c->id.node)
+			return -EEXIST;
+		shard_remove_reg(h, k->shard, old, pos, SHMG_REASON_RESYNC);
+	}
+	return reg_add(h, k, c->meta, c->meta_len, out);
+}
+
+static int put_member(shmg_t *h, const struct keyref *k, const struct remote_change *c, ref_t *out)
+{
+	int rc = list_join(h, k, K_GROUP, c->meta, c->meta_len);
+	/* The member held now, even if the change failed (-ENOSPC): a resync
+	 * keeps the old version rather than sweeping it. */
+	struct entry *head = index_find(h, k, K_GROUP, NULL);
+	struct entry *m = head ? index_find_member(h, k->shard, ref_of(h, head),
+						   member_hash(k->hash, c->id.slot, c->id.gen),
+						   c->id.node, c->id.slot, c->id.gen, NULL)
+			       : NULL;
+	*out = m ? ref_of(h, m) : 0;
+	return rc;
+}
+
+static int remove_one(shmg_t *h, const struct keyref *k, const struct remote_change *c)
+{
+	int reason = c->reason ? c->reason : SHMG_REASON_NORMAL;
+	uint32_t pos;
+	if (c->op == REMOTE_UNREGISTER) {
+		struct entry *e = index_find(h, k, K_REG, &pos);
+		if (!e || !same_endpoint(e, &c->id))
+			return -ENOENT;
+		shard_remove_reg(h, k->shard, e, pos, reason);
+		return 0;
+	}
+	struct entry *head = index_find(h, k, K_GROUP, NULL);
+	struct entry *m = head ? index_find_member(h, k->shard, ref_of(h, head),
+						   member_hash(k->hash, c->id.slot, c->id.gen),
+						   c->id.node, c->id.slot, c->id.gen, &pos)
+			       : NULL;
+	if (!m)
+		return -ENOENT;
+	shard_remove_member(h, k->shard, m, pos, reason);
+	return 0;
+}
+
+/* One change under the lock, with room made for it first. */
+static int change_locked(shmg_t *h, uint32_t node, uint32_t shard, const struct remote_change *c,
+			 bool resync, uint64_t deadline_ns, ref_t *out)
+{
+	struct keyref k;
+	int rc = change_prepare(h, node, shard, c, &k);
+	if (rc)
+		return rc;
+	if (resync && c->op != REMOTE_REGISTER && c->op != REMOTE_JOIN)
+		return -EINVAL;
+	/* A replaced registration and its stale predecessor, or a member and
+	 * its head, plus two resizes: as for a local write. */
+	if ((rc = epoch_make_room(h, shard, WRITE_RETIRES_MAX, deadline_ns)) < 0)
+		return rc;
+	const struct author a = {c->id.node, c->id.slot, c->id.gen, c->pid, c->time_ns};
+	h->author = &a;
+	*out = 0;
+	if (c->op == REMOTE_REGISTER)
+		rc = put_reg(h, &k, c, resync, out);
+	else if (c->op == REMOTE_JOIN)
+		rc = put_member(h, &k, c, out);
+	else
+		rc = remove_one(h, &k, c);
+	h->author = NULL;
+	return rc;
+}
+
+/* ---- resync ---------------------------------------------------------- */
+
+/* The refs a resync kept or added: an open-addressing set, process-private. */
+struct refset {
+	ref_t *v;
+	size_t mask;
+};
+
+static void refset_add(struct refset *s, ref_t r)
+{
+	size_t i = (r * 0x9e3779b1u) & s->mask;
+	while (s->v[i] && s->v[i] != r)
+		i = (i + 1) & s->mask;
+	s->v[i] = r;
+}
+
+static bool refset_has(const struct refset *s, ref_t r)
+{
+	for (size_t i = (r * 0x9e3779b1u) & s->mask; s->v[i]; i = (i + 1) & s->mask)
+		if (s->v[i] == r)
+			return true;
+	return false;
+}
+
+struct sweep_ctx {
+	uint32_t node;
+	const struct refset *keep;
+};
+
+static bool sweep_pred(const shmg_t *h, const struct entry *e, const void *arg)
+{
+	const struct sweep_ctx *s = arg;
+	return e->node == s->node && !refset_has(s->keep, ref_of(h, e));
+}
+
+/* remote_apply and remote_resync: the changes in order under one lock hold,
+ * then (resync) the sweep of the node's entries not among them, then the
+ * cursor. */
+static int apply_batch(shmg_t *h, uint32_t node, uint64_t inc, uint32_t shard,
+		       const struct remote_change *c, size_t n, uint64_t cursor, int *rcs,
+		       bool resync)
+{
+	int slot = batch_check(h, node, inc, shard, c, n);
+	if (slot < 0)
+		return slot;
+	struct refset keep = {NULL, 0};
+	if (resync) {
+		size_t cap = 16;
+		while (cap < 2 * n)
+			cap <<= 1;
+		if (!(keep.v = calloc(cap, sizeof(ref_t))))
+			return -ENOMEM;
+		keep.mask = cap - 1;
+	}
+	uint64_t deadline = busy_deadline(h);
+	int rc = shard_lock_until(h, shard, deadline, WRITE_RETIRES_MAX);
+	if (rc < 0) {
+		free(keep.v);
+		return rc;
+	}
+	uint64_t *cur = &shard_node_cursors(h, shard)[slot];
+	if (resync)
+		store_relaxed(cur, CURSOR_DIRTY);
+	for (size_t i = 0; i < n; i++) {
+		if (resync)
+			TEST_POINT("remote:resync-upsert");
+		ref_t ref = 0;
+		int r = change_locked(h, node, shard, &c[i], resync, deadline, &ref);
+		if (r == -EBUSY) {
+			/* A reader holds the limbo ring full: stop here, the
+			 * cursor behind (or dirty); the agent applies again. */
+			rc = r;
+			goto out;
+		}
+		if (ref && resync)
+			refset_add(&keep, ref);
+		if (rcs)
+			rcs[i] = r;
+	}
+	if (resync) {
+		TEST_POINT("remote:resync-sweep");
+		struct sweep_ctx sc = {node, &keep};
+		long removed =
+			shard_remove_matching(h, shard, sweep_pred, &sc, SHMG_REASON_RESYNC, deadline);
+		if (removed < 0) {
+			rc = (int)removed;
+			goto out;
+		}
+		TEST_POINT("remote:resync-swept");
+	}
+	if (cursor || resync)
+		store_relaxed(cur, cursor);
+out:
+	shard_unlock(h, shard);
+	free(keep.v);
+	return rc;
+}
+
+int remote_apply(shmg_t *h, uint32_t node, uint64_t inc, uint32_t shard,
+		 const struct remote_change *c, size_t n, uint64_t cursor, int *rcs)
+{
+	return apply_batch(h, node, inc, shard, c, n, cursor, rcs, false);
+}
+
+int remote_resync(shmg_t *h, uint32_t node, uint64_t inc, uint32_t shard,
+		  const struct remote_change *c, size_t n, uint64_t cursor, int *rcs)
+{
+	return apply_batch(h, node, inc, shard, c, n, cursor, rcs, true);
+}
+
+int remote_put(shmg_t *h, uint64_t inc, const struct remote_change *c)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!c)
+		return -EINVAL;
+	struct keyref k;
+	struct shmg_opts o = {.cluster = c->cluster && *c->cluster ? c->cluster : NULL};
+	if ((rc = key_prepare(h, c->key, c->key_len, &o, KEY_WRITE, &k)))
+		return rc;
+	int one;
+	rc = remote_apply(h, c->id.node, inc, k.shard, c, 1, 0, &one);
+	return rc ? rc : one;
+}
+
+/* ---- purge and state ------------------------------------------------- */
+
+static bool of_node(const shmg_t *h, const struct entry *e, const void *arg)
+{
+	(void)h;
+	return e->node == *(const uint32_t *)arg;
+}
+
+long remote_purge(shmg_t *h, uint32_t node, int reason)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!node || node == h->node)
+		return -EINVAL;
+	int slot = node_slot(h, node, false);
+	/* Forgotten first: a purge cut short reads as "nothing held", and the
+	 * agent purges again before it trusts anything of the node. */
+	if (slot >= 0)
+		store_relaxed(&h->hdr->nodes[slot].inc, 0);
+	long total = 0;
+	uint64_t deadline = busy_deadline(h);
+	for (uint32_t s = 0; s < h->geo.shards; s++) {
+		if ((rc = shard_lock_until(h, s, deadline, 2)) < 0)
+			return rc;
+		long n = shard_remove_matching(h, s, of_node, &node, reason, deadline);
+		TEST_POINT("remote:purged-shard");
+		if (n >= 0 && slot >= 0)
+			store_relaxed(&shard_node_cursors(h, s)[slot], 0);
+		shard_unlock(h, s);
+		if (n < 0)
+			return n;
+		total += n;
+	}
+	/* Every cursor is 0 and no entry is left: the slot may serve another node. */
+	if (slot >= 0)
+		store_release(&h->hdr->nodes[slot].node, 0);
+	return total;
+}
+
+struct snap_ctx {
+	int (*fn)(const struct oplog_entry *e, void *arg);
+	void *arg;
+	long n;
+	int stop;
+};
+
+static int snap_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
+{
+	(void)pos;
+	struct snap_ctx *sc = arg;
+	if ((e->kind != K_REG && e->kind != K_MEMBER) || e->node != h->node || !entry_live(h, e) ||
+	    !cluster_ref_valid(h, e->cluster))
+		return 0;
+	struct entry hd, khd;
+	const struct entry *blk = entry_read(h, ref_of(h, e), &hd);
+	const struct entry *keyholder =
+		blk && hd.kind == K_MEMBER ? entry_read(h, links_of(blk, &hd)->aux, &khd) : blk;
+	if (!blk || !keyholder)
+		return 0;
+	if (keyholder == blk)
+		khd = hd;
+	char clbuf[64];
+	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
+	struct oplog_entry out = {
+		.op = hd.kind == K_REG ? OP_REGISTER : OP_JOIN,
+		.id = {hd.node, hd.ep_slot, hd.ep_gen},
+		.pid = hd.pid,
+		.time_ns = hd.time_ns,
+		.cluster = cl ? cl : "",
+		.key = entry_key(keyholder),
+		.key_len = khd.key_len,
+		.meta = entry_meta_of(blk, &hd),
+		.meta_len = hd.meta_len,
+	};
+	sc->n++;
+	return sc->fn ? (sc->stop = sc->fn(&out, sc->arg)) : 0;
+}
+
+long remote_snapshot(shmg_t *h, uint32_t shard, int (*fn)(const struct oplog_entry *e, void *arg),
+		     void *arg, uint64_t *next_seq)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (shard >= h->geo.shards)
+		return -EINVAL;
+	if ((rc = shard_lock_until(h, shard, busy_deadline(h), 0)) < 0)
+		return rc;
+	struct snap_ctx sc = {fn, arg, 0, 0};
+	index_foreach(h, shard, snap_visit, &sc);
+	/* Under the lock: no record is being appended. */
+	if (next_seq)
+		*next_seq = oplog_at(h, shard)->seq;
+	shard_unlock(h, shard);
+	return sc.stop ? sc.stop : sc.n;
+}
+
+uint32_t remote_session_next(shmg_t *h)
+{
+	if (handle_check(h))
+		return 0;
+	uint32_t s = __atomic_add_fetch(&h->hdr->agent_session, 1, __ATOMIC_ACQ_REL);
+	return s ? s : __atomic_add_fetch(&h->hdr->agent_session, 1, __ATOMIC_ACQ_REL);
+}
+
+void remote_held(shmg_t *h, uint32_t node, uint64_t *inc, uint64_t *cursors)
+{
+	int slot = handle_check(h) ? -1 : node_slot(h, node, false);
+	uint64_t held = slot >= 0 ? load_relaxed(&h->hdr->nodes[slot].inc) : 0;
+	for (uint32_t s = 0; held && s < h->geo.shards; s++)
+		if (load_relaxed(&shard_node_cursors(h, s)[slot]) == CURSOR_DIRTY)
+			held = 0; /* a resync was cut short: trust nothing */
+	for (uint32_t s = 0; cursors && s < h->geo.shards; s++)
+		cursors[s] = held ? load_relaxed(&shard_node_cursors(h, s)[slot]) : 0;
+	if (inc)
+		*inc = held;
+}

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The store side of replication, for the host agent (shmgroupd): entries
+ * owned by other nodes written into this arena, per-node replication state
+ * kept in it, and a reader of this node's change log.  Internal: the agent
+ * links shmgroup_internal_dep; applications never call these.
+ *
+ * One writer: only the agent calls the writing functions, from one thread
+ * at a time (docs/ARCHITECTURE.md section "Remote entries").  Readers need
+ * nothing: remote entries are found by the same lock-free lookups.
+ *
+ * Remote entries are never written to the change log (oplog_append skips
+ * entries of other nodes), so what arrives from a peer is never sent on.
+ * They count in the totals (shmg_registry_count, member counts) and never in
+ * the local_* ones, and they live until replication removes them: the
+ * reaper does not look at them.
+ */
+#ifndef SHMG_REMOTE_H
+#define SHMG_REMOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmgroup.h"
+
+/* Nodes whose entries one arena can hold at once (layout.h MAX_NODES). */
+#define REMOTE_MAX_NODES 64u
+
+/* Operations, numbered as the change log's and repl.h's. */
+enum remote_op {
+	REMOTE_REGISTER = 1,
+	REMOTE_UNREGISTER = 2,
+	REMOTE_JOIN = 3,
+	REMOTE_LEAVE = 4
+};
+
+/* One change of an entry owned by id.node, or (resync) one entry, given as
+ * a REGISTER or JOIN.  Pointers are read during the call only. */
+struct remote_change {
+	uint8_t op;          /* enum remote_op */
+	uint8_t reason;      /* removals: enum shmg_reason of the owner's change */
+	const char *cluster; /* NULL or "": the default cluster */
+	const char *key;
+	size_t key_len;
+	const void *meta;
+	size_t meta_len;
+	shmg_id_t id; /* the owner's endpoint; id.node is not this node, slot < 65536 */
+	int32_t pid;
+	uint64_t time_ns; /* registration or join time at the owner */
+};
+
+/* Applies n changes of `node`'s entries of `shard`, in order, under one hold
+ * of the shard lock, then stores `cursor` (if not 0) as the last seq of the
+ * node's log of that shard applied here.  `inc` is the owner's incarnation:
+ * stored if none is held, -ESTALE (nothing applied) if another is (purge
+ * first).  Per change, rcs[i] (if rcs) is:
+ *   0          applied, or already so (same endpoint, same metadata: no event);
+ *   -EEXIST    a register of a key held by another endpoint (local, or of
+ *              another node): the existing entry is kept.  Issue 10's
+ *              conflict rule will replace this;
+ *   -ENOENT    a removal of an entry not held;
+ *   -ENOTCONN  the change's named cluster is not connected here;
+ *   -EINVAL    a bad change (this node's id, a slot >= 65536, a bad key or
+ *              metadata, or a key of another shard);
+ *   -ENOSPC    the arena is full.
+ * Returns 0 (each change's outcome is in rcs), or -EBUSY / -EIO (the lock
+ * was not had: nothing applied), -EINVAL (bad arguments), -ENOSPC (node
+ * table full).  Events: one per change, as for a local write, with the
+ * change's reason for removals.  A crash half way leaves each change either
+ * applied or not and the cursor behind: the changes are idempotent, so the
+ * agent re-applies from the stored cursor. */
+int remote_apply(shmg_t *h, uint32_t node, uint64_t inc, uint32_t shard,
+		 const struct remote_change *c, size_t n, uint64_t cursor, int *rcs);
+
+/* One change, in whatever shard its key hashes to, storing no cursor. */
+int remote_put(shmg_t *h, uint64_t inc, const struct remote_change *c);
+
+/* Makes `node`'s entries of `shard` exactly the n given (REGISTER or JOIN
+ * changes) in one hold of the shard lock, and stores `cursor`:
+ *   an entry held with the same endpoint and metadata is not touched;
+ *   one with new metadata is replaced in place (one store: readers see the
+ *   old or the new version, never neither), event with previous meta;
+ *   a new one is added; a held one not given is removed, reason RESYNC.
+ * The shard's cursor of the node reads "dirty" while this runs, so a crash
+ * part way makes remote_held report nothing held (the handshake then purges
+ * and refetches the node); the entries themselves are each whole, and the
+ * shard's next locker repairs what the crash left.  The outcome of each entry
+ * is in rcs as for remote_apply (an -EEXIST entry is not held, and a held
+ * one it conflicts with that belongs to the node is replaced).  Returns 0,
+ * -EBUSY (lock, or a reader holding the limbo ring full: stopped part way,
+ * cursor left dirty), -EIO, -EINVAL, -ENOMEM, -ESTALE (other incarnation). */
+int remote_resync(shmg_t *h, uint32_t node, uint64_t inc, uint32_t shard,
+		  const struct remote_change *c, size_t n, uint64_t cursor, int *rcs);
+
+/* Removes every entry of `node` in every shard, each with its own event of
+ * `reason` (SHMG_REASON_NODEDOWN, or RESYNC / CLUSTER_DISCONNECT), shard by
+ * shard, and forgets its incarnation (first) and cursors (with each shard).
+ * Returns the number removed, or -EBUSY / -EIO (shards not reached keep
+ * their entries; the incarnation is already forgotten, so call again). */
+long remote_purge(shmg_t *h, uint32_t node, int reason);
+
+/* What this arena holds of `node`: its incarnation (0: none) and, if cursors
+ * is not NULL, the last seq applied per shard (cursors[shards]).  A shard
+ * left dirty by a crashed resync reports inc 0 and all cursors 0. */
+void remote_held(shmg_t *h, uint32_t node, uint64_t *inc, uint64_t *cursors);
+
+/* The agent's run number (the protocol's session): one more than the last
+ * agent's on this arena, never 0; 0 for a bad handle.  Call once at start. */
+uint32_t remote_session_next(shmg_t *h);
+
+/* ---- this node's change log, for the agent to send (oplog.c) ---------- */
+
+/* A record read from the log; pointers into the caller's buffer. */
+struct oplog_entry {
+	uint64_t seq; /* the log's seqs start at 0 */
+	uint8_t op, reason;
+	shmg_id_t id;
+	int32_t pid;
+	uint64_t time_ns;
+	const char *cluster; /* NUL-terminated, "" for the default cluster */
+	const char *key;
+	size_t key_len;
+	const void *meta;
+	size_t meta_len;
+};
+
+struct oplog_cursor {
+	uint32_t shard;
+	uint64_t pos;    /* byte position of the next record */
+	uint64_t seq;    /* its expected seq */
+	uint64_t resets; /* the log's resets when the cursor was made */
+};
+
+/* A cursor is plain data.  A copy saved before a read reads that record
+ * again later, or answers -ESTALE once it is overwritten: that is how the
+ * agent serves log_read(seq) for a retransmission (keep (seq, cursor) pairs
+ * of what is in flight; the checks below make a stale copy harmless). */
+
+/* A cursor at the log's head: the next record written is the first read. */
+int oplog_cursor_init(shmg_t *h, uint32_t shard, struct oplog_cursor *cur);
+/* The next record into buf (cap: at least oplog_record_max bytes): 0 and
+ * *out, -EAGAIN (nothing new), or -ESTALE: the cursor was lapped (records
+ * were overwritten before it read them, or are about to be while it
+ * copies) or a repair may have lost a record (`resets` moved).  Then the
+ * agent resyncs the shard and makes a new cursor. */
+int oplog_cursor_next(shmg_t *h, struct oplog_cursor *cur, void *buf, size_t cap,
+		      struct oplog_entry *out);
+/* The largest record this arena's limits allow. */
+size_t oplog_record_max(const shmg_t *h);
+
+/* The protocol's snapshot: this node's own live registrations and
+ * memberships of `shard`, each as a REGISTER or JOIN entry (seq 0) given to
+ * fn under the shard lock (so fn only copies; the pointers last for the
+ * call), and in *next_seq the seq the log's next record will have: the copy
+ * is the state after every record before it.  fn's non-zero value stops the
+ * walk and is returned; else the number of entries.  -EBUSY, -EIO: the lock
+ * was not had. */
+long remote_snapshot(shmg_t *h, uint32_t shard, int (*fn)(const struct oplog_entry *e, void *arg),
+		     void *arg, uint64_t *next_seq);
+
+#endif
