@@ -73,6 +73,8 @@ enum where {
 	W_EP_ENTRIES, /* u32 endpoint_entries[max_endpoints] of every shard */
 	W_LIMBO,      /* queued limbo items */
 	W_EP_KINDS,   /* ep_kind_counts[max_endpoints] of every shard */
+	W_NODES,      /* the header's node_state[MAX_NODES] */
+	W_NODE_CURSORS, /* u64 node_cursor[MAX_NODES] of every shard */
 	W_TABLES,     /* every shard's current table header */
 	W_BUCKETS,
 	W_ENTRIES,    /* every indexed entry */
@@ -104,6 +106,7 @@ struct field {
 #define FB(type, m, w) FIELD(type, m, #type "." #m, w, 1, F_BYTES, 0)
 #define FM(type, m, w) FIELD(type, m, #type "." #m, w, 1, F_MUTEX, 0)
 #define FU32(name, w) { name, w, 0, 4, 4, F_SCALAR, 0 }
+#define FU64(name, w) { name, w, 0, 8, 8, F_SCALAR, 0 }
 
 #define ENDPOINT_FIELDS(w)                                                                   \
 	F(endpoint_slot, state, w), F(endpoint_slot, gen, w), F(endpoint_slot, pid, w),       \
@@ -168,6 +171,10 @@ static const struct field fields[] = {
 	F(arena_header, reaper_slot, W_HEADER),
 	F(arena_header, endpoint_epoch, W_HEADER),
 	F(arena_header, reaper_wake, W_HEADER),
+	F(arena_header, agent_session, W_HEADER),
+	F(node_state, node, W_NODES),
+	F(node_state, inc, W_NODES),
+	FU64("node_cursor[]", W_NODE_CURSORS),
 
 	ENDPOINT_FIELDS(W_EP_READER),
 	ENDPOINT_FIELDS(W_EP_OWNER),
@@ -867,6 +874,21 @@ static void instances(const struct arena_view *a, enum where w, struct offsets *
 					 LIMBO_CAP * sizeof(struct limbo_item);
 			for (uint32_t i = 0; i < g->max_endpoints; i++)
 				add(o, kinds + i * sizeof(struct ep_kind_counts));
+		}
+		break;
+	case W_NODES:
+		for (uint32_t i = 0; i < MAX_NODES; i++)
+			add(o, offsetof(struct arena_header, nodes) + i * sizeof(struct node_state));
+		break;
+	case W_NODE_CURSORS:
+		for (uint32_t s = 0; s < g->shards; s++) {
+			uint64_t cursors = shard_off(a, s) + sizeof(struct shard_header) +
+					   g->max_clusters * sizeof(struct cluster_counts) +
+					   4ull * g->max_endpoints +
+					   LIMBO_CAP * sizeof(struct limbo_item) +
+					   g->max_endpoints * sizeof(struct ep_kind_counts);
+			for (uint32_t i = 0; i < MAX_NODES; i++)
+				add(o, cursors + 8ull * i);
 		}
 		break;
 	case W_TABLES:
