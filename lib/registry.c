@@ -10,25 +10,44 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "probe.h"
+
+/* key_prepare, inlined into the lookups: the key is read once, hashed and
+ * scanned for NUL in the same pass, and the default cluster (no
+ * opts->cluster) needs no resolution.  A named cluster is resolved after the
+ * NUL scan, so that a bad key is -EINVAL whatever the cluster. */
+static inline __attribute__((always_inline)) int
+key_prep(shmg_t *h, const char *key, size_t len, const char *cluster, int flags, struct keyref *k)
+{
+	if (unlikely(!key || len == 0 || len > h->geo.key_max))
+		return -EINVAL;
+	if ((flags & KEY_WRITE) && key[len - 1] == '/')
+		return -EINVAL;
+	bool nul;
+	if (likely(!cluster)) {
+		k->cluster = cluster_default_ref(h);
+		k->seed = DEFAULT_CLUSTER_SEED;
+		k->hash = sg_hash_scan(key, len, DEFAULT_CLUSTER_SEED, &nul);
+		if (unlikely(nul))
+			return -EINVAL;
+	} else {
+		if (bytes_have_nul(key, len))
+			return -EINVAL;
+		int rc = cluster_resolve(h, cluster, &k->cluster, &k->seed);
+		if (rc)
+			return rc;
+		k->hash = sg_hash_scan(key, len, k->seed, &nul);
+	}
+	k->key = key;
+	k->len = len;
+	k->shard = shard_of(h, k->hash);
+	return 0;
+}
 
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
 		struct keyref *k)
 {
-	if (unlikely(!key || len == 0 || len > h->geo.key_max || bytes_have_nul(key, len)))
-		return -EINVAL;
-	if ((flags & KEY_WRITE) && key[len - 1] == '/')
-		return -EINVAL;
-	uint64_t seed;
-	int rc = cluster_resolve(h, o ? o->cluster : NULL, &k->cluster, &seed);
-	if (rc)
-		return rc;
-	k->key = key;
-	k->len = len;
-	k->seed = seed;
-	k->hash = sg_hash(key, len, seed);
-	k->shard = shard_of(h, k->hash);
-	return 0;
+	return key_prep(h, key, len, o ? o->cluster : NULL, flags, k);
 }
 
 int meta_check(const shmg_t *h, const void *meta, size_t len)
@@ -229,12 +248,22 @@ int shmg_unregister(shmg_t *h, const char *key, size_t key_len, const struct shm
 	return rc;
 }
 
+/* entry_live on a header copy. */
+static inline bool copy_live(const shmg_t *h, const struct entry *hd)
+{
+	if (hd->node != h->node)
+		return true; /* remote entries live and die by replication */
+	return likely(hd->ep_slot < h->geo.max_endpoints) &&
+	       load_relaxed(&h->live_gen[hd->ep_slot]) == hd->ep_gen;
+}
+
 /* Inside a read section: the live registration of k, or NULL; *hd is its
  * header copy, the only source of its lengths and identity. */
-static const struct entry *find_live(shmg_t *h, const struct keyref *k, struct entry *hd)
+static inline __attribute__((always_inline)) const struct entry *
+find_live(shmg_t *h, const struct keyref *k, struct entry *hd)
 {
-	const struct entry *e = index_get(h, k, K_REG, hd);
-	return e && entry_live(h, hd) ? e : NULL;
+	const struct entry *e = index_lookup(h, k, K_REG, hd);
+	return e && copy_live(h, hd) ? e : NULL;
 }
 
 /* The copying lookup of shmg_lookup and shmg_lookup_entry: on success *hd
@@ -248,7 +277,7 @@ lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *met
 	int rc = handle_check(h);
 	if (unlikely(rc))
 		return rc;
-	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
+	if (unlikely((rc = key_prep(h, key, key_len, opts ? opts->cluster : NULL, 0, &k))))
 		return rc == -ENOTCONN ? -ENOENT : rc;
 	read_enter(h);
 	const struct entry *e = find_live(h, &k, hd);
@@ -259,8 +288,10 @@ lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *met
 	const void *m = NULL;
 	ssize_t n = 0;
 	if (meta || meta_len) {
-		n = meta_extract(h, opts, e, hd, &m);
-		if (n < 0) {
+		if (likely(!h->extract && !(opts && opts->extract_meta))) {
+			m = entry_meta_of(e, hd);
+			n = hd->meta_len;
+		} else if ((n = meta_extract(h, opts, e, hd, &m)) < 0) {
 			rc = (int)n;
 			goto out;
 		}
@@ -321,7 +352,7 @@ int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len, struct shmg_entr
 		return rc;
 	if (unlikely(h->read_depth <= 0))
 		return -EPERM;
-	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
+	if (unlikely((rc = key_prep(h, key, key_len, opts ? opts->cluster : NULL, 0, &k))))
 		return rc == -ENOTCONN ? -ENOENT : rc;
 	struct entry hd;
 	const struct entry *e = find_live(h, &k, &hd);
@@ -352,7 +383,7 @@ static long lookup_many(shmg_t *h, const struct shmg_key *keys, size_t n, shmg_i
 	for (size_t base = 0; base < n; base += LOOKUP_WINDOW) {
 		size_t m = n - base < LOOKUP_WINDOW ? n - base : LOOKUP_WINDOW;
 		for (size_t i = 0; i < m; i++) {
-			int rc = key_prepare(h, keys[base + i].key, keys[base + i].len, opts, 0, &k[i]);
+			int rc = key_prep(h, keys[base + i].key, keys[base + i].len, cluster, 0, &k[i]);
 			rcs[base + i] = rc == -ENOTCONN ? -ENOENT : rc;
 			if (!rc)
 				index_prefetch(h, &k[i]);
