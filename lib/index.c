@@ -56,14 +56,14 @@ struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32
 void index_prefetch(shmg_t *h, const struct keyref *k)
 {
 	struct table_view v;
-	if (index_view(h, k->shard, &v))
+	if (index_view_cached(h, k->shard, &v))
 		__builtin_prefetch(&v.B[bucket_of(k->hash, v.mask)]);
 }
 
 void index_prefetch_candidate(shmg_t *h, const struct keyref *k)
 {
 	struct table_view v;
-	if (!index_view(h, k->shard, &v))
+	if (!index_view_cached(h, k->shard, &v))
 		return;
 	const struct bucket *b = &v.B[bucket_of(k->hash, v.mask)];
 	uint32_t m = tag_matches(b, (uint16_t)k->hash);

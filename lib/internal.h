@@ -41,6 +41,14 @@ struct mb_batch {
 
 struct reaper;
 
+/* A shard's current table as one load of table_off and of nbuckets_log2
+ * found it, checked to lie in the arena: users take the size from here. */
+struct table_view {
+	struct table_header *t;
+	struct bucket *B;
+	uint32_t log2, mask;
+};
+
 /* The creator-written part of the arena header, copied once at open after
  * validation (arena.c).  Every address this process computes comes from this
  * private copy, never from the shared header, so a process that scribbles on
@@ -89,6 +97,8 @@ struct shmg {
 	uint32_t busy_interval_ms; /* attempts x interval (shmg_set_busy_retry) */
 	struct reaper *reaper;
 	char name[SHMG_NAME_MAX + 1];
+	/* Per shard, the table the last lookup validated (index_view_cached). */
+	struct table_view views[MAX_SHARDS];
 };
 
 /* ---- small inline byte helpers for the lookup path -------------------- */
@@ -444,13 +454,6 @@ int pool_lock(shmg_t *h);
 void pool_unlock(shmg_t *h);
 
 /* ---- index.c: the per-shard hash index ------------------------------ */
-/* A shard's current table as one load of table_off and of nbuckets_log2
- * found it, checked to lie in the arena: users take the size from here. */
-struct table_view {
-	struct table_header *t;
-	struct bucket *B;
-	uint32_t log2, mask;
-};
 static inline struct bucket *table_buckets(struct table_header *t)
 {
 	return (struct bucket *)(t + 1);
@@ -470,6 +473,27 @@ index_view(const shmg_t *h, uint32_t shard, struct table_view *v)
 	return true;
 }
 
+/* index_view for readers: while table_off and the table's size and magic
+ * read as they did when this handle last validated them, the private
+ * checked copy stands, so a lookup's bucket address does not wait for the
+ * table header.  A table moved or changed at the same offset reads
+ * differently and is validated afresh. */
+static inline __attribute__((always_inline)) bool
+index_view_cached(shmg_t *h, uint32_t shard, struct table_view *v)
+{
+	struct table_view *c = &h->views[shard];
+	uint64_t off = load_acquire(&shard_at(h, shard)->table_off); /* pairs with resize's release */
+	if (likely(c->t && (uint8_t *)c->t == h->base + off &&
+		   load_relaxed(&c->t->nbuckets_log2) == c->log2 &&
+		   load_relaxed(&c->t->magic) == TABLE_MAGIC)) {
+		*v = *c;
+		return true;
+	}
+	if (unlikely(!index_view(h, shard, v)))
+		return false;
+	*c = *v;
+	return true;
+}
 struct table_header *index_table(const shmg_t *h, uint32_t shard);
 static inline uint32_t shard_of(const shmg_t *h, uint64_t hash)
 {

@@ -87,7 +87,7 @@ static inline __attribute__((always_inline)) const struct entry *
 index_lookup(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd)
 {
 	struct table_view v;
-	if (unlikely(!index_view(h, k->shard, &v)))
+	if (unlikely(!index_view_cached(h, k->shard, &v)))
 		return NULL;
 	struct key_match m = {k, kind};
 	return probe(h, &v, k->hash, match_key, &m, NULL, hd);
