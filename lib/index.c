@@ -53,28 +53,6 @@ struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32
 	return probe(h, &v, k->hash, match_key, &m, pos_out, &hd);
 }
 
-void index_prefetch(shmg_t *h, const struct keyref *k)
-{
-	struct table_view v;
-	if (index_view_cached(h, k->shard, &v))
-		__builtin_prefetch(&v.B[bucket_of(k->hash, v.mask)]);
-}
-
-void index_prefetch_candidate(shmg_t *h, const struct keyref *k)
-{
-	struct table_view v;
-	if (!index_view_cached(h, k->shard, &v))
-		return;
-	const struct bucket *b = &v.B[bucket_of(k->hash, v.mask)];
-	uint32_t m = tag_matches(b, (uint16_t)k->hash);
-	if (m) {
-		ref_t r = load_acquire(&b->ent[__builtin_ctz(m) / 2]);
-		uint64_t off = (uint64_t)r << REF_SHIFT;
-		if (r && off < h->size)
-			__builtin_prefetch(h->base + off);
-	}
-}
-
 struct member_match {
 	ref_t head;
 	uint32_t slot, gen;

@@ -514,9 +514,6 @@ uint64_t entry_hash(const shmg_t *h, const struct entry *e);
  * header copy the match was made on (see entry_read). */
 struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *slot_out);
 const struct entry *index_get(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd);
-/* Batched lookups: prefetch the home bucket, then the first candidate entry. */
-void index_prefetch(shmg_t *h, const struct keyref *k);
-void index_prefetch_candidate(shmg_t *h, const struct keyref *k);
 struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t mhash,
 				uint32_t ep_slot, uint32_t ep_gen, uint32_t *slot_out);
 /* Writers (under the shard lock). */

@@ -82,6 +82,15 @@ match_key(const struct entry *e, const struct entry *hd, const void *ctx)
 }
 
 
+/* index_get on a view the caller took inside its read section. */
+static inline __attribute__((always_inline)) const struct entry *
+index_lookup_in(shmg_t *h, const struct table_view *v, const struct keyref *k, uint8_t kind,
+		struct entry *hd)
+{
+	struct key_match m = {k, kind};
+	return probe(h, v, k->hash, match_key, &m, NULL, hd);
+}
+
 /* index_get, inline. */
 static inline __attribute__((always_inline)) const struct entry *
 index_lookup(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd)
@@ -89,8 +98,26 @@ index_lookup(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd)
 	struct table_view v;
 	if (unlikely(!index_view_cached(h, k->shard, &v)))
 		return NULL;
-	struct key_match m = {k, kind};
-	return probe(h, &v, k->hash, match_key, &m, NULL, hd);
+	return index_lookup_in(h, &v, k, kind, hd);
+}
+
+/* Batched lookups: prefetch the home bucket, then the first candidate entry. */
+static inline void index_prefetch(const struct table_view *v, uint64_t hash)
+{
+	__builtin_prefetch(&v->B[bucket_of(hash, v->mask)]);
+}
+
+static inline void index_prefetch_candidate(const shmg_t *h, const struct table_view *v,
+					    uint64_t hash)
+{
+	const struct bucket *b = &v->B[bucket_of(hash, v->mask)];
+	uint32_t m = tag_matches(b, (uint16_t)hash);
+	if (m) {
+		ref_t r = load_acquire(&b->ent[__builtin_ctz(m) / 2]);
+		uint64_t off = (uint64_t)r << REF_SHIFT;
+		if (r && off < h->size)
+			__builtin_prefetch(h->base + off);
+	}
 }
 
 #endif

@@ -12,36 +12,50 @@
 
 #include "probe.h"
 
-/* key_prepare, inlined into the lookups: the key is read once, hashed and
- * scanned for NUL in the same pass, and the default cluster (no
- * opts->cluster) needs no resolution.  A named cluster is resolved after the
- * NUL scan, so that a bad key is -EINVAL whatever the cluster. */
+/* key_prepare for a resolved cluster (ref, seed), inlined into the
+ * lookups: the key is read once, hashed and scanned for NUL in one pass. */
 static inline __attribute__((always_inline)) int
-key_prep(shmg_t *h, const char *key, size_t len, const char *cluster, int flags, struct keyref *k)
+key_prep_in(shmg_t *h, const char *key, size_t len, uint32_t ref, uint64_t seed, int flags,
+	    struct keyref *k)
 {
 	if (unlikely(!key || len == 0 || len > h->geo.key_max))
 		return -EINVAL;
 	if ((flags & KEY_WRITE) && key[len - 1] == '/')
 		return -EINVAL;
 	bool nul;
-	if (likely(!cluster)) {
-		k->cluster = cluster_default_ref(h);
-		k->seed = DEFAULT_CLUSTER_SEED;
-		k->hash = sg_hash_scan(key, len, DEFAULT_CLUSTER_SEED, &nul);
-		if (unlikely(nul))
-			return -EINVAL;
-	} else {
-		if (bytes_have_nul(key, len))
-			return -EINVAL;
-		int rc = cluster_resolve(h, cluster, &k->cluster, &k->seed);
-		if (rc)
-			return rc;
-		k->hash = sg_hash_scan(key, len, k->seed, &nul);
-	}
+	k->hash = sg_hash_scan(key, len, seed, &nul);
+	if (unlikely(nul))
+		return -EINVAL;
 	k->key = key;
 	k->len = len;
+	k->cluster = ref;
+	k->seed = seed;
 	k->shard = shard_of(h, k->hash);
 	return 0;
+}
+
+/* A named cluster is resolved after the key's checks, so that a bad key is
+ * -EINVAL whatever the cluster.  Out of line: the lookups' common case is
+ * the default cluster. */
+static __attribute__((noinline)) int key_prep_named(shmg_t *h, const char *key, size_t len,
+						     const char *cluster, int flags,
+						     struct keyref *k)
+{
+	if (!key || len == 0 || len > h->geo.key_max || bytes_have_nul(key, len))
+		return -EINVAL;
+	uint32_t ref;
+	uint64_t seed;
+	int rc = cluster_resolve(h, cluster, &ref, &seed);
+	return rc ? rc : key_prep_in(h, key, len, ref, seed, flags, k);
+}
+
+/* The default cluster (no opts->cluster) needs no resolution. */
+static inline __attribute__((always_inline)) int
+key_prep(shmg_t *h, const char *key, size_t len, const char *cluster, int flags, struct keyref *k)
+{
+	if (likely(!cluster))
+		return key_prep_in(h, key, len, cluster_default_ref(h), DEFAULT_CLUSTER_SEED, flags, k);
+	return key_prep_named(h, key, len, cluster, flags, k);
 }
 
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
@@ -378,25 +392,35 @@ static long lookup_many(shmg_t *h, const struct shmg_key *keys, size_t n, shmg_i
 	if (cluster && !cluster_name_valid(cluster))
 		return -EINVAL;
 	struct keyref k[LOOKUP_WINDOW];
+	struct table_view v[LOOKUP_WINDOW];
 	long found = 0;
 	read_enter(h);
+	/* The cluster is resolved once for the batch (a bad key is -EINVAL
+	 * before an unconnected cluster makes it -ENOENT, as for one lookup),
+	 * and each key's table view is taken once, inside the section that
+	 * keeps it valid. */
+	uint32_t ref = cluster_default_ref(h);
+	uint64_t seed = DEFAULT_CLUSTER_SEED;
+	int crc = cluster ? cluster_resolve(h, cluster, &ref, &seed) : 0;
 	for (size_t base = 0; base < n; base += LOOKUP_WINDOW) {
 		size_t m = n - base < LOOKUP_WINDOW ? n - base : LOOKUP_WINDOW;
 		for (size_t i = 0; i < m; i++) {
-			int rc = key_prep(h, keys[base + i].key, keys[base + i].len, cluster, 0, &k[i]);
-			rcs[base + i] = rc == -ENOTCONN ? -ENOENT : rc;
+			int rc = key_prep_in(h, keys[base + i].key, keys[base + i].len, ref, seed, 0, &k[i]);
+			if (!rc && (crc || !index_view_cached(h, k[i].shard, &v[i])))
+				rc = -ENOENT;
+			rcs[base + i] = rc;
 			if (!rc)
-				index_prefetch(h, &k[i]);
+				index_prefetch(&v[i], k[i].hash);
 		}
 		for (size_t i = 0; i < m; i++)
 			if (!rcs[base + i])
-				index_prefetch_candidate(h, &k[i]);
+				index_prefetch_candidate(h, &v[i], k[i].hash);
 		for (size_t i = 0; i < m; i++) {
 			if (rcs[base + i])
 				continue;
 			struct entry hd;
-			const struct entry *e = find_live(h, &k[i], &hd);
-			if (!e) {
+			const struct entry *e = index_lookup_in(h, &v[i], &k[i], K_REG, &hd);
+			if (!e || !copy_live(h, &hd)) {
 				rcs[base + i] = -ENOENT;
 				continue;
 			}
