@@ -60,11 +60,6 @@ uint64_t cluster_name_seed(const char *name)
 	return name_hash(name, strlen(name));
 }
 
-static uint32_t default_ref(const shmg_t *h)
-{
-	return cluster_at(h, 0)->gen << 16;
-}
-
 /* Finds the connected slot for name; returns its index or 0. */
 static uint32_t find_slot(const shmg_t *h, const char *name, size_t len, uint64_t hash,
 			  uint32_t *free_out)
@@ -95,7 +90,7 @@ static uint32_t find_slot(const shmg_t *h, const char *name, size_t len, uint64_
 int cluster_resolve(shmg_t *h, const char *name, uint32_t *ref_out, uint64_t *seed_out)
 {
 	if (!name) {
-		*ref_out = default_ref(h);
+		*ref_out = cluster_default_ref(h);
 		*seed_out = DEFAULT_CLUSTER_SEED;
 		return 0;
 	}

@@ -29,25 +29,8 @@
  * is an empty slot.
  */
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
-#include "internal.h"
-
-bool index_view(const shmg_t *h, uint32_t shard, struct table_view *v)
-{
-	uint64_t off = load_acquire(&shard_at(h, shard)->table_off); /* pairs with resize's release */
-	struct table_header *t = arena_at(h, off, sizeof(*t));
-	if (unlikely(!t || off % CACHE_LINE)) /* tables start on a page */
-		return false;
-	uint32_t log2 = load_relaxed(&t->nbuckets_log2); /* the one read: everything sizes from it */
-	if (unlikely(load_relaxed(&t->magic) != TABLE_MAGIC || log2 > 28 ||
-		     !arena_at(h, off, sizeof(*t) + ((uint64_t)sizeof(struct bucket) << log2))))
-		return false;
-	*v = (struct table_view){t, table_buckets(t), log2, (1u << log2) - 1};
-	return true;
-}
+#include "probe.h"
 
 struct table_header *index_table(const shmg_t *h, uint32_t shard)
 {
@@ -55,82 +38,9 @@ struct table_header *index_table(const shmg_t *h, uint32_t shard)
 	return index_view(h, shard, &v) ? v.t : NULL;
 }
 
-static inline uint32_t bucket_of(uint64_t hash, uint32_t mask)
-{
-	return (uint32_t)(hash >> 16) & mask;
-}
-
-static inline uint32_t tag_matches(const struct bucket *b, uint16_t tag)
-{
-#if defined(__SSE2__)
-	__m128i tags = _mm_loadu_si128((const __m128i *)b->tag);
-	__m128i eq = _mm_cmpeq_epi16(tags, _mm_set1_epi16((short)tag));
-	/* movemask gives 2 bits per 16-bit lane; keep one. */
-	return (uint32_t)_mm_movemask_epi8(eq) & 0x5555u;
-#else
-	uint32_t m = 0;
-	for (unsigned i = 0; i < BUCKET_SLOTS; i++)
-		if (b->tag[i] == tag)
-			m |= 1u << (2 * i);
-	return m;
-#endif
-}
-
-/* Matches a candidate block by its header copy hd (see entry_read). */
-typedef bool (*match_fn)(const struct entry *e, const struct entry *hd, const void *ctx);
-
-/* Probes for hash; returns the first entry match() accepts, *hd its header
- * copy.  The probe count is one load, clamped; bucket indexes are masked. */
-static inline __attribute__((always_inline)) struct entry *
-probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, const void *ctx,
-      uint32_t *pos_out, struct entry *hd)
-{
-	struct bucket *B = v->B;
-	uint32_t mask = v->mask, home = bucket_of(hash, mask);
-	uint32_t probe_len = load_relaxed(&B[home].probe);
-	uint16_t tag = (uint16_t)hash;
-	if (probe_len > MAX_PROBE)
-		probe_len = MAX_PROBE;
-	for (uint32_t d = 0; d <= probe_len; d++) {
-		uint32_t bi = (home + d) & mask;
-		struct bucket *b = &B[bi];
-		for (uint32_t m = tag_matches(b, tag); m; m &= m - 1) {
-			uint32_t i = (uint32_t)__builtin_ctz(m) / 2;
-			ref_t r = load_acquire(&b->ent[i]); /* pairs with index_insert's release */
-			if (!r)
-				continue;
-			const struct entry *e = entry_read(h, r, hd);
-			if (e && match(e, hd, ctx)) {
-				if (pos_out)
-					*pos_out = bi * BUCKET_SLOTS + i;
-				return (struct entry *)e;
-			}
-		}
-	}
-	return NULL;
-}
-
-struct key_match {
-	const struct keyref *k;
-	uint8_t kind;
-};
-
-/* k->len <= key_max was checked by key_prepare and equals the copy's key
- * length, which entry_read checked against the arena. */
-static bool match_key(const struct entry *e, const struct entry *hd, const void *ctx)
-{
-	const struct key_match *m = ctx;
-	return hd->kind == m->kind && hd->cluster == m->k->cluster && hd->key_len == m->k->len &&
-	       bytes_equal(entry_key(e), m->k->key, m->k->len);
-}
-
 const struct entry *index_get(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd)
 {
-	struct table_view v;
-	if (unlikely(!index_view(h, k->shard, &v)))
-		return NULL;
-	struct key_match m = {k, kind};
-	return probe(h, &v, k->hash, match_key, &m, NULL, hd);
+	return index_lookup(h, k, kind, hd);
 }
 
 struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *pos_out)
@@ -141,28 +51,6 @@ struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32
 		return NULL;
 	struct key_match m = {k, kind};
 	return probe(h, &v, k->hash, match_key, &m, pos_out, &hd);
-}
-
-void index_prefetch(shmg_t *h, const struct keyref *k)
-{
-	struct table_view v;
-	if (index_view(h, k->shard, &v))
-		__builtin_prefetch(&v.B[bucket_of(k->hash, v.mask)]);
-}
-
-void index_prefetch_candidate(shmg_t *h, const struct keyref *k)
-{
-	struct table_view v;
-	if (!index_view(h, k->shard, &v))
-		return;
-	const struct bucket *b = &v.B[bucket_of(k->hash, v.mask)];
-	uint32_t m = tag_matches(b, (uint16_t)k->hash);
-	if (m) {
-		ref_t r = load_acquire(&b->ent[__builtin_ctz(m) / 2]);
-		uint64_t off = (uint64_t)r << REF_SHIFT;
-		if (r && off < h->size)
-			__builtin_prefetch(h->base + off);
-	}
 }
 
 struct member_match {

@@ -41,6 +41,14 @@ struct mb_batch {
 
 struct reaper;
 
+/* A shard's current table as one load of table_off and of nbuckets_log2
+ * found it, checked to lie in the arena: users take the size from here. */
+struct table_view {
+	struct table_header *t;
+	struct bucket *B;
+	uint32_t log2, mask;
+};
+
 /* The creator-written part of the arena header, copied once at open after
  * validation (arena.c).  Every address this process computes comes from this
  * private copy, never from the shared header, so a process that scribbles on
@@ -92,6 +100,8 @@ struct shmg {
 	 * entry_new and list_join write for, instead of this handle's. */
 	const struct author *author;
 	char name[SHMG_NAME_MAX + 1];
+	/* Per shard, the table the last lookup validated (index_view_cached). */
+	struct table_view views[MAX_SHARDS];
 };
 
 /* Whose entry a write makes (remote.c); time_ns 0: now. */
@@ -123,12 +133,25 @@ static inline bool bytes_have_nul(const char *p, size_t n)
 			return true;
 	return false;
 }
+/* The tails below are one word ending at the last byte when n >= 8 (it
+ * overlaps bytes already done), else at most two or three small accesses. */
 static inline bool bytes_equal(const void *a, const void *b, size_t n)
 {
 	const uint8_t *x = a, *y = b;
-	for (; n >= 8; x += 8, y += 8, n -= 8)
-		if (load64(x) != load64(y))
-			return false;
+	if (n >= 8) {
+		for (size_t i = 0; i < n - 8; i += 8)
+			if (load64(x + i) != load64(y + i))
+				return false;
+		return load64(x + n - 8) == load64(y + n - 8);
+	}
+	if (n >= 4) {
+		uint32_t x0, x1, y0, y1;
+		__builtin_memcpy(&x0, x, 4);
+		__builtin_memcpy(&x1, x + n - 4, 4);
+		__builtin_memcpy(&y0, y, 4);
+		__builtin_memcpy(&y1, y + n - 4, 4);
+		return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+	}
 	for (; n; x++, y++, n--)
 		if (*x != *y)
 			return false;
@@ -136,16 +159,24 @@ static inline bool bytes_equal(const void *a, const void *b, size_t n)
 }
 static inline void bytes_copy(void *dst, const void *src, size_t n)
 {
-	if (n > 64) {
-		memcpy(dst, src, n);
-		return;
-	}
 	uint8_t *d = dst;
 	const uint8_t *s = src;
-	for (; n >= 8; d += 8, s += 8, n -= 8)
-		__builtin_memcpy(d, s, 8);
-	for (; n; d++, s++, n--)
-		*d = *s;
+	if (n > 64) {
+		memcpy(dst, src, n);
+	} else if (n >= 8) {
+		for (size_t i = 0; i < n - 8; i += 8)
+			__builtin_memcpy(d + i, s + i, 8);
+		__builtin_memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		uint32_t lo, hi;
+		__builtin_memcpy(&lo, s, 4);
+		__builtin_memcpy(&hi, s + n - 4, 4);
+		__builtin_memcpy(d, &lo, 4);
+		__builtin_memcpy(d + n - 4, &hi, 4);
+	} else {
+		for (; n; d++, s++, n--)
+			*d = *s;
+	}
 }
 
 /* ---- handle.c -------------------------------------------------------- */
@@ -169,8 +200,73 @@ void sg_log(const shmg_t *h, int level, const char *fmt, ...)
 
 /* ---- hash.c ---------------------------------------------------------- */
 uint64_t sg_hash(const void *data, size_t len, uint64_t seed);
-uint64_t sg_mix(uint64_t a, uint64_t b);
 #define HASH_ID 1u /* identifies sg_hash in the arena header */
+static inline uint64_t sg_mix(uint64_t a, uint64_t b)
+{
+	__uint128_t r = (__uint128_t)a * b;
+	return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+static inline uint64_t read64le(const void *p)
+{
+	uint64_t v = load64(p);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	return v;
+}
+/* Non-zero iff one of v's bytes is zero. */
+static inline uint64_t word_has_nul(uint64_t v)
+{
+	return (v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull;
+}
+/* sg_hash (hash.c says what it is), which also tells in *nul whether the
+ * bytes hold a NUL, so that a lookup reads its key once.  The last 1..7
+ * bytes are one load ending at the key's end when the key has 8 bytes or
+ * more (the bytes before the tail are the key's own), else at most three
+ * small loads: never a byte past the key. */
+static inline __attribute__((always_inline)) uint64_t
+sg_hash_scan(const void *data, size_t len, uint64_t seed, bool *nul)
+{
+	const uint64_t K0 = 0xa0761d6478bd642full, K1 = 0xe7037ed1a0b428dbull,
+			      K2 = 0x8ebc6af09c88c6e3ull, K3 = 0x589965cc75374cc3ull;
+	const uint8_t *p = data;
+	uint64_t h = seed ^ sg_mix(len ^ K0, K1), z = 0;
+	size_t n = len;
+	for (; n >= 16; p += 16, n -= 16) {
+		uint64_t a = read64le(p), b = read64le(p + 8);
+		z |= word_has_nul(a) | word_has_nul(b);
+		h = sg_mix(a ^ K1 ^ h, b ^ K2);
+	}
+	if (n >= 8) {
+		uint64_t a = read64le(p);
+		z |= word_has_nul(a);
+		h = sg_mix(a ^ K2 ^ h, K3);
+		p += 8;
+		n -= 8;
+	}
+	if (n) {
+		uint64_t v;
+		if (len >= 8) {
+			v = read64le(p + n - 8) >> (64 - 8 * n);
+		} else if (n >= 4) {
+			uint32_t lo, hi;
+			__builtin_memcpy(&lo, p, 4);
+			__builtin_memcpy(&hi, p + n - 4, 4);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+			lo = __builtin_bswap32(lo);
+			hi = __builtin_bswap32(hi);
+#endif
+			v = lo | (uint64_t)hi << (8 * (n - 4));
+		} else {
+			v = (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) |
+			    (uint64_t)p[n - 1] << (8 * (n - 1));
+		}
+		z |= word_has_nul(v | ~0ull << (8 * n));
+		h = sg_mix(v ^ K3 ^ h, K0 ^ n);
+	}
+	*nul = z != 0;
+	return sg_mix(h ^ K0, h ^ K2) ^ h;
+}
 
 /* ---- arena.c --------------------------------------------------------- */
 int arena_open(shmg_t *h, const char *name, const struct shmg_config *cfg);
@@ -373,19 +469,47 @@ int pool_lock(shmg_t *h);
 void pool_unlock(shmg_t *h);
 
 /* ---- index.c: the per-shard hash index ------------------------------ */
-/* A shard's current table as one load of table_off and of nbuckets_log2
- * found it, checked to lie in the arena: users take the size from here. */
-struct table_view {
-	struct table_header *t;
-	struct bucket *B;
-	uint32_t log2, mask;
-};
-bool index_view(const shmg_t *h, uint32_t shard, struct table_view *v);
-struct table_header *index_table(const shmg_t *h, uint32_t shard);
 static inline struct bucket *table_buckets(struct table_header *t)
 {
 	return (struct bucket *)(t + 1);
 }
+static inline __attribute__((always_inline)) bool
+index_view(const shmg_t *h, uint32_t shard, struct table_view *v)
+{
+	uint64_t off = load_acquire(&shard_at(h, shard)->table_off); /* pairs with resize's release */
+	struct table_header *t = arena_at(h, off, sizeof(*t));
+	if (unlikely(!t || off % CACHE_LINE)) /* tables start on a page */
+		return false;
+	uint32_t log2 = load_relaxed(&t->nbuckets_log2); /* the one read: everything sizes from it */
+	if (unlikely(load_relaxed(&t->magic) != TABLE_MAGIC || log2 > 28 ||
+		     !arena_at(h, off, sizeof(*t) + ((uint64_t)sizeof(struct bucket) << log2))))
+		return false;
+	*v = (struct table_view){t, table_buckets(t), log2, (1u << log2) - 1};
+	return true;
+}
+
+/* index_view for readers: while table_off and the table's size and magic
+ * read as they did when this handle last validated them, the private
+ * checked copy stands, so a lookup's bucket address does not wait for the
+ * table header.  A table moved or changed at the same offset reads
+ * differently and is validated afresh. */
+static inline __attribute__((always_inline)) bool
+index_view_cached(shmg_t *h, uint32_t shard, struct table_view *v)
+{
+	struct table_view *c = &h->views[shard];
+	uint64_t off = load_acquire(&shard_at(h, shard)->table_off); /* pairs with resize's release */
+	if (likely(c->t && (uint8_t *)c->t == h->base + off &&
+		   load_relaxed(&c->t->nbuckets_log2) == c->log2 &&
+		   load_relaxed(&c->t->magic) == TABLE_MAGIC)) {
+		*v = *c;
+		return true;
+	}
+	if (unlikely(!index_view(h, shard, v)))
+		return false;
+	*c = *v;
+	return true;
+}
+struct table_header *index_table(const shmg_t *h, uint32_t shard);
 static inline uint32_t shard_of(const shmg_t *h, uint64_t hash)
 {
 	return h->geo.shard_bits ? (uint32_t)(hash >> (64 - h->geo.shard_bits)) : 0;
@@ -405,9 +529,6 @@ uint64_t entry_hash(const shmg_t *h, const struct entry *e);
  * header copy the match was made on (see entry_read). */
 struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32_t *slot_out);
 const struct entry *index_get(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd);
-/* Batched lookups: prefetch the home bucket, then the first candidate entry. */
-void index_prefetch(shmg_t *h, const struct keyref *k);
-void index_prefetch_candidate(shmg_t *h, const struct keyref *k);
 struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t mhash,
 				uint32_t node, uint32_t ep_slot, uint32_t ep_gen, uint32_t *slot_out);
 /* Writers (under the shard lock). */
@@ -512,6 +633,11 @@ bool cluster_ref_valid(const shmg_t *h, uint32_t ref);
  * entries of disconnected clusters, each with its event. */
 void cluster_sweep_shard(shmg_t *h, uint32_t shard, uint64_t deadline_ns);
 #define DEFAULT_CLUSTER_SEED 0x9e3779b97f4a7c15ull
+/* The default cluster (slot 0) is always connected: its ref needs no lookup. */
+static inline uint32_t cluster_default_ref(const shmg_t *h)
+{
+	return load_relaxed(&cluster_at(h, 0)->gen) << 16;
+}
 static inline uint32_t cluster_slot_of(uint32_t ref) { return ref & 0xffffu; }
 
 /* ---- key checks (registry.c) ---------------------------------------- */

@@ -10,25 +10,58 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "probe.h"
+
+/* key_prepare for a resolved cluster (ref, seed), inlined into the
+ * lookups: the key is read once, hashed and scanned for NUL in one pass. */
+static inline __attribute__((always_inline)) int
+key_prep_in(shmg_t *h, const char *key, size_t len, uint32_t ref, uint64_t seed, int flags,
+	    struct keyref *k)
+{
+	if (unlikely(!key || len == 0 || len > h->geo.key_max))
+		return -EINVAL;
+	if ((flags & KEY_WRITE) && key[len - 1] == '/')
+		return -EINVAL;
+	bool nul;
+	k->hash = sg_hash_scan(key, len, seed, &nul);
+	if (unlikely(nul))
+		return -EINVAL;
+	k->key = key;
+	k->len = len;
+	k->cluster = ref;
+	k->seed = seed;
+	k->shard = shard_of(h, k->hash);
+	return 0;
+}
+
+/* A named cluster is resolved after the key's checks, so that a bad key is
+ * -EINVAL whatever the cluster.  Out of line: the lookups' common case is
+ * the default cluster. */
+static __attribute__((noinline)) int key_prep_named(shmg_t *h, const char *key, size_t len,
+						     const char *cluster, int flags,
+						     struct keyref *k)
+{
+	if (!key || len == 0 || len > h->geo.key_max || bytes_have_nul(key, len))
+		return -EINVAL;
+	uint32_t ref;
+	uint64_t seed;
+	int rc = cluster_resolve(h, cluster, &ref, &seed);
+	return rc ? rc : key_prep_in(h, key, len, ref, seed, flags, k);
+}
+
+/* The default cluster (no opts->cluster) needs no resolution. */
+static inline __attribute__((always_inline)) int
+key_prep(shmg_t *h, const char *key, size_t len, const char *cluster, int flags, struct keyref *k)
+{
+	if (likely(!cluster))
+		return key_prep_in(h, key, len, cluster_default_ref(h), DEFAULT_CLUSTER_SEED, flags, k);
+	return key_prep_named(h, key, len, cluster, flags, k);
+}
 
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
 		struct keyref *k)
 {
-	if (unlikely(!key || len == 0 || len > h->geo.key_max || bytes_have_nul(key, len)))
-		return -EINVAL;
-	if ((flags & KEY_WRITE) && key[len - 1] == '/')
-		return -EINVAL;
-	uint64_t seed;
-	int rc = cluster_resolve(h, o ? o->cluster : NULL, &k->cluster, &seed);
-	if (rc)
-		return rc;
-	k->key = key;
-	k->len = len;
-	k->seed = seed;
-	k->hash = sg_hash(key, len, seed);
-	k->shard = shard_of(h, k->hash);
-	return 0;
+	return key_prep(h, key, len, o ? o->cluster : NULL, flags, k);
 }
 
 int meta_check(const shmg_t *h, const void *meta, size_t len)
@@ -240,12 +273,22 @@ int shmg_unregister(shmg_t *h, const char *key, size_t key_len, const struct shm
 	return rc;
 }
 
+/* entry_live on a header copy. */
+static inline bool copy_live(const shmg_t *h, const struct entry *hd)
+{
+	if (hd->node != h->node)
+		return true; /* remote entries live and die by replication */
+	return likely(hd->ep_slot < h->geo.max_endpoints) &&
+	       load_relaxed(&h->live_gen[hd->ep_slot]) == hd->ep_gen;
+}
+
 /* Inside a read section: the live registration of k, or NULL; *hd is its
  * header copy, the only source of its lengths and identity. */
-static const struct entry *find_live(shmg_t *h, const struct keyref *k, struct entry *hd)
+static inline __attribute__((always_inline)) const struct entry *
+find_live(shmg_t *h, const struct keyref *k, struct entry *hd)
 {
-	const struct entry *e = index_get(h, k, K_REG, hd);
-	return e && entry_live(h, hd) ? e : NULL;
+	const struct entry *e = index_lookup(h, k, K_REG, hd);
+	return e && copy_live(h, hd) ? e : NULL;
 }
 
 /* The copying lookup of shmg_lookup and shmg_lookup_entry: on success *hd
@@ -259,7 +302,7 @@ lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *met
 	int rc = handle_check(h);
 	if (unlikely(rc))
 		return rc;
-	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
+	if (unlikely((rc = key_prep(h, key, key_len, opts ? opts->cluster : NULL, 0, &k))))
 		return rc == -ENOTCONN ? -ENOENT : rc;
 	read_enter(h);
 	const struct entry *e = find_live(h, &k, hd);
@@ -270,8 +313,10 @@ lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *met
 	const void *m = NULL;
 	ssize_t n = 0;
 	if (meta || meta_len) {
-		n = meta_extract(h, opts, e, hd, &m);
-		if (n < 0) {
+		if (likely(!h->extract && !(opts && opts->extract_meta))) {
+			m = entry_meta_of(e, hd);
+			n = hd->meta_len;
+		} else if ((n = meta_extract(h, opts, e, hd, &m)) < 0) {
 			rc = (int)n;
 			goto out;
 		}
@@ -332,7 +377,7 @@ int shmg_lookup_ref(shmg_t *h, const char *key, size_t key_len, struct shmg_entr
 		return rc;
 	if (unlikely(h->read_depth <= 0))
 		return -EPERM;
-	if (unlikely((rc = key_prepare(h, key, key_len, opts, 0, &k))))
+	if (unlikely((rc = key_prep(h, key, key_len, opts ? opts->cluster : NULL, 0, &k))))
 		return rc == -ENOTCONN ? -ENOENT : rc;
 	struct entry hd;
 	const struct entry *e = find_live(h, &k, &hd);
@@ -358,25 +403,35 @@ static long lookup_many(shmg_t *h, const struct shmg_key *keys, size_t n, shmg_i
 	if (cluster && !cluster_name_valid(cluster))
 		return -EINVAL;
 	struct keyref k[LOOKUP_WINDOW];
+	struct table_view v[LOOKUP_WINDOW];
 	long found = 0;
 	read_enter(h);
+	/* The cluster is resolved once for the batch (a bad key is -EINVAL
+	 * before an unconnected cluster makes it -ENOENT, as for one lookup),
+	 * and each key's table view is taken once, inside the section that
+	 * keeps it valid. */
+	uint32_t ref = cluster_default_ref(h);
+	uint64_t seed = DEFAULT_CLUSTER_SEED;
+	int crc = cluster ? cluster_resolve(h, cluster, &ref, &seed) : 0;
 	for (size_t base = 0; base < n; base += LOOKUP_WINDOW) {
 		size_t m = n - base < LOOKUP_WINDOW ? n - base : LOOKUP_WINDOW;
 		for (size_t i = 0; i < m; i++) {
-			int rc = key_prepare(h, keys[base + i].key, keys[base + i].len, opts, 0, &k[i]);
-			rcs[base + i] = rc == -ENOTCONN ? -ENOENT : rc;
+			int rc = key_prep_in(h, keys[base + i].key, keys[base + i].len, ref, seed, 0, &k[i]);
+			if (!rc && (crc || !index_view_cached(h, k[i].shard, &v[i])))
+				rc = -ENOENT;
+			rcs[base + i] = rc;
 			if (!rc)
-				index_prefetch(h, &k[i]);
+				index_prefetch(&v[i], k[i].hash);
 		}
 		for (size_t i = 0; i < m; i++)
 			if (!rcs[base + i])
-				index_prefetch_candidate(h, &k[i]);
+				index_prefetch_candidate(h, &v[i], k[i].hash);
 		for (size_t i = 0; i < m; i++) {
 			if (rcs[base + i])
 				continue;
 			struct entry hd;
-			const struct entry *e = find_live(h, &k[i], &hd);
-			if (!e) {
+			const struct entry *e = index_lookup_in(h, &v[i], &k[i], K_REG, &hd);
+			if (!e || !copy_live(h, &hd)) {
 				rcs[base + i] = -ENOENT;
 				continue;
 			}

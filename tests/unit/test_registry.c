@@ -152,6 +152,35 @@ START_TEST(test_many_keys)
 }
 END_TEST
 
+/* A reader keeps each shard's table as it last checked it: tables that
+ * grow under it (moved to new extents) must be followed, not read stale. */
+START_TEST(test_lookup_follows_resized_tables)
+{
+	struct shmg_config cfg = {.shards = 1};
+	shmg_t *h = tc_open(tc_arena, &cfg);
+	shmg_t *r = tc_open(tc_arena, NULL);
+	char key[32];
+	const int n = 8000; /* two resizes of the one shard's table */
+
+	TC_EQ(shmg_register(h, "grow/0", 6, NULL, 0, NULL), 0);
+	TC_EQ(shmg_lookup(r, "grow/0", 6, NULL, NULL, 0, NULL, NULL), 0);
+	for (int i = 1; i < n; i++) {
+		snprintf(key, sizeof(key), "grow/%d", i);
+		TC_EQ(shmg_register(h, SHMG_KEY(key), NULL, 0, NULL), 0);
+		if (i % 512 == 0)
+			TC_EQ(shmg_lookup(r, SHMG_KEY(key), NULL, NULL, 0, NULL, NULL), 0);
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "grow/%d", i);
+		TC_EQ(shmg_lookup(r, SHMG_KEY(key), NULL, NULL, 0, NULL, NULL), 0);
+	}
+	TC_EQ(shmg_lookup(r, "grow/x", 6, NULL, NULL, 0, NULL, NULL), -ENOENT);
+	TC_ASSERT_CLEAN(r);
+	shmg_close(r);
+	shmg_close(h);
+}
+END_TEST
+
 START_TEST(test_reregister_updates_in_place)
 {
 	shmg_t *h = tc_open(tc_arena, NULL);
@@ -738,6 +767,7 @@ static Suite *registry_suite(void)
 	tc = tc_case(s, "basics", 20);
 	tcase_add_test(tc, test_register_lookup_unregister);
 	tcase_add_test(tc, test_many_keys);
+	tcase_add_test(tc, test_lookup_follows_resized_tables);
 	tcase_add_test(tc, test_reregister_updates_in_place);
 	tcase_add_test(tc, test_reregister_identical_is_noop);
 	tcase_add_test(tc, test_taken_by_other);
