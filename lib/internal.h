@@ -498,7 +498,9 @@ index_view_cached(shmg_t *h, uint32_t shard, struct table_view *v)
 {
 	struct table_view *c = &h->views[shard];
 	uint64_t off = load_acquire(&shard_at(h, shard)->table_off); /* pairs with resize's release */
-	if (likely(c->t && (uint8_t *)c->t == h->base + off &&
+	/* Offsets compared, not pointers: base + a scribbled offset may not
+	 * even be a pointer. */
+	if (likely(c->t && (uint64_t)((uint8_t *)c->t - h->base) == off &&
 		   load_relaxed(&c->t->nbuckets_log2) == c->log2 &&
 		   load_relaxed(&c->t->magic) == TABLE_MAGIC)) {
 		*v = *c;
