@@ -34,7 +34,6 @@
 #endif
 
 #define EXIT_FAIL 2
-#define EXIT_USAGE 64
 
 static const char *progname = "shmgroup-top";
 
@@ -62,18 +61,7 @@ static void usage(FILE *f)
 		progname);
 }
 
-static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", progname);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '%s --help' for more information.\n", progname);
-	exit(EXIT_USAGE);
-}
+#include "die_usage.h"
 
 /* Seconds from 0.1 to 3600 as milliseconds, or -1. */
 static int parse_delay(const char *s)

@@ -44,7 +44,6 @@ enum {
 	EXIT_OK = 0,
 	EXIT_NEGATIVE = 1,
 	EXIT_FAIL = 2,
-	EXIT_USAGE = 64,
 };
 
 /* Options, as bits, so each command can say which it accepts. */
@@ -138,18 +137,7 @@ static void usage(FILE *f)
 		progname);
 }
 
-static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", progname);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '%s --help' for more information.\n", progname);
-	exit(EXIT_USAGE);
-}
+#include "die_usage.h"
 
 /* Prints "shmgroupctl: <what>: <shmg_strerror(err)>" and returns EXIT_FAIL. */
 static int fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

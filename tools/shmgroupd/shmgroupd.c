@@ -61,7 +61,6 @@
 #endif
 
 #define EXIT_FAIL 1
-#define EXIT_USAGE 64
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                  */
@@ -437,18 +436,8 @@ static void usage(FILE *f)
 		"See shmgroupd(8).\n");
 }
 
-static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "shmgroupd: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'shmgroupd --help' for more information.\n");
-	exit(EXIT_USAGE);
-}
+static const char *progname = "shmgroupd";
+#include "die_usage.h"
 
 struct args {
 	struct settings cli;
