@@ -215,12 +215,7 @@ int robust_lock_until(pthread_mutex_t *m, uint64_t deadline_ns, uint64_t interva
 	}
 }
 
-int robust_lock(pthread_mutex_t *m)
-{
-	return robust_lock_until(m, UINT64_MAX, 50 * 1000000ull);
-}
-
-/* robust_lock for the endpoint, cluster and pool locks, which every open,
+/* robust_lock_until for the endpoint, cluster and pool locks, which every open,
  * connect and allocation takes.  It gives up after lock_wait_limit_ms: a
  * stopped holder, or a lock word naming a thread that does not exist (the
  * kernel marks only a dying robust-list owner owner-dead), must not hang

@@ -273,11 +273,11 @@ int arena_open(shmg_t *h, const char *name, const struct shmg_config *cfg);
 void arena_unmap(shmg_t *h);
 int arena_name_valid(const char *name);
 int mutex_init_robust(pthread_mutex_t *m);
-/* pthread_mutex_lock for the arena's robust mutexes (see arena.c). */
-int robust_lock(pthread_mutex_t *m);
-/* As robust_lock, giving up with ETIMEDOUT at deadline_ns (CLOCK_MONOTONIC). */
+/* Every robust mutex of the arena is taken through one of these (arena.c):
+ * timed slices of interval_ns until deadline_ns (CLOCK_MONOTONIC), then
+ * ETIMEDOUT; there is no unbounded wait. */
 int robust_lock_until(pthread_mutex_t *m, uint64_t deadline_ns, uint64_t interval_ns);
-/* As robust_lock, giving up after lock_wait_limit_ms (EBUSY), or EIO for a
+/* As robust_lock_until, giving up after lock_wait_limit_ms (EBUSY), or EIO for a
  * damaged mutex; logs naming `what`. */
 int robust_lock_limited(const shmg_t *h, pthread_mutex_t *m, const char *what);
 extern uint32_t lock_wait_limit_ms; /* tests shorten it */
@@ -682,7 +682,6 @@ void mailbox_rewake_orphans(shmg_t *h);
 
 /* ---- monitor.c ------------------------------------------------------- */
 uint32_t mon_cluster_tag(uint64_t seed);
-void target_add(shmg_t *h, uint32_t slot, uint32_t gen);
 void record_fill(shmg_t *h, struct mailbox_record *r, uint8_t type, uint8_t reason,
 		 const struct entry *e, const char *cluster, size_t key_len, size_t meta_len,
 		 size_t prev_len, bool has_prev);

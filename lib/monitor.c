@@ -49,7 +49,7 @@ static void targets_clear(shmg_t *h)
 	memset(h->targets, 0, ((size_t)h->geo.max_endpoints + 63) / 64 * 8);
 }
 
-void target_add(shmg_t *h, uint32_t slot, uint32_t gen)
+static void target_add(shmg_t *h, uint32_t slot, uint32_t gen)
 {
 	if (slot >= h->geo.max_endpoints)
 		return;

@@ -632,7 +632,7 @@ static int recount_visit(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 	return 0;
 }
 
-void repair_recount(shmg_t *h, uint32_t shard)
+static void repair_recount(shmg_t *h, uint32_t shard)
 {
 	struct shard_header *sh = shard_at(h, shard);
 	memset(shard_counts(h, shard), 0, (size_t)h->geo.max_clusters * sizeof(struct cluster_counts));

@@ -32,6 +32,5 @@ int64_t scan_block(shmg_t *h, const struct scan *sc, ref_t ref);
 struct entry *scan_entry(shmg_t *h, const struct scan *sc, ref_t ref, struct entry *hd,
 			 int64_t *b);
 uint32_t scan_table_page(const shmg_t *h, uint32_t shard);
-void repair_recount(shmg_t *h, uint32_t shard);
 
 #endif
