@@ -117,14 +117,23 @@ struct shmg_config {
 	uint32_t node_id;       /* this host's node number, >= 1; default 1 */
 	uint32_t oplog_bytes;   /* per-shard change-log ring, power of two, 64 KiB..64 MiB; default 256 KiB */
 	uint32_t mode;          /* permission bits of the shared-memory object; default 0600 */
-	uint64_t arena_size;    /* bytes, 4 MiB..64 GiB; default 128 MiB (sparse: untouched
-				 * pages of the shared-memory object use no memory) */
+	uint64_t arena_size;    /* initial bytes, 4 MiB..64 GiB; default 128 MiB (sparse:
+				 * untouched pages of the shared-memory object use no memory) */
 	uint32_t flags;         /* SHMG_OPEN_* below (not stored in the arena) */
 	uint32_t mailbox_bytes; /* per-endpoint event ring, power of two, 4 KiB..16 MiB,
 				 * at least 2 x the largest event; default 16 KiB */
 	uint32_t owner_uid;     /* with SHMG_OPEN_OWNER: a uid whose arena is accepted
 				 * besides the caller's own (not stored in the arena) */
-	uint32_t reserved[5];   /* must be zero */
+	uint32_t reserved0;     /* must be zero */
+	/* Bytes the arena may grow to, arena_size..64 GiB.  A full arena grows
+	 * (sparse, twice its pages at a time) up to this, and only then do
+	 * writes fail with -ENOSPC.  Default (0): 8 x arena_size, at most
+	 * 64 GiB, halved while arena_size cannot hold the page table of that
+	 * size (32 bytes per 64 KiB page); arena_max = arena_size: no growth.
+	 * Every process reserves (maps, without memory) arena_max bytes of
+	 * address space per open handle. */
+	uint64_t arena_max;
+	uint32_t reserved[2];   /* must be zero */
 };
 
 #define SHMG_OPEN_NOCREATE 0x1u /* attach only: -ENOENT if the arena does not exist */
@@ -191,9 +200,12 @@ typedef int (*shmg_entry_fn)(const struct shmg_entry *entry, void *arg);
  *   -ENOMEM, -ENOSPC (no room in /dev/shm), or another errno of
  *   shm_open/ftruncate/mmap, or of socket/bind for the wakeup socket.  The
  *   arena must also have room for the tables the config implies
- *   (max_endpoints x mailbox_bytes, shards x oplog_bytes, and at least 4
- *   pages of 64 KiB per shard): -EINVAL otherwise, checked before anything
- *   is created.  A failed open leaves no object behind that it created.  An
+ *   (max_endpoints x mailbox_bytes, shards x oplog_bytes, the descriptors
+ *   of the pages of arena_max, and at least 4 pages of 64 KiB per shard)
+ *   in arena_size: -EINVAL otherwise, checked before anything is created.
+ *   A full arena grows up to arena_max (see struct shmg_config) while every
+ *   process goes on using it; -ENOSPC from writes only at that size.
+ *   A failed open leaves no object behind that it created.  An
  *   open racing shmg_destroy of the same name ends up on the arena the name
  *   names when it returns, or on the destroyed one as if it had returned
  *   just before the destroy.
@@ -269,10 +281,10 @@ SHMG_EXPORT int shmg_id_equal(shmg_id_t a, shmg_id_t b);
 struct shmg_info {
 	uint32_t layout_version;
 	uint32_t shards, max_endpoints, key_max, meta_max, max_clusters, node_id, oplog_bytes;
-	uint64_t arena_size;
+	uint64_t arena_size;      /* bytes the arena holds now (grows up to arena_max) */
 	uint64_t incarnation;     /* random, changes when the arena is recreated */
 	uint64_t created_ns;      /* CLOCK_REALTIME */
-	uint64_t pages_total;     /* 64 KiB pages for entries and tables */
+	uint64_t pages_total;     /* 64 KiB pages for entries and tables, now */
 	uint64_t pages_used;
 	uint32_t endpoints_live;
 	uint32_t clusters_connected; /* named clusters, not counting the default */
@@ -280,6 +292,11 @@ struct shmg_info {
 	uint64_t shard_repairs;   /* shard repairs run (a writer died, or a repair is retried) */
 	uint32_t mailbox_bytes;
 	uint32_t reaper_pid;      /* process hosting the reaper (agent or in-process), 0 = none */
+	uint64_t arena_max;       /* bytes the arena may grow to (shmg_config.arena_max) */
+	uint64_t pages_max;       /* pages_total at arena_max */
+	uint64_t arena_initial;   /* bytes it was created with (shmg_config.arena_size) */
+	uint32_t grows;           /* times it has grown */
+	uint32_t pad0;
 };
 /* Errors: -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_info(shmg_t *h, struct shmg_info *out);
@@ -296,7 +313,7 @@ SHMG_EXPORT int shmg_info(shmg_t *h, struct shmg_info *out);
  * Errors: -EINVAL bad key (empty, too long, contains NUL, ends in '/'), meta
  *   too long, meta NULL with meta_len > 0, bad cluster name; -ENOTCONN named
  *   cluster not connected; -EEXIST held by another live endpoint; -ENOSPC
- *   arena full (nothing changed); -EBUSY the shard stayed locked (a stopped
+ *   arena full at arena_max (nothing changed); -EBUSY the shard stayed locked (a stopped
  *   writer), or its retired-entry queue full (a stopped reader), past the
  *   busy-retry budget (nothing changed; try again later); -EBADF, -ECHILD
  *   handle; -EIO shard damaged beyond repair.

@@ -7,6 +7,19 @@
  * with a single store under the pool lock, so the pool has no state that a
  * crash can leave half-written (pages_used is recounted on EOWNERDEAD).
  *
+ * Growth.  The pool hands out pages [0, pages_avail).  When no run of free
+ * pages is found there, pool_grow grows the object (ftruncate, sparse) to
+ * twice its pages or what the claim needs, up to the npages that arena_max
+ * holds, and only then publishes the new pages_avail: a page is never
+ * handed out before the object holds it, so whoever is given a ref into it
+ * finds it there (other processes' bounds follow by fstat: arena_span_ok).
+ * The pool itself goes by what the object holds (pool_pages), so a
+ * scribbled pages_avail is put right, never trusted.  Killed after the
+ * ftruncate, before publishing: the next claim finds the object bigger and
+ * publishes it; killed holding the lock: EOWNERDEAD recounts pages_used.
+ * Readers never take the pool lock, so a grower that is stopped stops only
+ * writers that need a page (-EBUSY after lock_wait_limit_ms).
+ *
  * Inside a shard (under its lock) a page is either a slab of equal blocks of
  * one size class — with its own free list threaded through free blocks, a bump
  * index for never-used blocks, and membership in the shard's partial list for
@@ -61,6 +74,7 @@ int pool_lock(shmg_t *h)
 		for (uint32_t p = 0; p < h->geo.npages; p++)
 			used += load_relaxed(&page_desc_at(h, p)->word) != 0;
 		h->hdr->pages_used = used;
+		/* pool_pages puts pages_avail right at the next claim. */
 		pthread_mutex_consistent(&h->hdr->pool_lock);
 		sg_log(h, SHMG_LOG_INFO, "page pool lock recovered after its holder died");
 		rc = 0;
@@ -73,25 +87,81 @@ void pool_unlock(shmg_t *h)
 	pthread_mutex_unlock(&h->hdr->pool_lock);
 }
 
-/* Claims npages contiguous free pages for shard; returns first + 1, or 0. */
-static uint32_t pool_claim(shmg_t *h, uint32_t shard, uint32_t kind, uint32_t cls, uint32_t npages)
+/* Under the pool lock: the pages the pool may hand out, those the object
+ * holds.  pages_avail only says when to look again (another process grew
+ * it); a published count that differs from the object's is put right:
+ * smaller, a grower died before publishing; larger, it was scribbled. */
+static uint32_t pool_pages(shmg_t *h)
 {
-	uint32_t total = h->geo.npages;
-	if (!npages || npages > total || pool_lock(h) < 0)
+	uint32_t avail = load_relaxed(&h->hdr->pages_avail);
+	uint32_t held = arena_pages_in(&h->geo, h->size);
+	if (avail > held)
+		held = arena_pages_in(&h->geo, arena_refresh(h));
+	if (avail != held) {
+		if (avail > held)
+			sg_log(h, SHMG_LOG_INFO, "page pool: %u pages published, the arena holds %u",
+			       avail, held);
+		store_release(&h->hdr->pages_avail, held);
+	}
+	return held;
+}
+
+/* Under the pool lock: grows the object so that the pool has room for a
+ * run of npages past its current `avail` pages.  Returns the new count of
+ * pages, or avail when the arena is at its maximum or cannot grow. */
+static uint32_t pool_grow(shmg_t *h, uint32_t avail, uint32_t npages)
+{
+	uint64_t want = (uint64_t)avail * 2 > (uint64_t)avail + npages ? (uint64_t)avail * 2
+									: (uint64_t)avail + npages;
+	uint32_t target = want < h->geo.npages ? (uint32_t)want : h->geo.npages;
+	if (target - avail < npages)
+		return avail; /* at arena_max: -ENOSPC */
+	int rc = arena_grow_to(h, h->geo.off_pages + ((uint64_t)target << PAGE_SHIFT));
+	if (rc < 0) {
+		sg_log(h, SHMG_LOG_INFO, "page pool: cannot grow the arena to %u pages: %s", target,
+		       shmg_strerror(rc));
+		return avail;
+	}
+	TEST_POINT("grow:sized");
+	store_release(&h->hdr->pages_avail, target);
+	h->hdr->grows++;
+	TEST_POINT("grow:published");
+	return target;
+}
+
+/* Under the pool lock: the first of npages free pages in [0, total), + 1
+ * (0 = none), from the hint on; runs do not wrap. */
+static uint32_t pool_find(const shmg_t *h, uint32_t total, uint32_t npages)
+{
+	if (npages > total)
 		return 0;
-	uint32_t start = h->hdr->pool_hint % total, found = 0;
+	uint32_t start = h->hdr->pool_hint % total;
 	for (uint32_t scanned = 0, run = 0, p = start; scanned < total + npages; scanned++) {
 		if (p == 0)
-			run = 0; /* runs do not wrap */
+			run = 0;
 		if (load_relaxed(&page_desc_at(h, p)->word) == 0) {
-			if (++run == npages) {
-				found = p - npages + 2;
-				break;
-			}
+			if (++run == npages)
+				return p - npages + 2;
 		} else {
 			run = 0;
 		}
 		p = (p + 1) % total;
+	}
+	return 0;
+}
+
+/* Claims npages contiguous free pages for shard, growing the arena if need
+ * be; returns first + 1, or 0. */
+static uint32_t pool_claim(shmg_t *h, uint32_t shard, uint32_t kind, uint32_t cls, uint32_t npages)
+{
+	if (!npages || npages > h->geo.npages || pool_lock(h) < 0)
+		return 0;
+	uint32_t total = pool_pages(h), found = pool_find(h, total, npages);
+	if (!found) {
+		uint32_t grown = pool_grow(h, total, npages);
+		/* The new pages are free: a run that ends there is found too. */
+		if (grown != total)
+			found = pool_find(h, grown, npages);
 	}
 	if (found) {
 		uint32_t first = found - 1;
@@ -124,7 +194,7 @@ void alloc_release_page(shmg_t *h, uint32_t page)
  * if it names a slab page of this shard and class. */
 static bool slab_page_ok(const shmg_t *h, uint32_t shard, uint32_t cls, uint32_t page1)
 {
-	if (!page1 || page1 > h->geo.npages)
+	if (!page1 || page1 > h->geo.npages || !page_backed(h, page1 - 1))
 		return false;
 	uint32_t w = load_relaxed(&page_desc_at(h, page1 - 1)->word);
 	return PG_OWNER(w) == shard + 1 && PG_KIND(w) == PG_SLAB && PG_CLASS(w) == cls;
@@ -215,11 +285,13 @@ bool alloc_block_valid(const shmg_t *h, uint32_t shard, ref_t ref, uint32_t *pag
 		       uint32_t *idx_out, uint32_t *cls_out)
 {
 	uint64_t off = (uint64_t)ref << REF_SHIFT;
-	if (off < h->geo.off_pages || off >= h->size)
+	if (off < h->geo.off_pages)
 		return false;
 	uint64_t rel = off - h->geo.off_pages;
+	if ((rel >> PAGE_SHIFT) >= h->geo.npages)
+		return false;
 	uint32_t page = (uint32_t)(rel >> PAGE_SHIFT);
-	if (page >= h->geo.npages)
+	if (!page_backed(h, page))
 		return false;
 	uint32_t w = load_relaxed(&page_desc_at(h, page)->word);
 	if (PG_OWNER(w) != shard + 1 || PG_KIND(w) != PG_SLAB || PG_CLASS(w) >= NCLASSES)

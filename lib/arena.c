@@ -23,6 +23,14 @@
  *
  * Everything in the arena is addressed by offsets from the base; each process
  * maps it wherever mmap chooses.
+ *
+ * Growth.  The object is created at arena_size and grown (arena_grow_to, by
+ * the page pool in alloc.c) up to arena_max; every process maps arena_max
+ * bytes at open, so growth moves no mapping.  A handle touches the object
+ * only below the size it has seen it have (h->size) and re-reads that with
+ * fstat when an offset beyond it turns up (arena_span_grown): the end of a
+ * reservation past the object's end is never touched, whatever a scribbled
+ * offset says.  docs/ARCHITECTURE.md ("Growth") has the whole argument.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -47,6 +55,7 @@
 #define DEF_MAILBOX (16u * 1024u)
 #define MIN_ARENA (4ull << 20)
 #define MAX_ARENA (64ull << 30)
+#define DEF_GROWTH 8u /* arena_max 0: this many times arena_size (see header_build) */
 #define INITIAL_TABLE_LOG2 9u
 /* Opens of a name whose object keeps being destroyed under them. */
 #define OPEN_ATTEMPTS 16u
@@ -114,6 +123,8 @@ static int config_normalise(const struct shmg_config *in, struct shmg_config *ou
 	for (unsigned i = 0; i < sizeof(c.reserved) / sizeof(c.reserved[0]); i++)
 		if (c.reserved[i])
 			return -EINVAL;
+	if (c.reserved0)
+		return -EINVAL;
 	if (c.flags & ~(SHMG_OPEN_NOCREATE | SHMG_OPEN_EXCL | SHMG_OPEN_OWNER) ||
 	    (c.flags & SHMG_OPEN_NOCREATE && c.flags & SHMG_OPEN_EXCL) ||
 	    (c.owner_uid && !(c.flags & SHMG_OPEN_OWNER)))
@@ -142,7 +153,9 @@ static int config_normalise(const struct shmg_config *in, struct shmg_config *ou
 	    c.key_max > SHMG_KEY_MAX_LIMIT || c.meta_max > SHMG_META_MAX_LIMIT ||
 	    c.max_clusters < 2 || c.max_clusters > 4096 || !is_pow2(c.oplog_bytes) ||
 	    c.oplog_bytes < 65536 || c.oplog_bytes > (64u << 20) || c.mode > 0777 ||
-	    c.arena_size < MIN_ARENA || c.arena_size > MAX_ARENA || !is_pow2(c.mailbox_bytes) ||
+	    c.arena_size < MIN_ARENA || c.arena_size > MAX_ARENA ||
+	    (c.arena_max && (c.arena_max < c.arena_size || c.arena_max > MAX_ARENA)) ||
+	    !is_pow2(c.mailbox_bytes) ||
 	    c.mailbox_bytes < 4096 || c.mailbox_bytes > (16u << 20) ||
 	    c.mailbox_bytes < 2 * mailbox_record_max(c.key_max, c.meta_max) + sizeof(struct mailbox_header))
 		return -EINVAL;
@@ -150,8 +163,10 @@ static int config_normalise(const struct shmg_config *in, struct shmg_config *ou
 	return 0;
 }
 
-/* Computes region offsets into hdr from its config fields.  -EINVAL if the
- * configuration does not fit in arena_size. */
+/* Computes region offsets into hdr from its config fields, the pages for an
+ * arena of arena_max.  -EINVAL unless everything but the pages, the page
+ * descriptors for arena_max included, and a first few pages per shard fit
+ * in arena_size: only pages are ever added by growth. */
 static int geometry(struct arena_header *g)
 {
 	uint64_t off = 4096;
@@ -175,16 +190,19 @@ static int geometry(struct arena_header *g)
 	g->off_mailboxes = off;
 	off += (uint64_t)g->max_endpoints * g->mailbox_bytes;
 	g->off_pagedesc = off;
-	if (off >= g->arena_size)
+	if (off >= g->arena_size || g->arena_max < g->arena_size)
 		return -EINVAL;
-	uint64_t n = (g->arena_size - off) / (PAGE_SIZE + sizeof(struct page_desc));
+	uint64_t n = (g->arena_max - off) / (PAGE_SIZE + sizeof(struct page_desc));
 	while (n && align_up(off + n * sizeof(struct page_desc), PAGE_SIZE) + n * PAGE_SIZE >
-			    g->arena_size)
+			    g->arena_max)
 		n--;
 	g->off_pages = align_up(off + n * sizeof(struct page_desc), PAGE_SIZE);
 	g->npages = (uint32_t)n;
+	if (n > UINT32_MAX / 2 || g->off_pages >= g->arena_size)
+		return -EINVAL;
 	/* Room for every shard's first table plus a few slab pages each. */
-	if (n < (uint64_t)g->shards * 4 || n > UINT32_MAX / 2)
+	uint64_t initial = (g->arena_size - g->off_pages) / PAGE_SIZE;
+	if ((initial < n ? initial : n) < (uint64_t)g->shards * 4)
 		return -EINVAL;
 	return 0;
 }
@@ -248,6 +266,7 @@ static void geometry_copy(struct arena_geometry *geo, const struct arena_header 
 {
 	*geo = (struct arena_geometry){
 		.arena_size = g->arena_size,
+		.arena_max = g->arena_max,
 		.incarnation = g->incarnation,
 		.created_ns = g->created_ns,
 		.layout_version = g->layout_version,
@@ -296,7 +315,20 @@ static int header_build(struct arena_header *g, const struct shmg_config *c)
 	g->created_ns = now_realtime_ns();
 	if (getrandom(&g->incarnation, sizeof(g->incarnation), 0) != sizeof(g->incarnation))
 		g->incarnation = g->created_ns ^ (uint64_t)getpid() << 32;
-	return geometry(g);
+	if (c->arena_max) {
+		g->arena_max = c->arena_max;
+		return geometry(g);
+	}
+	/* The default maximum: DEF_GROWTH x arena_size, capped at MAX_ARENA,
+	 * halved while arena_size cannot hold its page descriptors (down to
+	 * arena_size itself: an arena that does not grow). */
+	uint64_t max = c->arena_size > MAX_ARENA / DEF_GROWTH ? MAX_ARENA : c->arena_size * DEF_GROWTH;
+	for (;; max = max / 2 > c->arena_size ? max / 2 : c->arena_size) {
+		g->arena_max = max;
+		int rc = geometry(g);
+		if (rc == 0 || max == c->arena_size)
+			return rc;
+	}
 }
 
 static int arena_init(shmg_t *h, const struct arena_header *g)
@@ -310,6 +342,7 @@ static int arena_init(shmg_t *h, const struct arena_header *g)
 	geometry_copy(&h->geo, g);
 	hdr->epoch = 1;
 	hdr->log_level = SHMG_LOG_INFO;
+	hdr->pages_avail = arena_pages_in(&h->geo, h->size);
 	int rc;
 	/* The object was just sized by ftruncate: everything past the header
 	 * page is already zero, which is the initial state of every table. */
@@ -333,15 +366,17 @@ static int arena_init(shmg_t *h, const struct arena_header *g)
 	return 0;
 }
 
-/* -EPROTO unless the header is a valid arena of this build and size. */
+/* -EPROTO unless the header is a valid arena of this build whose object,
+ * file_size bytes, lies between its initial and its maximum size. */
 static int arena_validate(const struct arena_header *hdr, uint64_t file_size)
 {
 	if (load_acquire(&hdr->magic) != ARENA_MAGIC || hdr->layout_version != LAYOUT_VERSION ||
 	    hdr->layout_signature != LAYOUT_SIGNATURE || hdr->hash_id != HASH_ID ||
-	    hdr->arena_size != file_size)
+	    hdr->arena_size > file_size || file_size > hdr->arena_max || hdr->arena_max > MAX_ARENA)
 		return -EPROTO;
 	struct arena_header g = {0};
 	g.arena_size = hdr->arena_size;
+	g.arena_max = hdr->arena_max;
 	g.shards = hdr->shards;
 	g.max_endpoints = hdr->max_endpoints;
 	g.max_clusters = hdr->max_clusters;
@@ -377,20 +412,59 @@ static int config_conflicts(const struct arena_header *hdr, const struct shmg_co
 	       (in->oplog_bytes && in->oplog_bytes != hdr->oplog_bytes) ||
 	       (in->mode && in->mode != hdr->mode) ||
 	       (in->arena_size && in->arena_size != hdr->arena_size) ||
+	       (in->arena_max && in->arena_max != hdr->arena_max) ||
 	       (in->mailbox_bytes && in->mailbox_bytes != hdr->mailbox_bytes);
 }
 
-static int map_whole(shmg_t *h, uint64_t size)
+/* Maps the object, file_size bytes now, over the address space of its
+ * maximum size: growth then never moves the mapping, and no process remaps.
+ * Pages past the object's end are mapped but never touched (they would
+ * fault): h->size says how far this process has seen the object go. */
+static int map_reserved(shmg_t *h, uint64_t max_size, uint64_t file_size)
 {
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, h->fd, 0);
+	void *p = mmap(NULL, max_size, PROT_READ | PROT_WRITE, MAP_SHARED, h->fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	/* Large arenas are TLB-bound: ask for huge pages where shmem allows it
 	 * (transparent_hugepage/shmem_enabled = advise); harmless elsewhere. */
-	madvise(p, size, MADV_HUGEPAGE);
+	madvise(p, max_size, MADV_HUGEPAGE);
 	h->base = p;
-	h->size = size;
+	h->map_size = max_size;
+	h->size = file_size;
 	h->hdr = p;
+	return 0;
+}
+
+uint64_t arena_refresh(const shmg_t *h)
+{
+	struct stat st;
+	if (fstat(h->fd, &st) == 0 && st.st_size > 0) {
+		uint64_t now = (uint64_t)st.st_size < h->map_size ? (uint64_t)st.st_size : h->map_size;
+		/* Only ever raised: a shrunk object (someone truncated it by
+		 * hand) faults whatever we do, and the mapping stays ours. */
+		if (now > h->size)
+			((shmg_t *)h)->size = now;
+	}
+	return h->size;
+}
+
+bool arena_span_grown(const shmg_t *h, uint64_t off, uint64_t len)
+{
+	if (off > h->map_size || len > h->map_size - off)
+		return false; /* not even in the reservation: no system call */
+	return off + len <= arena_refresh(h);
+}
+
+int arena_grow_to(shmg_t *h, uint64_t size)
+{
+	if (size > h->map_size)
+		return -ENOSPC;
+	if (arena_refresh(h) >= size)
+		return 0; /* grown by a process that died before publishing it */
+	/* Sparse: the new pages take memory as they are first written. */
+	if (ftruncate(h->fd, (off_t)size) < 0)
+		return -errno;
+	arena_refresh(h);
 	return 0;
 }
 
@@ -484,7 +558,7 @@ static int arena_create(shmg_t *h, const char *path, const struct shmg_config *c
 	    ftruncate(h->fd, (off_t)c->arena_size) < 0)
 		rc = -errno;
 	if (rc == 0)
-		rc = map_whole(h, c->arena_size);
+		rc = map_reserved(h, g->arena_max, c->arena_size);
 	if (rc == 0)
 		rc = arena_init(h, g);
 	if (rc < 0)
@@ -506,7 +580,8 @@ static int arena_attach(shmg_t *h, const char *path, const struct stat *st,
 		return rc;
 	if (config_conflicts(&hdr, in))
 		return -EEXIST;
-	if ((rc = mode_check(h, path, st, hdr.mode)) || (rc = map_whole(h, (uint64_t)st->st_size)))
+	if ((rc = mode_check(h, path, st, hdr.mode)) ||
+	    (rc = map_reserved(h, hdr.arena_max, (uint64_t)st->st_size)))
 		return rc;
 	geometry_copy(&h->geo, &hdr); /* the validated private copy */
 	return 0;
@@ -616,7 +691,7 @@ int arena_open(shmg_t *h, const char *name, const struct shmg_config *in)
 void arena_unmap(shmg_t *h)
 {
 	if (h->base)
-		munmap(h->base, h->size);
+		munmap(h->base, h->map_size);
 	h->base = NULL;
 	h->hdr = NULL;
 	if (h->fd >= 0)

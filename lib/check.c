@@ -267,7 +267,9 @@ static void check_pages(struct checker *c)
 		uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
 		if (PG_OWNER(w) != s + 1)
 			continue;
-		if (PG_KIND(w) == PG_SLAB)
+		if (!page_backed(h, p))
+			problem(c, "shard %u: page %u in use past the arena's end", s, p);
+		else if (PG_KIND(w) == PG_SLAB)
 			check_slab(c, p);
 		else if (!c->sc.extent_keep[p])
 			problem(c, "shard %u: page %u belongs to no table (leaked extent)", s, p);
@@ -332,11 +334,19 @@ static void check_host_tables(struct checker *c)
 	shmg_t *h = c->h;
 	uint32_t used = 0, live = 0, connected = 0;
 	if (pool_lock(h) == 0) {
+		/* Pages past pages_avail are never handed out; pages_avail past
+		 * the object's end would hand out pages that are not there. */
+		uint32_t avail = load_relaxed(&h->hdr->pages_avail);
+		uint32_t held = arena_pages_in(&h->geo, arena_refresh(h));
+		if (avail > held)
+			problem(c, "page pool: %u pages published, the arena holds %u", avail, held);
 		for (uint32_t p = 0; p < h->geo.npages; p++) {
 			uint32_t w = load_relaxed(&page_desc_at(h, p)->word);
 			used += w != 0;
 			if (w && (PG_OWNER(w) == 0 || PG_OWNER(w) > h->geo.shards))
 				problem(c, "page %u: owned by no valid shard", p);
+			if (w && p >= avail)
+				problem(c, "page %u: in use past the pool's %u pages", p, avail);
 		}
 		if (used != h->hdr->pages_used)
 			problem(c, "page pool: %u pages in use, pool says %u", used, h->hdr->pages_used);

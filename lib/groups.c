@@ -225,7 +225,7 @@ int list_walk(shmg_t *h, const struct entry *head, const struct entry *hhd, memb
 	 * back to it loops.  `left` bounds the walk by the arena's block count
 	 * whatever else is wrong. */
 	ref_t mark = 0;
-	uint64_t power = 1, lap = 0, left = h->size / CACHE_LINE;
+	uint64_t power = 1, lap = 0, left = h->map_size / CACHE_LINE;
 	/* The acquire loads pair with the release stores that link (list_join). */
 	for (ref_t r = load_acquire(&links_of(head, hhd)->next); r && left--;) {
 		struct entry mhd;

@@ -258,6 +258,9 @@ int shmg_info(shmg_t *h, struct shmg_info *out)
 		return -EINVAL;
 	const struct arena_header *a = h->hdr;
 	const struct arena_geometry *g = &h->geo;
+	/* The object's size, not the shared pages_avail: a count a process
+	 * scribbled cannot make tools report pages that are not there. */
+	uint64_t size = arena_refresh(h);
 	*out = (struct shmg_info){
 		.layout_version = g->layout_version,
 		.shards = g->shards,
@@ -267,10 +270,10 @@ int shmg_info(shmg_t *h, struct shmg_info *out)
 		.max_clusters = g->max_clusters,
 		.node_id = g->node_id,
 		.oplog_bytes = g->oplog_bytes,
-		.arena_size = g->arena_size,
+		.arena_size = size,
 		.incarnation = g->incarnation,
 		.created_ns = g->created_ns,
-		.pages_total = g->npages,
+		.pages_total = arena_pages_in(g, size),
 		.pages_used = load_relaxed(&a->pages_used),
 		.endpoints_live = load_relaxed(&a->endpoints_live),
 		.clusters_connected = load_relaxed(&a->clusters_connected),
@@ -278,6 +281,10 @@ int shmg_info(shmg_t *h, struct shmg_info *out)
 		.shard_repairs = load_relaxed(&a->shard_repairs),
 		.mailbox_bytes = g->mailbox_bytes,
 		.reaper_pid = reaper_alive_pid(h),
+		.arena_max = g->arena_max,
+		.pages_max = g->npages,
+		.arena_initial = g->arena_size,
+		.grows = load_relaxed(&a->grows),
 	};
 	return 0;
 }

@@ -54,10 +54,10 @@ struct table_view {
  * private copy, never from the shared header, so a process that scribbles on
  * the header later cannot move another's view of the arena. */
 struct arena_geometry {
-	uint64_t arena_size, incarnation, created_ns;
+	uint64_t arena_size, arena_max, incarnation, created_ns;
 	uint32_t layout_version, shards, shard_bits, max_endpoints, key_max, meta_max;
 	uint32_t max_clusters, node_id, oplog_bytes, mode, mailbox_bytes;
-	uint32_t shard_stride, npages;
+	uint32_t shard_stride, npages; /* npages: descriptors, for an arena of arena_max */
 	uint64_t off_endpoints, off_live_gen, off_clusters, off_shards, off_oplogs;
 	uint64_t off_mailboxes, off_pagedesc, off_pages;
 };
@@ -68,7 +68,12 @@ struct shmg {
 	int fd;               /* the arena object, mapped */
 	int lock_fd;          /* the same object, never mapped: holds the endpoint lock */
 	uint8_t *base;
+	/* Bytes of the object this handle has seen it hold (fstat): every
+	 * address it forms lies below.  Raised by arena_refresh when an offset
+	 * beyond it turns up (another process grew the arena), never above
+	 * map_size, the address space reserved at open (arena_max). */
 	uint64_t size;
+	uint64_t map_size;
 	struct arena_header *hdr;
 	struct arena_geometry geo; /* validated copy of hdr's read-only fields */
 	struct endpoint_slot *ep;
@@ -285,10 +290,45 @@ uint32_t mailbox_record_max(uint32_t key_max, uint32_t meta_max);
 uint64_t now_realtime_ns(void);
 uint64_t now_monotonic_ns(void);
 
+/* Re-reads the object's size (fstat) into h->size, clamped to the
+ * reservation; returns it.  The handle's one mutable bound: raised only,
+ * by whichever call on the handle meets an offset beyond it (one thread at
+ * a time uses a handle), hence the const: callers hold a const view. */
+uint64_t arena_refresh(const shmg_t *h);
+/* The slow half of arena_span_ok: [off, off+len) lies beyond h->size; true
+ * if it lies in the reservation and the object has grown over it since. */
+bool arena_span_grown(const shmg_t *h, uint64_t off, uint64_t len);
+/* Grows the object to at least `size` bytes (never shrinks it) and
+ * refreshes the handle's view.  0 or -errno (-ENOSPC: no room in /dev/shm). */
+int arena_grow_to(shmg_t *h, uint64_t size);
+
+/* Does [off, off+len) lie in the part of the object this process may touch?
+ * One compare while it lies below the size already seen; beyond it, an
+ * fstat decides (the arena may have grown), so a scribbled offset costs a
+ * system call and an error, never a fault. */
+static inline bool arena_span_ok(const shmg_t *h, uint64_t off, uint64_t len)
+{
+	uint64_t end;
+	if (likely(!__builtin_add_overflow(off, len, &end) && end <= h->size))
+		return true;
+	return arena_span_grown(h, off, len);
+}
+/* How many of the pages lie in an object of `size` bytes. */
+static inline uint32_t arena_pages_in(const struct arena_geometry *g, uint64_t size)
+{
+	uint64_t n = size > g->off_pages ? (size - g->off_pages) >> PAGE_SHIFT : 0;
+	return n < g->npages ? (uint32_t)n : g->npages;
+}
+/* Page `page` (below geo.npages) lies in the object. */
+static inline bool page_backed(const shmg_t *h, uint32_t page)
+{
+	return arena_span_ok(h, h->geo.off_pages + ((uint64_t)page << PAGE_SHIFT), PAGE_SIZE);
+}
+
 /* Bounds-checked views into the arena: NULL when [off, off+len) is outside. */
 static inline void *arena_at(const shmg_t *h, uint64_t off, uint64_t len)
 {
-	if (unlikely(off == 0 || off > h->size || len > h->size - off))
+	if (unlikely(off == 0 || !arena_span_ok(h, off, len)))
 		return NULL;
 	return h->base + off;
 }
@@ -312,7 +352,7 @@ static inline struct entry *entry_at(const shmg_t *h, ref_t ref)
 	struct entry *e = arena_at(h, off, sizeof(struct entry));
 	if (unlikely(!e))
 		return NULL;
-	if (unlikely(entry_size(e->kind, e->key_len, e->meta_len) > h->size - off))
+	if (unlikely(!arena_span_ok(h, off, entry_size(e->kind, e->key_len, e->meta_len))))
 		return NULL;
 	return e;
 }
@@ -325,14 +365,14 @@ static inline struct entry *entry_at(const shmg_t *h, ref_t ref)
 static inline const struct entry *entry_read(const shmg_t *h, ref_t ref, struct entry *hd)
 {
 	uint64_t off = (uint64_t)ref << REF_SHIFT;
-	if (unlikely(off == 0 || off > h->size - sizeof(struct entry)))
+	if (unlikely(off == 0 || !arena_span_ok(h, off, sizeof(struct entry))))
 		return NULL;
 	const uint64_t *w = (const uint64_t *)(h->base + off);
 	union {
 		uint64_t w[4];
 		struct entry e;
 	} c = {{load_relaxed(&w[0]), load_relaxed(&w[1]), load_relaxed(&w[2]), load_relaxed(&w[3])}};
-	if (unlikely(entry_size(c.e.kind, c.e.key_len, c.e.meta_len) > h->size - off))
+	if (unlikely(!arena_span_ok(h, off, entry_size(c.e.kind, c.e.key_len, c.e.meta_len))))
 		return NULL;
 	*hd = c.e;
 	return (const struct entry *)w;
@@ -354,7 +394,7 @@ static inline struct entry_links *links_at(const shmg_t *h, const struct entry *
 	static _Thread_local struct entry_links none;
 	uint64_t off = (uint64_t)((const uint8_t *)e - h->base) +
 		       entry_links_off(load_relaxed(&e->key_len), load_relaxed(&e->meta_len));
-	if (unlikely(off > h->size - sizeof(struct entry_links))) {
+	if (unlikely(!arena_span_ok(h, off, sizeof(struct entry_links)))) {
 		none = (struct entry_links){0};
 		return &none;
 	}

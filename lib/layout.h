@@ -19,6 +19,13 @@
  *   off_oplogs     oplog_bytes per shard (oplog_header + ring)
  *   off_pagedesc   page_desc[npages]
  *   off_pages      npages * 64 KiB: slab pages (entries) and extents (tables)
+ *
+ * npages is what fits in arena_max, the size the arena may grow to; the
+ * object starts at arena_size and grows (pool_grow in alloc.c) as pages are
+ * needed.  Every region but the pages lies within arena_size, so only the
+ * pages [pages_avail, npages) can lie past the object's end: a process maps
+ * arena_max bytes at open and never touches beyond the size it has seen the
+ * object have (fstat), see arena_span_ok in internal.h.
  */
 #ifndef SHMG_LAYOUT_H
 #define SHMG_LAYOUT_H
@@ -30,7 +37,7 @@
 
 #define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
 #define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
-#define LAYOUT_VERSION 6u
+#define LAYOUT_VERSION 7u
 
 #define CACHE_LINE 64u
 #define PAGE_SHIFT 16u
@@ -63,17 +70,22 @@ struct arena_header {
 	uint64_t off_mailboxes;
 	uint32_t mailbox_bytes;
 	uint32_t pad0a;
-	uint8_t pad0[CACHE_LINE * 3 - 160];
+	uint64_t arena_max; /* the object grows up to this size; npages is laid out for it */
+	uint8_t pad0[CACHE_LINE * 3 - 168];
 
 	/* Global epoch: bumped only by grace periods (epoch.c). */
 	_Alignas(CACHE_LINE) uint64_t epoch;
 	uint8_t pad1[CACHE_LINE - 8];
 
-	/* Page pool (alloc.c): claims and releases of whole pages. */
+	/* Page pool (alloc.c): claims and releases of whole pages, and growth.
+	 * pages_avail: pages [0, pages_avail) lie in the object; raised with
+	 * release after the object was grown, never above what it holds. */
 	_Alignas(CACHE_LINE) pthread_mutex_t pool_lock;
 	uint32_t pool_hint;
 	uint32_t pages_used;
-	uint8_t pad2[CACHE_LINE * 2 - 48];
+	uint32_t pages_avail;
+	uint32_t grows; /* times the object was grown, for tools */
+	uint8_t pad2[CACHE_LINE * 2 - 56];
 
 	/* Endpoint table (endpoint.c): slot claims, releases and reaps. */
 	_Alignas(CACHE_LINE) pthread_mutex_t endpoint_lock;
@@ -417,6 +429,8 @@ static_assert(offsetof(struct mailbox_header, head) == 64, "mailbox consumer lin
 static_assert(sizeof(struct mailbox_record) == 48, "mailbox_record");
 static_assert(offsetof(struct arena_header, epoch) == 192, "epoch line");
 static_assert(offsetof(struct arena_header, pool_lock) == 256, "pool line");
+static_assert(offsetof(struct arena_header, arena_max) == 160, "read-only part");
+static_assert(offsetof(struct arena_header, pages_avail) == 304, "pool growth");
 static_assert(sizeof(struct endpoint_slot) == 128, "endpoint_slot");
 static_assert(offsetof(struct endpoint_slot, read_epoch) == 64, "reader line");
 static_assert(sizeof(struct cluster_slot) == 128, "cluster_slot");
@@ -448,6 +462,8 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    sizeof(struct cluster_counts) * 59u + sizeof(struct ep_kind_counts) * 71u + \
 		    offsetof(struct shard_header, writes) * 73u +                            \
 		    offsetof(struct mailbox_header, delivered) * 79u +                       \
-		    sizeof(struct node_state) * MAX_NODES * 83u))
+		    sizeof(struct node_state) * MAX_NODES * 83u +                          \
+		    offsetof(struct arena_header, arena_max) * 89u +                        \
+		    offsetof(struct arena_header, pages_avail) * 97u))
 
 #endif

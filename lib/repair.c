@@ -132,7 +132,7 @@ struct entry *scan_entry(shmg_t *h, const struct scan *sc, ref_t ref, struct ent
 uint32_t scan_table_page(const shmg_t *h, uint32_t shard)
 {
 	uint64_t off = load_relaxed(&shard_at(h, shard)->table_off);
-	if (off < h->geo.off_pages || off >= h->size)
+	if (off < h->geo.off_pages || !arena_span_ok(h, off, 1))
 		return UINT32_MAX;
 	return (uint32_t)((off - h->geo.off_pages) >> PAGE_SHIFT);
 }
@@ -212,7 +212,9 @@ static void for_each_window(shmg_t *h, struct repair *r, void (*pass)(shmg_t *, 
 		r->npages = 0;
 		for (; p < h->geo.npages && r->npages < r->cap; p++) {
 			uint32_t cls = slab_class(page_word(h, p), r->shard);
-			if (cls == NCLASSES)
+			/* A descriptor naming a page past the object's end is
+			 * damage: its page is never read. */
+			if (cls == NCLASSES || !page_backed(h, p))
 				continue;
 			r->marks[r->npages] = (struct page_marks){.cls = cls};
 			r->pages[r->npages++] = p;

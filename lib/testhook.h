@@ -20,6 +20,10 @@
  *   "resize:published"     bigger table published, old one not yet retired
  *   "reclaim:popping"      freeing retired blocks back to their pages
  *   "alloc:page"           a fresh page claimed for the shard, not yet linked
+ *   "grow:sized"           (pool lock too) the arena object grown, the new page
+ *                          count not yet published
+ *   "grow:published"       (pool lock too) the new page count published, no page
+ *                          of it claimed yet
  *   "oplog:append"         change-log record written, head not advanced
  *   "close:removing"       endpoint marked dead, entries being removed
  *   "event:delivered"      a single write's event appended to one monitor's

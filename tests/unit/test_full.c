@@ -17,6 +17,7 @@ static struct shmg_config small_cfg(void)
 
 	memset(&c, 0, sizeof(c));
 	c.arena_size = 4u << 20;
+	c.arena_max = c.arena_size; /* full at once: no growth */
 	c.shards = 2;
 	c.oplog_bytes = 64 * 1024;
 	c.max_endpoints = 16;

@@ -537,7 +537,9 @@ static const struct hdr_patch hdr_patches[] = {
 	 * design, see test_empty_file_left_by_dead_creator.) */
 	HP(layout_signature, 0xdeadbeefu),
 	HP(arena_size, (8ull << 20) + 65536),
-	HP(arena_size, 4ull << 20),
+	HP(arena_max, (8ull << 20) - 65536), /* below the object's size */
+	HP(arena_max, 1ull << 40),             /* above the largest arena */
+	HP(arena_max, 0),
 	HP(shards, 3),
 	HP(shards, 1024),
 	HP(shards, 0),

@@ -744,12 +744,15 @@ static int cmd_info(struct ctl *c, int argc, char **argv)
 		       ",\"endpoints_live\":%" PRIu32 ",\"clusters_connected\":%" PRIu32
 		       ",\"global_epoch\":%" PRIu64 ",\"shard_repairs\":%" PRIu64
 		       ",\"mailbox_bytes\":%" PRIu32 ",\"reaper_pid\":%" PRIu32
+		       ",\"arena_max\":%" PRIu64 ",\"arena_initial\":%" PRIu64
+		       ",\"pages_max\":%" PRIu64 ",\"grows\":%" PRIu32
 		       ",\"log_level\":\"%s\"}\n",
 		       in.layout_version, in.shards, in.max_endpoints, in.key_max, in.meta_max,
 		       in.max_clusters, in.node_id, in.oplog_bytes, in.arena_size, in.incarnation,
 		       in.created_ns, in.pages_total, in.pages_used, in.endpoints_live,
 		       in.clusters_connected, in.global_epoch, in.shard_repairs, in.mailbox_bytes,
-		       in.reaper_pid, shmg_log_level_name(shmg_log_level(c->h, -1)));
+		       in.reaper_pid, in.arena_max, in.arena_initial, in.pages_max, in.grows,
+		       shmg_log_level_name(shmg_log_level(c->h, -1)));
 		return EXIT_OK;
 	}
 	printf("group               %s (/dev/shm/shmgroup.%s)\n", c->group, c->group);
@@ -757,10 +760,13 @@ static int cmd_info(struct ctl *c, int argc, char **argv)
 	printf("node_id             %" PRIu32 "\n", in.node_id);
 	printf("incarnation         %016" PRIx64 "\n", in.incarnation);
 	printf("created             %s\n", created);
-	printf("arena_size          %" PRIu64 " bytes (%" PRIu64 " MiB)\n", in.arena_size,
-	       in.arena_size >> 20);
-	printf("pages               %" PRIu64 " used of %" PRIu64 " (64 KiB each)\n", in.pages_used,
-	       in.pages_total);
+	printf("arena_size          %" PRIu64 " bytes (%" PRIu64 " MiB) of at most %" PRIu64
+	       " MiB; created with %" PRIu64 " MiB, grown %" PRIu32 " times\n",
+	       in.arena_size, in.arena_size >> 20, in.arena_max >> 20, in.arena_initial >> 20,
+	       in.grows);
+	printf("pages               %" PRIu64 " used of %" PRIu64 " now, %" PRIu64
+	       " at most (64 KiB each)\n",
+	       in.pages_used, in.pages_total, in.pages_max);
 	printf("shards              %" PRIu32 "\n", in.shards);
 	printf("endpoints           %" PRIu32 " live of %" PRIu32
 	       " (this tool's own endpoint %s included)\n",

@@ -196,7 +196,7 @@ static const struct field fields[] = {
 	FIELD(arena_size, F_U64),   FIELD(shards, F_U32),      FIELD(max_endpoints, F_U32),
 	FIELD(key_max, F_U32),      FIELD(meta_max, F_U32),    FIELD(max_clusters, F_U32),
 	FIELD(node_id, F_U32),      FIELD(oplog_bytes, F_U32), FIELD(mailbox_bytes, F_U32),
-	FIELD(mode, F_MODE),        FIELD(owner_uid, F_U32),
+	FIELD(mode, F_MODE),        FIELD(owner_uid, F_U32),   FIELD(arena_max, F_U64),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -427,6 +427,7 @@ static void usage(FILE *f)
 		"      --max-endpoints N    --key-max BYTES      --meta-max BYTES\n"
 		"      --max-clusters N     --node-id N          --oplog-bytes BYTES\n"
 		"      --mailbox-bytes BYTES                     --mode OCTAL\n"
+		"      --arena-max BYTES    (grows up to; default 8 x arena size)\n"
 		"\n"
 		"Attach option:\n"
 		"      --owner-uid UID      also serve an arena whose object UID owns (by\n"
