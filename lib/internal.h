@@ -297,7 +297,7 @@ uint64_t now_monotonic_ns(void);
 uint64_t arena_refresh(const shmg_t *h);
 /* The slow half of arena_span_ok: [off, off+len) lies beyond h->size; true
  * if it lies in the reservation and the object has grown over it since. */
-bool arena_span_grown(const shmg_t *h, uint64_t off, uint64_t len);
+bool arena_span_grown(const shmg_t *h, uint64_t off, uint64_t len) __attribute__((cold));
 /* Grows the object to at least `size` bytes (never shrinks it) and
  * refreshes the handle's view.  0 or -errno (-ENOSPC: no room in /dev/shm). */
 int arena_grow_to(shmg_t *h, uint64_t size);
