@@ -30,7 +30,7 @@
 
 #define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
 #define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
-#define LAYOUT_VERSION 6u
+#define LAYOUT_VERSION 7u
 
 #define CACHE_LINE 64u
 #define PAGE_SHIFT 16u
@@ -114,7 +114,7 @@ struct arena_header {
 	 * shard's stride, written under that shard's lock. */
 	_Alignas(CACHE_LINE) struct node_state {
 		uint32_t node; /* 0 = free */
-		uint32_t pad;
+		uint32_t up;   /* 1: the agent's connection to it is up (shmg_nodes) */
 		uint64_t inc;  /* the owner's incarnation held; 0 = none (purge first) */
 	} nodes[MAX_NODES];
 };
