@@ -348,7 +348,7 @@ int replconf_check(const struct replconf *c, uint32_t self_node, char *err, size
 	}
 	for (unsigned i = 0; i < c->n_peers; i++) {
 		const struct peer_conf *p = &c->peers[i];
-		if (p->node == self_node || strcmp(p->name, c->node_name) == 0) {
+		if ((self_node && p->node == self_node) || strcmp(p->name, c->node_name) == 0) {
 			snprintf(err, errlen,
 				 "peer %" PRIu32 " %s: this node is %" PRIu32 " %s; a node number "
 				 "and a name belong to one node only",

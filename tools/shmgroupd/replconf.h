@@ -76,8 +76,9 @@ static inline bool replconf_enabled(const struct replconf *c)
 }
 
 /* Whole-configuration checks for a node numbered self_node: a name, unique
- * peer names and numbers (none this node's), one address family, and a key
- * unless every address is loopback.  0, or -1 with why in err. */
+ * peer names and numbers (none this node's; self_node 0: not known yet),
+ * one address family, and a key unless every address is loopback.  0, or
+ * -1 with why in err. */
 int replconf_check(const struct replconf *c, uint32_t self_node, char *err, size_t errlen);
 
 /* Reads a 32-byte cluster key: the raw bytes, or 64 hex digits and an

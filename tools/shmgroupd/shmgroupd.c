@@ -963,6 +963,16 @@ int main(int argc, char **argv)
 	}
 	if (ag.eff.log_level >= 0)
 		log_set_boot_level(ag.eff.log_level);
+	{
+		/* Refused before the arena is opened (the node number is checked
+		 * again against the arena's once it is). */
+		char err[PATH_MAX + 128];
+
+		if (replconf_check(&ag.eff.repl, ag.eff.cfg.node_id, err, sizeof(err)) < 0) {
+			logf_(L_ERR, "replication: %s", err);
+			return EXIT_FAIL;
+		}
+	}
 	ag.watchdog_ms = watchdog_ms();
 	shmg_set_log_fn(log_library, NULL);
 
