@@ -72,6 +72,7 @@ static char key_path[64];
 static const char *const *fault_args; /* extra agent arguments */
 static const char *down_after = "3000";
 static int unlisted = -1; /* a host that host 0 is not told about at start */
+static const char *host1_name;  /* host 1's name when not "h2" */
 
 /* ---- agents ----------------------------------------------------------- */
 
@@ -160,7 +161,10 @@ static void agent_start(int i)
 #define ARG(...) snprintf(args[n], sizeof(args[n]), __VA_ARGS__), argv[n] = args[n], n++
 	ARG("shmgroupd");
 	ARG("--group=%s", hosts[i].arena);
-	ARG("--node-name=h%d", i + 1);
+	if (i == 1 && host1_name)
+		ARG("--node-name=%s", host1_name);
+	else
+		ARG("--node-name=h%d", i + 1);
 	ARG("--listen=127.0.0.1:%d", hosts[i].port);
 	ARG("--replication-group=%s", wire_group);
 	ARG("--key-file=%s", key_path);
@@ -455,6 +459,7 @@ static void setup(void)
 	fault_args = NULL;
 	down_after = "3000";
 	unlisted = -1;
+	host1_name = NULL;
 }
 
 static void teardown(void)
@@ -830,6 +835,58 @@ START_TEST(test_sighup_adds_peer)
 }
 END_TEST
 
+START_TEST(test_partition_on_command)
+{
+	down_after = "1000";
+	hosts_init(3);
+	start_all();
+	struct worker a = worker_start(0), c = worker_start(2);
+	use_keys("p/", 5);
+	use_keys("q/", 5);
+	ck_assert_int_eq(worker_do(&a, "N p/ 5"), 0);
+	expect_converged("before the partition");
+	kill(hosts[0].agent, SIGUSR1); /* A cut off from everyone */
+	wait_lookup(1, "p/0", -ENOENT);
+	wait_lookup(2, "p/4", -ENOENT);
+	ck_assert_int_eq(worker_do(&c, "N q/ 5"), 0); /* while A cannot hear */
+	int a_alone[HOSTS] = {0, 1, 1};
+	ck_assert_msg(tc_wait_until(nodes_are, a_alone, CONVERGE_MS), "nodes %ld %ld %ld",
+		      shmg_nodes(hosts[0].h, NULL, NULL, 0), shmg_nodes(hosts[1].h, NULL, NULL, 0),
+		      shmg_nodes(hosts[2].h, NULL, NULL, 0));
+	ck_assert_int_gt(stat_of(0, "fault_partitioned_tx"), 0);
+	ck_assert_int_gt(stat_of(0, "fault_partitioned_rx"), 0);
+	kill(hosts[0].agent, SIGUSR2);
+	ck_assert(tc_wait_until(all_connected, NULL, CONVERGE_MS));
+	expect_converged("after the partition healed");
+	wait_lookup(0, "q/4", 0);
+	wait_lookup(1, "p/4", 0);
+}
+END_TEST
+
+static bool log_says(void *arg)
+{
+	char buf[16384];
+	int fd = open(hosts[0].log, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strstr(buf, arg) != NULL;
+}
+
+START_TEST(test_wrong_name_refused)
+{
+	host1_name = "impostor"; /* A has node 2 as h2 */
+	hosts_init(2);
+	agent_start(0);
+	agent_start(1);
+	ck_assert_msg(tc_wait_until(log_says, "peer h2 (node 2) refused", CONVERGE_MS),
+		      "A did not refuse node 2's wrong name");
+	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
+	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
+}
+END_TEST
+
 /* Runs the agent with the given arguments; returns its exit status and
  * its stderr in out. */
 static int agent_run_fails(const char *const *extra, char *out, size_t cap)
@@ -902,6 +959,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_clean_stop_says_bye);
 	tcase_add_test(tc, test_sighup_adds_peer);
 	tcase_add_test(tc, test_config_refused);
+	tcase_add_test(tc, test_partition_on_command);
+	tcase_add_test(tc, test_wrong_name_refused);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }

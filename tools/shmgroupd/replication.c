@@ -339,9 +339,11 @@ static void write_stats(struct replication *r)
 	C(resyncs_sent); C(resyncs_applied); C(resyncs_restarted); C(purges); C(handshakes);
 #undef C
 	W("peers_up", r->n_up);
-	W("rx_queue_full", r->c.rx_queue_full);
-	W("rx_errors", r->c.rx_errors);
+	/* The receive thread's two counters, bumped atomically there. */
+	W("rx_queue_full", __atomic_load_n(&r->c.rx_queue_full, __ATOMIC_RELAXED));
+	W("rx_errors", __atomic_load_n(&r->c.rx_errors, __ATOMIC_RELAXED));
 	W("tx_errors", r->c.tx_errors);
+	W("tx_unknown_node", r->c.tx_unknown_node);
 	W("store_batches", s->batches);
 	W("store_changes", s->changes);
 	W("store_conflicts", s->conflicts);
@@ -609,7 +611,12 @@ int replication_start(const struct replication_params *p, struct replication **o
 	r->sock = r->wake_fd = r->stop_fd = r->epfd = -1;
 	cds_wfcq_init(&r->cmd_head, &r->cmd_tail);
 	r->pool = calloc(POOL_SLOTS - 1, sizeof(struct datagram));
-	r->peers = cds_lfht_new_flavor(64, 64, 0, CDS_LFHT_AUTO_RESIZE, &urcu_memb_flavor, NULL);
+	/* A fixed size (peers are at most 64): an auto-resized table starts
+	 * liburcu's resize worker, a thread that leaves SIGUSR1 unblocked (for
+	 * the signal flavour of RCU), which would turn the partition command
+	 * into the signal's default action, exit. */
+	r->peers = cds_lfht_new_flavor(REPLCONF_MAX_PEERS, REPLCONF_MAX_PEERS, 0, 0,
+				       &urcu_memb_flavor, NULL);
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
