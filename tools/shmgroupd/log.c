@@ -10,7 +10,7 @@
 #include "log.h"
 
 static bool log_journal;            /* "<N>" prefixes for journald */
-static shmg_t *log_handle;          /* once open: the arena's level decides */
+static int arena_level = -1;       /* once open: the arena's level decides */
 static int log_level_boot = L_INFO; /* before the arena is open */
 
 /* True when stderr is the journal stream systemd connected (JOURNAL_STREAM
@@ -37,15 +37,14 @@ void log_set_boot_level(int level)
 	log_level_boot = level;
 }
 
-void log_set_handle(shmg_t *h)
+void log_set_arena_level(int level)
 {
-	__atomic_store_n(&log_handle, h, __ATOMIC_RELEASE);
+	__atomic_store_n(&arena_level, level, __ATOMIC_RELAXED);
 }
 
 static int current_level(void)
 {
-	shmg_t *h = __atomic_load_n(&log_handle, __ATOMIC_ACQUIRE); /* pairs with log_set_handle */
-	int lv = h ? shmg_log_level(h, -1) : log_level_boot;
+	int lv = __atomic_load_n(&arena_level, __ATOMIC_RELAXED);
 
 	return lv < 0 ? log_level_boot : lv;
 }

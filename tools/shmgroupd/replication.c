@@ -16,7 +16,9 @@
  *                    one shard-lock hold per batch), the fault layer's held
  *                    datagrams and the stats file.  It sleeps in epoll_pwait2
  *                    until the earliest of those.
- *   main thread      (shmgroupd.c) signals, reaper, config reloads.  It hands
+ *   main thread      (shmgroupd.c) signals, reaper, config reloads, on the
+ *                    agent's first handle; replication has a handle of its
+ *                    own, used by the protocol thread only.  The main thread hands
  *                    commands (add a peer, partition, stop) to the protocol
  *                    thread on a wait-free cds_wfcq queue, and owns the peer
  *                    address table, a cds_lfht keyed by node number that the
@@ -590,6 +592,8 @@ static void free_all(struct replication *r)
 		if (*fd >= 0)
 			close(*fd);
 	free(r->pool);
+	if (r->h)
+		shmg_close(r->h);
 	free(r);
 }
 
@@ -599,13 +603,18 @@ int replication_start(const struct replication_params *p, struct replication **o
 	struct replication *r = calloc(1, sizeof(*r));
 	int rc;
 
-	if (!r || shmg_info(p->h, &in) < 0) {
-		free(r);
+	if (!r) {
 		logf_(L_ERR, "replication: out of memory");
 		return -1;
 	}
+	if ((rc = shmg_open(p->arena, p->cfg, &r->h)) < 0 || (rc = shmg_info(r->h, &in)) < 0) {
+		logf_(L_ERR, "replication: cannot open group %s: %s", p->arena, shmg_strerror(rc));
+		if (r->h)
+			shmg_close(r->h);
+		free(r);
+		return -1;
+	}
 	urcu_memb_register_thread();
-	r->h = p->h;
 	r->self = in.node_id;
 	r->conf = *p->conf;
 	r->sock = r->wake_fd = r->stop_fd = r->epfd = -1;

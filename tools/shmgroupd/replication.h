@@ -18,7 +18,9 @@
 struct replication;
 
 struct replication_params {
-	shmg_t *h;
+	const char *arena;      /* the group served: replication opens its own
+				 * handle on it (a handle is for one thread) */
+	const struct shmg_config *cfg; /* as the agent opened it (owner_uid) */
 	const char *group;      /* the name on the wire: the same on every host */
 	const struct replconf *conf;
 	const uint8_t *key;     /* REPL_KEY_LEN bytes, or NULL: no-key mode */
@@ -36,8 +38,8 @@ void replication_update(struct replication *r, const struct replconf *conf);
 void replication_partition(struct replication *r, bool on);
 
 /* A clean stop: BYE to every peer that is up, then the threads end and the
- * socket closes.  The arena's entries stay; this node's peers are marked
- * down for shmg_nodes.  NULL is a no-op. */
+ * socket and the replication's handle close.  The arena's entries stay; this
+ * node's peers are marked down for shmg_nodes.  NULL is a no-op. */
 void replication_stop(struct replication *r);
 
 #endif

@@ -584,6 +584,7 @@ static void apply_level(struct agent *ag)
 {
 	if (ag->eff.log_level >= 0)
 		(void)shmg_log_level(ag->h, ag->eff.log_level);
+	log_set_arena_level(shmg_log_level(ag->h, -1));
 }
 
 /* Starts replication on ag->h when a listen address is configured.
@@ -607,7 +608,8 @@ static int start_replication(struct agent *ag)
 		ag->has_key = true;
 	}
 	struct replication_params p = {
-		.h = ag->h,
+		.arena = ag->eff.group,
+		.cfg = &ag->eff.cfg,
 		.group = rc->replication_group[0] ? rc->replication_group : ag->eff.group,
 		.conf = rc,
 		.key = ag->has_key ? ag->key : NULL,
@@ -672,6 +674,7 @@ static void observe(struct agent *ag)
 	struct shmg_info in;
 	int lv = shmg_log_level(ag->h, -1);
 
+	log_set_arena_level(lv);
 	if (lv >= 0 && lv != ag->last_level) {
 		int shown = lv > ag->last_level ? lv : ag->last_level;
 
@@ -751,8 +754,8 @@ static int setup(struct agent *ag)
 
 	if (open_group(ag, &ag->h) < 0)
 		return -1;
-	log_set_handle(ag->h);
 	ag->last_level = shmg_log_level(ag->h, -1);
+	log_set_arena_level(ag->last_level);
 	apply_level(ag);
 
 	sigemptyset(&mask);
@@ -844,10 +847,11 @@ static void follow_arena(struct agent *ag)
 	ag->repl = NULL;
 	epoll_ctl(ag->epfd, EPOLL_CTL_DEL, shmg_reaper_fd(old), NULL);
 	ag->h = nh;
-	log_set_handle(nh);
+
 	shmg_close(old);
 	ag->elected = false;
 	ag->last_level = shmg_log_level(nh, -1);
+	log_set_arena_level(ag->last_level);
 	apply_level(ag);
 	logf_(L_INFO, "group %s was destroyed; serving its new arena", ag->eff.group);
 	if (start_replication(ag) < 0)
@@ -988,7 +992,7 @@ int main(int argc, char **argv)
 	notify("STOPPING=1");
 	replication_stop(ag.repl);
 	/* Only our own endpoint goes: the arena and everyone's entries stay. */
-	log_set_handle(NULL);
+	log_set_arena_level(-1);
 	shmg_set_log_fn(NULL, NULL);
 	if (shmg_close(ag.h) < 0)
 		rc = -1;
