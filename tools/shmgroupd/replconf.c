@@ -248,6 +248,10 @@ int replconf_set(struct replconf *c, const char *key, const char *value)
 			return rc;
 		if (strncmp(key, "fault_", 6) == 0 && k->off != offsetof(struct replconf, fault.delay) &&
 		    v > 100)
+			return -ERANGE; /* a percentage */
+		/* Each sets how often the protocol thread wakes. */
+		if ((k->off == offsetof(struct replconf, change_poll_us) && (v < 100 || v > 1000000)) ||
+		    (k->off == offsetof(struct replconf, stats_interval) && (v < 10 || v > 3600000)))
 			return -ERANGE;
 		*(uint32_t *)(void *)at = (uint32_t)v;
 		break;

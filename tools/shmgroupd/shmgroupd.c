@@ -4,8 +4,10 @@
  *
  * What it owns: nothing in the arena.  It opens the group (creating it if
  * needed) like any process, joins the reaper election with
- * shmg_reaper_enable(), and then only drives shmg_reaper_dispatch() from an
- * epoll loop over the reaper's descriptor and a signalfd.  The elected reaper
+ * shmg_reaper_enable(), and then drives shmg_reaper_dispatch() from an
+ * epoll loop over the reaper's descriptor and a signalfd.  With a listen
+ * address it also replicates the group with the other hosts' agents
+ * (replication.c, on threads and a handle of its own).  The elected reaper
  * holds a pidfd per endpoint process and removes a dead endpoint's entries at
  * once (reason "exit"); a candidate that is not elected retries the election
  * on every dispatch, so when the reaper dies another candidate takes over.
@@ -19,19 +21,18 @@
  * disturb no reader or writer: the arena is never destroyed or reset here,
  * and a clean stop (SIGTERM, SIGINT) only closes the agent's own endpoint.
  *
- * Signals: SIGTERM, SIGINT stop (exit 0); SIGHUP rereads the config file
- * (only the log level can change without a restart).  They are blocked and
- * read from a signalfd, so no handler runs and no call is interrupted.
+ * Signals: SIGTERM, SIGINT stop (exit 0, after a BYE to the peers); SIGHUP
+ * rereads the config file (only the log level and the peers can change
+ * without a restart); SIGUSR1, SIGUSR2 start and end the fault layer's
+ * partition.  They are blocked (before any thread starts, so in every
+ * thread) and read from a signalfd, so no handler runs and no call is
+ * interrupted.
  *
- * Logging: to stderr, one line per message.  Under systemd (stderr is the
- * stream named by JOURNAL_STREAM) lines start with a syslog priority "<N>",
- * otherwise with "shmgroupd: LEVEL: ".  Info and verbose lines follow the
- * arena's log level (shared with every process, changeable at runtime with
- * `shmgroupctl log-level`); errors and warnings are always printed.
+ * Logging: log.c.
  *
  * Readiness: sd_notify("READY=1") when NOTIFY_SOCKET is set (written here,
- * no libsystemd), and one byte on --ready-fd, once the group is open and the
- * agent is a reaper candidate.
+ * no libsystemd), and one byte on --ready-fd, once the group is open, the
+ * agent is a reaper candidate and replication (if configured) listens.
  */
 #include <ctype.h>
 #include <errno.h>
