@@ -10,6 +10,8 @@
  *                    the protocol thread on an SPSC ck_ring (`rx_ring`); the
  *                    protocol thread gives them back on another (`free_ring`).
  *                    One eventfd write per burst wakes the protocol thread.
+ *                    With every buffer handed over, it stops reading and
+ *                    lets the socket's buffer (4 MiB asked) hold the rest.
  *   protocol thread  runs the core: repl_input for each datagram, repl_poll
  *                    when a change log moved or the core's deadline passed,
  *                    the core's callbacks (sending with sendto, applying with
@@ -96,7 +98,7 @@ struct datagram {
 };
 
 struct agent_counters {
-	uint64_t rx_queue_full, rx_errors, tx_errors, tx_unknown_node;
+	uint64_t rx_pool_waits, rx_errors, tx_errors, tx_unknown_node;
 };
 
 struct replication {
@@ -342,7 +344,7 @@ static void write_stats(struct replication *r)
 #undef C
 	W("peers_up", r->n_up);
 	/* The receive thread's two counters, bumped atomically there. */
-	W("rx_queue_full", __atomic_load_n(&r->c.rx_queue_full, __ATOMIC_RELAXED));
+	W("rx_pool_waits", __atomic_load_n(&r->c.rx_pool_waits, __ATOMIC_RELAXED));
 	W("rx_errors", __atomic_load_n(&r->c.rx_errors, __ATOMIC_RELAXED));
 	W("tx_errors", r->c.tx_errors);
 	W("tx_unknown_node", r->c.tx_unknown_node);
@@ -374,7 +376,6 @@ static void *receive_main(void *arg)
 	struct replication *r = arg;
 	struct datagram *spare[POOL_SLOTS];
 	unsigned n_spare = 0;
-	static uint8_t sink[DATAGRAM_MAX];
 
 	for (;;) {
 		struct pollfd p[2] = {{.fd = r->sock, .events = POLLIN},
@@ -390,11 +391,14 @@ static void *receive_main(void *arg)
 			while (n_spare < RECV_BURST && ck_ring_dequeue_spsc(&r->free_ring, r->free_slots, &d))
 				spare[n_spare++] = d;
 			if (n_spare == 0) {
-				/* The protocol thread is behind: drop, as a full
-				 * socket buffer would. */
-				if (recv(r->sock, sink, sizeof(sink), MSG_DONTWAIT) < 0)
-					break;
-				__atomic_add_fetch(&r->c.rx_queue_full, 1, __ATOMIC_RELAXED);
+				/* The protocol thread is behind (applying a large
+				 * batch): leave the datagrams in the socket's
+				 * buffer, which the kernel drops from only when it
+				 * is full, and look again shortly. */
+				__atomic_add_fetch(&r->c.rx_pool_waits, 1, __ATOMIC_RELAXED);
+				struct pollfd stop = {.fd = r->stop_fd, .events = POLLIN};
+				if (poll(&stop, 1, 1) > 0)
+					return NULL;
 				continue;
 			}
 			struct mmsghdr m[RECV_BURST];
