@@ -57,12 +57,12 @@ static const char *agent_path;
 
 struct host {
 	const char *arena;
-	int port;          /* the agent's */
+	int port;                /* the agent's */
 	int peer_port_of[HOSTS]; /* where this agent sends to host j (a relay, or j's port) */
 	pid_t agent;
 	char stats[128];
 	char log[128];
-	shmg_t *h;         /* the test process's handle */
+	shmg_t *h; /* the test process's handle */
 };
 
 static struct host hosts[HOSTS];
@@ -71,14 +71,14 @@ static char wire_group[64];
 static char key_path[64];
 static const char *const *fault_args; /* extra agent arguments */
 static const char *down_after = "3000";
-static int unlisted = -1; /* a host that host 0 is not told about at start */
-static const char *host1_name;  /* host 1's name when not "h2" */
+static int unlisted = -1;      /* a host that host 0 is not told about at start */
+static const char *host1_name; /* host 1's name when not "h2" */
 
 /* ---- agents ----------------------------------------------------------- */
 
 static int free_port(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(a);
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 	ck_assert_int_ge(fd, 0);
@@ -130,7 +130,7 @@ static void hosts_init(int n)
 		ho->port = free_port();
 		snprintf(ho->stats, sizeof(ho->stats), "/tmp/trepl-%d-%d.stats", (int)getpid(), i);
 		snprintf(ho->log, sizeof(ho->log), "/tmp/trepl-%d-%d.log", (int)getpid(), i);
-		struct shmg_config cfg = {.node_id = (uint32_t)i + 1};
+		struct shmg_config cfg = { .node_id = (uint32_t)i + 1 };
 		ho->h = tc_open(ho->arena, &cfg);
 	}
 	for (int i = 0; i < n; i++)
@@ -387,14 +387,15 @@ static void view_of(int i, char *out, size_t cap)
 				     sizeof(meta), &ml, NULL);
 		if (rc == 0)
 			len += (size_t)snprintf(out + len, cap - len, "%s=n%u.%u.%u:%.*s\n",
-						used_keys[k], id.node, id.slot, id.gen, (int)ml, meta);
+						used_keys[k], id.node, id.slot, id.gen, (int)ml,
+						meta);
 		else
 			len += (size_t)snprintf(out + len, cap - len, "%s:%d\n", used_keys[k], rc);
 		ck_assert_uint_lt(len, cap);
 	}
 	static char v[4096][96];
 	for (int g = 0; g < n_used_groups; g++) {
-		struct strs s = {v, 0, 4096};
+		struct strs s = { v, 0, 4096 };
 		shmg_members(hosts[i].h, used_groups[g], strlen(used_groups[g]), collect_member, &s,
 			     NULL);
 		qsort(v, (size_t)s.n, sizeof(v[0]), cmp_str);
@@ -447,7 +448,7 @@ static bool lookup_is(void *arg)
 
 static void wait_lookup(int host, const char *key, int want)
 {
-	struct lookup_arg l = {host, key, want};
+	struct lookup_arg l = { host, key, want };
 	ck_assert_msg(tc_wait_until(lookup_is, &l, CONVERGE_MS), "host %d: lookup %s never %d",
 		      host, key, want);
 }
@@ -568,8 +569,8 @@ START_TEST(test_register_conflict)
 }
 END_TEST
 
-static const char *const lossy[] = {"--fault-loss=30", "--fault-duplicate=30",
-				    "--fault-reorder=30", NULL};
+static const char *const lossy[] = { "--fault-loss=30", "--fault-duplicate=30",
+				     "--fault-reorder=30", NULL };
 
 START_TEST(test_lossy_burst)
 {
@@ -609,7 +610,7 @@ START_TEST(test_lossy_burst)
 	/* Each host holds every other host's 100 survivors and members. */
 	ck_assert_int_eq(shmg_registry_count(hosts[0].h, NULL), 300);
 	static char v[8][96];
-	struct strs members = {v, 0, 8};
+	struct strs members = { v, 0, 8 };
 	ck_assert_int_eq(shmg_members(hosts[2].h, "burst", 5, collect_member, &members, NULL), 3);
 }
 END_TEST
@@ -671,7 +672,7 @@ START_TEST(test_agent_stopped)
 		ck_assert_int_eq(e.reason, SHMG_REASON_NODEDOWN);
 		ck_assert_uint_eq(e.id.node, 1);
 	}
-	int b_and_c_alone[HOSTS] = {-1, 1, 1};
+	int b_and_c_alone[HOSTS] = { -1, 1, 1 };
 	ck_assert(tc_wait_until(nodes_are, b_and_c_alone, CONVERGE_MS));
 	/* A's arena still holds its own entries. */
 	wait_lookup(0, "s/0", 0);
@@ -699,8 +700,9 @@ struct relay {
 
 static void send_to(int fd, int port, const void *buf, size_t len)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	ssize_t n = sendto(fd, buf, len, 0, (struct sockaddr *)&a, sizeof(a));
 	(void)n;
 }
@@ -710,7 +712,7 @@ static void *relay_main(void *arg)
 	struct relay *r = arg;
 	uint8_t buf[65536];
 	while (!r->stop) {
-		struct pollfd p = {.fd = r->fd, .events = POLLIN};
+		struct pollfd p = { .fd = r->fd, .events = POLLIN };
 		if (poll(&p, 1, 20) <= 0)
 			continue;
 		ssize_t n = recv(r->fd, buf, sizeof(buf), 0);
@@ -744,14 +746,15 @@ static bool counted(void *arg)
 
 START_TEST(test_bad_datagrams)
 {
-	struct relay r = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct relay r = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	uint8_t pkt[2048];
 	size_t len;
 
 	hosts_init(2);
 	int relay_port = free_port();
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)relay_port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)relay_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	r.fd = socket(AF_INET, SOCK_DGRAM, 0);
 	ck_assert_int_eq(bind(r.fd, (struct sockaddr *)&a, sizeof(a)), 0);
 	r.to_port = hosts[1].port;
@@ -770,18 +773,19 @@ START_TEST(test_bad_datagrams)
 	ck_assert_uint_gt(len, 80);
 
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	send_to(fd, hosts[1].port, pkt, len);      /* replayed */
-	send_to(fd, hosts[1].port, pkt, len - 1);  /* truncated */
-	send_to(fd, hosts[1].port, pkt, 40);       /* shorter than any datagram */
-	pkt[len - 20] ^= 0x40;                     /* forged: a byte of the body changed */
+	send_to(fd, hosts[1].port, pkt, len);     /* replayed */
+	send_to(fd, hosts[1].port, pkt, len - 1); /* truncated */
+	send_to(fd, hosts[1].port, pkt, 40);      /* shorter than any datagram */
+	pkt[len - 20] ^= 0x40;                    /* forged: a byte of the body changed */
 	send_to(fd, hosts[1].port, pkt, len);
 	close(fd);
-	static const char *const names[] = {"rx_replay", "rx_bad_header", "rx_bad_len",
-					    "rx_bad_mac", NULL};
+	static const char *const names[] = { "rx_replay", "rx_bad_header", "rx_bad_len",
+					     "rx_bad_mac", NULL };
 	if (!tc_wait_until(counted, (void *)names, CONVERGE_MS))
-		ck_abort_msg("not counted: replay %lld, bad header %lld, bad len %lld, bad mac %lld",
-			     stat_of(1, "rx_replay"), stat_of(1, "rx_bad_header"),
-			     stat_of(1, "rx_bad_len"), stat_of(1, "rx_bad_mac"));
+		ck_abort_msg(
+			"not counted: replay %lld, bad header %lld, bad len %lld, bad mac %lld",
+			stat_of(1, "rx_replay"), stat_of(1, "rx_bad_header"),
+			stat_of(1, "rx_bad_len"), stat_of(1, "rx_bad_mac"));
 	/* Replication goes on. */
 	ck_assert_int_eq(worker_do(&w, "R x 2"), 0);
 	expect_converged("after the bad datagrams");
@@ -822,7 +826,7 @@ END_TEST
 START_TEST(test_sighup_adds_peer)
 {
 	char conf[64], line[96];
-	const char *args[2] = {conf, NULL};
+	const char *args[2] = { conf, NULL };
 	snprintf(conf, sizeof(conf), "--config=/tmp/trepl-%d.conf", (int)getpid());
 	int fd = open(conf + 9, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	ck_assert_int_ge(fd, 0);
@@ -866,7 +870,7 @@ START_TEST(test_partition_on_command)
 	wait_lookup(1, "p/0", -ENOENT);
 	wait_lookup(2, "p/4", -ENOENT);
 	ck_assert_int_eq(worker_do(&c, "N q/ 5"), 0); /* while A cannot hear */
-	int a_alone[HOSTS] = {0, 1, 1};
+	int a_alone[HOSTS] = { 0, 1, 1 };
 	ck_assert_msg(tc_wait_until(nodes_are, a_alone, CONVERGE_MS), "nodes %ld %ld %ld",
 		      shmg_nodes(hosts[0].h, NULL, NULL, 0), shmg_nodes(hosts[1].h, NULL, NULL, 0),
 		      shmg_nodes(hosts[2].h, NULL, NULL, 0));
@@ -934,23 +938,23 @@ START_TEST(test_config_refused)
 	hosts_init(1);
 	snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", hosts[0].port);
 	snprintf(self, sizeof(self), "--peer=1 other 127.0.0.1:%d", free_port());
-	const char *own_number[] = {"--node-name=h1", listen, self, NULL};
+	const char *own_number[] = { "--node-name=h1", listen, self, NULL };
 	ck_assert_int_eq(agent_run_fails(own_number, err, sizeof(err)), 1);
 	ck_assert_ptr_nonnull(strstr(err, "belong to one node only"));
 
 	snprintf(twice_a, sizeof(twice_a), "--peer=2 twin 127.0.0.1:%d", free_port());
 	snprintf(twice_b, sizeof(twice_b), "--peer=3 twin 127.0.0.1:%d", free_port());
-	const char *same_name[] = {"--node-name=h1", listen, twice_a, twice_b, NULL};
+	const char *same_name[] = { "--node-name=h1", listen, twice_a, twice_b, NULL };
 	ck_assert_int_eq(agent_run_fails(same_name, err, sizeof(err)), 1);
 	ck_assert_ptr_nonnull(strstr(err, "duplicate node number or name"));
 
 	char any[64];
 	snprintf(any, sizeof(any), "--listen=0.0.0.0:%d", hosts[0].port);
-	const char *no_key_off_loopback[] = {"--node-name=h1", any, NULL};
+	const char *no_key_off_loopback[] = { "--node-name=h1", any, NULL };
 	ck_assert_int_eq(agent_run_fails(no_key_off_loopback, err, sizeof(err)), 1);
 	ck_assert_ptr_nonnull(strstr(err, "loopback addresses only"));
 
-	const char *no_name[] = {listen, NULL};
+	const char *no_name[] = { listen, NULL };
 	ck_assert_int_eq(agent_run_fails(no_name, err, sizeof(err)), 1);
 	ck_assert_ptr_nonnull(strstr(err, "needs node_name"));
 }

@@ -114,7 +114,7 @@ static void hold(struct fault *f, uint64_t due, uint32_t to, const void *buf, si
 		return;
 	}
 	memcpy(copy, buf, len);
-	f->held[f->n_held++] = (struct held){due, to, len, copy};
+	f->held[f->n_held++] = (struct held){ due, to, len, copy };
 }
 
 void fault_send(struct fault *f, uint64_t now_us, uint32_t to, const void *buf, size_t len,

@@ -10,7 +10,7 @@
 #include "log.h"
 
 static bool log_journal;            /* "<N>" prefixes for journald */
-static int arena_level = -1;       /* once open: the arena's level decides */
+static int arena_level = -1;        /* once open: the arena's level decides */
 static int log_level_boot = L_INFO; /* before the arena is open */
 
 /* True when stderr is the journal stream systemd connected (JOURNAL_STREAM

@@ -7,8 +7,8 @@
  * verbose lines follow the arena's log level (shared with every process,
  * changeable at runtime with `shmgroupctl log-level`), as the main thread
  * last read it (a handle is for one thread at a time, so the other threads
- * never read it themselves); errors and warnings are always printed.  stdio locks the stream per call, so lines of two
- * threads never interleave.
+ * never read it themselves); errors and warnings are always printed.
+ * stdio locks the stream per call, so lines of two threads never interleave.
  */
 #ifndef SHMGROUPD_LOG_H
 #define SHMGROUPD_LOG_H

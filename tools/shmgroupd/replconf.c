@@ -33,8 +33,14 @@ struct key {
 	size_t off;
 };
 
-#define KNOB(k) { #k, K_KNOB, offsetof(struct repl_knobs, k) }
-#define AT(k, kind, f) { k, kind, offsetof(struct replconf, f) }
+#define KNOB(k)                                                                                    \
+	{                                                                                          \
+#k, K_KNOB, offsetof(struct repl_knobs, k)                                         \
+	}
+#define AT(k, kind, f)                                                                             \
+	{                                                                                          \
+		k, kind, offsetof(struct replconf, f)                                              \
+	}
 static const struct key keys[] = {
 	AT("node_name", K_NAME, node_name),
 	AT("listen", K_ADDR, listen_text),
@@ -125,8 +131,10 @@ int addr_parse(const char *text, struct sockaddr_storage *out, socklen_t *len)
 	unsigned long p = strtoul(port, &end, 10);
 	if (!*port || *end || p == 0 || p > 65535 || !n)
 		return -EINVAL;
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
-				 .ai_flags = AI_NUMERICSERV}, *res;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_DGRAM,
+				  .ai_flags = AI_NUMERICSERV },
+			*res;
 	if (getaddrinfo(host, port, &hints, &res) != 0)
 		return -EINVAL;
 	memcpy(out, res->ai_addr, res->ai_addrlen);
@@ -246,12 +254,14 @@ int replconf_set(struct replconf *c, const char *key, const char *value)
 	case K_U32:
 		if ((rc = number(value, UINT32_MAX, &v)) < 0)
 			return rc;
-		if (strncmp(key, "fault_", 6) == 0 && k->off != offsetof(struct replconf, fault.delay) &&
-		    v > 100)
+		if (strncmp(key, "fault_", 6) == 0 &&
+		    k->off != offsetof(struct replconf, fault.delay) && v > 100)
 			return -ERANGE; /* a percentage */
 		/* Each sets how often the protocol thread wakes. */
-		if ((k->off == offsetof(struct replconf, change_poll_us) && (v < 100 || v > 1000000)) ||
-		    (k->off == offsetof(struct replconf, stats_interval) && (v < 10 || v > 3600000)))
+		if ((k->off == offsetof(struct replconf, change_poll_us) &&
+		     (v < 100 || v > 1000000)) ||
+		    (k->off == offsetof(struct replconf, stats_interval) &&
+		     (v < 10 || v > 3600000)))
 			return -ERANGE;
 		*(uint32_t *)(void *)at = (uint32_t)v;
 		break;
@@ -318,10 +328,12 @@ void replconf_print(const struct replconf *c, FILE *f)
 			break;
 		case K_KNOB:
 			fprintf(f, "%s = %" PRIu32 "\n", k->name,
-				*(const uint32_t *)(const void *)((const char *)&c->knobs + k->off));
+				*(const uint32_t *)(const void *)((const char *)&c->knobs +
+								  k->off));
 			break;
 		case K_U32:
-			fprintf(f, "%s = %" PRIu32 "\n", k->name, *(const uint32_t *)(const void *)at);
+			fprintf(f, "%s = %" PRIu32 "\n", k->name,
+				*(const uint32_t *)(const void *)at);
 			break;
 		case K_U64: {
 			uint64_t v;

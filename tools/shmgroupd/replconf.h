@@ -50,8 +50,8 @@ struct replconf {
 	char key_file[PATH_MAX];
 	char replication_group[SHMG_NAME_MAX + 1]; /* "": the group's name */
 	char stats_file[PATH_MAX];
-	uint32_t stats_interval;  /* ms between rewrites of stats_file */
-	uint32_t change_poll_us;  /* how often the change logs' heads are read */
+	uint32_t stats_interval; /* ms between rewrites of stats_file */
+	uint32_t change_poll_us; /* how often the change logs' heads are read */
 	struct peer_conf peers[REPLCONF_MAX_PEERS];
 	unsigned n_peers;
 	struct repl_knobs knobs;

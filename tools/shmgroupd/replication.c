@@ -44,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -82,7 +83,11 @@ struct peer_entry {
 	socklen_t addr_len;
 };
 
-enum command_kind { CMD_ADD_PEER, CMD_PARTITION, CMD_STOP };
+enum command_kind {
+	CMD_ADD_PEER,
+	CMD_PARTITION,
+	CMD_STOP
+};
 
 struct command {
 	struct cds_wfcq_node qn;
@@ -336,11 +341,31 @@ static void write_stats(struct replication *r)
 		return;
 #define W(name, v) fprintf(out, "%s %" PRIu64 "\n", name, (uint64_t)(v))
 #define C(field) W(#field, c->field)
-	C(rx_datagrams); C(rx_bad_len); C(rx_bad_header); C(rx_wrong_group); C(rx_other_key);
-	C(rx_bad_mac); C(rx_replay); C(rx_stale); C(rx_not_for_us); C(rx_unknown_peer);
-	C(rx_not_peered); C(rx_bad_body); C(rx_dup_records); C(rx_beyond_window); C(rx_rejects);
-	C(tx_datagrams); C(tx_bytes); C(tx_records); C(tx_retransmits); C(tx_heartbeats);
-	C(resyncs_sent); C(resyncs_applied); C(resyncs_restarted); C(purges); C(handshakes);
+	C(rx_datagrams);
+	C(rx_bad_len);
+	C(rx_bad_header);
+	C(rx_wrong_group);
+	C(rx_other_key);
+	C(rx_bad_mac);
+	C(rx_replay);
+	C(rx_stale);
+	C(rx_not_for_us);
+	C(rx_unknown_peer);
+	C(rx_not_peered);
+	C(rx_bad_body);
+	C(rx_dup_records);
+	C(rx_beyond_window);
+	C(rx_rejects);
+	C(tx_datagrams);
+	C(tx_bytes);
+	C(tx_records);
+	C(tx_retransmits);
+	C(tx_heartbeats);
+	C(resyncs_sent);
+	C(resyncs_applied);
+	C(resyncs_restarted);
+	C(purges);
+	C(handshakes);
 #undef C
 	W("peers_up", r->n_up);
 	/* The receive thread's two counters, bumped atomically there. */
@@ -378,8 +403,8 @@ static void *receive_main(void *arg)
 	unsigned n_spare = 0;
 
 	for (;;) {
-		struct pollfd p[2] = {{.fd = r->sock, .events = POLLIN},
-				      {.fd = r->stop_fd, .events = POLLIN}};
+		struct pollfd p[2] = { { .fd = r->sock, .events = POLLIN },
+				       { .fd = r->stop_fd, .events = POLLIN } };
 		if (poll(p, 2, -1) < 0 && errno != EINTR)
 			break;
 		if (p[1].revents)
@@ -388,7 +413,8 @@ static void *receive_main(void *arg)
 			continue;
 		for (;;) {
 			void *d;
-			while (n_spare < RECV_BURST && ck_ring_dequeue_spsc(&r->free_ring, r->free_slots, &d))
+			while (n_spare < RECV_BURST &&
+			       ck_ring_dequeue_spsc(&r->free_ring, r->free_slots, &d))
 				spare[n_spare++] = d;
 			if (n_spare == 0) {
 				/* The protocol thread is behind (applying a large
@@ -396,7 +422,7 @@ static void *receive_main(void *arg)
 				 * buffer, which the kernel drops from only when it
 				 * is full, and look again shortly. */
 				__atomic_add_fetch(&r->c.rx_pool_waits, 1, __ATOMIC_RELAXED);
-				struct pollfd stop = {.fd = r->stop_fd, .events = POLLIN};
+				struct pollfd stop = { .fd = r->stop_fd, .events = POLLIN };
 				if (poll(&stop, 1, 1) > 0)
 					return NULL;
 				continue;
@@ -406,8 +432,9 @@ static void *receive_main(void *arg)
 			unsigned k = n_spare;
 			for (unsigned i = 0; i < k; i++) {
 				struct datagram *dg = spare[n_spare - 1 - i];
-				iov[i] = (struct iovec){dg->buf, sizeof(dg->buf)};
-				m[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+				iov[i] = (struct iovec){ dg->buf, sizeof(dg->buf) };
+				m[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i],
+								      .msg_iovlen = 1 } };
 			}
 			int n = recvmmsg(r->sock, m, k, MSG_DONTWAIT, NULL);
 			if (n <= 0) {
@@ -446,7 +473,8 @@ static bool run_commands(struct replication *r)
 				logf_(L_ERR, "peer %s (node %" PRIu32 ") not added: %s", cmd->name,
 				      cmd->node, strerror(-rc));
 			else
-				logf_(L_INFO, "peer %s (node %" PRIu32 ") added", cmd->name, cmd->node);
+				logf_(L_INFO, "peer %s (node %" PRIu32 ") added", cmd->name,
+				      cmd->node);
 			break;
 		}
 		case CMD_PARTITION:
@@ -462,18 +490,15 @@ static bool run_commands(struct replication *r)
 	return stop;
 }
 
-static bool take_datagrams(struct replication *r)
+static void take_datagrams(struct replication *r)
 {
 	void *d;
-	bool any = false;
 	while (ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d)) {
 		struct datagram *dg = d;
 		if (!fault_drop_input(r->fault, dg->buf, dg->len))
 			repl_input(r->core, r->now, dg->buf, dg->len);
 		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, dg);
-		any = true;
 	}
-	return any;
 }
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -486,8 +511,16 @@ static void sleep_until(struct replication *r, uint64_t deadline)
 	struct epoll_event ev;
 	uint64_t now = mono_us();
 	uint64_t wait = deadline > now ? deadline - now : 0;
-	struct timespec ts = {(time_t)(wait / 1000000u), (long)(wait % 1000000u) * 1000};
+	struct timespec ts = { (time_t)(wait / 1000000u), (long)(wait % 1000000u) * 1000 };
 	int n = epoll_pwait2(r->epfd, &ev, 1, deadline == UINT64_MAX ? NULL : &ts, NULL);
+	if (n < 0 && errno == ENOSYS) {
+		/* A kernel before 5.11: milliseconds, rounded up. */
+		uint64_t ms = (wait + 999) / 1000;
+		n = epoll_wait(r->epfd, &ev, 1,
+			       deadline == UINT64_MAX ? -1
+			       : ms > INT_MAX         ? INT_MAX
+						      : (int)ms);
+	}
 	if (n > 0) {
 		uint64_t v;
 		ssize_t k = read(r->wake_fd, &v, sizeof(v));
@@ -518,7 +551,8 @@ static void *protocol_main(void *arg)
 		if (moved || r->now >= repl_deadline(r->core))
 			repl_poll(r->core, r->now);
 		for (int s; (s = store_take_reset(r->store)) >= 0;) {
-			logf_(L_WARN, "change log of shard %d was repaired; resyncing it with every peer",
+			logf_(L_WARN,
+			      "change log of shard %d was repaired; resyncing it with every peer",
 			      s);
 			repl_log_reset(r->core, (uint16_t)s);
 			repl_poll(r->core, r->now);
@@ -579,7 +613,7 @@ static void free_all(struct replication *r)
 		struct cds_lfht_iter it;
 		struct cds_lfht_node *n;
 		urcu_memb_read_lock();
-		cds_lfht_for_each(r->peers, &it, n) {
+		cds_lfht_for_each (r->peers, &it, n) {
 			if (cds_lfht_del(r->peers, n) == 0)
 				urcu_memb_call_rcu(&caa_container_of(n, struct peer_entry, ht)->rcu,
 						   peer_free_rcu);
@@ -637,7 +671,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 		logf_(L_ERR, "replication: cannot set up: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
 	}
-	struct epoll_event ev = {.events = EPOLLIN};
+	struct epoll_event ev = { .events = EPOLLIN };
 	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev) < 0 || open_socket(r) < 0)
 		goto fail;
 	ck_ring_init(&r->rx_ring, POOL_SLOTS);
@@ -661,7 +695,8 @@ int replication_start(const struct replication_params *p, struct replication **o
 		.knobs = r->conf.knobs,
 	};
 	if ((rc = repl_new(&cfg, &agent_ops, r, &r->core)) < 0) {
-		logf_(L_ERR, "replication: %s (check the knobs: every buffer size and interval "
+		logf_(L_ERR,
+		      "replication: %s (check the knobs: every buffer size and interval "
 		      "must be in range, rto_min <= rto_initial <= rto_max)",
 		      rc == -EINVAL ? "bad settings" : strerror(-rc));
 		goto fail;
@@ -670,14 +705,16 @@ int replication_start(const struct replication_params *p, struct replication **o
 	remote_nodes_down(r->h);
 	for (unsigned i = 0; i < r->conf.n_peers; i++) {
 		const struct peer_conf *pc = &r->conf.peers[i];
-		if (peer_publish(r, pc) < 0 || (rc = repl_peer_add(r->core, pc->node, pc->name)) < 0) {
-			logf_(L_ERR, "peer %s (node %" PRIu32 "): cannot add it", pc->name, pc->node);
+		if (peer_publish(r, pc) < 0 ||
+		    (rc = repl_peer_add(r->core, pc->node, pc->name)) < 0) {
+			logf_(L_ERR, "peer %s (node %" PRIu32 "): cannot add it", pc->name,
+			      pc->node);
 			goto fail;
 		}
 	}
 	if (!p->key)
 		logf_(L_WARN, "REPLICATION WITHOUT A CLUSTER KEY: datagrams are not authenticated; "
-		      "allowed on loopback only (set key_file)");
+			      "allowed on loopback only (set key_file)");
 	if (pthread_create(&r->proto_thread, NULL, protocol_main, r) != 0)
 		goto fail;
 	r->proto_started = true;
@@ -686,8 +723,8 @@ int replication_start(const struct replication_params *p, struct replication **o
 		return -1;
 	}
 	r->rx_started = true;
-	logf_(L_INFO, "replicating group %s as node %" PRIu32 " (%s) on %s with %u peer%s", p->group,
-	      r->self, r->conf.node_name, r->conf.listen_text, r->conf.n_peers,
+	logf_(L_INFO, "replicating group %s as node %" PRIu32 " (%s) on %s with %u peer%s",
+	      p->group, r->self, r->conf.node_name, r->conf.listen_text, r->conf.n_peers,
 	      r->conf.n_peers == 1 ? "" : "s");
 	*out = r;
 	return 0;
@@ -706,14 +743,16 @@ void replication_update(struct replication *r, const struct replconf *conf)
 	    strcmp(conf->key_file, r->conf.key_file) != 0 ||
 	    memcmp(&conf->knobs, &r->conf.knobs, sizeof(conf->knobs)) != 0)
 		logf_(L_WARN, "config: node_name, listen, key_file and the knobs apply after a "
-		      "restart");
+			      "restart");
 	for (unsigned i = 0; i < r->conf.n_peers; i++) {
 		bool kept = false;
 		for (unsigned j = 0; j < conf->n_peers; j++)
 			kept = kept || conf->peers[j].node == r->conf.peers[i].node;
 		if (!kept)
-			logf_(L_WARN, "config: peer %s is no longer listed; it is dropped only by a "
-			      "restart", r->conf.peers[i].name);
+			logf_(L_WARN,
+			      "config: peer %s is no longer listed; it is dropped only by a "
+			      "restart",
+			      r->conf.peers[i].name);
 	}
 	for (unsigned j = 0; j < conf->n_peers; j++) {
 		const struct peer_conf *pc = &conf->peers[j];
@@ -722,8 +761,10 @@ void replication_update(struct replication *r, const struct replconf *conf)
 			;
 		if (i < r->conf.n_peers) {
 			if (strcmp(r->conf.peers[i].name, pc->name) != 0) {
-				logf_(L_ERR, "config: peer node %" PRIu32 " is named %s, not %s; "
-				      "restart to rename it", pc->node, r->conf.peers[i].name, pc->name);
+				logf_(L_ERR,
+				      "config: peer node %" PRIu32 " is named %s, not %s; "
+				      "restart to rename it",
+				      pc->node, r->conf.peers[i].name, pc->name);
 				continue;
 			}
 			if (strcmp(r->conf.peers[i].addr_text, pc->addr_text) != 0) {

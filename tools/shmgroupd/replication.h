@@ -18,12 +18,12 @@
 struct replication;
 
 struct replication_params {
-	const char *arena;      /* the group served: replication opens its own
+	const char *arena;             /* the group served: replication opens its own
 				 * handle on it (a handle is for one thread) */
 	const struct shmg_config *cfg; /* as the agent opened it (owner_uid) */
-	const char *group;      /* the name on the wire: the same on every host */
+	const char *group;             /* the name on the wire: the same on every host */
 	const struct replconf *conf;
-	const uint8_t *key;     /* REPL_KEY_LEN bytes, or NULL: no-key mode */
+	const uint8_t *key; /* REPL_KEY_LEN bytes, or NULL: no-key mode */
 };
 
 /* Binds the socket and starts the threads.  0 and *out, or -1 (logged). */

@@ -35,10 +35,10 @@
 struct log_tail {
 	struct oplog_cursor cur; /* next record to read */
 	struct oplog_cursor *saved;
-	uint64_t floor;   /* first seq (the log's) readable since the last restart */
-	uint64_t seen;    /* the log's next seq when last looked at */
-	uint64_t resets;  /* the log's repair counter when last looked at */
-	bool reset_due;   /* a repair: the core must resync the shard everywhere */
+	uint64_t floor;  /* first seq (the log's) readable since the last restart */
+	uint64_t seen;   /* the log's next seq when last looked at */
+	uint64_t resets; /* the log's repair counter when last looked at */
+	bool reset_due;  /* a repair: the core must resync the shard everywhere */
 };
 
 struct store {
@@ -175,8 +175,7 @@ int store_log_read(struct store *st, uint16_t shard, uint64_t seq, struct repl_r
 	if (want < t->cur.seq) {
 		/* Read before: a retransmission. */
 		struct oplog_cursor c = t->saved[want & st->saved_mask];
-		if (c.seq != want ||
-		    oplog_cursor_next(st->h, &c, st->rec_buf, st->rec_cap, &e) < 0)
+		if (c.seq != want || oplog_cursor_next(st->h, &c, st->rec_buf, st->rec_cap, &e) < 0)
 			return -ESTALE;
 		to_record(&e, out);
 		return 0;
@@ -253,7 +252,7 @@ static int snap_one(const struct oplog_entry *e, void *arg)
 int64_t store_snapshot(struct store *st, uint16_t shard,
 		       void (*emit)(void *arg, const struct repl_record *r), void *arg)
 {
-	struct snap_arg sa = {emit, arg};
+	struct snap_arg sa = { emit, arg };
 	uint64_t next = 0;
 	long rc = remote_snapshot(st->h, shard, snap_one, &sa, &next);
 	return rc < 0 ? rc : (int64_t)next;
@@ -301,7 +300,7 @@ static void to_change(const struct repl_record *r, char cluster[64], struct remo
 		.key_len = r->key_len,
 		.meta = r->meta,
 		.meta_len = r->meta_len,
-		.id = {r->node, r->ep_slot, r->ep_gen},
+		.id = { r->node, r->ep_slot, r->ep_gen },
 		.pid = r->pid,
 		.time_ns = r->time_ns,
 	};
@@ -309,13 +308,15 @@ static void to_change(const struct repl_record *r, char cluster[64], struct remo
 
 static void backoff(int attempt)
 {
-	struct timespec ts = {0, (long)(attempt < 10 ? 1 : 10) * 1000000L};
+	struct timespec ts = { 0, (long)(attempt < 10 ? 1 : 10) * 1000000L };
 	nanosleep(&ts, NULL);
 }
 
 static const char *batch_kind(uint8_t type)
 {
-	return type == REPL_BATCH_DELTA ? "changes" : type == REPL_BATCH_RESYNC ? "resync" : "purge";
+	return type == REPL_BATCH_DELTA    ? "changes"
+	       : type == REPL_BATCH_RESYNC ? "resync"
+					   : "purge";
 }
 
 void store_apply(struct store *st, const struct repl_batch *b)
@@ -336,8 +337,8 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			long n = remote_purge(st->h, b->node, b->reason);
 			rc = n < 0 ? (int)n : 0;
 		} else if (b->type == REPL_BATCH_DELTA) {
-			rc = remote_apply(st->h, b->node, b->inc, b->shard, st->changes, b->n, b->cursor,
-					  st->rcs);
+			rc = remote_apply(st->h, b->node, b->inc, b->shard, st->changes, b->n,
+					  b->cursor, st->rcs);
 		} else {
 			rc = remote_resync(st->h, b->node, b->inc, b->shard, st->changes, b->n,
 					   b->cursor, st->rcs);
@@ -345,7 +346,8 @@ void store_apply(struct store *st, const struct repl_batch *b)
 		if (rc == -ESTALE) {
 			/* Another life of the node is held: the core purged it
 			 * already, or the arena is older than the core's view. */
-			logf_(L_WARN, "node %" PRIu32 ": the arena holds another incarnation; purging it",
+			logf_(L_WARN,
+			      "node %" PRIu32 ": the arena holds another incarnation; purging it",
 			      b->node);
 			(void)remote_purge(st->h, b->node, SHMG_REASON_NODEDOWN);
 			continue;
@@ -365,22 +367,24 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			break;
 		case -EEXIST:
 			st->stats.conflicts++;
-			logf_(L_VERBOSE, "node %" PRIu32 " registered '%.*s', held here by another "
-			      "endpoint: kept the existing one", b->node, (int)b->records[i].key_len,
-			      b->records[i].key);
+			logf_(L_VERBOSE,
+			      "node %" PRIu32 " registered '%.*s', held here by another "
+			      "endpoint: kept the existing one",
+			      b->node, (int)b->records[i].key_len, b->records[i].key);
 			break;
 		case -ENOENT:
 			st->stats.missing++;
 			break;
 		default:
 			st->stats.rejected++;
-			logf_(L_WARN, "node %" PRIu32 ": a change of '%.*s' was refused: %s", b->node,
-			      (int)b->records[i].key_len, b->records[i].key, shmg_strerror(st->rcs[i]));
+			logf_(L_WARN, "node %" PRIu32 ": a change of '%.*s' was refused: %s",
+			      b->node, (int)b->records[i].key_len, b->records[i].key,
+			      shmg_strerror(st->rcs[i]));
 		}
 	}
 	return;
 failed:
 	st->stats.failed++;
-	logf_(L_ERR, "node %" PRIu32 ": %s of shard %u not applied: %s", b->node, batch_kind(b->type),
-	      (unsigned)b->shard, shmg_strerror(rc));
+	logf_(L_ERR, "node %" PRIu32 ": %s of shard %u not applied: %s", b->node,
+	      batch_kind(b->type), (unsigned)b->shard, shmg_strerror(rc));
 }
