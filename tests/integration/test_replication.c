@@ -21,7 +21,13 @@
  *     and everything is synced again;
  *   - replayed, truncated, forged and short datagrams (taken from real
  *     traffic through a relay) are refused and counted in the stats file,
- *     and replication goes on.
+ *     and replication goes on;
+ *   - a clean stop says BYE: the peer purges at once (down_after is ten
+ *     minutes); a peer added to the config file joins on SIGHUP; a peer with
+ *     a wrong name is refused; bad configurations stop the agent with why;
+ *   - the partition command (SIGUSR1, SIGUSR2) cuts a node off and heals it;
+ *   - a lone change leaves and is applied at once, though the flush
+ *     intervals are ten minutes.
  * Every test ends with every host's view (a lookup of every key used, the
  * members of every group used) equal on every host.
  *
@@ -908,6 +914,25 @@ START_TEST(test_wrong_name_refused)
 }
 END_TEST
 
+/* Flush intervals of ten minutes: only the rule that a change on an idle
+ * link leaves (and is applied) at once can bring it within the bound. */
+static const char *const slow_flush[] = {"--replicated-sender-flush-interval=600000",
+					 "--replicated-registry-receiver-flush-interval=600000",
+					 "--replicated-pg-receiver-flush-interval=600000", NULL};
+
+START_TEST(test_lone_change_leaves_at_once)
+{
+	fault_args = slow_flush;
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	use_key("lone");
+	ck_assert_int_eq(worker_do(&a, "R lone m"), 0);
+	wait_lookup(1, "lone", 0);
+	expect_converged("after a lone register");
+}
+END_TEST
+
 /* Runs the agent with the given arguments; returns its exit status and
  * its stderr in out. */
 static int agent_run_fails(const char *const *extra, char *out, size_t cap)
@@ -982,6 +1007,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_config_refused);
 	tcase_add_test(tc, test_partition_on_command);
 	tcase_add_test(tc, test_wrong_name_refused);
+	tcase_add_test(tc, test_lone_change_leaves_at_once);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }
