@@ -518,6 +518,11 @@ START_TEST(test_propagation)
 	shmg_t *mon = hosts[1].h;
 	ck_assert_int_eq(shmg_monitor(mon, NULL, 0, NULL), 0);
 
+	uint32_t peers[4];
+	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, peers, 4), 2);
+	ck_assert_uint_eq(peers[0] + peers[1], 2 + 3); /* nodes 2 and 3, in some order */
+	ck_assert_uint_ne(peers[0], peers[1]);
+
 	struct worker w = worker_start(0);
 	use_key("k/a");
 	use_key("k/u");
