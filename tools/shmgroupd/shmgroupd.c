@@ -588,7 +588,7 @@ static void apply_level(struct agent *ag)
 	log_set_arena_level(shmg_log_level(ag->h, -1));
 }
 
-/* Starts replication on ag->h when a listen address is configured.
+/* Starts replication of the group served when a listen address is configured.
  * Returns 0, or -1 (logged). */
 static int start_replication(struct agent *ag)
 {
