@@ -75,10 +75,10 @@ static struct host hosts[HOSTS];
 static int n_hosts;
 static char wire_group[64];
 static char key_path[64];
-static const char *const *fault_args; /* extra agent arguments */
+static const char *const *fault_args;    /* extra agent arguments */
 static const char *down_after = "10000"; /* long: a loaded machine must not fake a failure */
-static int unlisted = -1;      /* a host that host 0 is not told about at start */
-static const char *host1_name; /* host 1's name when not "h2" */
+static int unlisted = -1;                /* a host that host 0 is not told about at start */
+static const char *host1_name;           /* host 1's name when not "h2" */
 
 /* ---- agents ----------------------------------------------------------- */
 
@@ -479,8 +479,10 @@ static void expect_clean_logs(void)
 		if (fd >= 0)
 			close(fd);
 		buf[n > 0 ? n : 0] = '\0';
-		ck_assert_msg(!strstr(buf, "runtime error") && !strstr(buf, "Sanitizer"),
-			      "agent %d: %s", i, buf);
+		bool clean = !strstr(buf, "runtime error") && !strstr(buf, "Sanitizer");
+		if (!clean)
+			fprintf(stderr, "--- agent %d's log:\n%s\n", i, buf);
+		ck_assert_msg(clean, "agent %d reported a sanitizer error (its log is above)", i);
 	}
 }
 
@@ -702,7 +704,7 @@ END_TEST
  * datagram it forwarded. */
 struct relay {
 	int fd, to_port;
-	volatile int stop;
+	int stop; /* atomic */
 	pthread_mutex_t lock;
 	uint8_t last[2048];
 	size_t last_len;
@@ -722,7 +724,7 @@ static void *relay_main(void *arg)
 {
 	struct relay *r = arg;
 	uint8_t buf[65536];
-	while (!r->stop) {
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
 		struct pollfd p = { .fd = r->fd, .events = POLLIN };
 		if (poll(&p, 1, 20) <= 0)
 			continue;
@@ -806,7 +808,7 @@ START_TEST(test_bad_datagrams)
 	ck_assert_int_eq(shmg_lookup(hosts[1].h, "x", 1, &id, meta, sizeof(meta), &ml, NULL), 0);
 	ck_assert_int_eq(meta[0], '2');
 	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 1);
-	r.stop = 1;
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
 	pthread_join(r.th, NULL);
 	close(r.fd);
 }
@@ -921,9 +923,9 @@ END_TEST
 
 /* Flush intervals of ten minutes: only the rule that a change on an idle
  * link leaves (and is applied) at once can bring it within the bound. */
-static const char *const slow_flush[] = {"--replicated-sender-flush-interval=600000",
-					 "--replicated-registry-receiver-flush-interval=600000",
-					 "--replicated-pg-receiver-flush-interval=600000", NULL};
+static const char *const slow_flush[] = { "--replicated-sender-flush-interval=600000",
+					  "--replicated-registry-receiver-flush-interval=600000",
+					  "--replicated-pg-receiver-flush-interval=600000", NULL };
 
 START_TEST(test_lone_change_leaves_at_once)
 {

@@ -64,6 +64,7 @@
 #include <urcu/wfcqueue.h>
 
 #include "fault.h"
+#include "handoff.h"
 #include "log.h"
 #include "remote.h"
 #include "replication.h"
@@ -126,7 +127,12 @@ struct replication {
 	pthread_t rx_thread, proto_thread;
 	bool rx_started, proto_started;
 
-	/* protocol thread only */
+	/* protocol thread only (conf above is the main thread's) */
+	struct known_peer {
+		uint32_t node;
+		char name[NODE_NAME_MAX + 1];
+	} known[REPLCONF_MAX_PEERS]; /* the core's peers, for names and counts */
+	unsigned n_known;
 	uint32_t dirty[REPLCONF_MAX_PEERS]; /* nodes whose up state may have changed */
 	unsigned n_dirty, n_up;
 	uint64_t now;
@@ -177,6 +183,7 @@ static int peer_publish(struct replication *r, const struct peer_conf *p)
 	strcpy(e->name, p->name);
 	e->addr = p->addr;
 	e->addr_len = p->addr_len;
+	HANDOFF_RELEASE(e);
 	urcu_memb_read_lock();
 	struct cds_lfht_node *old =
 		cds_lfht_add_replace(r->peers, node_hash(p->node), peer_match, &p->node, &e->ht);
@@ -200,6 +207,7 @@ static void sendto_node(void *arg, uint32_t to, const void *buf, size_t len)
 	struct cds_lfht_node *hn = cds_lfht_iter_get_node(&it);
 	if (hn) {
 		struct peer_entry *e = caa_container_of(hn, struct peer_entry, ht);
+		HANDOFF_ACQUIRE(e);
 		n = sendto(r->sock, buf, len, MSG_DONTWAIT, (struct sockaddr *)&e->addr,
 			   e->addr_len);
 	}
@@ -253,9 +261,9 @@ static uint64_t cb_random(void *ctx)
 
 static const char *peer_name(struct replication *r, uint32_t node)
 {
-	for (unsigned i = 0; i < r->conf.n_peers; i++)
-		if (r->conf.peers[i].node == node)
-			return r->conf.peers[i].name;
+	for (unsigned i = 0; i < r->n_known; i++)
+		if (r->known[i].node == node)
+			return r->known[i].name;
 	return "?";
 }
 
@@ -319,8 +327,8 @@ static void publish_up(struct replication *r)
 	}
 	r->n_dirty = 0;
 	unsigned up = 0;
-	for (unsigned i = 0; i < r->conf.n_peers; i++)
-		up += repl_peer_is_up(r->core, r->conf.peers[i].node) == 1;
+	for (unsigned i = 0; i < r->n_known; i++)
+		up += repl_peer_is_up(r->core, r->known[i].node) == 1;
 	r->n_up = up;
 }
 
@@ -414,8 +422,10 @@ static void *receive_main(void *arg)
 		for (;;) {
 			void *d;
 			while (n_spare < RECV_BURST &&
-			       ck_ring_dequeue_spsc(&r->free_ring, r->free_slots, &d))
+			       ck_ring_dequeue_spsc(&r->free_ring, r->free_slots, &d)) {
+				HANDOFF_ACQUIRE(d);
 				spare[n_spare++] = d;
+			}
 			if (n_spare == 0) {
 				/* The protocol thread is behind (applying a large
 				 * batch): leave the datagrams in the socket's
@@ -446,6 +456,7 @@ static void *receive_main(void *arg)
 				struct datagram *dg = spare[--n_spare];
 				dg->len = m[i].msg_len;
 				/* Never full: the pool has fewer buffers than slots. */
+				HANDOFF_RELEASE(dg);
 				ck_ring_enqueue_spsc(&r->rx_ring, r->rx_slots, dg);
 			}
 			wake(r->wake_fd);
@@ -458,6 +469,21 @@ static void *receive_main(void *arg)
 
 /* ---- protocol thread -------------------------------------------------- */
 
+/* Adds a peer to the core: on the protocol thread, or before it starts.
+ * 0 or -errno (logged). */
+static int add_peer(struct replication *r, uint32_t node, const char *name)
+{
+	int rc = r->n_known < REPLCONF_MAX_PEERS ? repl_peer_add(r->core, node, name) : -ENOSPC;
+	if (rc < 0) {
+		logf_(L_ERR, "peer %s (node %" PRIu32 ") not added: %s", name, node, strerror(-rc));
+		return rc;
+	}
+	r->known[r->n_known].node = node;
+	snprintf(r->known[r->n_known].name, sizeof(r->known[0].name), "%s", name);
+	r->n_known++;
+	return 0;
+}
+
 /* Commands from the main thread; returns true on stop. */
 static bool run_commands(struct replication *r)
 {
@@ -466,17 +492,13 @@ static bool run_commands(struct replication *r)
 
 	while ((qn = __cds_wfcq_dequeue_blocking(&r->cmd_head, &r->cmd_tail))) {
 		struct command *cmd = caa_container_of(qn, struct command, qn);
+		HANDOFF_ACQUIRE(cmd);
 		switch (cmd->kind) {
-		case CMD_ADD_PEER: {
-			int rc = repl_peer_add(r->core, cmd->node, cmd->name);
-			if (rc < 0)
-				logf_(L_ERR, "peer %s (node %" PRIu32 ") not added: %s", cmd->name,
-				      cmd->node, strerror(-rc));
-			else
+		case CMD_ADD_PEER:
+			if (add_peer(r, cmd->node, cmd->name) == 0)
 				logf_(L_INFO, "peer %s (node %" PRIu32 ") added", cmd->name,
 				      cmd->node);
 			break;
-		}
 		case CMD_PARTITION:
 			fault_partition(r->fault, cmd->on);
 			logf_(L_WARN, "fault layer: partition %s", cmd->on ? "on" : "off");
@@ -495,8 +517,10 @@ static void take_datagrams(struct replication *r)
 	void *d;
 	while (ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d)) {
 		struct datagram *dg = d;
+		HANDOFF_ACQUIRE(dg);
 		if (!fault_drop_input(r->fault, dg->buf, dg->len))
 			repl_input(r->core, r->now, dg->buf, dg->len);
+		HANDOFF_RELEASE(dg);
 		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, dg);
 	}
 }
@@ -580,6 +604,7 @@ static void *protocol_main(void *arg)
 static void push(struct replication *r, struct command *cmd)
 {
 	cds_wfcq_node_init(&cmd->qn);
+	HANDOFF_RELEASE(cmd);
 	cds_wfcq_enqueue(&r->cmd_head, &r->cmd_tail, &cmd->qn);
 	wake(r->wake_fd);
 }
@@ -677,7 +702,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 	ck_ring_init(&r->rx_ring, POOL_SLOTS);
 	ck_ring_init(&r->free_ring, POOL_SLOTS);
 	for (unsigned i = 0; i < POOL_SLOTS - 1; i++)
-		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, &r->pool[i]);
+		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, &r->pool[i]); /* no thread yet */
 
 	if ((rc = store_open(r->h, &r->store)) < 0 ||
 	    (rc = fault_new(&r->conf.fault, r->conf.peers, r->conf.n_peers, &r->fault)) < 0) {
@@ -705,12 +730,8 @@ int replication_start(const struct replication_params *p, struct replication **o
 	remote_nodes_down(r->h);
 	for (unsigned i = 0; i < r->conf.n_peers; i++) {
 		const struct peer_conf *pc = &r->conf.peers[i];
-		if (peer_publish(r, pc) < 0 ||
-		    (rc = repl_peer_add(r->core, pc->node, pc->name)) < 0) {
-			logf_(L_ERR, "peer %s (node %" PRIu32 "): cannot add it", pc->name,
-			      pc->node);
+		if (peer_publish(r, pc) < 0 || add_peer(r, pc->node, pc->name) < 0)
 			goto fail;
-		}
 	}
 	if (!p->key)
 		logf_(L_WARN, "REPLICATION WITHOUT A CLUSTER KEY: datagrams are not authenticated; "
@@ -768,11 +789,8 @@ void replication_update(struct replication *r, const struct replconf *conf)
 				continue;
 			}
 			if (strcmp(r->conf.peers[i].addr_text, pc->addr_text) != 0) {
-				/* The protocol thread reads names only, never these. */
 				peer_publish(r, pc);
-				strcpy(r->conf.peers[i].addr_text, pc->addr_text);
-				r->conf.peers[i].addr = pc->addr;
-				r->conf.peers[i].addr_len = pc->addr_len;
+				r->conf.peers[i] = *pc;
 				logf_(L_INFO, "peer %s: now at %s", pc->name, pc->addr_text);
 			}
 			continue;
@@ -785,10 +803,7 @@ void replication_update(struct replication *r, const struct replconf *conf)
 			logf_(L_ERR, "peer %s: out of memory", pc->name);
 			continue;
 		}
-		/* The protocol thread reads conf.peers for names in its log only
-		 * after the command, which the queue orders after this store. */
-		r->conf.peers[r->conf.n_peers] = *pc;
-		__atomic_store_n(&r->conf.n_peers, r->conf.n_peers + 1, __ATOMIC_RELEASE);
+		r->conf.peers[r->conf.n_peers++] = *pc;
 		cmd->kind = CMD_ADD_PEER;
 		cmd->node = pc->node;
 		strcpy(cmd->name, pc->name);
