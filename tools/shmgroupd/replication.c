@@ -518,6 +518,9 @@ static void take_datagrams(struct replication *r)
 	while (ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d)) {
 		struct datagram *dg = d;
 		HANDOFF_ACQUIRE(dg);
+		/* The time of each datagram, not of the burst: RTT samples and
+		 * ack delays are taken from it. */
+		r->now = mono_us();
 		if (!fault_drop_input(r->fault, dg->buf, dg->len))
 			repl_input(r->core, r->now, dg->buf, dg->len);
 		HANDOFF_RELEASE(dg);
@@ -568,6 +571,7 @@ static void *protocol_main(void *arg)
 			break;
 		}
 		bool moved = false;
+		r->now = mono_us();
 		if (r->now >= next_logs) {
 			moved = store_logs_moved(r->store);
 			next_logs = r->now + (r->n_up ? r->conf.change_poll_us : IDLE_POLL_US);
