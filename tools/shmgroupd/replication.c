@@ -27,6 +27,9 @@
  *                    protocol thread reads under RCU: a changed address is
  *                    published by replacing the node and freeing the old one
  *                    with call_rcu, so a send never waits for a reload.
+ *                    The protocol thread keeps its own list of the core's
+ *                    peers (names for its log), so it never reads the main
+ *                    thread's copy of the settings, which a reload changes.
  *
  * Applying stays on the protocol thread: the core asks `held` for cursors
  * that must already include every batch it handed over, and a purge must
@@ -40,6 +43,15 @@
  * a shared cache line on every local write for the sake of an agent that is
  * usually idle; the poll costs the agent a wakeup per millisecond and bounds
  * the added latency of a lone change on an idle link by that millisecond.
+ *
+ * Dying at any point (SIGKILL) leaves the arena consistent: every write goes
+ * through lib/remote.c, whose batches are crash-safe and whose cursors never
+ * run ahead of the entries (ARCHITECTURE.md "Remote entries").  What stays
+ * behind is the node table's connected marks, which shmg_nodes then lists
+ * until the next agent clears them at its start, and peers that see this
+ * node fall silent and purge its entries after down_after; the next agent
+ * is a new session of the same incarnation, so they resume from their
+ * cursors.
  */
 #include <errno.h>
 #include <fcntl.h>
