@@ -494,9 +494,13 @@ SHMG_EXPORT int shmg_disconnect_many(shmg_t *h, const char *const *clusters, siz
  * Errors: -EINVAL, -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_connected(shmg_t *h, const char *cluster);
 
-/* Node ids in the cluster: for NULL, the peers of this host (excluding it);
- * for a named cluster, its nodes including this one when connected.  Copies up
- * to cap and returns the total.  Errors: -EINVAL, -EBADF, -ECHILD. */
+/* Node ids in the cluster: for NULL, the peers of this host (excluding it)
+ * that the host agent, shmgroupd, is connected to now: each is listed from
+ * the handshake that brings it up until it is down, has left, or the agent
+ * stops; 0 without a replicating agent (an agent killed with SIGKILL leaves
+ * its list behind until it is started again).  For a named cluster, its
+ * nodes including this one when connected.  Copies up to cap and returns the
+ * total.  Lock-free, no syscall.  Errors: -EINVAL, -EBADF, -ECHILD. */
 SHMG_EXPORT long shmg_nodes(shmg_t *h, const char *cluster, uint32_t *nodes, size_t cap);
 
 /* Calls fn(name, arg) for each connected named cluster.  Returns the count. */

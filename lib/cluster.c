@@ -295,13 +295,33 @@ int shmg_connected(shmg_t *h, const char *cluster)
 	return rc == 0 ? 1 : rc == -ENOTCONN ? 0 : rc;
 }
 
+/* The nodes the host agent marked connected (remote_node_up).  Each slot is
+ * read once; 0, this node's number and a mark other than 1 are skipped. */
+static long connected_peers(shmg_t *h, uint32_t *nodes, size_t cap)
+{
+	long n = 0;
+	for (uint32_t i = 0; i < MAX_NODES; i++) {
+		const struct node_state *ns = &h->hdr->nodes[i];
+		uint32_t up = load_acquire(&ns->up); /* pairs with remote_node_up's release */
+		uint32_t node = load_relaxed(&ns->node);
+		if (up != 1 || !node || node == h->node)
+			continue;
+		if (nodes && (size_t)n < cap)
+			nodes[n] = node;
+		n++;
+	}
+	return n;
+}
+
 long shmg_nodes(shmg_t *h, const char *cluster, uint32_t *nodes, size_t cap)
 {
 	int rc = shmg_connected(h, cluster);
 	if (rc < 0)
 		return rc;
-	if (!cluster || !rc)
-		return 0; /* no peers until replication runs */
+	if (!cluster)
+		return connected_peers(h, nodes, cap);
+	if (!rc)
+		return 0;
 	if (cap && nodes)
 		nodes[0] = h->node;
 	return 1;

@@ -126,7 +126,7 @@ struct arena_header {
 	 * shard's stride, written under that shard's lock. */
 	_Alignas(CACHE_LINE) struct node_state {
 		uint32_t node; /* 0 = free */
-		uint32_t pad;
+		uint32_t up;   /* 1: the agent's connection to it is up (shmg_nodes) */
 		uint64_t inc;  /* the owner's incarnation held; 0 = none (purge first) */
 	} nodes[MAX_NODES];
 };

@@ -9,7 +9,8 @@
  * any write (shard.c).  oplog_append skips it: the owner logs its own
  * changes.
  *
- * Per-node state: arena_header.nodes[] holds each node's incarnation, and
+ * Per-node state: arena_header.nodes[] holds each node's incarnation and
+ * whether the agent's connection to it is up (read by shmg_nodes), and
  * each shard's node_cursor[] the last seq applied, written under that
  * shard's lock with the changes (so never ahead of them).  A resync marks
  * its cursor CURSOR_DIRTY for as long as it runs.
@@ -313,6 +314,9 @@ long remote_purge(shmg_t *h, uint32_t node, int reason)
 	 * agent purges again before it trusts anything of the node. */
 	if (slot >= 0)
 		store_relaxed(&h->hdr->nodes[slot].inc, 0);
+	/* Not connected either, before the slot can serve another node. */
+	if (slot >= 0)
+		store_relaxed(&h->hdr->nodes[slot].up, 0);
 	long total = 0;
 	uint64_t deadline = busy_deadline(h);
 	for (uint32_t s = 0; s < h->geo.shards; s++) {
@@ -410,4 +414,26 @@ void remote_held(shmg_t *h, uint32_t node, uint64_t *inc, uint64_t *cursors)
 		cursors[s] = held ? load_relaxed(&shard_node_cursors(h, s)[slot]) : 0;
 	if (inc)
 		*inc = held;
+}
+
+int remote_node_up(shmg_t *h, uint32_t node, bool up)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!node || node == h->node)
+		return -EINVAL;
+	int slot = node_slot(h, node, up);
+	if (slot < 0)
+		return up ? -ENOSPC : 0;
+	store_release(&h->hdr->nodes[slot].up, up ? 1u : 0u); /* pairs with shmg_nodes' acquire */
+	return 0;
+}
+
+void remote_nodes_down(shmg_t *h)
+{
+	if (handle_check(h))
+		return;
+	for (uint32_t i = 0; i < MAX_NODES; i++)
+		store_relaxed(&h->hdr->nodes[i].up, 0);
 }

@@ -18,6 +18,7 @@
 #ifndef SHMG_REMOTE_H
 #define SHMG_REMOTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -103,6 +104,15 @@ long remote_purge(shmg_t *h, uint32_t node, int reason);
  * is not NULL, the last seq applied per shard (cursors[shards]).  A shard
  * left dirty by a crashed resync reports inc 0 and all cursors 0. */
 void remote_held(shmg_t *h, uint32_t node, uint64_t *inc, uint64_t *cursors);
+
+/* Marks whether the agent's connection to `node` is up, which shmg_nodes
+ * lists; marking it up claims the node's table slot.  A purge clears the
+ * mark with the node's state.  0, -EINVAL (this node, or 0), -ENOSPC (the
+ * node table is full), -EBADF, -ECHILD. */
+int remote_node_up(shmg_t *h, uint32_t node, bool up);
+/* Clears every mark: the agent at start (a killed agent's marks are stale)
+ * and at a clean stop. */
+void remote_nodes_down(shmg_t *h);
 
 /* The agent's run number (the protocol's session): one more than the last
  * agent's on this arena, never 0; 0 for a bad handle.  Call once at start. */

@@ -176,6 +176,7 @@ static const struct field fields[] = {
 	F(arena_header, reaper_wake, W_HEADER),
 	F(arena_header, agent_session, W_HEADER),
 	F(node_state, node, W_NODES),
+	F(node_state, up, W_NODES),
 	F(node_state, inc, W_NODES),
 	FU64("node_cursor[]", W_NODE_CURSORS),
 
@@ -432,8 +433,8 @@ enum stage {
 static const char *const stage_names[] = {
 	"setup", "ready", "shmg_open", "shard_lock_until/repair_shard", "shmg_lookup",
 	"shmg_lookup_ref", "shmg_lookup_many", "shmg_members", "shmg_member_ids", "shmg_*count",
-	"shmg_entries", "shmg_receive", "shmg_dispatch", "shmg_info", "shmg_check", "shmg_close",
-	"done",
+	"shmg_entries", "shmg_receive", "shmg_dispatch", "shmg_info/shmg_nodes", "shmg_check",
+	"shmg_close", "done",
 };
 
 struct shared {
@@ -602,6 +603,10 @@ static int reader_calls(shmg_t *h, uint64_t *sum)
 	(void)shmg_dispatch(h, SHMG_KEY("k/7"), "again", 5, NULL);
 	sh->stage = S_INFO;
 	(void)shmg_info(h, &info);
+	uint32_t nodes[8];
+	long n_nodes = shmg_nodes(h, NULL, nodes, 8); /* the node table's marks */
+	for (long i = 0; i < n_nodes && i < 8; i++)
+		*sum += nodes[i];
 	sh->stage = S_CHECK;
 	(void)shmg_check(h, NULL, NULL);
 	sh->stage = S_CLOSE;

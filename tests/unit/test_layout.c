@@ -21,7 +21,8 @@ static const struct {
 	{5, 258060}, /* counters for tools: shard writes and lock waits, per-endpoint kind
 		      * counts, a mailbox statistics line */
 	{6, 346124}, /* replication state: a node table in the header, per-shard node cursors */
-	{7, 389852}, /* growing arena: arena_max in the header, pages_avail and grows in the pool line */
+	{7, 389852}, /* growing arena: arena_max in the header, pages_avail and grows in the pool line;
+		      * the agent's connected mark per node (node_state.up, in padding) */
 };
 
 START_TEST(test_signature_pinned)

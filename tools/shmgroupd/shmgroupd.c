@@ -4,8 +4,10 @@
  *
  * What it owns: nothing in the arena.  It opens the group (creating it if
  * needed) like any process, joins the reaper election with
- * shmg_reaper_enable(), and then only drives shmg_reaper_dispatch() from an
- * epoll loop over the reaper's descriptor and a signalfd.  The elected reaper
+ * shmg_reaper_enable(), and then drives shmg_reaper_dispatch() from an
+ * epoll loop over the reaper's descriptor and a signalfd.  With a listen
+ * address it also replicates the group with the other hosts' agents
+ * (replication.c, on threads and a handle of its own).  The elected reaper
  * holds a pidfd per endpoint process and removes a dead endpoint's entries at
  * once (reason "exit"); a candidate that is not elected retries the election
  * on every dispatch, so when the reaper dies another candidate takes over.
@@ -19,19 +21,18 @@
  * disturb no reader or writer: the arena is never destroyed or reset here,
  * and a clean stop (SIGTERM, SIGINT) only closes the agent's own endpoint.
  *
- * Signals: SIGTERM, SIGINT stop (exit 0); SIGHUP rereads the config file
- * (only the log level can change without a restart).  They are blocked and
- * read from a signalfd, so no handler runs and no call is interrupted.
+ * Signals: SIGTERM, SIGINT stop (exit 0, after a BYE to the peers); SIGHUP
+ * rereads the config file (only the log level and the peers can change
+ * without a restart); SIGUSR1, SIGUSR2 start and end the fault layer's
+ * partition.  They are blocked (before any thread starts, so in every
+ * thread) and read from a signalfd, so no handler runs and no call is
+ * interrupted.
  *
- * Logging: to stderr, one line per message.  Under systemd (stderr is the
- * stream named by JOURNAL_STREAM) lines start with a syslog priority "<N>",
- * otherwise with "shmgroupd: LEVEL: ".  Info and verbose lines follow the
- * arena's log level (shared with every process, changeable at runtime with
- * `shmgroupctl log-level`); errors and warnings are always printed.
+ * Logging: log.c.
  *
  * Readiness: sd_notify("READY=1") when NOTIFY_SOCKET is set (written here,
- * no libsystemd), and one byte on --ready-fd, once the group is open and the
- * agent is a reaper candidate.
+ * no libsystemd), and one byte on --ready-fd, once the group is open, the
+ * agent is a reaper candidate and replication (if configured) listens.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -54,6 +55,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+#include "replconf.h"
+#include "replication.h"
 #include "shmgroup.h"
 
 #ifndef SHMGROUP_VERSION_STRING
@@ -61,74 +65,6 @@
 #endif
 
 #define EXIT_FAIL 1
-
-/* ------------------------------------------------------------------------ */
-/* Logging                                                                  */
-/* ------------------------------------------------------------------------ */
-
-enum {
-	L_ERR = -2, /* always printed */
-	L_WARN = -1,
-	L_INFO = SHMG_LOG_INFO,
-	L_VERBOSE = SHMG_LOG_VERBOSE,
-};
-
-static bool log_journal;          /* "<N>" prefixes for journald */
-static shmg_t *log_handle;        /* once open: the arena's level decides */
-static int log_level_boot = L_INFO; /* before the arena is open */
-
-static int current_level(void)
-{
-	int lv = log_handle ? shmg_log_level(log_handle, -1) : log_level_boot;
-
-	return lv < 0 ? log_level_boot : lv;
-}
-
-static void log_write(int level, const char *msg)
-{
-	static const char *const words[] = { "error", "warning", "off", "info", "verbose" };
-	static const int prio[] = { 3, 4, 6, 6, 7 };
-	int i = level + 2;
-
-	if (log_journal)
-		fprintf(stderr, "<%d>%s\n", prio[i], msg);
-	else
-		fprintf(stderr, "shmgroupd: %s: %s\n", words[i], msg);
-}
-
-static void logf_(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(int level, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	if (level > 0 && current_level() < level)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	log_write(level, msg);
-}
-
-/* shmg_log_fn: the library has already applied the arena's level. */
-static void library_log(enum shmg_log_level level, const char *msg, void *arg)
-{
-	(void)arg;
-	log_write(level >= SHMG_LOG_VERBOSE ? L_VERBOSE : L_INFO, msg);
-}
-
-/* True when stderr is the journal stream systemd connected (JOURNAL_STREAM
- * holds "DEV:INODE" of it); a redirected stderr gets plain lines. */
-static bool stderr_is_journal(void)
-{
-	const char *e = getenv("JOURNAL_STREAM");
-	unsigned long long dev, ino;
-	struct stat st;
-
-	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
-		return false;
-	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
-}
 
 /* ------------------------------------------------------------------------ */
 /* systemd notification (sd_notify without libsystemd)                      */
@@ -204,6 +140,7 @@ struct settings {
 	char group[SHMG_NAME_MAX + 1];
 	int log_level;        /* -1 = not given */
 	struct shmg_config cfg;
+	struct replconf repl;
 	unsigned int set;     /* bit i: fields[i] given; */
 #define SET_GROUP (1u << 30)
 };
@@ -288,7 +225,7 @@ static int settings_set(struct settings *st, const char *key, const char *value)
 			st->cfg.flags |= SHMG_OPEN_OWNER;
 		return 0;
 	}
-	return -ENOENT;
+	return replconf_set(&st->repl, key, value);
 }
 
 static char *trim(char *s)
@@ -356,6 +293,10 @@ static int config_read(const char *path, struct settings *st)
 			logf_(L_ERR, "config %s:%u: %s: value '%s' out of range", path, lineno, key,
 			      val);
 			break;
+		case -ENOSPC:
+			logf_(L_ERR, "config %s:%u: more than %u peers", path, lineno,
+			      REPLCONF_MAX_PEERS);
+			break;
 		default:
 			logf_(L_ERR, "config %s:%u: %s: bad value '%s'", path, lineno, key, val);
 		}
@@ -391,12 +332,25 @@ static void settings_merge(struct settings *out, const struct settings *file,
 	}
 	out->cfg.flags |= cli->cfg.flags & SHMG_OPEN_OWNER;
 	out->set = file->set | cli->set;
+	replconf_merge(&out->repl, &file->repl, &cli->repl);
 }
 
 static void settings_init(struct settings *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->log_level = -1;
+	replconf_init(&st->repl);
+}
+
+/* The node number replication will use: the arena's when open, else the
+ * node_id given (default 1). */
+static uint32_t settings_node(const struct settings *st, shmg_t *h)
+{
+	struct shmg_info in;
+
+	if (h && shmg_info(h, &in) == 0)
+		return in.node_id;
+	return st->cfg.node_id ? st->cfg.node_id : 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -433,7 +387,26 @@ static void usage(FILE *f)
 		"      --owner-uid UID      also serve an arena whose object UID owns (by\n"
 		"                           default only the agent's own user's arenas)\n"
 		"\n"
-		"Signals: TERM, INT stop (exit 0); HUP rereads the config file.\n"
+		"Replication options (see shmgroupd(8); off without --listen):\n"
+		"      --node-name NAME     this node's name, unique in the cluster\n"
+		"      --listen ADDR:PORT   UDP address of this node\n"
+		"      --peer 'NODE NAME ADDR:PORT'   a peer (repeat the option)\n"
+		"      --key-file FILE      the 32-byte cluster key\n"
+		"      --replication-group NAME      the group's name on the wire\n"
+		"      --stats-file FILE    --stats-interval MS  --change-poll-us US\n"
+		"      --replicated-sender-buffer-size N  --replicated-sender-flush-interval MS\n"
+		"      --replicated-registry-receiver-buffer-size N\n"
+		"      --replicated-registry-receiver-flush-interval MS\n"
+		"      --replicated-pg-receiver-buffer-size N\n"
+		"      --replicated-pg-receiver-flush-interval MS\n"
+		"      --busy-retry-attempts N  --busy-retry-interval MS  --slow-retry-interval MS\n"
+		"      --max-datagram BYTES  --heartbeat-interval MS  --down-after MS\n"
+		"      --rto-initial MS  --rto-min MS  --rto-max MS  --max-snapshot-chunks N\n"
+		"      --fault-loss PCT  --fault-duplicate PCT  --fault-reorder PCT\n"
+		"      --fault-delay MS  --fault-seed N  --fault-partition NAMES\n"
+		"\n"
+		"Signals: TERM, INT stop (exit 0); HUP rereads the config file and adds new\n"
+		"peers; USR1, USR2 start and end the fault layer's partition.\n"
 		"See shmgroupd(8).\n");
 }
 
@@ -447,12 +420,13 @@ struct args {
 	bool check_config;
 };
 
-enum { O_READY_FD = 256, O_CHECK_CONFIG, O_FIELD0 };
+enum { O_READY_FD = 256, O_CHECK_CONFIG, O_FIELD0, O_REPL0 = O_FIELD0 + 64 };
+#define NREPL_MAX 64
 
 static void parse_args(int argc, char **argv, struct args *a)
 {
-	static struct option longopts[4 + 2 + NFIELDS + 1 + 2];
-	static char names[NFIELDS][32];
+	static struct option longopts[4 + 2 + NFIELDS + NREPL_MAX + 1 + 2];
+	static char names[NFIELDS + NREPL_MAX][48];
 	size_t i, n = 0, k;
 	int opt, rc;
 
@@ -470,6 +444,15 @@ static void parse_args(int argc, char **argv, struct args *a)
 				names[i][k] = '-';
 		longopts[n++] = (struct option){ names[i], required_argument, NULL,
 						 O_FIELD0 + (int)i };
+	}
+	for (i = 0; replconf_key((unsigned)i) && i < NREPL_MAX; i++) {
+		char *nm = names[NFIELDS + i];
+
+		snprintf(nm, sizeof(names[0]), "%s", replconf_key((unsigned)i));
+		for (k = 0; nm[k]; k++)
+			if (nm[k] == '_')
+				nm[k] = '-';
+		longopts[n++] = (struct option){ nm, required_argument, NULL, O_REPL0 + (int)i };
 	}
 	longopts[n] = (struct option){ NULL, 0, NULL, 0 };
 
@@ -520,6 +503,15 @@ static void parse_args(int argc, char **argv, struct args *a)
 			die_usage("unknown option '%s'", argv[optind - 1]);
 		default:
 			i = (size_t)(opt - O_FIELD0);
+			if (opt >= O_REPL0) {
+				const char *key = replconf_key((unsigned)(opt - O_REPL0));
+
+				rc = replconf_set(&a->cli.repl, key, optarg);
+				if (rc < 0)
+					die_usage("--%s: %s value '%s'", names[NFIELDS + opt - O_REPL0],
+						  rc == -ERANGE ? "out-of-range" : "bad", optarg);
+				break;
+			}
 			rc = settings_set(&a->cli, fields[i].key, optarg);
 			if (rc < 0)
 				die_usage("--%s: %s value '%s'", names[i],
@@ -555,6 +547,7 @@ static void print_settings(const struct settings *st)
 		else
 			printf("%s = %" PRIu64 "\n", fields[i].key, v);
 	}
+	replconf_print(&st->repl, stdout);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -571,6 +564,9 @@ struct agent {
 	int watchdog_ms;
 	struct timespec last_watchdog;
 	int follow_rc; /* last failure to follow a destroyed arena, 0 = none */
+	struct replication *repl;
+	uint8_t key[REPL_KEY_LEN];
+	bool has_key;
 };
 
 /* How often the agent asks whether its arena was destroyed (one fstat). */
@@ -590,6 +586,56 @@ static void apply_level(struct agent *ag)
 {
 	if (ag->eff.log_level >= 0)
 		(void)shmg_log_level(ag->h, ag->eff.log_level);
+	log_set_arena_level(shmg_log_level(ag->h, -1));
+}
+
+/* Starts replication of the group served when a listen address is configured.
+ * Returns 0, or -1 (logged). */
+static int start_replication(struct agent *ag)
+{
+	const struct replconf *rc = &ag->eff.repl;
+	char err[PATH_MAX + 128];
+
+	if (!replconf_enabled(rc))
+		return 0;
+	if (replconf_check(rc, settings_node(&ag->eff, ag->h), err, sizeof(err)) < 0) {
+		logf_(L_ERR, "replication: %s", err);
+		return -1;
+	}
+	if (rc->key_file[0] && !ag->has_key) {
+		if (replconf_load_key(rc->key_file, ag->key, err, sizeof(err)) < 0) {
+			logf_(L_ERR, "replication: %s", err);
+			return -1;
+		}
+		ag->has_key = true;
+	}
+	struct replication_params p = {
+		.arena = ag->eff.group,
+		.cfg = &ag->eff.cfg,
+		.group = rc->replication_group[0] ? rc->replication_group : ag->eff.group,
+		.conf = rc,
+		.key = ag->has_key ? ag->key : NULL,
+	};
+	return replication_start(&p, &ag->repl);
+}
+
+/* SIGHUP's part for replication: new peers, new addresses. */
+static void reload_replication(struct agent *ag, const struct replconf *next)
+{
+	char err[PATH_MAX + 128];
+
+	if (!replconf_enabled(next) && !replconf_enabled(&ag->eff.repl))
+		return;
+	if (replconf_enabled(next) != replconf_enabled(&ag->eff.repl)) {
+		logf_(L_WARN, "config: turning replication on or off takes a restart");
+		return;
+	}
+	if (replconf_check(next, settings_node(&ag->eff, ag->h), err, sizeof(err)) < 0) {
+		logf_(L_WARN, "config: %s; replication settings not reloaded", err);
+		return;
+	}
+	replication_update(ag->repl, next);
+	ag->eff.repl = *next;
 }
 
 /* SIGHUP: rereads the file; a bad file keeps the running settings. */
@@ -617,6 +663,7 @@ static void reload(struct agent *ag)
 		logf_(L_WARN, "config: creation options changed; they apply only to a new arena");
 	ag->file = file;
 	ag->eff.log_level = eff.log_level;
+	reload_replication(ag, &eff.repl);
 	apply_level(ag);
 	logf_(L_INFO, "reloaded %s", ag->args.config);
 	notify("READY=1");
@@ -629,6 +676,7 @@ static void observe(struct agent *ag)
 	struct shmg_info in;
 	int lv = shmg_log_level(ag->h, -1);
 
+	log_set_arena_level(lv);
 	if (lv >= 0 && lv != ag->last_level) {
 		int shown = lv > ag->last_level ? lv : ag->last_level;
 
@@ -708,14 +756,16 @@ static int setup(struct agent *ag)
 
 	if (open_group(ag, &ag->h) < 0)
 		return -1;
-	log_handle = ag->h;
 	ag->last_level = shmg_log_level(ag->h, -1);
+	log_set_arena_level(ag->last_level);
 	apply_level(ag);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
 	ag->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	ag->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (ag->sfd < 0 || ag->epfd < 0) {
@@ -726,6 +776,8 @@ static int setup(struct agent *ag)
 	if (epoll_ctl(ag->epfd, EPOLL_CTL_ADD, ag->sfd, &ev) < 0)
 		goto epoll_fail;
 	if (join_election(ag, ag->h, L_ERR) < 0)
+		return -1;
+	if (start_replication(ag) < 0)
 		return -1;
 
 	if (shmg_info(ag->h, &in) == 0) {
@@ -791,13 +843,21 @@ static void follow_arena(struct agent *ag)
 		return;
 	}
 	ag->follow_rc = 0;
+	/* Replication moves too: BYE under the old arena's incarnation, then
+	 * handshakes under the new one (peers purge the old entries). */
+	replication_stop(ag->repl);
+	ag->repl = NULL;
 	epoll_ctl(ag->epfd, EPOLL_CTL_DEL, shmg_reaper_fd(old), NULL);
-	ag->h = log_handle = nh;
+	ag->h = nh;
+
 	shmg_close(old);
 	ag->elected = false;
 	ag->last_level = shmg_log_level(nh, -1);
+	log_set_arena_level(ag->last_level);
 	apply_level(ag);
 	logf_(L_INFO, "group %s was destroyed; serving its new arena", ag->eff.group);
+	if (start_replication(ag) < 0)
+		logf_(L_ERR, "replication stays off until the agent is restarted");
 }
 
 /* Reads pending signals; returns 1 to stop. */
@@ -814,6 +874,10 @@ static int on_signals(struct agent *ag)
 			return 1;
 		case SIGHUP:
 			reload(ag);
+			break;
+		case SIGUSR1:
+		case SIGUSR2:
+			replication_partition(ag->repl, si.ssi_signo == SIGUSR1);
 			break;
 		}
 	}
@@ -873,8 +937,7 @@ int main(int argc, char **argv)
 
 	memset(&ag, 0, sizeof(ag));
 	ag.sfd = ag.epfd = -1;
-	log_journal = stderr_is_journal();
-	setvbuf(stderr, NULL, _IOLBF, 0);
+	log_init();
 	parse_args(argc, argv, &ag.args);
 
 	/* Block the signals before anything else so none is lost or default-
@@ -883,6 +946,8 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -893,16 +958,33 @@ int main(int argc, char **argv)
 	if (!ag.eff.group[0])
 		die_usage("no group given (--group NAME, or 'group = NAME' in the config file)");
 	if (ag.args.check_config) {
+		char err[PATH_MAX + 128];
+
 		print_settings(&ag.eff);
+		if (replconf_check(&ag.eff.repl, settings_node(&ag.eff, NULL), err, sizeof(err)) < 0) {
+			logf_(L_ERR, "replication: %s", err);
+			return EXIT_FAIL;
+		}
 		return 0;
 	}
 	if (ag.eff.log_level >= 0)
-		log_level_boot = ag.eff.log_level;
+		log_set_boot_level(ag.eff.log_level);
+	{
+		/* Refused before the arena is opened (the node number is checked
+		 * again against the arena's once it is). */
+		char err[PATH_MAX + 128];
+
+		if (replconf_check(&ag.eff.repl, ag.eff.cfg.node_id, err, sizeof(err)) < 0) {
+			logf_(L_ERR, "replication: %s", err);
+			return EXIT_FAIL;
+		}
+	}
 	ag.watchdog_ms = watchdog_ms();
-	shmg_set_log_fn(library_log, NULL);
+	shmg_set_log_fn(log_library, NULL);
 
 	if (setup(&ag) < 0) {
 		notify("STATUS=failed to start");
+		replication_stop(ag.repl);
 		if (ag.h)
 			shmg_close(ag.h);
 		return EXIT_FAIL;
@@ -910,8 +992,9 @@ int main(int argc, char **argv)
 	ready(&ag);
 	rc = run(&ag);
 	notify("STOPPING=1");
+	replication_stop(ag.repl);
 	/* Only our own endpoint goes: the arena and everyone's entries stay. */
-	log_handle = NULL;
+	log_set_arena_level(-1);
 	shmg_set_log_fn(NULL, NULL);
 	if (shmg_close(ag.h) < 0)
 		rc = -1;

@@ -1,0 +1,1020 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Replication between real agents: shmgroupd (path in argv[1]) run once per
+ * "host", each host an arena of its own with its own node number, the agents
+ * talking UDP on 127.0.0.1 ports under one cluster key and one group name on
+ * the wire.  Workers are forked processes that open a host's arena and write
+ * on command (a pipe); the test process reads every host's arena.
+ *
+ * What each test shows:
+ *   - propagation: a register, a metadata update, a join on A appear on B and
+ *     C; an unregister, a leave and a SIGKILLed worker's entries leave them
+ *     with reasons normal, normal and exit; B's monitor sees each event with
+ *     its metadata and previous metadata;
+ *   - a register on B of a key A holds is -EEXIST once A's entry arrived;
+ *   - 30 % loss, duplication and reordering on every agent during bursts
+ *     from three hosts: the views converge;
+ *   - an agent SIGKILLed and restarted while both sides kept writing: both
+ *     directions catch up;
+ *   - an agent SIGSTOPped past down_after: its entries leave the others with
+ *     reason nodedown (and shmg_nodes drops it); after SIGCONT it comes back
+ *     and everything is synced again;
+ *   - replayed, truncated, forged and short datagrams (taken from real
+ *     traffic through a relay) are refused and counted in the stats file,
+ *     and replication goes on;
+ *   - a clean stop says BYE: the peer purges at once (down_after is ten
+ *     minutes); a peer added to the config file joins on SIGHUP; a peer with
+ *     a wrong name is refused; bad configurations stop the agent with why;
+ *   - the partition command (SIGUSR1, SIGUSR2) cuts a node off and heals it;
+ *   - a lone change leaves and is applied at once, though the flush
+ *     intervals are ten minutes.
+ * Every test ends with every host's view (a lookup of every key used, the
+ * members of every group used) equal on every host.
+ *
+ * Waits are bounded polls for the awaited state (never a sleep); the bounds
+ * only turn a hang into a failure.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tc.h"
+#include "tc_events.h"
+
+#define HOSTS 3
+#define CONVERGE_MS 60000
+#define READY_MS 10000
+#define VIEW_MAX (256 * 1024)
+
+static const char *agent_path;
+
+struct host {
+	const char *arena;
+	int port;                /* the agent's */
+	int peer_port_of[HOSTS]; /* where this agent sends to host j (a relay, or j's port) */
+	pid_t agent;
+	char stats[128];
+	char log[128];
+	shmg_t *h; /* the test process's handle */
+};
+
+static struct host hosts[HOSTS];
+static int n_hosts;
+static char wire_group[64];
+static char key_path[64];
+static const char *const *fault_args;    /* extra agent arguments */
+static const char *down_after = "10000"; /* long: a loaded machine must not fake a failure */
+static int unlisted = -1;                /* a host that host 0 is not told about at start */
+static const char *host1_name;           /* host 1's name when not "h2" */
+
+/* ---- agents ----------------------------------------------------------- */
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void kill_agents(void)
+{
+	for (int i = 0; i < n_hosts; i++)
+		if (hosts[i].agent > 0) {
+			kill(hosts[i].agent, SIGKILL);
+			waitpid(hosts[i].agent, NULL, 0);
+			hosts[i].agent = 0;
+		}
+}
+
+static void cleanup(void)
+{
+	kill_agents();
+	for (int i = 0; i < n_hosts; i++) {
+		unlink(hosts[i].stats);
+		unlink(hosts[i].log);
+	}
+	if (key_path[0])
+		unlink(key_path);
+}
+
+/* n hosts with fresh arenas and ports, and a fresh cluster key. */
+static void hosts_init(int n)
+{
+	uint8_t key[32];
+
+	atexit(cleanup);
+	n_hosts = n;
+	snprintf(wire_group, sizeof(wire_group), "trepl-%d", (int)getpid());
+	snprintf(key_path, sizeof(key_path), "/tmp/trepl-%d.key", (int)getpid());
+	ck_assert_int_eq(getrandom(key, sizeof(key), 0), (ssize_t)sizeof(key));
+	int fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(tc_write_full(fd, key, sizeof(key)), 0);
+	close(fd);
+	for (int i = 0; i < n; i++) {
+		struct host *ho = &hosts[i];
+		memset(ho, 0, sizeof(*ho));
+		ho->arena = tc_new_name();
+		ho->port = free_port();
+		snprintf(ho->stats, sizeof(ho->stats), "/tmp/trepl-%d-%d.stats", (int)getpid(), i);
+		snprintf(ho->log, sizeof(ho->log), "/tmp/trepl-%d-%d.log", (int)getpid(), i);
+		struct shmg_config cfg = { .node_id = (uint32_t)i + 1 };
+		ho->h = tc_open(ho->arena, &cfg);
+	}
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n; j++)
+			hosts[i].peer_port_of[j] = hosts[j].port;
+}
+
+/* Starts the agent with argv, its stderr on errfd. */
+static pid_t spawn(const char *const *argv, int errfd)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(errfd, STDERR_FILENO);
+		execv(agent_path, (char *const *)argv);
+		_exit(127);
+	}
+	close(errfd);
+	return pid;
+}
+
+static void agent_start(int i)
+{
+	char args[48][160];
+	const char *argv[64];
+	int n = 0, p[2];
+
+#define ARG(...) snprintf(args[n], sizeof(args[n]), __VA_ARGS__), argv[n] = args[n], n++
+	ARG("shmgroupd");
+	ARG("--group=%s", hosts[i].arena);
+	if (i == 1 && host1_name)
+		ARG("--node-name=%s", host1_name);
+	else
+		ARG("--node-name=h%d", i + 1);
+	ARG("--listen=127.0.0.1:%d", hosts[i].port);
+	ARG("--replication-group=%s", wire_group);
+	ARG("--key-file=%s", key_path);
+	ARG("--stats-file=%s", hosts[i].stats);
+	ARG("--stats-interval=50");
+	ARG("--heartbeat-interval=100");
+	ARG("--busy-retry-interval=200");
+	ARG("--down-after=%s", down_after);
+	for (int j = 0; j < n_hosts; j++)
+		if (j != i && !(i == 0 && j == unlisted))
+			ARG("--peer=%d h%d 127.0.0.1:%d", j + 1, j + 1, hosts[i].peer_port_of[j]);
+	ck_assert_int_eq(pipe(p), 0);
+	ARG("--ready-fd=%d", p[1]);
+#undef ARG
+	for (int k = 0; fault_args && fault_args[k]; k++)
+		argv[n++] = fault_args[k];
+	argv[n] = NULL;
+
+	int logfd = open(hosts[i].log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	ck_assert_int_ge(logfd, 0);
+	pid_t pid = spawn(argv, logfd);
+	close(p[1]);
+	char b;
+	ck_assert_msg(tc_read_full(p[0], &b, 1, READY_MS) == 0, "agent %d not ready", i);
+	close(p[0]);
+	hosts[i].agent = pid;
+}
+
+static void agent_kill(int i)
+{
+	kill(hosts[i].agent, SIGKILL);
+	waitpid(hosts[i].agent, NULL, 0);
+	hosts[i].agent = 0;
+}
+
+static bool all_connected(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < n_hosts; i++)
+		if (shmg_nodes(hosts[i].h, NULL, NULL, 0) != n_hosts - 1)
+			return false;
+	return true;
+}
+
+static void start_all(void)
+{
+	for (int i = 0; i < n_hosts; i++)
+		agent_start(i);
+	ck_assert_msg(tc_wait_until(all_connected, NULL, CONVERGE_MS), "agents did not connect");
+}
+
+/* A counter of host i's stats file (-1 if not there yet). */
+static long long stat_of(int i, const char *name)
+{
+	char line[128];
+	long long v = -1;
+	FILE *f = fopen(hosts[i].stats, "re");
+	size_t n = strlen(name);
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, name, n) == 0 && line[n] == ' ')
+			v = atoll(line + n + 1);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+/* A process of host `host` writing on command: lines "R key meta",
+ * "U key", "J key meta", "L key", "N prefix count" (registers
+ * prefix0..prefixN-1), "D prefix count step" (unregisters every step-th);
+ * each answered with the int result. */
+struct worker {
+	pid_t pid;
+	int cmd, res;
+	shmg_id_t id;
+};
+
+static int do_command(shmg_t *h, char *line)
+{
+	char op = line[0], *save = NULL;
+	char *a = strtok_r(line + 1, " \n", &save), *b = strtok_r(NULL, " \n", &save);
+	char *c = strtok_r(NULL, " \n", &save);
+	char key[128];
+	int rc = 0;
+
+	switch (op) {
+	case 'R':
+		return shmg_register(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
+	case 'U':
+		return shmg_unregister(h, a, strlen(a), NULL);
+	case 'J':
+		return shmg_join(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
+	case 'L':
+		return shmg_leave(h, a, strlen(a), NULL);
+	case 'N':
+		for (int k = 0; k < atoi(b) && rc == 0; k++) {
+			snprintf(key, sizeof(key), "%s%d", a, k);
+			rc = shmg_register(h, key, strlen(key), "v", 1, NULL);
+		}
+		return rc;
+	case 'D':
+		for (int k = 0; k < atoi(b) && rc == 0; k += atoi(c)) {
+			snprintf(key, sizeof(key), "%s%d", a, k);
+			rc = shmg_unregister(h, key, strlen(key), NULL);
+		}
+		return rc;
+	}
+	return -EINVAL;
+}
+
+static void worker_main(int host, int cmd, int res)
+{
+	shmg_t *h;
+	char line[256];
+	if (shmg_open(hosts[host].arena, NULL, &h) < 0)
+		_exit(1);
+	shmg_id_t id = shmg_self(h);
+	if (tc_write_full(res, &id, sizeof(id)) < 0)
+		_exit(1);
+	FILE *in = fdopen(cmd, "r");
+	while (in && fgets(line, sizeof(line), in)) {
+		int rc = do_command(h, line);
+		if (tc_write_full(res, &rc, sizeof(rc)) < 0)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+static struct worker worker_start(int host)
+{
+	int c[2], r[2];
+	struct worker w;
+	ck_assert_int_eq(pipe(c), 0);
+	ck_assert_int_eq(pipe(r), 0);
+	w.pid = fork();
+	ck_assert_int_ge(w.pid, 0);
+	if (w.pid == 0) {
+		close(c[1]);
+		close(r[0]);
+		worker_main(host, c[0], r[1]);
+	}
+	close(c[0]);
+	close(r[1]);
+	w.cmd = c[1];
+	w.res = r[0];
+	ck_assert_int_eq(tc_read_full(w.res, &w.id, sizeof(w.id), READY_MS), 0);
+	return w;
+}
+
+static int worker_do(struct worker *w, const char *line)
+{
+	int rc;
+	ck_assert_int_eq(tc_write_full(w->cmd, line, strlen(line)), 0);
+	ck_assert_int_eq(tc_write_full(w->cmd, "\n", 1), 0);
+	ck_assert_int_eq(tc_read_full(w->res, &rc, sizeof(rc), CONVERGE_MS), 0);
+	return rc;
+}
+
+/* ---- views ------------------------------------------------------------ */
+
+/* The keys and groups a test used, whose state is compared. */
+static char used_keys[1024][32];
+static int n_used_keys;
+static char used_groups[8][32];
+static int n_used_groups;
+
+static void use_key(const char *k)
+{
+	for (int i = 0; i < n_used_keys; i++)
+		if (strcmp(used_keys[i], k) == 0)
+			return;
+	ck_assert_int_lt(n_used_keys, 1024);
+	snprintf(used_keys[n_used_keys++], sizeof(used_keys[0]), "%s", k);
+}
+
+static void use_keys(const char *prefix, int count)
+{
+	char k[32];
+	for (int i = 0; i < count; i++) {
+		snprintf(k, sizeof(k), "%s%d", prefix, i);
+		use_key(k);
+	}
+}
+
+static void use_group(const char *g)
+{
+	snprintf(used_groups[n_used_groups++], sizeof(used_groups[0]), "%s", g);
+}
+
+struct strs {
+	char (*v)[96];
+	int n, cap;
+};
+
+static int collect_member(const struct shmg_entry *e, void *arg)
+{
+	struct strs *s = arg;
+	if (s->n < s->cap)
+		snprintf(s->v[s->n++], sizeof(s->v[0]), "n%u.%u.%u:%.*s", e->id.node, e->id.slot,
+			 e->id.gen, (int)e->meta_len, (const char *)e->meta);
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Host i's view of every used key and group, as text. */
+static void view_of(int i, char *out, size_t cap)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (int k = 0; k < n_used_keys; k++) {
+		shmg_id_t id;
+		char meta[64];
+		size_t ml = 0;
+		int rc = shmg_lookup(hosts[i].h, used_keys[k], strlen(used_keys[k]), &id, meta,
+				     sizeof(meta), &ml, NULL);
+		if (rc == 0)
+			len += (size_t)snprintf(out + len, cap - len, "%s=n%u.%u.%u:%.*s\n",
+						used_keys[k], id.node, id.slot, id.gen, (int)ml,
+						meta);
+		else
+			len += (size_t)snprintf(out + len, cap - len, "%s:%d\n", used_keys[k], rc);
+		ck_assert_uint_lt(len, cap);
+	}
+	static char v[4096][96];
+	for (int g = 0; g < n_used_groups; g++) {
+		struct strs s = { v, 0, 4096 };
+		shmg_members(hosts[i].h, used_groups[g], strlen(used_groups[g]), collect_member, &s,
+			     NULL);
+		qsort(v, (size_t)s.n, sizeof(v[0]), cmp_str);
+		len += (size_t)snprintf(out + len, cap - len, "[%s]", used_groups[g]);
+		for (int m = 0; m < s.n; m++)
+			len += (size_t)snprintf(out + len, cap - len, " %s", v[m]);
+		len += (size_t)snprintf(out + len, cap - len, "\n");
+		ck_assert_uint_lt(len, cap);
+	}
+}
+
+static char view_a[VIEW_MAX], view_b[VIEW_MAX];
+
+static bool views_equal(void *arg)
+{
+	(void)arg;
+	view_of(0, view_a, sizeof(view_a));
+	for (int i = 1; i < n_hosts; i++) {
+		view_of(i, view_b, sizeof(view_b));
+		if (strcmp(view_a, view_b) != 0)
+			return false;
+	}
+	return true;
+}
+
+static void expect_converged(const char *what)
+{
+	if (tc_wait_until(views_equal, NULL, CONVERGE_MS))
+		return;
+	for (int i = 0; i < n_hosts; i++) {
+		view_of(i, view_a, sizeof(view_a));
+		fprintf(stderr, "--- host %d view:\n%.2000s\n", i, view_a);
+	}
+	ck_abort_msg("views did not converge: %s", what);
+}
+
+struct lookup_arg {
+	int host;
+	const char *key;
+	int want; /* 0 found, -ENOENT gone */
+};
+
+static bool lookup_is(void *arg)
+{
+	struct lookup_arg *l = arg;
+	shmg_id_t id;
+	return shmg_lookup(hosts[l->host].h, l->key, strlen(l->key), &id, NULL, 0, NULL, NULL) ==
+	       l->want;
+}
+
+static void wait_lookup(int host, const char *key, int want)
+{
+	struct lookup_arg l = { host, key, want };
+	ck_assert_msg(tc_wait_until(lookup_is, &l, CONVERGE_MS), "host %d: lookup %s never %d",
+		      host, key, want);
+}
+
+static void setup(void)
+{
+	tc_setup();
+	n_used_keys = n_used_groups = 0;
+	fault_args = NULL;
+	down_after = "10000";
+	unlisted = -1;
+	host1_name = NULL;
+}
+
+/* A sanitizer build's agents report there: a report fails the test. */
+static void expect_clean_logs(void)
+{
+	char buf[65536];
+	for (int i = 0; i < n_hosts; i++) {
+		int fd = open(hosts[i].log, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		buf[n > 0 ? n : 0] = '\0';
+		bool clean = !strstr(buf, "runtime error") && !strstr(buf, "Sanitizer");
+		if (!clean)
+			fprintf(stderr, "--- agent %d's log:\n%s\n", i, buf);
+		ck_assert_msg(clean, "agent %d reported a sanitizer error (its log is above)", i);
+	}
+}
+
+static void teardown(void)
+{
+	kill_agents();
+	expect_clean_logs();
+	cleanup();
+	for (int i = 0; i < n_hosts; i++)
+		if (hosts[i].h)
+			shmg_close(hosts[i].h);
+	n_hosts = 0;
+	tc_teardown();
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void recv_one(shmg_t *h, struct tc_ev *e)
+{
+	ck_assert_int_eq(tc_ev_recv_n(h, e, 1, CONVERGE_MS), 1);
+}
+
+/* A worker's command, and the one event it causes at the monitor. */
+static void step(struct worker *w, const char *cmd, shmg_t *mon, struct tc_ev *e)
+{
+	ck_assert_int_eq(worker_do(w, cmd), 0);
+	recv_one(mon, e);
+}
+
+START_TEST(test_propagation)
+{
+	struct tc_ev e;
+	hosts_init(3);
+	start_all();
+	shmg_t *mon = hosts[1].h;
+	ck_assert_int_eq(shmg_monitor(mon, NULL, 0, NULL), 0);
+
+	uint32_t peers[4];
+	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, peers, 4), 2);
+	ck_assert_uint_eq(peers[0] + peers[1], 2 + 3); /* nodes 2 and 3, in some order */
+	ck_assert_uint_ne(peers[0], peers[1]);
+
+	struct worker w = worker_start(0);
+	use_key("k/a");
+	use_key("k/u");
+	use_group("g/a");
+	step(&w, "R k/a m1", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "k/a", "m1", 2);
+	tc_ev_expect_prev(&e, NULL, 0);
+	step(&w, "R k/a m2", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "k/a", "m2", 2);
+	tc_ev_expect_prev(&e, "m1", 2);
+	step(&w, "J g/a gm", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_JOINED, SHMG_REASON_NONE, w.id, NULL, "g/a", "gm", 2);
+	step(&w, "R k/u mu", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "k/u", "mu", 2);
+	expect_converged("after the writes");
+	ck_assert_int_eq(e.pid, w.pid);
+
+	step(&w, "U k/u", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_UNREGISTERED, SHMG_REASON_NORMAL, w.id, NULL, "k/u", "mu", 2);
+	step(&w, "L g/a", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_LEFT, SHMG_REASON_NORMAL, w.id, NULL, "g/a", "gm", 2);
+	wait_lookup(2, "k/u", -ENOENT);
+
+	step(&w, "J g/a gm2", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_JOINED, SHMG_REASON_NONE, w.id, NULL, "g/a", "gm2", 3);
+	kill(w.pid, SIGKILL);
+	/* A's reaper removes both with reason exit, in some order. */
+	struct tc_ev two[2];
+	ck_assert_int_eq(tc_ev_recv_n(mon, two, 2, CONVERGE_MS), 2);
+	int reg = two[0].type == SHMG_EV_UNREGISTERED ? 0 : 1;
+	tc_ev_expect(&two[reg], SHMG_EV_UNREGISTERED, SHMG_REASON_EXIT, w.id, NULL, "k/a", "m2", 2);
+	tc_ev_expect(&two[1 - reg], SHMG_EV_LEFT, SHMG_REASON_EXIT, w.id, NULL, "g/a", "gm2", 3);
+	waitpid(w.pid, NULL, 0);
+	wait_lookup(2, "k/a", -ENOENT);
+	expect_converged("after the worker died");
+}
+END_TEST
+
+START_TEST(test_register_conflict)
+{
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0), b = worker_start(1);
+	use_key("dup");
+	ck_assert_int_eq(worker_do(&a, "R dup from-a"), 0);
+	wait_lookup(1, "dup", 0);
+	ck_assert_int_eq(worker_do(&b, "R dup from-b"), -EEXIST);
+	expect_converged("after the refused register");
+	char meta[16];
+	size_t ml;
+	shmg_id_t id;
+	ck_assert_int_eq(shmg_lookup(hosts[1].h, "dup", 3, &id, meta, sizeof(meta), &ml, NULL), 0);
+	ck_assert_uint_eq(id.node, 1);
+	ck_assert_mem_eq(meta, "from-a", 6);
+}
+END_TEST
+
+static const char *const lossy[] = { "--fault-loss=30", "--fault-duplicate=30",
+				     "--fault-reorder=30", NULL };
+
+START_TEST(test_lossy_burst)
+{
+	struct worker w[HOSTS];
+	char cmd[64], prefix[16];
+
+	fault_args = lossy;
+	down_after = "10000";
+	hosts_init(3);
+	start_all();
+	use_group("burst");
+	for (int i = 0; i < 3; i++) {
+		w[i] = worker_start(i);
+		snprintf(prefix, sizeof(prefix), "b%d/", i);
+		use_keys(prefix, 150);
+	}
+	/* Three hosts write at once. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(cmd, sizeof(cmd), "N b%d/ 150\n", i);
+		ck_assert_int_eq(tc_write_full(w[i].cmd, cmd, strlen(cmd)), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		int rc;
+		ck_assert_int_eq(tc_read_full(w[i].res, &rc, sizeof(rc), CONVERGE_MS), 0);
+		ck_assert_int_eq(rc, 0);
+		ck_assert_int_eq(worker_do(&w[i], "J burst x"), 0);
+		snprintf(cmd, sizeof(cmd), "D b%d/ 150 3", i);
+		ck_assert_int_eq(worker_do(&w[i], cmd), 0);
+	}
+	expect_converged("after bursts with 30% loss, duplication and reordering");
+	/* The faults did happen, and were repaired. */
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_gt(stat_of(i, "fault_dropped"), 0);
+		ck_assert_int_gt(stat_of(i, "fault_duplicated"), 0);
+		ck_assert_int_gt(stat_of(i, "fault_reordered"), 0);
+	}
+	/* Each host holds every other host's 100 survivors and members. */
+	ck_assert_int_eq(shmg_registry_count(hosts[0].h, NULL), 300);
+	static char v[8][96];
+	struct strs members = { v, 0, 8 };
+	ck_assert_int_eq(shmg_members(hosts[2].h, "burst", 5, collect_member, &members, NULL), 3);
+}
+END_TEST
+
+START_TEST(test_agent_restart)
+{
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0), b = worker_start(1);
+	use_keys("a/", 40);
+	use_keys("b/", 40);
+	use_keys("a2/", 40);
+	use_keys("b2/", 40);
+	ck_assert_int_eq(worker_do(&a, "N a/ 40"), 0);
+	ck_assert_int_eq(worker_do(&b, "N b/ 40"), 0);
+	expect_converged("before the kill");
+
+	agent_kill(0);
+	/* Both sides write while A's agent is gone. */
+	ck_assert_int_eq(worker_do(&a, "N a2/ 40"), 0);
+	ck_assert_int_eq(worker_do(&a, "D a/ 40 2"), 0);
+	ck_assert_int_eq(worker_do(&b, "N b2/ 40"), 0);
+	ck_assert_int_eq(worker_do(&b, "D b/ 40 4"), 0);
+	agent_start(0);
+	ck_assert(tc_wait_until(all_connected, NULL, CONVERGE_MS));
+	expect_converged("after the agent's restart");
+	ck_assert_int_eq(shmg_registry_count(hosts[1].h, NULL), 20 + 40 + 30 + 40);
+	ck_assert_int_eq(shmg_registry_count(hosts[0].h, NULL), 20 + 40 + 30 + 40);
+}
+END_TEST
+
+static bool nodes_are(void *arg)
+{
+	const int *want = arg;
+	for (int i = 0; i < n_hosts; i++)
+		if (want[i] >= 0 && shmg_nodes(hosts[i].h, NULL, NULL, 0) != want[i])
+			return false;
+	return true;
+}
+
+START_TEST(test_agent_stopped)
+{
+	struct tc_ev e;
+	down_after = "1000";
+	hosts_init(3);
+	start_all();
+	struct worker a = worker_start(0);
+	use_keys("s/", 10);
+	ck_assert_int_eq(worker_do(&a, "N s/ 10"), 0);
+	expect_converged("before the stop");
+	ck_assert_int_eq(shmg_monitor(hosts[1].h, "s/", 2, NULL), 0);
+
+	kill(hosts[0].agent, SIGSTOP);
+	wait_lookup(1, "s/0", -ENOENT);
+	wait_lookup(2, "s/9", -ENOENT);
+	for (int k = 0; k < 10; k++) {
+		recv_one(hosts[1].h, &e);
+		ck_assert_int_eq(e.type, SHMG_EV_UNREGISTERED);
+		ck_assert_int_eq(e.reason, SHMG_REASON_NODEDOWN);
+		ck_assert_uint_eq(e.id.node, 1);
+	}
+	int b_and_c_alone[HOSTS] = { -1, 1, 1 };
+	ck_assert(tc_wait_until(nodes_are, b_and_c_alone, CONVERGE_MS));
+	/* A's arena still holds its own entries. */
+	wait_lookup(0, "s/0", 0);
+
+	kill(hosts[0].agent, SIGCONT);
+	ck_assert(tc_wait_until(all_connected, NULL, CONVERGE_MS));
+	expect_converged("after SIGCONT");
+	wait_lookup(1, "s/5", 0);
+	recv_one(hosts[1].h, &e);
+	ck_assert_int_eq(e.type, SHMG_EV_REGISTERED);
+	ck_assert_uint_eq(e.id.node, 1);
+}
+END_TEST
+
+/* A relay between A and B's port, A -> B only: it keeps the last DATA
+ * datagram it forwarded. */
+struct relay {
+	int fd, to_port;
+	int stop; /* atomic */
+	pthread_mutex_t lock;
+	uint8_t last[2048];
+	size_t last_len;
+	pthread_t th;
+};
+
+static void send_to(int fd, int port, const void *buf, size_t len)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ssize_t n = sendto(fd, buf, len, 0, (struct sockaddr *)&a, sizeof(a));
+	(void)n;
+}
+
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	uint8_t buf[65536];
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		struct pollfd p = { .fd = r->fd, .events = POLLIN };
+		if (poll(&p, 1, 20) <= 0)
+			continue;
+		ssize_t n = recv(r->fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			continue;
+		send_to(r->fd, r->to_port, buf, (size_t)n);
+		if (n > 5 && buf[5] == 5 && (size_t)n <= sizeof(r->last)) { /* DATA */
+			pthread_mutex_lock(&r->lock);
+			memcpy(r->last, buf, (size_t)n);
+			r->last_len = (size_t)n;
+			pthread_mutex_unlock(&r->lock);
+		}
+	}
+	return NULL;
+}
+
+static bool counted_on_a_unknown(void *arg)
+{
+	(void)arg;
+	return stat_of(0, "rx_unknown_peer") >= 1;
+}
+
+static bool counted(void *arg)
+{
+	const char *const *names = arg;
+	for (int k = 0; names[k]; k++)
+		if (stat_of(1, names[k]) < 1)
+			return false;
+	return true;
+}
+
+START_TEST(test_bad_datagrams)
+{
+	struct relay r = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	uint8_t pkt[2048];
+	size_t len;
+
+	hosts_init(2);
+	int relay_port = free_port();
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)relay_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	r.fd = socket(AF_INET, SOCK_DGRAM, 0);
+	ck_assert_int_eq(bind(r.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	r.to_port = hosts[1].port;
+	hosts[0].peer_port_of[1] = relay_port;
+	ck_assert_int_eq(pthread_create(&r.th, NULL, relay_main, &r), 0);
+	start_all();
+
+	struct worker w = worker_start(0);
+	use_key("x");
+	ck_assert_int_eq(worker_do(&w, "R x 1"), 0);
+	wait_lookup(1, "x", 0);
+	pthread_mutex_lock(&r.lock);
+	len = r.last_len;
+	memcpy(pkt, r.last, len);
+	pthread_mutex_unlock(&r.lock);
+	ck_assert_uint_gt(len, 80);
+
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	send_to(fd, hosts[1].port, pkt, len);     /* replayed */
+	send_to(fd, hosts[1].port, pkt, len - 1); /* truncated */
+	send_to(fd, hosts[1].port, pkt, 40);      /* shorter than any datagram */
+	pkt[len - 20] ^= 0x40;                    /* forged: a byte of the body changed */
+	send_to(fd, hosts[1].port, pkt, len);
+	close(fd);
+	static const char *const names[] = { "rx_replay", "rx_bad_header", "rx_bad_len",
+					     "rx_bad_mac", NULL };
+	if (!tc_wait_until(counted, (void *)names, CONVERGE_MS))
+		ck_abort_msg(
+			"not counted: replay %lld, bad header %lld, bad len %lld, bad mac %lld",
+			stat_of(1, "rx_replay"), stat_of(1, "rx_bad_header"),
+			stat_of(1, "rx_bad_len"), stat_of(1, "rx_bad_mac"));
+	/* Replication goes on. */
+	ck_assert_int_eq(worker_do(&w, "R x 2"), 0);
+	expect_converged("after the bad datagrams");
+	char meta[4];
+	size_t ml;
+	shmg_id_t id;
+	ck_assert_int_eq(shmg_lookup(hosts[1].h, "x", 1, &id, meta, sizeof(meta), &ml, NULL), 0);
+	ck_assert_int_eq(meta[0], '2');
+	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 1);
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(r.th, NULL);
+	close(r.fd);
+}
+END_TEST
+
+START_TEST(test_clean_stop_says_bye)
+{
+	struct tc_ev e;
+	down_after = "600000"; /* only a BYE can explain a prompt purge */
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	use_key("bye");
+	ck_assert_int_eq(worker_do(&a, "R bye m"), 0);
+	wait_lookup(1, "bye", 0);
+	ck_assert_int_eq(shmg_monitor(hosts[1].h, "bye", 3, NULL), 0);
+	kill(hosts[0].agent, SIGTERM);
+	ck_assert_int_eq(tc_wait_exit(hosts[0].agent, READY_MS), 0);
+	hosts[0].agent = 0;
+	recv_one(hosts[1].h, &e);
+	tc_ev_expect(&e, SHMG_EV_UNREGISTERED, SHMG_REASON_NODEDOWN, a.id, NULL, "bye", "m", 1);
+	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
+	/* The arena of the stopped agent keeps its own entry. */
+	wait_lookup(0, "bye", 0);
+}
+END_TEST
+
+START_TEST(test_sighup_adds_peer)
+{
+	char conf[64], line[96];
+	const char *args[2] = { conf, NULL };
+	snprintf(conf, sizeof(conf), "--config=/tmp/trepl-%d.conf", (int)getpid());
+	int fd = open(conf + 9, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	hosts_init(2);
+	unlisted = 1;
+	fault_args = args;
+	agent_start(0);
+	fault_args = NULL;
+	agent_start(1);
+	/* B knocks; A does not know it yet and counts it. */
+	ck_assert_msg(tc_wait_until(counted_on_a_unknown, NULL, CONVERGE_MS),
+		      "A never counted B's handshakes as from an unknown peer");
+	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
+	snprintf(line, sizeof(line), "peer = 2 h2 127.0.0.1:%d\n", hosts[1].port);
+	fd = open(conf + 9, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	ck_assert_int_eq(tc_write_full(fd, line, strlen(line)), 0);
+	close(fd);
+	kill(hosts[0].agent, SIGHUP);
+	ck_assert(tc_wait_until(all_connected, NULL, CONVERGE_MS));
+	struct worker b = worker_start(1);
+	use_key("late");
+	ck_assert_int_eq(worker_do(&b, "R late m"), 0);
+	expect_converged("after the peer was added");
+	wait_lookup(0, "late", 0);
+	unlink(conf + 9);
+}
+END_TEST
+
+START_TEST(test_partition_on_command)
+{
+	down_after = "1000";
+	hosts_init(3);
+	start_all();
+	struct worker a = worker_start(0), c = worker_start(2);
+	use_keys("p/", 5);
+	use_keys("q/", 5);
+	ck_assert_int_eq(worker_do(&a, "N p/ 5"), 0);
+	expect_converged("before the partition");
+	kill(hosts[0].agent, SIGUSR1); /* A cut off from everyone */
+	wait_lookup(1, "p/0", -ENOENT);
+	wait_lookup(2, "p/4", -ENOENT);
+	ck_assert_int_eq(worker_do(&c, "N q/ 5"), 0); /* while A cannot hear */
+	int a_alone[HOSTS] = { 0, 1, 1 };
+	ck_assert_msg(tc_wait_until(nodes_are, a_alone, CONVERGE_MS), "nodes %ld %ld %ld",
+		      shmg_nodes(hosts[0].h, NULL, NULL, 0), shmg_nodes(hosts[1].h, NULL, NULL, 0),
+		      shmg_nodes(hosts[2].h, NULL, NULL, 0));
+	ck_assert_int_gt(stat_of(0, "fault_partitioned_tx"), 0);
+	ck_assert_int_gt(stat_of(0, "fault_partitioned_rx"), 0);
+	kill(hosts[0].agent, SIGUSR2);
+	ck_assert(tc_wait_until(all_connected, NULL, CONVERGE_MS));
+	expect_converged("after the partition healed");
+	wait_lookup(0, "q/4", 0);
+	wait_lookup(1, "p/4", 0);
+}
+END_TEST
+
+static bool log_says(void *arg)
+{
+	char buf[16384];
+	int fd = open(hosts[0].log, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strstr(buf, arg) != NULL;
+}
+
+START_TEST(test_wrong_name_refused)
+{
+	host1_name = "impostor"; /* A has node 2 as h2 */
+	hosts_init(2);
+	agent_start(0);
+	agent_start(1);
+	ck_assert_msg(tc_wait_until(log_says, "peer h2 (node 2) refused", CONVERGE_MS),
+		      "A did not refuse node 2's wrong name");
+	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
+	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
+}
+END_TEST
+
+/* Flush intervals of ten minutes: only the rule that a change on an idle
+ * link leaves (and is applied) at once can bring it within the bound. */
+static const char *const slow_flush[] = { "--replicated-sender-flush-interval=600000",
+					  "--replicated-registry-receiver-flush-interval=600000",
+					  "--replicated-pg-receiver-flush-interval=600000", NULL };
+
+START_TEST(test_lone_change_leaves_at_once)
+{
+	fault_args = slow_flush;
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	use_key("lone");
+	ck_assert_int_eq(worker_do(&a, "R lone m"), 0);
+	wait_lookup(1, "lone", 0);
+	expect_converged("after a lone register");
+}
+END_TEST
+
+/* Runs the agent with the given arguments; returns its exit status and
+ * its stderr in out. */
+static int agent_run_fails(const char *const *extra, char *out, size_t cap)
+{
+	const char *argv[16];
+	int n = 0, p[2];
+	argv[n++] = "shmgroupd";
+	argv[n++] = "--group";
+	argv[n++] = hosts[0].arena;
+	for (int k = 0; extra[k]; k++)
+		argv[n++] = extra[k];
+	argv[n] = NULL;
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = spawn(argv, p[1]);
+	size_t len = 0;
+	ssize_t k;
+	while (len + 1 < cap && (k = read(p[0], out + len, cap - 1 - len)) > 0)
+		len += (size_t)k;
+	out[len] = '\0';
+	close(p[0]);
+	return tc_wait_exit(pid, READY_MS);
+}
+
+START_TEST(test_config_refused)
+{
+	char err[2048], listen[64], self[64], twice_a[64], twice_b[64];
+	/* Each makes the agent exit 1 and say why. */
+	hosts_init(1);
+	snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", hosts[0].port);
+	snprintf(self, sizeof(self), "--peer=1 other 127.0.0.1:%d", free_port());
+	const char *own_number[] = { "--node-name=h1", listen, self, NULL };
+	ck_assert_int_eq(agent_run_fails(own_number, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "belong to one node only"));
+
+	snprintf(twice_a, sizeof(twice_a), "--peer=2 twin 127.0.0.1:%d", free_port());
+	snprintf(twice_b, sizeof(twice_b), "--peer=3 twin 127.0.0.1:%d", free_port());
+	const char *same_name[] = { "--node-name=h1", listen, twice_a, twice_b, NULL };
+	ck_assert_int_eq(agent_run_fails(same_name, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "duplicate node number or name"));
+
+	char any[64];
+	snprintf(any, sizeof(any), "--listen=0.0.0.0:%d", hosts[0].port);
+	const char *no_key_off_loopback[] = { "--node-name=h1", any, NULL };
+	ck_assert_int_eq(agent_run_fails(no_key_off_loopback, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "loopback addresses only"));
+
+	const char *no_name[] = { listen, NULL };
+	ck_assert_int_eq(agent_run_fails(no_name, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "needs node_name"));
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s PATH-TO-SHMGROUPD\n", argv[0]);
+		return 2;
+	}
+	agent_path = argv[1];
+	Suite *s = suite_create("replication");
+	TCase *tc = tcase_create("agents");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 150);
+	tcase_add_test(tc, test_propagation);
+	tcase_add_test(tc, test_register_conflict);
+	tcase_add_test(tc, test_lossy_burst);
+	tcase_add_test(tc, test_agent_restart);
+	tcase_add_test(tc, test_agent_stopped);
+	tcase_add_test(tc, test_bad_datagrams);
+	tcase_add_test(tc, test_clean_stop_says_bye);
+	tcase_add_test(tc, test_sighup_adds_peer);
+	tcase_add_test(tc, test_config_refused);
+	tcase_add_test(tc, test_partition_on_command);
+	tcase_add_test(tc, test_wrong_name_refused);
+	tcase_add_test(tc, test_lone_change_leaves_at_once);
+	suite_add_tcase(s, tc);
+	return tc_run(s);
+}

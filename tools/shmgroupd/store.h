@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The protocol core's store (repl_ops apply, log_read, log_head, snapshot,
+ * held) over this host's arena, through lib/remote.h.  docs/PROTOCOL.md
+ * section 11 is the contract.
+ *
+ * Sequence numbers: the arena's change log numbers its records from 0, the
+ * protocol from 1, so protocol seq s is the log's record s - 1, and the
+ * protocol's head is the log's next seq.
+ *
+ * Threading: one thread (the agent's protocol thread) calls everything here.
+ */
+#ifndef SHMGROUPD_STORE_H
+#define SHMGROUPD_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "repl.h"
+#include "shmgroup.h"
+
+struct store;
+
+struct store_stats {
+	uint64_t batches, changes, conflicts, missing, rejected, retries, failed;
+	uint64_t log_reads, log_lapped, log_resets;
+};
+
+/* 0 and *out, -ENOMEM, or the library's error. */
+int store_open(shmg_t *h, struct store **out);
+void store_close(struct store *st);
+
+void store_apply(struct store *st, const struct repl_batch *b);
+int store_log_read(struct store *st, uint16_t shard, uint64_t seq, struct repl_record *out);
+uint64_t store_log_head(struct store *st, uint16_t shard);
+int64_t store_snapshot(struct store *st, uint16_t shard,
+		       void (*emit)(void *arg, const struct repl_record *r), void *arg);
+void store_held(struct store *st, uint32_t node, uint64_t *inc, uint64_t *cursors);
+
+/* True if a shard's change log moved (or was repaired) since the last call:
+ * a few loads per shard, no lock, no syscall. */
+bool store_logs_moved(struct store *st);
+/* The next shard whose log a repair may have cut (oplog resets moved), which
+ * the core must resync everywhere (repl_log_reset); -1 when none.  Outside
+ * any core call, since the core's callbacks may not call back into it. */
+int store_take_reset(struct store *st);
+
+const struct store_stats *store_stats(const struct store *st);
+
+#endif
