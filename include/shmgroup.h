@@ -672,7 +672,8 @@ struct shmg_shard_stats {
 	uint64_t registered;    /* registrations in the shard, every cluster and node */
 	uint64_t members;       /* memberships */
 	uint64_t monitors;      /* monitors (one per endpoint and pattern) */
-	uint64_t index_used;    /* slots of its index in use: the above and group heads */
+	uint64_t index_used;    /* slots of its index in use: the above, group heads and
+				 * prefix nodes (one per '/'-prefix with groups below it) */
 	uint64_t index_slots;   /* slots of its current index table */
 	uint64_t writes;        /* registrations and memberships added, changed or
 				 * removed (each a change-log record) */

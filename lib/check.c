@@ -63,7 +63,8 @@ static void check_entry_identity(struct checker *c, const struct entry *e, const
 		const struct entry *head = entry_read(h, aux, &headhd);
 		if (!head || headhd.kind != (hd->kind == K_MONITOR ? K_MONHEAD : K_GROUP))
 			problem(c, "shard %u slot %u: membership without a group head", s, pos);
-	} else if (shard_of(h, hash) != s) {
+	} else if (hd->kind != K_PREFIX && shard_of(h, hash) != s) {
+		/* (A prefix node lives in the shard of the heads below it.) */
 		problem(c, "shard %u slot %u: entry belongs to shard %u", s, pos, shard_of(h, hash));
 	}
 	/* The slot's tag and place must agree with the entry's (recomputed) hash. */
@@ -183,6 +184,62 @@ static int check_unlisted(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 	if (scan_entry(h, &c->sc, ref_of(h, blk), &hd, &b) &&
 	    (hd.kind == K_MEMBER || hd.kind == K_MONITOR) && !scan_test(c->sc.listed, (uint64_t)b))
 		problem(c, "shard %u slot %u: indexed member on no list", c->sc.shard, pos);
+	return 0;
+}
+
+/* A prefix node's list: sound, indexed children, each on one list only,
+ * with their parent, prev links and count right. */
+static int check_children(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
+{
+	struct checker *c = arg;
+	struct entry nhd, chd;
+	const struct entry *n = scan_entry(h, &c->sc, ref_of(h, blk), &nhd, NULL);
+	if (!n || nhd.kind != K_PREFIX)
+		return 0;
+	uint32_t s = c->sc.shard, count = 0;
+	if (entry_key(n)[nhd.key_len - 1] != '/')
+		problem(c, "shard %u slot %u: prefix node whose key does not end in '/'", s, pos);
+	ref_t nref = ref_of(h, n), prev = 0;
+	for (ref_t r = load_relaxed(&links_of(n, &nhd)->next); r;) {
+		int64_t b;
+		const struct entry *e = scan_entry(h, &c->sc, r, &chd, &b);
+		if (!e || !prefix_child_fits(n, &nhd, e, &chd)) {
+			problem(c, "shard %u slot %u: broken prefix node list", s, pos);
+			break;
+		}
+		if (scan_test(c->sc.tree, (uint64_t)b)) {
+			problem(c, "shard %u slot %u: prefix child listed twice (or a cycle)", s, pos);
+			break;
+		}
+		bm_set(c->sc.tree, (uint64_t)b);
+		const struct entry_links *l = links_of(e, &chd);
+		if (!scan_test(c->sc.indexed, (uint64_t)b))
+			problem(c, "shard %u slot %u: prefix child not indexed", s, pos);
+		if (load_relaxed(&l->tree.parent) != nref)
+			problem(c, "shard %u slot %u: prefix child names another parent", s, pos);
+		if (load_relaxed(&l->prev) != prev)
+			problem(c, "shard %u slot %u: wrong prev link in prefix node list", s, pos);
+		prev = r;
+		r = load_relaxed(&l->sib);
+		count++;
+	}
+	if (count != load_relaxed(&links_of(n, &nhd)->aux))
+		problem(c, "shard %u slot %u: prefix node counts %u children, list has %u", s, pos,
+			load_relaxed(&links_of(n, &nhd)->aux), count);
+	return 0;
+}
+
+/* Every head and node with a parent prefix is on its parent's list. */
+static int check_in_tree(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
+{
+	struct checker *c = arg;
+	struct entry hd;
+	int64_t b;
+	const struct entry *e = scan_entry(h, &c->sc, ref_of(h, blk), &hd, &b);
+	if (e && (hd.kind == K_GROUP || hd.kind == K_PREFIX) &&
+	    prefix_parent_len(entry_key(e), hd.key_len) && !scan_test(c->sc.tree, (uint64_t)b))
+		problem(c, "shard %u slot %u: group or prefix node missing from the prefix tree",
+			c->sc.shard, pos);
 	return 0;
 }
 
@@ -316,6 +373,8 @@ static void check_shard(struct checker *c, uint32_t s, uint64_t deadline_ns)
 			check_table(c, &v);
 			index_foreach(h, s, check_list, c);
 			index_foreach(h, s, check_unlisted, c);
+			index_foreach(h, s, check_children, c);
+			index_foreach(h, s, check_in_tree, c);
 			check_limbo(c);
 			check_pages(c);
 			check_counts(c);

@@ -17,8 +17,10 @@
  * repair_shard keeps the list authoritative: an indexed membership that is
  * not on its list is dropped (an unfinished join, or a leave that was done).
  *
- * Prefix queries scan the shard tables for heads whose key starts with the
- * prefix: O(entries), stated in the header.
+ * A new group head is linked into its shard's prefix tree (prefix.c) right
+ * after it is indexed, before its first member; it leaves the tree with its
+ * last member, before it leaves the index.  Prefix queries walk the tree of
+ * each shard: O(shards + prefix nodes + groups) plus the members given.
  */
 #include <string.h>
 
@@ -50,10 +52,10 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 {
 	uint8_t mkind = member_kind_of(head_kind);
 	bool group = head_kind == K_GROUP;
-	uint32_t hpos, mpos;
+	uint32_t mpos;
 	const struct author self = {h->node, h->slot, h->gen, 0, 0};
 	const struct author *a = h->author ? h->author : &self;
-	struct entry *head = index_find(h, k, head_kind, &hpos);
+	struct entry *head = index_find(h, k, head_kind, NULL);
 	ref_t href = head ? ref_of(h, head) : 0;
 	if (head) {
 		uint64_t mh = member_hash(k->hash, a->slot, a->gen);
@@ -96,15 +98,18 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 			return -ENOSPC;
 		}
 		TEST_POINT("join:head");
+		if (group && prefix_link_head(h, k, head) < 0) {
+			alloc_free_block(h, k->shard, mref);
+			shard_drop_head(h, k->shard, head);
+			return -ENOSPC;
+		}
 	}
 	links_at(h, m)->aux = href;
 	TEST_POINT("join:allocated");
 	if (index_insert(h, k->shard, member_hash(k->hash, a->slot, a->gen), mref) < 0) {
 		alloc_free_block(h, k->shard, mref);
-		if (links_at(h, head)->next == 0 && index_find(h, k, head_kind, &hpos) == head) {
-			index_clear_slot(h, k->shard, hpos);
-			epoch_retire(h, k->shard, href, LIMBO_BLOCK);
-		}
+		if (links_at(h, head)->next == 0)
+			shard_drop_head(h, k->shard, head);
 		return -ENOSPC;
 	}
 	if (group)
@@ -181,9 +186,6 @@ struct walk {
 	size_t limit;
 	long given;
 	int stop;      /* fn's non-zero value, or a negative errno */
-	const char *prefix;
-	size_t prefix_len;
-	uint32_t cluster;
 };
 
 /* Gives one live member to the caller.  Returns non-zero to stop. */
@@ -264,16 +266,9 @@ static int walk_group(shmg_t *h, struct walk *w, const struct entry *head, const
 	return hhd->kind == K_GROUP ? list_walk(h, head, hhd, give_member, &g) : 0;
 }
 
-static int prefix_visit(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
+static int walk_head(shmg_t *h, const struct entry *head, const struct entry *hhd, void *w)
 {
-	(void)pos;
-	struct walk *w = arg;
-	struct entry hd;
-	const struct entry *e = entry_read(h, ref_of(h, blk), &hd);
-	if (!e || hd.kind != K_GROUP || hd.cluster != w->cluster || hd.key_len < w->prefix_len ||
-	    !bytes_equal(entry_key(e), w->prefix, w->prefix_len))
-		return 0;
-	return walk_group(h, w, e, &hd);
+	return walk_group(h, w, head, hhd);
 }
 
 static long members_walk(shmg_t *h, const char *key, size_t key_len, struct walk *w)
@@ -287,11 +282,8 @@ static long members_walk(shmg_t *h, const char *key, size_t key_len, struct walk
 	w->limit = w->opts ? w->opts->limit : 0;
 	read_enter(h);
 	if (key[key_len - 1] == '/') {
-		w->prefix = key;
-		w->prefix_len = key_len;
-		w->cluster = k.cluster;
 		for (uint32_t s = 0; s < h->geo.shards && !w->stop; s++)
-			index_foreach(h, s, prefix_visit, w);
+			prefix_walk(h, &k, s, walk_head, w);
 	} else {
 		struct entry hhd;
 		const struct entry *head = index_get(h, &k, K_GROUP, &hhd);

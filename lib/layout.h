@@ -30,7 +30,7 @@
 
 #define ARENA_MAGIC 0x31707267676d6873ull /* "shmggrp1" little-endian */
 #define ARENA_MAGIC_INIT 0x74696e6967676d73ull /* set while the creator initialises */
-#define LAYOUT_VERSION 6u
+#define LAYOUT_VERSION 7u
 
 #define CACHE_LINE 64u
 #define PAGE_SHIFT 16u
@@ -260,7 +260,14 @@ struct table_header {
 
 /* ---- entries --------------------------------------------------------- */
 
-enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3, K_MONHEAD = 4, K_MONITOR = 5 };
+enum entry_kind {
+	K_REG = 1,
+	K_GROUP = 2,
+	K_MEMBER = 3,
+	K_MONHEAD = 4,
+	K_MONITOR = 5,
+	K_PREFIX = 6,
+};
 
 /* An entry block: a 32-byte header, the key (not for memberships), the
  * metadata, then, for the list kinds, struct entry_links at the next 8-byte
@@ -271,9 +278,16 @@ enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3, K_MONHEAD = 4, K_MONITOR
  * not stored: resize and repair recompute it (entry_hash).
  *   K_REG:    a registration.
  *   K_GROUP:  a group head for (cluster, key), no meta: links.next = first
- *             member, links.aux = number of members linked.
+ *             member, links.aux = number of members linked; if the key has a
+ *             '/' before its end, also a child in the prefix tree (prefix.c):
+ *             links.sib / links.prev = next / previous sibling (prev: writers
+ *             only), links.tree.parent = its parent prefix node.
  *   K_MEMBER: a membership, no key (it is the head's): links.next/prev = list
- *             links (prev: writers only), links.aux = ref of its head. */
+ *             links (prev: writers only), links.aux = ref of its head.
+ *   K_PREFIX: a node of the shard's prefix tree (prefix.c), key = a prefix
+ *             ending in '/', no meta: links.next = first child (group heads
+ *             and prefix nodes one level down), links.aux = number of
+ *             children linked, links.sib / prev / tree.parent as for a head. */
 struct entry {
 	uint32_t cluster; /* cluster ref (monitor kinds: a tag of the name) */
 	uint32_t node;
@@ -292,8 +306,14 @@ struct entry_links {
 	uint32_t next;
 	uint32_t prev;
 	uint32_t aux;
-	uint32_t pad;
-	uint64_t seed; /* K_MONHEAD: hash seed of its cluster's name */
+	uint32_t sib; /* K_GROUP, K_PREFIX: next sibling under the parent prefix node */
+	union {
+		uint64_t seed; /* K_MONHEAD: hash seed of its cluster's name */
+		struct {
+			uint32_t parent; /* K_GROUP, K_PREFIX: ref of the parent prefix node */
+			uint32_t pad;
+		} tree;
+	};
 };
 
 /* K_MONHEAD and K_MONITOR are a monitor pattern and its monitoring endpoints,
@@ -430,6 +450,7 @@ static_assert(sizeof(struct bucket) == CACHE_LINE, "bucket");
 static_assert(sizeof(struct table_header) == CACHE_LINE, "table_header");
 static_assert(sizeof(struct entry) == 32, "entry");
 static_assert(sizeof(struct entry_links) == 24, "entry_links");
+static_assert(offsetof(struct entry_links, tree.parent) == 16, "entry_links tree");
 static_assert(sizeof(struct page_desc) == 32, "page_desc");
 static_assert(sizeof(struct oplog_header) == CACHE_LINE, "oplog_header");
 static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
@@ -448,6 +469,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    sizeof(struct cluster_counts) * 59u + sizeof(struct ep_kind_counts) * 71u + \
 		    offsetof(struct shard_header, writes) * 73u +                            \
 		    offsetof(struct mailbox_header, delivered) * 79u +                       \
-		    sizeof(struct node_state) * MAX_NODES * 83u))
+		    sizeof(struct node_state) * MAX_NODES * 83u +                            \
+		    (offsetof(struct entry_links, sib) + K_PREFIX) * 89u))
 
 #endif

@@ -15,6 +15,8 @@
  *   1. lists: each group list is cut at its first invalid link or where it
  *      runs into a cycle, prev links and member counts are rewritten; index
  *      slots naming no sane entry are cleared; heads without members go;
+ *      then each prefix node's list keeps only its sound, indexed children
+ *      (prefix_repair_lists), so nothing but the index reaches a block;
  *   2. the event of the write the dead writer had in flight is delivered, if
  *      its change took effect (before any block is rewritten);
  *   3. per window of the shard's slab pages: mark what is indexed, listed or
@@ -29,7 +31,10 @@
  *   5. extents: the current table and queued ones stay; another table of the
  *      shard (half built, or replaced and not yet retired) is queued; tail
  *      pages of no extent go back to the pool;
- *   6. entries and per-cluster/per-endpoint counters are recounted, and the
+ *   6. the prefix tree is completed (prefix_repair_links): indexed heads and
+ *      nodes on no list are linked under their parent prefix, empty nodes
+ *      pruned (blocks can be allocated again by now);
+ *   7. entries and per-cluster/per-endpoint counters are recounted, and the
  *      change log's consumer is told that a record may be missing.
  * Killed during repair, the next locker runs it again from the start (the
  * mutex is owner-dead again, and repair_pending is still set): every step is
@@ -87,8 +92,10 @@ int scan_init(shmg_t *h, uint32_t shard, struct scan *sc)
 	sc->listed = calloc(words, 8);
 	sc->indexed = calloc(words, 8);
 	sc->retired = calloc(words, 8);
+	sc->tree = calloc(words, 8);
 	sc->extent_keep = calloc(h->geo.npages, 1);
-	if (!sc->live || !sc->listed || !sc->indexed || !sc->retired || !sc->extent_keep) {
+	if (!sc->live || !sc->listed || !sc->indexed || !sc->retired || !sc->tree ||
+	    !sc->extent_keep) {
 		scan_free(sc);
 		return -ENOMEM;
 	}
@@ -101,6 +108,7 @@ void scan_free(struct scan *sc)
 	free(sc->listed);
 	free(sc->indexed);
 	free(sc->retired);
+	free(sc->tree);
 	free(sc->extent_keep);
 	memset(sc, 0, sizeof(*sc));
 }
@@ -119,10 +127,10 @@ struct entry *scan_entry(shmg_t *h, const struct scan *sc, ref_t ref, struct ent
 	if (!ref || !alloc_block_valid(h, sc->shard, ref, &page, &idx, &cls))
 		return NULL;
 	const struct entry *e = entry_read(h, ref, hd);
-	if (!e || hd->kind < K_REG || hd->kind > K_MONITOR || hd->key_len > h->geo.key_max ||
+	if (!e || hd->kind < K_REG || hd->kind > K_PREFIX || hd->key_len > h->geo.key_max ||
 	    hd->meta_len > h->geo.meta_max ||
 	    entry_size(hd->kind, hd->key_len, hd->meta_len) > alloc_class_size(cls) ||
-	    ((hd->kind == K_REG || hd->kind == K_GROUP) && hd->key_len == 0))
+	    ((hd->kind == K_REG || hd->kind == K_GROUP || hd->kind == K_PREFIX) && hd->key_len == 0))
 		return NULL;
 	if (b)
 		*b = (int64_t)page * SCAN_BLOCKS_PER_PAGE + idx;
@@ -668,12 +676,16 @@ int repair_shard(shmg_t *h, uint32_t shard)
 
 	check_limbo(h, &r);
 	index_foreach(h, shard, fix_slot, &r);
+	if (prefix_repair_lists(h, shard, r.max_list) < 0)
+		r.err = -ENOMEM;
 	finish_inflight(h, &r);
 	memset(sh->partial, 0, sizeof(sh->partial));
 	for_each_window(h, &r, mark_and_rebuild);
 	if (r.relist)
 		for_each_window(h, &r, relist_window);
 	repair_extents(h, &r);
+	if (!r.err && prefix_repair_links(h, shard, r.max_list) < 0)
+		r.err = -ENOMEM;
 	repair_recount(h, shard);
 	free(buf);
 	if (r.err)

@@ -165,7 +165,7 @@ struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct ke
 	if (meta_len)
 		memcpy((uint8_t *)(e + 1) + key_len, meta, meta_len);
 	if (kind_has_links(kind))
-		*L(e) = (struct entry_links){.seed = k->seed};
+		*L(e) = (struct entry_links){.seed = kind == K_MONHEAD ? k->seed : 0};
 	*ref_out = ref;
 	return e;
 }
@@ -267,16 +267,23 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	shard_event(h, shard, SHMG_EV_LEFT, (uint8_t)reason, m, NULL);
 	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
+	if (hl->aux == 0 && hl->next == 0)
+		shard_drop_head(h, shard, head);
+}
+
+void shard_drop_head(shmg_t *h, uint32_t shard, struct entry *head)
+{
 	struct entry hhd;
-	if (hl->aux == 0 && hl->next == 0 && entry_read(h, ref_of(h, head), &hhd)) {
-		struct keyref k = {entry_key(head), hhd.key_len, hhd.cluster, entry_hash(h, head),
-				   shard, 0};
-		uint32_t hpos;
-		if (index_find(h, &k, head_kind, &hpos) == head) {
-			index_clear_slot(h, shard, hpos);
-			epoch_retire(h, shard, ref_of(h, head), LIMBO_BLOCK);
-		}
-	}
+	if (!entry_read(h, ref_of(h, head), &hhd))
+		return;
+	struct keyref k = {entry_key(head), hhd.key_len, hhd.cluster, entry_hash(h, head), shard, 0};
+	uint32_t hpos;
+	if (index_find(h, &k, hhd.kind, &hpos) != head)
+		return;
+	if (hhd.kind == K_GROUP)
+		prefix_unlink_head(h, shard, head);
+	index_clear_slot(h, shard, hpos);
+	epoch_retire(h, shard, ref_of(h, head), LIMBO_BLOCK);
 }
 
 struct remove_ctx {
@@ -291,7 +298,8 @@ struct remove_ctx {
 static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	struct remove_ctx *rc = arg;
-	if (e->kind == K_GROUP || e->kind == K_MONHEAD || !rc->pred(h, e, rc->ctx))
+	if (e->kind == K_GROUP || e->kind == K_MONHEAD || e->kind == K_PREFIX ||
+	    !rc->pred(h, e, rc->ctx))
 		return 0;
 	/* The entry and maybe its group head: room first, so that a reader
 	 * holding the ring full stops the sweep between two entries. */
