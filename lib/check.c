@@ -147,7 +147,7 @@ static int check_list(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 	ref_t first = load_relaxed(&hl->next), href = ref_of(h, head), prev = 0;
 	if (!first)
 		problem(c, "shard %u slot %u: group head without members", c->sc.shard, pos);
-	uint32_t n = 0, count = load_relaxed(&hl->aux);
+	uint32_t n = 0, local = 0, count = load_relaxed(&hl->aux);
 	/* Ends: the `listed` bitmap stops a cycle at its first repeat. */
 	for (ref_t r = first; r;) {
 		int64_t b;
@@ -169,10 +169,14 @@ static int check_list(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 		prev = r;
 		r = load_relaxed(&ml->next);
 		n++;
+		local += mhd.node == h->node;
 	}
 	if (n != count)
 		problem(c, "shard %u slot %u: group counts %u members, list has %u", c->sc.shard, pos,
 			count, n);
+	if (hhd.kind == K_GROUP && local != load_relaxed(&hl->tree.local))
+		problem(c, "shard %u slot %u: group counts %u local members, list has %u",
+			c->sc.shard, pos, load_relaxed(&hl->tree.local), local);
 	return 0;
 }
 

@@ -125,6 +125,8 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	store_release(&hl->next, mref); /* linearisation point: readers see the member */
 	TEST_POINT("join:linked");
 	store_relaxed(&hl->aux, hl->aux + 1);
+	if (group && a->node == h->node)
+		store_relaxed(&hl->tree.local, hl->tree.local + 1);
 	shard_count(h, k->shard, m, +1);
 	if (group) {
 		oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
@@ -334,21 +336,59 @@ long shmg_member_ids(shmg_t *h, const char *key, size_t key_len, shmg_id_t *ids,
 	return members_walk(h, key, key_len, &w);
 }
 
-long shmg_member_count(shmg_t *h, const char *key, size_t key_len, const struct shmg_opts *opts)
+/* The member count of an exact key from its head's counters, or -1 when
+ * they may differ from what a walk gives.  They count every member linked,
+ * and a walk skips only members of endpoints hidden from readers (dead or
+ * closing, not yet removed): while none is hidden (arena_header.hidden, low
+ * half 0) and none gets hidden during the read (the word unchanged), the
+ * counter is the walk's answer.  Remote members are never hidden. */
+static long counted(shmg_t *h, const struct keyref *k, bool local_only)
+{
+	uint64_t before = load_acquire(&h->hdr->hidden);
+	if ((uint32_t)before)
+		return -1;
+	struct entry hhd;
+	long n = 0;
+	read_enter(h);
+	const struct entry *head = index_get(h, k, K_GROUP, &hhd);
+	if (head) {
+		const struct entry_links *l = links_of(head, &hhd);
+		n = local_only ? load_relaxed(&l->tree.local) : load_relaxed(&l->aux);
+	}
+	read_exit(h);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the counter's load before the re-check */
+	return load_relaxed(&h->hdr->hidden) == before ? n : -1;
+}
+
+static long member_count(shmg_t *h, const char *key, size_t key_len,
+			 const struct shmg_opts *opts, bool local_only)
 {
 	struct shmg_opts o = opts ? *opts : (struct shmg_opts){0};
 	o.limit = 0;
-	struct walk w = {.opts = &o};
+	struct keyref k;
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (key && key_len && key[key_len - 1] != '/') {
+		if ((rc = key_prepare(h, key, key_len, &o, 0, &k)))
+			return rc == -ENOTCONN ? 0 : rc;
+		long n = counted(h, &k, local_only);
+		if (n >= 0)
+			return n;
+	}
+	struct walk w = {.opts = &o, .local_only = local_only};
 	return members_walk(h, key, key_len, &w);
+}
+
+long shmg_member_count(shmg_t *h, const char *key, size_t key_len, const struct shmg_opts *opts)
+{
+	return member_count(h, key, key_len, opts, false);
 }
 
 long shmg_local_member_count(shmg_t *h, const char *key, size_t key_len,
 			     const struct shmg_opts *opts)
 {
-	struct shmg_opts o = opts ? *opts : (struct shmg_opts){0};
-	o.limit = 0;
-	struct walk w = {.opts = &o, .local_only = true};
-	return members_walk(h, key, key_len, &w);
+	return member_count(h, key, key_len, opts, true);
 }
 
 /* ---- every entry ----------------------------------------------------- */

@@ -95,7 +95,13 @@ struct arena_header {
 	uint64_t shard_repairs;
 	uint32_t agent_session; /* the host agent's runs (remote_session_next) */
 	uint32_t pad5a;
-	uint8_t pad5[CACHE_LINE - 24];
+	/* Endpoints hidden from readers (state CLOSING, live_gen 0) whose
+	 * entries may remain, in the low 32 bits, and hides ever, in the high
+	 * 32: exact member counts trust the group heads' counters only while
+	 * the low half reads 0 and the word stays put (groups.c).  Written
+	 * under endpoint_lock (endpoint.c). */
+	uint64_t hidden;
+	uint8_t pad5[CACHE_LINE - 32];
 
 	/* Reaper election (reaper.c): held for as long as a process is the
 	 * reaper; endpoint_epoch is bumped by every claim and release so the
@@ -278,7 +284,8 @@ enum entry_kind {
  * not stored: resize and repair recompute it (entry_hash).
  *   K_REG:    a registration.
  *   K_GROUP:  a group head for (cluster, key), no meta: links.next = first
- *             member, links.aux = number of members linked; if the key has a
+ *             member, links.aux = number of members linked (links.tree.local:
+ *             those of this node), counted after the link; if the key has a
  *             '/' before its end, also a child in the prefix tree (prefix.c):
  *             links.sib / links.prev = next / previous sibling (prev: writers
  *             only), links.tree.parent = its parent prefix node.
@@ -311,7 +318,7 @@ struct entry_links {
 		uint64_t seed; /* K_MONHEAD: hash seed of its cluster's name */
 		struct {
 			uint32_t parent; /* K_GROUP, K_PREFIX: ref of the parent prefix node */
-			uint32_t pad;
+			uint32_t local;  /* K_GROUP: members linked that are this node's */
 		} tree;
 	};
 };
@@ -470,6 +477,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct shard_header, writes) * 73u +                            \
 		    offsetof(struct mailbox_header, delivered) * 79u +                       \
 		    sizeof(struct node_state) * MAX_NODES * 83u +                            \
-		    (offsetof(struct entry_links, sib) + K_PREFIX) * 89u))
+		    (offsetof(struct entry_links, sib) + K_PREFIX) * 89u +                   \
+		    offsetof(struct arena_header, hidden) * 97u))
 
 #endif

@@ -347,7 +347,7 @@ static void fix_list(shmg_t *h, const struct repair *r, struct entry *head, cons
 	ref_t href = ref_of(h, head), prev = 0;
 	struct entry_links *hl = links_of(head, hhd);
 	cut_cycle(h, r, href, load_relaxed(&hl->next), mkind);
-	uint32_t *link = &hl->next, n = 0;
+	uint32_t *link = &hl->next, n = 0, local = 0;
 	for (ref_t ref = load_relaxed(link); ref; ref = load_relaxed(link)) {
 		struct entry mhd;
 		struct entry *m = n < r->max_list ? member_of(h, r, ref, mkind, href, &mhd) : NULL;
@@ -360,8 +360,11 @@ static void fix_list(shmg_t *h, const struct repair *r, struct entry *head, cons
 		prev = ref;
 		link = &ml->next;
 		n++;
+		local += mhd.node == h->node;
 	}
 	store_relaxed(&hl->aux, n);
+	if (hhd->kind == K_GROUP) /* (a monitor head's word is its seed) */
+		store_relaxed(&hl->tree.local, local);
 }
 
 static int fix_slot(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)

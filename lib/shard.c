@@ -261,6 +261,8 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	index_clear_slot(h, shard, pos);
 	struct entry_links *hl = links_at(h, head);
 	store_relaxed(&hl->aux, hl->aux - 1);
+	if (m->kind == K_MEMBER && m->node == h->node)
+		store_relaxed(&hl->tree.local, hl->tree.local - 1);
 	if (m->kind == K_MEMBER)
 		log_removal(h, shard, OP_LEAVE, reason, m, head);
 	shard_count(h, shard, m, -1);

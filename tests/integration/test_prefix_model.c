@@ -12,6 +12,11 @@
  * worker's memberships (they are hidden at once), before and after
  * shmg_reap() repairs the shard and removes them, and shmg_check() must find
  * the arena sound.  A new worker then takes the dead one's place.
+ *
+ * Exact member counts come from counters in the group heads; a second test
+ * holds an endpoint hidden (its reaper parked between hiding it and removing
+ * its entries) and checks that the counts still equal what a walk gives,
+ * with local, remote and hidden members in one group.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -20,8 +25,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "internal.h"
+#include "remote.h"
 #include "tc.h"
-#include "testhook.h"
 
 #define WORKERS 4
 #define NKEYS 40
@@ -274,10 +280,125 @@ START_TEST(test_random_against_model)
 }
 END_TEST
 
+/* ---- exact counts while an endpoint is hidden ---------------------------- */
+
+static int park_fd = -1;
+
+static void park_hook(const char *point)
+{
+	if (strcmp(point, "close:removing") != 0)
+		return;
+	(void)!write(park_fd, "P", 1);
+	for (;;)
+		pause();
+}
+
+struct pipes {
+	int go[2], ready[2];
+};
+
+/* Joins the groups, says so, and waits to be killed. */
+static int member_main(void *arg)
+{
+	struct pipes *p = arg;
+	shmg_t *h;
+	if (shmg_open(tc_arena, NULL, &h) || shmg_join(h, SHMG_KEY("cnt/g"), "a", 1, NULL) ||
+	    shmg_join(h, SHMG_KEY("cnt/x/y"), "a", 1, NULL))
+		return 10;
+	(void)!write(p->ready[1], "R", 1);
+	for (;;)
+		pause();
+}
+
+/* Opens, waits for the word, then reaps with the hook parking it once the
+ * dead endpoint is hidden, before its entries are removed. */
+static int reaper_main(void *arg)
+{
+	struct pipes *p = arg;
+	shmg_t *h;
+	char c;
+	if (shmg_open(tc_arena, NULL, &h))
+		return 10;
+	(void)!write(p->ready[1], "R", 1);
+	if (tc_read_full(p->go[0], &c, 1, 30000) < 0)
+		return 11;
+	park_fd = p->ready[1];
+	sg_test_hook = park_hook;
+	shmg_reap(h);
+	return 12;
+}
+
+static long walked(shmg_t *h, const char *key, bool local)
+{
+	long n = 0;
+	long rc = local ? shmg_local_members(h, key, strlen(key), tc_count_cb, &n, NULL)
+			: shmg_members(h, key, strlen(key), tc_count_cb, &n, NULL);
+	ck_assert_int_eq(rc, n);
+	return n;
+}
+
+static void assert_counts(shmg_t *h, const char *key, long all, long local)
+{
+	TC_EQ(shmg_member_count(h, key, strlen(key), NULL), all);
+	TC_EQ(shmg_local_member_count(h, key, strlen(key), NULL), local);
+	ck_assert_int_eq(walked(h, key, false), all);
+	ck_assert_int_eq(walked(h, key, true), local);
+}
+
+START_TEST(test_exact_counts_hidden)
+{
+	shmg_t *h = tc_open(tc_arena, NULL);
+	struct pipes p;
+	char c;
+	ck_assert_int_eq(pipe(p.go), 0);
+	ck_assert_int_eq(pipe(p.ready), 0);
+	pid_t reaper = tc_fork(reaper_main, &p);
+	TC_EQ(tc_read_full(p.ready[0], &c, 1, 10000), 0);
+	pid_t member = tc_fork(member_main, &p);
+	TC_EQ(tc_read_full(p.ready[0], &c, 1, 10000), 0);
+
+	TC_EQ(shmg_join(h, SHMG_KEY("cnt/g"), "self", 4, NULL), 0);
+	struct remote_change rc = {.op = REMOTE_JOIN, .key = "cnt/g", .key_len = 5,
+				   .id = {.node = 2, .slot = 7, .gen = 1}, .pid = 4242};
+	TC_EQ(remote_put(h, 99, &rc), 0);
+	assert_counts(h, "cnt/g", 3, 2);
+	assert_counts(h, "cnt/", 4, 3);
+
+	/* Dead, not yet noticed: still counted, by the counters and a walk. */
+	kill(member, SIGKILL);
+	TC_EQ(tc_wait_exit(member, 10000), TC_KILLED(SIGKILL));
+	assert_counts(h, "cnt/g", 3, 2);
+
+	/* Hidden, its entries not removed: the counters are not trusted. */
+	TC_EQ(tc_write_full(p.go[1], "G", 1), 0);
+	TC_EQ(tc_read_full(p.ready[0], &c, 1, 10000), 0);
+	ck_assert_uint_eq((uint32_t)load_acquire(&h->hdr->hidden), 1);
+	assert_counts(h, "cnt/g", 2, 1);
+	assert_counts(h, "cnt/x/y", 0, 0);
+	assert_counts(h, "cnt/", 2, 1);
+
+	/* Removed: the counters say the same again. */
+	kill(reaper, SIGKILL);
+	TC_EQ(tc_wait_exit(reaper, 10000), TC_KILLED(SIGKILL));
+	ck_assert_int_ge(shmg_reap(h), 1);
+	ck_assert_uint_eq((uint32_t)load_acquire(&h->hdr->hidden), 0);
+	assert_counts(h, "cnt/g", 2, 1);
+	TC_ASSERT_CLEAN(h);
+	TC_EQ(remote_purge(h, 2, SHMG_REASON_NODEDOWN), 1);
+	assert_counts(h, "cnt/g", 1, 1);
+	TC_EQ(shmg_leave(h, SHMG_KEY("cnt/g"), NULL), 0);
+	assert_counts(h, "cnt/g", 0, 0);
+	TC_ASSERT_CLEAN(h);
+	TC_EQ(shmg_close(h), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("prefix_model");
 	TCase *tc = tc_case(s, "model", 300);
 	tcase_add_loop_test(tc, test_random_against_model, 0, 3);
+	tc = tc_case(s, "counts", 60);
+	tcase_add_test(tc, test_exact_counts_hidden);
 	return tc_run(s);
 }

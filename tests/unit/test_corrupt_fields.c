@@ -172,6 +172,7 @@ static const struct field fields[] = {
 	F(arena_header, endpoint_epoch, W_HEADER),
 	F(arena_header, reaper_wake, W_HEADER),
 	F(arena_header, agent_session, W_HEADER),
+	F(arena_header, hidden, W_HEADER),
 	F(node_state, node, W_NODES),
 	F(node_state, inc, W_NODES),
 	FU64("node_cursor[]", W_NODE_CURSORS),
@@ -237,6 +238,7 @@ static const struct field fields[] = {
 	F(entry_links, sib, W_LINKS),
 	F(entry_links, seed, W_LINKS),
 	F(entry_links, tree.parent, W_LINKS),
+	F(entry_links, tree.local, W_LINKS),
 
 	MAILBOX_FIELDS(W_MB_READER),
 	MAILBOX_FIELDS(W_MB_MONITOR),
