@@ -110,22 +110,25 @@ static void child_unlink(shmg_t *h, struct entry *n, struct entry *c)
 	cl->tree.parent = 0;
 }
 
-/* The node of prefix k->key[0..len), made with its missing ancestors if
- * need be; NULL if there was no space (nodes made meanwhile stay, empty). */
-static struct entry *node_get(shmg_t *h, const struct keyref *k, size_t len, uint32_t shard)
+/* The length of the shortest prefix of key longer than `from`, at most upto
+ * (upto itself ends in '/'). */
+static size_t next_prefix_len(const char *key, size_t from, size_t upto)
 {
-	struct entry *n = node_find(h, k, len, shard, NULL);
-	if (n)
-		return n;
-	size_t plen = prefix_parent_len(k->key, len);
-	struct entry *parent = plen ? node_get(h, k, plen, shard) : NULL;
-	if (plen && !parent)
-		return NULL;
+	while (from < upto && key[from] != '/')
+		from++;
+	return from + 1 < upto ? from + 1 : upto;
+}
+
+/* Makes the node of prefix k->key[0..len): indexed, then linked under
+ * parent (if any).  NULL if there was no space. */
+static struct entry *node_make(shmg_t *h, const struct keyref *k, size_t len, uint32_t shard,
+			       struct entry *parent)
+{
 	struct keyref nk = node_key(k, len, shard);
 	const struct author *saved = h->author; /* a node belongs to no endpoint */
 	h->author = NULL;
 	ref_t ref;
-	n = entry_new(h, shard, K_PREFIX, &nk, NULL, 0, &ref);
+	struct entry *n = entry_new(h, shard, K_PREFIX, &nk, NULL, 0, &ref);
 	h->author = saved;
 	if (!n)
 		return NULL;
@@ -136,6 +139,26 @@ static struct entry *node_get(shmg_t *h, const struct keyref *k, size_t len, uin
 	TEST_POINT("prefix:indexed");
 	if (parent)
 		child_link(h, parent, n);
+	return n;
+}
+
+/* The node of prefix k->key[0..len), made with its missing ancestors if
+ * need be, top-down; NULL if there was no space (nodes made meanwhile stay,
+ * empty). */
+static struct entry *node_get(shmg_t *h, const struct keyref *k, size_t len, uint32_t shard)
+{
+	struct entry *n = node_find(h, k, len, shard, NULL);
+	if (n)
+		return n;
+	size_t have = prefix_parent_len(k->key, len);
+	for (; have; have = prefix_parent_len(k->key, have))
+		if ((n = node_find(h, k, have, shard, NULL)))
+			break;
+	for (size_t l = have; l < len;) {
+		l = next_prefix_len(k->key, l, len);
+		if (!(n = node_make(h, k, l, shard, n)))
+			return NULL;
+	}
 	return n;
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Prefix queries (keys ending in '/') over the per-shard prefix trees:
- * nesting, limits, clusters, local counts, and that the tree's nodes come
+ * nesting, limits, clusters, local counts, keys 511 levels deep, and that
+ * the tree's nodes come
  * and go with the groups below them (no index slot is left behind, and
  * shmg_check finds the trees sound at every step).
  */
@@ -155,6 +156,29 @@ START_TEST(test_many_siblings)
 }
 END_TEST
 
+/* A key as deep as the key limit allows: a node per level, made and pruned
+ * without recursion, and every level's prefix finds the group. */
+START_TEST(test_deep_key)
+{
+	struct shmg_config cfg = {.key_max = 1024};
+	shmg_t *a = tc_open(tc_arena, &cfg);
+	char key[1025];
+	for (int i = 0; i < 1022; i += 2)
+		memcpy(key + i, i % 4 ? "b/" : "a/", 2);
+	memcpy(key + 1022, "zz", 2);
+	key[1024] = 0;
+	TC_EQ(shmg_join(a, key, 1024, NULL, 0, NULL), 0);
+	TC_ASSERT_CLEAN(a);
+	for (size_t n = 2; n < 1024; n += 2 * 37)
+		TC_EQ(shmg_member_count(a, key, n, NULL), 1);
+	TC_EQ(shmg_member_count(a, "//", 2, NULL), 0);
+	TC_EQ(shmg_leave(a, key, 1024, NULL), 0);
+	ck_assert_uint_eq(index_used(a), 0);
+	TC_ASSERT_CLEAN(a);
+	TC_EQ(shmg_close(a), 0);
+}
+END_TEST
+
 /* Registrations are no groups: they never show in a prefix query. */
 START_TEST(test_registrations_not_members)
 {
@@ -179,5 +203,6 @@ int main(void)
 	tcase_add_test(tc, test_clusters_apart);
 	tcase_add_test(tc, test_many_siblings);
 	tcase_add_test(tc, test_registrations_not_members);
+	tcase_add_test(tc, test_deep_key);
 	return tc_run(s);
 }
