@@ -341,11 +341,14 @@ long shmg_member_ids(shmg_t *h, const char *key, size_t key_len, shmg_id_t *ids,
  * and a walk skips only members of endpoints hidden from readers (dead or
  * closing, not yet removed): while none is hidden (arena_header.hidden, low
  * half 0) and none gets hidden during the read (the word unchanged), the
- * counter is the walk's answer.  Remote members are never hidden. */
+ * counter is the walk's answer.  Remote members are never hidden.  A join
+ * or leave changes the list and the counters inside its in-flight record:
+ * one that died in between left the record set until its shard's repair,
+ * and the walk answers meanwhile. */
 static long counted(shmg_t *h, const struct keyref *k, bool local_only)
 {
 	uint64_t before = load_acquire(&h->hdr->hidden);
-	if ((uint32_t)before)
+	if ((uint32_t)before || load_relaxed(&shard_at(h, k->shard)->inflight_op))
 		return -1;
 	struct entry hhd;
 	long n = 0;

@@ -393,6 +393,41 @@ START_TEST(test_exact_counts_hidden)
 }
 END_TEST
 
+static void kill_hook(const char *point)
+{
+	if (strcmp(point, "join:linked") == 0)
+		raise(SIGKILL);
+}
+
+/* Dies between linking its membership and counting it. */
+static int dying_joiner(void *arg)
+{
+	(void)arg;
+	shmg_t *h;
+	if (shmg_open(tc_arena, NULL, &h) || shmg_join(h, SHMG_KEY("cnt/d"), "a", 1, NULL))
+		return 10;
+	sg_test_hook = kill_hook;
+	shmg_join(h, SHMG_KEY("cnt/e"), "a", 1, NULL);
+	return 11;
+}
+
+/* A join killed after its link, before its count: until the shard is
+ * repaired, the counts still agree with a walk. */
+START_TEST(test_exact_counts_after_crash)
+{
+	shmg_t *h = tc_open(tc_arena, NULL);
+	pid_t p = tc_fork(dying_joiner, NULL);
+	TC_EQ(tc_wait_exit(p, 10000), TC_KILLED(SIGKILL));
+	assert_counts(h, "cnt/e", 1, 1);
+	assert_counts(h, "cnt/d", 1, 1);
+	ck_assert_int_ge(shmg_reap(h), 1);
+	assert_counts(h, "cnt/e", 0, 0);
+	assert_counts(h, "cnt/d", 0, 0);
+	TC_ASSERT_CLEAN(h);
+	TC_EQ(shmg_close(h), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("prefix_model");
@@ -400,5 +435,6 @@ int main(void)
 	tcase_add_loop_test(tc, test_random_against_model, 0, 3);
 	tc = tc_case(s, "counts", 60);
 	tcase_add_test(tc, test_exact_counts_hidden);
+	tcase_add_test(tc, test_exact_counts_after_crash);
 	return tc_run(s);
 }
