@@ -29,8 +29,9 @@
  *
  * Writers (shard lock).  Link: a new head, once indexed and before its first
  * member is linked; missing nodes are made top-down, each indexed and then
- * linked under its parent, so a node is never reachable before its own
- * parent link.  A child's sib, prev and parent are written while it is not
+ * linked under its parent (a query for the node's own prefix may find it
+ * before its parent lists it: it holds nothing yet).  A child's sib, prev
+ * and parent are written while it is not
  * on any list; one release store of the list's first link publishes it.
  * Unlink: one release store of the predecessor's link (the child's own sib
  * stays, for readers standing on it).  A head is unlinked before it leaves
@@ -47,6 +48,10 @@
  * hold); and prefix_repair_links at its end, once blocks can be allocated
  * again: every indexed head and node not on its parent's list is linked
  * (making missing nodes), then empty nodes are pruned.
+ *
+ * Cost: a node is a block and an index slot, shared by every group below
+ * its prefix in the shard; a group whose parent prefix is its own alone
+ * ("user/<id>/session") pays for one node by itself.
  */
 #include <stdlib.h>
 #include <string.h>
