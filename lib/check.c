@@ -74,7 +74,8 @@ static void check_entry_identity(struct checker *c, const struct entry *e, const
 	uint32_t dist = (pos / BUCKET_SLOTS - home) & v->mask;
 	if (dist > v->B[home].probe)
 		problem(c, "shard %u slot %u: beyond its home bucket's probe range", s, pos);
-	bool owned = hd->kind == K_REG || hd->kind == K_MEMBER || hd->kind == K_MONITOR;
+	uint8_t role = entry_role(hd);
+	bool owned = role == K_REG || role == K_MEMBER || role == K_MONITOR;
 	if (owned && hd->node == h->node) {
 		const struct endpoint_slot *ep =
 			hd->ep_slot < h->geo.max_endpoints ? endpoint_at(h, hd->ep_slot) : NULL;
@@ -89,22 +90,23 @@ static void count_entry(struct checker *c, const struct entry *e)
 	shmg_t *h = c->h;
 	uint32_t cs = cluster_slot_of(e->cluster);
 	bool local = e->node == h->node;
-	if (e->kind == K_MONITOR)
+	uint8_t role = entry_role(e);
+	if (role == K_MONITOR)
 		c->monitors++;
 	else if (cs < h->geo.max_clusters) {
-		if (e->kind == K_REG) {
+		if (role == K_REG) {
 			c->counts[cs].registered++;
 			c->counts[cs].registered_local += local;
-		} else if (e->kind == K_MEMBER) {
+		} else if (role == K_MEMBER) {
 			c->counts[cs].members++;
 			c->counts[cs].members_local += local;
 		}
 	}
-	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
+	if (local && (role == K_REG || role == K_MEMBER || role == K_MONITOR) &&
 	    e->ep_slot < h->geo.max_endpoints) {
 		c->ep_entries[e->ep_slot]++;
-		c->ep_kinds[e->ep_slot].registered += e->kind == K_REG;
-		c->ep_kinds[e->ep_slot].monitors += e->kind == K_MONITOR;
+		c->ep_kinds[e->ep_slot].registered += role == K_REG;
+		c->ep_kinds[e->ep_slot].monitors += role == K_MONITOR;
 	}
 }
 
@@ -144,6 +146,13 @@ static int check_list(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 		return 0;
 	uint8_t mkind = hhd.kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
 	const struct entry_links *hl = links_of(head, &hhd);
+	if (entry_solo(&hhd)) {
+		if (load_relaxed(&hl->next) || load_relaxed(&hl->aux) != 1 ||
+		    load_relaxed(&hl->tree.local) != (hhd.node == h->node))
+			problem(c, "shard %u slot %u: single-member group with a list or wrong counts",
+				c->sc.shard, pos);
+		return 0;
+	}
 	ref_t first = load_relaxed(&hl->next), href = ref_of(h, head), prev = 0;
 	if (!first)
 		problem(c, "shard %u slot %u: group head without members", c->sc.shard, pos);

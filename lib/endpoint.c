@@ -225,7 +225,7 @@ struct owner_ctx {
 static bool owned_by(const shmg_t *h, const struct entry *e, const void *arg)
 {
 	const struct owner_ctx *o = arg;
-	return e->kind == o->kind && e->node == h->node && e->ep_slot == o->slot &&
+	return entry_role(e) == o->kind && e->node == h->node && e->ep_slot == o->slot &&
 	       e->ep_gen == o->gen;
 }
 

@@ -47,6 +47,115 @@ static uint8_t member_kind_of(uint8_t head_kind)
 	return head_kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
 }
 
+/* ---- single-member groups -------------------------------------------- */
+/* A group's first member, joined by this node's own endpoint, is a solo
+ * head (EF_SOLO): one block and one index slot, its header the member's.
+ * It is published like a registration (one store of its index slot) and
+ * linked into the prefix tree right after; the parent prefix node is made
+ * before, so that linking cannot fail once it is visible.  A second member
+ * converts it to a list head with the first member copied onto its list,
+ * published in the solo's place in the index and the tree, before the
+ * second joins as usual.  Remote writes (h->author) always use the list. */
+
+static bool solo_is(const struct entry *g, uint32_t node, uint32_t slot, uint32_t gen)
+{
+	return g->node == node && g->ep_slot == slot && g->ep_gen == gen;
+}
+
+/* A new solo block for k with this handle's identity. */
+static struct entry *solo_new(shmg_t *h, const struct keyref *k, const void *meta,
+			      size_t meta_len, ref_t *ref)
+{
+	struct entry *g = entry_new(h, k->shard, K_GROUP, k, meta, meta_len, ref);
+	if (g) {
+		g->flags = EF_SOLO;
+		L(g)->aux = 1;
+		L(g)->tree.local = 1;
+	}
+	return g;
+}
+
+static int solo_add(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len)
+{
+	ref_t ref;
+	if (prefix_make_parent(h, k) < 0)
+		return -ENOSPC;
+	TEST_POINT("join:head");
+	struct entry *g = solo_new(h, k, meta, meta_len, &ref);
+	TEST_POINT("join:allocated");
+	inflight_set(h, k->shard, INFLIGHT_ADD, ref, 0, 0);
+	if (!g || index_insert(h, k->shard, k->hash, ref) < 0) {
+		inflight_clear(h, k->shard);
+		if (g)
+			alloc_free_block(h, k->shard, ref);
+		prefix_drop_parent(h, k);
+		return -ENOSPC;
+	}
+	TEST_POINT("join:linked"); /* visible to exact queries */
+	prefix_link_head(h, k, g);
+	shard_count(h, k->shard, g, +1);
+	oplog_append(h, k->shard, OP_JOIN, REASON_NONE, g, k->key, k->len);
+	shard_event(h, k->shard, SHMG_EV_JOINED, REASON_NONE, g, NULL);
+	inflight_clear(h, k->shard);
+	return 0;
+}
+
+/* Re-join of the solo member with other metadata: a new solo block in the
+ * old one's place (tree, then index). */
+static int solo_replace(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t pos,
+			const void *meta, size_t meta_len)
+{
+	ref_t ref;
+	struct entry *g = solo_new(h, k, meta, meta_len, &ref);
+	if (!g)
+		return -ENOSPC;
+	inflight_set(h, k->shard, INFLIGHT_REPLACE, ref, ref_of(h, old), 0);
+	prefix_replace_child(h, old, g);
+	index_replace_slot(h, k->shard, pos, ref);
+	oplog_append(h, k->shard, OP_JOIN, REASON_NONE, g, k->key, k->len);
+	shard_event(h, k->shard, SHMG_EV_JOINED, REASON_NONE, g, old);
+	inflight_clear(h, k->shard);
+	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
+	return 0;
+}
+
+/* Turns solo g into a list head whose one member is a copy of g's member
+ * (same endpoint, pid, time and metadata: no event, no log, no count).
+ * Returns the new head, or NULL (no space; g stays). */
+static struct entry *solo_convert(shmg_t *h, const struct keyref *k, struct entry *g)
+{
+	const struct author was = {g->node, g->ep_slot, g->ep_gen, g->pid, g->time_ns};
+	const struct author *saved = h->author;
+	ref_t href, mref = 0;
+	h->author = NULL; /* a list head belongs to no endpoint */
+	struct entry *head = entry_new(h, k->shard, K_GROUP, k, NULL, 0, &href);
+	h->author = &was;
+	struct entry *m = head ? entry_new(h, k->shard, K_MEMBER, k, entry_meta(g), g->meta_len,
+					   &mref)
+			       : NULL;
+	h->author = saved;
+	if (m) {
+		L(m)->aux = href;
+		L(head)->next = mref;
+		L(head)->aux = 1;
+		L(head)->tree.local = was.node == h->node;
+	}
+	uint32_t pos;
+	if (!m || index_insert(h, k->shard, member_hash(k->hash, was.slot, was.gen), mref) < 0 ||
+	    index_find(h, k, K_GROUP, &pos) != g) {
+		if (mref)
+			alloc_free_block(h, k->shard, mref);
+		if (head)
+			alloc_free_block(h, k->shard, href);
+		return NULL;
+	}
+	TEST_POINT("join:converting");
+	prefix_replace_child(h, g, head);
+	index_replace_slot(h, k->shard, pos, href);
+	epoch_retire(h, k->shard, ref_of(h, g), LIMBO_BLOCK);
+	return head;
+}
+
 int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *meta,
 	      size_t meta_len)
 {
@@ -55,7 +164,18 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 	uint32_t mpos;
 	const struct author self = {h->node, h->slot, h->gen, 0, 0};
 	const struct author *a = h->author ? h->author : &self;
-	struct entry *head = index_find(h, k, head_kind, NULL);
+	uint32_t hpos;
+	struct entry *head = index_find(h, k, head_kind, &hpos);
+	if (head && group && entry_solo(head)) {
+		if (solo_is(head, a->node, a->slot, a->gen))
+			return meta_equal(h, head, meta, meta_len)
+				       ? 0
+				       : solo_replace(h, k, head, hpos, meta, meta_len);
+		if (!(head = solo_convert(h, k, head)))
+			return -ENOSPC;
+	}
+	if (!head && group && !h->author)
+		return solo_add(h, k, meta, meta_len);
 	ref_t href = head ? ref_of(h, head) : 0;
 	if (head) {
 		uint64_t mh = member_hash(k->hash, a->slot, a->gen);
@@ -138,8 +258,14 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 
 int list_leave(shmg_t *h, const struct keyref *k, uint8_t head_kind)
 {
-	struct entry *head = index_find(h, k, head_kind, NULL);
 	uint32_t mpos;
+	struct entry *head = index_find(h, k, head_kind, &mpos);
+	if (head && entry_solo(head)) {
+		if (!solo_is(head, h->node, h->slot, h->gen))
+			return -ENOENT;
+		shard_remove_reg(h, k->shard, head, mpos, REASON_NORMAL);
+		return 0;
+	}
 	struct entry *m = head ? index_find_member(h, k->shard, ref_of(h, head),
 						   member_hash(k->hash, h->slot, h->gen),
 						   h->node, h->slot, h->gen, &mpos)
@@ -223,6 +349,8 @@ int list_walk(shmg_t *h, const struct entry *head, const struct entry *hhd, memb
 {
 	if (hhd->kind != K_GROUP && hhd->kind != K_MONHEAD)
 		return 0;
+	if (entry_solo(hhd))
+		return fn(h, head, hhd, arg); /* its own one member */
 	uint8_t mkind = member_kind_of(hhd->kind);
 	ref_t href = ref_of(h, head);
 	/* Brent's cycle check: `mark` is a ref seen earlier; a list that comes
@@ -405,7 +533,7 @@ static int entries_visit(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 	/* An entry of a cluster no longer connected is gone for readers, even
 	 * before the shard's next locker sweeps it (a disconnect killed or
 	 * held up half way). */
-	if (!e || (hd.kind != K_REG && hd.kind != K_MEMBER) || !entry_live(h, &hd) ||
+	if (!e || (entry_role(&hd) != K_REG && entry_role(&hd) != K_MEMBER) || !entry_live(h, &hd) ||
 	    (w->local_only && hd.node != h->node) || !cluster_ref_valid(h, hd.cluster))
 		return 0;
 	const struct entry *keyholder = e;

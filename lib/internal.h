@@ -361,6 +361,17 @@ static inline struct entry_links *links_at(const shmg_t *h, const struct entry *
 	return (struct entry_links *)(h->base + off);
 }
 static inline const char *entry_key(const struct entry *e) { return (const char *)(e + 1); }
+/* A single-member group in one block (K_GROUP with EF_SOLO): its own one
+ * member.  hd is a header (or a checked copy of one). */
+static inline bool entry_solo(const struct entry *hd)
+{
+	return hd->kind == K_GROUP && (hd->flags & EF_SOLO);
+}
+/* The kind an entry counts as: a solo group is a membership. */
+static inline uint8_t entry_role(const struct entry *hd)
+{
+	return entry_solo(hd) ? K_MEMBER : hd->kind;
+}
 static inline const uint8_t *entry_meta(const struct entry *e)
 {
 	return (const uint8_t *)(e + 1) + e->key_len;
@@ -578,7 +589,8 @@ void shard_emit_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void 
 /* Drops an empty group or monitor head: out of the prefix tree and the
  * index, retired. */
 void shard_drop_head(shmg_t *h, uint32_t shard, struct entry *head);
-/* Unpublishes and retires one registry entry / membership, logging it. */
+/* Unpublishes and retires one registry entry (or a single-member group,
+ * which is keyed like one) / one membership of a list, logging it. */
 void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason);
 void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason);
 /* Removes every registration and membership pred() accepts, logging each
@@ -723,6 +735,15 @@ size_t prefix_parent_len(const char *key, size_t len);
 /* Under the lock: links a new, indexed group head (k: its key) under its
  * parent prefix node, making missing nodes.  0, or -ENOSPC (not linked). */
 int prefix_link_head(shmg_t *h, const struct keyref *k, struct entry *head);
+/* Under the lock, for a head published with one store (a single-member
+ * group): makes its parent prefix node beforehand (0 or -ENOSPC, nothing
+ * left behind), so that prefix_link_head cannot fail afterwards; or prunes
+ * it again if the head is not published after all. */
+int prefix_make_parent(shmg_t *h, const struct keyref *k);
+void prefix_drop_parent(shmg_t *h, const struct keyref *k);
+/* Under the lock: puts `new` in `old`'s place on its parent's list (one
+ * release store), if old is on one. */
+void prefix_replace_child(shmg_t *h, struct entry *old, struct entry *new);
 /* Under the lock: unlinks a group head about to leave the index and prunes
  * the nodes left without children. */
 void prefix_unlink_head(shmg_t *h, uint32_t shard, struct entry *head);

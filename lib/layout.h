@@ -289,6 +289,9 @@ enum entry_kind {
  *             '/' before its end, also a child in the prefix tree (prefix.c):
  *             links.sib / links.prev = next / previous sibling (prev: writers
  *             only), links.tree.parent = its parent prefix node.
+ *             With EF_SOLO in flags, a single-member group in one block: the
+ *             header's endpoint, pid and time and the metadata are its one
+ *             member's, links.next = 0, links.aux = 1 (groups.c).
  *   K_MEMBER: a membership, no key (it is the head's): links.next/prev = list
  *             links (prev: writers only), links.aux = ref of its head.
  *   K_PREFIX: a node of the shard's prefix tree (prefix.c), key = a prefix
@@ -308,6 +311,8 @@ struct entry {
 	uint64_t time_ns;
 	/* key bytes, then meta bytes, then (list kinds) struct entry_links */
 };
+
+enum { EF_SOLO = 1 }; /* entry.flags */
 
 struct entry_links {
 	uint32_t next;
@@ -478,6 +483,6 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct mailbox_header, delivered) * 79u +                       \
 		    sizeof(struct node_state) * MAX_NODES * 83u +                            \
 		    (offsetof(struct entry_links, sib) + K_PREFIX) * 89u +                   \
-		    offsetof(struct arena_header, hidden) * 97u))
+		    offsetof(struct arena_header, hidden) * 97u + EF_SOLO * 101u))
 
 #endif

@@ -220,6 +220,40 @@ int prefix_link_head(shmg_t *h, const struct keyref *k, struct entry *head)
 	return rc;
 }
 
+int prefix_make_parent(shmg_t *h, const struct keyref *k)
+{
+	size_t plen = prefix_parent_len(k->key, k->len);
+	if (plen && !node_get(h, k, plen, k->shard)) {
+		prune_path(h, k, plen, k->shard);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+void prefix_drop_parent(shmg_t *h, const struct keyref *k)
+{
+	size_t plen = prefix_parent_len(k->key, k->len);
+	if (plen)
+		node_prune(h, k, plen, k->shard);
+}
+
+void prefix_replace_child(shmg_t *h, struct entry *old, struct entry *new)
+{
+	struct entry_links *ol = links_at(h, old), *nl = links_at(h, new);
+	struct entry *n = ol->tree.parent ? entry_at(h, ol->tree.parent) : NULL;
+	if (!n || n->kind != K_PREFIX)
+		return; /* on no list */
+	nl->sib = ol->sib;
+	nl->prev = ol->prev;
+	nl->tree.parent = ol->tree.parent;
+	struct entry *pe = ol->prev ? entry_at(h, ol->prev) : NULL;
+	struct entry *xe = ol->sib ? entry_at(h, ol->sib) : NULL;
+	store_release(pe ? &links_at(h, pe)->sib : &links_at(h, n)->next, ref_of(h, new));
+	if (xe)
+		links_at(h, xe)->prev = ref_of(h, new);
+	TEST_POINT("prefix:replaced");
+}
+
 /* The keyref of a head or node block, from one read of its header. */
 static bool block_key(shmg_t *h, const struct entry *e, uint32_t shard, struct keyref *k,
 		      struct entry *hd)

@@ -377,7 +377,13 @@ static int fix_slot(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 		index_clear_slot(h, r->shard, pos);
 		return 0;
 	}
-	if (hd.kind == K_GROUP || hd.kind == K_MONHEAD) {
+	if (entry_solo(&hd)) {
+		/* Its own one member: no list. */
+		struct entry_links *l = links_of(e, &hd);
+		store_relaxed(&l->next, 0);
+		store_relaxed(&l->aux, 1);
+		store_relaxed(&l->tree.local, hd.node == h->node);
+	} else if (hd.kind == K_GROUP || hd.kind == K_MONHEAD) {
 		fix_list(h, r, e, &hd);
 		if (!load_relaxed(&links_of(e, &hd)->next)) {
 			index_clear_slot(h, r->shard, pos);
@@ -406,14 +412,14 @@ static bool inflight_visible(shmg_t *h, const struct repair *r, const struct ent
 	const struct entry *keyholder = e;
 	if (hd->kind == K_MEMBER)
 		keyholder = scan_entry(h, &r->sc, load_relaxed(&links_of(e, hd)->aux), &khd, NULL);
-	uint8_t kind = hd->kind == K_MEMBER ? K_GROUP : K_REG;
+	uint8_t kind = hd->kind == K_MEMBER || entry_solo(hd) ? K_GROUP : K_REG;
 	if (!keyholder || khd.kind != kind)
 		return false;
 	struct keyref k = {entry_key(keyholder), khd.key_len, khd.cluster,
 			   entry_hash(h, keyholder), r->shard, 0};
 	if (index_find(h, &k, kind, NULL) != keyholder)
 		return false;
-	return kind == K_REG || list_walk(h, keyholder, &khd, is_entry, (void *)e);
+	return kind == K_REG || entry_solo(hd) || list_walk(h, keyholder, &khd, is_entry, (void *)e);
 }
 
 /* The event of the write in flight, if its change took effect, to the
@@ -429,8 +435,9 @@ static void finish_inflight(shmg_t *h, struct repair *r)
 		op ? scan_entry(h, &r->sc, load_relaxed(&sh->inflight_ref), &hd, NULL) : NULL;
 	if (e) {
 		bool in = inflight_visible(h, r, e, &hd);
-		uint8_t added = hd.kind == K_MEMBER ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
-		uint8_t removed = hd.kind == K_MEMBER ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
+		bool member = entry_role(&hd) == K_MEMBER;
+		uint8_t added = member ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
+		uint8_t removed = member ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
 		const struct entry *old = NULL;
 		if (op == INFLIGHT_REPLACE)
 			old = scan_entry(h, &r->sc, load_relaxed(&sh->inflight_old), &ohd, NULL);

@@ -227,9 +227,10 @@ static void compare_all(shmg_t *h, const char *when, const shmg_id_t *ignore)
 /* ---- the test ------------------------------------------------------------ */
 
 static const char *const points[] = {
-	"join:head",     "prefix:indexed", "prefix:linked", "join:allocated", "join:linked",
-	"leave:unlinked", "prefix:unlinked", "prefix:pruned",
+	"join:head",      "prefix:indexed",  "prefix:linked", "join:allocated",  "join:linked",
+	"leave:unlinked", "prefix:unlinked", "prefix:pruned", "join:converting", "prefix:replaced",
 };
+#define NPOINTS (int)(sizeof(points) / sizeof(points[0]))
 
 START_TEST(test_random_against_model)
 {
@@ -244,7 +245,7 @@ START_TEST(test_random_against_model)
 		struct worker *w = &workers[rand_r(&seed) % WORKERS];
 		int k = rand_r(&seed) % NKEYS;
 		int op = w->member[k] ? CMD_LEAVE : CMD_JOIN;
-		const char *point = rand_r(&seed) % 6 == 0 ? points[rand_r(&seed) % 8] : NULL;
+		const char *point = rand_r(&seed) % 6 == 0 ? points[rand_r(&seed) % NPOINTS] : NULL;
 		int rc = worker_do(w, op, k, point);
 		if (rc == -EPIPE) {
 			/* Killed mid-write, the shard lock held: the others'
@@ -428,6 +429,36 @@ START_TEST(test_exact_counts_after_crash)
 }
 END_TEST
 
+/* A remote member joining a group whose one member is local turns it into
+ * a list; a resync of the remote node leaves the local member alone. */
+START_TEST(test_remote_joins_single_member_group)
+{
+	shmg_t *h = tc_open(tc_arena, NULL);
+	TC_EQ(shmg_join(h, SHMG_KEY("rc/g"), "self", 4, NULL), 0);
+	struct remote_change rc = {.op = REMOTE_JOIN, .key = "rc/g", .key_len = 4,
+				   .id = {.node = 3, .slot = 9, .gen = 2}, .pid = 77};
+	TC_EQ(remote_put(h, 5, &rc), 0);
+	assert_counts(h, "rc/g", 2, 1);
+	assert_counts(h, "rc/", 2, 1);
+	TC_ASSERT_CLEAN(h);
+	struct keyref k;
+	TC_EQ(key_prepare(h, SHMG_KEY("rc/g"), NULL, 0, &k), 0);
+	TC_EQ(remote_resync(h, 3, 5, k.shard, NULL, 0, 1, NULL), 0);
+	assert_counts(h, "rc/g", 1, 1);
+	rc.op = REMOTE_LEAVE;
+	TC_EQ(remote_put(h, 5, &rc), -ENOENT);
+	rc.op = REMOTE_JOIN;
+	TC_EQ(remote_put(h, 5, &rc), 0);
+	TC_EQ(shmg_leave(h, SHMG_KEY("rc/g"), NULL), 0);
+	assert_counts(h, "rc/g", 1, 0);
+	TC_ASSERT_CLEAN(h);
+	TC_EQ(remote_purge(h, 3, SHMG_REASON_NODEDOWN), 1);
+	assert_counts(h, "rc/", 0, 0);
+	TC_ASSERT_CLEAN(h);
+	TC_EQ(shmg_close(h), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("prefix_model");
@@ -436,5 +467,6 @@ int main(void)
 	tc = tc_case(s, "counts", 60);
 	tcase_add_test(tc, test_exact_counts_hidden);
 	tcase_add_test(tc, test_exact_counts_after_crash);
+	tcase_add_test(tc, test_remote_joins_single_member_group);
 	return tc_run(s);
 }

@@ -228,7 +228,7 @@ static const struct field fields[] = {
 	F(entry, key_len, W_ENTRIES),
 	FX(entry, kind, W_ENTRIES, K_MONITOR),
 	FIELD(entry, kind, "entry.kind=prefix", W_ENTRIES, MSIZE(entry, kind), F_SCALAR, K_PREFIX),
-	F(entry, flags, W_ENTRIES),
+	FX(entry, flags, W_ENTRIES, EF_SOLO),
 	F(entry, meta_len, W_ENTRIES),
 	F(entry, pid, W_ENTRIES),
 	F(entry, time_ns, W_ENTRIES),

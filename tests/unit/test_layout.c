@@ -21,8 +21,9 @@ static const struct {
 	{5, 258060}, /* counters for tools: shard writes and lock waits, per-endpoint kind
 		      * counts, a mailbox statistics line */
 	{6, 346124}, /* replication state: a node table in the header, per-shard node cursors */
-	{7, 412134}, /* prefix tree: K_PREFIX nodes, sibling and parent links of group heads,
-		      * local member counts in heads, hidden endpoints in the header */
+	{7, 412235}, /* prefix tree: K_PREFIX nodes, sibling and parent links of group heads,
+		      * local member counts in heads, hidden endpoints in the header,
+		      * single-member groups in one block (EF_SOLO) */
 };
 
 START_TEST(test_signature_pinned)

@@ -17,19 +17,6 @@ static long count(shmg_t *h, const char *key)
 	return shmg_member_count(h, key, strlen(key), NULL);
 }
 
-static uint64_t index_used(shmg_t *h)
-{
-	struct shmg_info in;
-	uint64_t n = 0;
-	ck_assert_int_eq(shmg_info(h, &in), 0);
-	for (uint32_t s = 0; s < in.shards; s++) {
-		struct shmg_shard_stats st;
-		ck_assert_int_gt(shmg_shard_stats(h, s, &st, sizeof(st)), 0);
-		n += st.index_used;
-	}
-	return n;
-}
-
 static const char *const nested[] = {
 	"room/a", "room/x/1", "room/x/2", "room/x/y/3", "room", "roomy/1", "other/room/1", "/lead",
 };
@@ -74,7 +61,7 @@ START_TEST(test_nested_prefixes)
 	TC_EQ(count(a, "room/"), 0);
 	TC_EQ(count(a, "/"), 0);
 	/* Every prefix node went with the last group below it. */
-	ck_assert_uint_eq(index_used(a), 0);
+	ck_assert_uint_eq(tc_index_used(a), 0);
 	TC_EQ(shmg_close(a), 0);
 }
 END_TEST
@@ -124,7 +111,7 @@ START_TEST(test_clusters_apart)
 	TC_EQ(shmg_member_count(a, SHMG_KEY("c/x/"), NULL), 1);
 	TC_EQ(shmg_leave(a, SHMG_KEY("c/x/1"), NULL), 0);
 	TC_ASSERT_CLEAN(a);
-	ck_assert_uint_eq(index_used(a), 0);
+	ck_assert_uint_eq(tc_index_used(a), 0);
 	TC_EQ(shmg_close(a), 0);
 }
 END_TEST
@@ -151,7 +138,7 @@ START_TEST(test_many_siblings)
 		TC_EQ(count(a, "sib/"), N - 1 - i);
 	}
 	TC_ASSERT_CLEAN(a);
-	ck_assert_uint_eq(index_used(a), 0);
+	ck_assert_uint_eq(tc_index_used(a), 0);
 	TC_EQ(shmg_close(a), 0);
 }
 END_TEST
@@ -173,7 +160,7 @@ START_TEST(test_deep_key)
 		TC_EQ(shmg_member_count(a, key, n, NULL), 1);
 	TC_EQ(shmg_member_count(a, "//", 2, NULL), 0);
 	TC_EQ(shmg_leave(a, key, 1024, NULL), 0);
-	ck_assert_uint_eq(index_used(a), 0);
+	ck_assert_uint_eq(tc_index_used(a), 0);
 	TC_ASSERT_CLEAN(a);
 	TC_EQ(shmg_close(a), 0);
 }
@@ -188,7 +175,7 @@ START_TEST(test_registrations_not_members)
 	TC_EQ(count(a, "mix/"), 1);
 	TC_EQ(shmg_leave(a, SHMG_KEY("mix/g"), NULL), 0);
 	TC_EQ(count(a, "mix/"), 0);
-	ck_assert_uint_eq(index_used(a), 1);
+	ck_assert_uint_eq(tc_index_used(a), 1);
 	TC_ASSERT_CLEAN(a);
 	TC_EQ(shmg_close(a), 0);
 }
