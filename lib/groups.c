@@ -2,6 +2,9 @@
 /*
  * Process groups: many endpoints per (cluster, key).
  *
+ * A group with one member is one block (see "single-member groups" below);
+ * from its second member on, the list form described here.
+ *
  * A group is a head entry (K_GROUP) in the shard's index with a list of
  * membership entries (K_MEMBER) hanging off the head's links.next.  Readers walk the
  * list (acquire loads of next, pairing with the release stores that link);
