@@ -143,15 +143,18 @@ static struct entry *solo_convert(shmg_t *h, const struct keyref *k, struct entr
 		L(head)->aux = 1;
 		L(head)->tree.local = was.node == h->node;
 	}
-	uint32_t pos;
-	if (!m || index_insert(h, k->shard, member_hash(k->hash, was.slot, was.gen), mref) < 0 ||
-	    index_find(h, k, K_GROUP, &pos) != g) {
+	if (!m || index_insert(h, k->shard, member_hash(k->hash, was.slot, was.gen), mref) < 0) {
 		if (mref)
 			alloc_free_block(h, k->shard, mref);
 		if (head)
 			alloc_free_block(h, k->shard, href);
 		return NULL;
 	}
+	/* g's slot now: the insert may have resized the table.  (None found,
+	 * which the lock rules out, leaves an out-of-range position that
+	 * index_replace_slot ignores.) */
+	uint32_t pos = UINT32_MAX;
+	index_find(h, k, K_GROUP, &pos);
 	TEST_POINT("join:converting");
 	prefix_replace_child(h, g, head);
 	index_replace_slot(h, k->shard, pos, href);
