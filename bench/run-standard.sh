@@ -13,7 +13,8 @@
 # Standard set, about 3 minutes on 2 cores: lookup at 10k and 1M keys with 1
 # and 2 reader processes (all implementations; redis at 10k keys only), the
 # same with one writer process churning, writes with 1 and 2 processes,
-# memory at 10k and 1M keys, and events (delivery latency at 10k/s open loop,
+# memory at 10k and 1M keys, group queries (prefix and exact counts among 10k
+# and 1M other entries, with the full scan as reference), and events (delivery latency at 10k/s open loop,
 # death to event with the in-process reaper and with shmgroupd).  --quick runs every program in its quick mode
 # (under 30 s) to prove the harness works; no figure from it means anything.
 #
@@ -84,6 +85,7 @@ elif [ $quick = 1 ]; then
 	run q-lookup-churn "$bin/lookup" --quick --procs 2 --writers 1 --impl "$churned,redis" "${pin[@]}"
 	[ -x "$bin/writes" ] && run q-writes "$bin/writes" --quick "${pin[@]}"
 	[ -x "$bin/memory" ] && run q-memory "$bin/memory" --quick
+	[ -x "$bin/prefix" ] && run q-prefix "$bin/prefix" --quick
 	[ -x "$bin/events" ] && run q-events "$bin/events" --quick "${pin[@]}"
 	lookups=(q-lookup q-lookup-churn)
 else
@@ -96,6 +98,7 @@ else
 	run lookup-1m-p1-w1 "$bin/lookup" --keys 1000000 --procs 1 --writers 1 --churn-compare --seconds "$secs" --impl "$churned" "${pin[@]}"
 	[ -x "$bin/writes" ] && run writes "$bin/writes" --procs 1,2 --seconds "$secs" "${pin[@]}"
 	[ -x "$bin/memory" ] && run memory "$bin/memory" --keys 10000,1000000
+	[ -x "$bin/prefix" ] && run prefix "$bin/prefix" --entries 10000,1000000 --members 1,10,1000
 	[ -x "$bin/events" ] && run events "$bin/events" --seconds "$secs" "${pin[@]}"
 	lookups=(lookup-10k-p1 lookup-10k-p2 lookup-1m-p1 lookup-1m-p2 lookup-10k-p1-w1 lookup-1m-p1-w1)
 fi
@@ -234,6 +237,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 			echo "| death -> unregistered p99 <= 10 ms ($k reaper) | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.2f ms", v / 1e6 }') | $st |"
 		done
 	fi
+	if [ -f "$out/prefix.json" ]; then
+		pq() { jq -r --arg q "$1" --argjson k "$2" '[.results[] | select(.query == $q and .k == $k and .wrong == 0)] | max_by(.entries) | .p50_ns // empty' "$out/prefix.json"; }
+		v=$(pq count 10)
+		st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 <= 5000) print "met"; else printf "missed by %.0f%%", (v / 5000 - 1) * 100 }')
+		echo "| prefix member count, 10 members among 1M entries, median <= 5 us | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.2f us", v / 1000 }') | $st |"
+		v=$(pq exact 10)
+		st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 <= 200) print "met"; else printf "missed by %.0f%%", (v / 200 - 1) * 100 }')
+		echo "| exact member count median <= 200 ns (1M entries) | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.0f ns", v }') | $st |"
+	fi
 	if [ -f "$out/memory.json" ]; then
 		o=$(jq -r '[.results[] | select(.kind == "registry" and .overhead_per_entry)] | last | .overhead_per_entry' "$out/memory.json")
 		st=$(awk -v o="$o" 'BEGIN { if (o == "null" || o == "") print "not measured"; else if (o + 0 <= 96) print "met"; else printf "missed by %.0f B", o - 96 }')
@@ -268,6 +280,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 		   "| kind | entries | fixed tables KiB | entries KiB | bytes per entry | overhead per entry |",
 		   "|---|---:|---:|---:|---:|---:|",
 		   (.results[] | if .error then "| \(.kind) | \(.entries) | failed: \(.error) | | | |" else "| \(.kind) | \(.entries) | \(.fixed_bytes/1024|round) | \(.entry_bytes/1024|round) | \(.bytes_per_entry*10|round/10) | \(.overhead_per_entry*10|round/10) |" end)' "$out/memory.json"
+	fi
+	if [ -f "$out/prefix.json" ]; then
+		echo
+		echo "## Group queries"
+		echo
+		j '"One process; k groups of one member each under room/k<k>/ among the given number of registrations; each call timed alone (timer overhead subtracted). count and members are prefix queries (the prefix tree), exact is the member count of one group (its head'"'"'s counter), scan is the reference: shmg_entries over the whole arena filtering by the prefix, what a prefix query cost before the tree (\(.params.scan_samples) samples).",
+		   "",
+		   "| other entries | k | query | samples | p50 ns | p90 ns | p99 ns | p99.9 ns | max ns |",
+		   "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+		   (.results[] | "| \(.entries) | \(.k) | \(.query)\(if .wrong > 0 then " (WRONG answers)" else "" end) | \(.count) | \(.p50_ns|round) | \(.p90_ns|round) | \(.p99_ns|round) | \(.p999_ns|round) | \(.max_ns|round) |")' "$out/prefix.json"
 	fi
 	if [ -f "$out/events.json" ]; then
 		echo

@@ -418,7 +418,9 @@ SHMG_EXPORT int shmg_leave(shmg_t *h, const char *key, size_t key_len,
  * or opts->limit results were given.  Runs inside a read section: entry
  * pointers are valid only during the call, fn must not block or call write
  * functions (on any handle: a write may wait for read sections to end).
- * Order is unspecified.
+ * Order is unspecified.  Cost: exact, the group's size; prefix, one probe per
+ * shard plus the prefixes, groups and members below it (per-shard prefix
+ * trees), whatever else the arena holds.
  * Returns the number of entries given to fn, or fn's non-zero value;
  * -EINVAL bad key or cluster; -EBADF, -ECHILD.  No allocation, no syscall. */
 SHMG_EXPORT long shmg_members(shmg_t *h, const char *key, size_t key_len, shmg_entry_fn fn,
@@ -434,7 +436,10 @@ SHMG_EXPORT long shmg_member_ids(shmg_t *h, const char *key, size_t key_len, shm
 				 size_t cap, const struct shmg_opts *opts);
 
 /* Number of live members of `key` (exact or prefix), all owners or this node's
- * only.  Errors: -EINVAL, -EBADF, -ECHILD. */
+ * only.  Exact: O(1), from the group's counters (a walk of the group while a
+ * dead or closing endpoint's removal is in progress); prefix: as
+ * shmg_members.  Lock-free, no allocation, no syscall, any thread with its own
+ * handle.  Errors: -EINVAL, -EBADF, -ECHILD. */
 SHMG_EXPORT long shmg_member_count(shmg_t *h, const char *key, size_t key_len,
 				   const struct shmg_opts *opts);
 SHMG_EXPORT long shmg_local_member_count(shmg_t *h, const char *key, size_t key_len,
@@ -693,7 +698,8 @@ struct shmg_shard_stats {
 	uint64_t registered;    /* registrations in the shard, every cluster and node */
 	uint64_t members;       /* memberships */
 	uint64_t monitors;      /* monitors (one per endpoint and pattern) */
-	uint64_t index_used;    /* slots of its index in use: the above and group heads */
+	uint64_t index_used;    /* slots of its index in use: the above, group heads and
+				 * prefix nodes (one per '/'-prefix with groups below it) */
 	uint64_t index_slots;   /* slots of its current index table */
 	uint64_t writes;        /* registrations and memberships added, changed or
 				 * removed (each a change-log record) */

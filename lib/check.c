@@ -63,7 +63,8 @@ static void check_entry_identity(struct checker *c, const struct entry *e, const
 		const struct entry *head = entry_read(h, aux, &headhd);
 		if (!head || headhd.kind != (hd->kind == K_MONITOR ? K_MONHEAD : K_GROUP))
 			problem(c, "shard %u slot %u: membership without a group head", s, pos);
-	} else if (shard_of(h, hash) != s) {
+	} else if (hd->kind != K_PREFIX && shard_of(h, hash) != s) {
+		/* (A prefix node lives in the shard of the heads below it.) */
 		problem(c, "shard %u slot %u: entry belongs to shard %u", s, pos, shard_of(h, hash));
 	}
 	/* The slot's tag and place must agree with the entry's (recomputed) hash. */
@@ -73,7 +74,8 @@ static void check_entry_identity(struct checker *c, const struct entry *e, const
 	uint32_t dist = (pos / BUCKET_SLOTS - home) & v->mask;
 	if (dist > v->B[home].probe)
 		problem(c, "shard %u slot %u: beyond its home bucket's probe range", s, pos);
-	bool owned = hd->kind == K_REG || hd->kind == K_MEMBER || hd->kind == K_MONITOR;
+	uint8_t role = entry_role(hd);
+	bool owned = role == K_REG || role == K_MEMBER || role == K_MONITOR;
 	if (owned && hd->node == h->node) {
 		const struct endpoint_slot *ep =
 			hd->ep_slot < h->geo.max_endpoints ? endpoint_at(h, hd->ep_slot) : NULL;
@@ -88,22 +90,23 @@ static void count_entry(struct checker *c, const struct entry *e)
 	shmg_t *h = c->h;
 	uint32_t cs = cluster_slot_of(e->cluster);
 	bool local = e->node == h->node;
-	if (e->kind == K_MONITOR)
+	uint8_t role = entry_role(e);
+	if (role == K_MONITOR)
 		c->monitors++;
 	else if (cs < h->geo.max_clusters) {
-		if (e->kind == K_REG) {
+		if (role == K_REG) {
 			c->counts[cs].registered++;
 			c->counts[cs].registered_local += local;
-		} else if (e->kind == K_MEMBER) {
+		} else if (role == K_MEMBER) {
 			c->counts[cs].members++;
 			c->counts[cs].members_local += local;
 		}
 	}
-	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
+	if (local && (role == K_REG || role == K_MEMBER || role == K_MONITOR) &&
 	    e->ep_slot < h->geo.max_endpoints) {
 		c->ep_entries[e->ep_slot]++;
-		c->ep_kinds[e->ep_slot].registered += e->kind == K_REG;
-		c->ep_kinds[e->ep_slot].monitors += e->kind == K_MONITOR;
+		c->ep_kinds[e->ep_slot].registered += role == K_REG;
+		c->ep_kinds[e->ep_slot].monitors += role == K_MONITOR;
 	}
 }
 
@@ -143,10 +146,17 @@ static int check_list(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 		return 0;
 	uint8_t mkind = hhd.kind == K_MONHEAD ? K_MONITOR : K_MEMBER;
 	const struct entry_links *hl = links_of(head, &hhd);
+	if (entry_solo(&hhd)) {
+		if (load_relaxed(&hl->next) || load_relaxed(&hl->aux) != 1 ||
+		    load_relaxed(&hl->tree.local) != (hhd.node == h->node))
+			problem(c, "shard %u slot %u: single-member group with a list or wrong counts",
+				c->sc.shard, pos);
+		return 0;
+	}
 	ref_t first = load_relaxed(&hl->next), href = ref_of(h, head), prev = 0;
 	if (!first)
 		problem(c, "shard %u slot %u: group head without members", c->sc.shard, pos);
-	uint32_t n = 0, count = load_relaxed(&hl->aux);
+	uint32_t n = 0, local = 0, count = load_relaxed(&hl->aux);
 	/* Ends: the `listed` bitmap stops a cycle at its first repeat. */
 	for (ref_t r = first; r;) {
 		int64_t b;
@@ -168,10 +178,14 @@ static int check_list(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 		prev = r;
 		r = load_relaxed(&ml->next);
 		n++;
+		local += mhd.node == h->node;
 	}
 	if (n != count)
 		problem(c, "shard %u slot %u: group counts %u members, list has %u", c->sc.shard, pos,
 			count, n);
+	if (hhd.kind == K_GROUP && local != load_relaxed(&hl->tree.local))
+		problem(c, "shard %u slot %u: group counts %u local members, list has %u",
+			c->sc.shard, pos, load_relaxed(&hl->tree.local), local);
 	return 0;
 }
 
@@ -183,6 +197,62 @@ static int check_unlisted(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 	if (scan_entry(h, &c->sc, ref_of(h, blk), &hd, &b) &&
 	    (hd.kind == K_MEMBER || hd.kind == K_MONITOR) && !scan_test(c->sc.listed, (uint64_t)b))
 		problem(c, "shard %u slot %u: indexed member on no list", c->sc.shard, pos);
+	return 0;
+}
+
+/* A prefix node's list: sound, indexed children, each on one list only,
+ * with their parent, prev links and count right. */
+static int check_children(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
+{
+	struct checker *c = arg;
+	struct entry nhd, chd;
+	const struct entry *n = scan_entry(h, &c->sc, ref_of(h, blk), &nhd, NULL);
+	if (!n || nhd.kind != K_PREFIX)
+		return 0;
+	uint32_t s = c->sc.shard, count = 0;
+	if (entry_key(n)[nhd.key_len - 1] != '/')
+		problem(c, "shard %u slot %u: prefix node whose key does not end in '/'", s, pos);
+	ref_t nref = ref_of(h, n), prev = 0;
+	for (ref_t r = load_relaxed(&links_of(n, &nhd)->next); r;) {
+		int64_t b;
+		const struct entry *e = scan_entry(h, &c->sc, r, &chd, &b);
+		if (!e || !prefix_child_fits(n, &nhd, e, &chd)) {
+			problem(c, "shard %u slot %u: broken prefix node list", s, pos);
+			break;
+		}
+		if (scan_test(c->sc.tree, (uint64_t)b)) {
+			problem(c, "shard %u slot %u: prefix child listed twice (or a cycle)", s, pos);
+			break;
+		}
+		bm_set(c->sc.tree, (uint64_t)b);
+		const struct entry_links *l = links_of(e, &chd);
+		if (!scan_test(c->sc.indexed, (uint64_t)b))
+			problem(c, "shard %u slot %u: prefix child not indexed", s, pos);
+		if (load_relaxed(&l->tree.parent) != nref)
+			problem(c, "shard %u slot %u: prefix child names another parent", s, pos);
+		if (load_relaxed(&l->prev) != prev)
+			problem(c, "shard %u slot %u: wrong prev link in prefix node list", s, pos);
+		prev = r;
+		r = load_relaxed(&l->sib);
+		count++;
+	}
+	if (count != load_relaxed(&links_of(n, &nhd)->aux))
+		problem(c, "shard %u slot %u: prefix node counts %u children, list has %u", s, pos,
+			load_relaxed(&links_of(n, &nhd)->aux), count);
+	return 0;
+}
+
+/* Every head and node with a parent prefix is on its parent's list. */
+static int check_in_tree(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
+{
+	struct checker *c = arg;
+	struct entry hd;
+	int64_t b;
+	const struct entry *e = scan_entry(h, &c->sc, ref_of(h, blk), &hd, &b);
+	if (e && (hd.kind == K_GROUP || hd.kind == K_PREFIX) &&
+	    prefix_parent_len(entry_key(e), hd.key_len) && !scan_test(c->sc.tree, (uint64_t)b))
+		problem(c, "shard %u slot %u: group or prefix node missing from the prefix tree",
+			c->sc.shard, pos);
 	return 0;
 }
 
@@ -318,6 +388,8 @@ static void check_shard(struct checker *c, uint32_t s, uint64_t deadline_ns)
 			check_table(c, &v);
 			index_foreach(h, s, check_list, c);
 			index_foreach(h, s, check_unlisted, c);
+			index_foreach(h, s, check_children, c);
+			index_foreach(h, s, check_in_tree, c);
 			check_limbo(c);
 			check_pages(c);
 			check_counts(c);

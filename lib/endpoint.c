@@ -65,10 +65,15 @@ static int endpoint_lock(shmg_t *h)
 {
 	int rc = robust_lock_limited(h, &h->hdr->endpoint_lock, "endpoint");
 	if (rc == EOWNERDEAD) {
-		uint32_t live = 0;
-		for (uint32_t i = 0; i < h->geo.max_endpoints; i++)
+		uint32_t live = 0, closing = 0;
+		for (uint32_t i = 0; i < h->geo.max_endpoints; i++) {
 			live += endpoint_at(h, i)->state != EP_FREE;
+			closing += endpoint_at(h, i)->state == EP_CLOSING;
+		}
 		h->hdr->endpoints_live = live;
+		/* A new hide count: readers that began before this see a change. */
+		uint64_t hides = (load_relaxed(&h->hdr->hidden) >> 32) + 1;
+		store_release(&h->hdr->hidden, hides << 32 | closing);
 		pthread_mutex_consistent(&h->hdr->endpoint_lock);
 		rc = 0;
 	}
@@ -78,6 +83,16 @@ static int endpoint_lock(shmg_t *h)
 static void endpoint_unlock(shmg_t *h)
 {
 	pthread_mutex_unlock(&h->hdr->endpoint_lock);
+}
+
+/* Under endpoint_lock: one more (+1, and one more hide) or one fewer (-1)
+ * endpoint hidden with its entries (arena_header.hidden). */
+static void hidden_add(shmg_t *h, int delta)
+{
+	uint64_t w = load_relaxed(&h->hdr->hidden);
+	uint32_t hides = (uint32_t)(w >> 32) + (delta > 0), n = (uint32_t)w + (uint32_t)delta;
+	/* Seq-cst: ordered before the live_gen store that hides the entries. */
+	__atomic_store_n(&h->hdr->hidden, (uint64_t)hides << 32 | n, __ATOMIC_SEQ_CST);
 }
 
 static int ofd_lock(int fd, uint32_t slot, short type, int cmd, struct flock *out)
@@ -210,7 +225,7 @@ struct owner_ctx {
 static bool owned_by(const shmg_t *h, const struct entry *e, const void *arg)
 {
 	const struct owner_ctx *o = arg;
-	return e->kind == o->kind && e->node == h->node && e->ep_slot == o->slot &&
+	return entry_role(e) == o->kind && e->node == h->node && e->ep_slot == o->slot &&
 	       e->ep_gen == o->gen;
 }
 
@@ -328,6 +343,8 @@ static int release_until(shmg_t *h, uint32_t slot, uint32_t gen, int reason,
 	}
 	if (reason == REASON_NORMAL)
 		ep->flags |= EPF_CLOSED;
+	if (ep->state != EP_CLOSING) /* a removal redone is counted already */
+		hidden_add(h, 1);
 	store_release(&ep->state, EP_CLOSING);
 	store_release(&h->live_gen[slot], 0); /* hides all its entries at once */
 	endpoint_unlock(h);
@@ -350,6 +367,7 @@ static int release_until(shmg_t *h, uint32_t slot, uint32_t gen, int reason,
 		if (slot == h->slot && gen == h->gen)
 			ofd_lock(h->lock_fd, slot, F_UNLCK, F_OFD_SETLK, NULL);
 		store_release(&ep->state, EP_FREE);
+		hidden_add(h, -1);
 		h->hdr->endpoints_live--;
 		__atomic_add_fetch(&h->hdr->endpoint_epoch, 1, __ATOMIC_RELEASE);
 	}

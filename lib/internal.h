@@ -2,8 +2,8 @@
 /*
  * Process-private state and the interfaces between the library's modules.
  * Dependencies point one way:
- *   hash, errors  <-  arena  <-  epoch, alloc  <-  index, oplog  <-  shard
- *   <-  repair  <-  registry, groups, cluster, endpoint  <-  handle, check
+ *   hash, errors  <-  arena  <-  epoch, alloc  <-  index, oplog  <-  shard,
+ *   prefix  <-  repair  <-  registry, groups, cluster, endpoint  <-  handle, check
  */
 #ifndef SHMG_INTERNAL_H
 #define SHMG_INTERNAL_H
@@ -401,6 +401,17 @@ static inline struct entry_links *links_at(const shmg_t *h, const struct entry *
 	return (struct entry_links *)(h->base + off);
 }
 static inline const char *entry_key(const struct entry *e) { return (const char *)(e + 1); }
+/* A single-member group in one block (K_GROUP with EF_SOLO): its own one
+ * member.  hd is a header (or a checked copy of one). */
+static inline bool entry_solo(const struct entry *hd)
+{
+	return hd->kind == K_GROUP && (hd->flags & EF_SOLO);
+}
+/* The kind an entry counts as: a solo group is a membership. */
+static inline uint8_t entry_role(const struct entry *hd)
+{
+	return entry_solo(hd) ? K_MEMBER : hd->kind;
+}
 static inline const uint8_t *entry_meta(const struct entry *e)
 {
 	return (const uint8_t *)(e + 1) + e->key_len;
@@ -615,7 +626,11 @@ void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const 
  * `kind` that pred() accepts (a batch is then flushed before removing them). */
 void shard_emit_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
 			 uint8_t kind, int reason);
-/* Unpublishes and retires one registry entry / membership, logging it. */
+/* Drops an empty group or monitor head: out of the prefix tree and the
+ * index, retired. */
+void shard_drop_head(shmg_t *h, uint32_t shard, struct entry *head);
+/* Unpublishes and retires one registry entry (or a single-member group,
+ * which is keyed like one) / one membership of a list, logging it. */
 void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason);
 void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t pos, int reason);
 /* Removes every registration and membership pred() accepts, logging each
@@ -681,6 +696,13 @@ static inline uint32_t cluster_default_ref(const shmg_t *h)
 	return load_relaxed(&cluster_at(h, 0)->gen) << 16;
 }
 static inline uint32_t cluster_slot_of(uint32_t ref) { return ref & 0xffffu; }
+/* The hash seed of the cluster an entry's ref names (its name's hash). */
+static inline uint64_t cluster_ref_seed(const shmg_t *h, uint32_t ref)
+{
+	uint32_t s = cluster_slot_of(ref);
+	return s && s < h->geo.max_clusters ? load_relaxed(&cluster_at(h, s)->name_hash)
+					      : DEFAULT_CLUSTER_SEED;
+}
 
 /* ---- key checks (registry.c) ---------------------------------------- */
 #define KEY_WRITE 1 /* register/unregister/join/leave: no trailing '/' */
@@ -745,6 +767,38 @@ int list_leave(shmg_t *h, const struct keyref *k, uint8_t head_kind);
 typedef int (*member_fn)(shmg_t *h, const struct entry *m, const struct entry *mhd, void *arg);
 int list_walk(shmg_t *h, const struct entry *head, const struct entry *hhd, member_fn fn,
 	      void *arg);
+
+/* ---- prefix.c: the per-shard prefix tree of group heads -------------- */
+/* Length of the parent prefix of key[0..len): its longest '/'-terminated
+ * proper prefix, 0 if it has none.  Applied again, it gives each prefix. */
+size_t prefix_parent_len(const char *key, size_t len);
+/* Under the lock: links a new, indexed group head (k: its key) under its
+ * parent prefix node, making missing nodes.  0, or -ENOSPC (not linked). */
+int prefix_link_head(shmg_t *h, const struct keyref *k, struct entry *head);
+/* Under the lock, for a head published with one store (a single-member
+ * group): makes its parent prefix node beforehand (0 or -ENOSPC, nothing
+ * left behind), so that prefix_link_head cannot fail afterwards; or prunes
+ * it again if the head is not published after all. */
+int prefix_make_parent(shmg_t *h, const struct keyref *k);
+void prefix_drop_parent(shmg_t *h, const struct keyref *k);
+/* Under the lock: puts `new` in `old`'s place on its parent's list (one
+ * release store), if old is on one. */
+void prefix_replace_child(shmg_t *h, struct entry *old, struct entry *new);
+/* Under the lock: unlinks a group head about to leave the index and prunes
+ * the nodes left without children. */
+void prefix_unlink_head(shmg_t *h, uint32_t shard, struct entry *head);
+/* Readers: calls fn(head, its header copy, arg) for each group head of
+ * `shard` below prefix p (p->key ends in '/'; p->shard is ignored) until fn
+ * returns non-zero, which is returned.  Bounded on any arena. */
+int prefix_walk(shmg_t *h, const struct keyref *p, uint32_t shard, member_fn fn, void *arg);
+/* Does c (head or node) fit under node n by kind, cluster and key?  (n, c:
+ * blocks; nhd, chd: their checked header copies.) */
+bool prefix_child_fits(const struct entry *n, const struct entry *nhd, const struct entry *c,
+		       const struct entry *chd);
+/* Repair, under the lock (see prefix.c): before reachable blocks are
+ * marked, and once blocks can be allocated again.  0 or -ENOMEM. */
+int prefix_repair_lists(shmg_t *h, uint32_t shard, uint64_t max_list);
+int prefix_repair_links(shmg_t *h, uint32_t shard, uint64_t max_list);
 
 /* ---- reaper.c -------------------------------------------------------- */
 void reaper_close(shmg_t *h);

@@ -107,7 +107,13 @@ struct arena_header {
 	uint64_t shard_repairs;
 	uint32_t agent_session; /* the host agent's runs (remote_session_next) */
 	uint32_t pad5a;
-	uint8_t pad5[CACHE_LINE - 24];
+	/* Endpoints hidden from readers (state CLOSING, live_gen 0) whose
+	 * entries may remain, in the low 32 bits, and hides ever, in the high
+	 * 32: exact member counts trust the group heads' counters only while
+	 * the low half reads 0 and the word stays put (groups.c).  Written
+	 * under endpoint_lock (endpoint.c). */
+	uint64_t hidden;
+	uint8_t pad5[CACHE_LINE - 32];
 
 	/* Reaper election (reaper.c): held for as long as a process is the
 	 * reaper; endpoint_epoch is bumped by every claim and release so the
@@ -272,7 +278,14 @@ struct table_header {
 
 /* ---- entries --------------------------------------------------------- */
 
-enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3, K_MONHEAD = 4, K_MONITOR = 5 };
+enum entry_kind {
+	K_REG = 1,
+	K_GROUP = 2,
+	K_MEMBER = 3,
+	K_MONHEAD = 4,
+	K_MONITOR = 5,
+	K_PREFIX = 6,
+};
 
 /* An entry block: a 32-byte header, the key (not for memberships), the
  * metadata, then, for the list kinds, struct entry_links at the next 8-byte
@@ -283,9 +296,20 @@ enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3, K_MONHEAD = 4, K_MONITOR
  * not stored: resize and repair recompute it (entry_hash).
  *   K_REG:    a registration.
  *   K_GROUP:  a group head for (cluster, key), no meta: links.next = first
- *             member, links.aux = number of members linked.
+ *             member, links.aux = number of members linked (links.tree.local:
+ *             those of this node), counted after the link; if the key has a
+ *             '/' before its end, also a child in the prefix tree (prefix.c):
+ *             links.sib / links.prev = next / previous sibling (prev: writers
+ *             only), links.tree.parent = its parent prefix node.
+ *             With EF_SOLO in flags, a single-member group in one block: the
+ *             header's endpoint, pid and time and the metadata are its one
+ *             member's, links.next = 0, links.aux = 1 (groups.c).
  *   K_MEMBER: a membership, no key (it is the head's): links.next/prev = list
- *             links (prev: writers only), links.aux = ref of its head. */
+ *             links (prev: writers only), links.aux = ref of its head.
+ *   K_PREFIX: a node of the shard's prefix tree (prefix.c), key = a prefix
+ *             ending in '/', no meta: links.next = first child (group heads
+ *             and prefix nodes one level down), links.aux = number of
+ *             children linked, links.sib / prev / tree.parent as for a head. */
 struct entry {
 	uint32_t cluster; /* cluster ref (monitor kinds: a tag of the name) */
 	uint32_t node;
@@ -300,12 +324,20 @@ struct entry {
 	/* key bytes, then meta bytes, then (list kinds) struct entry_links */
 };
 
+enum { EF_SOLO = 1 }; /* entry.flags */
+
 struct entry_links {
 	uint32_t next;
 	uint32_t prev;
 	uint32_t aux;
-	uint32_t pad;
-	uint64_t seed; /* K_MONHEAD: hash seed of its cluster's name */
+	uint32_t sib; /* K_GROUP, K_PREFIX: next sibling under the parent prefix node */
+	union {
+		uint64_t seed; /* K_MONHEAD: hash seed of its cluster's name */
+		struct {
+			uint32_t parent; /* K_GROUP, K_PREFIX: ref of the parent prefix node */
+			uint32_t local;  /* K_GROUP: members linked that are this node's */
+		} tree;
+	};
 };
 
 /* K_MONHEAD and K_MONITOR are a monitor pattern and its monitoring endpoints,
@@ -444,6 +476,7 @@ static_assert(sizeof(struct bucket) == CACHE_LINE, "bucket");
 static_assert(sizeof(struct table_header) == CACHE_LINE, "table_header");
 static_assert(sizeof(struct entry) == 32, "entry");
 static_assert(sizeof(struct entry_links) == 24, "entry_links");
+static_assert(offsetof(struct entry_links, tree.parent) == 16, "entry_links tree");
 static_assert(sizeof(struct page_desc) == 32, "page_desc");
 static_assert(sizeof(struct oplog_header) == CACHE_LINE, "oplog_header");
 static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
@@ -464,6 +497,8 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct mailbox_header, delivered) * 79u +                       \
 		    sizeof(struct node_state) * MAX_NODES * 83u +                          \
 		    offsetof(struct arena_header, arena_max) * 89u +                        \
-		    offsetof(struct arena_header, pages_avail) * 97u))
+		    offsetof(struct arena_header, pages_avail) * 97u +                      \
+		    (offsetof(struct entry_links, sib) + K_PREFIX) * 101u +                 \
+		    offsetof(struct arena_header, hidden) * 103u + EF_SOLO * 107u))
 
 #endif

@@ -37,13 +37,6 @@ static bool any_monitors(const shmg_t *h)
 	return false;
 }
 
-static uint64_t cluster_seed(const shmg_t *h, uint32_t ref)
-{
-	uint32_t s = cluster_slot_of(ref);
-	return s && s < h->geo.max_clusters ? load_relaxed(&cluster_at(h, s)->name_hash)
-					      : DEFAULT_CLUSTER_SEED;
-}
-
 static void targets_clear(shmg_t *h)
 {
 	memset(h->targets, 0, ((size_t)h->geo.max_endpoints + 63) / 64 * 8);
@@ -85,12 +78,11 @@ static void route_pattern(shmg_t *h, uint64_t seed, const char *pat, size_t len)
 
 static void route(shmg_t *h, uint32_t cluster_ref, const char *key, size_t len)
 {
-	uint64_t seed = cluster_seed(h, cluster_ref);
+	uint64_t seed = cluster_ref_seed(h, cluster_ref);
 	read_enter(h);
 	route_pattern(h, seed, key, len);
-	for (size_t i = 0; i + 1 < len; i++)
-		if (key[i] == '/')
-			route_pattern(h, seed, key, i + 1);
+	for (size_t n = prefix_parent_len(key, len); n; n = prefix_parent_len(key, n))
+		route_pattern(h, seed, key, n);
 	route_pattern(h, seed, "", 0);
 	read_exit(h);
 }

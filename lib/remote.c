@@ -348,7 +348,8 @@ static int snap_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	(void)pos;
 	struct snap_ctx *sc = arg;
-	if ((e->kind != K_REG && e->kind != K_MEMBER) || e->node != h->node || !entry_live(h, e) ||
+	if ((entry_role(e) != K_REG && entry_role(e) != K_MEMBER) || e->node != h->node ||
+	    !entry_live(h, e) ||
 	    !cluster_ref_valid(h, e->cluster))
 		return 0;
 	struct entry hd, khd;
@@ -362,7 +363,7 @@ static int snap_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 	char clbuf[64];
 	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
 	struct oplog_entry out = {
-		.op = hd.kind == K_REG ? OP_REGISTER : OP_JOIN,
+		.op = entry_role(&hd) == K_REG ? OP_REGISTER : OP_JOIN,
 		.id = {hd.node, hd.ep_slot, hd.ep_gen},
 		.pid = hd.pid,
 		.time_ns = hd.time_ns,

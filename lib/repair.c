@@ -15,6 +15,8 @@
  *   1. lists: each group list is cut at its first invalid link or where it
  *      runs into a cycle, prev links and member counts are rewritten; index
  *      slots naming no sane entry are cleared; heads without members go;
+ *      then each prefix node's list keeps only its sound, indexed children
+ *      (prefix_repair_lists), so nothing but the index reaches a block;
  *   2. the event of the write the dead writer had in flight is delivered, if
  *      its change took effect (before any block is rewritten);
  *   3. per window of the shard's slab pages: mark what is indexed, listed or
@@ -29,7 +31,10 @@
  *   5. extents: the current table and queued ones stay; another table of the
  *      shard (half built, or replaced and not yet retired) is queued; tail
  *      pages of no extent go back to the pool;
- *   6. entries and per-cluster/per-endpoint counters are recounted, and the
+ *   6. the prefix tree is completed (prefix_repair_links): indexed heads and
+ *      nodes on no list are linked under their parent prefix, empty nodes
+ *      pruned (blocks can be allocated again by now);
+ *   7. entries and per-cluster/per-endpoint counters are recounted, and the
  *      change log's consumer is told that a record may be missing.
  * Killed during repair, the next locker runs it again from the start (the
  * mutex is owner-dead again, and repair_pending is still set): every step is
@@ -87,8 +92,10 @@ int scan_init(shmg_t *h, uint32_t shard, struct scan *sc)
 	sc->listed = calloc(words, 8);
 	sc->indexed = calloc(words, 8);
 	sc->retired = calloc(words, 8);
+	sc->tree = calloc(words, 8);
 	sc->extent_keep = calloc(h->geo.npages, 1);
-	if (!sc->live || !sc->listed || !sc->indexed || !sc->retired || !sc->extent_keep) {
+	if (!sc->live || !sc->listed || !sc->indexed || !sc->retired || !sc->tree ||
+	    !sc->extent_keep) {
 		scan_free(sc);
 		return -ENOMEM;
 	}
@@ -101,6 +108,7 @@ void scan_free(struct scan *sc)
 	free(sc->listed);
 	free(sc->indexed);
 	free(sc->retired);
+	free(sc->tree);
 	free(sc->extent_keep);
 	memset(sc, 0, sizeof(*sc));
 }
@@ -119,10 +127,10 @@ struct entry *scan_entry(shmg_t *h, const struct scan *sc, ref_t ref, struct ent
 	if (!ref || !alloc_block_valid(h, sc->shard, ref, &page, &idx, &cls))
 		return NULL;
 	const struct entry *e = entry_read(h, ref, hd);
-	if (!e || hd->kind < K_REG || hd->kind > K_MONITOR || hd->key_len > h->geo.key_max ||
+	if (!e || hd->kind < K_REG || hd->kind > K_PREFIX || hd->key_len > h->geo.key_max ||
 	    hd->meta_len > h->geo.meta_max ||
 	    entry_size(hd->kind, hd->key_len, hd->meta_len) > alloc_class_size(cls) ||
-	    ((hd->kind == K_REG || hd->kind == K_GROUP) && hd->key_len == 0))
+	    ((hd->kind == K_REG || hd->kind == K_GROUP || hd->kind == K_PREFIX) && hd->key_len == 0))
 		return NULL;
 	if (b)
 		*b = (int64_t)page * SCAN_BLOCKS_PER_PAGE + idx;
@@ -341,7 +349,7 @@ static void fix_list(shmg_t *h, const struct repair *r, struct entry *head, cons
 	ref_t href = ref_of(h, head), prev = 0;
 	struct entry_links *hl = links_of(head, hhd);
 	cut_cycle(h, r, href, load_relaxed(&hl->next), mkind);
-	uint32_t *link = &hl->next, n = 0;
+	uint32_t *link = &hl->next, n = 0, local = 0;
 	for (ref_t ref = load_relaxed(link); ref; ref = load_relaxed(link)) {
 		struct entry mhd;
 		struct entry *m = n < r->max_list ? member_of(h, r, ref, mkind, href, &mhd) : NULL;
@@ -354,8 +362,11 @@ static void fix_list(shmg_t *h, const struct repair *r, struct entry *head, cons
 		prev = ref;
 		link = &ml->next;
 		n++;
+		local += mhd.node == h->node;
 	}
 	store_relaxed(&hl->aux, n);
+	if (hhd->kind == K_GROUP) /* (a monitor head's word is its seed) */
+		store_relaxed(&hl->tree.local, local);
 }
 
 static int fix_slot(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
@@ -368,7 +379,13 @@ static int fix_slot(shmg_t *h, struct entry *blk, uint32_t pos, void *arg)
 		index_clear_slot(h, r->shard, pos);
 		return 0;
 	}
-	if (hd.kind == K_GROUP || hd.kind == K_MONHEAD) {
+	if (entry_solo(&hd)) {
+		/* Its own one member: no list. */
+		struct entry_links *l = links_of(e, &hd);
+		store_relaxed(&l->next, 0);
+		store_relaxed(&l->aux, 1);
+		store_relaxed(&l->tree.local, hd.node == h->node);
+	} else if (hd.kind == K_GROUP || hd.kind == K_MONHEAD) {
 		fix_list(h, r, e, &hd);
 		if (!load_relaxed(&links_of(e, &hd)->next)) {
 			index_clear_slot(h, r->shard, pos);
@@ -397,14 +414,14 @@ static bool inflight_visible(shmg_t *h, const struct repair *r, const struct ent
 	const struct entry *keyholder = e;
 	if (hd->kind == K_MEMBER)
 		keyholder = scan_entry(h, &r->sc, load_relaxed(&links_of(e, hd)->aux), &khd, NULL);
-	uint8_t kind = hd->kind == K_MEMBER ? K_GROUP : K_REG;
+	uint8_t kind = hd->kind == K_MEMBER || entry_solo(hd) ? K_GROUP : K_REG;
 	if (!keyholder || khd.kind != kind)
 		return false;
 	struct keyref k = {entry_key(keyholder), khd.key_len, khd.cluster,
 			   entry_hash(h, keyholder), r->shard, 0};
 	if (index_find(h, &k, kind, NULL) != keyholder)
 		return false;
-	return kind == K_REG || list_walk(h, keyholder, &khd, is_entry, (void *)e);
+	return kind == K_REG || entry_solo(hd) || list_walk(h, keyholder, &khd, is_entry, (void *)e);
 }
 
 /* The event of the write in flight, if its change took effect, to the
@@ -420,8 +437,9 @@ static void finish_inflight(shmg_t *h, struct repair *r)
 		op ? scan_entry(h, &r->sc, load_relaxed(&sh->inflight_ref), &hd, NULL) : NULL;
 	if (e) {
 		bool in = inflight_visible(h, r, e, &hd);
-		uint8_t added = hd.kind == K_MEMBER ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
-		uint8_t removed = hd.kind == K_MEMBER ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
+		bool member = entry_role(&hd) == K_MEMBER;
+		uint8_t added = member ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
+		uint8_t removed = member ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
 		const struct entry *old = NULL;
 		if (op == INFLIGHT_REPLACE)
 			old = scan_entry(h, &r->sc, load_relaxed(&sh->inflight_old), &ohd, NULL);
@@ -670,12 +688,16 @@ int repair_shard(shmg_t *h, uint32_t shard)
 
 	check_limbo(h, &r);
 	index_foreach(h, shard, fix_slot, &r);
+	if (prefix_repair_lists(h, shard, r.max_list) < 0)
+		r.err = -ENOMEM;
 	finish_inflight(h, &r);
 	memset(sh->partial, 0, sizeof(sh->partial));
 	for_each_window(h, &r, mark_and_rebuild);
 	if (r.relist)
 		for_each_window(h, &r, relist_window);
 	repair_extents(h, &r);
+	if (!r.err && prefix_repair_links(h, shard, r.max_list) < 0)
+		r.err = -ENOMEM;
 	repair_recount(h, shard);
 	free(buf);
 	if (r.err)

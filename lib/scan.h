@@ -14,6 +14,7 @@ struct scan {
 	uint64_t *listed;    /* on a group list */
 	uint64_t *indexed;   /* referenced by an index slot */
 	uint64_t *retired;   /* queued in limbo */
+	uint64_t *tree;      /* on a prefix node's list of children */
 	uint8_t *extent_keep; /* per page: part of the current table or a queued one */
 };
 

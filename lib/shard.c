@@ -108,13 +108,14 @@ void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
 {
 	uint32_t cs = cluster_slot_of(e->cluster);
 	bool local = e->node == h->node;
+	uint8_t role = entry_role(e);
 	if (cs < h->geo.max_clusters) {
 		struct cluster_counts *c = &shard_counts(h, shard)[cs];
-		if (e->kind == K_REG) {
+		if (role == K_REG) {
 			store_relaxed(&c->registered, c->registered + (uint32_t)delta);
 			if (local)
 				store_relaxed(&c->registered_local, c->registered_local + (uint32_t)delta);
-		} else if (e->kind == K_MEMBER) {
+		} else if (role == K_MEMBER) {
 			store_relaxed(&c->members, c->members + (uint32_t)delta);
 			if (local)
 				store_relaxed(&c->members_local, c->members_local + (uint32_t)delta);
@@ -122,7 +123,7 @@ void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
 	}
 	if (e->kind == K_MONITOR)
 		store_relaxed(&shard_at(h, shard)->monitors, shard_at(h, shard)->monitors + (uint32_t)delta);
-	if (local && (e->kind == K_REG || e->kind == K_MEMBER || e->kind == K_MONITOR) &&
+	if (local && (role == K_REG || role == K_MEMBER || role == K_MONITOR) &&
 	    e->ep_slot < h->geo.max_endpoints) {
 		uint32_t *n = &shard_ep_entries(h, shard)[e->ep_slot];
 		struct ep_kind_counts *k = &shard_ep_kinds(h, shard)[e->ep_slot];
@@ -165,7 +166,7 @@ struct entry *entry_new(shmg_t *h, uint32_t shard, uint8_t kind, const struct ke
 	if (meta_len)
 		memcpy((uint8_t *)(e + 1) + key_len, meta, meta_len);
 	if (kind_has_links(kind))
-		*L(e) = (struct entry_links){.seed = k->seed};
+		*L(e) = (struct entry_links){.seed = kind == K_MONHEAD ? k->seed : 0};
 	*ref_out = ref;
 	return e;
 }
@@ -190,7 +191,7 @@ void inflight_clear(shmg_t *h, uint32_t shard)
 void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const struct entry *e,
 		 const struct entry *prev)
 {
-	if (h->suppress_events || (e->kind != K_REG && e->kind != K_MEMBER))
+	if (h->suppress_events || (entry_role(e) != K_REG && entry_role(e) != K_MEMBER))
 		return;
 	struct entry khd;
 	const struct entry *keyholder =
@@ -219,12 +220,15 @@ static void log_removal(shmg_t *h, uint32_t shard, uint8_t op, int reason, const
 
 void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, int reason)
 {
+	bool solo = entry_solo(e);
 	inflight_set(h, shard, INFLIGHT_REMOVE, ref_of(h, e), 0, (uint32_t)reason);
+	if (solo)
+		prefix_unlink_head(h, shard, e);
 	index_clear_slot(h, shard, pos);
-	TEST_POINT("unregister:unlinked");
-	log_removal(h, shard, OP_UNREGISTER, reason, e, e);
+	TEST_POINT(solo ? "leave:unlinked" : "unregister:unlinked");
+	log_removal(h, shard, solo ? OP_LEAVE : OP_UNREGISTER, reason, e, e);
 	shard_count(h, shard, e, -1);
-	shard_event(h, shard, SHMG_EV_UNREGISTERED, (uint8_t)reason, e, NULL);
+	shard_event(h, shard, solo ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED, (uint8_t)reason, e, NULL);
 	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, e), LIMBO_BLOCK);
 }
@@ -261,22 +265,31 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	index_clear_slot(h, shard, pos);
 	struct entry_links *hl = links_at(h, head);
 	store_relaxed(&hl->aux, hl->aux - 1);
+	if (m->kind == K_MEMBER && m->node == h->node)
+		store_relaxed(&hl->tree.local, hl->tree.local - 1);
 	if (m->kind == K_MEMBER)
 		log_removal(h, shard, OP_LEAVE, reason, m, head);
 	shard_count(h, shard, m, -1);
 	shard_event(h, shard, SHMG_EV_LEFT, (uint8_t)reason, m, NULL);
 	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
+	if (hl->aux == 0 && hl->next == 0)
+		shard_drop_head(h, shard, head);
+}
+
+void shard_drop_head(shmg_t *h, uint32_t shard, struct entry *head)
+{
 	struct entry hhd;
-	if (hl->aux == 0 && hl->next == 0 && entry_read(h, ref_of(h, head), &hhd)) {
-		struct keyref k = {entry_key(head), hhd.key_len, hhd.cluster, entry_hash(h, head),
-				   shard, 0};
-		uint32_t hpos;
-		if (index_find(h, &k, head_kind, &hpos) == head) {
-			index_clear_slot(h, shard, hpos);
-			epoch_retire(h, shard, ref_of(h, head), LIMBO_BLOCK);
-		}
-	}
+	if (!entry_read(h, ref_of(h, head), &hhd))
+		return;
+	struct keyref k = {entry_key(head), hhd.key_len, hhd.cluster, entry_hash(h, head), shard, 0};
+	uint32_t hpos;
+	if (index_find(h, &k, hhd.kind, &hpos) != head)
+		return;
+	if (hhd.kind == K_GROUP)
+		prefix_unlink_head(h, shard, head);
+	index_clear_slot(h, shard, hpos);
+	epoch_retire(h, shard, ref_of(h, head), LIMBO_BLOCK);
 }
 
 struct remove_ctx {
@@ -291,7 +304,8 @@ struct remove_ctx {
 static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	struct remove_ctx *rc = arg;
-	if (e->kind == K_GROUP || e->kind == K_MONHEAD || !rc->pred(h, e, rc->ctx))
+	uint8_t role = entry_role(e);
+	if (role == K_GROUP || role == K_MONHEAD || role == K_PREFIX || !rc->pred(h, e, rc->ctx))
 		return 0;
 	/* The entry and maybe its group head: room first, so that a reader
 	 * holding the ring full stops the sweep between two entries. */
@@ -299,7 +313,7 @@ static int remove_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 		rc->removed = -EBUSY;
 		return 1;
 	}
-	if (e->kind == K_REG)
+	if (role == K_REG || entry_solo(e))
 		shard_remove_reg(h, rc->shard, e, pos, rc->reason);
 	else
 		shard_remove_member(h, rc->shard, e, pos, rc->reason);
@@ -327,7 +341,7 @@ static int emit_visit(shmg_t *h, struct entry *e, uint32_t pos, void *arg)
 {
 	(void)pos;
 	struct emit_ctx *c = arg;
-	if (e->kind == c->kind && c->pred(h, e, c->ctx))
+	if (entry_role(e) == c->kind && c->pred(h, e, c->ctx))
 		shard_event(h, c->shard, e->kind == K_REG ? SHMG_EV_UNREGISTERED : SHMG_EV_LEFT,
 			    (uint8_t)c->reason, e, NULL);
 	return 0;

@@ -14,7 +14,21 @@
  *   "unregister:unlinked"  entry removed from the index, not yet retired
  *   "join:allocated"       member block filled, not linked
  *   "join:linked"          member linked into the group list, not yet indexed
- *   "join:head"            a new group head published, no member linked yet
+ *   "join:head"            a new group head published, no member linked yet;
+ *                          or, for a group's first member (a single-member
+ *                          group, one block), its parent prefix node made,
+ *                          nothing published
+ *   "join:converting"      a second member joins a single-member group: the
+ *                          list head and the copy of the first member built
+ *                          and the copy indexed, neither published
+ *   "prefix:indexed"       a new prefix node indexed, not yet under its parent
+ *   "prefix:linked"        a new group head linked under its parent prefix
+ *   "prefix:replaced"      a head put in another's place on its prefix list
+ *                          (the old one still indexed)
+ *   "prefix:unlinked"      a group head unlinked from its prefix node, still
+ *                          indexed; its empty nodes not yet pruned
+ *   "prefix:pruned"        an empty prefix node unlinked from its parent, still
+ *                          indexed
  *   "leave:unlinked"       member unlinked from the list, still in the index
  *   "resize:built"         bigger table built, not published
  *   "resize:published"     bigger table published, old one not yet retired

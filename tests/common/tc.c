@@ -339,3 +339,16 @@ long tc_check(shmg_t *h, char *msgbuf, size_t cap)
 		msgbuf[0] = '\0';
 	return shmg_check(h, report_cb, &rb);
 }
+
+uint64_t tc_index_used(shmg_t *h)
+{
+	struct shmg_info in;
+	uint64_t n = 0;
+	ck_assert_int_eq(shmg_info(h, &in), 0);
+	for (uint32_t s = 0; s < in.shards; s++) {
+		struct shmg_shard_stats st;
+		ck_assert_int_gt(shmg_shard_stats(h, s, &st, sizeof(st)), 0);
+		n += st.index_used;
+	}
+	return n;
+}

@@ -85,6 +85,9 @@ uint64_t tc_now_ms(void);
 /* FNV-1a 64. */
 uint64_t tc_hash64(const void *p, size_t n);
 
+/* Index slots in use over every shard (shmg_shard_stats), asserting success. */
+uint64_t tc_index_used(shmg_t *h);
+
 /* Counts entries through shmg_members-style callback (arg is a long *). */
 int tc_count_cb(const struct shmg_entry *e, void *arg);
 

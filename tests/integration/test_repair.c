@@ -420,9 +420,12 @@ START_TEST(test_relist_resize_under_iteration)
 	char key[32];
 
 	h = tc_open(tc_arena, &c);
+	shmg_t *h2 = tc_open(tc_arena, &c);
+	/* Two members each: groups with lists (a single member is its head). */
 	for (int i = 0; i < NGROUPS; i++) {
 		snprintf(key, sizeof(key), "rg/%d", i);
 		TC_EQ(shmg_join(h, SHMG_KEY(key), "m", 1, NULL), 0);
+		TC_EQ(shmg_join(h2, SHMG_KEY(key), "m", 1, NULL), 0);
 	}
 	TC_EQ(shard_lock(h, 0), 0);
 	struct shard_header *sh = shard_at(h, 0);
@@ -450,8 +453,10 @@ START_TEST(test_relist_resize_under_iteration)
 	for (int i = 0; i < NGROUPS; i++) {
 		snprintf(key, sizeof(key), "rg/%d", i);
 		TC_EQ(shmg_leave(h, SHMG_KEY(key), NULL), 0); /* found through the index */
+		TC_EQ(shmg_leave(h2, SHMG_KEY(key), NULL), 0);
 	}
 	TC_ASSERT_CLEAN(h);
+	shmg_close(h2);
 	shmg_close(h);
 }
 END_TEST

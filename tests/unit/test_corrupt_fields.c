@@ -175,6 +175,7 @@ static const struct field fields[] = {
 	F(arena_header, endpoint_epoch, W_HEADER),
 	F(arena_header, reaper_wake, W_HEADER),
 	F(arena_header, agent_session, W_HEADER),
+	F(arena_header, hidden, W_HEADER),
 	F(node_state, node, W_NODES),
 	F(node_state, up, W_NODES),
 	F(node_state, inc, W_NODES),
@@ -230,14 +231,18 @@ static const struct field fields[] = {
 	F(entry, ep_slot, W_ENTRIES),
 	F(entry, key_len, W_ENTRIES),
 	FX(entry, kind, W_ENTRIES, K_MONITOR),
-	F(entry, flags, W_ENTRIES),
+	FIELD(entry, kind, "entry.kind=prefix", W_ENTRIES, MSIZE(entry, kind), F_SCALAR, K_PREFIX),
+	FX(entry, flags, W_ENTRIES, EF_SOLO),
 	F(entry, meta_len, W_ENTRIES),
 	F(entry, pid, W_ENTRIES),
 	F(entry, time_ns, W_ENTRIES),
 	F(entry_links, next, W_LINKS),
 	F(entry_links, prev, W_LINKS),
 	F(entry_links, aux, W_LINKS),
+	F(entry_links, sib, W_LINKS),
 	F(entry_links, seed, W_LINKS),
+	F(entry_links, tree.parent, W_LINKS),
+	F(entry_links, tree.local, W_LINKS),
 
 	MAILBOX_FIELDS(W_MB_READER),
 	MAILBOX_FIELDS(W_MB_MONITOR),
@@ -398,6 +403,8 @@ static void populate(shmg_t *h[3])
 		for (int i = 0; i <= g && i < 3; i++)
 			TC_EQ(shmg_join(h[i], SHMG_KEY(key), "member", 6, NULL), 0);
 	}
+	/* A group two prefix levels down: its shard's tree has a nested node. */
+	TC_EQ(shmg_join(h[1], SHMG_KEY("g/n/0"), "deep", 4, NULL), 0);
 	/* Retired blocks in limbo: replaced metadata, an unregistration, a leave. */
 	for (int i = 0; i < 4; i++) {
 		snprintf(key, sizeof(key), "k/%d", i);
@@ -1205,7 +1212,8 @@ END_TEST
 static const char *const flip_fields[] = {
 	"table_header.nbuckets_log2", "shard_header.table_off", "bucket.probe", "bucket.ent[]",
 	"entry.key_len", "entry.meta_len", "entry.kind", "entry.ep_slot", "entry_links.next",
-	"entry_links.aux", "cluster_slot.name_len", "mailbox_header.tail", "mailbox_header.head",
+	"entry_links.aux", "entry_links.sib", "cluster_slot.name_len", "mailbox_header.tail",
+	"mailbox_header.head",
 };
 #define NFLIPS (sizeof(flip_fields) / sizeof(flip_fields[0]))
 
@@ -1232,8 +1240,8 @@ static const char *const repair_fields[] = {
 	"shard_header.inflight_ref", "limbo_item.ref", "limbo_item.kind",
 	"table_header.nbuckets_log2", "table_header.magic", "bucket.ent[]", "bucket.probe",
 	"entry.key_len", "entry.meta_len", "entry.kind", "entry.ep_slot", "entry_links.next",
-	"entry_links.aux", "page_desc.word", "page_desc.free_head", "page_desc.bump",
-	"page_desc.used",
+	"entry_links.aux", "entry_links.sib", "entry_links.tree.parent", "page_desc.word",
+	"page_desc.free_head", "page_desc.bump", "page_desc.used",
 };
 #define NREPAIRS (sizeof(repair_fields) / sizeof(repair_fields[0]))
 

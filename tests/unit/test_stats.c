@@ -77,9 +77,12 @@ START_TEST(test_shard_figures)
 	ck_assert_uint_eq(s.log_records, 7);
 	ck_assert_uint_gt(s.log_bytes, 7 * sizeof(struct oplog_record));
 	ck_assert_uint_eq(s.lock_waits, 0);
-	/* r/1, r/3, the group head and its 2 members, the pattern head and its 2 monitors */
-	ck_assert_uint_eq(s.index_used, 8);
-	ck_assert_uint_le(s.retired, 2); /* r/2 and r/1's first block, until a grace period */
+	/* r/1, r/3, the group head, its prefix node "g/" and its 2 members, the
+	 * pattern head and its 2 monitors */
+	ck_assert_uint_eq(s.index_used, 9);
+	/* r/2, r/1's first block and g/x's single-member block (b's join made
+	 * it a list), until a grace period */
+	ck_assert_uint_le(s.retired, 3);
 	TC_EQ(shmg_shard_stats(a, 1, &s, sizeof(s)), -ERANGE);
 	shmg_close(b);
 	shmg_close(a);
