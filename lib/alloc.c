@@ -24,13 +24,13 @@
 
 #include "internal.h"
 
-/* 16-byte steps up to 256 bytes: a registration (32-byte header, key,
- * metadata) is rarely more than 15 bytes short of its block, where 64-byte
- * steps left 40 on average (a 22-30 byte key with 16 bytes of metadata took
- * a 128-byte block for 70-78 bytes).  16 is the unit of an entry ref, so
- * every block stays addressable; a block may now straddle two cache lines,
- * which the lookup covers by fetching both at once (probe.h).  Above 256
- * bytes, four classes per power of two as before. */
+/* 16-byte steps from 48 to 192 bytes, then 224 and 256: a registration
+ * (32-byte header, key, metadata) is rarely more than 15 bytes short of its
+ * block, where 64-byte steps left 40 on average (a 22-30-byte key with 16
+ * bytes of metadata took a 128-byte block for 70-78 bytes).  16 is the unit
+ * of an entry ref, so every block stays addressable; a block may now
+ * straddle two cache lines, which the lookup covers by asking for both at
+ * once (probe.h).  Above 256 bytes, four classes per power of two as before. */
 static const uint16_t class_sizes[] = {
 	CLASS_MIN_BYTES, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
 	320,   384,   448,   512,   640,   768,   896,   1024,  1280,  1536,  1792,  2048,

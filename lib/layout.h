@@ -186,9 +186,9 @@ struct cluster_counts {
 	uint32_t members, members_local;
 };
 
-/* Slab size classes (alloc.c): 16-byte steps from CLASS_MIN_BYTES up to 256
- * bytes, where registrations with realistic keys and metadata fall, then
- * four per power of two up to 32 KiB.  The smallest block also sizes the
+/* Slab size classes (alloc.c): 16-byte steps from CLASS_MIN_BYTES to 192
+ * bytes, where registrations with realistic keys and metadata fall, then 224,
+ * 256 and four per power of two up to 32 KiB.  The smallest block also sizes the
  * per-page block bitmaps of repair and check (scan.h). */
 #define NCLASSES 40u
 #define CLASS_MIN_BYTES 48u
