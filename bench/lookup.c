@@ -173,8 +173,8 @@ static void usage(FILE *f)
 
 static void parse_args(int argc, char **argv)
 {
-	enum { O_IMPL = 256, O_KEYS, O_KEYLEN, O_METALEN, O_HIT, O_PROCS, O_WRITERS, O_RATE, O_SECS, O_WARM,
-	       O_BATCH, O_PIN, O_TIMER, O_ARENA, O_JSON, O_QUICK, O_WINDOW, O_ROUNDS,
+	enum { O_IMPL = 256, O_KEYS, O_KEYLEN, O_METALEN, O_HIT, O_PROCS, O_WRITERS, O_RATE, O_SECS,
+	       O_WARM, O_BATCH, O_PIN, O_TIMER, O_ARENA, O_JSON, O_QUICK, O_WINDOW, O_ROUNDS,
 	       O_CHURN_CMP };
 	static const struct option lo[] = {
 		{"impl", 1, 0, O_IMPL},         {"keys", 1, 0, O_KEYS},
@@ -726,8 +726,8 @@ int main(int argc, char **argv)
 	       "%.1f) subtracted per batch, remainder / batch = per-lookup latency; percentiles "
 	       "above p99 are of batch means; redis is timed per call\n",
 	       opt.batch, timer_name(&g_timer), g_timer.overhead_ns, g_timer.overhead_min_ns);
-	printf("refs:    lfht, lfht-batch and ckhs are in-process: each reader process builds its own table "
-	       "of the same keys (same hash) before the timed phase; rwlock is a shared-memory "
+	printf("refs:    lfht, lfht-batch and ckhs are in-process: each reader process builds its own "
+	       "table of the same keys (same hash) before the timed phase; rwlock is a shared-memory "
 	       "map behind a process-shared pthread_rwlock; redis is a GET over a unix socket\n");
 	fflush(stdout);
 

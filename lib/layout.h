@@ -188,8 +188,8 @@ struct cluster_counts {
 
 /* Slab size classes (alloc.c): 16-byte steps from CLASS_MIN_BYTES to 192
  * bytes, where registrations with realistic keys and metadata fall, then 224,
- * 256 and four per power of two up to 32 KiB.  The smallest block also sizes the
- * per-page block bitmaps of repair and check (scan.h). */
+ * 256 and four per power of two up to 32 KiB.  The smallest block also sizes
+ * the per-page block bitmaps of repair and check (scan.h). */
 #define NCLASSES 40u
 #define CLASS_MIN_BYTES 48u
 
@@ -271,8 +271,9 @@ enum entry_kind { K_REG = 1, K_GROUP = 2, K_MEMBER = 3, K_MONHEAD = 4, K_MONITOR
  * metadata, then, for the list kinds, struct entry_links at the next 8-byte
  * boundary.  Blocks are 16-byte aligned and packed at their class's size, so
  * one may straddle two cache lines; a lookup knows where from the ref alone
- * and asks for both lines at once (probe.h).  Immutable once published except the links noted below; a metadata
- * update publishes a new block and retires the old one.  The entry's hash is
+ * and asks for both lines at once (probe.h).  Immutable once published
+ * except the links noted below; a metadata update publishes a new block and
+ * retires the old one.  The entry's hash is
  * not stored: resize and repair recompute it (entry_hash).
  *   K_REG:    a registration.
  *   K_GROUP:  a group head for (cluster, key), no meta: links.next = first
@@ -448,7 +449,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    sizeof(struct entry_links) * 61u + offsetof(struct entry, time_ns) * 67u + \
 		    sizeof(struct page_desc) * 19u + sizeof(struct oplog_record) * 23u +    \
 		    offsetof(struct entry, pid) * 29u + offsetof(struct bucket, probe) * 31u + \
-		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / CLASS_MIN_BYTES * 43u +               \
+		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / CLASS_MIN_BYTES * 43u +  \
 		    sizeof(struct mailbox_header) * 47u + sizeof(struct mailbox_record) * 53u + \
 		    sizeof(struct cluster_counts) * 59u + sizeof(struct ep_kind_counts) * 71u + \
 		    offsetof(struct shard_header, writes) * 73u +                            \
