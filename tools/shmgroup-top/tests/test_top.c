@@ -169,7 +169,7 @@ static void check_known_json(const char *line)
 	ck_assert_msg(strstr(line, pat), "reaper: %s", line);
 	ck_assert_int_eq(json_num(strstr(line, "\"arena\":"), "shards"), 4);
 	ck_assert_int_eq(json_num(strstr(line, "\"arena\":"), "max_endpoints"), 64);
-	ck_assert_int_eq(json_num(strstr(line, "\"arena\":"), "layout_version"), 6);
+	ck_assert_int_eq(json_num(strstr(line, "\"arena\":"), "layout_version"), 7);
 	p = strstr(line, "\"totals\":");
 	ck_assert_ptr_nonnull(p);
 	ck_assert_int_eq(json_num(p, "endpoints"), churner ? 5 : 4);
