@@ -171,6 +171,16 @@ static void usage(FILE *f)
 		opt.impls, BATCH_MAX);
 }
 
+/* A count option (suffixes k, M as everywhere) within [lo, hi]. */
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+	uint64_t v;
+	if (bench_parse_count(s, &v) < 0 || v < (uint64_t)lo || v > (uint64_t)hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
 static void parse_args(int argc, char **argv)
 {
 	enum { O_IMPL = 256, O_KEYS, O_KEYLEN, O_METALEN, O_HIT, O_PROCS, O_WRITERS, O_RATE, O_SECS,
@@ -215,13 +225,11 @@ static void parse_args(int argc, char **argv)
 				goto bad;
 			break;
 		case O_PROCS:
-			opt.procs = atoi(optarg);
-			if (opt.procs < 1 || opt.procs > MAX_PROCS / 2)
+			if (parse_int(optarg, 1, MAX_PROCS / 2, &opt.procs) < 0)
 				goto bad;
 			break;
 		case O_WRITERS:
-			opt.writers = atoi(optarg);
-			if (opt.writers < 0 || opt.writers > MAX_PROCS / 2)
+			if (parse_int(optarg, 0, MAX_PROCS / 2, &opt.writers) < 0)
 				goto bad;
 			break;
 		case O_RATE:
@@ -241,15 +249,13 @@ static void parse_args(int argc, char **argv)
 			break;
 		case O_WARM: opt.warmup = atof(optarg); break;
 		case O_BATCH:
-			opt.batch = atoi(optarg);
-			if (opt.batch < 1 || opt.batch > BATCH_MAX)
+			if (parse_int(optarg, 1, BATCH_MAX, &opt.batch) < 0)
 				goto bad;
 			break;
 		case O_ROUNDS:
-			opt.rounds = atoi(optarg);
-			rounds_set = 1;
-			if (opt.rounds < 1 || opt.rounds > 100)
+			if (parse_int(optarg, 1, 100, &opt.rounds) < 0)
 				goto bad;
+			rounds_set = 1;
 			break;
 		case O_PIN: opt.pin = 1; break;
 		case O_TIMER: opt.timer = optarg; break;
