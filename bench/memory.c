@@ -3,16 +3,16 @@
  * memory: arena bytes per entry.  For each key count K, a fresh arena is
  * created, and two figures are read before and after K entries are added
  * from one endpoint:
- *   - the file's allocated blocks (fstat st_blocks * 512 of
- *     /dev/shm/shmgroup.NAME): the memory the entries really cost, with
- *     every page-level effect in it (tables retired by resizes, partly used
- *     slab pages, a huge page's rounding);
+ *   - the file's allocated blocks (st_blocks * 512 of /dev/shm/shmgroup.NAME):
+ *     the memory the entries really cost, with every page-level effect in it
+ *     (tables retired by resizes, partly used slab pages, the parts of the
+ *     change log's ring the writes touched);
  *   - the pages in use (shmg_info().pages_used, 64 KiB each): what the
  *     allocator holds at the end.
  *     per entry = (after - before) / K
  *     overhead  = per entry - mean key bytes - metadata bytes.
- * The fixed tables made at creation (headers, endpoint and cluster tables,
- * op logs) are reported apart, not charged to entries.  Done for
+ * What creation allocated (headers, endpoint and cluster tables, the first
+ * index tables) is reported apart, not charged to entries.  Done for
  * registrations and for single-member groups (one join per key: a fresh
  * group each, so a group head and a member per key).  Keys are by default of
  * mixed lengths, 22 to 30 bytes, with 16 bytes of metadata.
@@ -20,7 +20,6 @@
 #include "common.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <shmgroup.h>
 #include <stdlib.h>
