@@ -237,29 +237,18 @@ sg_hash_scan(const void *data, size_t len, uint64_t seed, bool *nul)
 		z |= word_has_nul(a) | word_has_nul(b);
 		h = sg_mix(a ^ K1 ^ h, b ^ K2);
 	}
-	if (likely(len >= 8)) {
-		/* The same steps as below, without a branch on n: keys of mixed
-		 * lengths would mispredict them.  A step that does not apply is
-		 * computed and masked off (all-ones masks; GCC turns conditional
-		 * expressions back into branches).  Both words are loads inside
-		 * the key, which has 8 bytes or more. */
-		uint64_t eight = -(uint64_t)(n >= 8);
-		uint64_t a = read64le(p + (ptrdiff_t)((n - 8) & ~eight));
-		uint64_t h8 = sg_mix(a ^ K2 ^ h, K3);
-		z |= word_has_nul(a) & eight;
-		h = (h8 & eight) | (h & ~eight);
-		p += 8 & eight;
-		n -= 8 & eight;
-		uint64_t v = (read64le(p + n - 8) >> (63 - 8 * n)) >> 1; /* 0 when n == 0 */
-		uint64_t ht = sg_mix(v ^ K3 ^ h, K0 ^ n), tail = -(uint64_t)(n != 0);
-		z |= word_has_nul(v | ~0ull << (8 * n));
-		h = (ht & tail) | (h & ~tail);
-		*nul = z != 0;
-		return sg_mix(h ^ K0, h ^ K2) ^ h;
+	if (n >= 8) {
+		uint64_t a = read64le(p);
+		z |= word_has_nul(a);
+		h = sg_mix(a ^ K2 ^ h, K3);
+		p += 8;
+		n -= 8;
 	}
 	if (n) {
 		uint64_t v;
-		if (n >= 4) {
+		if (len >= 8) {
+			v = read64le(p + n - 8) >> (64 - 8 * n);
+		} else if (n >= 4) {
 			uint32_t lo, hi;
 			__builtin_memcpy(&lo, p, 4);
 			__builtin_memcpy(&hi, p + n - 4, 4);

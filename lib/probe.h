@@ -96,21 +96,6 @@ probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, cons
 	return NULL;
 }
 
-/* bytes_equal for the match: keys of 8 to 32 bytes, the common ones, as
- * four overlapping word compares with no branch on the length, which keys
- * of mixed lengths would mispredict. */
-static inline __attribute__((always_inline)) bool key_equal(const void *a, const void *b, size_t n)
-{
-	if (likely(n - 8 <= 24)) {
-		const uint8_t *x = a, *y = b;
-		size_t last = n - 8, o1 = last < 8 ? last : 8, o2 = last < 16 ? last : 16;
-		uint64_t d = (load64(x) ^ load64(y)) | (load64(x + o1) ^ load64(y + o1)) |
-			     (load64(x + o2) ^ load64(y + o2)) | (load64(x + last) ^ load64(y + last));
-		return d == 0;
-	}
-	return bytes_equal(a, b, n);
-}
-
 struct key_match {
 	const struct keyref *k;
 	uint8_t kind;
@@ -123,7 +108,7 @@ match_key(const struct entry *e, const struct entry *hd, const void *ctx)
 {
 	const struct key_match *m = ctx;
 	return hd->kind == m->kind && hd->cluster == m->k->cluster && hd->key_len == m->k->len &&
-	       key_equal(entry_key(e), m->k->key, m->k->len);
+	       bytes_equal(entry_key(e), m->k->key, m->k->len);
 }
 
 
