@@ -6,8 +6,8 @@
  *    class that holds it, a ref can address every block, and the largest
  *    entry the limits allow still has a class.
  *  - The key hash is the one arenas were built with: pinned values for every
- *    length up to 72 (its branch-free tail must not change them), and the
- *    NUL it reports wherever one sits.
+ *    length up to 72 (a faster hash must not change them: a different one
+ *    needs a new HASH_ID), and the NUL it reports wherever one sits.
  *  - Entries of every small class, most of them straddling two cache lines,
  *    read back whole from another process by the copying, zero-copy and
  *    batched lookups.
