@@ -11,22 +11,25 @@
 #include <time.h>
 #include <unistd.h>
 
-int keyset_make(struct keyset *ks, size_t count, size_t key_len, int with_misses)
+int keyset_make_mix(struct keyset *ks, size_t count, size_t key_min, size_t key_max,
+		    int with_misses)
 {
 	memset(ks, 0, sizeof(*ks));
-	if (count == 0 || key_len < 8 || key_len > 1000)
+	if (count == 0 || key_min < 8 || key_min > key_max || key_max > 1000)
 		return -EINVAL;
-	/* The short form needs enough digits for 2*count numbers. */
-	if (key_len < 22) {
+	/* The short forms need enough digits for 2*count numbers. */
+	size_t digits = key_min == key_max ? key_min - 1 : key_min < 22 ? key_min - 1 : key_min - 13;
+	if (key_min < 22 || key_min != key_max) {
 		uint64_t lim = 1;
-		for (size_t d = 0; d < key_len - 1 && lim < (uint64_t)1e18; d++)
+		for (size_t d = 0; d < digits && lim < (uint64_t)1e18; d++)
 			lim *= 10;
 		if ((uint64_t)count * 2 > lim)
 			return -ERANGE;
 	}
 	ks->count = count;
-	ks->key_len = key_len;
-	ks->stride = (key_len + 7) & ~(size_t)7;
+	ks->key_len = key_max;
+	ks->key_min = key_min;
+	ks->stride = (key_max + 7) & ~(size_t)7;
 	ks->hit = bench_shared_alloc(count * ks->stride);
 	if (!ks->hit)
 		return -ENOMEM;
@@ -43,6 +46,11 @@ int keyset_make(struct keyset *ks, size_t count, size_t key_len, int with_misses
 	return 0;
 }
 
+int keyset_make(struct keyset *ks, size_t count, size_t key_len, int with_misses)
+{
+	return keyset_make_mix(ks, count, key_len, key_len, with_misses);
+}
+
 void keyset_free(struct keyset *ks)
 {
 	if (ks->hit)
@@ -52,17 +60,44 @@ void keyset_free(struct keyset *ks)
 	memset(ks, 0, sizeof(*ks));
 }
 
-void keyset_format(const struct keyset *ks, uint64_t n, char *buf)
+size_t keyset_format(const struct keyset *ks, uint64_t n, char *buf)
 {
 	char tmp[64];
-	if (ks->key_len >= 22) {
+	size_t len = keyset_len(ks, n);
+	if (ks->key_min != ks->key_len && len >= 22) {
+		snprintf(tmp, sizeof(tmp), "user/session/%0*llu", (int)(len - 13), (unsigned long long)n);
+		memcpy(buf, tmp, len);
+	} else if (len >= 22) {
 		snprintf(tmp, sizeof(tmp), "user/%012llu/sess", (unsigned long long)n);
 		memcpy(buf, tmp, 22);
-		memset(buf + 22, 'x', ks->key_len - 22);
+		memset(buf + 22, 'x', len - 22);
 	} else {
-		snprintf(tmp, sizeof(tmp), "k%0*llu", (int)(ks->key_len - 1), (unsigned long long)n);
-		memcpy(buf, tmp, ks->key_len);
+		snprintf(tmp, sizeof(tmp), "k%0*llu", (int)(len - 1), (unsigned long long)n);
+		memcpy(buf, tmp, len);
 	}
+	return len;
+}
+
+double keyset_mean_len(const struct keyset *ks)
+{
+	double sum = 0;
+	for (size_t i = 0; i < ks->count; i++)
+		sum += (double)keyset_hit_len(ks, i);
+	return ks->count ? sum / (double)ks->count : 0;
+}
+
+int keyset_parse_lens(const char *s, uint64_t *lo, uint64_t *hi)
+{
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%s", s);
+	char *dash = strchr(buf, '-');
+	if (dash)
+		*dash = 0;
+	if (bench_parse_count(buf, lo) < 0 || (dash && bench_parse_count(dash + 1, hi) < 0))
+		return -1;
+	if (!dash)
+		*hi = *lo;
+	return *lo <= *hi ? 0 : -1;
 }
 
 static void read_first_line_with(const char *path, const char *prefix, char *out, size_t cap)

@@ -81,28 +81,53 @@ static inline uint64_t bench_below(uint64_t *s, uint64_t n)
 /* Keys live in one flat array with a fixed stride (a multiple of 8, so a key
  * of up to 32 bytes never straddles a cache line).  Key i for i < count is a
  * "hit" key; the miss keys use numbers count..2*count-1 and are never
- * inserted.  Default form, 22 bytes: "user/000000123456/sess"; a longer
- * key_len pads with 'x', a shorter one uses "k" + zero-padded number. */
+ * inserted.  With one length (key_min == key_max) the form is, for 22 bytes,
+ * "user/000000123456/sess"; a longer length pads with 'x', a shorter one is
+ * "k" + zero-padded number.  With a range of lengths (keyset_make_mix) key n
+ * has a length in [key_min, key_max] drawn from a hash of n and the form
+ * "user/session/" + zero-padded number, e.g. "user/session/000001234567". */
 struct keyset {
 	size_t count;     /* hit keys */
-	size_t key_len;
+	size_t key_len;   /* the longest key (key_max) */
+	size_t key_min;   /* the shortest key; == key_len for one length */
 	size_t stride;
 	char *hit;        /* count * stride */
 	char *miss;       /* count * stride, or NULL */
 };
 
 int keyset_make(struct keyset *ks, size_t count, size_t key_len, int with_misses);
+/* Keys of lengths key_min..key_max (8 <= key_min <= key_max <= 1000). */
+int keyset_make_mix(struct keyset *ks, size_t count, size_t key_min, size_t key_max,
+		    int with_misses);
 void keyset_free(struct keyset *ks);
-/* Formats key number n into buf (at least key_len bytes). */
-void keyset_format(const struct keyset *ks, uint64_t n, char *buf);
+/* Length of key number n. */
+static inline size_t keyset_len(const struct keyset *ks, uint64_t n)
+{
+	size_t span = ks->key_len - ks->key_min + 1;
+	return span == 1 ? ks->key_len : ks->key_min + (size_t)(bench_mix64(n ^ 0x6b79) % span);
+}
+/* Formats key number n into buf (at least key_len bytes); returns its length. */
+size_t keyset_format(const struct keyset *ks, uint64_t n, char *buf);
 static inline const char *keyset_hit(const struct keyset *ks, size_t i)
 {
 	return ks->hit + i * ks->stride;
+}
+static inline size_t keyset_hit_len(const struct keyset *ks, size_t i)
+{
+	return keyset_len(ks, i);
 }
 static inline const char *keyset_miss(const struct keyset *ks, size_t i)
 {
 	return ks->miss + i * ks->stride;
 }
+static inline size_t keyset_miss_len(const struct keyset *ks, size_t i)
+{
+	return keyset_len(ks, ks->count + i);
+}
+/* Mean key length over the hit keys. */
+double keyset_mean_len(const struct keyset *ks);
+/* Parses "L" or "A-B" (key lengths) into *lo, *hi; -1 if malformed. */
+int keyset_parse_lens(const char *s, uint64_t *lo, uint64_t *hi);
 
 /* ------------------------------------------------------------------------ */
 /* Machine, processes                                                       */

@@ -7,17 +7,22 @@
  *                    (the shmgroup arena, the rwlock map, the redis server);
  *   reader_attach()  in each reader process after fork: opens its handle or,
  *                    for in-process references, builds its own table;
- *   lookup()         looks up n keys (one timed batch) and writes each value,
+ *   lookup()         looks up n keys (one timed batch; key i is lens[i] bytes) and
+ *                    writes each value,
  *                    or IMPL_MISS, into vals; returns the number found or a
  *                    negative errno;
  *   writer_*()       in writer processes: insert and remove churn keys;
  *   teardown()       in the parent at the end (also on error paths).
  *
  * Every stored value is the key's index in the key set, so a reader checks
- * each answer.
+ * each answer.  shmgroup stores it in the first 8 bytes of meta_len bytes of
+ * metadata, which the copying lookup copies out whole.
  *
  * "shmgroup-batch" hands each timed batch to the library's batched call
- * (shmg_lookup_many_ref), which prefetches across the batch's keys.
+ * (shmg_lookup_many_ref), which prefetches across the batch's keys;
+ * "lfht-batch" is its in-process reference: the same batch size, the batch's
+ * lfht lookups one after the other in one loop and one read section, so the
+ * CPU may overlap their misses as far as it can on its own.
  */
 #ifndef BENCH_IMPL_H
 #define BENCH_IMPL_H
@@ -34,6 +39,7 @@ struct impl_env {
 	int writers;
 	size_t churn_window;   /* live churn keys per writer */
 	uint64_t arena_size;   /* shmgroup */
+	size_t meta_len;       /* shmgroup: metadata bytes per key, >= 8 */
 	char group[64];        /* shmgroup arena name */
 	char note[256];        /* filled by prepare when something is worth saying */
 };
@@ -47,7 +53,8 @@ struct impl {
 	int (*prepare)(struct impl_env *env);
 	void (*teardown)(struct impl_env *env);
 	int (*reader_attach)(struct impl_env *env, void **state);
-	int (*lookup)(void *state, const char *const *keys, size_t len, uint64_t *vals, int n);
+	int (*lookup)(void *state, const char *const *keys, const size_t *lens, uint64_t *vals,
+		      int n);
 	void (*reader_detach)(void *state);
 	int (*writer_attach)(struct impl_env *env, int w, void **state);
 	/* kind: 0 registry (register/unregister), 1 group member (join/leave). */
@@ -57,6 +64,7 @@ struct impl {
 };
 
 extern const struct impl impl_lfht;
+extern const struct impl impl_lfht_batch;
 extern const struct impl impl_ckhs;
 extern const struct impl impl_rwlock;
 extern const struct impl impl_redis;

@@ -9,8 +9,10 @@
  *   shmgroup-batch  shmg_lookup_many_ref(): the whole timed batch in one call,
  *                 which overlaps the keys' cache misses with prefetching.
  * prepare() creates a private arena (unique name, sized for the key count),
- * and registers every key from the parent's handle with 8 bytes of metadata
- * (the key's index); the parent keeps that handle open so the entries stay.
+ * and registers every key from the parent's handle with env->meta_len bytes
+ * of metadata (the key's index, then filler); the parent keeps that handle
+ * open so the entries stay.  The copying lookup copies the whole metadata
+ * out, the others read the index in place.
  * Each reader and writer process opens its own handle (handles do not survive
  * fork).  Writers alternate register/unregister and join/leave of their own
  * churn keys in the same arena and shards as the looked-up keys.
@@ -24,6 +26,17 @@
 #include <shmgroup.h>
 
 static shmg_t *g_owner;
+static size_t g_meta_len; /* set by prepare, inherited by the forked readers */
+
+#define META_MAX 1024
+
+/* The metadata stored for key index v: v, then filler. */
+static size_t meta_of(uint64_t v, uint8_t *buf)
+{
+	memset(buf, 'm', g_meta_len);
+	memcpy(buf, &v, sizeof(v));
+	return g_meta_len;
+}
 
 static int sg_prepare(struct impl_env *env)
 {
@@ -31,6 +44,9 @@ static int sg_prepare(struct impl_env *env)
 	struct shmg_config cfg = {0};
 	cfg.arena_size = env->arena_size;
 	cfg.flags = SHMG_OPEN_EXCL;
+	g_meta_len = env->meta_len < sizeof(uint64_t) ? sizeof(uint64_t) : env->meta_len;
+	if (g_meta_len > META_MAX)
+		return -EINVAL;
 	shmg_destroy(env->group);
 	int rc = shmg_open(env->group, &cfg, &g_owner);
 	if (rc < 0) {
@@ -39,8 +55,9 @@ static int sg_prepare(struct impl_env *env)
 		return rc;
 	}
 	for (size_t i = 0; i < ks->count; i++) {
-		uint64_t v = i;
-		rc = shmg_register(g_owner, keyset_hit(ks, i), ks->key_len, &v, sizeof(v), NULL);
+		uint8_t meta[META_MAX];
+		rc = shmg_register(g_owner, keyset_hit(ks, i), keyset_hit_len(ks, i), meta,
+				   meta_of(i, meta), NULL);
 		if (rc < 0) {
 			snprintf(env->note, sizeof(env->note), "shmg_register #%zu: %s", i,
 				 shmg_strerror(rc));
@@ -77,17 +94,17 @@ static int sg_attach_w(struct impl_env *env, int w, void **out)
 	return sg_attach(env, out);
 }
 
-static int sg_lookup_copy(void *state, const char *const *keys, size_t len, uint64_t *vals,
-			  int n)
+static int sg_lookup_copy(void *state, const char *const *keys, const size_t *lens,
+			  uint64_t *vals, int n)
 {
 	shmg_t *h = state;
 	int found = 0;
 	for (int i = 0; i < n; i++) {
-		uint64_t v;
+		uint64_t meta[META_MAX / 8];
 		size_t mlen;
-		int rc = shmg_lookup(h, keys[i], len, NULL, &v, sizeof(v), &mlen, NULL);
-		if (rc == 0 && mlen == sizeof(v)) {
-			vals[i] = v;
+		int rc = shmg_lookup(h, keys[i], lens[i], NULL, meta, sizeof(meta), &mlen, NULL);
+		if (rc == 0 && mlen == g_meta_len) {
+			vals[i] = meta[0];
 			found++;
 		} else if (rc == -ENOENT) {
 			vals[i] = IMPL_MISS;
@@ -98,7 +115,8 @@ static int sg_lookup_copy(void *state, const char *const *keys, size_t len, uint
 	return found;
 }
 
-static int sg_lookup_ref(void *state, const char *const *keys, size_t len, uint64_t *vals, int n)
+static int sg_lookup_ref(void *state, const char *const *keys, const size_t *lens,
+			 uint64_t *vals, int n)
 {
 	shmg_t *h = state;
 	int found = 0;
@@ -107,8 +125,8 @@ static int sg_lookup_ref(void *state, const char *const *keys, size_t len, uint6
 		return rc;
 	for (int i = 0; i < n; i++) {
 		struct shmg_entry e;
-		rc = shmg_lookup_ref(h, keys[i], len, &e, NULL);
-		if (rc == 0 && e.meta_len == sizeof(uint64_t)) {
+		rc = shmg_lookup_ref(h, keys[i], lens[i], &e, NULL);
+		if (rc == 0 && e.meta_len == g_meta_len) {
 			memcpy(&vals[i], e.meta, sizeof(uint64_t));
 			found++;
 		} else if (rc == -ENOENT) {
@@ -122,8 +140,8 @@ static int sg_lookup_ref(void *state, const char *const *keys, size_t len, uint6
 	return found;
 }
 
-static int sg_lookup_batch(void *state, const char *const *keys, size_t len, uint64_t *vals,
-			   int n)
+static int sg_lookup_batch(void *state, const char *const *keys, const size_t *lens,
+			   uint64_t *vals, int n)
 {
 	shmg_t *h = state;
 	struct shmg_key k[64];
@@ -135,14 +153,14 @@ static int sg_lookup_batch(void *state, const char *const *keys, size_t len, uin
 	for (int base = 0; base < n; base += 64) {
 		int m = n - base < 64 ? n - base : 64;
 		for (int i = 0; i < m; i++)
-			k[i] = (struct shmg_key){keys[base + i], len};
+			k[i] = (struct shmg_key){keys[base + i], lens[base + i]};
 		long got = shmg_lookup_many_ref(h, k, (size_t)m, e, rcs, NULL);
 		if (got < 0) {
 			shmg_read_end(h);
 			return (int)got;
 		}
 		for (int i = 0; i < m; i++) {
-			if (rcs[i] == 0 && e[i].meta_len == sizeof(uint64_t)) {
+			if (rcs[i] == 0 && e[i].meta_len == g_meta_len) {
 				memcpy(&vals[base + i], e[i].meta, sizeof(uint64_t));
 				found++;
 			} else if (rcs[i] == -ENOENT) {
@@ -164,9 +182,11 @@ static void sg_detach(void *state)
 
 static int sg_insert(void *state, const char *key, size_t len, uint64_t val, int kind)
 {
+	uint8_t meta[META_MAX];
+	size_t mlen = meta_of(val, meta);
 	if (kind == 0)
-		return shmg_register(state, key, len, &val, sizeof(val), NULL);
-	return shmg_join(state, key, len, &val, sizeof(val), NULL);
+		return shmg_register(state, key, len, meta, mlen, NULL);
+	return shmg_join(state, key, len, meta, mlen, NULL);
 }
 
 static int sg_remove(void *state, const char *key, size_t len, int kind)

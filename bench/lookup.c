@@ -17,6 +17,11 @@
  * percentiles and the maximum are therefore of batch means (single slow
  * lookups are smoothed); --batch 1 times each lookup alone.  Every answer is
  * checked against the expected value (the key's index).
+ *
+ * Keys are by default of mixed lengths, 22 to 30 bytes (drawn per key from a
+ * hash of its number, e.g. "user/session/000001234567"), and shmgroup's
+ * entries carry 16 bytes of metadata: the shape of real registrations, which
+ * decides the entries' size class and how many cache lines a lookup touches.
  */
 #include "common.h"
 #include "hist.h"
@@ -36,12 +41,14 @@
 #define MAX_IMPLS 16
 
 static const struct impl *const all_impls[] = {
-	&impl_shmgroup_copy, &impl_shmgroup_ref, &impl_shmgroup_batch, &impl_lfht, &impl_ckhs, &impl_rwlock, &impl_redis,
+	&impl_shmgroup_copy, &impl_shmgroup_ref, &impl_shmgroup_batch, &impl_lfht,
+	&impl_lfht_batch,    &impl_ckhs,        &impl_rwlock,         &impl_redis,
 };
 
 static struct {
 	uint64_t keys;
-	uint64_t key_len;
+	uint64_t key_min, key_max;
+	uint64_t meta_len;
 	double hit_ratio;
 	int procs;
 	int writers;
@@ -61,7 +68,9 @@ static struct {
 } opt = {
 	.rounds = 3,
 	.keys = 1000000,
-	.key_len = 22,
+	.key_min = 22,
+	.key_max = 30,
+	.meta_len = 16,
 	.hit_ratio = 1.0,
 	.procs = 1,
 	.writers = 0,
@@ -70,7 +79,7 @@ static struct {
 	.seconds = 5,
 	.warmup = -1,
 	.batch = 16,
-	.impls = "shmgroup,shmgroup-ref,shmgroup-batch,lfht,ckhs,rwlock,redis",
+	.impls = "shmgroup,shmgroup-ref,shmgroup-batch,lfht,lfht-batch,ckhs,rwlock,redis",
 };
 
 struct proc_result {
@@ -136,9 +145,13 @@ static void usage(FILE *f)
 		"  --impl LIST       comma list of: shmgroup (shmg_lookup, copying),\n"
 		"                    shmgroup-ref (shmg_lookup_ref in one read section per batch),\n"
 		"                    shmgroup-batch (shmg_lookup_many_ref, the whole batch in one call),\n"
-		"                    lfht, ckhs, rwlock, redis   [%s]\n"
-		"  --keys N          keys in the table [1000000]\n"
-		"  --key-len L       key length in bytes, 8..1000 [22]\n"
+		"                    lfht, lfht-batch (the batch's lfht lookups in one loop and\n"
+		"                    one read section), ckhs, rwlock, redis   [%s]\n"
+		"  --keys N          keys in the table (suffixes k, M) [1M]\n"
+		"  --key-len L|A-B   key length in bytes, or a range A..B each key draws its\n"
+		"                    length from (\"user/session/0001234567\" form), 8..1000 [22-30]\n"
+		"  --meta-len N      shmgroup metadata bytes per key (the index, then filler),\n"
+		"                    8..1024; the copying lookup copies all of it [16]\n"
 		"  --hit-ratio R     fraction of lookups for present keys [1.0]\n"
 		"  --procs P         reader processes [1]\n"
 		"  --writers W       writer processes churning their own keys [0]\n"
@@ -158,14 +171,25 @@ static void usage(FILE *f)
 		opt.impls, BATCH_MAX);
 }
 
+/* A count option (suffixes k, M as everywhere) within [lo, hi]. */
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+	uint64_t v;
+	if (bench_parse_count(s, &v) < 0 || v < (uint64_t)lo || v > (uint64_t)hi)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
 static void parse_args(int argc, char **argv)
 {
-	enum { O_IMPL = 256, O_KEYS, O_KEYLEN, O_HIT, O_PROCS, O_WRITERS, O_RATE, O_SECS, O_WARM,
-	       O_BATCH, O_PIN, O_TIMER, O_ARENA, O_JSON, O_QUICK, O_WINDOW, O_ROUNDS,
+	enum { O_IMPL = 256, O_KEYS, O_KEYLEN, O_METALEN, O_HIT, O_PROCS, O_WRITERS, O_RATE, O_SECS,
+	       O_WARM, O_BATCH, O_PIN, O_TIMER, O_ARENA, O_JSON, O_QUICK, O_WINDOW, O_ROUNDS,
 	       O_CHURN_CMP };
 	static const struct option lo[] = {
 		{"impl", 1, 0, O_IMPL},         {"keys", 1, 0, O_KEYS},
 		{"key-len", 1, 0, O_KEYLEN},    {"hit-ratio", 1, 0, O_HIT},
+		{"meta-len", 1, 0, O_METALEN},
 		{"procs", 1, 0, O_PROCS},       {"writers", 1, 0, O_WRITERS},
 		{"write-rate", 1, 0, O_RATE},   {"seconds", 1, 0, O_SECS},
 		{"warmup", 1, 0, O_WARM},       {"batch", 1, 0, O_BATCH},
@@ -187,7 +211,12 @@ static void parse_args(int argc, char **argv)
 			keys_set = 1;
 			break;
 		case O_KEYLEN:
-			if (bench_parse_count(optarg, &opt.key_len) < 0)
+			if (keyset_parse_lens(optarg, &opt.key_min, &opt.key_max) < 0)
+				goto bad;
+			break;
+		case O_METALEN:
+			if (bench_parse_count(optarg, &opt.meta_len) < 0 || opt.meta_len < 8 ||
+			    opt.meta_len > 1024)
 				goto bad;
 			break;
 		case O_HIT:
@@ -196,13 +225,11 @@ static void parse_args(int argc, char **argv)
 				goto bad;
 			break;
 		case O_PROCS:
-			opt.procs = atoi(optarg);
-			if (opt.procs < 1 || opt.procs > MAX_PROCS / 2)
+			if (parse_int(optarg, 1, MAX_PROCS / 2, &opt.procs) < 0)
 				goto bad;
 			break;
 		case O_WRITERS:
-			opt.writers = atoi(optarg);
-			if (opt.writers < 0 || opt.writers > MAX_PROCS / 2)
+			if (parse_int(optarg, 0, MAX_PROCS / 2, &opt.writers) < 0)
 				goto bad;
 			break;
 		case O_RATE:
@@ -222,15 +249,13 @@ static void parse_args(int argc, char **argv)
 			break;
 		case O_WARM: opt.warmup = atof(optarg); break;
 		case O_BATCH:
-			opt.batch = atoi(optarg);
-			if (opt.batch < 1 || opt.batch > BATCH_MAX)
+			if (parse_int(optarg, 1, BATCH_MAX, &opt.batch) < 0)
 				goto bad;
 			break;
 		case O_ROUNDS:
-			opt.rounds = atoi(optarg);
-			rounds_set = 1;
-			if (opt.rounds < 1 || opt.rounds > 100)
+			if (parse_int(optarg, 1, 100, &opt.rounds) < 0)
 				goto bad;
+			rounds_set = 1;
 			break;
 		case O_PIN: opt.pin = 1; break;
 		case O_TIMER: opt.timer = optarg; break;
@@ -314,6 +339,7 @@ static void reader_main(const struct impl *im, int idx, int batch, struct run_sh
 	uint64_t thr = opt.hit_ratio >= 1.0 ? UINT64_MAX
 					    : (uint64_t)(opt.hit_ratio * 18446744073709551615.0);
 	const char *keys[BATCH_MAX];
+	size_t lens[BATCH_MAX];
 	uint64_t want[BATCH_MAX], vals[BATCH_MAX];
 	uint64_t over = ns_to_ticks(g_timer.overhead_ns);
 	double ps_per_tick = g_timer.ns_per_tick * 1000.0;
@@ -326,16 +352,18 @@ static void reader_main(const struct impl *im, int idx, int batch, struct run_sh
 			uint64_t i = bench_below(&seed, ks->count);
 			if (thr == UINT64_MAX || bench_rand(&seed) < thr) {
 				keys[j] = keyset_hit(ks, i);
+				lens[j] = keyset_hit_len(ks, i);
 				want[j] = i;
 			} else {
 				keys[j] = keyset_miss(ks, i);
+				lens[j] = keyset_miss_len(ks, i);
 				want[j] = IMPL_MISS;
 			}
-			acc ^= (unsigned char)keys[j][0] ^ (unsigned char)keys[j][ks->key_len - 1];
+			acc ^= (unsigned char)keys[j][0] ^ (unsigned char)keys[j][lens[j] - 1];
 		}
 		sink = acc;
 		uint64_t t0 = timer_now(&g_timer);
-		int found = im->lookup(st, keys, ks->key_len, vals, batch);
+		int found = im->lookup(st, keys, lens, vals, batch);
 		uint64_t t1 = timer_now(&g_timer);
 		if (found < 0) {
 			child_fail(res, found, "lookup");
@@ -402,12 +430,12 @@ static void writer_main(const struct impl *im, int w, struct run_shared *rs)
 			}
 		}
 		int kind = (int)(n & 1);
-		keyset_format(ks, base + n % (2 * win), key);
-		if (im->writer_insert(st, key, ks->key_len, n, kind) < 0)
+		size_t len = keyset_format(ks, base + n % (2 * win), key);
+		if (im->writer_insert(st, key, len, n, kind) < 0)
 			errors++;
 		if (n >= win) {
-			keyset_format(ks, base + (n - win) % (2 * win), key);
-			if (im->writer_remove(st, key, ks->key_len, kind) < 0)
+			len = keyset_format(ks, base + (n - win) % (2 * win), key);
+			if (im->writer_remove(st, key, len, kind) < 0)
 				errors++;
 		}
 		n++;
@@ -417,8 +445,8 @@ static void writer_main(const struct impl *im, int w, struct run_shared *rs)
 	res->errors = errors;
 	/* Leave the table as found: the next turn reuses these key numbers. */
 	for (uint64_t k = n > win ? n - win : 0; k < n; k++) {
-		keyset_format(ks, base + k % (2 * win), key);
-		im->writer_remove(st, key, ks->key_len, (int)(k & 1));
+		size_t len = keyset_format(ks, base + k % (2 * win), key);
+		im->writer_remove(st, key, len, (int)(k & 1));
 	}
 	if (im->writer_detach)
 		im->writer_detach(st);
@@ -552,6 +580,10 @@ static void print_table(void)
 		if (r->note[0])
 			printf("note: %s: %s\n", r->name, r->note);
 	}
+	const struct row *sb = find_row("shmgroup-batch"), *lb = find_row("lfht-batch");
+	if (sb && lb && p50(lb) > 0)
+		printf("shmgroup-batch p50 / lfht-batch p50 = %.2fx (same batch of %d keys)\n",
+		       p50(sb) / p50(lb), sb->batch);
 	const struct row *rd = find_row("redis"), *sg = find_row("shmgroup");
 	if (rd && sg && p50(sg) > 0)
 		printf("redis p50 / shmgroup p50 = %.0fx\n", p50(rd) / p50(sg));
@@ -582,13 +614,16 @@ static void write_json(const char *path, const struct machine *m)
 	fprintf(f, ", \"ns_per_tick\": %.6f, \"overhead_ns\": %.2f},\n", g_timer.ns_per_tick,
 		g_timer.overhead_ns);
 	fprintf(f,
-		" \"params\": {\"keys\": %llu, \"key_len\": %llu, \"hit_ratio\": %.4f, \"procs\": %d, "
+		" \"params\": {\"keys\": %llu, \"key_min\": %llu, \"key_max\": %llu, "
+		"\"key_mean\": %.2f, \"meta_len\": %llu, \"hit_ratio\": %.4f, \"procs\": %d, "
 		"\"writers\": %d, \"write_rate\": %llu, \"seconds\": %.3f, \"rounds\": %d, \"warmup\": %.3f, "
 		"\"batch\": %d, \"pin\": %s, \"arena_size\": %llu},\n \"results\": [",
-		(unsigned long long)opt.keys, (unsigned long long)opt.key_len, opt.hit_ratio,
+		(unsigned long long)opt.keys, (unsigned long long)opt.key_min,
+		(unsigned long long)opt.key_max, keyset_mean_len(g_env.ks),
+		(unsigned long long)opt.meta_len, opt.hit_ratio,
 		opt.procs, opt.writers, (unsigned long long)opt.write_rate, opt.seconds, opt.rounds, opt.warmup,
 		opt.batch, opt.pin ? "true" : "false", (unsigned long long)opt.arena_size);
-	const struct row *lf = find_row("lfht");
+	const struct row *lf = find_row("lfht"), *lb = find_row("lfht-batch");
 	int first = 1;
 	for (int i = 0; i < g_nrows; i++) {
 		const struct row *r = &g_rows[i];
@@ -615,6 +650,8 @@ static void write_json(const char *path, const struct machine *m)
 			(unsigned long long)r->errors);
 		if (lf && p50(lf) > 0)
 			fprintf(f, ", \"p50_vs_lfht\": %.4f", p50(r) / p50(lf));
+		if (lb && p50(lb) > 0 && r->batch == lb->batch)
+			fprintf(f, ", \"p50_vs_lfht_batch\": %.4f", p50(r) / p50(lb));
 		if (r->note[0]) {
 			fprintf(f, ", \"note\": ");
 			json_str(f, r->note);
@@ -660,10 +697,11 @@ int main(int argc, char **argv)
 	if (timer_setup(&g_timer, opt.timer) < 0)
 		return 2;
 	struct keyset ks;
-	int rc = keyset_make(&ks, opt.keys, opt.key_len, opt.hit_ratio < 1.0);
+	int rc = keyset_make_mix(&ks, opt.keys, opt.key_min, opt.key_max, opt.hit_ratio < 1.0);
 	if (rc < 0) {
-		fprintf(stderr, "lookup: cannot make %llu keys of %llu bytes: %s\n",
-			(unsigned long long)opt.keys, (unsigned long long)opt.key_len, strerror(-rc));
+		fprintf(stderr, "lookup: cannot make %llu keys of %llu-%llu bytes: %s\n",
+			(unsigned long long)opt.keys, (unsigned long long)opt.key_min,
+			(unsigned long long)opt.key_max, strerror(-rc));
 		return 2;
 	}
 	g_env.ks = &ks;
@@ -671,15 +709,19 @@ int main(int argc, char **argv)
 	g_env.writers = opt.writers;
 	g_env.churn_window = opt.churn_window;
 	g_env.arena_size = opt.arena_size;
+	g_env.meta_len = opt.meta_len;
 	snprintf(g_env.group, sizeof(g_env.group), "bench-lookup-%d", (int)getpid());
 	atexit(cleanup);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
 	machine_print(stdout, &m);
-	printf("keys:    %llu of %llu bytes (e.g. \"%.*s\"), hit ratio %.2f, uniform random\n",
-	       (unsigned long long)opt.keys, (unsigned long long)opt.key_len, (int)ks.key_len,
-	       keyset_hit(&ks, ks.count / 2), opt.hit_ratio);
+	printf("keys:    %llu of %llu-%llu bytes (mean %.1f, e.g. \"%.*s\"), hit ratio %.2f, uniform "
+	       "random; %llu B of metadata each\n",
+	       (unsigned long long)opt.keys, (unsigned long long)opt.key_min,
+	       (unsigned long long)opt.key_max, keyset_mean_len(&ks),
+	       (int)keyset_hit_len(&ks, ks.count / 2), keyset_hit(&ks, ks.count / 2), opt.hit_ratio,
+	       (unsigned long long)opt.meta_len);
 	printf("procs:   %d reader process(es)%s, %d writer process(es) at %llu pairs/s each%s\n",
 	       opt.procs, opt.pin ? " pinned" : "", opt.writers,
 	       (unsigned long long)opt.write_rate, opt.write_rate ? "" : " (flat out)");
@@ -690,8 +732,8 @@ int main(int argc, char **argv)
 	       "%.1f) subtracted per batch, remainder / batch = per-lookup latency; percentiles "
 	       "above p99 are of batch means; redis is timed per call\n",
 	       opt.batch, timer_name(&g_timer), g_timer.overhead_ns, g_timer.overhead_min_ns);
-	printf("refs:    lfht and ckhs are in-process: each reader process builds its own table "
-	       "of the same keys (same hash) before the timed phase; rwlock is a shared-memory "
+	printf("refs:    lfht, lfht-batch and ckhs are in-process: each reader process builds its own "
+	       "table of the same keys (same hash) before the timed phase; rwlock is a shared-memory "
 	       "map behind a process-shared pthread_rwlock; redis is a GET over a unix socket\n");
 	fflush(stdout);
 

@@ -64,7 +64,7 @@ static int hs_attach(struct impl_env *env, void **out)
 	for (size_t i = 0; i < ks->count; i++) {
 		struct hs_node *n = &s->nodes[i];
 		n->key = keyset_hit(ks, i);
-		n->len = ks->key_len;
+		n->len = keyset_hit_len(ks, i);
 		n->val = i;
 		if (!ck_hs_put(&s->hs, (unsigned long)bench_hash(n->key, n->len), n))
 			return -ENOMEM;
@@ -73,14 +73,15 @@ static int hs_attach(struct impl_env *env, void **out)
 	return 0;
 }
 
-static int hs_lookup(void *state, const char *const *keys, size_t len, uint64_t *vals, int n)
+static int hs_lookup(void *state, const char *const *keys, const size_t *lens, uint64_t *vals,
+		     int n)
 {
 	struct hs_state *s = state;
 	int found = 0;
 	for (int i = 0; i < n; i++) {
-		struct hs_node probe = {keys[i], len, 0};
+		struct hs_node probe = {keys[i], lens[i], 0};
 		const struct hs_node *r =
-			ck_hs_get(&s->hs, (unsigned long)bench_hash(keys[i], len), &probe);
+			ck_hs_get(&s->hs, (unsigned long)bench_hash(keys[i], lens[i]), &probe);
 		if (r) {
 			vals[i] = r->val;
 			found++;

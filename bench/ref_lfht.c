@@ -4,9 +4,13 @@
  * reader process builds its own table of the same keys with the same hash
  * before the timed phase (a cds_lfht cannot live in shared memory: its nodes
  * are malloc'ed and linked by absolute pointers).  _LGPL_SOURCE makes the read
- * lock and unlock inline, as a performance-minded user would build it.  One
- * read-side critical section per lookup, the usual pattern for a single
- * lookup.
+ * lock and unlock inline, as a performance-minded user would build it.
+ *   lfht        one read-side critical section per lookup, the usual pattern
+ *               for a single lookup;
+ *   lfht-batch  the reference for shmgroup-batch: the whole timed batch (same
+ *               size) in one read section, its lookups one after the other in
+ *               one loop, so the CPU overlaps their misses as far as it can
+ *               without help.
  */
 #define _LGPL_SOURCE 1
 #include <urcu/urcu-memb.h>
@@ -61,7 +65,7 @@ static int lfht_attach(struct impl_env *env, void **out)
 		struct lfht_node *n = &s->nodes[i];
 		cds_lfht_node_init(&n->node);
 		n->key = keyset_hit(ks, i);
-		n->len = ks->key_len;
+		n->len = keyset_hit_len(ks, i);
 		n->val = i;
 		urcu_memb_read_lock();
 		cds_lfht_add(s->ht, bench_hash(n->key, n->len), &n->node);
@@ -71,25 +75,39 @@ static int lfht_attach(struct impl_env *env, void **out)
 	return 0;
 }
 
-static int lfht_lookup(void *state, const char *const *keys, size_t len, uint64_t *vals, int n)
+/* One lookup inside the caller's read section. */
+static inline int lfht_get(struct lfht_state *s, const char *key, size_t len, uint64_t *val)
+{
+	struct probe p = {key, len};
+	struct cds_lfht_iter iter;
+	cds_lfht_lookup(s->ht, bench_hash(key, len), lfht_match, &p, &iter);
+	struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
+	*val = node ? caa_container_of(node, struct lfht_node, node)->val : IMPL_MISS;
+	return node != NULL;
+}
+
+static int lfht_lookup(void *state, const char *const *keys, const size_t *lens, uint64_t *vals,
+		       int n)
 {
 	struct lfht_state *s = state;
 	int found = 0;
 	for (int i = 0; i < n; i++) {
-		struct probe p = {keys[i], len};
-		struct cds_lfht_iter iter;
-		uint64_t h = bench_hash(keys[i], len);
 		urcu_memb_read_lock();
-		cds_lfht_lookup(s->ht, h, lfht_match, &p, &iter);
-		struct cds_lfht_node *node = cds_lfht_iter_get_node(&iter);
-		if (node) {
-			vals[i] = caa_container_of(node, struct lfht_node, node)->val;
-			found++;
-		} else {
-			vals[i] = IMPL_MISS;
-		}
+		found += lfht_get(s, keys[i], lens[i], &vals[i]);
 		urcu_memb_read_unlock();
 	}
+	return found;
+}
+
+static int lfht_lookup_batch(void *state, const char *const *keys, const size_t *lens,
+			     uint64_t *vals, int n)
+{
+	struct lfht_state *s = state;
+	int found = 0;
+	urcu_memb_read_lock();
+	for (int i = 0; i < n; i++)
+		found += lfht_get(s, keys[i], lens[i], &vals[i]);
+	urcu_memb_read_unlock();
 	return found;
 }
 
@@ -106,5 +124,14 @@ const struct impl impl_lfht = {
 	.kind = "in-process",
 	.reader_attach = lfht_attach,
 	.lookup = lfht_lookup,
+	.reader_detach = lfht_detach,
+};
+
+const struct impl impl_lfht_batch = {
+	.name = "lfht-batch",
+	.kind = "in-process",
+	.default_batch = 32, /* as shmgroup-batch */
+	.reader_attach = lfht_attach,
+	.lookup = lfht_lookup_batch,
 	.reader_detach = lfht_detach,
 };

@@ -120,7 +120,7 @@ static int redis_prepare(struct impl_env *env)
 		size_t n = ks->count - i < 10000 ? ks->count - i : 10000;
 		for (size_t j = 0; j < n; j++) {
 			uint64_t v = i + j;
-			redisAppendCommand(c, "SET %b %b", keyset_hit(ks, i + j), ks->key_len, &v,
+			redisAppendCommand(c, "SET %b %b", keyset_hit(ks, i + j), keyset_hit_len(ks, i + j), &v,
 					   sizeof(v));
 		}
 		for (size_t j = 0; j < n; j++) {
@@ -147,12 +147,13 @@ static int redis_attach(struct impl_env *env, void **out)
 	return 0;
 }
 
-static int redis_lookup(void *state, const char *const *keys, size_t len, uint64_t *vals, int n)
+static int redis_lookup(void *state, const char *const *keys, const size_t *lens, uint64_t *vals,
+			int n)
 {
 	redisContext *c = state;
 	int found = 0;
 	for (int i = 0; i < n; i++) {
-		redisReply *r = redisCommand(c, "GET %b", keys[i], len);
+		redisReply *r = redisCommand(c, "GET %b", keys[i], lens[i]);
 		if (!r)
 			return -EIO;
 		if (r->type == REDIS_REPLY_STRING && r->len == sizeof(uint64_t)) {

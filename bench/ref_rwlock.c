@@ -97,7 +97,7 @@ static int rw_prepare(struct impl_env *env)
 	m->node_size = (uint32_t)node_size;
 	m->bytes = bytes;
 	for (size_t i = 0; i < ks->count; i++) {
-		int rc = rw_insert_locked(m, keyset_hit(ks, i), ks->key_len, i);
+		int rc = rw_insert_locked(m, keyset_hit(ks, i), keyset_hit_len(ks, i), i);
 		if (rc < 0)
 			return rc;
 	}
@@ -122,11 +122,13 @@ static int rw_attach(struct impl_env *env, void **out)
 	return g_map ? 0 : -EINVAL;
 }
 
-static int rw_lookup(void *state, const char *const *keys, size_t len, uint64_t *vals, int n)
+static int rw_lookup(void *state, const char *const *keys, const size_t *lens, uint64_t *vals,
+		     int n)
 {
 	struct rw_map *m = state;
 	int found = 0;
 	for (int k = 0; k < n; k++) {
+		size_t len = lens[k];
 		uint64_t h = bench_hash(keys[k], len);
 		vals[k] = IMPL_MISS;
 		pthread_rwlock_rdlock(&m->lock);

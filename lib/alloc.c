@@ -33,15 +33,26 @@
  * than the next lock acquisition.
  */
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
-/* Multiples of the cache line, so a block never starts mid-line: an entry's
- * header and key (and small metadata) then sit in one line. */
-static const uint16_t class_sizes[NCLASSES] = {
-	64,   128,  192,  256,  320,  384,  448,  512,  640,   768,   896,   1024,  1280,  1536,  1792,  2048,
-	2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+/* 16-byte steps from 48 to 192 bytes, then 224 and 256: a registration
+ * (32-byte header, key, metadata) is rarely more than 15 bytes short of its
+ * block, where 64-byte steps left 40 on average (a 22-30-byte key with 16
+ * bytes of metadata took a 128-byte block for 70-78 bytes).  16 is the unit
+ * of an entry ref, so every block stays addressable; a block may now
+ * straddle two cache lines, which the lookup covers by asking for both at
+ * once (probe.h).  Above 256 bytes, four classes per power of two as before. */
+static const uint16_t class_sizes[] = {
+	CLASS_MIN_BYTES, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256,
+	320,   384,   448,   512,   640,   768,   896,   1024,  1280,  1536,  1792,  2048,
+	2560,  3072,  3584,  4096,  5120,  6144,  7168,  8192,  10240, 12288, 14336, 16384,
+	20480, 24576, 28672, 32768,
 };
+static_assert(sizeof(class_sizes) / sizeof(class_sizes[0]) == NCLASSES, "one size per class");
+static_assert(CLASS_MIN_BYTES % (1u << REF_SHIFT) == 0 && CLASS_MIN_BYTES >= sizeof(struct entry) + 1,
+	      "the smallest block holds an entry and is addressable by a ref");
 
 uint32_t alloc_class_size(uint32_t cls)
 {
@@ -347,9 +358,18 @@ void alloc_free_extent(shmg_t *h, uint32_t shard, uint32_t page)
 		return;
 	}
 	uint32_t n = d->used;
+	if (n > h->geo.npages - page)
+		n = h->geo.npages - page;
+	/* Hand the memory back to the system: an index table's predecessors
+	 * would otherwise stay allocated in the file until the pool happened
+	 * to reuse their pages, a third of the index's memory after a series
+	 * of doublings.  Nothing reads these pages any more (a grace period
+	 * passed, or the table was never published), and a page claimed later
+	 * reads as zeros, which every claimant starts from anyway. */
+	madvise(page_at(h, page), (size_t)n << PAGE_SHIFT, MADV_REMOVE);
 	if (pool_lock(h) < 0)
 		return;
-	for (uint32_t i = 0; i < n && page + i < h->geo.npages; i++)
+	for (uint32_t i = 0; i < n; i++)
 		store_release(&page_desc_at(h, page + i)->word, 0);
 	h->hdr->pages_used -= n;
 	pool_unlock(h);

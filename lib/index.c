@@ -50,7 +50,7 @@ struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32
 	if (unlikely(!index_view(h, k->shard, &v)))
 		return NULL;
 	struct key_match m = {k, kind};
-	return probe(h, &v, k->hash, match_key, &m, pos_out, &hd);
+	return probe(h, &v, k->hash, match_key, &m, 0, pos_out, &hd);
 }
 
 struct member_match {
@@ -107,7 +107,7 @@ struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t 
 	if (unlikely(!index_view(h, shard, &v)))
 		return NULL;
 	struct member_match m = {head, node, ep_slot, ep_gen};
-	return probe(h, &v, mhash, match_member, &m, pos_out, &hd);
+	return probe(h, &v, mhash, match_member, &m, 0, pos_out, &hd);
 }
 
 /* ---- writers --------------------------------------------------------- */

@@ -204,7 +204,12 @@ struct cluster_counts {
 	uint32_t members, members_local;
 };
 
-#define NCLASSES 32u
+/* Slab size classes (alloc.c): 16-byte steps from CLASS_MIN_BYTES to 192
+ * bytes, where registrations with realistic keys and metadata fall, then 224,
+ * 256 and four per power of two up to 32 KiB.  The smallest block also sizes
+ * the per-page block bitmaps of repair and check (scan.h). */
+#define NCLASSES 40u
+#define CLASS_MIN_BYTES 48u
 
 struct shard_header {
 	/* Line 0: the writer lock and who holds it (writers only). */
@@ -289,10 +294,11 @@ enum entry_kind {
 
 /* An entry block: a 32-byte header, the key (not for memberships), the
  * metadata, then, for the list kinds, struct entry_links at the next 8-byte
- * boundary.  Header, key and small metadata share one cache line (blocks are
- * line-aligned in the small size classes), so a lookup reads one line of the
- * entry.  Immutable once published except the links noted below; a metadata
- * update publishes a new block and retires the old one.  The entry's hash is
+ * boundary.  Blocks are 16-byte aligned and packed at their class's size, so
+ * one may straddle two cache lines; a lookup knows where from the ref alone
+ * and asks for both lines at once (probe.h).  Immutable once published
+ * except the links noted below; a metadata update publishes a new block and
+ * retires the old one.  The entry's hash is
  * not stored: resize and repair recompute it (entry_hash).
  *   K_REG:    a registration.
  *   K_GROUP:  a group head for (cluster, key), no meta: links.next = first
@@ -468,9 +474,9 @@ static_assert(offsetof(struct endpoint_slot, read_epoch) == 64, "reader line");
 static_assert(sizeof(struct cluster_slot) == 128, "cluster_slot");
 static_assert(sizeof(struct limbo_item) == 16, "limbo_item");
 static_assert(sizeof(struct cluster_counts) == 16, "cluster_counts");
-static_assert(sizeof(struct shard_header) == 320, "shard_header");
+static_assert(sizeof(struct shard_header) == 384, "shard_header");
 static_assert(offsetof(struct shard_header, table_off) == 64, "lookup line");
-static_assert(offsetof(struct shard_header, writes) == 304, "shard statistics");
+static_assert(offsetof(struct shard_header, writes) == 336, "shard statistics");
 static_assert(sizeof(struct ep_kind_counts) == 8, "ep_kind_counts");
 static_assert(sizeof(struct bucket) == CACHE_LINE, "bucket");
 static_assert(sizeof(struct table_header) == CACHE_LINE, "table_header");
@@ -490,7 +496,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    sizeof(struct entry_links) * 61u + offsetof(struct entry, time_ns) * 67u + \
 		    sizeof(struct page_desc) * 19u + sizeof(struct oplog_record) * 23u +    \
 		    offsetof(struct entry, pid) * 29u + offsetof(struct bucket, probe) * 31u + \
-		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / 64u * 43u +               \
+		    LIMBO_CAP * 37u + NCLASSES * 41u + PAGE_SIZE / CLASS_MIN_BYTES * 43u +  \
 		    sizeof(struct mailbox_header) * 47u + sizeof(struct mailbox_record) * 53u + \
 		    sizeof(struct cluster_counts) * 59u + sizeof(struct ep_kind_counts) * 71u + \
 		    offsetof(struct shard_header, writes) * 73u +                            \

@@ -32,14 +32,43 @@ static inline uint32_t tag_matches(const struct bucket *b, uint16_t tag)
 #endif
 }
 
+/* Blocks are 16-byte aligned and packed at their class's size (alloc.c), so
+ * the bytes a lookup reads may run into the next cache line.  Where they do,
+ * that line is asked for as soon as the ref is known, beside the first:
+ * otherwise the metadata's address, which depends on the key length in the
+ * header, would wait for the first line to arrive and the two misses would
+ * follow each other.  reach is how many bytes from the block's start the
+ * caller will read (0: do not guess).
+ *
+ * A prefetch never faults, so the address needs no bounds check (it is
+ * computed as an integer: a ref may be garbage); it is unconditional, of the
+ * next line or else of the first one again (on its way anyway), because
+ * GCC 12 dropped the branchy form. */
+static inline void prefetch_block_tail(const shmg_t *h, ref_t r, uint32_t reach)
+{
+	uint64_t off = (uint64_t)r << REF_SHIFT;
+	uint64_t at = off + ((off & (CACHE_LINE - 1)) + reach > CACHE_LINE ? CACHE_LINE : 0);
+	__builtin_prefetch((const void *)((uintptr_t)h->base + at));
+}
+
+/* A key lookup reads the header, the key and the metadata, which is
+ * typically small: this many bytes of it are counted in its reach. */
+#define LOOKUP_META_REACH 16u
+
+static inline uint32_t key_reach(const struct keyref *k)
+{
+	return (uint32_t)(sizeof(struct entry) + k->len + LOOKUP_META_REACH);
+}
+
 /* Matches a candidate block by its header copy hd (see entry_read). */
 typedef bool (*match_fn)(const struct entry *e, const struct entry *hd, const void *ctx);
 
 /* Probes for hash; returns the first entry match() accepts, *hd its header
- * copy.  The probe count is one load, clamped; bucket indexes are masked. */
+ * copy.  The probe count is one load, clamped; bucket indexes are masked.
+ * reach: see prefetch_block_tail. */
 static inline __attribute__((always_inline)) struct entry *
 probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, const void *ctx,
-      uint32_t *pos_out, struct entry *hd)
+      uint32_t reach, uint32_t *pos_out, struct entry *hd)
 {
 	struct bucket *B = v->B;
 	uint32_t mask = v->mask, home = bucket_of(hash, mask);
@@ -55,6 +84,7 @@ probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, cons
 			ref_t r = load_acquire(&b->ent[i]); /* pairs with index_insert's release */
 			if (!r)
 				continue;
+			prefetch_block_tail(h, r, reach);
 			const struct entry *e = entry_read(h, r, hd);
 			if (e && match(e, hd, ctx)) {
 				if (pos_out)
@@ -88,7 +118,7 @@ index_lookup_in(shmg_t *h, const struct table_view *v, const struct keyref *k, u
 		struct entry *hd)
 {
 	struct key_match m = {k, kind};
-	return probe(h, v, k->hash, match_key, &m, NULL, hd);
+	return probe(h, v, k->hash, match_key, &m, key_reach(k), NULL, hd);
 }
 
 /* index_get, inline. */
@@ -101,22 +131,25 @@ index_lookup(shmg_t *h, const struct keyref *k, uint8_t kind, struct entry *hd)
 	return index_lookup_in(h, &v, k, kind, hd);
 }
 
-/* Batched lookups: prefetch the home bucket, then the first candidate entry. */
+/* Batched lookups: prefetch the home bucket, then the first candidate entry
+ * (both its lines if it straddles). */
 static inline void index_prefetch(const struct table_view *v, uint64_t hash)
 {
 	__builtin_prefetch(&v->B[bucket_of(hash, v->mask)]);
 }
 
 static inline void index_prefetch_candidate(const shmg_t *h, const struct table_view *v,
-					    uint64_t hash)
+					    const struct keyref *k)
 {
-	const struct bucket *b = &v->B[bucket_of(hash, v->mask)];
-	uint32_t m = tag_matches(b, (uint16_t)hash);
+	const struct bucket *b = &v->B[bucket_of(k->hash, v->mask)];
+	uint32_t m = tag_matches(b, (uint16_t)k->hash);
 	if (m) {
 		ref_t r = load_acquire(&b->ent[__builtin_ctz(m) / 2]);
 		uint64_t off = (uint64_t)r << REF_SHIFT;
-		if (r && off < h->size)
+		if (r && off < h->size) {
 			__builtin_prefetch(h->base + off);
+			prefetch_block_tail(h, r, key_reach(k));
+		}
 	}
 }
 

@@ -425,7 +425,7 @@ static long lookup_many(shmg_t *h, const struct shmg_key *keys, size_t n, shmg_i
 		}
 		for (size_t i = 0; i < m; i++)
 			if (!rcs[base + i])
-				index_prefetch_candidate(h, &v[i], k[i].hash);
+				index_prefetch_candidate(h, &v[i], &k[i]);
 		for (size_t i = 0; i < m; i++) {
 			if (rcs[base + i])
 				continue;

@@ -5,7 +5,9 @@
 
 #include "internal.h"
 
-#define SCAN_BLOCKS_PER_PAGE (PAGE_SIZE / 64u) /* smallest class is 64 bytes */
+/* Bits per page: the most blocks a page of the smallest class holds, rounded
+ * up to whole bitmap words. */
+#define SCAN_BLOCKS_PER_PAGE ((PAGE_SIZE / CLASS_MIN_BYTES + 63u) / 64u * 64u)
 
 struct scan {
 	uint32_t shard;

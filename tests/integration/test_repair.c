@@ -206,6 +206,8 @@ static shmg_t *open_warmed(void)
 	TC_EQ(shmg_register(h, SHMG_KEY("base/stable"), M1, strlen(M1), NULL), 0);
 	TC_EQ(shmg_register(h, SHMG_KEY(KEY), M2, strlen(M2), NULL), 0);
 	TC_EQ(shmg_unregister(h, SHMG_KEY(KEY), NULL), 0);
+	TC_EQ(shmg_register(h, SHMG_KEY("repair/next"), "x", 1, NULL), 0);
+	TC_EQ(shmg_unregister(h, SHMG_KEY("repair/next"), NULL), 0);
 	reclaim_all(h);
 	return h;
 }
