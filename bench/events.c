@@ -119,20 +119,13 @@ static void parse_args(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
-		case O_RATE:
-			opt.rate = atof(optarg);
-			if (opt.rate <= 0 || opt.rate > 1e7)
-				goto bad;
-			break;
+		case O_RATE: opt.rate = bench_opt_real("events", "rate", optarg, 0.001, 1e7); break;
 		case O_SECS:
-			opt.seconds = atof(optarg);
+			opt.seconds = bench_opt_real("events", "seconds", optarg, 0.001, 1e6);
 			secs_set = 1;
-			if (opt.seconds <= 0)
-				goto bad;
 			break;
 		case O_DEATHS:
-			if (bench_parse_count(optarg, &opt.deaths) < 0 || opt.deaths < 1)
-				goto bad;
+			opt.deaths = bench_opt_count("events", "deaths", optarg, 1, 1000000);
 			deaths_set = 1;
 			break;
 		case O_AGENT: opt.agent = optarg; break;
@@ -143,18 +136,17 @@ static void parse_args(int argc, char **argv)
 		default: usage(stderr); exit(2);
 		}
 	}
-	if (optind < argc)
-		goto bad;
+	if (optind < argc) {
+		fprintf(stderr, "events: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		exit(2);
+	}
 	if (opt.quick) {
 		if (!secs_set)
 			opt.seconds = 0.5;
 		if (!deaths_set)
 			opt.deaths = 50;
 	}
-	return;
-bad:
-	usage(stderr);
-	exit(2);
 }
 
 static void stop_agent(void)

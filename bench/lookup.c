@@ -182,61 +182,45 @@ static void parse_args(int argc, char **argv)
 		switch (c) {
 		case O_IMPL: opt.impls = optarg; break;
 		case O_KEYS:
-			if (bench_parse_count(optarg, &opt.keys) < 0 || opt.keys == 0)
-				goto bad;
+			opt.keys = bench_opt_count("lookup", "keys", optarg, 1, 1ull << 32);
 			keys_set = 1;
 			break;
 		case O_KEYLEN:
-			if (bench_parse_count(optarg, &opt.key_len) < 0)
-				goto bad;
+			opt.key_len = bench_opt_count("lookup", "key-len", optarg, 8, 1000);
 			break;
 		case O_HIT:
-			opt.hit_ratio = atof(optarg);
-			if (opt.hit_ratio < 0 || opt.hit_ratio > 1)
-				goto bad;
+			opt.hit_ratio = bench_opt_real("lookup", "hit-ratio", optarg, 0, 1);
 			break;
 		case O_PROCS:
-			opt.procs = atoi(optarg);
-			if (opt.procs < 1 || opt.procs > MAX_PROCS / 2)
-				goto bad;
+			opt.procs = (int)bench_opt_count("lookup", "procs", optarg, 1, MAX_PROCS / 2);
 			break;
 		case O_WRITERS:
-			opt.writers = atoi(optarg);
-			if (opt.writers < 0 || opt.writers > MAX_PROCS / 2)
-				goto bad;
+			opt.writers = (int)bench_opt_count("lookup", "writers", optarg, 0, MAX_PROCS / 2);
 			break;
 		case O_RATE:
-			if (bench_parse_count(optarg, &opt.write_rate) < 0)
-				goto bad;
+			opt.write_rate = bench_opt_count("lookup", "write-rate", optarg, 0, 1000000000);
 			break;
 		case O_WINDOW:
-			if (bench_parse_count(optarg, &opt.churn_window) < 0 || opt.churn_window < 2)
-				goto bad;
+			opt.churn_window =
+				bench_opt_count("lookup", "churn-window", optarg, 2, 1ull << 32);
 			opt.churn_window &= ~(uint64_t)1;
 			break;
 		case O_SECS:
-			opt.seconds = atof(optarg);
-			if (opt.seconds <= 0)
-				goto bad;
+			opt.seconds = bench_opt_real("lookup", "seconds", optarg, 0.001, 1e6);
 			secs_set = 1;
 			break;
-		case O_WARM: opt.warmup = atof(optarg); break;
+		case O_WARM: opt.warmup = bench_opt_real("lookup", "warmup", optarg, 0, 1e6); break;
 		case O_BATCH:
-			opt.batch = atoi(optarg);
-			if (opt.batch < 1 || opt.batch > BATCH_MAX)
-				goto bad;
+			opt.batch = (int)bench_opt_count("lookup", "batch", optarg, 1, BATCH_MAX);
 			break;
 		case O_ROUNDS:
-			opt.rounds = atoi(optarg);
+			opt.rounds = (int)bench_opt_count("lookup", "rounds", optarg, 1, 100);
 			rounds_set = 1;
-			if (opt.rounds < 1 || opt.rounds > 100)
-				goto bad;
 			break;
 		case O_PIN: opt.pin = 1; break;
 		case O_TIMER: opt.timer = optarg; break;
 		case O_ARENA:
-			if (bench_parse_count(optarg, &opt.arena_size) < 0)
-				goto bad;
+			opt.arena_size = bench_opt_count("lookup", "arena-size", optarg, 0, 1ull << 40);
 			break;
 		case O_JSON: opt.json = optarg; break;
 		case O_QUICK: opt.quick = 1; break;

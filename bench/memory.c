@@ -100,18 +100,10 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'k':
-			opt.nkeys = bench_parse_list(optarg, opt.keys, 8);
-			if (opt.nkeys < 1)
-				goto bad;
+			opt.nkeys = bench_opt_list("memory", "keys", optarg, opt.keys, 8, 1, 1ull << 32);
 			break;
-		case 'l':
-			if (bench_parse_count(optarg, &opt.key_len) < 0)
-				goto bad;
-			break;
-		case 'm':
-			if (bench_parse_count(optarg, &opt.meta_len) < 0 || opt.meta_len > 1024)
-				goto bad;
-			break;
+		case 'l': opt.key_len = bench_opt_count("memory", "key-len", optarg, 8, 1000); break;
+		case 'm': opt.meta_len = bench_opt_count("memory", "meta-len", optarg, 0, 1024); break;
 		case 'j': opt.json = optarg; break;
 		case 'q':
 			opt.keys[0] = 10000;
