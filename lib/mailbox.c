@@ -34,7 +34,10 @@
  * datagram to a name they can list; a datagram is only a hint (the ring is the
  * truth), so a foreign one costs the consumer an empty receive and nothing
  * else, and draining is bounded so a flood cannot hold a receive.  The
- * reaper's poke socket is named the same way (hdr->reaper_wake).
+ * reaper's poke socket is named the same way (hdr->reaper_wake).  A wakeup is
+ * on the writer's path, inside its shard and mailbox locks: the name is put
+ * together without printf, and a producer's sending socket stays connected
+ * to the consumer it woke last (wake_send).
  *
  * Crash windows.  The wakeup is done before the producer unlocks.  A producer
  * killed mid-append leaves tail unpublished: the partial bytes are overwritten
