@@ -23,6 +23,10 @@
  *     Reference "pipe": the same stamps written to a pipe the consumer waits
  *     on in read(), or in epoll_wait then read() for the epoll rows: the
  *     floor for waking a sleeping process that waits the same way.
+ *     Reference "raw": shmgroup's two wake-ups without the library, a stamp
+ *     in shared memory and a FUTEX_WAKE (receive row) or a datagram to an
+ *     abstract socket the consumer watches with epoll (epoll row), armed
+ *     the way a mailbox is: what the mechanism costs by itself.
  *
  * (b) Death to event.  A worker process registers a key and waits; the
  *     driver, which monitors the prefix, takes t0 = CLOCK_MONOTONIC, SIGKILLs
@@ -46,7 +50,12 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <linux/futex.h>
+#include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,7 +93,7 @@ struct row {
 	char error[160];
 };
 
-#define MAX_ROWS 12
+#define MAX_ROWS 14
 static struct row g_rows[MAX_ROWS];
 static int g_nrows;
 
@@ -200,15 +209,21 @@ struct stamp {
 
 #define END_MARK UINT64_MAX
 
+#define RAW_RING 4096
+
 struct delivery_shared {
 	struct hist h, due;
 	uint64_t received, overflows, sent, late;
 	uint64_t first_ns, last_ns;
 	char error[160];
+	/* The raw reference: stamp i in raw_ring[i % RAW_RING], published by
+	 * raw_seq = i + 1; raw_armed is 0 while the consumer may sleep. */
+	struct stamp raw_ring[RAW_RING];
+	_Atomic uint32_t raw_seq, raw_armed;
 };
 
-enum kind { K_DISPATCH, K_REGISTER, K_JOIN, K_PIPE };
-static const char *const kind_names[] = { "dispatch", "register", "join", "pipe" };
+enum kind { K_DISPATCH, K_REGISTER, K_JOIN, K_PIPE, K_RAW };
+static const char *const kind_names[] = { "dispatch", "register", "join", "pipe", "raw" };
 /* The event each kind times. */
 static const enum shmg_event_type kind_event[] = { SHMG_EV_MESSAGE, SHMG_EV_REGISTERED,
 						   SHMG_EV_JOINED };
@@ -268,6 +283,81 @@ static int pipe_consumer(struct delivery_shared *sh, int use_epoll, int ready_fd
 			if (s[i].due_ns == END_MARK)
 				return 0;
 			record(sh, &s[i], now);
+		}
+	}
+}
+
+/* The raw reference's datagram socket: an abstract name of this run. */
+static socklen_t raw_addr(struct sockaddr_un *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "%s.raw", g_group);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+static void raw_wake(struct delivery_shared *sh, int use_epoll, int sock)
+{
+	if (atomic_exchange(&sh->raw_armed, 1) != 0)
+		return; /* the consumer has not re-armed: it is awake */
+	if (use_epoll) {
+		struct sockaddr_un a;
+		char b = 1;
+		socklen_t len = raw_addr(&a);
+
+		(void)sendto(sock, &b, 1, MSG_DONTWAIT, (struct sockaddr *)&a, len);
+	} else {
+		syscall(SYS_futex, &sh->raw_armed, FUTEX_WAKE, 1, NULL, NULL, 0);
+	}
+}
+
+static int raw_consumer(struct delivery_shared *sh, int use_epoll, int ready_fd)
+{
+	struct sockaddr_un a;
+	socklen_t len = raw_addr(&a);
+	int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), ep = -1;
+	uint32_t seen = 0;
+	char b[64];
+
+	if (opt.pin)
+		bench_pin(0);
+	if (sock < 0 || bind(sock, (struct sockaddr *)&a, len) < 0 ||
+	    (use_epoll && (ep = epoll_on(sock)) < 0)) {
+		snprintf(sh->error, sizeof(sh->error), "raw consumer: %s", strerror(errno));
+		return 1;
+	}
+	(void)!write(ready_fd, "r", 1);
+	for (;;) {
+		uint32_t seq = atomic_load(&sh->raw_seq);
+
+		if (seq == seen) {
+			/* Empty: re-arm, look once more, then sleep (as shmg_receive). */
+			while (use_epoll && recv(sock, b, sizeof(b), MSG_DONTWAIT) > 0)
+				;
+			atomic_store(&sh->raw_armed, 0);
+			if (atomic_load(&sh->raw_seq) != seen)
+				continue;
+			if (use_epoll) {
+				struct epoll_event e;
+
+				epoll_wait(ep, &e, 1, -1);
+			} else {
+				syscall(SYS_futex, &sh->raw_armed, FUTEX_WAIT, 0, NULL, NULL, 0);
+			}
+			continue;
+		}
+		uint64_t now = mono_ns();
+
+		if (seq - seen > RAW_RING) { /* overwritten while this one lagged */
+			sh->overflows += seq - seen - RAW_RING;
+			seen = seq - RAW_RING;
+		}
+		for (; seen != seq; seen++) {
+			const struct stamp *s = &sh->raw_ring[seen % RAW_RING];
+
+			if (s->due_ns == END_MARK)
+				return 0;
+			record(sh, s, now);
 		}
 	}
 }
@@ -355,7 +445,8 @@ static void wait_until(uint64_t t)
 
 /* One write of the producer: event i of a kind, stamped with s.  Returns
  * 1 for a timed event, 0 for an untimed removal, or -errno. */
-static long produce(shmg_t *h, enum kind kind, uint64_t i, const struct stamp *s)
+static long produce(struct delivery_shared *sh, shmg_t *h, enum kind kind, int use_epoll,
+		    uint64_t i, const struct stamp *s)
 {
 	char key[32];
 	long rc;
@@ -363,6 +454,11 @@ static long produce(shmg_t *h, enum kind kind, uint64_t i, const struct stamp *s
 	switch (kind) {
 	case K_PIPE:
 		return write(g_pipe[1], s, sizeof(*s)) == (ssize_t)sizeof(*s) ? 1 : -EPIPE;
+	case K_RAW:
+		sh->raw_ring[i % RAW_RING] = *s;
+		atomic_store(&sh->raw_seq, (uint32_t)i + 1);
+		raw_wake(sh, use_epoll, g_pipe[1]);
+		return 1;
 	case K_DISPATCH:
 		rc = shmg_dispatch(h, SHMG_KEY("consumer"), s, sizeof(*s), NULL);
 		return rc == 0 ? -ENOENT : rc < 0 ? rc : 1;
@@ -382,7 +478,7 @@ static long produce(shmg_t *h, enum kind kind, uint64_t i, const struct stamp *s
 	return rc < 0 ? rc : 1;
 }
 
-static int producer_main(struct delivery_shared *sh, enum kind kind)
+static int producer_main(struct delivery_shared *sh, enum kind kind, int use_epoll)
 {
 	shmg_t *h = NULL;
 	struct stamp s;
@@ -391,8 +487,13 @@ static int producer_main(struct delivery_shared *sh, enum kind kind)
 
 	if (opt.pin)
 		bench_pin(1);
-	if (kind != K_PIPE && (rc = shmg_open(g_group, NULL, &h)) < 0)
+	if (kind < K_PIPE && (rc = shmg_open(g_group, NULL, &h)) < 0)
 		goto fail;
+	/* The raw reference sends its datagrams from a socket of its own. */
+	if (kind == K_RAW && (g_pipe[1] = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
+		rc = -errno;
+		goto fail;
+	}
 	uint64_t start = mono_ns() + 10000000; /* 10 ms from now */
 	for (uint64_t i = 0; i < n; i++) {
 		s.due_ns = start + i * period;
@@ -400,12 +501,12 @@ static int producer_main(struct delivery_shared *sh, enum kind kind)
 		s.write_ns = mono_ns();
 		if (s.write_ns > s.due_ns + period)
 			sh->late++;
-		if ((rc = produce(h, kind, i, &s)) < 0)
+		if ((rc = produce(sh, h, kind, use_epoll, i, &s)) < 0)
 			goto fail;
 		sh->sent += (uint64_t)rc;
 	}
 	s.due_ns = s.write_ns = END_MARK;
-	if ((rc = produce(h, kind, n, &s)) < 0)
+	if ((rc = produce(sh, h, kind, use_epoll, n, &s)) < 0)
 		goto fail;
 	if (h)
 		shmg_close(h);
@@ -438,6 +539,8 @@ static int run_delivery(struct row *row, enum kind kind, int use_epoll)
 			close(g_pipe[1]);
 			_exit(pipe_consumer(sh, use_epoll, p[1]));
 		}
+		if (kind == K_RAW)
+			_exit(raw_consumer(sh, use_epoll, p[1]));
 		_exit(consumer_main(sh, kind, use_epoll, p[1]));
 	}
 	close(p[1]);
@@ -452,7 +555,7 @@ static int run_delivery(struct row *row, enum kind kind, int use_epoll)
 	close(p[0]);
 	pids[1] = fork();
 	if (pids[1] == 0)
-		_exit(producer_main(sh, kind));
+		_exit(producer_main(sh, kind, use_epoll));
 	if (kind == K_PIPE) {
 		close(g_pipe[0]);
 		close(g_pipe[1]);
@@ -750,6 +853,8 @@ int main(int argc, char **argv)
 	machine_print(stdout, &m);
 	printf("method:  (a) open loop at %.0f events/s for %.2f s per run, one write per period "
 	       "(register/join: add, then remove; additions timed);\n"
+	       "         pipe: the floor of each way of waiting; raw: shmgroup's futex or datagram "
+	       "wake-up alone;\n"
 	       "         consumer stamps CLOCK_MONOTONIC once per wake-up;\n"
 	       "         write->wake from the write call, due->wake from the scheduled time "
 	       "(coordinated-omission free)\n"
@@ -758,7 +863,7 @@ int main(int argc, char **argv)
 	       opt.rate, opt.seconds, (unsigned long long)opt.deaths);
 	fflush(stdout);
 
-	for (int kind = K_DISPATCH; kind <= K_PIPE; kind++)
+	for (int kind = K_DISPATCH; kind <= K_RAW; kind++)
 		for (int use_epoll = 0; use_epoll <= 1; use_epoll++)
 			if (run_delivery(&g_rows[g_nrows++], (enum kind)kind, use_epoll) < 0)
 				failed = 1;

@@ -283,7 +283,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 		echo
 		echo "## Events"
 		echo
-		j '"Delivery: open loop at \(.params.rate) events/s, \(.params.seconds) s per run; write->wake from the write call to the consumer waking with the event, due->wake from the scheduled send time (coordinated-omission free). One write, and so one event, per period for every kind: register and join add in one period and remove in the next, and the additions are timed. \"pipe\" is the same stamps through a pipe, read after a blocking read or after epoll_wait: the floor for waking a sleeping process that waits the same way. Death: \(.params.deaths) workers SIGKILLed one at a time; kill->event until the monitor holds the unregistered event with reason exit.",
+		j '"Delivery: open loop at \(.params.rate) events/s, \(.params.seconds) s per run; write->wake from the write call to the consumer waking with the event, due->wake from the scheduled send time (coordinated-omission free). One write, and so one event, per period for every kind: register and join add in one period and remove in the next, and the additions are timed. \"pipe\" is the same stamps through a pipe, read after a blocking read or after epoll_wait: the floor for waking a sleeping process that waits the same way. \"raw\" is shmgroup'"'"'s wake-up alone (a futex, or a datagram through epoll), without the library. Death: \(.params.deaths) workers SIGKILLed one at a time; kill->event until the monitor holds the unregistered event with reason exit.",
 		   "",
 		   "| test | kind | wait | count | p50 us | p90 us | p99 us | p99.9 us | max us | due->wake p50 / p99 us |",
 		   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
