@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <math.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -207,36 +208,179 @@ int bench_wait_all(const int *pids, int n)
 	return bad;
 }
 
+/* Checks the notation (see common.h): on success the digits before and after
+ * the point and the suffix's multiplier, else -1. */
+static int split_number(const char *s, const char **whole, size_t *whole_len, const char **frac,
+			size_t *frac_len, uint64_t *mult)
+{
+	const char *p = s;
+	*whole = p;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	*whole_len = (size_t)(p - s);
+	*frac = p;
+	*frac_len = 0;
+	if (*p == '.') {
+		*frac = ++p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		*frac_len = (size_t)(p - *frac);
+		if (!*frac_len)
+			return -1; /* "5." */
+	}
+	if (!*whole_len && !*frac_len)
+		return -1; /* empty, a sign, a space, "inf" ... */
+	switch (*p) {
+	case 'k': case 'K': *mult = 1000; p++; break;
+	case 'm': case 'M': *mult = 1000000; p++; break;
+	case 'g': case 'G': *mult = 1000000000; p++; break;
+	default: *mult = 1; break;
+	}
+	return *p ? -1 : 0;
+}
+
 int bench_parse_count(const char *s, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
+	const char *whole, *frac;
+	size_t wlen, flen;
+	uint64_t mult;
+	if (!s || split_number(s, &whole, &wlen, &frac, &flen, &mult) < 0 || flen > 18)
 		return -1;
-	switch (*end) {
-	case 'k': case 'K': v *= 1e3; end++; break;
-	case 'm': case 'M': v *= 1e6; end++; break;
-	case 'g': case 'G': v *= 1e9; end++; break;
-	default: break;
+	unsigned __int128 v = 0, num = 0, den = 1;
+	for (size_t i = 0; i < wlen; i++) {
+		v = v * 10 + (unsigned)(whole[i] - '0');
+		if (v > UINT64_MAX)
+			return -1;
 	}
-	if (*end)
+	for (size_t i = 0; i < flen; i++) {
+		num = num * 10 + (unsigned)(frac[i] - '0');
+		den *= 10;
+	}
+	/* The fraction times the multiplier must be whole: 1.5k, not 1.5. */
+	if (num * mult % den)
 		return -1;
-	*out = (uint64_t)(v + 0.5);
+	v = v * mult + num * mult / den;
+	if (v > UINT64_MAX)
+		return -1;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+int bench_parse_real(const char *s, double *out)
+{
+	const char *whole, *frac;
+	size_t wlen, flen;
+	uint64_t mult;
+	char buf[64];
+	if (!s || split_number(s, &whole, &wlen, &frac, &flen, &mult) < 0 ||
+	    wlen + flen + 2 > sizeof(buf))
+		return -1;
+	/* Digits and a point only, so strtod can read nothing else. */
+	snprintf(buf, sizeof(buf), "%.*s.%.*s", (int)wlen, whole, (int)flen, flen ? frac : "0");
+	*out = strtod(buf, NULL) * (double)mult;
 	return 0;
 }
 
 int bench_parse_list(const char *s, uint64_t *out, int cap)
 {
 	int n = 0;
-	char buf[256];
-	snprintf(buf, sizeof(buf), "%s", s);
-	for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (n >= cap || bench_parse_count(t, &out[n]) < 0)
+	for (const char *p = s;; n++) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		char item[64];
+		if (n >= cap || len == 0 || len >= sizeof(item))
 			return -1;
-		n++;
+		memcpy(item, p, len);
+		item[len] = 0;
+		if (bench_parse_count(item, &out[n]) < 0)
+			return -1;
+		if (!comma)
+			return n + 1;
+		p = comma + 1;
 	}
+}
+
+static const char notation[] =
+	"digits with an optional fraction and k, M or G suffix, e.g. 500, 10k, 1.5M";
+
+/* A bound as the user would write it: 10M rather than 10000000. */
+static const char *bound(double v, char buf[32])
+{
+	static const struct { double mult; char suffix; } units[] = {
+		{1e9, 'G'}, {1e6, 'M'}, {1e3, 'k'},
+	};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (v >= units[i].mult && fmod(v, units[i].mult) == 0) {
+			snprintf(buf, 32, "%.0f%c", v / units[i].mult, units[i].suffix);
+			return buf;
+		}
+	}
+	snprintf(buf, 32, "%.15g", v);
+	return buf;
+}
+
+static _Noreturn void bad_value(const char *prog, const char *name, const char *arg,
+				const char *what)
+{
+	fprintf(stderr, "%s: --%s '%s': not %s (%s)\n", prog, name, arg, what, notation);
+	exit(2);
+}
+
+/* Exits unless min <= v <= max; `item` names a list item (0: not a list).
+ * Compared as doubles: exact for every bound the programs use (< 2^53). */
+static void check_range(const char *prog, const char *name, const char *arg, double v,
+			double min, double max, int item)
+{
+	if (v >= min && v <= max)
+		return;
+	char lo[32], hi[32], which[32] = "";
+	if (item)
+		snprintf(which, sizeof(which), "item %d ", item);
+	fprintf(stderr, "%s: --%s '%s': %sout of range, %s to %s\n", prog, name, arg, which,
+		bound(min, lo), bound(max, hi));
+	exit(2);
+}
+
+uint64_t bench_opt_count(const char *prog, const char *name, const char *arg, uint64_t min,
+			 uint64_t max)
+{
+	uint64_t v;
+	if (bench_parse_count(arg, &v) < 0)
+		bad_value(prog, name, arg, "a whole number");
+	check_range(prog, name, arg, (double)v, (double)min, (double)max, 0);
+	return v;
+}
+
+double bench_opt_real(const char *prog, const char *name, const char *arg, double min, double max)
+{
+	double v;
+	if (bench_parse_real(arg, &v) < 0)
+		bad_value(prog, name, arg, "a number");
+	check_range(prog, name, arg, v, min, max, 0);
+	return v;
+}
+
+int bench_opt_list(const char *prog, const char *name, const char *arg, uint64_t *out, int cap,
+		   uint64_t min, uint64_t max)
+{
+	int n = bench_parse_list(arg, out, cap);
+	if (n < 0) {
+		char what[64];
+		snprintf(what, sizeof(what), "a list of 1 to %d comma-separated whole numbers", cap);
+		bad_value(prog, name, arg, what);
+	}
+	for (int i = 0; i < n; i++)
+		check_range(prog, name, arg, (double)out[i], (double)min, (double)max, i + 1);
 	return n;
+}
+
+void bench_opt_lens(const char *prog, const char *name, const char *arg, uint64_t min,
+		    uint64_t max, uint64_t *lo, uint64_t *hi)
+{
+	if (keyset_parse_lens(arg, lo, hi) < 0)
+		bad_value(prog, name, arg, "a length or a range LO-HI of whole numbers");
+	check_range(prog, name, arg, (double)*lo, (double)min, (double)max, 0);
+	check_range(prog, name, arg, (double)*hi, (double)min, (double)max, 0);
 }
 
 void json_str(FILE *f, const char *s)

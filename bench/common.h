@@ -159,10 +159,32 @@ int bench_wait_all(const int *pids, int n);
 /* Options                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Parses a size with an optional k/m/g suffix (powers of 1000 for counts). */
+/* Numbers on the command line are written the same way for every option of
+ * every program: decimal digits, an optional fraction, and an optional suffix
+ * k, M or G (x 1e3, x 1e6, x 1e9, either case): 250, 10k, 1.5M, 0.25.
+ * Nothing else is a number: no sign, space, exponent, hex, inf or nan, and
+ * no trailing characters. */
+
+/* A count: the value must come out whole ("1.5k" is 1500, "2.5" is refused)
+ * and fit 64 bits.  Returns 0 and sets *out, or -1 and leaves it. */
 int bench_parse_count(const char *s, uint64_t *out);
-/* Parses "a,b,c" into out (at most cap); returns the count or -1. */
+/* A real number >= 0 (rates, seconds, ratios), same notation.  0 or -1. */
+int bench_parse_real(const char *s, double *out);
+/* Parses "a,b,c" of counts into out (at most cap, no empty item); returns the
+ * count or -1. */
 int bench_parse_list(const char *s, uint64_t *out, int cap);
+
+/* The value of option `name` (given as arg) as a count, a real or a list of
+ * counts within [min, max], or else a message on stderr that names the
+ * program, the option, the value and what was expected, and exit status 2. */
+uint64_t bench_opt_count(const char *prog, const char *name, const char *arg, uint64_t min,
+			 uint64_t max);
+double bench_opt_real(const char *prog, const char *name, const char *arg, double min, double max);
+int bench_opt_list(const char *prog, const char *name, const char *arg, uint64_t *out, int cap,
+		   uint64_t min, uint64_t max);
+/* A length or a range of lengths (`22`, `22-30`), both ends within [min, max]. */
+void bench_opt_lens(const char *prog, const char *name, const char *arg, uint64_t min,
+		    uint64_t max, uint64_t *lo, uint64_t *hi);
 
 /* JSON string with escaping. */
 void json_str(FILE *f, const char *s);

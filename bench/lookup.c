@@ -171,16 +171,6 @@ static void usage(FILE *f)
 		opt.impls, BATCH_MAX);
 }
 
-/* A count option (suffixes k, M as everywhere) within [lo, hi]. */
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-	uint64_t v;
-	if (bench_parse_count(s, &v) < 0 || v < (uint64_t)lo || v > (uint64_t)hi)
-		return -1;
-	*out = (int)v;
-	return 0;
-}
-
 static void parse_args(int argc, char **argv)
 {
 	enum { O_IMPL = 256, O_KEYS, O_KEYLEN, O_METALEN, O_HIT, O_PROCS, O_WRITERS, O_RATE, O_SECS,
@@ -206,62 +196,48 @@ static void parse_args(int argc, char **argv)
 		switch (c) {
 		case O_IMPL: opt.impls = optarg; break;
 		case O_KEYS:
-			if (bench_parse_count(optarg, &opt.keys) < 0 || opt.keys == 0)
-				goto bad;
+			opt.keys = bench_opt_count("lookup", "keys", optarg, 1, 1ull << 32);
 			keys_set = 1;
 			break;
 		case O_KEYLEN:
-			if (keyset_parse_lens(optarg, &opt.key_min, &opt.key_max) < 0)
-				goto bad;
+			bench_opt_lens("lookup", "key-len", optarg, 8, 1000, &opt.key_min, &opt.key_max);
 			break;
 		case O_METALEN:
-			if (bench_parse_count(optarg, &opt.meta_len) < 0 || opt.meta_len < 8 ||
-			    opt.meta_len > 1024)
-				goto bad;
+			opt.meta_len = bench_opt_count("lookup", "meta-len", optarg, 8, 1024);
 			break;
 		case O_HIT:
-			opt.hit_ratio = atof(optarg);
-			if (opt.hit_ratio < 0 || opt.hit_ratio > 1)
-				goto bad;
+			opt.hit_ratio = bench_opt_real("lookup", "hit-ratio", optarg, 0, 1);
 			break;
 		case O_PROCS:
-			if (parse_int(optarg, 1, MAX_PROCS / 2, &opt.procs) < 0)
-				goto bad;
+			opt.procs = (int)bench_opt_count("lookup", "procs", optarg, 1, MAX_PROCS / 2);
 			break;
 		case O_WRITERS:
-			if (parse_int(optarg, 0, MAX_PROCS / 2, &opt.writers) < 0)
-				goto bad;
+			opt.writers = (int)bench_opt_count("lookup", "writers", optarg, 0, MAX_PROCS / 2);
 			break;
 		case O_RATE:
-			if (bench_parse_count(optarg, &opt.write_rate) < 0)
-				goto bad;
+			opt.write_rate = bench_opt_count("lookup", "write-rate", optarg, 0, 1000000000);
 			break;
 		case O_WINDOW:
-			if (bench_parse_count(optarg, &opt.churn_window) < 0 || opt.churn_window < 2)
-				goto bad;
+			opt.churn_window =
+				bench_opt_count("lookup", "churn-window", optarg, 2, 1ull << 32);
 			opt.churn_window &= ~(uint64_t)1;
 			break;
 		case O_SECS:
-			opt.seconds = atof(optarg);
-			if (opt.seconds <= 0)
-				goto bad;
+			opt.seconds = bench_opt_real("lookup", "seconds", optarg, 0.001, 1e6);
 			secs_set = 1;
 			break;
-		case O_WARM: opt.warmup = atof(optarg); break;
+		case O_WARM: opt.warmup = bench_opt_real("lookup", "warmup", optarg, 0, 1e6); break;
 		case O_BATCH:
-			if (parse_int(optarg, 1, BATCH_MAX, &opt.batch) < 0)
-				goto bad;
+			opt.batch = (int)bench_opt_count("lookup", "batch", optarg, 1, BATCH_MAX);
 			break;
 		case O_ROUNDS:
-			if (parse_int(optarg, 1, 100, &opt.rounds) < 0)
-				goto bad;
+			opt.rounds = (int)bench_opt_count("lookup", "rounds", optarg, 1, 100);
 			rounds_set = 1;
 			break;
 		case O_PIN: opt.pin = 1; break;
 		case O_TIMER: opt.timer = optarg; break;
 		case O_ARENA:
-			if (bench_parse_count(optarg, &opt.arena_size) < 0)
-				goto bad;
+			opt.arena_size = bench_opt_count("lookup", "arena-size", optarg, 0, 1ull << 40);
 			break;
 		case O_JSON: opt.json = optarg; break;
 		case O_QUICK: opt.quick = 1; break;

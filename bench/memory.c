@@ -129,18 +129,12 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'k':
-			opt.nkeys = bench_parse_list(optarg, opt.keys, 8);
-			if (opt.nkeys < 1)
-				goto bad;
+			opt.nkeys = bench_opt_list("memory", "keys", optarg, opt.keys, 8, 1, 1ull << 32);
 			break;
 		case 'l':
-			if (keyset_parse_lens(optarg, &opt.key_min, &opt.key_max) < 0)
-				goto bad;
+			bench_opt_lens("memory", "key-len", optarg, 8, 1000, &opt.key_min, &opt.key_max);
 			break;
-		case 'm':
-			if (bench_parse_count(optarg, &opt.meta_len) < 0 || opt.meta_len > 1024)
-				goto bad;
-			break;
+		case 'm': opt.meta_len = bench_opt_count("memory", "meta-len", optarg, 0, 1024); break;
 		case 'j': opt.json = optarg; break;
 		case 'q':
 			opt.keys[0] = 10000;

@@ -242,6 +242,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 			st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 <= 5000) print "met"; else printf "missed by %.0f%%", (v / 5000 - 1) * 100 }')
 			echo "| event delivery median <= 5 us (dispatch, $w) | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.1f us", v / 1000 }') | $st |"
 		done
+		# registered/joined events against a pipe woken the same way, same run
+		for w in receive epoll; do
+			if [ "$w" = receive ]; then pw=read; else pw=epoll; fi
+			p=$(ev delivery pipe $pw p50_ns)
+			for k in register join; do
+				v=$(ev delivery $k $w p50_ns)
+				st=$(awk -v v="$v" -v p="$p" 'BEGIN { if (v == "" || p == "") print "not measured"; else if (v + 0 <= 1.5 * p) print "met"; else printf "missed: %.2fx", v / p }')
+				echo "| $k event median <= 1.5x pipe ($w) | $(awk -v v="$v" -v p="$p" 'BEGIN { if (v == "" || p == "") print "n/a"; else printf "%.1f us (%.2fx)", v / 1000, v / p }') | $st |"
+			done
+		done
 		for k in agent inproc; do
 			v=$(ev death $k - p99_ns)
 			st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 <= 1e7) print "met"; else printf "missed by %.0f%%", (v / 1e7 - 1) * 100 }')
@@ -314,7 +324,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 		echo
 		echo "## Events"
 		echo
-		j '"Delivery: open loop at \(.params.rate) events/s, \(.params.seconds) s per run; write->wake from the write call to the consumer waking with the event, due->wake from the scheduled send time (coordinated-omission free). \"pipe\" is the same stamps through a pipe: the floor for waking a sleeping process here. Death: \(.params.deaths) workers SIGKILLed one at a time; kill->event until the monitor holds the unregistered event with reason exit.",
+		j '"Delivery: open loop at \(.params.rate) events/s, \(.params.seconds) s per run; write->wake from the write call to the consumer waking with the event, due->wake from the scheduled send time (coordinated-omission free). One write, and so one event, per period for every kind: register and join add in one period and remove in the next, and the additions are timed. \"pipe\" is the same stamps through a pipe, read after a blocking read or after epoll_wait: the floor for waking a sleeping process that waits the same way. \"raw\" is shmgroup'"'"'s wake-up alone (a futex, or a datagram through epoll), without the library. Death: \(.params.deaths) workers SIGKILLed one at a time; kill->event until the monitor holds the unregistered event with reason exit.",
 		   "",
 		   "| test | kind | wait | count | p50 us | p90 us | p99 us | p99.9 us | max us | due->wake p50 / p99 us |",
 		   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",

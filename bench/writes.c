@@ -105,39 +105,21 @@ static void parse_args(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case O_PROCS:
-			opt.nprocs = bench_parse_list(optarg, opt.procs, 8);
-			if (opt.nprocs < 1)
-				goto bad;
-			for (int i = 0; i < opt.nprocs; i++)
-				if (opt.procs[i] < 1 || opt.procs[i] > MAX_PROCS)
-					goto bad;
+			opt.nprocs = bench_opt_list("writes", "procs", optarg, opt.procs, 8, 1, MAX_PROCS);
 			break;
 		case O_SECS:
-			opt.seconds = atof(optarg);
+			opt.seconds = bench_opt_real("writes", "seconds", optarg, 0.001, 1e6);
 			secs_set = 1;
-			if (opt.seconds <= 0)
-				goto bad;
 			break;
 		case O_PRE:
-			if (bench_parse_count(optarg, &opt.preload) < 0)
-				goto bad;
+			opt.preload = bench_opt_count("writes", "preload", optarg, 0, 1ull << 32);
 			pre_set = 1;
 			break;
-		case O_KL:
-			if (bench_parse_count(optarg, &opt.key_len) < 0)
-				goto bad;
-			break;
-		case O_ML:
-			if (bench_parse_count(optarg, &opt.meta_len) < 0 || opt.meta_len > 16384)
-				goto bad;
-			break;
-		case O_WIN:
-			if (bench_parse_count(optarg, &opt.window) < 0 || opt.window < 1)
-				goto bad;
-			break;
+		case O_KL: opt.key_len = bench_opt_count("writes", "key-len", optarg, 8, 1000); break;
+		case O_ML: opt.meta_len = bench_opt_count("writes", "meta-len", optarg, 0, 16384); break;
+		case O_WIN: opt.window = bench_opt_count("writes", "window", optarg, 1, 1u << 24); break;
 		case O_ARENA:
-			if (bench_parse_count(optarg, &opt.arena_size) < 0)
-				goto bad;
+			opt.arena_size = bench_opt_count("writes", "arena-size", optarg, 0, 1ull << 40);
 			break;
 		case O_PIN: opt.pin = 1; break;
 		case O_TIMER: opt.timer = optarg; break;
@@ -147,8 +129,10 @@ static void parse_args(int argc, char **argv)
 		default: usage(stderr); exit(2);
 		}
 	}
-	if (optind < argc)
-		goto bad;
+	if (optind < argc) {
+		fprintf(stderr, "writes: unexpected argument '%s' (see --help)\n", argv[optind]);
+		exit(2);
+	}
 	if (opt.quick) {
 		if (!pre_set)
 			opt.preload = 10000;
@@ -160,10 +144,6 @@ static void parse_args(int argc, char **argv)
 		if (opt.arena_size < (64ull << 20))
 			opt.arena_size = 64ull << 20;
 	}
-	return;
-bad:
-	fprintf(stderr, "writes: bad argument (see --help)\n");
-	exit(2);
 }
 
 static void cleanup(void)

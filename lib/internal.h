@@ -85,7 +85,9 @@ struct shmg {
 	void *extract_arg;
 	uint8_t *scratch;     /* meta_max bytes: extract_meta output */
 	int mb_fd;            /* this endpoint's wakeup socket (shmg_fd) */
-	int wake_out;         /* unbound socket for sending wakeups */
+	int wake_out;         /* unbound socket for sending wakeups, connected to: */
+	uint64_t wake_peer;   /* the nonce of the last socket woken (0: none) */
+	const char *wake_peer_role; /* and its role ("mb" or "reaper") */
 	uint64_t wake_nonce;  /* names mb_fd; published in the mailbox header */
 	uint8_t *rx, *rx_meta; /* receive buffers the events point into */
 	size_t rx_cap, rx_meta_cap;

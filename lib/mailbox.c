@@ -34,7 +34,10 @@
  * datagram to a name they can list; a datagram is only a hint (the ring is the
  * truth), so a foreign one costs the consumer an empty receive and nothing
  * else, and draining is bounded so a flood cannot hold a receive.  The
- * reaper's poke socket is named the same way (hdr->reaper_wake).
+ * reaper's poke socket is named the same way (hdr->reaper_wake).  A wakeup is
+ * on the writer's path, inside its shard and mailbox locks: the name is put
+ * together without printf, and a producer's sending socket stays connected
+ * to the consumer it woke last (wake_send).
  *
  * Crash windows.  The wakeup is done before the producer unlocks.  A producer
  * killed mid-append leaves tail unpublished: the partial bytes are overwritten
@@ -49,7 +52,6 @@
  * to a dead producer nobody reaps is a delay, not a hang.
  */
 #include <linux/futex.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -89,17 +91,39 @@ static uint8_t *ring_at(struct mailbox_header *mb)
 	return (uint8_t *)(mb + 1);
 }
 
-/* An abstract name nobody can foresee: the arena incarnation (for `ss -x`),
- * the role and a random nonce the binder publishes in the arena.  Another
- * user sees a name in /proc/net/unix only once it is bound, too late to squat
- * it, and cannot write the arena to redirect producers elsewhere. */
+static char *put_str(char *p, const char *s)
+{
+	size_t n = strlen(s);
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static char *put_hex64(char *p, uint64_t v)
+{
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		p[i] = "0123456789abcdef"[v & 15];
+	return p + 16;
+}
+
+/* An abstract name nobody can foresee: "shmgroup.<incarnation>.<what>.<nonce>",
+ * the arena incarnation (for `ss -x`), the role and a random nonce the binder
+ * publishes in the arena.  Another user sees a name in /proc/net/unix only
+ * once it is bound, too late to squat it, and cannot write the arena to
+ * redirect producers elsewhere.  At most 50 bytes of sun_path's 108.
+ * Formatted by hand: a producer names its consumer on a wakeup, inside its
+ * locks, where snprintf cost two fifths of a whole register. */
 static socklen_t wake_addr(const shmg_t *h, const char *what, uint64_t nonce, struct sockaddr_un *a)
 {
-	memset(a, 0, sizeof(*a));
 	a->sun_family = AF_UNIX;
-	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "shmgroup.%016llx.%s.%016llx",
-			 (unsigned long long)h->geo.incarnation, what, (unsigned long long)nonce);
-	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+	char *p = a->sun_path;
+	*p++ = 0; /* abstract */
+	p = put_str(p, "shmgroup.");
+	p = put_hex64(p, h->geo.incarnation);
+	*p++ = '.';
+	p = put_str(p, what); /* "mb" or "reaper" */
+	*p++ = '.';
+	p = put_hex64(p, nonce);
+	return (socklen_t)(p - (char *)a);
 }
 
 static uint64_t wake_nonce_new(void)
@@ -144,16 +168,33 @@ int wake_open(shmg_t *h)
 	return h->mb_fd < 0 ? h->mb_fd : 0;
 }
 
+/* Connects wake_out to the socket `what`.`nonce`: a send then skips the
+ * name lookup, and wakeups mostly go to the consumer woken last. */
+static bool wake_connect(shmg_t *h, const char *what, uint64_t nonce)
+{
+	struct sockaddr_un a;
+	/* A failed connect keeps the old peer: forget it, so nothing is sent. */
+	h->wake_peer = 0;
+	if (connect(h->wake_out, (struct sockaddr *)&a, wake_addr(h, what, nonce, &a)) < 0)
+		return false; /* nobody bound to it: nobody to wake */
+	h->wake_peer = nonce;
+	h->wake_peer_role = what;
+	return true;
+}
+
 void wake_send(shmg_t *h, const char *what, uint64_t nonce)
 {
 	if (h->wake_out < 0 || !nonce)
 		return;
-	struct sockaddr_un a;
-	socklen_t len = wake_addr(h, what, nonce, &a);
+	if ((h->wake_peer != nonce || strcmp(h->wake_peer_role, what) != 0) &&
+	    !wake_connect(h, what, nonce))
+		return;
 	char b = 1;
-	/* A hint only: a full queue is a readable socket already, and a
-	 * vanished receiver changes nothing. */
-	(void)sendto(h->wake_out, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a, len);
+	/* A hint only: a full queue (EAGAIN) is a readable socket already, and
+	 * a peer that closed its socket is a consumer gone (its slot's next
+	 * owner binds under a new nonce); connect afresh next time. */
+	if (send(h->wake_out, &b, 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+		h->wake_peer = 0;
 }
 
 void wake_drain(int fd)

@@ -991,6 +991,41 @@ static pid_t start_registering_child(void)
 	return pid;
 }
 
+/* A writer keeps its wakeup socket connected to the consumer it woke last:
+ * one event to two consumers wakes both, and a consumer that closed and was
+ * replaced in its slot (a new socket) is woken, not the old one's remains. */
+START_TEST(test_fd_readiness_follows_consumers)
+{
+	shmg_t *w = tc_open(tc_arena, NULL);
+	shmg_t *m[3] = { tc_open(tc_arena, NULL), tc_open(tc_arena, NULL), NULL };
+
+	for (int i = 0; i < 2; i++)
+		TC_EQ(shmg_monitor(m[i], SHMG_KEY("fd/"), NULL), 0);
+	TC_EQ(shmg_register(w, SHMG_KEY("fd/a"), NULL, 0, NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_msg(poll_in(shmg_fd(m[i]), 10000), "consumer %d not woken", i);
+		TC_EQ(tc_ev_drain(m[i], ev, CAP), 1);
+	}
+	uint32_t slot = shmg_self(m[0]).slot;
+	shmg_close(m[0]);
+	m[0] = NULL;
+	m[2] = tc_open(tc_arena, NULL);
+	ck_assert_uint_eq(shmg_self(m[2]).slot, slot); /* the closed one's slot */
+	TC_EQ(shmg_monitor(m[2], SHMG_KEY("fd/"), NULL), 0);
+	for (int round = 0; round < 2; round++) {
+		TC_EQ(shmg_register(w, SHMG_KEY(round ? "fd/c" : "fd/b"), NULL, 0, NULL), 0);
+		for (int i = 1; i < 3; i++) {
+			ck_assert_msg(poll_in(shmg_fd(m[i]), 10000), "consumer %d not woken", i);
+			TC_EQ(tc_ev_drain(m[i], ev, CAP), 1);
+			ck_assert(!poll_in(shmg_fd(m[i]), 0));
+		}
+	}
+	shmg_close(m[1]);
+	shmg_close(m[2]);
+	shmg_close(w);
+}
+END_TEST
+
 START_TEST(test_fd_readiness)
 {
 	shmg_t *m = tc_open(tc_arena, NULL);
@@ -1251,6 +1286,7 @@ static Suite *events_suite(void)
 	tcase_add_test(tc, test_overflow_with_messages);
 	tcase_add_test(tc, test_event_names_its_group);
 	tcase_add_test(tc, test_fd_readiness);
+	tcase_add_test(tc, test_fd_readiness_follows_consumers);
 	tcase_add_test(tc, test_blocking_receive);
 
 	tc = tc_case(s, "errors", 20);
