@@ -107,7 +107,12 @@ struct arena_header {
 	uint64_t shard_repairs;
 	uint32_t agent_session; /* the host agent's runs (remote_session_next) */
 	uint32_t pad5a;
-	uint8_t pad5[CACHE_LINE - 24];
+	/* The endpoint whose mailbox takes messages for other hosts (the
+	 * agent's, remote_outbound_claim): gen << 32 | (slot + 1), 0 = none.
+	 * One 64-bit store, so a reader never pairs one agent's slot with
+	 * another's generation. */
+	uint64_t agent_mailbox;
+	uint8_t pad5[CACHE_LINE - 32];
 
 	/* Reaper election (reaper.c): held for as long as a process is the
 	 * reaper; endpoint_epoch is bumped by every claim and release so the
@@ -464,6 +469,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct mailbox_header, delivered) * 79u +                       \
 		    sizeof(struct node_state) * MAX_NODES * 83u +                          \
 		    offsetof(struct arena_header, arena_max) * 89u +                        \
-		    offsetof(struct arena_header, pages_avail) * 97u))
+		    offsetof(struct arena_header, pages_avail) * 97u +                      \
+		    offsetof(struct arena_header, agent_mailbox) * 101u))
 
 #endif
