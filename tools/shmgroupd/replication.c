@@ -78,6 +78,7 @@
 #include "fault.h"
 #include "handoff.h"
 #include "log.h"
+#include "outbound.h"
 #include "remote.h"
 #include "replication.h"
 #include "store.h"
@@ -150,6 +151,7 @@ struct replication {
 	uint64_t now;
 	uint64_t next_stats;
 	struct agent_counters c;
+	struct outbound_stats msgs;
 };
 
 static uint64_t mono_us(void)
@@ -314,6 +316,12 @@ static void cb_peer_event(void *ctx, uint32_t node, enum repl_peer_event ev, con
 		r->dirty[r->n_dirty++] = node;
 }
 
+static void cb_deliver(void *ctx, const struct repl_message *m)
+{
+	struct replication *r = ctx;
+	outbound_deliver(r->h, m, &r->msgs);
+}
+
 static const struct repl_ops agent_ops = {
 	.send = cb_send,
 	.apply = cb_apply,
@@ -323,6 +331,7 @@ static const struct repl_ops agent_ops = {
 	.held = cb_held,
 	.random = cb_random,
 	.peer_event = cb_peer_event,
+	.deliver = cb_deliver,
 };
 
 /* The arena's connected marks (shmg_nodes) follow the core's view, after
@@ -386,6 +395,12 @@ static void write_stats(struct replication *r)
 	C(resyncs_restarted);
 	C(purges);
 	C(handshakes);
+	C(tx_messages);
+	C(tx_message_retransmits);
+	C(rx_messages);
+	C(rx_dup_messages);
+	C(rx_messages_beyond_window);
+	C(messages_abandoned);
 #undef C
 	W("peers_up", r->n_up);
 	/* The receive thread's two counters, bumped atomically there. */
@@ -409,6 +424,13 @@ static void write_stats(struct replication *r)
 	W("fault_delayed", f->delayed);
 	W("fault_partitioned_tx", f->partitioned_tx);
 	W("fault_partitioned_rx", f->partitioned_rx);
+	W("messages_taken", r->msgs.taken);
+	W("messages_handed", r->msgs.handed);
+	W("messages_refused", r->msgs.refused);
+	W("messages_no_peer", r->msgs.no_peer);
+	W("messages_lost", r->msgs.lost);
+	W("messages_delivered", r->msgs.delivered);
+	W("messages_deliver_failed", r->msgs.deliver_failed);
 #undef W
 	if (fclose(out) == 0)
 		(void)rename(tmp, r->conf.stats_file);
@@ -582,6 +604,9 @@ static void *protocol_main(void *arg)
 			fault_flush(r->fault, UINT64_MAX, sendto_node, r);
 			break;
 		}
+		/* Messages for other hosts leave at this poll (the core's
+		 * deadline becomes now when one is queued). */
+		outbound_take(r->h, r->core, &r->msgs);
 		bool moved = false;
 		r->now = mono_us();
 		if (r->now >= next_logs) {
@@ -609,6 +634,7 @@ static void *protocol_main(void *arg)
 			deadline = min_u64(deadline, r->next_stats);
 		sleep_until(r, deadline);
 	}
+	outbound_close(r->h);
 	publish_up(r);
 	write_stats(r);
 	urcu_memb_unregister_thread();
@@ -744,6 +770,16 @@ int replication_start(const struct replication_params *p, struct replication **o
 	}
 	/* Marks left by an agent that was killed are not true any more. */
 	remote_nodes_down(r->h);
+	/* The handle's mailbox becomes the queue of messages for other hosts;
+	 * its descriptor wakes the protocol thread. */
+	struct epoll_event mev = { .events = EPOLLIN };
+	int mfd = shmg_fd(r->h);
+	if (mfd < 0 || epoll_ctl(r->epfd, EPOLL_CTL_ADD, mfd, &mev) < 0 ||
+	    (rc = outbound_open(r->h)) < 0) {
+		logf_(L_ERR, "replication: cannot take messages for other hosts: %s",
+		      mfd < 0 ? shmg_strerror(mfd) : rc < 0 ? shmg_strerror(rc) : strerror(errno));
+		goto fail;
+	}
 	for (unsigned i = 0; i < r->conf.n_peers; i++) {
 		const struct peer_conf *pc = &r->conf.peers[i];
 		if (peer_publish(r, pc) < 0 || add_peer(r, pc->node, pc->name) < 0)
