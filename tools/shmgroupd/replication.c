@@ -152,6 +152,7 @@ struct replication {
 	uint64_t next_stats;
 	struct agent_counters c;
 	struct outbound_stats msgs;
+	bool outbound_ready; /* the queue's descriptor fired since it was last read */
 };
 
 static uint64_t mono_us(void)
@@ -567,22 +568,28 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+enum { WAKE_TAG = 0, OUTBOUND_TAG = 1 }; /* epoll data of the two descriptors */
+
 static void sleep_until(struct replication *r, uint64_t deadline)
 {
-	struct epoll_event ev;
+	struct epoll_event ev[2];
 	uint64_t now = mono_us();
 	uint64_t wait = deadline > now ? deadline - now : 0;
 	struct timespec ts = { (time_t)(wait / 1000000u), (long)(wait % 1000000u) * 1000 };
-	int n = epoll_pwait2(r->epfd, &ev, 1, deadline == UINT64_MAX ? NULL : &ts, NULL);
+	int n = epoll_pwait2(r->epfd, ev, 2, deadline == UINT64_MAX ? NULL : &ts, NULL);
 	if (n < 0 && errno == ENOSYS) {
 		/* A kernel before 5.11: milliseconds, rounded up. */
 		uint64_t ms = (wait + 999) / 1000;
-		n = epoll_wait(r->epfd, &ev, 1,
+		n = epoll_wait(r->epfd, ev, 2,
 			       deadline == UINT64_MAX ? -1
 			       : ms > INT_MAX         ? INT_MAX
 						      : (int)ms);
 	}
-	if (n > 0) {
+	for (int i = 0; i < n; i++) {
+		if (ev[i].data.u32 == OUTBOUND_TAG) {
+			r->outbound_ready = true;
+			continue;
+		}
 		uint64_t v;
 		ssize_t k = read(r->wake_fd, &v, sizeof(v));
 		(void)k;
@@ -605,8 +612,13 @@ static void *protocol_main(void *arg)
 			break;
 		}
 		/* Messages for other hosts leave at this poll (the core's
-		 * deadline becomes now when one is queued). */
-		outbound_take(r->h, r->core, &r->msgs);
+		 * deadline becomes now when one is queued).  The queue is read
+		 * only when its descriptor fired: an empty read re-arms it, which
+		 * costs a syscall. */
+		if (r->outbound_ready) {
+			r->outbound_ready = false;
+			outbound_take(r->h, r->core, &r->msgs);
+		}
 		bool moved = false;
 		r->now = mono_us();
 		if (r->now >= next_logs) {
@@ -738,7 +750,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 		logf_(L_ERR, "replication: cannot set up: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
 	}
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = WAKE_TAG };
 	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev) < 0 || open_socket(r) < 0)
 		goto fail;
 	ck_ring_init(&r->rx_ring, POOL_SLOTS);
@@ -772,7 +784,8 @@ int replication_start(const struct replication_params *p, struct replication **o
 	remote_nodes_down(r->h);
 	/* The handle's mailbox becomes the queue of messages for other hosts;
 	 * its descriptor wakes the protocol thread. */
-	struct epoll_event mev = { .events = EPOLLIN };
+	struct epoll_event mev = { .events = EPOLLIN, .data.u32 = OUTBOUND_TAG };
+	r->outbound_ready = true; /* what waited for a previous agent */
 	int mfd = shmg_fd(r->h);
 	if (mfd < 0 || epoll_ctl(r->epfd, EPOLL_CTL_ADD, mfd, &mev) < 0 ||
 	    (rc = outbound_open(r->h)) < 0) {
