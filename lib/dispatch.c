@@ -129,7 +129,7 @@ long remote_message_deliver(shmg_t *h, shmg_id_t from, const char *cluster, cons
 	int rc = remote_key(h, cluster, key, key_len, &k);
 	if (rc)
 		return rc == -ENOTCONN ? 0 : rc;
-	if (!from.node || from.node == h->node || !from.gen)
+	if (!from.node || from.node == h->node || !from.gen || from.slot > UINT16_MAX)
 		return -EINVAL;
 	if ((rc = message_args(h, msg, len)))
 		return rc;

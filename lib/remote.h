@@ -140,7 +140,7 @@ long remote_key_nodes(shmg_t *h, const char *cluster, const char *key, size_t ke
  * member, of this node, once each), the events naming `from` as the sender
  * (pid 0: not carried).  Returns the number of local endpoints; 0 for a named
  * cluster not connected here; -EINVAL (bad key or cluster, `from` of this
- * node or gen 0), -E2BIG, -EBADF, -ECHILD. */
+ * node, node or gen 0, slot >= 65536), -E2BIG, -EBADF, -ECHILD. */
 long remote_message_deliver(shmg_t *h, shmg_id_t from, const char *cluster, const char *key,
 			    size_t key_len, const void *msg, size_t len);
 

@@ -144,6 +144,8 @@ START_TEST(test_messages_from_peers_delivered_as_local_dispatch)
 	TC_EQ(remote_message_deliver(agent, from, NULL, SHMG_KEY("o/k"), "x", 1), -EINVAL);
 	from.gen = 1;
 	TC_EQ(remote_message_deliver(agent, from, NULL, SHMG_KEY("o/"), "x", 1), -EINVAL);
+	from.slot = 65536;
+	TC_EQ(remote_message_deliver(agent, from, NULL, SHMG_KEY("o/k"), "x", 1), -EINVAL);
 	tc_ev_expect_empty(m, "refused deliveries");
 	shmg_close(m);
 	shmg_close(reg);
