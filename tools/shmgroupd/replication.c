@@ -15,7 +15,9 @@
  *   protocol thread  runs the core: repl_input for each datagram, repl_poll
  *                    when a change log moved or the core's deadline passed,
  *                    the core's callbacks (sending with sendto, applying with
- *                    one shard-lock hold per batch), the fault layer's held
+ *                    one shard-lock hold per batch, delivering messages from
+ *                    peers), the queue of messages for other hosts (its
+ *                    handle's mailbox, outbound.c), the fault layer's held
  *                    datagrams and the stats file.  It sleeps in epoll_pwait2
  *                    until the earliest of those.
  *   main thread      (shmgroupd.c) signals, reaper, config reloads, on the
