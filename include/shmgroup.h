@@ -603,18 +603,32 @@ SHMG_EXPORT int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, i
 SHMG_EXPORT int shmg_fd(shmg_t *h);
 
 /* Sends msg to the endpoint registered at the exact key and to every member of
- * it, on this host (and, once replication runs, on every host of the
- * cluster).  An endpoint both registered and joined gets it once.  Producers
- * never block on a full mailbox, and wait at most 1 s for a receiving mailbox
- * another process holds (stopped, say): the receiver gets an overflow marker
- * instead.
- * Returns the number of local endpoints it was delivered to (0 if none);
- * -E2BIG msg longer than the arena's meta_max; -EINVAL bad key (prefix keys
- * too) or cluster; -EBADF, -ECHILD.  Lock-free apart from each receiving
- * mailbox's short producer lock. */
+ * it: those on this host directly, into their mailboxes, and those on other
+ * hosts (entries of other nodes in this host's view, see shmg_nodes) through
+ * the host agent shmgroupd, which sends it once to each host holding at least
+ * one of them, reliably and in this host's order, where its agent delivers it
+ * as shmg_dispatch_local would, the event naming this endpoint as the sender
+ * (its pid 0 there).  An endpoint both registered and joined gets it once.
+ * Producers never block on a full mailbox, and wait at most 1 s for a
+ * receiving mailbox another process holds (stopped, say): the receiver gets an
+ * overflow marker instead.
+ * Returns the number of local endpoints it was delivered to plus the number of
+ * other hosts it was handed to the agent for (0 if none).  When other hosts
+ * hold entries of the key and the hand-over fails, the local deliveries have
+ * been made all the same (calling again delivers them again) and it returns
+ * -ENOTCONN (no agent runs on this host), -EAGAIN (the agent's queue, its
+ * mailbox, is full: the agent is behind) or -ENOMEM; nothing went to other
+ * hosts.  Other errors change nothing: -E2BIG msg longer than the arena's
+ * meta_max; -EINVAL bad key (prefix keys too) or cluster; -EBADF, -ECHILD.
+ * A message the agent took but cannot send to a host (its connection is
+ * down, or 256 messages to it are unacknowledged) is counted in the agent's
+ * statistics (messages_refused), not reported here.  Lock-free apart from each receiving mailbox's short
+ * producer lock. */
 SHMG_EXPORT long shmg_dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg,
 			       size_t msg_len, const struct shmg_opts *opts);
-/* As shmg_dispatch, only to endpoints on this host (no network traffic). */
+/* As shmg_dispatch, only to endpoints on this host (no network traffic, no
+ * hand-over): returns the number of local endpoints, or an error as
+ * shmg_dispatch's that change nothing. */
 SHMG_EXPORT long shmg_dispatch_local(shmg_t *h, const char *key, size_t key_len,
 				     const void *msg, size_t msg_len, const struct shmg_opts *opts);
 

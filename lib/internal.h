@@ -734,7 +734,9 @@ int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen);
 void mailbox_retire(shmg_t *h, uint32_t slot);
 int mb_batch_add(struct mb_batch *b, const struct mailbox_record *r, const char *cluster,
 		 const void *key, const void *meta, const void *prev);
-void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b);
+/* 0 appended; -EAGAIN counted as dropped (full, or the lock not had);
+ * -ESRCH the slot has another owner now. */
+int mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b);
 /* Binds a wakeup socket to a fresh unguessable name; *nonce names it. */
 int wake_bind(const shmg_t *h, const char *what, uint64_t *nonce);
 void wake_send(shmg_t *h, const char *what, uint64_t nonce);
@@ -757,6 +759,21 @@ void events_emit(shmg_t *h, uint8_t type, uint8_t reason, const struct entry *e,
 		 size_t key_len, const struct entry *prev);
 void events_batch_begin(shmg_t *h);
 void events_batch_flush(shmg_t *h);
+/* Other nodes holding entries of a key (message_targets). */
+struct node_set {
+	uint32_t node[MAX_NODES];
+	uint32_t n;
+};
+/* A message's recipients on this host: targets the live local endpoints
+ * registered at or members of k (each once) and returns their number; if
+ * `remote` is not NULL, it gets the other nodes holding entries of k in
+ * this arena's view. */
+long message_targets(shmg_t *h, const struct keyref *k, struct node_set *remote);
+/* Delivers the message to the targets message_targets chose, as from
+ * `sender` (a header copy: node, ep_slot, ep_gen, pid; NULL: this handle's
+ * endpoint). */
+void message_send(shmg_t *h, const struct keyref *k, const void *msg, size_t len,
+		  const struct entry *sender);
 
 /* ---- groups.c: lists shared by groups and monitors (under the lock) -- */
 int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *meta,

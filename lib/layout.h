@@ -113,7 +113,12 @@ struct arena_header {
 	 * the low half reads 0 and the word stays put (groups.c).  Written
 	 * under endpoint_lock (endpoint.c). */
 	uint64_t hidden;
-	uint8_t pad5[CACHE_LINE - 32];
+	/* The endpoint whose mailbox takes messages for other hosts (the
+	 * agent's, remote_outbound_claim): gen << 32 | (slot + 1), 0 = none.
+	 * One 64-bit store, so a reader never pairs one agent's slot with
+	 * another's generation. */
+	uint64_t agent_mailbox;
+	uint8_t pad5[CACHE_LINE - 40];
 
 	/* Reaper election (reaper.c): held for as long as a process is the
 	 * reaper; endpoint_epoch is bumped by every claim and release so the
@@ -505,6 +510,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct arena_header, arena_max) * 89u +                        \
 		    offsetof(struct arena_header, pages_avail) * 97u +                      \
 		    (offsetof(struct entry_links, sib) + K_PREFIX) * 101u +                 \
-		    offsetof(struct arena_header, hidden) * 103u + EF_SOLO * 107u))
+		    offsetof(struct arena_header, hidden) * 103u + EF_SOLO * 107u +       \
+		    offsetof(struct arena_header, agent_mailbox) * 109u))
 
 #endif

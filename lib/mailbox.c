@@ -374,18 +374,19 @@ static uint64_t batch_span(const struct mb_batch *b, uint32_t cap, uint64_t tail
 }
 
 /* Appends the whole batch to the endpoint's mailbox, or counts it dropped. */
-void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
+int mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 {
+	int rc = 0;
 	if (!b->count || slot >= h->geo.max_endpoints)
-		return;
+		return 0;
 	struct mailbox_header *mb = mailbox_at(h, slot);
 	if (mb_lock(h, mb, true) < 0) {
 		mb_drop_unlocked(h, mb, gen, b->count);
-		return;
+		return -EAGAIN;
 	}
 	if (load_relaxed(&mb->gen) != gen) {
 		pthread_mutex_unlock(&mb->lock);
-		return; /* the endpoint is gone */
+		return -ESRCH; /* the endpoint is gone */
 	}
 	uint32_t cap = ring_bytes(h);
 	uint64_t tail = mb->tail, head = load_acquire(&mb->head); /* pairs with receive's release */
@@ -396,6 +397,7 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 	    batch_span(b, cap, tail) > cap - (tail - head)) {
 		__atomic_add_fetch(&mb->dropped, b->count, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&mb->dropped_total, b->count, __ATOMIC_RELAXED);
+		rc = -EAGAIN;
 	} else {
 		uint32_t batch = mb->batch_seq++;
 		uint8_t *ring = ring_at(mb);
@@ -437,6 +439,7 @@ void mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 		TEST_POINT("mailbox:woken");
 	}
 	pthread_mutex_unlock(&mb->lock);
+	return rc;
 }
 
 /* ---- consuming ------------------------------------------------------- */

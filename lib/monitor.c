@@ -50,22 +50,23 @@ static void target_add(shmg_t *h, uint32_t slot, uint32_t gen)
 	h->target_gen[slot] = gen;
 }
 
-/* member_fn: targets a live endpoint (only this node's when local_only is non-NULL). */
-static int add_live(shmg_t *h, const struct entry *m, const struct entry *mhd, void *local_only)
+/* member_fn: targets a live monitoring endpoint (monitors are this host's). */
+static int add_live(shmg_t *h, const struct entry *m, const struct entry *mhd, void *arg)
 {
 	(void)m;
-	if (entry_live(h, mhd) && (!local_only || mhd->node == h->node))
+	(void)arg;
+	if (entry_live(h, mhd) && mhd->node == h->node)
 		target_add(h, mhd->ep_slot, mhd->ep_gen);
 	return 0;
 }
 
 /* Inside a read section: adds the live endpoints on the list of k's head. */
-static void add_list(shmg_t *h, const struct keyref *k, uint8_t head_kind, bool local_only)
+static void add_list(shmg_t *h, const struct keyref *k, uint8_t head_kind)
 {
 	struct entry hhd;
 	const struct entry *head = index_get(h, k, head_kind, &hhd);
 	if (head)
-		list_walk(h, head, &hhd, add_live, local_only ? h : NULL);
+		list_walk(h, head, &hhd, add_live, NULL);
 }
 
 /* Inside a read section: adds the live monitors of one pattern. */
@@ -73,7 +74,7 @@ static void route_pattern(shmg_t *h, uint64_t seed, const char *pat, size_t len)
 {
 	struct keyref k = {pat, len, mon_cluster_tag(seed), sg_hash(pat, len, seed), 0, seed};
 	k.shard = shard_of(h, k.hash);
-	add_list(h, &k, K_MONHEAD, false);
+	add_list(h, &k, K_MONHEAD);
 }
 
 static void route(shmg_t *h, uint32_t cluster_ref, const char *key, size_t len)
@@ -226,50 +227,55 @@ int shmg_demonitor(shmg_t *h, const char *pattern, size_t pattern_len,
 	return rc == -ENOENT ? 0 : rc;
 }
 
-/* ---- dispatch -------------------------------------------------------- */
+/* ---- messages --------------------------------------------------------- */
 
-static long dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg, size_t len,
-		     const struct shmg_opts *opts)
+/* member_fn: targets a live endpoint of this node; notes another node in
+ * the node_set arg (if any). */
+static int add_message_target(shmg_t *h, const struct entry *m, const struct entry *mhd, void *arg)
 {
-	struct keyref k;
-	int rc = handle_check(h);
-	if (rc)
-		return rc;
-	if (len > h->geo.meta_max)
-		return -E2BIG;
-	if (!msg && len)
-		return -EINVAL;
-	if ((rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
-		return rc == -ENOTCONN ? 0 : rc;
+	struct node_set *remote = arg;
+	(void)m;
+	if (mhd->node == h->node) {
+		if (entry_live(h, mhd))
+			target_add(h, mhd->ep_slot, mhd->ep_gen);
+		return 0;
+	}
+	if (!remote)
+		return 0;
+	for (uint32_t i = 0; i < remote->n; i++)
+		if (remote->node[i] == mhd->node)
+			return 0;
+	if (remote->n < MAX_NODES)
+		remote->node[remote->n++] = mhd->node;
+	return 0;
+}
+
+long message_targets(shmg_t *h, const struct keyref *k, struct node_set *remote)
+{
+	struct entry hd, ghd;
 	targets_clear(h);
+	if (remote)
+		remote->n = 0;
 	read_enter(h);
-	struct entry hd;
-	const struct entry *reg = index_get(h, &k, K_REG, &hd);
+	const struct entry *reg = index_get(h, k, K_REG, &hd);
 	if (reg)
-		add_live(h, reg, &hd, h);
-	add_list(h, &k, K_GROUP, true);
+		add_message_target(h, reg, &hd, remote);
+	const struct entry *group = index_get(h, k, K_GROUP, &ghd);
+	if (group)
+		list_walk(h, group, &ghd, add_message_target, remote);
 	read_exit(h);
 	long n = 0;
 	for (uint32_t w = 0; w < (h->geo.max_endpoints + 63) / 64; w++)
 		n += __builtin_popcountll(h->targets[w]);
-	char clbuf[64];
-	const char *cl = cluster_name_of(h, k.cluster, clbuf);
-	struct mailbox_record r;
-	record_fill(h, &r, SHMG_EV_MESSAGE, REASON_NONE, NULL, cl, key_len, len, 0, false);
-	targets_deliver(h, &r, cl, key, msg, NULL);
 	return n;
 }
 
-long shmg_dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg, size_t msg_len,
-		   const struct shmg_opts *opts)
+void message_send(shmg_t *h, const struct keyref *k, const void *msg, size_t len,
+		  const struct entry *sender)
 {
-	/* Remote members are reached once replication runs; until then the
-	 * host's own endpoints are all there is. */
-	return dispatch(h, key, key_len, msg, msg_len, opts);
-}
-
-long shmg_dispatch_local(shmg_t *h, const char *key, size_t key_len, const void *msg,
-			 size_t msg_len, const struct shmg_opts *opts)
-{
-	return dispatch(h, key, key_len, msg, msg_len, opts);
+	char clbuf[64];
+	const char *cl = cluster_name_of(h, k->cluster, clbuf);
+	struct mailbox_record r;
+	record_fill(h, &r, SHMG_EV_MESSAGE, REASON_NONE, sender, cl, k->len, len, 0, false);
+	targets_deliver(h, &r, cl, k->key, msg, NULL);
 }

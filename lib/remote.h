@@ -118,6 +118,32 @@ void remote_nodes_down(shmg_t *h);
  * agent's on this arena, never 0; 0 for a bad handle.  Call once at start. */
 uint32_t remote_session_next(shmg_t *h);
 
+/* ---- dispatch to other hosts (dispatch.c) ------------------------------ */
+
+/* Makes this handle's endpoint mailbox the host's outbound queue: from now
+ * on shmg_dispatch appends there (as SHMG_EV_MESSAGE records from the
+ * sender) each message for a key with entries on other nodes.  The endpoint
+ * must register, join and monitor nothing.  0, -EBADF, -ECHILD. */
+int remote_outbound_claim(shmg_t *h);
+/* Withdraws it, if it is still this handle's (a clean stop). */
+void remote_outbound_release(shmg_t *h);
+
+/* The other nodes holding entries (registration or memberships) of (cluster,
+ * key) in this arena's view, at most max of them, into nodes.  Returns the
+ * count; 0 for a named cluster not connected here; -EINVAL bad key or
+ * cluster; -EBADF, -ECHILD. */
+long remote_key_nodes(shmg_t *h, const char *cluster, const char *key, size_t key_len,
+		      uint32_t *nodes, size_t max);
+
+/* A message from endpoint `from` of another node: delivered as
+ * shmg_dispatch_local delivers (the endpoint registered at the key and every
+ * member, of this node, once each), the events naming `from` as the sender
+ * (pid 0: not carried).  Returns the number of local endpoints; 0 for a named
+ * cluster not connected here; -EINVAL (bad key or cluster, `from` of this
+ * node, node or gen 0, slot >= 65536), -E2BIG, -EBADF, -ECHILD. */
+long remote_message_deliver(shmg_t *h, shmg_id_t from, const char *cluster, const char *key,
+			    size_t key_len, const void *msg, size_t len);
+
 /* ---- this node's change log, for the agent to send (oplog.c) ---------- */
 
 /* A record read from the log; pointers into the caller's buffer. */

@@ -27,7 +27,11 @@
  *     a wrong name is refused; bad configurations stop the agent with why;
  *   - the partition command (SIGUSR1, SIGUSR2) cuts a node off and heals it;
  *   - a lone change leaves and is applied at once, though the flush
- *     intervals are ten minutes.
+ *     intervals are ten minutes;
+ *   - shmg_dispatch from B reaches a member and the registered endpoint on
+ *     A (payload, sender id, in order); shmg_dispatch_local from B does not;
+ *     under 30 % loss, duplication and reordering, every one of a burst of
+ *     messages arrives exactly once, in order.
  * Every test ends with every host's view (a lookup of every key used, the
  * members of every group used) equal on every host.
  *
@@ -241,8 +245,10 @@ static long long stat_of(int i, const char *name)
 
 /* A process of host `host` writing on command: lines "R key meta",
  * "U key", "J key meta", "L key", "N prefix count" (registers
- * prefix0..prefixN-1), "D prefix count step" (unregisters every step-th);
- * each answered with the int result. */
+ * prefix0..prefixN-1), "D prefix count step" (unregisters every step-th),
+ * "S key msg" (shmg_dispatch), "T key msg" (shmg_dispatch_local), "M key
+ * count prefix" (dispatches prefix0..prefixN-1, answering the first error
+ * or the last count); each answered with the int result. */
 struct worker {
 	pid_t pid;
 	int cmd, res;
@@ -276,6 +282,16 @@ static int do_command(shmg_t *h, char *line)
 		for (int k = 0; k < atoi(b) && rc == 0; k += atoi(c)) {
 			snprintf(key, sizeof(key), "%s%d", a, k);
 			rc = shmg_unregister(h, key, strlen(key), NULL);
+		}
+		return rc;
+	case 'S':
+		return (int)shmg_dispatch(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
+	case 'T':
+		return (int)shmg_dispatch_local(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
+	case 'M':
+		for (int k = 0; k < atoi(b) && rc >= 0; k++) {
+			snprintf(key, sizeof(key), "%s%d", c, k);
+			rc = (int)shmg_dispatch(h, a, strlen(a), key, strlen(key), NULL);
 		}
 		return rc;
 	}
@@ -942,6 +958,100 @@ END_TEST
 
 /* Runs the agent with the given arguments; returns its exit status and
  * its stderr in out. */
+/* ---- remote dispatch ---------------------------------------------------- */
+
+struct members_arg {
+	int host;
+	const char *key;
+	long want;
+};
+
+static bool members_are(void *arg)
+{
+	struct members_arg *m = arg;
+	return shmg_member_count(hosts[m->host].h, m->key, strlen(m->key), NULL) == m->want;
+}
+
+static void wait_members(int host, const char *key, long want)
+{
+	struct members_arg m = { host, key, want };
+	ck_assert_msg(tc_wait_until(members_are, &m, CONVERGE_MS), "host %d: %s never has %ld members",
+		      host, key, want);
+}
+
+/* The next message at h is `text` from `from`. */
+static void expect_message(shmg_t *h, shmg_id_t from, const char *key, const char *text)
+{
+	struct tc_ev e;
+	recv_one(h, &e);
+	tc_ev_expect(&e, SHMG_EV_MESSAGE, SHMG_REASON_NONE, from, NULL, key, text, strlen(text));
+	ck_assert_int_eq(e.pid, 0); /* not carried over the network */
+}
+
+START_TEST(test_dispatch_reaches_other_hosts)
+{
+	hosts_init(2);
+	start_all();
+	shmg_t *member = tc_open(hosts[0].arena, NULL);
+	shmg_t *registered = tc_open(hosts[0].arena, NULL);
+	struct worker b = worker_start(1), bm = worker_start(1);
+	use_key("d/k");
+	use_group("d/k");
+	ck_assert_int_eq(shmg_join(member, "d/k", 3, "a", 1, NULL), 0);
+	ck_assert_int_eq(shmg_register(registered, "d/k", 3, "r", 1, NULL), 0);
+	ck_assert_int_eq(worker_do(&bm, "J d/k b"), 0); /* a member on B too */
+	wait_members(1, "d/k", 2);
+	wait_lookup(1, "d/k", 0);
+
+	/* One member on B, and host A: 2. */
+	ck_assert_int_eq(worker_do(&b, "S d/k hello"), 2);
+	expect_message(member, b.id, "d/k", "hello");
+	expect_message(registered, b.id, "d/k", "hello");
+	/* dispatch_local stays on B: the next message A sees is the one after. */
+	ck_assert_int_eq(worker_do(&b, "T d/k local"), 1);
+	ck_assert_int_eq(worker_do(&b, "M d/k 20 m"), 2);
+	char text[16];
+	for (int i = 0; i < 20; i++) {
+		snprintf(text, sizeof(text), "m%d", i);
+		expect_message(member, b.id, "d/k", text);
+	}
+	tc_ev_expect_empty(member, "the member on A, after the last message");
+	shmg_close(registered);
+	shmg_close(member);
+	expect_converged("after dispatching");
+}
+END_TEST
+
+START_TEST(test_dispatch_under_loss_arrives_once)
+{
+	enum { N = 200 };
+	fault_args = lossy;
+	hosts_init(2);
+	start_all();
+	shmg_t *member = tc_open(hosts[0].arena, NULL);
+	struct worker b = worker_start(1);
+	use_group("d/lossy");
+	ck_assert_int_eq(shmg_join(member, "d/lossy", 7, NULL, 0, NULL), 0);
+	wait_members(1, "d/lossy", 1);
+
+	ck_assert_int_eq(worker_do(&b, "M d/lossy 200 n"), 1);
+	ck_assert_int_eq(worker_do(&b, "S d/lossy end"), 1);
+	char text[16];
+	for (int i = 0; i < N; i++) {
+		snprintf(text, sizeof(text), "n%d", i);
+		expect_message(member, b.id, "d/lossy", text);
+	}
+	expect_message(member, b.id, "d/lossy", "end");
+	tc_ev_expect_empty(member, "the member, after every message arrived once");
+	/* The faults hit the messages and were repaired. */
+	static const char *const resent[] = { "tx_message_retransmits", NULL };
+	ck_assert(tc_wait_until(counted, (void *)resent, CONVERGE_MS));
+	ck_assert_int_gt(stat_of(1, "fault_dropped"), 0);
+	shmg_close(member);
+	expect_converged("after dispatching under loss");
+}
+END_TEST
+
 static int agent_run_fails(const char *const *extra, char *out, size_t cap)
 {
 	const char *argv[16];
@@ -1015,6 +1125,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_partition_on_command);
 	tcase_add_test(tc, test_wrong_name_refused);
 	tcase_add_test(tc, test_lone_change_leaves_at_once);
+	tcase_add_test(tc, test_dispatch_reaches_other_hosts);
+	tcase_add_test(tc, test_dispatch_under_loss_arrives_once);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }

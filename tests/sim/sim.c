@@ -122,8 +122,10 @@ int sim_run(uint64_t seed, int verbose, struct sim *out_stats)
 		sim_check_final(s);
 		rc = sim_step(s, s->p.chaos_us + s->p.settle_us + 500000);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		sim_check_final(s);
+		sim_dispatch_check_final(s);
+	}
 	rc = s->failure[0] ? -1 : 0;
 	if (verbose)
 		for (uint32_t id = 1; id <= s->p.nodes; id++) {
@@ -164,6 +166,14 @@ int sim_run(uint64_t seed, int verbose, struct sim *out_stats)
 		out_stats->crashes = s->crashes;
 		out_stats->restarts = s->restarts;
 	}
+	if (verbose)
+		printf("messages: %u dispatched, %llu delivered\n", s->n_msgs,
+		       (unsigned long long)s->msgs_delivered);
+	if (out_stats) {
+		out_stats->n_msgs = s->n_msgs;
+		out_stats->msgs_delivered = s->msgs_delivered;
+	}
+	sim_dispatch_free(s);
 	sim_check_free(s);
 	sim_free(s);
 	free(s);

@@ -85,6 +85,14 @@ struct sim_params {
 };
 
 struct sim_event;
+struct sim_msg;
+
+/* The last message delivered at a receiver from one sender (sim_dispatch.c). */
+struct sim_msg_last {
+	int valid;
+	uint64_t index, src_inc, dst_inc;
+	uint32_t src_session, dst_session;
+};
 
 struct sim {
 	uint64_t seed, rng, now, event_seq;
@@ -102,6 +110,12 @@ struct sim {
 	/* Figures for the report. */
 	uint64_t by_type[8];
 	uint64_t datagrams, delivered, lost, batches, resyncs, purges, crashes, restarts;
+	/* Remote dispatch (sim_dispatch.c). */
+	uint64_t msg_rng;
+	struct sim_msg *msgs;
+	uint32_t n_msgs, cap_msgs;
+	uint64_t msgs_delivered;
+	struct sim_msg_last msg_last[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1];
 };
 
 /* sim_net.c: the event queue and the faulty network. */
@@ -130,6 +144,13 @@ void sim_local_op(struct sim *s, uint32_t id);
 void sim_free(struct sim *s);
 uint16_t sim_shard_of(const struct sim *s, const char *cluster, size_t cl, const char *key,
 		      size_t kl);
+
+/* sim_dispatch.c: messages dispatched to the nodes holding a key's entries,
+ * checked delivered once, in order, to the run they were meant for. */
+void sim_dispatch_op(struct sim *s, uint32_t id);
+void sim_dispatch_delivered(struct sim *s, uint32_t receiver, const struct repl_message *m);
+void sim_dispatch_check_final(struct sim *s);
+void sim_dispatch_free(struct sim *s);
 
 /* sim_check.c */
 void sim_check_batch(struct sim *s, uint32_t receiver, const struct repl_batch *b);

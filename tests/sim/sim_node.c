@@ -317,6 +317,12 @@ static void cb_peer_event(void *ctx, uint32_t node, enum repl_peer_event ev, con
 		       names[ev <= 6 ? ev : 0], detail ? ": " : "", detail ? detail : "");
 }
 
+static void cb_deliver(void *ctx, const struct repl_message *m)
+{
+	struct node_ctx *c = ctx;
+	sim_dispatch_delivered(c->s, c->id, m);
+}
+
 static const struct repl_ops sim_ops = {
 	.send = cb_send,
 	.apply = cb_apply,
@@ -326,6 +332,7 @@ static const struct repl_ops sim_ops = {
 	.held = cb_held,
 	.random = cb_random,
 	.peer_event = cb_peer_event,
+	.deliver = cb_deliver,
 };
 
 /* ---- lifecycle ------------------------------------------------------ */
@@ -420,6 +427,7 @@ void sim_local_op(struct sim *s, uint32_t id)
 	}
 	if (!n->host_up)
 		return;
+	sim_dispatch_op(s, id);
 	if (roll < 5) {
 		uint32_t ep = sim_below(s, SIM_ENDPOINTS);
 		for (uint32_t i = 0; i < own->n;) {

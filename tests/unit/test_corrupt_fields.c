@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "remote.h"
 #include "tc.h"
 
 #define READER_TIMEOUT_MS 10000
@@ -176,6 +177,7 @@ static const struct field fields[] = {
 	F(arena_header, reaper_wake, W_HEADER),
 	F(arena_header, agent_session, W_HEADER),
 	F(arena_header, hidden, W_HEADER),
+	F(arena_header, agent_mailbox, W_HEADER),
 	F(node_state, node, W_NODES),
 	F(node_state, up, W_NODES),
 	F(node_state, inc, W_NODES),
@@ -416,6 +418,17 @@ static void populate(shmg_t *h[3])
 	TC_EQ(shmg_unregister(h[0], SHMG_KEY("k/15"), NULL), 0);
 	TC_EQ(shmg_leave(h[2], SHMG_KEY("g/3"), NULL), 0);
 	TC_EQ(shmg_register(h[2], SHMG_KEY("k/20"), "two", 3, NULL), 0);
+	/* A member on another node, and an agent's outbound mailbox: the
+	 * reader's dispatch to g/0 hands a message over (agent_mailbox). */
+	struct remote_change far = { .op = REMOTE_JOIN,
+				     .key = "g/0",
+				     .key_len = 3,
+				     .meta = "far",
+				     .meta_len = 3,
+				     .id = { .node = 7, .slot = 1, .gen = 1 },
+				     .pid = 1 };
+	TC_EQ(remote_put(h[0], 11, &far), 0);
+	TC_EQ(remote_outbound_claim(h[2]), 0);
 }
 
 /* Registrations with the largest metadata until the arena is full, so that

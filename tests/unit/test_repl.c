@@ -120,6 +120,26 @@ static size_t sample_data(uint8_t *buf, size_t cap)
 	return finish(&w);
 }
 
+/* A message and the acks of a message stream (PROTOCOL.md section 10). */
+static size_t sample_dispatch(uint8_t *buf, size_t cap)
+{
+	struct wire_writer w;
+	header(&w, buf, cap - WIRE_MAC_LEN, WIRE_DATA);
+	struct wire_ack a = { .mode = WIRE_MODE_MSG, .cum = 3, .n_ranges = 1, .ranges = { { 2, 1 } } };
+	wire_ack_encode(&w, &a);
+	struct wire_dispatch d = { .msg_no = 9,
+				   .cluster_len = 2,
+				   .key_len = 5,
+				   .payload_len = 4,
+				   .ep_slot = 6,
+				   .ep_gen = 2,
+				   .cluster = "c1",
+				   .key = "k/two",
+				   .payload = "ping" };
+	wire_dispatch_encode(&w, &d);
+	return finish(&w);
+}
+
 static size_t sample_bye(uint8_t *buf, size_t cap)
 {
 	struct wire_writer w;
@@ -137,6 +157,7 @@ static const struct {
 	{ "hello-ack", sample_hello, 0 },
 	{ "reject", sample_reject, 0 },
 	{ "data", sample_data, 3 },
+	{ "dispatch", sample_dispatch, 0 },
 	{ "bye", sample_bye, 0 },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
@@ -188,6 +209,39 @@ START_TEST(test_wire_fields_round_trip)
 	}
 	ck_assert_int_eq(kinds, 4);
 	ck_assert_uint_eq(off, h.body_len);
+}
+END_TEST
+
+START_TEST(test_wire_dispatch_round_trip)
+{
+	uint8_t buf[2048];
+	size_t len = sample_dispatch(buf, sizeof(buf));
+	struct wire_header h;
+	ck_assert_int_eq(wire_header_decode(buf, len, &h), 0);
+	const uint8_t *body = buf + WIRE_HEADER_LEN;
+	struct wire_frame f;
+	struct wire_ack a;
+	struct wire_dispatch d;
+	size_t off = 0;
+	ck_assert_int_eq(wire_frame_next(body, h.body_len, &off, &f), 1);
+	ck_assert_int_eq(wire_ack_decode(&f, &a), 0);
+	ck_assert_uint_eq(a.mode, WIRE_MODE_MSG);
+	ck_assert_uint_eq(a.cum, 3);
+	ck_assert_int_eq(wire_frame_next(body, h.body_len, &off, &f), 1);
+	ck_assert_int_eq(wire_dispatch_decode(&f, &d), 0);
+	ck_assert_uint_eq(d.msg_no, 9);
+	ck_assert_uint_eq(d.ep_slot, 6);
+	ck_assert_uint_eq(d.ep_gen, 2);
+	ck_assert_int_eq(memcmp(d.cluster, "c1", 2), 0);
+	ck_assert_int_eq(memcmp(d.key, "k/two", 5), 0);
+	ck_assert_int_eq(memcmp(d.payload, "ping", 4), 0);
+	/* A message stream's ack names shard 0; a NUL in the key is refused. */
+	uint8_t *ackp = (uint8_t *)body + WIRE_FRAME_HEADER_LEN;
+	ackp[0] = 1;
+	ck_assert_int_eq(wire_decode_all(buf, len), -EBADMSG);
+	ackp[0] = 0;
+	((uint8_t *)d.key)[1] = 0;
+	ck_assert_int_eq(wire_decode_all(buf, len), -EBADMSG);
 }
 END_TEST
 
@@ -335,6 +389,9 @@ END_TEST
 
 struct two {
 	struct repl *r[3];
+	char got[3][64][16]; /* payloads delivered at each node, in order */
+	uint32_t got_from[3][64];
+	unsigned n_got[3];
 	uint8_t q[64][2048];
 	size_t qlen[64];
 	uint32_t qto[64];
@@ -424,8 +481,20 @@ static void t_event(void *c, uint32_t node, enum repl_peer_event ev, const char 
 		x->t->up[x->id] = 1;
 }
 
-static const struct repl_ops t_ops = { t_send,     t_apply, t_log_read, t_log_head,
-				       t_snapshot, t_held,  t_random,   t_event };
+static void t_deliver(void *c, const struct repl_message *m)
+{
+	struct ctx *x = c;
+	unsigned n = x->t->n_got[x->id];
+	if (n < 64 && m->payload_len < 16) {
+		memcpy(x->t->got[x->id][n], m->payload, m->payload_len);
+		x->t->got[x->id][n][m->payload_len] = 0;
+		x->t->got_from[x->id][n] = m->node;
+		x->t->n_got[x->id]++;
+	}
+}
+
+static const struct repl_ops t_ops = { t_send,     t_apply, t_log_read, t_log_head, t_snapshot,
+				       t_held,     t_random, t_event,   t_deliver };
 static struct ctx ctxs[3];
 
 static void two_start(struct two *t, const uint8_t *key1, const uint8_t *key2, uint16_t shards2)
@@ -536,6 +605,100 @@ START_TEST(test_lone_change_leaves_at_once_and_load_is_batched)
 }
 END_TEST
 
+static struct repl_message msg_of(const char *payload)
+{
+	return (struct repl_message){ .ep_slot = 3,
+				      .ep_gen = 1,
+				      .key_len = 1,
+				      .key = "k",
+				      .payload_len = (uint32_t)strlen(payload),
+				      .payload = payload };
+}
+
+/* Messages go once each, in order, through loss of the first send; the
+ * window refuses the 257th unacked one; a peer's new run gives up what it
+ * had not acked. */
+START_TEST(test_messages_once_in_order_and_bounded)
+{
+	struct two t;
+	struct repl_message m = msg_of("m0");
+	two_start(&t, key_a, key_a, 1);
+	ck_assert_int_eq(repl_dispatch(t.r[1], 2, &m), -ENOTCONN); /* not up yet */
+	repl_poll(t.r[1], 0);
+	pump(&t);
+	char text[16];
+	for (int i = 0; i < 3; i++) {
+		snprintf(text, sizeof(text), "m%d", i);
+		m = msg_of(text);
+		ck_assert_int_eq(repl_dispatch(t.r[1], 2, &m), 0);
+	}
+	ck_assert_uint_eq(repl_deadline(t.r[1]), 0);
+	t.now = 1000;
+	repl_poll(t.r[1], t.now);
+	ck_assert_uint_eq(t.nq, 1);
+	t.nq = 0; /* lost */
+	t.now += 2000000; /* past any retransmission timeout */
+	repl_poll(t.r[1], t.now);
+	ck_assert_uint_ge(t.nq, 1);
+	/* The resend arrives, and the receiver's acks are lost: the next
+	 * resend is a duplicate there. */
+	static uint8_t held[8][2048];
+	size_t held_len[8];
+	unsigned n_held = t.nq < 8 ? t.nq : 8;
+	for (unsigned i = 0; i < n_held; i++) {
+		memcpy(held[i], t.q[i], t.qlen[i]);
+		held_len[i] = t.qlen[i];
+	}
+	t.nq = 0;
+	for (unsigned i = 0; i < n_held; i++)
+		repl_input(t.r[2], t.now, held[i], held_len[i]);
+	t.nq = 0;
+	ck_assert_uint_eq(t.n_got[2], 3);
+	t.now += 1000000; /* past the backed-off timeout, short of down_after */
+	repl_poll(t.r[1], t.now);
+	pump(&t);
+	ck_assert_uint_eq(t.n_got[2], 3);
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(text, sizeof(text), "m%u", i);
+		ck_assert_str_eq(t.got[2][i], text);
+		ck_assert_uint_eq(t.got_from[2][i], 1);
+	}
+	ck_assert_uint_eq(repl_counters(t.r[2])->rx_dup_messages, 3);
+	ck_assert_uint_eq(repl_counters(t.r[1])->tx_message_retransmits, 6);
+	/* The window: REPL_MSG_WINDOW unacked, then -EAGAIN, nothing queued. */
+	m = msg_of("w");
+	for (unsigned i = 0; i < REPL_MSG_WINDOW; i++)
+		ck_assert_int_eq(repl_dispatch(t.r[1], 2, &m), 0);
+	ck_assert_int_eq(repl_dispatch(t.r[1], 2, &m), -EAGAIN);
+	m.key_len = 0;
+	ck_assert_int_eq(repl_dispatch(t.r[1], 2, &m), -EINVAL);
+	ck_assert_int_eq(repl_dispatch(t.r[1], 9, &m), -ENOTCONN);
+	/* Node 2 comes back as a new run: the 256 are given up. */
+	repl_free(t.r[2]);
+	struct repl_config cfg = { .node = 2, .node_name = "b", .group = "g", .inc = 102,
+				   .session = 2, .shards = 1, .key = key_a };
+	repl_knobs_default(&cfg.knobs);
+	ck_assert_int_eq(repl_new(&cfg, &t_ops, &ctxs[2], &t.r[2]), 0);
+	ck_assert_int_eq(repl_peer_add(t.r[2], 1, "a"), 0);
+	t.n_got[2] = 0;
+	t.now += 10000000;
+	repl_poll(t.r[2], t.now);
+	pump(&t);
+	repl_poll(t.r[1], t.now);
+	pump(&t);
+	ck_assert_int_eq(repl_peer_is_up(t.r[1], 2), 1);
+	ck_assert_uint_eq(repl_counters(t.r[1])->messages_abandoned, REPL_MSG_WINDOW);
+	ck_assert_uint_eq(t.n_got[2], 0);
+	m = msg_of("after");
+	ck_assert_int_eq(repl_dispatch(t.r[1], 2, &m), 0);
+	repl_poll(t.r[1], t.now);
+	pump(&t);
+	ck_assert_uint_eq(t.n_got[2], 1);
+	ck_assert_str_eq(t.got[2][0], "after");
+	two_stop(&t);
+}
+END_TEST
+
 /* ---- the corpus writer ---------------------------------------------- */
 
 static int write_corpus(const char *dir)
@@ -563,6 +726,7 @@ int main(int argc, char **argv)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_wire_samples_decode);
 	tcase_add_test(tc, test_wire_fields_round_trip);
+	tcase_add_test(tc, test_wire_dispatch_round_trip);
 	tcase_add_test(tc, test_wire_truncations_and_flips);
 	tcase_add_test(tc, test_auth_mac);
 	tcase_add_test(tc, test_auth_replay_window);
@@ -571,6 +735,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_handshake_up_both_sides);
 	tcase_add_test(tc, test_handshake_refusals_logged_on_both_sides);
 	tcase_add_test(tc, test_lone_change_leaves_at_once_and_load_is_batched);
+	tcase_add_test(tc, test_messages_once_in_order_and_bounded);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);

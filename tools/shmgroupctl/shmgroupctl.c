@@ -924,9 +924,20 @@ static int cmd_dispatch(struct ctl *c, int argc, char **argv)
 				progname, strlen(argv[1]), in.meta_max);
 		return EXIT_FAIL;
 	}
+	if (n == -ENOTCONN || n == -EAGAIN) {
+		fprintf(stderr,
+			"%s: dispatch: delivered on this host, but not handed to the agent for "
+			"the other hosts: %s\n",
+			progname, n == -EAGAIN ? "its queue is full" : "no agent runs here");
+		return EXIT_FAIL;
+	}
 	if (n < 0)
 		return fail_cluster(c, (int)n, "dispatch");
-	printf("delivered to %ld endpoint%s\n", n, n == 1 ? "" : "s");
+	if (c->local)
+		printf("delivered to %ld endpoint%s\n", n, n == 1 ? "" : "s");
+	else
+		printf("delivered to %ld endpoint%s and host%s\n", n, n == 1 ? "" : "s",
+		       n == 1 ? "" : "s");
 	return EXIT_OK;
 }
 

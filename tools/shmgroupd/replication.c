@@ -15,7 +15,9 @@
  *   protocol thread  runs the core: repl_input for each datagram, repl_poll
  *                    when a change log moved or the core's deadline passed,
  *                    the core's callbacks (sending with sendto, applying with
- *                    one shard-lock hold per batch), the fault layer's held
+ *                    one shard-lock hold per batch, delivering messages from
+ *                    peers), the queue of messages for other hosts (its
+ *                    handle's mailbox, outbound.c), the fault layer's held
  *                    datagrams and the stats file.  It sleeps in epoll_pwait2
  *                    until the earliest of those.
  *   main thread      (shmgroupd.c) signals, reaper, config reloads, on the
@@ -78,6 +80,7 @@
 #include "fault.h"
 #include "handoff.h"
 #include "log.h"
+#include "outbound.h"
 #include "remote.h"
 #include "replication.h"
 #include "store.h"
@@ -150,6 +153,8 @@ struct replication {
 	uint64_t now;
 	uint64_t next_stats;
 	struct agent_counters c;
+	struct outbound_stats msgs;
+	bool outbound_ready; /* the queue's descriptor fired since it was last read */
 };
 
 static uint64_t mono_us(void)
@@ -314,6 +319,12 @@ static void cb_peer_event(void *ctx, uint32_t node, enum repl_peer_event ev, con
 		r->dirty[r->n_dirty++] = node;
 }
 
+static void cb_deliver(void *ctx, const struct repl_message *m)
+{
+	struct replication *r = ctx;
+	outbound_deliver(r->h, m, &r->msgs);
+}
+
 static const struct repl_ops agent_ops = {
 	.send = cb_send,
 	.apply = cb_apply,
@@ -323,6 +334,7 @@ static const struct repl_ops agent_ops = {
 	.held = cb_held,
 	.random = cb_random,
 	.peer_event = cb_peer_event,
+	.deliver = cb_deliver,
 };
 
 /* The arena's connected marks (shmg_nodes) follow the core's view, after
@@ -386,6 +398,12 @@ static void write_stats(struct replication *r)
 	C(resyncs_restarted);
 	C(purges);
 	C(handshakes);
+	C(tx_messages);
+	C(tx_message_retransmits);
+	C(rx_messages);
+	C(rx_dup_messages);
+	C(rx_messages_beyond_window);
+	C(messages_abandoned);
 #undef C
 	W("peers_up", r->n_up);
 	/* The receive thread's two counters, bumped atomically there. */
@@ -409,6 +427,13 @@ static void write_stats(struct replication *r)
 	W("fault_delayed", f->delayed);
 	W("fault_partitioned_tx", f->partitioned_tx);
 	W("fault_partitioned_rx", f->partitioned_rx);
+	W("messages_taken", r->msgs.taken);
+	W("messages_handed", r->msgs.handed);
+	W("messages_refused", r->msgs.refused);
+	W("messages_no_peer", r->msgs.no_peer);
+	W("messages_lost", r->msgs.lost);
+	W("messages_delivered", r->msgs.delivered);
+	W("messages_deliver_failed", r->msgs.deliver_failed);
 #undef W
 	if (fclose(out) == 0)
 		(void)rename(tmp, r->conf.stats_file);
@@ -545,22 +570,28 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+enum { WAKE_TAG = 0, OUTBOUND_TAG = 1 }; /* epoll data of the two descriptors */
+
 static void sleep_until(struct replication *r, uint64_t deadline)
 {
-	struct epoll_event ev;
+	struct epoll_event ev[2];
 	uint64_t now = mono_us();
 	uint64_t wait = deadline > now ? deadline - now : 0;
 	struct timespec ts = { (time_t)(wait / 1000000u), (long)(wait % 1000000u) * 1000 };
-	int n = epoll_pwait2(r->epfd, &ev, 1, deadline == UINT64_MAX ? NULL : &ts, NULL);
+	int n = epoll_pwait2(r->epfd, ev, 2, deadline == UINT64_MAX ? NULL : &ts, NULL);
 	if (n < 0 && errno == ENOSYS) {
 		/* A kernel before 5.11: milliseconds, rounded up. */
 		uint64_t ms = (wait + 999) / 1000;
-		n = epoll_wait(r->epfd, &ev, 1,
+		n = epoll_wait(r->epfd, ev, 2,
 			       deadline == UINT64_MAX ? -1
 			       : ms > INT_MAX         ? INT_MAX
 						      : (int)ms);
 	}
-	if (n > 0) {
+	for (int i = 0; i < n; i++) {
+		if (ev[i].data.u32 == OUTBOUND_TAG) {
+			r->outbound_ready = true;
+			continue;
+		}
 		uint64_t v;
 		ssize_t k = read(r->wake_fd, &v, sizeof(v));
 		(void)k;
@@ -581,6 +612,14 @@ static void *protocol_main(void *arg)
 			repl_leave(r->core, r->now);
 			fault_flush(r->fault, UINT64_MAX, sendto_node, r);
 			break;
+		}
+		/* Messages for other hosts leave at this poll (the core's
+		 * deadline becomes now when one is queued).  The queue is read
+		 * only when its descriptor fired: an empty read re-arms it, which
+		 * costs a syscall. */
+		if (r->outbound_ready) {
+			r->outbound_ready = false;
+			outbound_take(r->h, r->core, &r->msgs);
 		}
 		bool moved = false;
 		r->now = mono_us();
@@ -609,6 +648,7 @@ static void *protocol_main(void *arg)
 			deadline = min_u64(deadline, r->next_stats);
 		sleep_until(r, deadline);
 	}
+	outbound_close(r->h);
 	publish_up(r);
 	write_stats(r);
 	urcu_memb_unregister_thread();
@@ -712,7 +752,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 		logf_(L_ERR, "replication: cannot set up: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
 	}
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = WAKE_TAG };
 	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev) < 0 || open_socket(r) < 0)
 		goto fail;
 	ck_ring_init(&r->rx_ring, POOL_SLOTS);
@@ -744,6 +784,17 @@ int replication_start(const struct replication_params *p, struct replication **o
 	}
 	/* Marks left by an agent that was killed are not true any more. */
 	remote_nodes_down(r->h);
+	/* The handle's mailbox becomes the queue of messages for other hosts;
+	 * its descriptor wakes the protocol thread. */
+	struct epoll_event mev = { .events = EPOLLIN, .data.u32 = OUTBOUND_TAG };
+	r->outbound_ready = true; /* what waited for a previous agent */
+	int mfd = shmg_fd(r->h);
+	if (mfd < 0 || epoll_ctl(r->epfd, EPOLL_CTL_ADD, mfd, &mev) < 0 ||
+	    (rc = outbound_open(r->h)) < 0) {
+		logf_(L_ERR, "replication: cannot take messages for other hosts: %s",
+		      mfd < 0 ? shmg_strerror(mfd) : rc < 0 ? shmg_strerror(rc) : strerror(errno));
+		goto fail;
+	}
 	for (unsigned i = 0; i < r->conf.n_peers; i++) {
 		const struct peer_conf *pc = &r->conf.peers[i];
 		if (peer_publish(r, pc) < 0 || add_peer(r, pc->node, pc->name) < 0)

@@ -69,6 +69,26 @@ struct shard_rx {
 	uint8_t ack_log, ack_snap;
 };
 
+/* A queued message's copy: the encoded DISPATCH frame, for resends. */
+struct msg_copy {
+	uint8_t *frame;
+	size_t len;
+};
+
+/* The message stream in both directions (message.c).  Its numbering
+ * belongs to one run of each side: `run_inc`/`run_session` name the peer's
+ * run it was last reset for. */
+struct msg_stream {
+	struct stream_tx tx;
+	struct msg_copy q[REPL_MSG_WINDOW]; /* message n at n % REPL_MSG_WINDOW, for n in (acked, last] */
+	uint64_t last; /* highest number queued */
+	size_t bytes;  /* payload bytes of the queued copies */
+	struct stream_rx rx;
+	int ack_owed;
+	uint64_t run_inc;
+	uint32_t run_session;
+};
+
 struct peer {
 	uint32_t node;
 	char name[WIRE_NAME_MAX + 1];
@@ -103,6 +123,7 @@ struct peer {
 	uint64_t pending_since;  /* new records noticed but not yet sent, 0 none */
 	struct shard_tx *tx;     /* [shards] */
 	struct shard_rx *rx;     /* [shards] */
+	struct msg_stream msg;
 };
 
 struct repl {
@@ -142,6 +163,14 @@ void resync_tx_free(struct resync_tx *s);
 void resync_rx_reset(struct resync_rx *s);
 void resync_rx_input(struct repl *r, struct peer *p, const struct wire_data_frame *d);
 void resync_tx_on_ack(struct repl *r, struct peer *p, uint16_t shard, const struct wire_ack *a);
+
+/* message.c */
+void msg_init(struct repl *r, struct peer *p);
+void msg_free(struct msg_stream *m);
+/* The handshake is done with the peer's run p->inc, p->session. */
+void msg_peer_run(struct repl *r, struct peer *p);
+void msg_input(struct repl *r, struct peer *p, const struct wire_frame *f);
+void msg_ack_input(struct repl *r, struct peer *p, const struct wire_ack *a);
 
 /* repl.c: datagram building shared by the handshake and the streams */
 size_t repl_begin(struct repl *r, struct peer *p, uint8_t type, struct wire_writer *w);

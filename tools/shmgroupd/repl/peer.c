@@ -199,6 +199,7 @@ static void complete(struct repl *r, struct peer *p, const struct wire_header *h
 		 repl_ms(r->cfg.knobs.rto_max));
 	p->largest_acked_pkt = p->pkt_no;
 	repl_tx_init(r, p, hello->n_cursors ? hello->cursors : NULL, hello->held_inc);
+	msg_peer_run(r, p);
 	r->c.handshakes++;
 	peer_event(r, p, same ? REPL_PEER_RECONNECTED : REPL_PEER_UP, NULL);
 }

@@ -108,6 +108,7 @@ static void free_pending(struct shard_rx *rx)
 static void free_peer(struct repl *r, struct peer *p)
 {
 	peer_free_streams(r, p);
+	msg_free(&p->msg);
 	if (p->rx) {
 		for (unsigned s = 0; s < r->cfg.shards; s++) {
 			stream_rx_clear(&p->rx[s].log, free);
@@ -168,6 +169,7 @@ int repl_peer_add(struct repl *r, uint32_t node, const char *name)
 		p->tx[s].mode = WIRE_MODE_LOG;
 	}
 	auth_replay_reset(&p->replay);
+	msg_init(r, p);
 	p->state = PEER_DOWN;
 	r->peers[r->n_peers++] = p;
 	r->deadline = 0;
@@ -238,7 +240,7 @@ struct out {
 	struct wire_writer w;
 	size_t soft; /* max_datagram less the MAC */
 	int open;
-	int has_acks;  /* anything worth sending besides the PEER_ACK */
+	int has_acks;  /* anything worth sending besides the PEER_ACK: acks, messages */
 	int has_data;  /* LOG or SNAP frames */
 	int sent_data; /* a datagram with data went out */
 };
@@ -318,6 +320,12 @@ static void put_acks(struct out *o)
 			put_ack(o, &a);
 		}
 		rx->ack_snap = 0;
+	}
+	if (p->msg.ack_owed) {
+		struct wire_ack a = { .mode = WIRE_MODE_MSG };
+		stream_rx_ack(&p->msg.rx, &a);
+		put_ack(o, &a);
+		p->msg.ack_owed = 0;
 	}
 }
 
@@ -477,6 +485,37 @@ static void output_shard(struct out *o, uint16_t s, int send_new, int force, uin
 	}
 }
 
+/* The message stream towards o->p: its resends, then every queued message
+ * the window lets out.  Messages are not batched: the agent hands them over
+ * in bursts already (one poll after each drain of its queue). */
+static void output_messages(struct out *o, uint64_t *next_due)
+{
+	struct repl *r = o->r;
+	struct msg_stream *m = &o->p->msg;
+	uint64_t from, to, at;
+	int i;
+
+	while ((i = stream_tx_due(&m->tx, &o->p->rto, r->now, &from, &to, &at)) >= 0) {
+		const struct msg_copy *c = &m->q[from % REPL_MSG_WINDOW];
+		out_room(o, c->len);
+		wire_put_bytes(&o->w, c->frame, c->len);
+		o->has_acks = 1;
+		stream_tx_resent(&m->tx, i, from, r->now);
+		r->c.tx_message_retransmits++;
+	}
+	while (m->tx.next <= m->last && stream_tx_limit(&m->tx)) {
+		const struct msg_copy *c = &m->q[m->tx.next % REPL_MSG_WINDOW];
+		out_room(o, c->len);
+		wire_put_bytes(&o->w, c->frame, c->len);
+		o->has_acks = 1;
+		stream_tx_sent(&m->tx, m->tx.next, m->tx.next, r->now);
+		r->c.tx_messages++;
+	}
+	stream_tx_due(&m->tx, &o->p->rto, r->now, &from, &to, &at);
+	if (at < *next_due)
+		*next_due = at;
+}
+
 /* How many records (or chunks) towards p could go out now. */
 static uint64_t sendable(struct repl *r, struct peer *p)
 {
@@ -520,6 +559,7 @@ void repl_output(struct repl *r, struct peer *p, int force)
 	put_acks(&o);
 	for (unsigned s = 0; s < r->cfg.shards; s++)
 		output_shard(&o, (uint16_t)s, send_new, force, &next_due);
+	output_messages(&o, &next_due);
 	out_send(&o, force);
 	if (o.sent_data) {
 		p->pending_since = 0;
@@ -734,7 +774,9 @@ static void ack_input(struct repl *r, struct peer *p, const struct wire_ack *a)
 {
 	struct shard_tx *tx = &p->tx[a->shard];
 
-	if (tx->mode == WIRE_MODE_LOG && a->mode == WIRE_MODE_LOG)
+	if (a->mode == WIRE_MODE_MSG)
+		msg_ack_input(r, p, a);
+	else if (tx->mode == WIRE_MODE_LOG && a->mode == WIRE_MODE_LOG)
 		stream_tx_on_ack(&tx->st, a, r->now);
 	else
 		resync_tx_on_ack(r, p, a->shard, a);
@@ -772,6 +814,9 @@ static void data_input(struct repl *r, struct peer *p, const uint8_t *body, size
 				ack_input(r, p, &a);
 			else
 				r->c.rx_bad_body++;
+			break;
+		case WIRE_F_DISPATCH:
+			msg_input(r, p, &f);
 			break;
 		}
 	}

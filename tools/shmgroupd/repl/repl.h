@@ -82,6 +82,20 @@ struct repl_batch {
 	uint32_t n;
 };
 
+/* A dispatched message (docs/PROTOCOL.md section 10): from the endpoint
+ * (node, ep_slot, ep_gen) to every endpoint of (cluster, key) on the node it
+ * is sent to.  Pointers are read during the call that carries it. */
+struct repl_message {
+	uint64_t msg_no; /* set by the core: the sender's number, per peer */
+	uint32_t node;   /* the sender's node (on delivery) */
+	uint32_t ep_slot, ep_gen;
+	uint8_t cluster_len; /* 0: the default cluster */
+	uint16_t key_len;
+	uint32_t payload_len;
+	const char *cluster, *key;
+	const void *payload;
+};
+
 enum repl_peer_event {
 	REPL_PEER_UP = 1,          /* handshake done; shmg_nodes lists it */
 	REPL_PEER_DOWN = 2,        /* silent past down_after, or left: entries purged */
@@ -112,6 +126,9 @@ struct repl_ops {
 	uint64_t (*random)(void *ctx);
 	/* Peer state changes, for the agent's log and shmg_nodes; may be NULL. */
 	void (*peer_event)(void *ctx, uint32_t node, enum repl_peer_event ev, const char *detail);
+	/* A message from peer m->node, once and in its sender's order; may be
+	 * NULL (messages are then acked and dropped). */
+	void (*deliver)(void *ctx, const struct repl_message *m);
 };
 
 /* The seed's knobs under their names (milliseconds, counts), and the
@@ -152,6 +169,11 @@ struct repl_counters {
 	uint64_t rx_bad_body, rx_dup_records, rx_beyond_window, rx_rejects;
 	uint64_t tx_datagrams, tx_bytes, tx_records, tx_retransmits, tx_heartbeats;
 	uint64_t resyncs_sent, resyncs_applied, resyncs_restarted, purges, handshakes;
+	/* The message stream (section 10): first sends, resends, deliveries,
+	 * duplicates and out-of-window arrivals dropped, and unacked messages
+	 * given up because the receiving peer started a new run. */
+	uint64_t tx_messages, tx_message_retransmits, rx_messages, rx_dup_messages;
+	uint64_t rx_messages_beyond_window, messages_abandoned;
 };
 
 struct repl;
@@ -177,8 +199,26 @@ void repl_leave(struct repl *r, uint64_t now_us);
 /* The change log of `shard` lost records (a repair): resync every peer. */
 void repl_log_reset(struct repl *r, uint16_t shard);
 
+/* Messages a peer may have unacked at once, and their bytes (cluster, key
+ * and payload). */
+#define REPL_MSG_WINDOW 256u
+#define REPL_MSG_WINDOW_BYTES (256u * 1024u)
+
+/* Queues m (msg_no and node ignored) for peer `node`: it is sent at the next
+ * repl_poll (the deadline becomes now) and resent until acked; the peer
+ * delivers it once, in this node's order.  Messages still unacked when the
+ * peer starts a new run (new incarnation or session) are given up
+ * (messages_abandoned).  0; -ENOTCONN (not a peer, or not up); -EAGAIN
+ * (REPL_MSG_WINDOW messages or REPL_MSG_WINDOW_BYTES unacked: nothing
+ * queued); -EINVAL (key empty or too long, payload too long, NUL in the key
+ * or cluster); -ENOMEM. */
+int repl_dispatch(struct repl *r, uint32_t node, const struct repl_message *m);
+
 const struct repl_counters *repl_counters(const struct repl *r);
 /* 1 if `node` is a peer whose handshake is done. */
 int repl_peer_is_up(const struct repl *r, uint32_t node);
+/* The run (incarnation, session) of peer `node` this node's message stream
+ * towards it is numbered for: 0, or -ENOENT (not a peer, or never up). */
+int repl_peer_run(const struct repl *r, uint32_t node, uint64_t *inc, uint32_t *session);
 
 #endif

@@ -203,8 +203,11 @@ int wire_ack_decode(const struct wire_frame *f, struct wire_ack *out)
 	out->cum = wire_get_u64(p + 8);
 	if (out->shard >= WIRE_MAX_SHARDS || out->n_ranges > WIRE_MAX_RANGES)
 		return -EBADMSG;
-	if (out->mode == WIRE_MODE_LOG ? out->sync_id != 0
-				       : out->mode != WIRE_MODE_SNAP || out->sync_id == 0)
+	if (out->mode == WIRE_MODE_SNAP ? out->sync_id == 0
+					: (out->mode != WIRE_MODE_LOG && out->mode != WIRE_MODE_MSG) ||
+						  out->sync_id != 0)
+		return -EBADMSG;
+	if (out->mode == WIRE_MODE_MSG && out->shard != 0)
 		return -EBADMSG;
 	if (f->len != ACK_FIXED_LEN + (size_t)out->n_ranges * RANGE_LEN)
 		return -EBADMSG;
@@ -221,6 +224,33 @@ int wire_ack_decode(const struct wire_frame *f, struct wire_ack *out)
 		if (prev_end > UINT32_MAX)
 			return -EBADMSG;
 	}
+	return 0;
+}
+
+int wire_dispatch_decode(const struct wire_frame *f, struct wire_dispatch *out)
+{
+	const uint8_t *p = f->payload;
+
+	if (f->kind != WIRE_F_DISPATCH || f->len < WIRE_DISPATCH_FIXED_LEN)
+		return -EBADMSG;
+	out->msg_no = wire_get_u64(p);
+	out->cluster_len = p[8];
+	out->key_len = get_u16(p + 10);
+	out->payload_len = get_u32(p + 12);
+	out->ep_slot = get_u32(p + 16);
+	out->ep_gen = get_u32(p + 20);
+	if (out->msg_no == 0 || p[9] != 0)
+		return -EBADMSG;
+	if (out->key_len == 0 || out->key_len > WIRE_KEY_MAX || out->payload_len > WIRE_META_MAX)
+		return -EBADMSG;
+	if ((size_t)WIRE_DISPATCH_FIXED_LEN + out->cluster_len + out->key_len + out->payload_len !=
+	    f->len)
+		return -EBADMSG;
+	out->cluster = (const char *)p + WIRE_DISPATCH_FIXED_LEN;
+	out->key = out->cluster + out->cluster_len;
+	out->payload = out->key + out->key_len;
+	if (memchr(out->cluster, 0, out->cluster_len) || memchr(out->key, 0, out->key_len))
+		return -EBADMSG;
 	return 0;
 }
 
@@ -309,6 +339,7 @@ int wire_decode_all(const void *buf, size_t len)
 		struct wire_peer_ack pa;
 		struct wire_data_frame d;
 		struct wire_ack a;
+		struct wire_dispatch m;
 		switch (f.kind) {
 		case WIRE_F_PEER_ACK:
 			if (wire_peer_ack_decode(&f, &pa) < 0)
@@ -325,6 +356,10 @@ int wire_decode_all(const void *buf, size_t len)
 			break;
 		case WIRE_F_ACK:
 			if (wire_ack_decode(&f, &a) < 0)
+				return -EBADMSG;
+			break;
+		case WIRE_F_DISPATCH:
+			if (wire_dispatch_decode(&f, &m) < 0)
 				return -EBADMSG;
 			break;
 		default:
@@ -468,6 +503,28 @@ void wire_ack_encode(struct wire_writer *w, const struct wire_ack *a)
 		wire_put_u32(w, a->ranges[i].start);
 		wire_put_u32(w, a->ranges[i].len);
 	}
+	wire_frame_end(w, f);
+}
+
+size_t wire_dispatch_size(const struct wire_dispatch *d)
+{
+	return WIRE_FRAME_HEADER_LEN + WIRE_DISPATCH_FIXED_LEN + (size_t)d->cluster_len +
+	       d->key_len + d->payload_len;
+}
+
+void wire_dispatch_encode(struct wire_writer *w, const struct wire_dispatch *d)
+{
+	size_t f = wire_frame_begin(w, WIRE_F_DISPATCH);
+	wire_put_u64(w, d->msg_no);
+	wire_put_u8(w, d->cluster_len);
+	wire_put_u8(w, 0);
+	wire_put_u16(w, d->key_len);
+	wire_put_u32(w, d->payload_len);
+	wire_put_u32(w, d->ep_slot);
+	wire_put_u32(w, d->ep_gen);
+	wire_put_bytes(w, d->cluster, d->cluster_len);
+	wire_put_bytes(w, d->key, d->key_len);
+	wire_put_bytes(w, d->payload, d->payload_len);
 	wire_frame_end(w, f);
 }
 

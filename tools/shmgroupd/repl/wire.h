@@ -24,6 +24,7 @@
 #define WIRE_MAX_BODY (WIRE_MAX_DATAGRAM - WIRE_OVERHEAD)
 #define WIRE_FRAME_HEADER_LEN 4u
 #define WIRE_RECORD_FIXED_LEN 40u
+#define WIRE_DISPATCH_FIXED_LEN 24u
 #define WIRE_CLUSTER_MAX 255u
 #define WIRE_KEY_MAX 1024u   /* shmgroup's key_max ceiling */
 #define WIRE_META_MAX 16384u /* shmgroup's meta_max ceiling */
@@ -47,6 +48,7 @@ enum wire_frame_kind {
 	WIRE_F_LOG = 2,
 	WIRE_F_SNAP = 3,
 	WIRE_F_ACK = 4,
+	WIRE_F_DISPATCH = 5,
 };
 
 /* Change-log operations, numbered as lib/layout.h's enum oplog_op. */
@@ -60,6 +62,7 @@ enum wire_op {
 enum wire_stream_mode {
 	WIRE_MODE_LOG = 1,
 	WIRE_MODE_SNAP = 2,
+	WIRE_MODE_MSG = 3, /* the message stream: ids are message numbers, shard 0 */
 };
 
 enum wire_reject_reason {
@@ -141,6 +144,18 @@ struct wire_data_frame {
 	size_t records_len;
 };
 
+/* F_DISPATCH: message msg_no of the sender's message stream to this peer,
+ * from the sender's endpoint (slot, gen), for (cluster, key). */
+struct wire_dispatch {
+	uint64_t msg_no;
+	uint8_t cluster_len;
+	uint16_t key_len;
+	uint32_t payload_len;
+	uint32_t ep_slot, ep_gen;
+	const char *cluster, *key;
+	const void *payload;
+};
+
 struct wire_range {
 	uint32_t start; /* offset from cum + 1 */
 	uint32_t len;
@@ -166,6 +181,7 @@ int wire_peer_ack_decode(const struct wire_frame *f, struct wire_peer_ack *out);
 /* Decodes the frame's fixed part; records are read with wire_record_next. */
 int wire_data_decode(const struct wire_frame *f, struct wire_data_frame *out);
 int wire_ack_decode(const struct wire_frame *f, struct wire_ack *out);
+int wire_dispatch_decode(const struct wire_frame *f, struct wire_dispatch *out);
 /* Record iteration over a data frame's records: *off starts at 0; returns 1
  * with a record, 0 at the end. */
 int wire_record_next(const uint8_t *p, size_t len, size_t *off, struct wire_record *r);
@@ -200,6 +216,10 @@ size_t wire_frame_begin(struct wire_writer *w, uint8_t kind);
 void wire_frame_end(struct wire_writer *w, size_t frame_off);
 void wire_peer_ack_encode(struct wire_writer *w, const struct wire_peer_ack *a);
 void wire_ack_encode(struct wire_writer *w, const struct wire_ack *a);
+/* A whole F_DISPATCH frame; wire_dispatch_size is its length with the frame
+ * header. */
+void wire_dispatch_encode(struct wire_writer *w, const struct wire_dispatch *d);
+size_t wire_dispatch_size(const struct wire_dispatch *d);
 /* The fixed part of an F_LOG or F_SNAP frame (after wire_frame_begin); n is
  * patched by wire_data_set_count once the records are in. */
 size_t wire_data_encode(struct wire_writer *w, uint8_t kind, const struct wire_data_frame *d);
