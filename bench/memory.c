@@ -14,7 +14,7 @@
  * What creation allocated (headers, endpoint and cluster tables, the first
  * index tables) is reported apart, not charged to entries.  Done for
  * registrations and for single-member groups (one join per key: a fresh
- * group each, so a group head and a member per key).  Keys are by default of
+ * group each, held in one block since the first member lives in the head).  Keys are by default of
  * mixed lengths, 22 to 30 bytes, with 16 bytes of metadata.
  */
 #include "common.h"

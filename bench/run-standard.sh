@@ -304,7 +304,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 		echo
 		echo "## Memory"
 		echo
-		j '"Per entry, after minus before adding them: the arena file'"'"'s allocated blocks (st_blocks x 512: what the entries really cost, tables retired by resizes and partly used pages included) and the allocator'"'"'s pages in use (64 KiB each). Overhead is beyond the key (\(.params.key_min // .params.key_len)-\(.params.key_max // .params.key_len) B, mean \(.params.key_mean // .params.key_len)) and the metadata (\(.params.meta_len) B). registry: one registration per key; group: one join per key, a fresh single-member group each (a head and a member).",
+		j '"Per entry, after minus before adding them: the arena file'"'"'s allocated blocks (st_blocks x 512: what the entries really cost, tables retired by resizes and partly used pages included) and the allocator'"'"'s pages in use (64 KiB each). Overhead is beyond the key (\(.params.key_min // .params.key_len)-\(.params.key_max // .params.key_len) B, mean \(.params.key_mean // .params.key_len)) and the metadata (\(.params.meta_len) B). registry: one registration per key; group: one join per key, a fresh single-member group each (one block: a group'"'"'s first member lives in its head).",
 		   "",
 		   "| kind | entries | fixed KiB (file) | entries KiB (file) | file B per entry | file overhead | pages B per entry | pages overhead |",
 		   "|---|---:|---:|---:|---:|---:|---:|---:|",

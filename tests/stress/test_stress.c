@@ -15,7 +15,8 @@
  * one (docs/ARCHITECTURE.md section 8): a writer killed between appending an
  * event to a monitor's mailbox and recording that progress has the repair
  * deliver it to that monitor again, so a worker that was killed may show
- * one registered or joined event without `previous` for what it holds.
+ * one repeated event: a registered or joined event without `previous` for
+ * what it holds, or an unregistered or left event for what it no longer holds.
  *
  * A second test SIGKILLs dispatchers at random while consumers sleep on
  * shmg_fd and in shmg_receive, and checks that no wakeup is lost (see there).
@@ -328,10 +329,12 @@ static void end_batch(struct mon *m)
 }
 
 /* The one repeat a killed worker's event may have (see the top): an added
- * event without `previous` for what the worker already holds. */
+ * event without `previous` for what the worker already holds, or a removal
+ * event for what it no longer holds. */
 static bool redelivery(struct wstate *s, int w, const struct shmg_event *e, bool held)
 {
-	if (!held || e->has_previous || !sh->w[w].to_kill || s->redelivered)
+	bool added = e->type == SHMG_EV_REGISTERED || e->type == SHMG_EV_JOINED;
+	if (held != added || (added && e->has_previous) || !sh->w[w].to_kill || s->redelivered)
 		return false;
 	s->redelivered = 1;
 	sh->redelivered++;
@@ -404,6 +407,8 @@ static void mon_event(struct mon *m, const struct shmg_event *e)
 				s->regs |= 1u << (cl * NREG + kr);
 			break;
 		case SHMG_EV_UNREGISTERED:
+			if (kr >= 0 && redelivery(s, w, e, s->regs & (1u << (cl * NREG + kr))))
+				break;
 			if (kr < 0 || !(s->regs & (1u << (cl * NREG + kr))))
 				viol(V_INCONSISTENT, "worker %d: unregistered %.*s not held", w,
 				     (int)e->key_len, e->key);
@@ -420,6 +425,8 @@ static void mon_event(struct mon *m, const struct shmg_event *e)
 				s->groups |= 1u << (cl * NGRP + kg);
 			break;
 		case SHMG_EV_LEFT:
+			if (kg >= 0 && redelivery(s, w, e, s->groups & (1u << (cl * NGRP + kg))))
+				break;
 			if (kg < 0 || !(s->groups & (1u << (cl * NGRP + kg))))
 				viol(V_INCONSISTENT, "worker %d: left %.*s not a member", w,
 				     (int)e->key_len, e->key);
