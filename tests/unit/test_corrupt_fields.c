@@ -175,6 +175,8 @@ static const struct field fields[] = {
 	F(arena_header, endpoint_epoch, W_HEADER),
 	F(arena_header, reaper_wake, W_HEADER),
 	F(arena_header, agent_session, W_HEADER),
+	F(arena_header, agent_sleeping, W_HEADER),
+	F(arena_header, agent_wake, W_HEADER),
 	F(node_state, node, W_NODES),
 	F(node_state, up, W_NODES),
 	F(node_state, inc, W_NODES),

@@ -21,8 +21,9 @@ static const struct {
 	{5, 258060}, /* counters for tools: shard writes and lock waits, per-endpoint kind
 		      * counts, a mailbox statistics line */
 	{6, 346124}, /* replication state: a node table in the header, per-shard node cursors */
-	{7, 389852}, /* growing arena: arena_max in the header, pages_avail and grows in the pool line;
-		      * the agent's connected mark per node (node_state.up, in padding) */
+	{7, 390044}, /* growing arena: arena_max in the header, pages_avail and grows in the pool line;
+		      * the agent's connected mark per node (node_state.up, in padding); the
+		      * agent's wakeup line (agent_sleeping, agent_wake) */
 };
 
 START_TEST(test_signature_pinned)

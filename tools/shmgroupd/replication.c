@@ -86,6 +86,7 @@
 #define POOL_SLOTS 256u /* power of two: ck_ring sizes */
 #define RECV_BURST 32u
 #define IDLE_POLL_US 100000u
+#define WAKE_BACKSTOP_US 10000u /* polling the heads when writers wake the agent */
 
 struct peer_entry {
 	struct cds_lfht_node ht;
@@ -127,6 +128,7 @@ struct replication {
 	struct store *store;
 	struct fault *fault;
 	int sock, wake_fd, stop_fd, epfd;
+	int log_wake_fd; /* writers' wakeups (oplog_wake_bind), or -1: poll the heads */
 
 	struct cds_lfht *peers;
 	struct cds_wfcq_head cmd_head;
@@ -564,13 +566,35 @@ static void sleep_until(struct replication *r, uint64_t deadline)
 		uint64_t v;
 		ssize_t k = read(r->wake_fd, &v, sizeof(v));
 		(void)k;
+		if (r->log_wake_fd >= 0)
+			oplog_wake_drain(r->log_wake_fd);
 	}
+}
+
+/* Sleeps until the deadline, a datagram, a command or (with a peer up) a
+ * local write.  Returns false without sleeping if the change logs moved
+ * after all: the writers saw no mark before, so they sent nothing. */
+static bool sleep_or_see_changes(struct replication *r, uint64_t deadline)
+{
+	if (r->log_wake_fd < 0 || !r->n_up) {
+		sleep_until(r, deadline);
+		return false;
+	}
+	oplog_wake_sleeping(r->h, true);
+	if (store_logs_moved(r->store)) {
+		oplog_wake_sleeping(r->h, false);
+		return true;
+	}
+	sleep_until(r, deadline);
+	oplog_wake_sleeping(r->h, false);
+	return false;
 }
 
 static void *protocol_main(void *arg)
 {
 	struct replication *r = arg;
 	uint64_t next_logs = 0;
+	bool moved = false;
 
 	urcu_memb_register_thread();
 	for (;;) {
@@ -582,14 +606,18 @@ static void *protocol_main(void *arg)
 			fault_flush(r->fault, UINT64_MAX, sendto_node, r);
 			break;
 		}
-		bool moved = false;
 		r->now = mono_us();
-		if (r->now >= next_logs) {
-			moved = store_logs_moved(r->store);
-			next_logs = r->now + (r->n_up ? r->conf.change_poll_us : IDLE_POLL_US);
+		/* With writers' wakeups the heads are read at every turn (a
+		 * turn is a wakeup) and polled only as a backstop. */
+		if (r->now >= next_logs || (r->log_wake_fd >= 0 && r->n_up)) {
+			moved = store_logs_moved(r->store) || moved;
+			next_logs = r->now + (!r->n_up		     ? IDLE_POLL_US
+					      : r->log_wake_fd >= 0 ? WAKE_BACKSTOP_US
+								    : r->conf.change_poll_us);
 		}
 		if (moved || r->now >= repl_deadline(r->core))
 			repl_poll(r->core, r->now);
+		moved = false;
 		for (int s; (s = store_take_reset(r->store)) >= 0;) {
 			logf_(L_WARN,
 			      "change log of shard %d was repaired; resyncing it with every peer",
@@ -607,7 +635,7 @@ static void *protocol_main(void *arg)
 		deadline = min_u64(deadline, fault_deadline(r->fault));
 		if (r->conf.stats_file[0])
 			deadline = min_u64(deadline, r->next_stats);
-		sleep_until(r, deadline);
+		moved = sleep_or_see_changes(r, deadline);
 	}
 	publish_up(r);
 	write_stats(r);
@@ -650,6 +678,8 @@ static void free_all(struct replication *r)
 		repl_free(r->core);
 	store_close(r->store);
 	fault_free(r->fault);
+	if (r->h)
+		oplog_wake_unbind(r->h, r->log_wake_fd);
 	if (r->peers) {
 		struct cds_lfht_iter it;
 		struct cds_lfht_node *n;
@@ -696,7 +726,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 	urcu_memb_register_thread();
 	r->self = in.node_id;
 	r->conf = *p->conf;
-	r->sock = r->wake_fd = r->stop_fd = r->epfd = -1;
+	r->sock = r->wake_fd = r->stop_fd = r->epfd = r->log_wake_fd = -1;
 	cds_wfcq_init(&r->cmd_head, &r->cmd_tail);
 	r->pool = calloc(POOL_SLOTS - 1, sizeof(struct datagram));
 	/* A fixed size (peers are at most 64): an auto-resized table starts
@@ -714,6 +744,14 @@ int replication_start(const struct replication_params *p, struct replication **o
 	}
 	struct epoll_event ev = { .events = EPOLLIN };
 	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev) < 0 || open_socket(r) < 0)
+		goto fail;
+	/* Without the socket the protocol thread polls the heads every
+	 * change_poll_us while a peer is up, as it would anyway. */
+	r->log_wake_fd = oplog_wake_bind(r->h);
+	if (r->log_wake_fd < 0)
+		logf_(L_WARN, "replication: no wakeup socket for local changes (%s); polling them",
+		      shmg_strerror(r->log_wake_fd));
+	else if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->log_wake_fd, &ev) < 0)
 		goto fail;
 	ck_ring_init(&r->rx_ring, POOL_SLOTS);
 	ck_ring_init(&r->free_ring, POOL_SLOTS);
