@@ -70,6 +70,8 @@ static struct {
 	double load;
 	unsigned loss;
 	const char *agent;
+	const char *agent_args[8]; /* passed to both agents */
+	int n_agent_args;
 	const char *json;
 	int quick;
 } opt = {
@@ -132,17 +134,19 @@ static void usage(FILE *f)
 		"  --load P      propagation under load: churn pairs/s on A [20k]\n"
 		"  --loss PCT    the lossy runs: datagrams each agent drops [5]\n"
 		"  --agent PATH  shmgroupd binary [%s]\n"
+		"  --agent-arg A an argument for both agents, e.g. --rto-min=20 (up to 8)\n"
 		"  --json FILE, --quick (0.5 s runs, 20k ops, 1 round)\n",
 		SHMGROUPD_PATH[0] ? SHMGROUPD_PATH : "none built");
 }
 
 static void parse_args(int argc, char **argv)
 {
-	enum { O_SECS = 256, O_OPS, O_ROUNDS, O_LOAD, O_LOSS, O_AGENT, O_JSON, O_QUICK };
+	enum { O_SECS = 256, O_OPS, O_ROUNDS, O_LOAD, O_LOSS, O_AGENT, O_AGENT_ARG, O_JSON, O_QUICK };
 	static const struct option lo[] = {
 		{ "seconds", 1, 0, O_SECS }, { "ops", 1, 0, O_OPS },	   { "rounds", 1, 0, O_ROUNDS },
 		{ "load", 1, 0, O_LOAD },    { "loss", 1, 0, O_LOSS },	   { "agent", 1, 0, O_AGENT },
 		{ "json", 1, 0, O_JSON },    { "quick", 0, 0, O_QUICK },   { "help", 0, 0, 'h' },
+		{ "agent-arg", 1, 0, O_AGENT_ARG },
 		{ 0, 0, 0, 0 },
 	};
 	int c, secs_set = 0, ops_set = 0, rounds_set = 0;
@@ -178,6 +182,11 @@ static void parse_args(int argc, char **argv)
 			opt.loss = (unsigned)v;
 			break;
 		case O_AGENT: opt.agent = optarg; break;
+		case O_AGENT_ARG:
+			if (opt.n_agent_args == 8)
+				goto bad;
+			opt.agent_args[opt.n_agent_args++] = optarg;
+			break;
 		case O_JSON: opt.json = optarg; break;
 		case O_QUICK: opt.quick = 1; break;
 		case 'h': usage(stdout); exit(0);
@@ -231,7 +240,7 @@ static void stop_agents(void)
 static int start_agent(int i, unsigned loss)
 {
 	char a[12][128];
-	const char *argv[16];
+	const char *argv[24];
 	int n = 0, p[2];
 
 	if (pipe(p) < 0)
@@ -250,6 +259,8 @@ static int start_agent(int i, unsigned loss)
 	if (loss)
 		ARG("--fault-loss=%u", loss);
 #undef ARG
+	for (int k = 0; k < opt.n_agent_args; k++)
+		argv[n++] = opt.agent_args[k];
 	argv[n] = NULL;
 	fflush(stdout);
 	pid_t pid = fork();

@@ -526,10 +526,15 @@ static bool run_commands(struct replication *r)
 	return stop;
 }
 
+/* At most a receive burst per turn: the core acks each datagram at once
+ * and applies what they brought at the repl_poll after them, which a steady
+ * stream must not put off; and the acks of the next turn wait for no more
+ * than that burst's applying (the round-trip times the sender measures). */
 static void take_datagrams(struct replication *r)
 {
 	void *d;
-	while (ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d)) {
+	for (unsigned n = 0;
+	     n < RECV_BURST && ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d); n++) {
 		struct datagram *dg = d;
 		HANDOFF_ACQUIRE(dg);
 		/* The time of each datagram, not of the burst: RTT samples and
