@@ -34,15 +34,18 @@
  * Applying stays on the protocol thread: the core asks `held` for cursors
  * that must already include every batch it handed over, and a purge must
  * land before the next handshake's batches, so a separate apply thread
- * would need the core to wait for it anyway.
+ * would need the core to wait for it anyway.  The core acks each datagram
+ * before applying and applies at the repl_poll after a turn's burst, so
+ * acks wait behind one burst's applying at most.
  *
- * Noticing local changes.  Writers never make a syscall for the agent: the
- * protocol thread reads the change logs' heads (two loads per shard) every
- * change_poll_us (1 ms) while a peer is up, and every 100 ms otherwise.  A
- * wakeup from the writers (an eventfd, a futex word) would put a syscall or
- * a shared cache line on every local write for the sake of an agent that is
- * usually idle; the poll costs the agent a wakeup per millisecond and bounds
- * the added latency of a lone change on an idle link by that millisecond.
+ * Noticing local changes.  Before sleeping with a peer up, the protocol
+ * thread marks itself sleeping in the arena (oplog_wake_sleeping), reads the
+ * change logs' heads once more, and sleeps only if none moved; a writer that
+ * appends after that sends one datagram to the agent's wakeup socket
+ * (lib/oplog.c).  While the agent is awake writers make no syscall for it.
+ * The heads are still read every 10 ms as a backstop for a lost wakeup (a
+ * writer killed before its send, a scribbled mark), every 100 ms with no
+ * peer up, and every change_poll_us if the socket could not be bound.
  *
  * Dying at any point (SIGKILL) leaves the arena consistent: every write goes
  * through lib/remote.c, whose batches are crash-safe and whose cursors never

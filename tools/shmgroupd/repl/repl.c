@@ -39,7 +39,7 @@ void repl_knobs_default(struct repl_knobs *k)
 		.heartbeat_interval = 250,
 		.down_after = 5000,
 		.rto_initial = 200,
-		.rto_min = 100,
+		.rto_min = 50,
 		.rto_max = 2000,
 		.max_snapshot_chunks = 1u << 20,
 	};
