@@ -27,7 +27,15 @@
  *     a wrong name is refused; bad configurations stop the agent with why;
  *   - the partition command (SIGUSR1, SIGUSR2) cuts a node off and heals it;
  *   - a lone change leaves and is applied at once, though the flush
- *     intervals are ten minutes.
+ *     intervals are ten minutes;
+ *   - the change log overwritten while A is partitioned: after the heal A
+ *     resyncs, and B holds exactly A's entries;
+ *   - a reader on B looking up A's surviving keys throughout A's agent
+ *     restart and the resync that follows never misses one;
+ *   - the lossy burst is 50,000 changes from three hosts
+ *     (SHMG_REPL_BURST_OPS sets another size);
+ *   - as root: the propagation scenario with each agent in a network
+ *     namespace of its own, joined by a veth pair (skipped otherwise).
  * Every test ends with every host's view (a lookup of every key used, the
  * members of every group used) equal on every host.
  *
@@ -79,6 +87,7 @@ static const char *const *fault_args;    /* extra agent arguments */
 static const char *down_after = "10000"; /* long: a loaded machine must not fake a failure */
 static int unlisted = -1;                /* a host that host 0 is not told about at start */
 static const char *host1_name;           /* host 1's name when not "h2" */
+static uint32_t oplog_bytes;             /* the arenas' change logs; 0 = default */
 
 /* ---- agents ----------------------------------------------------------- */
 
@@ -136,7 +145,7 @@ static void hosts_init(int n)
 		ho->port = free_port();
 		snprintf(ho->stats, sizeof(ho->stats), "/tmp/trepl-%d-%d.stats", (int)getpid(), i);
 		snprintf(ho->log, sizeof(ho->log), "/tmp/trepl-%d-%d.log", (int)getpid(), i);
-		struct shmg_config cfg = { .node_id = (uint32_t)i + 1 };
+		struct shmg_config cfg = { .node_id = (uint32_t)i + 1, .oplog_bytes = oplog_bytes };
 		ho->h = tc_open(ho->arena, &cfg);
 	}
 	for (int i = 0; i < n; i++)
@@ -467,6 +476,7 @@ static void setup(void)
 	down_after = "10000";
 	unlisted = -1;
 	host1_name = NULL;
+	oplog_bytes = 0;
 }
 
 /* A sanitizer build's agents report there: a report fails the test. */
@@ -582,13 +592,39 @@ START_TEST(test_register_conflict)
 }
 END_TEST
 
+/* Every host's registry count is want. */
+struct count_arg {
+	long want;
+};
+
+static bool counts_are(void *arg)
+{
+	const struct count_arg *c = arg;
+	for (int i = 0; i < n_hosts; i++)
+		if (shmg_registry_count(hosts[i].h, NULL) != c->want)
+			return false;
+	return true;
+}
+
 static const char *const lossy[] = { "--fault-loss=30", "--fault-duplicate=30",
 				     "--fault-reorder=30", NULL };
+
+/* The lossy burst's changes from all three hosts (SHMG_REPL_BURST_OPS). */
+static int burst_ops(void)
+{
+	const char *e = getenv("SHMG_REPL_BURST_OPS");
+	int n = e ? atoi(e) : 50000;
+	return n < 12 ? 12 : n;
+}
 
 START_TEST(test_lossy_burst)
 {
 	struct worker w[HOSTS];
 	char cmd[64], prefix[16];
+	/* Per host: n registers, a join, and the removal of every third
+	 * register (ceil(n / 3)): 4n / 3 + 1 changes. */
+	int n = burst_ops() * 3 / 4 / 3;
+	int survivors = n - (n + 2) / 3;
 
 	fault_args = lossy;
 	down_after = "10000";
@@ -598,11 +634,11 @@ START_TEST(test_lossy_burst)
 	for (int i = 0; i < 3; i++) {
 		w[i] = worker_start(i);
 		snprintf(prefix, sizeof(prefix), "b%d/", i);
-		use_keys(prefix, 150);
+		use_keys(prefix, n < 300 ? n : 300); /* compared key by key; the rest counted */
 	}
 	/* Three hosts write at once. */
 	for (int i = 0; i < 3; i++) {
-		snprintf(cmd, sizeof(cmd), "N b%d/ 150\n", i);
+		snprintf(cmd, sizeof(cmd), "N b%d/ %d\n", i, n);
 		ck_assert_int_eq(tc_write_full(w[i].cmd, cmd, strlen(cmd)), 0);
 	}
 	for (int i = 0; i < 3; i++) {
@@ -610,9 +646,14 @@ START_TEST(test_lossy_burst)
 		ck_assert_int_eq(tc_read_full(w[i].res, &rc, sizeof(rc), CONVERGE_MS), 0);
 		ck_assert_int_eq(rc, 0);
 		ck_assert_int_eq(worker_do(&w[i], "J burst x"), 0);
-		snprintf(cmd, sizeof(cmd), "D b%d/ 150 3", i);
+		snprintf(cmd, sizeof(cmd), "D b%d/ %d 3", i, n);
 		ck_assert_int_eq(worker_do(&w[i], cmd), 0);
 	}
+	struct count_arg all = { 3 * survivors };
+	ck_assert_msg(tc_wait_until(counts_are, &all, CONVERGE_MS),
+		      "registry counts %ld %ld %ld, not %d", shmg_registry_count(hosts[0].h, NULL),
+		      shmg_registry_count(hosts[1].h, NULL), shmg_registry_count(hosts[2].h, NULL),
+		      3 * survivors);
 	expect_converged("after bursts with 30% loss, duplication and reordering");
 	/* The faults did happen, and were repaired. */
 	for (int i = 0; i < 3; i++) {
@@ -620,8 +661,8 @@ START_TEST(test_lossy_burst)
 		ck_assert_int_gt(stat_of(i, "fault_duplicated"), 0);
 		ck_assert_int_gt(stat_of(i, "fault_reordered"), 0);
 	}
-	/* Each host holds every other host's 100 survivors and members. */
-	ck_assert_int_eq(shmg_registry_count(hosts[0].h, NULL), 300);
+	/* Each host holds every host's survivors, and three members. */
+	ck_assert_int_eq(shmg_registry_count(hosts[0].h, NULL), 3 * survivors);
 	static char v[8][96];
 	struct strs members = { v, 0, 8 };
 	ck_assert_int_eq(shmg_members(hosts[2].h, "burst", 5, collect_member, &members, NULL), 3);
@@ -897,6 +938,109 @@ START_TEST(test_partition_on_command)
 }
 END_TEST
 
+/* The smallest change logs (64 KiB a shard): 16,000 registers and 8,000
+ * removals (about 170 KiB of records a shard) while A is cut off overwrite
+ * every shard's log, so after the heal A cannot resend B the records it
+ * missed (they are gone from the log) and resyncs those shards. */
+START_TEST(test_log_overflow_while_partitioned)
+{
+	oplog_bytes = 64 * 1024;
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	use_keys("o/", 1000);
+	ck_assert_int_eq(worker_do(&a, "N o/ 100"), 0);
+	expect_converged("before the partition");
+	long long resyncs = stat_of(0, "resyncs_sent");
+	kill(hosts[0].agent, SIGUSR1);
+	ck_assert_int_eq(worker_do(&a, "D o/ 100 1"), 0);
+	ck_assert_int_eq(worker_do(&a, "N o/ 16000"), 0);
+	ck_assert_int_eq(worker_do(&a, "D o/ 16000 2"), 0);
+	/* B still holds the 100 from before: the partition hid everything. */
+	ck_assert_int_eq(shmg_registry_count(hosts[1].h, NULL), 100);
+	kill(hosts[0].agent, SIGUSR2);
+	struct count_arg half = { 8000 };
+	ck_assert_msg(tc_wait_until(counts_are, &half, CONVERGE_MS), "B holds %ld, not 8000",
+		      shmg_registry_count(hosts[1].h, NULL));
+	expect_converged("after the partition healed");
+	ck_assert_int_gt(stat_of(0, "resyncs_sent"), resyncs);
+	ck_assert_int_gt(stat_of(0, "fault_partitioned_tx"), 0);
+}
+END_TEST
+
+/* A reader process on B looks up a fixed set of A's keys in a loop while
+ * A's agent is killed and restarted and A's shards are resynced to B: the
+ * survivors are replaced in place, so not one lookup misses. */
+struct reader_stats {
+	int stop;     /* atomic */
+	long lookups; /* atomic */
+	long misses;  /* atomic */
+	char first_miss[32];
+};
+
+static void reader_main(int host, const char *prefix, int count, struct reader_stats *st)
+{
+	shmg_t *h;
+	char key[32];
+	if (shmg_open(hosts[host].arena, NULL, &h) < 0)
+		_exit(1);
+	while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE))
+		for (int k = 0; k < count; k++) {
+			shmg_id_t id;
+			snprintf(key, sizeof(key), "%s%d", prefix, k);
+			int rc = shmg_lookup(h, key, strlen(key), &id, NULL, 0, NULL, NULL);
+			__atomic_add_fetch(&st->lookups, 1, __ATOMIC_RELAXED);
+			if (rc != 0 && __atomic_add_fetch(&st->misses, 1, __ATOMIC_RELAXED) == 1)
+				snprintf(st->first_miss, sizeof(st->first_miss), "%s: %d", key, rc);
+		}
+	_exit(0);
+}
+
+static bool reader_looked(void *arg)
+{
+	const struct reader_stats *st = arg;
+	return __atomic_load_n(&st->lookups, __ATOMIC_RELAXED) > 10000;
+}
+
+START_TEST(test_readers_keep_survivors_during_restart_resync)
+{
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	use_keys("keep/", 200);
+	use_keys("gone/", 200);
+	use_keys("new/", 200);
+	ck_assert_int_eq(worker_do(&a, "N keep/ 200"), 0);
+	ck_assert_int_eq(worker_do(&a, "N gone/ 200"), 0);
+	expect_converged("before the restart");
+
+	struct reader_stats *st = tc_shared_alloc(sizeof(*st));
+	pid_t reader = fork();
+	ck_assert_int_ge(reader, 0);
+	if (reader == 0)
+		reader_main(1, "keep/", 200, st);
+	ck_assert(tc_wait_until(reader_looked, st, CONVERGE_MS));
+	long long resyncs = stat_of(0, "resyncs_sent");
+
+	agent_kill(0);
+	/* Every shard's log moves while the agent is away, so the new agent
+	 * (whose reader starts at the heads) sends B each shard by snapshot. */
+	ck_assert_int_eq(worker_do(&a, "D gone/ 200 1"), 0);
+	ck_assert_int_eq(worker_do(&a, "N new/ 200"), 0);
+	agent_start(0);
+	ck_assert(tc_wait_until(all_connected, NULL, CONVERGE_MS));
+	expect_converged("after the restart");
+	__atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
+	int status;
+	ck_assert_int_eq(waitpid(reader, &status, 0), reader);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(st->misses == 0, "the reader on B missed %ld of %ld lookups (first %s)",
+		      st->misses, st->lookups, st->first_miss);
+	ck_assert_int_gt(stat_of(0, "resyncs_sent"), resyncs);
+	ck_assert_int_eq(shmg_registry_count(hosts[1].h, NULL), 400);
+}
+END_TEST
+
 static bool log_says(void *arg)
 {
 	char buf[16384];
@@ -1015,6 +1159,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_partition_on_command);
 	tcase_add_test(tc, test_wrong_name_refused);
 	tcase_add_test(tc, test_lone_change_leaves_at_once);
+	tcase_add_test(tc, test_log_overflow_while_partitioned);
+	tcase_add_test(tc, test_readers_keep_survivors_during_restart_resync);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }
