@@ -53,6 +53,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -76,6 +78,8 @@ struct host {
 	pid_t agent;
 	char stats[128];
 	char log[128];
+	const char *addr;   /* the agent's IPv4 address; NULL = 127.0.0.1 */
+	char netns[64];     /* a network namespace the agent and workers run in, or "" */
 	shmg_t *h; /* the test process's handle */
 };
 
@@ -113,12 +117,28 @@ static void kill_agents(void)
 		}
 }
 
+/* Runs a shell command line; true if it exited 0. */
+static bool run_quiet(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	fflush(NULL);
+	int st = system(cmd);
+	return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 static void cleanup(void)
 {
 	kill_agents();
 	for (int i = 0; i < n_hosts; i++) {
 		unlink(hosts[i].stats);
 		unlink(hosts[i].log);
+		if (hosts[i].netns[0]) /* its end of the veth pair goes with it */
+			run_quiet("ip netns del %s 2>/dev/null", hosts[i].netns);
+		hosts[i].netns[0] = '\0';
 	}
 	if (key_path[0])
 		unlink(key_path);
@@ -153,12 +173,31 @@ static void hosts_init(int n)
 			hosts[i].peer_port_of[j] = hosts[j].port;
 }
 
-/* Starts the agent with argv, its stderr on errfd. */
-static pid_t spawn(const char *const *argv, int errfd)
+static const char *addr_of(int i)
+{
+	return hosts[i].addr ? hosts[i].addr : "127.0.0.1";
+}
+
+/* In a forked child of host i: into the host's network namespace, if any. */
+static void enter_netns(int i)
+{
+	char path[96];
+	if (!hosts[i].netns[0])
+		return;
+	snprintf(path, sizeof(path), "/var/run/netns/%s", hosts[i].netns);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+		_exit(126);
+	close(fd);
+}
+
+/* Starts host i's agent with argv, its stderr on errfd. */
+static pid_t spawn(int i, const char *const *argv, int errfd)
 {
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		enter_netns(i);
 		dup2(errfd, STDERR_FILENO);
 		execv(agent_path, (char *const *)argv);
 		_exit(127);
@@ -180,7 +219,7 @@ static void agent_start(int i)
 		ARG("--node-name=%s", host1_name);
 	else
 		ARG("--node-name=h%d", i + 1);
-	ARG("--listen=127.0.0.1:%d", hosts[i].port);
+	ARG("--listen=%s:%d", addr_of(i), hosts[i].port);
 	ARG("--replication-group=%s", wire_group);
 	ARG("--key-file=%s", key_path);
 	ARG("--stats-file=%s", hosts[i].stats);
@@ -190,7 +229,8 @@ static void agent_start(int i)
 	ARG("--down-after=%s", down_after);
 	for (int j = 0; j < n_hosts; j++)
 		if (j != i && !(i == 0 && j == unlisted))
-			ARG("--peer=%d h%d 127.0.0.1:%d", j + 1, j + 1, hosts[i].peer_port_of[j]);
+			ARG("--peer=%d h%d %s:%d", j + 1, j + 1, addr_of(j),
+			    hosts[i].peer_port_of[j]);
 	ck_assert_int_eq(pipe(p), 0);
 	ARG("--ready-fd=%d", p[1]);
 #undef ARG
@@ -200,7 +240,7 @@ static void agent_start(int i)
 
 	int logfd = open(hosts[i].log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	ck_assert_int_ge(logfd, 0);
-	pid_t pid = spawn(argv, logfd);
+	pid_t pid = spawn(i, argv, logfd);
 	close(p[1]);
 	char b;
 	ck_assert_msg(tc_read_full(p[0], &b, 1, READY_MS) == 0, "agent %d not ready", i);
@@ -320,6 +360,7 @@ static struct worker worker_start(int host)
 	if (w.pid == 0) {
 		close(c[1]);
 		close(r[0]);
+		enter_netns(host); /* its wakeups reach the agent's socket there */
 		worker_main(host, c[0], r[1]);
 	}
 	close(c[0]);
@@ -1041,6 +1082,88 @@ START_TEST(test_readers_keep_survivors_during_restart_resync)
 }
 END_TEST
 
+/* Hosts 0 and 1 in network namespaces of their own, joined by a veth pair
+ * (10.201.x.1 and .2/24).  false, with why on stderr, when that cannot be
+ * done here (not root, no iproute2, namespaces unavailable). */
+static bool netns_pair(void)
+{
+	char veth[2][16];
+	int pid = (int)getpid();
+	static char addrs[2][32];
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_replication_in_netns: skipped: needs root\n");
+		return false;
+	}
+	if (!run_quiet("ip -V >/dev/null 2>&1")) {
+		fprintf(stderr, "test_replication_in_netns: skipped: no ip (iproute2)\n");
+		return false;
+	}
+	for (int i = 0; i < 2; i++) {
+		snprintf(hosts[i].netns, sizeof(hosts[i].netns), "trepl-%d-%d", pid, i);
+		snprintf(veth[i], sizeof(veth[i]), "tr%d%c", pid % 1000000, 'a' + i);
+		snprintf(addrs[i], sizeof(addrs[i]), "10.201.%d.%d", pid % 250, i + 1);
+		hosts[i].addr = addrs[i];
+		if (!run_quiet("ip netns add %s 2>/dev/null", hosts[i].netns)) {
+			hosts[i].netns[0] = '\0';
+			fprintf(stderr,
+				"test_replication_in_netns: skipped: network namespaces "
+				"unavailable (ip netns add failed)\n");
+			return false;
+		}
+	}
+	bool ok = run_quiet("ip link add %s type veth peer name %s 2>/dev/null", veth[0], veth[1]);
+	for (int i = 0; i < 2 && ok; i++)
+		ok = run_quiet("ip link set %s netns %s", veth[i], hosts[i].netns) &&
+		     run_quiet("ip -n %s addr add %s/24 dev %s", hosts[i].netns, addrs[i],
+			       veth[i]) &&
+		     run_quiet("ip -n %s link set %s up", hosts[i].netns, veth[i]) &&
+		     run_quiet("ip -n %s link set lo up", hosts[i].netns);
+	if (!ok)
+		fprintf(stderr, "test_replication_in_netns: skipped: cannot make a veth pair\n");
+	return ok;
+}
+
+/* The propagation scenario across a veth pair, each agent (and the workers
+ * writing to its arena) in a network namespace of its own: the arenas are
+ * still on this host's /dev/shm, read here. */
+START_TEST(test_propagation_in_netns)
+{
+	struct tc_ev e;
+	hosts_init(2);
+	if (!netns_pair())
+		return;
+	start_all();
+	shmg_t *mon = hosts[1].h;
+	ck_assert_int_eq(shmg_monitor(mon, NULL, 0, NULL), 0);
+	struct worker w = worker_start(0);
+	use_key("n/a");
+	use_group("n/g");
+	step(&w, "R n/a m1", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "n/a", "m1", 2);
+	step(&w, "R n/a m2", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "n/a", "m2", 2);
+	tc_ev_expect_prev(&e, "m1", 2);
+	step(&w, "J n/g gm", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_JOINED, SHMG_REASON_NONE, w.id, NULL, "n/g", "gm", 2);
+	expect_converged("after the writes");
+	step(&w, "L n/g", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_LEFT, SHMG_REASON_NORMAL, w.id, NULL, "n/g", "gm", 2);
+	kill(w.pid, SIGKILL);
+	recv_one(mon, &e);
+	tc_ev_expect(&e, SHMG_EV_UNREGISTERED, SHMG_REASON_EXIT, w.id, NULL, "n/a", "m2", 2);
+	waitpid(w.pid, NULL, 0);
+	expect_converged("after the worker died");
+	/* And the other way. */
+	struct worker b = worker_start(1);
+	use_key("n/b");
+	ck_assert_int_eq(worker_do(&b, "R n/b mb"), 0);
+	wait_lookup(0, "n/b", 0);
+	expect_converged("after B's write");
+	ck_assert_int_gt(stat_of(0, "tx_datagrams"), 0);
+}
+END_TEST
+
 static bool log_says(void *arg)
 {
 	char buf[16384];
@@ -1097,7 +1220,7 @@ static int agent_run_fails(const char *const *extra, char *out, size_t cap)
 		argv[n++] = extra[k];
 	argv[n] = NULL;
 	ck_assert_int_eq(pipe(p), 0);
-	pid_t pid = spawn(argv, p[1]);
+	pid_t pid = spawn(0, argv, p[1]);
 	size_t len = 0;
 	ssize_t k;
 	while (len + 1 < cap && (k = read(p[0], out + len, cap - 1 - len)) > 0)
@@ -1161,6 +1284,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_lone_change_leaves_at_once);
 	tcase_add_test(tc, test_log_overflow_while_partitioned);
 	tcase_add_test(tc, test_readers_keep_survivors_during_restart_resync);
+	tcase_add_test(tc, test_propagation_in_netns);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }
