@@ -532,12 +532,13 @@ static bool run_commands(struct replication *r)
 /* At most a receive burst per turn: the core acks each datagram at once
  * and applies what they brought at the repl_poll after them, which a steady
  * stream must not put off; and the acks of the next turn wait for no more
- * than that burst's applying (the round-trip times the sender measures). */
-static void take_datagrams(struct replication *r)
+ * than that burst's applying (the round-trip times the sender measures).
+ * Returns true if datagrams were left for the next turn (which must then
+ * not sleep: the receive thread's wakeup for them was consumed). */
+static bool take_datagrams(struct replication *r)
 {
 	void *d;
-	for (unsigned n = 0;
-	     n < RECV_BURST && ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d); n++) {
+	for (unsigned n = 0; ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d); n++) {
 		struct datagram *dg = d;
 		HANDOFF_ACQUIRE(dg);
 		/* The time of each datagram, not of the burst: RTT samples and
@@ -547,7 +548,10 @@ static void take_datagrams(struct replication *r)
 			repl_input(r->core, r->now, dg->buf, dg->len);
 		HANDOFF_RELEASE(dg);
 		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, dg);
+		if (n + 1 == RECV_BURST)
+			return ck_ring_size(&r->rx_ring) > 0;
 	}
+	return false;
 }
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -608,7 +612,7 @@ static void *protocol_main(void *arg)
 	for (;;) {
 		r->now = mono_us();
 		bool stop = run_commands(r);
-		take_datagrams(r);
+		bool more = take_datagrams(r);
 		if (stop) {
 			repl_leave(r->core, r->now);
 			fault_flush(r->fault, UINT64_MAX, sendto_node, r);
@@ -643,6 +647,8 @@ static void *protocol_main(void *arg)
 		deadline = min_u64(deadline, fault_deadline(r->fault));
 		if (r->conf.stats_file[0])
 			deadline = min_u64(deadline, r->next_stats);
+		if (more)
+			continue; /* the datagrams left over, at once */
 		moved = sleep_or_see_changes(r, deadline);
 	}
 	publish_up(r);
