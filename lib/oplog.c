@@ -22,16 +22,16 @@
 #include "remote.h"
 
 /* The agent sleeps (agent_sleeping set) only after a last look at the heads;
- * this runs after a head or resets store.  The fence orders that store
- * before the load of agent_sleeping (the agent orders the other way round),
- * so either the agent's last look sees the record or this sees it asleep.
- * Only the writer whose exchange cleared the mark sends.  A writer killed
- * in between, or a mark or nonce scribbled on, costs at most the agent's
- * backstop poll (replication.c), never a blocked writer: the send does not
- * wait. */
+ * this runs after a sequentially consistent update of a head or of resets
+ * (a locked instruction on x86, cheaper than a store and a fence), which
+ * orders it before the load of agent_sleeping (the agent orders the other
+ * way round): either the agent's last look sees the record or this sees it
+ * asleep.  Only the writer whose exchange cleared the mark sends.  A writer
+ * killed in between, or a mark or nonce scribbled on, costs at most the
+ * agent's backstop poll (replication.c), never a blocked writer: the send
+ * does not wait. */
 static void agent_wake(shmg_t *h)
 {
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (load_relaxed(&h->hdr->agent_sleeping) &&
 	    __atomic_exchange_n(&h->hdr->agent_sleeping, 0, __ATOMIC_ACQ_REL))
 		wake_send(h, "repl", load_relaxed(&h->hdr->agent_wake));
@@ -108,14 +108,15 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 	memcpy(p + clen + key_len, entry_meta_of(e, &hd), hd.meta_len);
 	TEST_POINT("oplog:append");
 	store_relaxed(&ol->seq, ol->seq + 1);
-	store_release(&ol->head, head + size); /* publishes the record */
+	/* Publishes the record (release, and ordered before agent_wake's load). */
+	(void)__atomic_exchange_n(&ol->head, head + size, __ATOMIC_SEQ_CST);
 	agent_wake(h);
 }
 
 void oplog_mark_reset(shmg_t *h, uint32_t shard)
 {
 	struct oplog_header *ol = oplog_at(h, shard);
-	store_release(&ol->resets, ol->resets + 1);
+	__atomic_add_fetch(&ol->resets, 1, __ATOMIC_SEQ_CST); /* as the head in oplog_append */
 	agent_wake(h);
 }
 
