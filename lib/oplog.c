@@ -110,6 +110,7 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 	store_relaxed(&ol->seq, ol->seq + 1);
 	/* Publishes the record (release, and ordered before agent_wake's load). */
 	(void)__atomic_exchange_n(&ol->head, head + size, __ATOMIC_SEQ_CST);
+	TEST_POINT("oplog:published");
 	agent_wake(h);
 }
 

@@ -35,7 +35,9 @@
  *   - the lossy burst is 50,000 changes from three hosts
  *     (SHMG_REPL_BURST_OPS sets another size);
  *   - as root: the propagation scenario with each agent in a network
- *     namespace of its own, joined by a veth pair (skipped otherwise).
+ *     namespace of its own, joined by a veth pair (skipped otherwise);
+ *   - a writer stopped between publishing its change and waking the
+ *     sleeping agent: the change still reaches B.
  * Every test ends with every host's view (a lookup of every key used, the
  * members of every group used) equal on every host.
  *
@@ -63,6 +65,7 @@
 
 #include "tc.h"
 #include "tc_events.h"
+#include "testhook.h"
 
 #define HOSTS 3
 #define CONVERGE_MS 60000
@@ -1004,6 +1007,52 @@ START_TEST(test_partition_on_command)
 }
 END_TEST
 
+/* A writer stopped (in a child, by sg_test_hook) after publishing its
+ * change-log record and before waking the sleeping agent: the wakeup never
+ * comes, and the agent finds the change on its own (its backstop poll of
+ * the heads, or any other reason to wake), so B gets it anyway. */
+static int parked_fd = -1;
+
+static void park_before_wakeup(const char *point)
+{
+	if (strcmp(point, "oplog:published") != 0)
+		return;
+	(void)!write(parked_fd, "P", 1);
+	for (;;)
+		pause();
+}
+
+START_TEST(test_writer_stopped_before_waking_agent)
+{
+	int p[2];
+	char b;
+	hosts_init(2);
+	start_all();
+	use_key("parked");
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		shmg_t *h;
+		if (shmg_open(hosts[0].arena, NULL, &h) < 0)
+			_exit(1);
+		parked_fd = p[1];
+		sg_test_hook = park_before_wakeup;
+		shmg_register(h, "parked", 6, "m", 1, NULL);
+		_exit(2); /* not reached: parked */
+	}
+	close(p[1]);
+	ck_assert_int_eq(tc_read_full(p[0], &b, 1, READY_MS), 0);
+	close(p[0]);
+	wait_lookup(1, "parked", 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* A's reaper (the agent) removes the dead writer's entry. */
+	wait_lookup(1, "parked", -ENOENT);
+	expect_converged("after the stopped writer was reaped");
+}
+END_TEST
+
 /* The smallest change logs (64 KiB a shard): 16,000 registers and 8,000
  * removals (about 170 KiB of records a shard) while A is cut off overwrite
  * every shard's log, so after the heal A cannot resend B the records it
@@ -1311,6 +1360,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_log_overflow_while_partitioned);
 	tcase_add_test(tc, test_readers_keep_survivors_during_restart_resync);
 	tcase_add_test(tc, test_propagation_in_netns);
+	tcase_add_test(tc, test_writer_stopped_before_waking_agent);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }
