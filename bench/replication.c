@@ -96,11 +96,11 @@ static char g_key_path[96];
 static char g_wire_group[64];
 
 struct row {
-	char test[16];      /* pingpong | propagation | throughput */
-	char cond[16];      /* idle | load | loss5 ... */
-	char wait[8];       /* event | spin | - */
-	struct hist h;      /* latency (pingpong: round trip) */
-	double ops_per_s;   /* throughput */
+	char test[16];    /* pingpong | propagation | throughput */
+	char cond[16];    /* idle | load | loss5 ... */
+	char wait[8];     /* event | spin | - */
+	struct hist h;    /* latency (pingpong: round trip) */
+	double ops_per_s; /* throughput */
 	double bytes_per_op, datagrams_per_op, retransmits_per_op;
 	double load_pairs_s;
 	char error[160];
@@ -141,11 +141,27 @@ static void usage(FILE *f)
 
 static void parse_args(int argc, char **argv)
 {
-	enum { O_SECS = 256, O_OPS, O_ROUNDS, O_LOAD, O_LOSS, O_AGENT, O_AGENT_ARG, O_JSON, O_QUICK };
+	enum {
+		O_SECS = 256,
+		O_OPS,
+		O_ROUNDS,
+		O_LOAD,
+		O_LOSS,
+		O_AGENT,
+		O_AGENT_ARG,
+		O_JSON,
+		O_QUICK
+	};
 	static const struct option lo[] = {
-		{ "seconds", 1, 0, O_SECS }, { "ops", 1, 0, O_OPS },	   { "rounds", 1, 0, O_ROUNDS },
-		{ "load", 1, 0, O_LOAD },    { "loss", 1, 0, O_LOSS },	   { "agent", 1, 0, O_AGENT },
-		{ "json", 1, 0, O_JSON },    { "quick", 0, 0, O_QUICK },   { "help", 0, 0, 'h' },
+		{ "seconds", 1, 0, O_SECS },
+		{ "ops", 1, 0, O_OPS },
+		{ "rounds", 1, 0, O_ROUNDS },
+		{ "load", 1, 0, O_LOAD },
+		{ "loss", 1, 0, O_LOSS },
+		{ "agent", 1, 0, O_AGENT },
+		{ "json", 1, 0, O_JSON },
+		{ "quick", 0, 0, O_QUICK },
+		{ "help", 0, 0, 'h' },
 		{ "agent-arg", 1, 0, O_AGENT_ARG },
 		{ 0, 0, 0, 0 },
 	};
@@ -181,16 +197,26 @@ static void parse_args(int argc, char **argv)
 				goto bad;
 			opt.loss = (unsigned)v;
 			break;
-		case O_AGENT: opt.agent = optarg; break;
+		case O_AGENT:
+			opt.agent = optarg;
+			break;
 		case O_AGENT_ARG:
 			if (opt.n_agent_args == 8)
 				goto bad;
 			opt.agent_args[opt.n_agent_args++] = optarg;
 			break;
-		case O_JSON: opt.json = optarg; break;
-		case O_QUICK: opt.quick = 1; break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(2);
+		case O_JSON:
+			opt.json = optarg;
+			break;
+		case O_QUICK:
+			opt.quick = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
 		}
 	}
 	if (optind < argc)
@@ -386,9 +412,12 @@ static int setup_hosts(void)
 		snprintf(ho->stats, sizeof(ho->stats), "/tmp/bench-repl-%d-%d.stats", pid, i);
 		ho->port = free_port();
 		/* Change logs large enough that a burst never laps the agent. */
-		struct shmg_config cfg = { .flags = SHMG_OPEN_EXCL, .node_id = (uint32_t)i + 1,
-					   .arena_size = 128ull << 20, .arena_max = 1ull << 30,
-					   .oplog_bytes = 4u << 20, .max_endpoints = 64,
+		struct shmg_config cfg = { .flags = SHMG_OPEN_EXCL,
+					   .node_id = (uint32_t)i + 1,
+					   .arena_size = 128ull << 20,
+					   .arena_max = 1ull << 30,
+					   .oplog_bytes = 4u << 20,
+					   .max_endpoints = 64,
 					   .mailbox_bytes = 256u << 10 };
 		int rc = shmg_open(ho->arena, &cfg, &ho->h);
 		if (rc < 0 || ho->port < 0) {

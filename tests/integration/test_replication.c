@@ -81,9 +81,9 @@ struct host {
 	pid_t agent;
 	char stats[128];
 	char log[128];
-	const char *addr;   /* the agent's IPv4 address; NULL = 127.0.0.1 */
-	char netns[64];     /* a network namespace the agent and workers run in, or "" */
-	shmg_t *h; /* the test process's handle */
+	const char *addr; /* the agent's IPv4 address; NULL = 127.0.0.1 */
+	char netns[64];   /* a network namespace the agent and workers run in, or "" */
+	shmg_t *h;        /* the test process's handle */
 };
 
 static struct host hosts[HOSTS];
@@ -310,8 +310,8 @@ static bool stat_above(void *arg)
 static void expect_stat_above(int i, const char *name, long long v)
 {
 	struct stat_arg a = { i, name, v };
-	ck_assert_msg(tc_wait_until(stat_above, &a, CONVERGE_MS), "host %d: %s stays %lld", i,
-		      name, stat_of(i, name));
+	ck_assert_msg(tc_wait_until(stat_above, &a, CONVERGE_MS), "host %d: %s stays %lld", i, name,
+		      stat_of(i, name));
 }
 
 /* ---- workers ---------------------------------------------------------- */
@@ -1181,9 +1181,8 @@ static bool netns_pair(void)
 		hosts[i].addr = addrs[i];
 		if (!run_quiet("ip netns add %s 2>/dev/null", hosts[i].netns)) {
 			hosts[i].netns[0] = '\0';
-			fprintf(stderr,
-				"test_replication_in_netns: skipped: network namespaces "
-				"unavailable (ip netns add failed)\n");
+			fprintf(stderr, "test_replication_in_netns: skipped: network namespaces "
+					"unavailable (ip netns add failed)\n");
 			return false;
 		}
 	}

@@ -623,7 +623,7 @@ static void *protocol_main(void *arg)
 		 * turn is a wakeup) and polled only as a backstop. */
 		if (r->now >= next_logs || (r->log_wake_fd >= 0 && r->n_up)) {
 			moved = store_logs_moved(r->store) || moved;
-			next_logs = r->now + (!r->n_up		     ? IDLE_POLL_US
+			next_logs = r->now + (!r->n_up              ? IDLE_POLL_US
 					      : r->log_wake_fd >= 0 ? WAKE_BACKSTOP_US
 								    : r->conf.change_poll_us);
 		}

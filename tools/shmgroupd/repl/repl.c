@@ -525,8 +525,8 @@ void repl_output(struct repl *r, struct peer *p, int force)
 		if (!p->pending_since)
 			p->pending_since = r->now;
 		send_new = iv == 0 || !p->last_data_sent || r->now - p->last_data_sent >= iv ||
-			   n >= k->replicated_sender_buffer_size || r->now - p->pending_since >= iv ||
-			   all_acked(r, p);
+			   n >= k->replicated_sender_buffer_size ||
+			   r->now - p->pending_since >= iv || all_acked(r, p);
 		if (!send_new)
 			repl_set_deadline(r, p->pending_since + iv);
 	}
