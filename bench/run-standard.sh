@@ -14,8 +14,10 @@
 # and 2 reader processes (all implementations; redis at 10k keys only), the
 # same with one writer process churning, writes with 1 and 2 processes,
 # memory at 10k and 1M keys, group queries (prefix and exact counts among 10k
-# and 1M other entries, with the full scan as reference), and events (delivery latency at 10k/s open loop,
-# death to event with the in-process reaper and with shmgroupd).  --quick runs every program in its quick mode
+# and 1M other entries, with the full scan as reference), events (delivery
+# latency at 10k/s open loop, death to event with the in-process reaper and
+# with shmgroupd), and replication (two shmgroupd on loopback: propagation
+# idle, under load and under 5 % loss, replicated ops/s).  --quick runs every program in its quick mode
 # (under 30 s) to prove the harness works; no figure from it means anything.
 #
 # Needs jq for the tables and gnuplot for the chart (each skipped with a
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
 	--seconds) secs=$2; shift ;;
 	--pin) pin=(--pin) ;;
 	--doc-only) doc_only=1 ;;
-	-h|--help) sed -n '3,21p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,23p' "$0"; exit 0 ;;
 	*) echo "run-standard.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -90,6 +92,7 @@ elif [ $quick = 1 ]; then
 	[ -x "$bin/memory" ] && run q-memory "$bin/memory" --quick
 	[ -x "$bin/prefix" ] && run q-prefix "$bin/prefix" --quick
 	[ -x "$bin/events" ] && run q-events "$bin/events" --quick "${pin[@]}"
+	[ -x "$bin/replication" ] && run q-replication "$bin/replication" --quick
 	lookups=(q-lookup q-lookup-churn)
 else
 	"$bin/hist-check" | tee -a "$log" || failed=1
@@ -103,6 +106,7 @@ else
 	[ -x "$bin/memory" ] && run memory "$bin/memory" --keys 10k,1M "${inputs[@]}"
 	[ -x "$bin/prefix" ] && run prefix "$bin/prefix" --entries 10k,1M --members 1,10,1000
 	[ -x "$bin/events" ] && run events "$bin/events" --seconds "$secs" "${pin[@]}"
+	[ -x "$bin/replication" ] && run replication "$bin/replication" --seconds "$secs"
 	lookups=(lookup-10k-p1 lookup-10k-p2 lookup-1m-p1 lookup-1m-p2 lookup-10k-p1-w1 lookup-1m-p1-w1)
 fi
 [ $doc_only = 1 ] || echo "== ran in $(( $(date +%s) - start )) s" | tee -a "$log"
@@ -267,6 +271,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 		st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 <= 200) print "met"; else printf "missed by %.0f%%", (v / 200 - 1) * 100 }')
 		echo "| exact member count median <= 200 ns (1M entries) | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.0f ns", v }') | $st |"
 	fi
+	if [ -f "$out/replication.json" ]; then
+		rp() { jq -r --arg t "$1" --arg c "$2" --arg w "$3" ".results[] | select(.test == \$t and .cond == \$c and .wait == \$w and .error == null) | .$4" "$out/replication.json" | head -1; }
+		v=$(rp propagation idle event p50_ns)
+		st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 <= 200000) print "met"; else printf "missed by %.0f%%", (v / 200000 - 1) * 100 }')
+		echo "| replication: median propagation <= 200 us idle, loopback (write on A to lookup hit on B) | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.0f us", v / 1000 }') | $st |"
+		v=$(rp throughput - - ops_per_s)
+		st=$(awk -v v="$v" 'BEGIN { if (v == "") print "not measured"; else if (v + 0 >= 500000) print "met"; else printf "missed: %.0f%% of target", v / 5000 }')
+		echo "| replication: >= 500k replicated ops/s | $(awk -v v="$v" 'BEGIN { if (v == "") print "n/a"; else printf "%.0f ops/s", v }') | $st |"
+	fi
 	if [ -f "$out/memory.json" ]; then
 		# One kind at the largest K, from the file's allocated blocks (older
 		# results have only pages in use): kind, limit in bytes, what.
@@ -329,6 +342,20 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
 		   "| test | kind | wait | count | p50 us | p90 us | p99 us | p99.9 us | max us | due->wake p50 / p99 us |",
 		   "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
 		   (.results[] | if .error then "| \(.test) | \(.kind) | \(.wait) | failed: \(.error) | | | | | | |" else "| \(.test) | \(.kind) | \(.wait) | \(.count) | \(.p50_ns/100|round/10) | \(.p90_ns/100|round/10) | \(.p99_ns/100|round/10) | \(.p999_ns/100|round/10) | \(.max_ns/100|round/10) | \(if .due_p50_ns then "\(.due_p50_ns/100|round/10) / \(.due_p99_ns/100|round/10)" else "-" end) |" end)' "$out/events.json"
+	fi
+	if [ -f "$out/replication.json" ]; then
+		echo
+		echo "## Replication"
+		echo
+		j '"Two arenas on this machine, one shmgroupd each, UDP on 127.0.0.1 under a cluster key. Propagation: shmg_register of a fresh key on A until shmg_lookup of it hits on B, one change at a time, 6-12 ms apart, \(.params.seconds) s per run; wait \"event\": blocked in shmg_receive on B, then the lookup; \"spin\": lookups in a loop (on 2 cores the spinning competes with the agents); \"load\": meanwhile a process churns \(.params.load) register/unregister pairs/s of other keys on A. \"pingpong\" is a UDP round trip between two processes, each woken from recv: the floor (a propagation wakes at least both agents). Throughput: \(.params.ops) registers then as many unregisters on A, as fast as one process writes, until B holds all and then none, \(.params.rounds) rounds; bytes (UDP payload, headers and MAC included), datagrams and retransmissions per op from A agent'"'"'s stats file. \"loss\(.params.loss)\": both agents drop \(.params.loss) % of the datagrams they send (fault layer).",
+		   "",
+		   "| test | condition | wait | count | p50 us | p90 us | p99 us | p99.9 us | max us |",
+		   "|---|---|---|---:|---:|---:|---:|---:|---:|",
+		   (.results[] | select(.test != "throughput") | if .error then "| \(.test) | \(.cond) | \(.wait) | failed: \(.error) | | | | | |" else "| \(.test) | \(.cond) | \(.wait) | \(.count) | \(.p50_ns/100|round/10) | \(.p90_ns/100|round/10) | \(.p99_ns/100|round/10) | \(.p999_ns/100|round/10) | \(.max_ns/100|round/10) |" end),
+		   "",
+		   "| throughput | condition | replicated ops/s | bytes/op | datagrams/op | retransmissions/op |",
+		   "|---|---|---:|---:|---:|---:|",
+		   (.results[] | select(.test == "throughput") | if .error then "| throughput | \(.cond) | failed: \(.error) | | | |" else "| throughput | \(.cond) | \(.ops_per_s) | \(.bytes_per_op) | \(.datagrams_per_op) | \(.retransmits_per_op) |" end)' "$out/replication.json"
 	fi
 	if [ -f "$here/analysis.md" ]; then
 		echo

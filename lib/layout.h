@@ -140,6 +140,17 @@ struct arena_header {
 		uint32_t up;   /* 1: the agent's connection to it is up (shmg_nodes) */
 		uint64_t inc;  /* the owner's incarnation held; 0 = none (purge first) */
 	} nodes[MAX_NODES];
+
+	/* The host agent's wakeup (oplog.c): before it sleeps with a peer up,
+	 * the agent sets agent_sleeping and looks at the change logs once more;
+	 * a writer that appended a record and finds it set clears it and sends
+	 * a datagram to the agent's socket, named by the agent_wake nonce (as
+	 * reaper_wake names the reaper's).  Its own line: writers only load it
+	 * while the agent is awake. */
+	_Alignas(CACHE_LINE) uint32_t agent_sleeping;
+	uint32_t pad7a;
+	uint64_t agent_wake; /* 0: no agent listening */
+	uint8_t pad7[CACHE_LINE - 16];
 };
 
 /* ---- endpoints ------------------------------------------------------- */
@@ -462,7 +473,8 @@ struct oplog_record {
 /* ---- layout assertions ---------------------------------------------- */
 
 static_assert(sizeof(pthread_mutex_t) == 40, "robust mutex size is part of the layout");
-static_assert(sizeof(struct arena_header) == 1856, "arena_header");
+static_assert(sizeof(struct arena_header) == 1920, "arena_header");
+static_assert(offsetof(struct arena_header, agent_sleeping) == 1856, "agent wakeup line");
 static_assert(offsetof(struct arena_header, nodes) == 832, "node table");
 static_assert(sizeof(struct node_state) == 16, "node_state");
 static_assert(offsetof(struct arena_header, reaper_lock) == 704, "reaper line");

@@ -16,9 +16,26 @@
  * record starts at offset 0.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "remote.h"
+
+/* The agent sleeps (agent_sleeping set) only after a last look at the heads;
+ * this runs after a sequentially consistent update of a head or of resets
+ * (a locked instruction on x86, cheaper than a store and a fence), which
+ * orders it before the load of agent_sleeping (the agent orders the other
+ * way round): either the agent's last look sees the record or this sees it
+ * asleep.  Only the writer whose exchange cleared the mark sends.  A writer
+ * killed in between, or a mark or nonce scribbled on, costs at most the
+ * agent's backstop poll (replication.c), never a blocked writer: the send
+ * does not wait. */
+static void agent_wake(shmg_t *h)
+{
+	if (load_relaxed(&h->hdr->agent_sleeping) &&
+	    __atomic_exchange_n(&h->hdr->agent_sleeping, 0, __ATOMIC_ACQ_REL))
+		wake_send(h, "repl", load_relaxed(&h->hdr->agent_wake));
+}
 
 struct oplog_header *oplog_at(const shmg_t *h, uint32_t shard)
 {
@@ -91,13 +108,54 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 	memcpy(p + clen + key_len, entry_meta_of(e, &hd), hd.meta_len);
 	TEST_POINT("oplog:append");
 	store_relaxed(&ol->seq, ol->seq + 1);
-	store_release(&ol->head, head + size); /* publishes the record */
+	/* Publishes the record (release, and ordered before agent_wake's load). */
+	(void)__atomic_exchange_n(&ol->head, head + size, __ATOMIC_SEQ_CST);
+	TEST_POINT("oplog:published");
+	agent_wake(h);
 }
 
 void oplog_mark_reset(shmg_t *h, uint32_t shard)
 {
 	struct oplog_header *ol = oplog_at(h, shard);
-	store_release(&ol->resets, ol->resets + 1);
+	__atomic_add_fetch(&ol->resets, 1, __ATOMIC_SEQ_CST); /* as the head in oplog_append */
+	agent_wake(h);
+}
+
+/* ---- the agent's wakeup (remote.h) ------------------------------------ */
+
+int oplog_wake_bind(shmg_t *h)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	uint64_t nonce = 0;
+	int fd = wake_bind(h, "repl", &nonce);
+	if (fd >= 0)
+		store_release(&h->hdr->agent_wake, nonce);
+	return fd;
+}
+
+void oplog_wake_unbind(shmg_t *h, int fd)
+{
+	if (fd < 0 || handle_check(h))
+		return;
+	store_relaxed(&h->hdr->agent_sleeping, 0);
+	store_release(&h->hdr->agent_wake, 0);
+	close(fd);
+}
+
+void oplog_wake_sleeping(shmg_t *h, bool sleeping)
+{
+	if (handle_check(h))
+		return;
+	/* Sequentially consistent: the store comes before the caller's last
+	 * look at the heads (see agent_wake). */
+	__atomic_store_n(&h->hdr->agent_sleeping, sleeping ? 1u : 0u, __ATOMIC_SEQ_CST);
+}
+
+void oplog_wake_drain(int fd)
+{
+	wake_drain(fd);
 }
 
 /* ---- the agent's reader (remote.h) ------------------------------------ */

@@ -184,6 +184,20 @@ int oplog_cursor_next(shmg_t *h, struct oplog_cursor *cur, void *buf, size_t cap
 /* The largest record this arena's limits allow. */
 size_t oplog_record_max(const shmg_t *h);
 
+/* Waking the agent instead of its polling the heads (the agent_sleeping
+ * line of the header).  oplog_wake_bind makes the agent's socket (an fd to
+ * poll, or -errno) and publishes its name; oplog_wake_unbind withdraws it.
+ * Before sleeping the agent calls oplog_wake_sleeping(h, true), then looks
+ * at the heads once more (oplog_cursor_init) and sleeps only if none moved;
+ * a writer appending after that sends one datagram.  On waking it calls
+ * oplog_wake_sleeping(h, false) and oplog_wake_drain.  A lost wakeup (a
+ * writer killed between its record and its send, a scribbled mark) is the
+ * agent's to bound with a slow poll. */
+int oplog_wake_bind(shmg_t *h);
+void oplog_wake_unbind(shmg_t *h, int fd);
+void oplog_wake_sleeping(shmg_t *h, bool sleeping);
+void oplog_wake_drain(int fd);
+
 /* The protocol's snapshot: this node's own live registrations and
  * memberships of `shard`, each as a REGISTER or JOIN entry (seq 0) given to
  * fn under the shard lock (so fn only copies; the pointers last for the

@@ -39,6 +39,7 @@
  *   "grow:published"       (pool lock too) the new page count published, no page
  *                          of it claimed yet
  *   "oplog:append"         change-log record written, head not advanced
+ *   "oplog:published"      head advanced, the sleeping agent not yet woken
  *   "close:removing"       endpoint marked dead, entries being removed
  *   "event:delivered"      a single write's event appended to one monitor's
  *                          mailbox, more monitors to go (in-flight record set)

@@ -16,7 +16,9 @@
 # target (scripts/fuzz-wire.sh).
 #
 # groff-base formats the man pages for their test; tmux runs shmgroup-top's
-# screen in its test (which is skipped without it).  The unit file's test uses
+# screen in its test (which is skipped without it); iproute2's ip puts two
+# replicating agents in network namespaces joined by a veth pair, in
+# test_replication as root (skipped without it).  The unit file's test uses
 # systemd-analyze (package systemd) where it is installed and is skipped
 # otherwise: systemd is too heavy to pull into a container for one check.
 set -eu
@@ -41,6 +43,7 @@ PACKAGES="
 	jq
 	groff-base
 	tmux
+	iproute2
 "
 
 if [ "$(id -u)" -eq 0 ]; then

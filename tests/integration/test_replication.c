@@ -32,6 +32,16 @@
  *     A (payload, sender id, in order); shmg_dispatch_local from B does not;
  *     under 30 % loss, duplication and reordering, every one of a burst of
  *     messages arrives exactly once, in order.
+ *   - the change log overwritten while A is partitioned: after the heal A
+ *     resyncs, and B holds exactly A's entries;
+ *   - a reader on B looking up A's surviving keys throughout A's agent
+ *     restart and the resync that follows never misses one;
+ *   - the lossy burst is 50,000 changes from three hosts
+ *     (SHMG_REPL_BURST_OPS sets another size);
+ *   - as root: the propagation scenario with each agent in a network
+ *     namespace of its own, joined by a veth pair (skipped otherwise);
+ *   - a writer stopped between publishing its change and waking the
+ *     sleeping agent: the change still reaches B.
  * Every test ends with every host's view (a lookup of every key used, the
  * members of every group used) equal on every host.
  *
@@ -49,6 +59,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -57,6 +69,7 @@
 
 #include "tc.h"
 #include "tc_events.h"
+#include "testhook.h"
 
 #define HOSTS 3
 #define CONVERGE_MS 60000
@@ -72,7 +85,9 @@ struct host {
 	pid_t agent;
 	char stats[128];
 	char log[128];
-	shmg_t *h; /* the test process's handle */
+	const char *addr; /* the agent's IPv4 address; NULL = 127.0.0.1 */
+	char netns[64];   /* a network namespace the agent and workers run in, or "" */
+	shmg_t *h;        /* the test process's handle */
 };
 
 static struct host hosts[HOSTS];
@@ -83,6 +98,7 @@ static const char *const *fault_args;    /* extra agent arguments */
 static const char *down_after = "10000"; /* long: a loaded machine must not fake a failure */
 static int unlisted = -1;                /* a host that host 0 is not told about at start */
 static const char *host1_name;           /* host 1's name when not "h2" */
+static uint32_t oplog_bytes;             /* the arenas' change logs; 0 = default */
 
 /* ---- agents ----------------------------------------------------------- */
 
@@ -108,12 +124,28 @@ static void kill_agents(void)
 		}
 }
 
+/* Runs a shell command line; true if it exited 0. */
+static bool run_quiet(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	fflush(NULL);
+	int st = system(cmd);
+	return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 static void cleanup(void)
 {
 	kill_agents();
 	for (int i = 0; i < n_hosts; i++) {
 		unlink(hosts[i].stats);
 		unlink(hosts[i].log);
+		if (hosts[i].netns[0]) /* its end of the veth pair goes with it */
+			run_quiet("ip netns del %s 2>/dev/null", hosts[i].netns);
+		hosts[i].netns[0] = '\0';
 	}
 	if (key_path[0])
 		unlink(key_path);
@@ -140,7 +172,11 @@ static void hosts_init(int n)
 		ho->port = free_port();
 		snprintf(ho->stats, sizeof(ho->stats), "/tmp/trepl-%d-%d.stats", (int)getpid(), i);
 		snprintf(ho->log, sizeof(ho->log), "/tmp/trepl-%d-%d.log", (int)getpid(), i);
-		struct shmg_config cfg = { .node_id = (uint32_t)i + 1 };
+		/* Left by a killed run whose pid this process has now: its
+		 * sanitizer reports and counters are not this test's. */
+		unlink(ho->log);
+		unlink(ho->stats);
+		struct shmg_config cfg = { .node_id = (uint32_t)i + 1, .oplog_bytes = oplog_bytes };
 		ho->h = tc_open(ho->arena, &cfg);
 	}
 	for (int i = 0; i < n; i++)
@@ -148,12 +184,31 @@ static void hosts_init(int n)
 			hosts[i].peer_port_of[j] = hosts[j].port;
 }
 
-/* Starts the agent with argv, its stderr on errfd. */
-static pid_t spawn(const char *const *argv, int errfd)
+static const char *addr_of(int i)
+{
+	return hosts[i].addr ? hosts[i].addr : "127.0.0.1";
+}
+
+/* In a forked child of host i: into the host's network namespace, if any. */
+static void enter_netns(int i)
+{
+	char path[96];
+	if (!hosts[i].netns[0])
+		return;
+	snprintf(path, sizeof(path), "/var/run/netns/%s", hosts[i].netns);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+		_exit(126);
+	close(fd);
+}
+
+/* Starts host i's agent with argv, its stderr on errfd. */
+static pid_t spawn(int i, const char *const *argv, int errfd)
 {
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		enter_netns(i);
 		dup2(errfd, STDERR_FILENO);
 		execv(agent_path, (char *const *)argv);
 		_exit(127);
@@ -175,7 +230,7 @@ static void agent_start(int i)
 		ARG("--node-name=%s", host1_name);
 	else
 		ARG("--node-name=h%d", i + 1);
-	ARG("--listen=127.0.0.1:%d", hosts[i].port);
+	ARG("--listen=%s:%d", addr_of(i), hosts[i].port);
 	ARG("--replication-group=%s", wire_group);
 	ARG("--key-file=%s", key_path);
 	ARG("--stats-file=%s", hosts[i].stats);
@@ -185,7 +240,8 @@ static void agent_start(int i)
 	ARG("--down-after=%s", down_after);
 	for (int j = 0; j < n_hosts; j++)
 		if (j != i && !(i == 0 && j == unlisted))
-			ARG("--peer=%d h%d 127.0.0.1:%d", j + 1, j + 1, hosts[i].peer_port_of[j]);
+			ARG("--peer=%d h%d %s:%d", j + 1, j + 1, addr_of(j),
+			    hosts[i].peer_port_of[j]);
 	ck_assert_int_eq(pipe(p), 0);
 	ARG("--ready-fd=%d", p[1]);
 #undef ARG
@@ -195,7 +251,7 @@ static void agent_start(int i)
 
 	int logfd = open(hosts[i].log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	ck_assert_int_ge(logfd, 0);
-	pid_t pid = spawn(argv, logfd);
+	pid_t pid = spawn(i, argv, logfd);
 	close(p[1]);
 	char b;
 	ck_assert_msg(tc_read_full(p[0], &b, 1, READY_MS) == 0, "agent %d not ready", i);
@@ -239,6 +295,27 @@ static long long stat_of(int i, const char *name)
 	if (f)
 		fclose(f);
 	return v;
+}
+
+struct stat_arg {
+	int host;
+	const char *name;
+	long long above;
+};
+
+static bool stat_above(void *arg)
+{
+	const struct stat_arg *a = arg;
+	return stat_of(a->host, a->name) > a->above;
+}
+
+/* Waits for host i's counter to pass v (the stats file is rewritten every
+ * stats interval, so a count lags what happened by up to that). */
+static void expect_stat_above(int i, const char *name, long long v)
+{
+	struct stat_arg a = { i, name, v };
+	ck_assert_msg(tc_wait_until(stat_above, &a, CONVERGE_MS), "host %d: %s stays %lld", i, name,
+		      stat_of(i, name));
 }
 
 /* ---- workers ---------------------------------------------------------- */
@@ -327,6 +404,7 @@ static struct worker worker_start(int host)
 	if (w.pid == 0) {
 		close(c[1]);
 		close(r[0]);
+		enter_netns(host); /* its wakeups reach the agent's socket there */
 		worker_main(host, c[0], r[1]);
 	}
 	close(c[0]);
@@ -483,6 +561,7 @@ static void setup(void)
 	down_after = "10000";
 	unlisted = -1;
 	host1_name = NULL;
+	oplog_bytes = 0;
 }
 
 /* A sanitizer build's agents report there: a report fails the test. */
@@ -598,13 +677,39 @@ START_TEST(test_register_conflict)
 }
 END_TEST
 
+/* Every host's registry count is want. */
+struct count_arg {
+	long want;
+};
+
+static bool counts_are(void *arg)
+{
+	const struct count_arg *c = arg;
+	for (int i = 0; i < n_hosts; i++)
+		if (shmg_registry_count(hosts[i].h, NULL) != c->want)
+			return false;
+	return true;
+}
+
 static const char *const lossy[] = { "--fault-loss=30", "--fault-duplicate=30",
 				     "--fault-reorder=30", NULL };
+
+/* The lossy burst's changes from all three hosts (SHMG_REPL_BURST_OPS). */
+static int burst_ops(void)
+{
+	const char *e = getenv("SHMG_REPL_BURST_OPS");
+	int n = e ? atoi(e) : 50000;
+	return n < 12 ? 12 : n;
+}
 
 START_TEST(test_lossy_burst)
 {
 	struct worker w[HOSTS];
 	char cmd[64], prefix[16];
+	/* Per host: n registers, a join, and the removal of every third
+	 * register (ceil(n / 3)): 4n / 3 + 1 changes. */
+	int n = burst_ops() * 3 / 4 / 3;
+	int survivors = n - (n + 2) / 3;
 
 	fault_args = lossy;
 	down_after = "10000";
@@ -614,11 +719,11 @@ START_TEST(test_lossy_burst)
 	for (int i = 0; i < 3; i++) {
 		w[i] = worker_start(i);
 		snprintf(prefix, sizeof(prefix), "b%d/", i);
-		use_keys(prefix, 150);
+		use_keys(prefix, n < 300 ? n : 300); /* compared key by key; the rest counted */
 	}
 	/* Three hosts write at once. */
 	for (int i = 0; i < 3; i++) {
-		snprintf(cmd, sizeof(cmd), "N b%d/ 150\n", i);
+		snprintf(cmd, sizeof(cmd), "N b%d/ %d\n", i, n);
 		ck_assert_int_eq(tc_write_full(w[i].cmd, cmd, strlen(cmd)), 0);
 	}
 	for (int i = 0; i < 3; i++) {
@@ -626,9 +731,14 @@ START_TEST(test_lossy_burst)
 		ck_assert_int_eq(tc_read_full(w[i].res, &rc, sizeof(rc), CONVERGE_MS), 0);
 		ck_assert_int_eq(rc, 0);
 		ck_assert_int_eq(worker_do(&w[i], "J burst x"), 0);
-		snprintf(cmd, sizeof(cmd), "D b%d/ 150 3", i);
+		snprintf(cmd, sizeof(cmd), "D b%d/ %d 3", i, n);
 		ck_assert_int_eq(worker_do(&w[i], cmd), 0);
 	}
+	struct count_arg all = { 3 * survivors };
+	ck_assert_msg(tc_wait_until(counts_are, &all, CONVERGE_MS),
+		      "registry counts %ld %ld %ld, not %d", shmg_registry_count(hosts[0].h, NULL),
+		      shmg_registry_count(hosts[1].h, NULL), shmg_registry_count(hosts[2].h, NULL),
+		      3 * survivors);
 	expect_converged("after bursts with 30% loss, duplication and reordering");
 	/* The faults did happen, and were repaired. */
 	for (int i = 0; i < 3; i++) {
@@ -636,8 +746,8 @@ START_TEST(test_lossy_burst)
 		ck_assert_int_gt(stat_of(i, "fault_duplicated"), 0);
 		ck_assert_int_gt(stat_of(i, "fault_reordered"), 0);
 	}
-	/* Each host holds every other host's 100 survivors and members. */
-	ck_assert_int_eq(shmg_registry_count(hosts[0].h, NULL), 300);
+	/* Each host holds every host's survivors, and three members. */
+	ck_assert_int_eq(shmg_registry_count(hosts[0].h, NULL), 3 * survivors);
 	static char v[8][96];
 	struct strs members = { v, 0, 8 };
 	ck_assert_int_eq(shmg_members(hosts[2].h, "burst", 5, collect_member, &members, NULL), 3);
@@ -913,6 +1023,237 @@ START_TEST(test_partition_on_command)
 }
 END_TEST
 
+/* A writer stopped (in a child, by sg_test_hook) after publishing its
+ * change-log record and before waking the sleeping agent: the wakeup never
+ * comes, and the agent finds the change on its own (its backstop poll of
+ * the heads, or any other reason to wake), so B gets it anyway. */
+static int parked_fd = -1;
+
+static void park_before_wakeup(const char *point)
+{
+	if (strcmp(point, "oplog:published") != 0)
+		return;
+	(void)!write(parked_fd, "P", 1);
+	for (;;)
+		pause();
+}
+
+START_TEST(test_writer_stopped_before_waking_agent)
+{
+	int p[2];
+	char b;
+	hosts_init(2);
+	start_all();
+	use_key("parked");
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		shmg_t *h;
+		if (shmg_open(hosts[0].arena, NULL, &h) < 0)
+			_exit(1);
+		parked_fd = p[1];
+		sg_test_hook = park_before_wakeup;
+		shmg_register(h, "parked", 6, "m", 1, NULL);
+		_exit(2); /* not reached: parked */
+	}
+	close(p[1]);
+	ck_assert_int_eq(tc_read_full(p[0], &b, 1, READY_MS), 0);
+	close(p[0]);
+	wait_lookup(1, "parked", 0);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* A's reaper (the agent) removes the dead writer's entry. */
+	wait_lookup(1, "parked", -ENOENT);
+	expect_converged("after the stopped writer was reaped");
+}
+END_TEST
+
+/* The smallest change logs (64 KiB a shard): 16,000 registers and 8,000
+ * removals (about 170 KiB of records a shard) while A is cut off overwrite
+ * every shard's log, so after the heal A cannot resend B the records it
+ * missed (they are gone from the log) and resyncs those shards. */
+START_TEST(test_log_overflow_while_partitioned)
+{
+	oplog_bytes = 64 * 1024;
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	use_keys("o/", 1000);
+	ck_assert_int_eq(worker_do(&a, "N o/ 100"), 0);
+	expect_converged("before the partition");
+	long long resyncs = stat_of(0, "resyncs_sent");
+	kill(hosts[0].agent, SIGUSR1);
+	expect_stat_above(0, "fault_partitioned_tx", 0); /* the signal has been acted on */
+	ck_assert_int_eq(worker_do(&a, "D o/ 100 1"), 0);
+	ck_assert_int_eq(worker_do(&a, "N o/ 16000"), 0);
+	ck_assert_int_eq(worker_do(&a, "D o/ 16000 2"), 0);
+	/* B still holds the 100 from before: the partition hid everything. */
+	ck_assert_int_eq(shmg_registry_count(hosts[1].h, NULL), 100);
+	kill(hosts[0].agent, SIGUSR2);
+	struct count_arg half = { 8000 };
+	ck_assert_msg(tc_wait_until(counts_are, &half, CONVERGE_MS), "B holds %ld, not 8000",
+		      shmg_registry_count(hosts[1].h, NULL));
+	expect_converged("after the partition healed");
+	expect_stat_above(0, "resyncs_sent", resyncs);
+	ck_assert_int_gt(stat_of(0, "fault_partitioned_tx"), 0);
+}
+END_TEST
+
+/* A reader process on B looks up a fixed set of A's keys in a loop while
+ * A's agent is killed and restarted and A's shards are resynced to B: the
+ * survivors are replaced in place, so not one lookup misses. */
+struct reader_stats {
+	int stop;     /* atomic */
+	long lookups; /* atomic */
+	long misses;  /* atomic */
+	char first_miss[32];
+};
+
+static void reader_main(int host, const char *prefix, int count, struct reader_stats *st)
+{
+	shmg_t *h;
+	char key[32];
+	if (shmg_open(hosts[host].arena, NULL, &h) < 0)
+		_exit(1);
+	while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE))
+		for (int k = 0; k < count; k++) {
+			shmg_id_t id;
+			snprintf(key, sizeof(key), "%s%d", prefix, k);
+			int rc = shmg_lookup(h, key, strlen(key), &id, NULL, 0, NULL, NULL);
+			__atomic_add_fetch(&st->lookups, 1, __ATOMIC_RELAXED);
+			if (rc != 0 && __atomic_add_fetch(&st->misses, 1, __ATOMIC_RELAXED) == 1)
+				snprintf(st->first_miss, sizeof(st->first_miss), "%s: %d", key, rc);
+		}
+	_exit(0);
+}
+
+static bool reader_looked(void *arg)
+{
+	const struct reader_stats *st = arg;
+	return __atomic_load_n(&st->lookups, __ATOMIC_RELAXED) > 10000;
+}
+
+START_TEST(test_readers_keep_survivors_during_restart_resync)
+{
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	use_keys("keep/", 200);
+	use_keys("gone/", 200);
+	use_keys("new/", 200);
+	ck_assert_int_eq(worker_do(&a, "N keep/ 200"), 0);
+	ck_assert_int_eq(worker_do(&a, "N gone/ 200"), 0);
+	expect_converged("before the restart");
+
+	struct reader_stats *st = tc_shared_alloc(sizeof(*st));
+	pid_t reader = fork();
+	ck_assert_int_ge(reader, 0);
+	if (reader == 0)
+		reader_main(1, "keep/", 200, st);
+	ck_assert(tc_wait_until(reader_looked, st, CONVERGE_MS));
+	long long resyncs = stat_of(0, "resyncs_sent");
+
+	agent_kill(0);
+	/* Every shard's log moves while the agent is away, so the new agent
+	 * (whose reader starts at the heads) sends B each shard by snapshot. */
+	ck_assert_int_eq(worker_do(&a, "D gone/ 200 1"), 0);
+	ck_assert_int_eq(worker_do(&a, "N new/ 200"), 0);
+	agent_start(0);
+	ck_assert(tc_wait_until(all_connected, NULL, CONVERGE_MS));
+	expect_converged("after the restart");
+	__atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
+	int status;
+	ck_assert_int_eq(waitpid(reader, &status, 0), reader);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(st->misses == 0, "the reader on B missed %ld of %ld lookups (first %s)",
+		      st->misses, st->lookups, st->first_miss);
+	expect_stat_above(0, "resyncs_sent", resyncs);
+	ck_assert_int_eq(shmg_registry_count(hosts[1].h, NULL), 400);
+}
+END_TEST
+
+/* Hosts 0 and 1 in network namespaces of their own, joined by a veth pair
+ * (10.201.x.1 and .2/24).  false, with why on stderr, when that cannot be
+ * done here (not root, no iproute2, namespaces unavailable). */
+static bool netns_pair(void)
+{
+	char veth[2][16];
+	int pid = (int)getpid();
+	static char addrs[2][32];
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_replication_in_netns: skipped: needs root\n");
+		return false;
+	}
+	if (!run_quiet("ip -V >/dev/null 2>&1")) {
+		fprintf(stderr, "test_replication_in_netns: skipped: no ip (iproute2)\n");
+		return false;
+	}
+	for (int i = 0; i < 2; i++) {
+		snprintf(hosts[i].netns, sizeof(hosts[i].netns), "trepl-%d-%d", pid, i);
+		snprintf(veth[i], sizeof(veth[i]), "tr%d%c", pid % 1000000, 'a' + i);
+		snprintf(addrs[i], sizeof(addrs[i]), "10.201.%d.%d", pid % 250, i + 1);
+		hosts[i].addr = addrs[i];
+		if (!run_quiet("ip netns add %s 2>/dev/null", hosts[i].netns)) {
+			hosts[i].netns[0] = '\0';
+			fprintf(stderr, "test_replication_in_netns: skipped: network namespaces "
+					"unavailable (ip netns add failed)\n");
+			return false;
+		}
+	}
+	bool ok = run_quiet("ip link add %s type veth peer name %s 2>/dev/null", veth[0], veth[1]);
+	for (int i = 0; i < 2 && ok; i++)
+		ok = run_quiet("ip link set %s netns %s", veth[i], hosts[i].netns) &&
+		     run_quiet("ip -n %s addr add %s/24 dev %s", hosts[i].netns, addrs[i],
+			       veth[i]) &&
+		     run_quiet("ip -n %s link set %s up", hosts[i].netns, veth[i]) &&
+		     run_quiet("ip -n %s link set lo up", hosts[i].netns);
+	if (!ok)
+		fprintf(stderr, "test_replication_in_netns: skipped: cannot make a veth pair\n");
+	return ok;
+}
+
+/* The propagation scenario across a veth pair, each agent (and the workers
+ * writing to its arena) in a network namespace of its own: the arenas are
+ * still on this host's /dev/shm, read here. */
+START_TEST(test_propagation_in_netns)
+{
+	struct tc_ev e;
+	hosts_init(2);
+	if (!netns_pair())
+		return;
+	start_all();
+	shmg_t *mon = hosts[1].h;
+	ck_assert_int_eq(shmg_monitor(mon, NULL, 0, NULL), 0);
+	struct worker w = worker_start(0);
+	use_key("n/a");
+	use_group("n/g");
+	step(&w, "R n/a m1", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "n/a", "m1", 2);
+	step(&w, "R n/a m2", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "n/a", "m2", 2);
+	tc_ev_expect_prev(&e, "m1", 2);
+	step(&w, "J n/g gm", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_JOINED, SHMG_REASON_NONE, w.id, NULL, "n/g", "gm", 2);
+	expect_converged("after the writes");
+	step(&w, "L n/g", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_LEFT, SHMG_REASON_NORMAL, w.id, NULL, "n/g", "gm", 2);
+	kill(w.pid, SIGKILL);
+	recv_one(mon, &e);
+	tc_ev_expect(&e, SHMG_EV_UNREGISTERED, SHMG_REASON_EXIT, w.id, NULL, "n/a", "m2", 2);
+	waitpid(w.pid, NULL, 0);
+	expect_converged("after the worker died");
+	/* And the other way. */
+	struct worker b = worker_start(1);
+	use_key("n/b");
+	ck_assert_int_eq(worker_do(&b, "R n/b mb"), 0);
+	wait_lookup(0, "n/b", 0);
+	expect_converged("after B's write");
+	ck_assert_int_gt(stat_of(0, "tx_datagrams"), 0);
+}
+END_TEST
+
 static bool log_says(void *arg)
 {
 	char buf[16384];
@@ -1063,7 +1404,7 @@ static int agent_run_fails(const char *const *extra, char *out, size_t cap)
 		argv[n++] = extra[k];
 	argv[n] = NULL;
 	ck_assert_int_eq(pipe(p), 0);
-	pid_t pid = spawn(argv, p[1]);
+	pid_t pid = spawn(0, argv, p[1]);
 	size_t len = 0;
 	ssize_t k;
 	while (len + 1 < cap && (k = read(p[0], out + len, cap - 1 - len)) > 0)
@@ -1127,6 +1468,10 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_lone_change_leaves_at_once);
 	tcase_add_test(tc, test_dispatch_reaches_other_hosts);
 	tcase_add_test(tc, test_dispatch_under_loss_arrives_once);
+	tcase_add_test(tc, test_log_overflow_while_partitioned);
+	tcase_add_test(tc, test_readers_keep_survivors_during_restart_resync);
+	tcase_add_test(tc, test_propagation_in_netns);
+	tcase_add_test(tc, test_writer_stopped_before_waking_agent);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }

@@ -178,6 +178,8 @@ static const struct field fields[] = {
 	F(arena_header, agent_session, W_HEADER),
 	F(arena_header, hidden, W_HEADER),
 	F(arena_header, agent_mailbox, W_HEADER),
+	F(arena_header, agent_sleeping, W_HEADER),
+	F(arena_header, agent_wake, W_HEADER),
 	F(node_state, node, W_NODES),
 	F(node_state, up, W_NODES),
 	F(node_state, inc, W_NODES),

@@ -591,16 +591,27 @@ START_TEST(test_lone_change_leaves_at_once_and_load_is_batched)
 	repl_poll(t.r[1], t.now);
 	ck_assert_uint_eq(t.nq, 1);
 	pump(&t);
-	/* Changes right behind it wait for the flush interval (5 ms)... */
+	/* Changes right behind an unacked one wait for its ack, the flush
+	 * interval (5 ms)... */
+	t.now += 100;
+	t.head[1] = 2;
+	repl_poll(t.r[1], t.now);
+	ck_assert_uint_eq(t.nq, 1);
 	t.now += 100;
 	t.head[1] = 3;
 	repl_poll(t.r[1], t.now);
-	ck_assert_uint_eq(t.nq, 0);
+	ck_assert_uint_eq(t.nq, 1); /* nothing new queued */
 	ck_assert_uint_eq(repl_deadline(t.r[1]), t.now + 5000);
 	/* ...or for the buffer size (64), whichever comes first. */
 	t.head[1] = 70;
 	repl_poll(t.r[1], t.now);
-	ck_assert_uint_ge(t.nq, 1);
+	ck_assert_uint_ge(t.nq, 2);
+	pump(&t);
+	/* Once everything sent is acked, a change leaves at once again. */
+	t.now += 100;
+	t.head[1] = 71;
+	repl_poll(t.r[1], t.now);
+	ck_assert_uint_eq(t.nq, 1);
 	two_stop(&t);
 }
 END_TEST

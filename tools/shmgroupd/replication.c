@@ -36,15 +36,18 @@
  * Applying stays on the protocol thread: the core asks `held` for cursors
  * that must already include every batch it handed over, and a purge must
  * land before the next handshake's batches, so a separate apply thread
- * would need the core to wait for it anyway.
+ * would need the core to wait for it anyway.  The core acks each datagram
+ * before applying and applies at the repl_poll after a turn's burst, so
+ * acks wait behind one burst's applying at most.
  *
- * Noticing local changes.  Writers never make a syscall for the agent: the
- * protocol thread reads the change logs' heads (two loads per shard) every
- * change_poll_us (1 ms) while a peer is up, and every 100 ms otherwise.  A
- * wakeup from the writers (an eventfd, a futex word) would put a syscall or
- * a shared cache line on every local write for the sake of an agent that is
- * usually idle; the poll costs the agent a wakeup per millisecond and bounds
- * the added latency of a lone change on an idle link by that millisecond.
+ * Noticing local changes.  Before sleeping with a peer up, the protocol
+ * thread marks itself sleeping in the arena (oplog_wake_sleeping), reads the
+ * change logs' heads once more, and sleeps only if none moved; a writer that
+ * appends after that sends one datagram to the agent's wakeup socket
+ * (lib/oplog.c).  While the agent is awake writers make no syscall for it.
+ * The heads are still read every 10 ms as a backstop for a lost wakeup (a
+ * writer killed before its send, a scribbled mark), every 100 ms with no
+ * peer up, and every change_poll_us if the socket could not be bound.
  *
  * Dying at any point (SIGKILL) leaves the arena consistent: every write goes
  * through lib/remote.c, whose batches are crash-safe and whose cursors never
@@ -89,6 +92,7 @@
 #define POOL_SLOTS 256u /* power of two: ck_ring sizes */
 #define RECV_BURST 32u
 #define IDLE_POLL_US 100000u
+#define WAKE_BACKSTOP_US 10000u /* polling the heads when writers wake the agent */
 
 struct peer_entry {
 	struct cds_lfht_node ht;
@@ -130,6 +134,7 @@ struct replication {
 	struct store *store;
 	struct fault *fault;
 	int sock, wake_fd, stop_fd, epfd;
+	int log_wake_fd; /* writers' wakeups (oplog_wake_bind), or -1: poll the heads */
 
 	struct cds_lfht *peers;
 	struct cds_wfcq_head cmd_head;
@@ -549,10 +554,16 @@ static bool run_commands(struct replication *r)
 	return stop;
 }
 
-static void take_datagrams(struct replication *r)
+/* At most a receive burst per turn: the core acks each datagram at once
+ * and applies what they brought at the repl_poll after them, which a steady
+ * stream must not put off; and the acks of the next turn wait for no more
+ * than that burst's applying (the round-trip times the sender measures).
+ * Returns true if datagrams were left for the next turn (which must then
+ * not sleep: the receive thread's wakeup for them was consumed). */
+static bool take_datagrams(struct replication *r)
 {
 	void *d;
-	while (ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d)) {
+	for (unsigned n = 0; ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d); n++) {
 		struct datagram *dg = d;
 		HANDOFF_ACQUIRE(dg);
 		/* The time of each datagram, not of the burst: RTT samples and
@@ -562,7 +573,10 @@ static void take_datagrams(struct replication *r)
 			repl_input(r->core, r->now, dg->buf, dg->len);
 		HANDOFF_RELEASE(dg);
 		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, dg);
+		if (n + 1 == RECV_BURST)
+			return ck_ring_size(&r->rx_ring) > 0;
 	}
+	return false;
 }
 
 static uint64_t min_u64(uint64_t a, uint64_t b)
@@ -570,19 +584,21 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
-enum { WAKE_TAG = 0, OUTBOUND_TAG = 1 }; /* epoll data of the two descriptors */
+/* epoll data of the descriptors: the command eventfd and the writers'
+ * wakeup socket share WAKE_TAG (both are drained), the outbound queue has its own. */
+enum { WAKE_TAG = 0, OUTBOUND_TAG = 1 };
 
 static void sleep_until(struct replication *r, uint64_t deadline)
 {
-	struct epoll_event ev[2];
+	struct epoll_event ev[3];
 	uint64_t now = mono_us();
 	uint64_t wait = deadline > now ? deadline - now : 0;
 	struct timespec ts = { (time_t)(wait / 1000000u), (long)(wait % 1000000u) * 1000 };
-	int n = epoll_pwait2(r->epfd, ev, 2, deadline == UINT64_MAX ? NULL : &ts, NULL);
+	int n = epoll_pwait2(r->epfd, ev, 3, deadline == UINT64_MAX ? NULL : &ts, NULL);
 	if (n < 0 && errno == ENOSYS) {
 		/* A kernel before 5.11: milliseconds, rounded up. */
 		uint64_t ms = (wait + 999) / 1000;
-		n = epoll_wait(r->epfd, ev, 2,
+		n = epoll_wait(r->epfd, ev, 3,
 			       deadline == UINT64_MAX ? -1
 			       : ms > INT_MAX         ? INT_MAX
 						      : (int)ms);
@@ -595,19 +611,41 @@ static void sleep_until(struct replication *r, uint64_t deadline)
 		uint64_t v;
 		ssize_t k = read(r->wake_fd, &v, sizeof(v));
 		(void)k;
+		if (r->log_wake_fd >= 0)
+			oplog_wake_drain(r->log_wake_fd);
 	}
+}
+
+/* Sleeps until the deadline, a datagram, a command or (with a peer up) a
+ * local write.  Returns false without sleeping if the change logs moved
+ * after all: the writers saw no mark before, so they sent nothing. */
+static bool sleep_or_see_changes(struct replication *r, uint64_t deadline)
+{
+	if (r->log_wake_fd < 0 || !r->n_up) {
+		sleep_until(r, deadline);
+		return false;
+	}
+	oplog_wake_sleeping(r->h, true);
+	if (store_logs_moved(r->store)) {
+		oplog_wake_sleeping(r->h, false);
+		return true;
+	}
+	sleep_until(r, deadline);
+	oplog_wake_sleeping(r->h, false);
+	return false;
 }
 
 static void *protocol_main(void *arg)
 {
 	struct replication *r = arg;
 	uint64_t next_logs = 0;
+	bool moved = false;
 
 	urcu_memb_register_thread();
 	for (;;) {
 		r->now = mono_us();
 		bool stop = run_commands(r);
-		take_datagrams(r);
+		bool more = take_datagrams(r);
 		if (stop) {
 			repl_leave(r->core, r->now);
 			fault_flush(r->fault, UINT64_MAX, sendto_node, r);
@@ -621,14 +659,18 @@ static void *protocol_main(void *arg)
 			r->outbound_ready = false;
 			outbound_take(r->h, r->core, &r->msgs);
 		}
-		bool moved = false;
 		r->now = mono_us();
-		if (r->now >= next_logs) {
-			moved = store_logs_moved(r->store);
-			next_logs = r->now + (r->n_up ? r->conf.change_poll_us : IDLE_POLL_US);
+		/* With writers' wakeups the heads are read at every turn (a
+		 * turn is a wakeup) and polled only as a backstop. */
+		if (r->now >= next_logs || (r->log_wake_fd >= 0 && r->n_up)) {
+			moved = store_logs_moved(r->store) || moved;
+			next_logs = r->now + (!r->n_up              ? IDLE_POLL_US
+					      : r->log_wake_fd >= 0 ? WAKE_BACKSTOP_US
+								    : r->conf.change_poll_us);
 		}
 		if (moved || r->now >= repl_deadline(r->core))
 			repl_poll(r->core, r->now);
+		moved = false;
 		for (int s; (s = store_take_reset(r->store)) >= 0;) {
 			logf_(L_WARN,
 			      "change log of shard %d was repaired; resyncing it with every peer",
@@ -646,7 +688,9 @@ static void *protocol_main(void *arg)
 		deadline = min_u64(deadline, fault_deadline(r->fault));
 		if (r->conf.stats_file[0])
 			deadline = min_u64(deadline, r->next_stats);
-		sleep_until(r, deadline);
+		if (more)
+			continue; /* the datagrams left over, at once */
+		moved = sleep_or_see_changes(r, deadline);
 	}
 	outbound_close(r->h);
 	publish_up(r);
@@ -690,6 +734,8 @@ static void free_all(struct replication *r)
 		repl_free(r->core);
 	store_close(r->store);
 	fault_free(r->fault);
+	if (r->h)
+		oplog_wake_unbind(r->h, r->log_wake_fd);
 	if (r->peers) {
 		struct cds_lfht_iter it;
 		struct cds_lfht_node *n;
@@ -736,7 +782,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 	urcu_memb_register_thread();
 	r->self = in.node_id;
 	r->conf = *p->conf;
-	r->sock = r->wake_fd = r->stop_fd = r->epfd = -1;
+	r->sock = r->wake_fd = r->stop_fd = r->epfd = r->log_wake_fd = -1;
 	cds_wfcq_init(&r->cmd_head, &r->cmd_tail);
 	r->pool = calloc(POOL_SLOTS - 1, sizeof(struct datagram));
 	/* A fixed size (peers are at most 64): an auto-resized table starts
@@ -754,6 +800,14 @@ int replication_start(const struct replication_params *p, struct replication **o
 	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = WAKE_TAG };
 	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev) < 0 || open_socket(r) < 0)
+		goto fail;
+	/* Without the socket the protocol thread polls the heads every
+	 * change_poll_us while a peer is up, as it would anyway. */
+	r->log_wake_fd = oplog_wake_bind(r->h);
+	if (r->log_wake_fd < 0)
+		logf_(L_WARN, "replication: no wakeup socket for local changes (%s); polling them",
+		      shmg_strerror(r->log_wake_fd));
+	else if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->log_wake_fd, &ev) < 0)
 		goto fail;
 	ck_ring_init(&r->rx_ring, POOL_SLOTS);
 	ck_ring_init(&r->free_ring, POOL_SLOTS);

@@ -63,9 +63,7 @@ struct shard_rx {
 	struct stream_rx log;
 	struct resync_rx snap;
 	struct pending_rec *pend; /* delivered, waiting for the apply flush */
-	uint32_t n_pend, cap_pend, n_pend_registry, n_pend_group;
-	uint64_t pend_since; /* when the oldest pending change was delivered */
-	uint64_t last_apply;
+	uint32_t n_pend, cap_pend;
 	uint8_t ack_log, ack_snap;
 };
 

@@ -39,7 +39,7 @@ void repl_knobs_default(struct repl_knobs *k)
 		.heartbeat_interval = 250,
 		.down_after = 5000,
 		.rto_initial = 200,
-		.rto_min = 100,
+		.rto_min = 50,
 		.rto_max = 2000,
 		.max_snapshot_chunks = 1u << 20,
 	};
@@ -102,7 +102,7 @@ static void free_pending(struct shard_rx *rx)
 {
 	for (uint32_t i = 0; i < rx->n_pend; i++)
 		free(rx->pend[i].bytes);
-	rx->n_pend = rx->n_pend_registry = rx->n_pend_group = 0;
+	rx->n_pend = 0;
 }
 
 static void free_peer(struct repl *r, struct peer *p)
@@ -534,6 +534,15 @@ static uint64_t sendable(struct repl *r, struct peer *p)
 	return n;
 }
 
+/* Every change sent to p acked, and no shard resyncing. */
+static int all_acked(const struct repl *r, const struct peer *p)
+{
+	for (unsigned s = 0; s < r->cfg.shards; s++)
+		if (p->tx[s].mode != WIRE_MODE_LOG || !stream_tx_idle(&p->tx[s].st))
+			return 0;
+	return 1;
+}
+
 void repl_output(struct repl *r, struct peer *p, int force)
 {
 	const struct repl_knobs *k = &r->cfg.knobs;
@@ -544,15 +553,19 @@ void repl_output(struct repl *r, struct peer *p, int force)
 	if (p->state != PEER_UP)
 		return;
 	/* The batching rule: a change on an idle link leaves at once; under
-	 * load, changes wait for sender_buffer_size of them or for
-	 * sender_flush_interval since the first, whichever comes first. */
+	 * load, changes wait for sender_buffer_size of them, for
+	 * sender_flush_interval since the first, or for the peer to have acked
+	 * every change sent (as Nagle's rule), whichever comes first.  So a
+	 * change waits at most about a round trip unless a full batch is
+	 * ready, and batches grow with the load. */
 	uint64_t n = sendable(r, p);
 	if (n) {
 		uint64_t iv = repl_ms(k->replicated_sender_flush_interval);
 		if (!p->pending_since)
 			p->pending_since = r->now;
 		send_new = iv == 0 || !p->last_data_sent || r->now - p->last_data_sent >= iv ||
-			   n >= k->replicated_sender_buffer_size || r->now - p->pending_since >= iv;
+			   n >= k->replicated_sender_buffer_size ||
+			   r->now - p->pending_since >= iv || all_acked(r, p);
 		if (!send_new)
 			repl_set_deadline(r, p->pending_since + iv);
 	}
@@ -623,13 +636,6 @@ static void on_deliver(void *arg, uint64_t id, void *payload)
 		rx->pend = np;
 		rx->cap_pend = cap;
 	}
-	if (rx->n_pend == 0)
-		rx->pend_since = dc->r->now;
-	uint8_t op = bytes[8];
-	if (op == WIRE_OP_REGISTER || op == WIRE_OP_UNREGISTER)
-		rx->n_pend_registry++;
-	else
-		rx->n_pend_group++;
 	rx->pend[rx->n_pend++] = (struct pending_rec){ .seq = id, .bytes = bytes };
 }
 
@@ -689,31 +695,19 @@ static void apply_pending(struct repl *r, struct peer *p, uint16_t shard)
 	}
 	free(recs);
 	free_pending(rx);
-	rx->last_apply = r->now;
 }
 
-/* The receiver's batching rule, the sender's mirrored: a change that finds
- * the stream idle is applied at once; under load, changes wait for the
- * buffer size of their kind or the flush interval of the oldest. */
+/* The receiver's batching rule: delivered changes are acked with the
+ * datagram that brought them (repl_input answers before anything is
+ * applied) and applied at the next repl_poll, which the caller makes once
+ * it has handed over the datagrams it had (the deadline is "now").  So
+ * the acks never wait behind applying, an idle link applies each change
+ * at once, and under load a poll applies everything a burst brought, in
+ * batches of the receiver buffer size. */
 static void apply_poll(struct repl *r, struct peer *p, uint16_t shard)
 {
-	const struct repl_knobs *k = &r->cfg.knobs;
-	struct shard_rx *rx = &p->rx[shard];
-	uint64_t iv = UINT64_MAX;
-
-	if (rx->n_pend == 0)
-		return;
-	if (rx->n_pend_registry)
-		iv = repl_ms(k->replicated_registry_receiver_flush_interval);
-	if (rx->n_pend_group && repl_ms(k->replicated_pg_receiver_flush_interval) < iv)
-		iv = repl_ms(k->replicated_pg_receiver_flush_interval);
-	if (rx->n_pend_registry >= k->replicated_registry_receiver_buffer_size ||
-	    rx->n_pend_group >= k->replicated_pg_receiver_buffer_size ||
-	    r->now - rx->pend_since >= iv || !rx->last_apply || r->now - rx->last_apply >= iv) {
+	if (p->rx[shard].n_pend)
 		apply_pending(r, p, shard);
-		return;
-	}
-	repl_set_deadline(r, rx->pend_since + iv);
 }
 
 static void log_input(struct repl *r, struct peer *p, const struct wire_data_frame *d)
@@ -755,7 +749,8 @@ static void log_input(struct repl *r, struct peer *p, const struct wire_data_fra
 	struct deliver_ctx dc = { .r = r, .rx = rx };
 	stream_rx_deliver(&rx->log, on_deliver, &dc);
 	rx->ack_log = 1;
-	apply_poll(r, p, d->shard);
+	if (rx->n_pend)
+		repl_set_deadline(r, r->now); /* applied by the next repl_poll */
 }
 
 static void peer_ack_input(struct repl *r, struct peer *p, const struct wire_peer_ack *a)

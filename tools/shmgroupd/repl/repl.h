@@ -146,7 +146,7 @@ struct repl_knobs {
 	uint32_t max_datagram;                                /* 1400 bytes */
 	uint32_t heartbeat_interval;                          /* 250 ms */
 	uint32_t down_after;                                  /* 5000 ms */
-	uint32_t rto_initial, rto_min, rto_max;               /* 200, 100, 2000 ms */
+	uint32_t rto_initial, rto_min, rto_max;               /* 200, 50, 2000 ms */
 	uint32_t max_snapshot_chunks;                         /* 1 << 20 per resync received */
 };
 

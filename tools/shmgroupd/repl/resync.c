@@ -260,7 +260,7 @@ static void commit(struct repl *r, struct peer *p, uint16_t shard)
 	/* Changes delivered but not applied are older than the snapshot. */
 	for (uint32_t i = 0; i < rx->n_pend; i++)
 		free(rx->pend[i].bytes);
-	rx->n_pend = rx->n_pend_registry = rx->n_pend_group = 0;
+	rx->n_pend = 0;
 	r->ops->apply(r->ctx, &b);
 	free(recs);
 	stream_rx_clear(&rx->log, free);
