@@ -18,8 +18,12 @@
  *     message record), "register" and "join" (the consumer monitors the
  *     prefix; the producer registers a key, or joins it, in one period and
  *     unregisters it, or leaves, in the next: one write and one event per
- *     period, as for dispatch, so every kind runs at the rate asked for; the
- *     additions are timed, the removals received but not timed).
+ *     period, as for dispatch, so every kind runs at the rate asked for).
+ *     Every event is timed, the removals too: an addition carries its stamps
+ *     in its metadata, a removal (whose event carries the removed entry's
+ *     metadata) has them in delivery_shared.removal, by key.  Timing only
+ *     every other wake-up would sample one phase of a wake-up cost that
+ *     alternates from one wake-up to the next (bench/analysis.md).
  *     Reference "pipe": the same stamps written to a pipe the consumer waits
  *     on in read(), or in epoll_wait then read() for the epoll rows: the
  *     floor for waking a sleeping process that waits the same way.
@@ -210,6 +214,8 @@ struct stamp {
 #define END_MARK UINT64_MAX
 
 #define RAW_RING 4096
+/* register/join cycle through keys "ev/0".."ev/1023". */
+#define KEY_SLOTS 1024
 
 struct delivery_shared {
 	struct hist h, due;
@@ -220,14 +226,34 @@ struct delivery_shared {
 	 * raw_seq = i + 1; raw_armed is 0 while the consumer may sleep. */
 	struct stamp raw_ring[RAW_RING];
 	_Atomic uint32_t raw_seq, raw_armed;
+	/* register/join: the stamps of the removal of key "ev/<i>", written
+	 * by the producer before the removal, read by the consumer once its
+	 * event arrived (the mailbox lock orders the two). */
+	struct stamp removal[KEY_SLOTS];
 };
 
 enum kind { K_DISPATCH, K_REGISTER, K_JOIN, K_PIPE, K_RAW };
 static const char *const kind_names[] = { "dispatch", "register", "join", "pipe", "raw" };
-/* The event each kind times. */
+/* The events each kind times: its addition (stamps in the metadata) and,
+ * for register and join, its removal (stamps in delivery_shared.removal). */
 static const enum shmg_event_type kind_event[] = { SHMG_EV_MESSAGE, SHMG_EV_REGISTERED,
 						   SHMG_EV_JOINED };
+static const enum shmg_event_type kind_removal[] = { SHMG_EV_MESSAGE, SHMG_EV_UNREGISTERED,
+						     SHMG_EV_LEFT };
 static int g_pipe[2];
+
+/* The slot of key "ev/<i>" in delivery_shared.removal, or -1. */
+static int key_slot(const char *key, size_t len)
+{
+	unsigned v = 0;
+	size_t i = 3;
+
+	if (len < 4 || len > 7 || memcmp(key, "ev/", 3) != 0)
+		return -1;
+	for (; i < len && key[i] >= '0' && key[i] <= '9'; i++)
+		v = v * 10 + (unsigned)(key[i] - '0');
+	return i == len && v < KEY_SLOTS ? (int)v : -1;
+}
 
 static void record(struct delivery_shared *sh, const struct stamp *s, uint64_t now)
 {
@@ -411,6 +437,13 @@ static int consumer_main(struct delivery_shared *sh, enum kind kind, int use_epo
 				sh->overflows += ev[i].dropped;
 				continue;
 			}
+			if (kind != K_DISPATCH && ev[i].type == kind_removal[kind]) {
+				int slot = key_slot(ev[i].key, ev[i].key_len);
+
+				if (slot >= 0)
+					record(sh, &sh->removal[slot], now);
+				continue;
+			}
 			if (ev[i].type != kind_event[kind] || ev[i].meta_len != sizeof(s))
 				continue;
 			memcpy(&s, ev[i].meta, sizeof(s));
@@ -444,7 +477,7 @@ static void wait_until(uint64_t t)
 }
 
 /* One write of the producer: event i of a kind, stamped with s.  Returns
- * 1 for a timed event, 0 for an untimed removal, or -errno. */
+ * 1 (one timed event) or -errno. */
 static long produce(struct delivery_shared *sh, shmg_t *h, enum kind kind, int use_epoll,
 		    uint64_t i, const struct stamp *s)
 {
@@ -467,12 +500,16 @@ static long produce(struct delivery_shared *sh, shmg_t *h, enum kind kind, int u
 		break;
 	}
 	/* The addition of period 2j is removed in period 2j + 1. */
-	snprintf(key, sizeof(key), "ev/%u", (unsigned)((i / 2) & 1023));
-	if (s->due_ns == END_MARK)
+	unsigned slot = (unsigned)((i / 2) % KEY_SLOTS);
+	snprintf(key, sizeof(key), "ev/%u", slot);
+	if (s->due_ns == END_MARK) {
 		snprintf(key, sizeof(key), "ev/end");
-	else if (i % 2)
-		return kind == K_REGISTER ? shmg_unregister(h, SHMG_KEY(key), NULL)
-					  : shmg_leave(h, SHMG_KEY(key), NULL);
+	} else if (i % 2) {
+		sh->removal[slot] = *s;
+		rc = kind == K_REGISTER ? shmg_unregister(h, SHMG_KEY(key), NULL)
+					: shmg_leave(h, SHMG_KEY(key), NULL);
+		return rc < 0 ? rc : 1;
+	}
 	rc = kind == K_REGISTER ? shmg_register(h, SHMG_KEY(key), s, sizeof(*s), NULL)
 				: shmg_join(h, SHMG_KEY(key), s, sizeof(*s), NULL);
 	return rc < 0 ? rc : 1;
@@ -852,7 +889,7 @@ int main(int argc, char **argv)
 	}
 	machine_print(stdout, &m);
 	printf("method:  (a) open loop at %.0f events/s for %.2f s per run, one write per period "
-	       "(register/join: add, then remove; additions timed);\n"
+	       "(register/join: add, then remove; both timed);\n"
 	       "         pipe: the floor of each way of waiting; raw: shmgroup's futex or datagram "
 	       "wake-up alone;\n"
 	       "         consumer stamps CLOCK_MONOTONIC once per wake-up;\n"
