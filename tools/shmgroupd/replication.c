@@ -127,6 +127,7 @@ struct datagram {
 struct agent_counters {
 	uint64_t rx_pool_waits, rx_errors, tx_errors, tx_unknown_node;
 	uint64_t rx_handoffs; /* protocol thread only: the socket given to the receive thread */
+	uint64_t rx_handbacks; /* receive thread (atomic): the socket given back */
 };
 
 struct replication {
@@ -421,10 +422,11 @@ static void write_stats(struct replication *r)
 	C(messages_abandoned);
 #undef C
 	W("peers_up", r->n_up);
-	/* The receive thread's two counters, bumped atomically there. */
+	/* The receive thread's counters, bumped atomically there. */
 	W("rx_pool_waits", __atomic_load_n(&r->c.rx_pool_waits, __ATOMIC_RELAXED));
 	W("rx_errors", __atomic_load_n(&r->c.rx_errors, __ATOMIC_RELAXED));
 	W("rx_handoffs", r->c.rx_handoffs);
+	W("rx_handbacks", __atomic_load_n(&r->c.rx_handbacks, __ATOMIC_RELAXED));
 	W("tx_errors", r->c.tx_errors);
 	W("tx_unknown_node", r->c.tx_unknown_node);
 	W("store_batches", s->batches);
@@ -552,6 +554,7 @@ static void *receive_main(void *arg)
 			if (!receive_while_busy(r, spare, &n_spare))
 				return NULL;
 		} while (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->sock, &ev) < 0);
+		__atomic_add_fetch(&r->c.rx_handbacks, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
