@@ -5,13 +5,15 @@
  *
  * Threads.  The core is single-threaded (repl.h), so one thread owns it:
  *
- *   receive thread   blocks in poll on the UDP socket, reads bursts with
+ *   receive thread   reads the UDP socket while datagrams stream in: it
+ *                    blocks in poll on the socket, reads bursts with
  *                    recvmmsg into buffers of a fixed pool and hands them to
  *                    the protocol thread on an SPSC ck_ring (`rx_ring`); the
  *                    protocol thread gives them back on another (`free_ring`).
  *                    One eventfd write per burst wakes the protocol thread.
  *                    With every buffer handed over, it stops reading and
  *                    lets the socket's buffer (4 MiB asked) hold the rest.
+ *                    Otherwise it sleeps on an eventfd of its own.
  *   protocol thread  runs the core: repl_input for each datagram, repl_poll
  *                    when a change log moved or the core's deadline passed,
  *                    the core's callbacks (sending with sendto, applying with
@@ -32,6 +34,19 @@
  *                    The protocol thread keeps its own list of the core's
  *                    peers (names for its log), so it never reads the main
  *                    thread's copy of the settings, which a reload changes.
+ *
+ * Who reads the socket.  Exactly one thread at a time.  While the agent is
+ * idle the protocol thread holds it: the socket is in its epoll set and it
+ * reads up to DIRECT_BURST datagrams itself, so a datagram wakes one
+ * thread, not the receive thread and then, through the ring, the protocol
+ * thread (each wakeup of an idle vCPU costs tens of microseconds).  A full
+ * read means a stream: the protocol thread takes the socket out of its
+ * epoll set and wakes the receive thread, whose ring lets reading overlap
+ * applying.  When the socket has stayed empty for HANDBACK_IDLE_NS the
+ * receive thread adds it back to the protocol thread's epoll set (level-
+ * triggered, so what arrived meanwhile wakes it) and sleeps.  The protocol
+ * thread reads the socket only with the ring empty, so datagrams are taken
+ * in their order, and only the protocol thread calls into the core.
  *
  * Applying stays on the protocol thread: the core asks `held` for cursors
  * that must already include every batch it handed over, and a purge must
