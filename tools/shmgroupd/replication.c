@@ -106,8 +106,10 @@
 #define DATAGRAM_MAX 65536u
 #define POOL_SLOTS 256u /* power of two: ck_ring sizes */
 #define RECV_BURST 32u
-#define DIRECT_BURST 8u        /* the protocol thread's own reads; a full one hands the socket over */
-#define HANDBACK_IDLE_NS 1000000 /* the receive thread gives the socket back after 1 ms without any */
+/* The protocol thread's own reads: a full one hands the socket over. */
+#define DIRECT_BURST 8u
+/* The receive thread gives the socket back after 1 ms without a datagram. */
+#define HANDBACK_IDLE_NS 1000000
 #define IDLE_POLL_US 100000u
 #define WAKE_BACKSTOP_US 10000u /* polling the heads when writers wake the agent */
 
@@ -141,7 +143,7 @@ struct datagram {
 
 struct agent_counters {
 	uint64_t rx_pool_waits, rx_errors, tx_errors, tx_unknown_node;
-	uint64_t rx_handoffs; /* protocol thread only: the socket given to the receive thread */
+	uint64_t rx_handoffs;  /* protocol thread only: the socket given to the receive thread */
 	uint64_t rx_handbacks; /* receive thread (atomic): the socket given back */
 };
 
@@ -477,8 +479,7 @@ static void write_stats(struct replication *r)
 /* Reads the socket for the protocol thread, which handed it over when it
  * saw a stream, until the socket has stayed empty for HANDBACK_IDLE_NS.
  * Returns false on stop. */
-static bool receive_while_busy(struct replication *r, struct datagram **spare,
-			       unsigned *n_spare)
+static bool receive_while_busy(struct replication *r, struct datagram **spare, unsigned *n_spare)
 {
 	const struct timespec idle = { 0, HANDBACK_IDLE_NS };
 	for (;;) {
@@ -568,7 +569,7 @@ static void *receive_main(void *arg)
 		do {
 			if (!receive_while_busy(r, spare, &n_spare))
 				return NULL;
-		} while (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->sock, &ev) < 0);
+		} while (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->sock, &ev) < 0 && errno != EEXIST);
 		__atomic_add_fetch(&r->c.rx_handbacks, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
@@ -619,12 +620,6 @@ static bool run_commands(struct replication *r)
 	return stop;
 }
 
-/* At most a receive burst per turn: the core acks each datagram at once
- * and applies what they brought at the repl_poll after them, which a steady
- * stream must not put off; and the acks of the next turn wait for no more
- * than that burst's applying (the round-trip times the sender measures).
- * Returns true if datagrams were left for the next turn (which must then
- * not sleep: the receive thread's wakeup for them was consumed). */
 static void input_datagram(struct replication *r, const uint8_t *buf, size_t len)
 {
 	/* The time of each datagram, not of the burst: RTT samples and ack
@@ -634,6 +629,12 @@ static void input_datagram(struct replication *r, const uint8_t *buf, size_t len
 		repl_input(r->core, r->now, buf, len);
 }
 
+/* At most a receive burst per turn: the core acks each datagram at once
+ * and applies what they brought at the repl_poll after them, which a steady
+ * stream must not put off; and the acks of the next turn wait for no more
+ * than that burst's applying (the round-trip times the sender measures).
+ * Returns true if datagrams were left for the next turn (which must then
+ * not sleep: the receive thread's wakeup for them was consumed). */
 static bool take_datagrams(struct replication *r)
 {
 	void *d;
