@@ -185,10 +185,11 @@ struct replication {
 	bool socket_ready;   /* the UDP socket fired while the protocol thread held it */
 };
 
-/* epoll data of the protocol thread's descriptors: the command eventfd and
- * the writers' wakeup socket share WAKE_TAG (both are drained), the outbound
- * queue and the UDP socket (while the protocol thread holds it) have their own. */
-enum { WAKE_TAG = 0, OUTBOUND_TAG = 1, SOCKET_TAG = 2 };
+/* epoll data of the protocol thread's descriptors, one each, so a wakeup
+ * drains only the descriptor that fired: the command (and ring) eventfd, the
+ * outbound queue, the UDP socket (while the protocol thread holds it) and
+ * the writers' wakeup socket. */
+enum { WAKE_TAG = 0, OUTBOUND_TAG = 1, SOCKET_TAG = 2, LOG_WAKE_TAG = 3 };
 
 static uint64_t mono_us(void)
 {
@@ -695,19 +696,22 @@ static void sleep_until(struct replication *r, uint64_t deadline)
 						      : (int)ms);
 	}
 	for (int i = 0; i < n; i++) {
-		if (ev[i].data.u32 == OUTBOUND_TAG) {
+		switch (ev[i].data.u32) {
+		case OUTBOUND_TAG:
 			r->outbound_ready = true;
-			continue;
-		}
-		if (ev[i].data.u32 == SOCKET_TAG) {
+			break;
+		case SOCKET_TAG:
 			r->socket_ready = true;
-			continue;
-		}
-		uint64_t v;
-		ssize_t k = read(r->wake_fd, &v, sizeof(v));
-		(void)k;
-		if (r->log_wake_fd >= 0)
+			break;
+		case LOG_WAKE_TAG:
 			oplog_wake_drain(r->log_wake_fd);
+			break;
+		default: {
+			uint64_t v;
+			ssize_t k = read(r->wake_fd, &v, sizeof(v));
+			(void)k;
+		}
+		}
 	}
 }
 
@@ -914,7 +918,8 @@ int replication_start(const struct replication_params *p, struct replication **o
 	if (r->log_wake_fd < 0)
 		logf_(L_WARN, "replication: no wakeup socket for local changes (%s); polling them",
 		      shmg_strerror(r->log_wake_fd));
-	else if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->log_wake_fd, &ev) < 0)
+	else if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->log_wake_fd,
+			   &(struct epoll_event){ .events = EPOLLIN, .data.u32 = LOG_WAKE_TAG }) < 0)
 		goto fail;
 	ck_ring_init(&r->rx_ring, POOL_SLOTS);
 	ck_ring_init(&r->free_ring, POOL_SLOTS);
