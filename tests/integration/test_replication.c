@@ -28,6 +28,9 @@
  *   - the partition command (SIGUSR1, SIGUSR2) cuts a node off and heals it;
  *   - a lone change leaves and is applied at once, though the flush
  *     intervals are ten minutes;
+ *   - a stream of 20,000 registers makes B's protocol thread hand the UDP
+ *     socket to its receive thread, which gives it back afterwards; lone
+ *     changes then still arrive both ways;
  *   - shmg_dispatch from B reaches a member and the registered endpoint on
  *     A (payload, sender id, in order); shmg_dispatch_local from B does not;
  *     under 30 % loss, duplication and reordering, every one of a burst of
@@ -1284,6 +1287,37 @@ static const char *const slow_flush[] = { "--replicated-sender-flush-interval=60
 					  "--replicated-registry-receiver-flush-interval=600000",
 					  "--replicated-pg-receiver-flush-interval=600000", NULL };
 
+/* The protocol thread reads the socket itself while idle and hands it to
+ * the receive thread for a stream; it gets it back when the stream ends. */
+START_TEST(test_socket_handed_over_for_a_stream_and_back)
+{
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	/* A lone change, read by B's protocol thread. */
+	use_key("before");
+	ck_assert_int_eq(worker_do(&a, "R before m"), 0);
+	wait_lookup(1, "before", 0);
+	/* A stream: B's protocol thread sees a full read and hands the socket
+	 * over; once the stream is over, the receive thread gives it back. */
+	ck_assert_int_eq(worker_do(&a, "N s/ 20000"), 0);
+	struct count_arg all = { 20001 };
+	ck_assert(tc_wait_until(counts_are, &all, CONVERGE_MS));
+	expect_stat_above(1, "rx_handoffs", 0);
+	expect_stat_above(1, "rx_handbacks", 0);
+	/* Lone changes still arrive, in both directions. */
+	use_key("after");
+	ck_assert_int_eq(worker_do(&a, "R after m"), 0);
+	wait_lookup(1, "after", 0);
+	struct worker b = worker_start(1);
+	use_key("back");
+	ck_assert_int_eq(worker_do(&b, "R back m"), 0);
+	wait_lookup(0, "back", 0);
+	expect_converged("after a stream and lone changes");
+	ck_assert_int_eq(stat_of(1, "rx_errors"), 0);
+}
+END_TEST
+
 START_TEST(test_lone_change_leaves_at_once)
 {
 	fault_args = slow_flush;
@@ -1466,6 +1500,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_partition_on_command);
 	tcase_add_test(tc, test_wrong_name_refused);
 	tcase_add_test(tc, test_lone_change_leaves_at_once);
+	tcase_add_test(tc, test_socket_handed_over_for_a_stream_and_back);
 	tcase_add_test(tc, test_dispatch_reaches_other_hosts);
 	tcase_add_test(tc, test_dispatch_under_loss_arrives_once);
 	tcase_add_test(tc, test_log_overflow_while_partitioned);

@@ -5,13 +5,15 @@
  *
  * Threads.  The core is single-threaded (repl.h), so one thread owns it:
  *
- *   receive thread   blocks in poll on the UDP socket, reads bursts with
+ *   receive thread   reads the UDP socket while datagrams stream in: it
+ *                    blocks in poll on the socket, reads bursts with
  *                    recvmmsg into buffers of a fixed pool and hands them to
  *                    the protocol thread on an SPSC ck_ring (`rx_ring`); the
  *                    protocol thread gives them back on another (`free_ring`).
  *                    One eventfd write per burst wakes the protocol thread.
  *                    With every buffer handed over, it stops reading and
  *                    lets the socket's buffer (4 MiB asked) hold the rest.
+ *                    Otherwise it sleeps on an eventfd of its own.
  *   protocol thread  runs the core: repl_input for each datagram, repl_poll
  *                    when a change log moved or the core's deadline passed,
  *                    the core's callbacks (sending with sendto, applying with
@@ -32,6 +34,19 @@
  *                    The protocol thread keeps its own list of the core's
  *                    peers (names for its log), so it never reads the main
  *                    thread's copy of the settings, which a reload changes.
+ *
+ * Who reads the socket.  Exactly one thread at a time.  While the agent is
+ * idle the protocol thread holds it: the socket is in its epoll set and it
+ * reads up to DIRECT_BURST datagrams itself, so a datagram wakes one
+ * thread, not the receive thread and then, through the ring, the protocol
+ * thread (each wakeup of an idle vCPU costs tens of microseconds).  A full
+ * read means a stream: the protocol thread takes the socket out of its
+ * epoll set and wakes the receive thread, whose ring lets reading overlap
+ * applying.  When the socket has stayed empty for HANDBACK_IDLE_NS the
+ * receive thread adds it back to the protocol thread's epoll set (level-
+ * triggered, so what arrived meanwhile wakes it) and sleeps.  The protocol
+ * thread reads the socket only with the ring empty, so datagrams are taken
+ * in their order, and only the protocol thread calls into the core.
  *
  * Applying stays on the protocol thread: the core asks `held` for cursors
  * that must already include every batch it handed over, and a purge must
@@ -91,6 +106,10 @@
 #define DATAGRAM_MAX 65536u
 #define POOL_SLOTS 256u /* power of two: ck_ring sizes */
 #define RECV_BURST 32u
+/* The protocol thread's own reads: a full one hands the socket over. */
+#define DIRECT_BURST 8u
+/* The receive thread gives the socket back after 1 ms without a datagram. */
+#define HANDBACK_IDLE_NS 1000000
 #define IDLE_POLL_US 100000u
 #define WAKE_BACKSTOP_US 10000u /* polling the heads when writers wake the agent */
 
@@ -124,6 +143,8 @@ struct datagram {
 
 struct agent_counters {
 	uint64_t rx_pool_waits, rx_errors, tx_errors, tx_unknown_node;
+	uint64_t rx_handoffs;  /* protocol thread only: the socket given to the receive thread */
+	uint64_t rx_handbacks; /* receive thread (atomic): the socket given back */
 };
 
 struct replication {
@@ -133,7 +154,7 @@ struct replication {
 	struct repl *core;
 	struct store *store;
 	struct fault *fault;
-	int sock, wake_fd, stop_fd, epfd;
+	int sock, wake_fd, stop_fd, rx_wake_fd, epfd;
 	int log_wake_fd; /* writers' wakeups (oplog_wake_bind), or -1: poll the heads */
 
 	struct cds_lfht *peers;
@@ -141,6 +162,7 @@ struct replication {
 	struct cds_wfcq_tail cmd_tail;
 
 	struct datagram *pool;
+	struct datagram *direct; /* DIRECT_BURST buffers of the protocol thread's own reads */
 	ck_ring_t rx_ring, free_ring;
 	ck_ring_buffer_t rx_slots[POOL_SLOTS], free_slots[POOL_SLOTS];
 
@@ -160,7 +182,14 @@ struct replication {
 	struct agent_counters c;
 	struct outbound_stats msgs;
 	bool outbound_ready; /* the queue's descriptor fired since it was last read */
+	bool socket_ready;   /* the UDP socket fired while the protocol thread held it */
 };
+
+/* epoll data of the protocol thread's descriptors, one each, so a wakeup
+ * drains only the descriptor that fired: the command (and ring) eventfd, the
+ * outbound queue, the UDP socket (while the protocol thread holds it) and
+ * the writers' wakeup socket. */
+enum { WAKE_TAG = 0, OUTBOUND_TAG = 1, SOCKET_TAG = 2, LOG_WAKE_TAG = 3 };
 
 static uint64_t mono_us(void)
 {
@@ -411,9 +440,11 @@ static void write_stats(struct replication *r)
 	C(messages_abandoned);
 #undef C
 	W("peers_up", r->n_up);
-	/* The receive thread's two counters, bumped atomically there. */
+	/* The receive thread's counters, bumped atomically there. */
 	W("rx_pool_waits", __atomic_load_n(&r->c.rx_pool_waits, __ATOMIC_RELAXED));
 	W("rx_errors", __atomic_load_n(&r->c.rx_errors, __ATOMIC_RELAXED));
+	W("rx_handoffs", r->c.rx_handoffs);
+	W("rx_handbacks", __atomic_load_n(&r->c.rx_handbacks, __ATOMIC_RELAXED));
 	W("tx_errors", r->c.tx_errors);
 	W("tx_unknown_node", r->c.tx_unknown_node);
 	W("store_batches", s->batches);
@@ -446,29 +477,32 @@ static void write_stats(struct replication *r)
 
 /* ---- receive thread --------------------------------------------------- */
 
-static void *receive_main(void *arg)
+/* Reads the socket for the protocol thread, which handed it over when it
+ * saw a stream, until the socket has stayed empty for HANDBACK_IDLE_NS.
+ * Returns false on stop. */
+static bool receive_while_busy(struct replication *r, struct datagram **spare, unsigned *n_spare)
 {
-	struct replication *r = arg;
-	struct datagram *spare[POOL_SLOTS];
-	unsigned n_spare = 0;
-
+	const struct timespec idle = { 0, HANDBACK_IDLE_NS };
 	for (;;) {
 		struct pollfd p[2] = { { .fd = r->sock, .events = POLLIN },
 				       { .fd = r->stop_fd, .events = POLLIN } };
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
-			break;
+		int ready = ppoll(p, 2, &idle, NULL);
+		if (ready < 0 && errno == EINTR)
+			continue;
+		if (ready <= 0)
+			return true; /* quiet (or poll failed): the protocol thread reads it */
 		if (p[1].revents)
-			break;
+			return false;
 		if (!(p[0].revents & POLLIN))
 			continue;
 		for (;;) {
 			void *d;
-			while (n_spare < RECV_BURST &&
+			while (*n_spare < RECV_BURST &&
 			       ck_ring_dequeue_spsc(&r->free_ring, r->free_slots, &d)) {
 				HANDOFF_ACQUIRE(d);
-				spare[n_spare++] = d;
+				spare[(*n_spare)++] = d;
 			}
-			if (n_spare == 0) {
+			if (*n_spare == 0) {
 				/* The protocol thread is behind (applying a large
 				 * batch): leave the datagrams in the socket's
 				 * buffer, which the kernel drops from only when it
@@ -476,14 +510,14 @@ static void *receive_main(void *arg)
 				__atomic_add_fetch(&r->c.rx_pool_waits, 1, __ATOMIC_RELAXED);
 				struct pollfd stop = { .fd = r->stop_fd, .events = POLLIN };
 				if (poll(&stop, 1, 1) > 0)
-					return NULL;
+					return false;
 				continue;
 			}
 			struct mmsghdr m[RECV_BURST];
 			struct iovec iov[RECV_BURST];
-			unsigned k = n_spare;
+			unsigned k = *n_spare;
 			for (unsigned i = 0; i < k; i++) {
-				struct datagram *dg = spare[n_spare - 1 - i];
+				struct datagram *dg = spare[*n_spare - 1 - i];
 				iov[i] = (struct iovec){ dg->buf, sizeof(dg->buf) };
 				m[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i],
 								      .msg_iovlen = 1 } };
@@ -495,7 +529,7 @@ static void *receive_main(void *arg)
 				break;
 			}
 			for (int i = 0; i < n; i++) {
-				struct datagram *dg = spare[--n_spare];
+				struct datagram *dg = spare[--*n_spare];
 				dg->len = m[i].msg_len;
 				/* Never full: the pool has fewer buffers than slots. */
 				HANDOFF_RELEASE(dg);
@@ -505,6 +539,39 @@ static void *receive_main(void *arg)
 			if ((unsigned)n < k)
 				break;
 		}
+	}
+}
+
+/* Sleeps until the protocol thread hands the socket over, reads it while
+ * datagrams keep coming, then gives it back by adding it to the protocol
+ * thread's epoll set (level-triggered: what arrived meanwhile wakes it). */
+static void *receive_main(void *arg)
+{
+	struct replication *r = arg;
+	struct datagram *spare[POOL_SLOTS];
+	unsigned n_spare = 0;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = r->rx_wake_fd, .events = POLLIN },
+				       { .fd = r->stop_fd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		uint64_t v;
+		ssize_t got = read(r->rx_wake_fd, &v, sizeof(v));
+		(void)got;
+		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = SOCKET_TAG };
+		do {
+			if (!receive_while_busy(r, spare, &n_spare))
+				return NULL;
+		} while (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->sock, &ev) < 0 && errno != EEXIST);
+		__atomic_add_fetch(&r->c.rx_handbacks, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
 }
@@ -554,6 +621,15 @@ static bool run_commands(struct replication *r)
 	return stop;
 }
 
+static void input_datagram(struct replication *r, const uint8_t *buf, size_t len)
+{
+	/* The time of each datagram, not of the burst: RTT samples and ack
+	 * delays are taken from it. */
+	r->now = mono_us();
+	if (!fault_drop_input(r->fault, buf, len))
+		repl_input(r->core, r->now, buf, len);
+}
+
 /* At most a receive burst per turn: the core acks each datagram at once
  * and applies what they brought at the repl_poll after them, which a steady
  * stream must not put off; and the acks of the next turn wait for no more
@@ -566,11 +642,7 @@ static bool take_datagrams(struct replication *r)
 	for (unsigned n = 0; ck_ring_dequeue_spsc(&r->rx_ring, r->rx_slots, &d); n++) {
 		struct datagram *dg = d;
 		HANDOFF_ACQUIRE(dg);
-		/* The time of each datagram, not of the burst: RTT samples and
-		 * ack delays are taken from it. */
-		r->now = mono_us();
-		if (!fault_drop_input(r->fault, dg->buf, dg->len))
-			repl_input(r->core, r->now, dg->buf, dg->len);
+		input_datagram(r, dg->buf, dg->len);
 		HANDOFF_RELEASE(dg);
 		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, dg);
 		if (n + 1 == RECV_BURST)
@@ -579,40 +651,67 @@ static bool take_datagrams(struct replication *r)
 	return false;
 }
 
+/* While the protocol thread holds the socket (the agent is idle or the
+ * traffic light) it reads datagrams itself, so a datagram wakes one thread
+ * instead of two in turn.  A full read means a stream: the socket goes to
+ * the receive thread, whose ring lets reading overlap applying, until it
+ * stays quiet for HANDBACK_IDLE_NS. */
+static void read_direct(struct replication *r)
+{
+	struct mmsghdr m[DIRECT_BURST];
+	struct iovec iov[DIRECT_BURST];
+	for (unsigned i = 0; i < DIRECT_BURST; i++) {
+		iov[i] = (struct iovec){ r->direct[i].buf, sizeof(r->direct[i].buf) };
+		m[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
+	}
+	int n = recvmmsg(r->sock, m, DIRECT_BURST, MSG_DONTWAIT, NULL);
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		__atomic_add_fetch(&r->c.rx_errors, 1, __ATOMIC_RELAXED);
+	for (int i = 0; i < n; i++)
+		input_datagram(r, r->direct[i].buf, m[i].msg_len);
+	if (n == (int)DIRECT_BURST && epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->sock, NULL) == 0) {
+		r->c.rx_handoffs++;
+		wake(r->rx_wake_fd);
+	}
+}
+
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
 	return a < b ? a : b;
 }
 
-/* epoll data of the descriptors: the command eventfd and the writers'
- * wakeup socket share WAKE_TAG (both are drained), the outbound queue has its own. */
-enum { WAKE_TAG = 0, OUTBOUND_TAG = 1 };
-
 static void sleep_until(struct replication *r, uint64_t deadline)
 {
-	struct epoll_event ev[3];
+	struct epoll_event ev[4];
 	uint64_t now = mono_us();
 	uint64_t wait = deadline > now ? deadline - now : 0;
 	struct timespec ts = { (time_t)(wait / 1000000u), (long)(wait % 1000000u) * 1000 };
-	int n = epoll_pwait2(r->epfd, ev, 3, deadline == UINT64_MAX ? NULL : &ts, NULL);
+	int n = epoll_pwait2(r->epfd, ev, 4, deadline == UINT64_MAX ? NULL : &ts, NULL);
 	if (n < 0 && errno == ENOSYS) {
 		/* A kernel before 5.11: milliseconds, rounded up. */
 		uint64_t ms = (wait + 999) / 1000;
-		n = epoll_wait(r->epfd, ev, 3,
+		n = epoll_wait(r->epfd, ev, 4,
 			       deadline == UINT64_MAX ? -1
 			       : ms > INT_MAX         ? INT_MAX
 						      : (int)ms);
 	}
 	for (int i = 0; i < n; i++) {
-		if (ev[i].data.u32 == OUTBOUND_TAG) {
+		switch (ev[i].data.u32) {
+		case OUTBOUND_TAG:
 			r->outbound_ready = true;
-			continue;
-		}
-		uint64_t v;
-		ssize_t k = read(r->wake_fd, &v, sizeof(v));
-		(void)k;
-		if (r->log_wake_fd >= 0)
+			break;
+		case SOCKET_TAG:
+			r->socket_ready = true;
+			break;
+		case LOG_WAKE_TAG:
 			oplog_wake_drain(r->log_wake_fd);
+			break;
+		default: {
+			uint64_t v;
+			ssize_t k = read(r->wake_fd, &v, sizeof(v));
+			(void)k;
+		}
+		}
 	}
 }
 
@@ -646,6 +745,11 @@ static void *protocol_main(void *arg)
 		r->now = mono_us();
 		bool stop = run_commands(r);
 		bool more = take_datagrams(r);
+		/* After what the receive thread handed over, in their order. */
+		if (r->socket_ready && !more) {
+			r->socket_ready = false;
+			read_direct(r);
+		}
 		if (stop) {
 			repl_leave(r->core, r->now);
 			fault_flush(r->fault, UINT64_MAX, sendto_node, r);
@@ -757,6 +861,7 @@ static void free_all(struct replication *r)
 		if (*fd >= 0)
 			close(*fd);
 	free(r->pool);
+	free(r->direct);
 	if (r->h)
 		shmg_close(r->h);
 	free(r);
@@ -782,9 +887,10 @@ int replication_start(const struct replication_params *p, struct replication **o
 	urcu_memb_register_thread();
 	r->self = in.node_id;
 	r->conf = *p->conf;
-	r->sock = r->wake_fd = r->stop_fd = r->epfd = r->log_wake_fd = -1;
+	r->sock = r->wake_fd = r->stop_fd = r->rx_wake_fd = r->epfd = r->log_wake_fd = -1;
 	cds_wfcq_init(&r->cmd_head, &r->cmd_tail);
 	r->pool = calloc(POOL_SLOTS - 1, sizeof(struct datagram));
+	r->direct = calloc(DIRECT_BURST, sizeof(struct datagram));
 	/* A fixed size (peers are at most 64): an auto-resized table starts
 	 * liburcu's resize worker, a thread that leaves SIGUSR1 unblocked (for
 	 * the signal flavour of RCU), which would turn the partition command
@@ -793,13 +899,18 @@ int replication_start(const struct replication_params *p, struct replication **o
 				       &urcu_memb_flavor, NULL);
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	r->rx_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (!r->pool || !r->peers || r->wake_fd < 0 || r->stop_fd < 0 || r->epfd < 0) {
+	if (!r->pool || !r->direct || !r->peers || r->wake_fd < 0 || r->stop_fd < 0 ||
+	    r->rx_wake_fd < 0 || r->epfd < 0) {
 		logf_(L_ERR, "replication: cannot set up: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
 	}
 	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = WAKE_TAG };
-	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev) < 0 || open_socket(r) < 0)
+	/* The protocol thread holds the socket first: the agent starts idle. */
+	struct epoll_event sev = { .events = EPOLLIN, .data.u32 = SOCKET_TAG };
+	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wake_fd, &ev) < 0 || open_socket(r) < 0 ||
+	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->sock, &sev) < 0)
 		goto fail;
 	/* Without the socket the protocol thread polls the heads every
 	 * change_poll_us while a peer is up, as it would anyway. */
@@ -807,7 +918,8 @@ int replication_start(const struct replication_params *p, struct replication **o
 	if (r->log_wake_fd < 0)
 		logf_(L_WARN, "replication: no wakeup socket for local changes (%s); polling them",
 		      shmg_strerror(r->log_wake_fd));
-	else if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->log_wake_fd, &ev) < 0)
+	else if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->log_wake_fd,
+			   &(struct epoll_event){ .events = EPOLLIN, .data.u32 = LOG_WAKE_TAG }) < 0)
 		goto fail;
 	ck_ring_init(&r->rx_ring, POOL_SLOTS);
 	ck_ring_init(&r->free_ring, POOL_SLOTS);
