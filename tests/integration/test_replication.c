@@ -1299,8 +1299,14 @@ START_TEST(test_socket_handed_over_for_a_stream_and_back)
 	ck_assert_int_eq(worker_do(&a, "R before m"), 0);
 	wait_lookup(1, "before", 0);
 	/* A stream: B's protocol thread sees a full read and hands the socket
-	 * over; once the stream is over, the receive thread gives it back. */
+	 * over; once the stream is over, the receive thread gives it back.
+	 * B's agent is stopped while A sends, so that its socket holds a
+	 * backlog when it resumes, however fast the machine (well inside
+	 * down_after: A keeps B up). */
+	kill(hosts[1].agent, SIGSTOP);
 	ck_assert_int_eq(worker_do(&a, "N s/ 20000"), 0);
+	usleep(200 * 1000);
+	kill(hosts[1].agent, SIGCONT);
 	struct count_arg all = { 20001 };
 	ck_assert(tc_wait_until(counts_are, &all, CONVERGE_MS));
 	expect_stat_above(1, "rx_handoffs", 0);
