@@ -35,6 +35,7 @@
  */
 #include "common.h"
 #include "hist.h"
+#include "stats_file.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -330,19 +331,10 @@ static int start_agents(unsigned loss)
 	return rc;
 }
 
-/* A counter of host i's stats file, -1 if absent. */
+/* A counter of host i's stats file, -1 if not there (yet). */
 static long long stat_of(int i, const char *name)
 {
-	char line[128];
-	long long v = -1;
-	FILE *f = fopen(g_host[i].stats, "re");
-	size_t n = strlen(name);
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, name, n) == 0 && line[n] == ' ')
-			v = atoll(line + n + 1);
-	if (f)
-		fclose(f);
-	return v;
+	return stats_file_get(g_host[i].stats, name);
 }
 
 /* A's sending counters once they stopped moving (the stats file is

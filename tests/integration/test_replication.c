@@ -72,6 +72,7 @@
 
 #include "tc.h"
 #include "tc_events.h"
+#include "stats_file.h"
 #include "testhook.h"
 
 #define HOSTS 3
@@ -285,19 +286,10 @@ static void start_all(void)
 	ck_assert_msg(tc_wait_until(all_connected, NULL, CONVERGE_MS), "agents did not connect");
 }
 
-/* A counter of host i's stats file (-1 if not there yet). */
+/* A counter of host i's stats file, -1 if not there (yet). */
 static long long stat_of(int i, const char *name)
 {
-	char line[128];
-	long long v = -1;
-	FILE *f = fopen(hosts[i].stats, "re");
-	size_t n = strlen(name);
-	while (f && fgets(line, sizeof(line), f))
-		if (strncmp(line, name, n) == 0 && line[n] == ' ')
-			v = atoll(line + n + 1);
-	if (f)
-		fclose(f);
-	return v;
+	return stats_file_get(hosts[i].stats, name);
 }
 
 struct stat_arg {
