@@ -24,7 +24,8 @@
  *     and replication goes on;
  *   - a clean stop says BYE: the peer purges at once (down_after is ten
  *     minutes); a peer added to the config file joins on SIGHUP; a peer with
- *     a wrong name is refused; bad configurations stop the agent with why;
+ *     a wrong name is refused, and so is a different shard count (logged on
+ *     both sides); bad configurations stop the agent with why;
  *   - the partition command (SIGUSR1, SIGUSR2) cuts a node off and heals it;
  *   - a lone change leaves and is applied at once, though the flush
  *     intervals are ten minutes;
@@ -102,6 +103,7 @@ static const char *const *fault_args;    /* extra agent arguments */
 static const char *down_after = "10000"; /* long: a loaded machine must not fake a failure */
 static int unlisted = -1;                /* a host that host 0 is not told about at start */
 static const char *host1_name;           /* host 1's name when not "h2" */
+static uint32_t host1_shards;            /* host 1's arena shard count, 0 = the default */
 static uint32_t oplog_bytes;             /* the arenas' change logs; 0 = default */
 
 /* ---- agents ----------------------------------------------------------- */
@@ -180,7 +182,8 @@ static void hosts_init(int n)
 		 * sanitizer reports and counters are not this test's. */
 		unlink(ho->log);
 		unlink(ho->stats);
-		struct shmg_config cfg = { .node_id = (uint32_t)i + 1, .oplog_bytes = oplog_bytes };
+		struct shmg_config cfg = { .node_id = (uint32_t)i + 1, .oplog_bytes = oplog_bytes,
+					   .shards = i == 1 ? host1_shards : 0 };
 		ho->h = tc_open(ho->arena, &cfg);
 	}
 	for (int i = 0; i < n; i++)
@@ -556,6 +559,7 @@ static void setup(void)
 	down_after = "10000";
 	unlisted = -1;
 	host1_name = NULL;
+	host1_shards = 0;
 	oplog_bytes = 0;
 }
 
@@ -1249,15 +1253,26 @@ START_TEST(test_propagation_in_netns)
 }
 END_TEST
 
-static bool log_says(void *arg)
+/* Whether host i's agent log holds a text. */
+static bool host_log_says(int i, const char *text)
 {
 	char buf[16384];
-	int fd = open(hosts[0].log, O_RDONLY | O_CLOEXEC);
+	int fd = open(hosts[i].log, O_RDONLY | O_CLOEXEC);
 	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 	if (fd >= 0)
 		close(fd);
 	buf[n > 0 ? n : 0] = '\0';
-	return strstr(buf, arg) != NULL;
+	return strstr(buf, text) != NULL;
+}
+
+static bool log_says(void *arg)
+{
+	return host_log_says(0, arg);
+}
+
+static bool both_logs_say(void *arg)
+{
+	return host_log_says(0, arg) && host_log_says(1, arg);
 }
 
 START_TEST(test_wrong_name_refused)
@@ -1268,6 +1283,21 @@ START_TEST(test_wrong_name_refused)
 	agent_start(1);
 	ck_assert_msg(tc_wait_until(log_says, "peer h2 (node 2) refused", CONVERGE_MS),
 		      "A did not refuse node 2's wrong name");
+	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
+	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
+}
+END_TEST
+
+/* Agents of one group whose arenas differ in shard count never become
+ * peers, and both say why. */
+START_TEST(test_shard_count_mismatch_refused)
+{
+	host1_shards = 16; /* A has the default 8 */
+	hosts_init(2);
+	agent_start(0);
+	agent_start(1);
+	ck_assert_msg(tc_wait_until(both_logs_say, "shard count", CONVERGE_MS),
+		      "the shard counts' mismatch was not logged on both sides");
 	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
 	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
 }
@@ -1497,6 +1527,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_config_refused);
 	tcase_add_test(tc, test_partition_on_command);
 	tcase_add_test(tc, test_wrong_name_refused);
+	tcase_add_test(tc, test_shard_count_mismatch_refused);
 	tcase_add_test(tc, test_lone_change_leaves_at_once);
 	tcase_add_test(tc, test_socket_handed_over_for_a_stream_and_back);
 	tcase_add_test(tc, test_dispatch_reaches_other_hosts);
