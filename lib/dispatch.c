@@ -35,8 +35,7 @@ static int hand_to_agent(shmg_t *h, const struct keyref *k, const void *msg, siz
 {
 	uint64_t am = load_acquire(&h->hdr->agent_mailbox);
 	uint32_t slot = (uint32_t)am - 1, gen = (uint32_t)(am >> 32);
-	if (!(uint32_t)am || slot >= h->geo.max_endpoints || !gen ||
-	    load_relaxed(&h->live_gen[slot]) != gen)
+	if (!(uint32_t)am || !gen || !endpoint_visible(h, slot, gen))
 		return -ENOTCONN;
 	char clbuf[64];
 	const char *cl = cluster_name_of(h, k->cluster, clbuf);

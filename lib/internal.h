@@ -610,6 +610,13 @@ int shard_lock_until(shmg_t *h, uint32_t shard, uint64_t deadline_ns, uint32_t r
 /* shard_lock_until with the handle's busy budget and room for one write. */
 int shard_lock(shmg_t *h, uint32_t shard);
 void shard_unlock(shmg_t *h, uint32_t shard);
+/* Is endpoint (slot, gen) of this node visible to readers?  Its live_gen
+ * entry holds gen from the end of its open until its death or close is
+ * noticed (endpoint.c).  Lock-free: one load, no write. */
+static inline bool endpoint_visible(const shmg_t *h, uint32_t slot, uint32_t gen)
+{
+	return likely(slot < h->geo.max_endpoints) && load_relaxed(&h->live_gen[slot]) == gen;
+}
 /* Shared helpers used by registry, groups, endpoint and cluster (under lock). */
 bool entry_live(const shmg_t *h, const struct entry *e);
 int endpoint_alive(shmg_t *h, uint32_t slot, uint32_t gen);

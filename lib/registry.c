@@ -278,8 +278,7 @@ static inline bool copy_live(const shmg_t *h, const struct entry *hd)
 {
 	if (hd->node != h->node)
 		return true; /* remote entries live and die by replication */
-	return likely(hd->ep_slot < h->geo.max_endpoints) &&
-	       load_relaxed(&h->live_gen[hd->ep_slot]) == hd->ep_gen;
+	return endpoint_visible(h, hd->ep_slot, hd->ep_gen);
 }
 
 /* Inside a read section: the live registration of k, or NULL; *hd is its

@@ -100,8 +100,8 @@ bool entry_live(const shmg_t *h, const struct entry *e)
 {
 	if (e->node != h->node)
 		return true; /* remote entries live and die by replication */
-	uint32_t slot = load_relaxed(&e->ep_slot); /* the index checked is the index used */
-	return likely(slot < h->geo.max_endpoints) && load_relaxed(&h->live_gen[slot]) == e->ep_gen;
+	/* One load of the slot: the index checked is the index used. */
+	return endpoint_visible(h, load_relaxed(&e->ep_slot), e->ep_gen);
 }
 
 void shard_count(shmg_t *h, uint32_t shard, const struct entry *e, int delta)
