@@ -38,17 +38,14 @@ static inline uint32_t tag_matches(const struct bucket *b, uint16_t tag)
  * otherwise the metadata's address, which depends on the key length in the
  * header, would wait for the first line to arrive and the two misses would
  * follow each other.  reach is how many bytes from the block's start the
- * caller will read (0: do not guess).
- *
- * A prefetch never faults, so the address needs no bounds check (it is
- * computed as an integer: a ref may be garbage); it is unconditional, of the
- * next line or else of the first one again (on its way anyway), because
- * GCC 12 dropped the branchy form. */
+ * caller will read (1: do not guess); the line of the last of them is
+ * prefetched, which is the block's first line (on its way anyway) when they
+ * do not cross.  A prefetch never faults, so the address needs no bounds
+ * check (it is computed as an integer: a ref may be garbage). */
 static inline void prefetch_block_tail(const shmg_t *h, ref_t r, uint32_t reach)
 {
-	uint64_t off = (uint64_t)r << REF_SHIFT;
-	uint64_t at = off + ((off & (CACHE_LINE - 1)) + reach > CACHE_LINE ? CACHE_LINE : 0);
-	__builtin_prefetch((const void *)((uintptr_t)h->base + at));
+	uint64_t last = ((uint64_t)r << REF_SHIFT) + reach - 1;
+	__builtin_prefetch((const void *)((uintptr_t)h->base + last));
 }
 
 /* A key lookup reads the header, the key and the metadata, which is
@@ -63,12 +60,12 @@ static inline uint32_t key_reach(const struct keyref *k)
 /* Matches a candidate block by its header copy hd (see entry_read). */
 typedef bool (*match_fn)(const struct entry *e, const struct entry *hd, const void *ctx);
 
-/* Probes for hash; returns the first entry match() accepts, *hd its header
- * copy.  The probe count is one load, clamped; bucket indexes are masked.
- * reach: see prefetch_block_tail. */
+/* Probes for hash; returns the first entry of `kind` (0: any) that match()
+ * accepts, *hd its header copy.  The probe count is one load, clamped;
+ * bucket indexes are masked.  reach: see prefetch_block_tail. */
 static inline __attribute__((always_inline)) struct entry *
-probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, const void *ctx,
-      uint32_t reach, uint32_t *pos_out, struct entry *hd)
+probe(shmg_t *h, const struct table_view *v, uint64_t hash, uint8_t kind, match_fn match,
+      const void *ctx, uint32_t reach, uint32_t *pos_out, struct entry *hd)
 {
 	struct bucket *B = v->B;
 	uint32_t mask = v->mask, home = bucket_of(hash, mask);
@@ -85,7 +82,7 @@ probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, cons
 			if (!r)
 				continue;
 			prefetch_block_tail(h, r, reach);
-			const struct entry *e = entry_read(h, r, hd);
+			const struct entry *e = entry_read_as(h, r, kind, hd);
 			if (e && match(e, hd, ctx)) {
 				if (pos_out)
 					*pos_out = bi * BUCKET_SLOTS + i;
@@ -96,19 +93,15 @@ probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, cons
 	return NULL;
 }
 
-struct key_match {
-	const struct keyref *k;
-	uint8_t kind;
-};
-
-/* k->len <= key_max was checked by key_prepare and equals the copy's key
- * length, which entry_read checked against the arena. */
+/* probe() checked the kind.  k->len <= key_max was checked by key_prepare
+ * and equals the copy's key length, which entry_read checked against the
+ * arena. */
 static inline __attribute__((always_inline)) bool
 match_key(const struct entry *e, const struct entry *hd, const void *ctx)
 {
-	const struct key_match *m = ctx;
-	return hd->kind == m->kind && hd->cluster == m->k->cluster && hd->key_len == m->k->len &&
-	       bytes_equal(entry_key(e), m->k->key, m->k->len);
+	const struct keyref *k = ctx;
+	return hd->cluster == k->cluster && hd->key_len == k->len &&
+	       bytes_equal(entry_key(e), k->key, k->len);
 }
 
 
@@ -117,8 +110,7 @@ static inline __attribute__((always_inline)) const struct entry *
 index_lookup_in(shmg_t *h, const struct table_view *v, const struct keyref *k, uint8_t kind,
 		struct entry *hd)
 {
-	struct key_match m = {k, kind};
-	return probe(h, v, k->hash, match_key, &m, key_reach(k), NULL, hd);
+	return probe(h, v, k->hash, kind, match_key, k, key_reach(k), NULL, hd);
 }
 
 /* index_get, inline. */

@@ -18,7 +18,8 @@ static inline __attribute__((always_inline)) int
 key_prep_in(shmg_t *h, const char *key, size_t len, uint32_t ref, uint64_t seed, int flags,
 	    struct keyref *k)
 {
-	if (unlikely(!key || len == 0 || len > h->geo.key_max))
+	/* len - 1 wraps for len 0: one compare for both bounds. */
+	if (unlikely(!key || len - 1 >= h->geo.key_max))
 		return -EINVAL;
 	if ((flags & KEY_WRITE) && key[len - 1] == '/')
 		return -EINVAL;
@@ -309,25 +310,23 @@ lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *met
 		rc = -ENOENT;
 		goto out;
 	}
-	const void *m = NULL;
-	ssize_t n = 0;
-	if (meta || meta_len) {
-		if (likely(!h->extract && !(opts && opts->extract_meta))) {
-			m = entry_meta_of(e, hd);
-			n = hd->meta_len;
-		} else if ((n = meta_extract(h, opts, e, hd, &m)) < 0) {
-			rc = (int)n;
-			goto out;
-		}
-		if (meta && (size_t)n > meta_cap) {
+	const void *m = entry_meta_of(e, hd);
+	ssize_t n = hd->meta_len;
+	/* The extract hook (user code) runs only when its output is wanted. */
+	if (unlikely(h->extract || (opts && opts->extract_meta)) && (meta || meta_len) &&
+	    (n = meta_extract(h, opts, e, hd, &m)) < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	if (meta) {
+		if (unlikely((size_t)n > meta_cap)) {
 			rc = -ENOBUFS;
 			goto out;
 		}
-		if (meta && n)
-			bytes_copy(meta, m, (size_t)n);
-		if (meta_len)
-			*meta_len = (size_t)n;
+		bytes_copy(meta, m, (size_t)n);
 	}
+	if (meta_len)
+		*meta_len = (size_t)n;
 	if (id)
 		*id = (shmg_id_t){hd->node, hd->ep_slot, hd->ep_gen};
 out:
