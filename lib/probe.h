@@ -60,37 +60,54 @@ static inline uint32_t key_reach(const struct keyref *k)
 /* Matches a candidate block by its header copy hd (see entry_read). */
 typedef bool (*match_fn)(const struct entry *e, const struct entry *hd, const void *ctx);
 
+/* The first candidate of bucket b (tag, kind) that match() accepts, *hd its
+ * header copy, *slot its slot; or NULL. */
+static inline __attribute__((always_inline)) struct entry *
+probe_bucket(shmg_t *h, struct bucket *b, uint16_t tag, uint8_t kind, match_fn match,
+	     const void *ctx, uint32_t reach, uint32_t *slot, struct entry *hd)
+{
+	for (uint32_t m = tag_matches(b, tag); m; m &= m - 1) {
+		uint32_t i = (uint32_t)__builtin_ctz(m) / 2;
+		ref_t r = load_acquire(&b->ent[i]); /* pairs with index_insert's release */
+		if (!r)
+			continue;
+		prefetch_block_tail(h, r, reach);
+		const struct entry *e = entry_read_as(h, r, kind, hd);
+		if (e && match(e, hd, ctx)) {
+			*slot = i;
+			return (struct entry *)e;
+		}
+	}
+	return NULL;
+}
+
 /* Probes for hash; returns the first entry of `kind` (0: any) that match()
  * accepts, *hd its header copy.  The probe count is one load, clamped;
- * bucket indexes are masked.  reach: see prefetch_block_tail. */
+ * bucket indexes are masked.  The home bucket is searched before its probe
+ * count (same line) is read: most searches end there.  reach: see
+ * prefetch_block_tail. */
 static inline __attribute__((always_inline)) struct entry *
 probe(shmg_t *h, const struct table_view *v, uint64_t hash, uint8_t kind, match_fn match,
       const void *ctx, uint32_t reach, uint32_t *pos_out, struct entry *hd)
 {
 	struct bucket *B = v->B;
-	uint32_t mask = v->mask, home = bucket_of(hash, mask);
-	uint32_t probe_len = load_relaxed(&B[home].probe);
+	uint32_t mask = v->mask, home = bucket_of(hash, mask), bi = home, slot = 0;
 	uint16_t tag = (uint16_t)hash;
-	if (probe_len > MAX_PROBE)
-		probe_len = MAX_PROBE;
-	for (uint32_t d = 0; d <= probe_len; d++) {
-		uint32_t bi = (home + d) & mask;
-		struct bucket *b = &B[bi];
-		for (uint32_t m = tag_matches(b, tag); m; m &= m - 1) {
-			uint32_t i = (uint32_t)__builtin_ctz(m) / 2;
-			ref_t r = load_acquire(&b->ent[i]); /* pairs with index_insert's release */
-			if (!r)
-				continue;
-			prefetch_block_tail(h, r, reach);
-			const struct entry *e = entry_read_as(h, r, kind, hd);
-			if (e && match(e, hd, ctx)) {
-				if (pos_out)
-					*pos_out = bi * BUCKET_SLOTS + i;
-				return (struct entry *)e;
-			}
+	struct entry *e = probe_bucket(h, &B[home], tag, kind, match, ctx, reach, &slot, hd);
+	if (!e) {
+		uint32_t probe_len = load_relaxed(&B[home].probe);
+		if (probe_len > MAX_PROBE)
+			probe_len = MAX_PROBE;
+		for (uint32_t d = 1; !e && d <= probe_len; d++) {
+			bi = (home + d) & mask;
+			e = probe_bucket(h, &B[bi], tag, kind, match, ctx, reach, &slot, hd);
 		}
+		if (!e)
+			return NULL;
 	}
-	return NULL;
+	if (pos_out)
+		*pos_out = bi * BUCKET_SLOTS + slot;
+	return e;
 }
 
 /* probe() checked the kind.  k->len <= key_max was checked by key_prepare

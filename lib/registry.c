@@ -13,7 +13,7 @@
 #include "probe.h"
 
 /* key_prepare for a resolved cluster (ref, seed), inlined into the
- * lookups: the key is read once, hashed and scanned for NUL in one pass. */
+ * lookups. */
 static inline __attribute__((always_inline)) int
 key_prep_in(shmg_t *h, const char *key, size_t len, uint32_t ref, uint64_t seed, int flags,
 	    struct keyref *k)
@@ -23,10 +23,9 @@ key_prep_in(shmg_t *h, const char *key, size_t len, uint32_t ref, uint64_t seed,
 		return -EINVAL;
 	if ((flags & KEY_WRITE) && key[len - 1] == '/')
 		return -EINVAL;
-	bool nul;
-	k->hash = sg_hash_scan(key, len, seed, &nul);
-	if (unlikely(nul))
+	if (unlikely(bytes_have_nul(key, len)))
 		return -EINVAL;
+	k->hash = sg_hash_inline(key, len, seed);
 	k->key = key;
 	k->len = len;
 	k->cluster = ref;
@@ -56,7 +55,12 @@ key_prep(shmg_t *h, const char *key, size_t len, const char *cluster, int flags,
 {
 	if (likely(!cluster))
 		return key_prep_in(h, key, len, cluster_default_ref(h), DEFAULT_CLUSTER_SEED, flags, k);
-	return key_prep_named(h, key, len, cluster, flags, k);
+	/* Through a copy: k's address never leaves the inlined code, so the
+	 * compiler can keep its fields in registers. */
+	struct keyref named;
+	int rc = key_prep_named(h, key, len, cluster, flags, &named);
+	*k = named;
+	return rc;
 }
 
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
@@ -313,10 +317,15 @@ lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *met
 	const void *m = entry_meta_of(e, hd);
 	ssize_t n = hd->meta_len;
 	/* The extract hook (user code) runs only when its output is wanted. */
-	if (unlikely(h->extract || (opts && opts->extract_meta)) && (meta || meta_len) &&
-	    (n = meta_extract(h, opts, e, hd, &m)) < 0) {
-		rc = (int)n;
-		goto out;
+	if (unlikely(h->extract || (opts && opts->extract_meta)) && (meta || meta_len)) {
+		/* Copies, so that hd and m stay in registers on the common path. */
+		struct entry copy = *hd;
+		const void *out;
+		if ((n = meta_extract(h, opts, e, &copy, &out)) < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		m = out;
 	}
 	if (meta) {
 		if (unlikely((size_t)n > meta_cap)) {
