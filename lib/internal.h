@@ -156,7 +156,9 @@ static inline uint64_t zero_byte_bits(uint64_t v)
 {
 	return (v - 0x0101010101010101ull) & ~v;
 }
-static inline bool bytes_have_nul(const void *data, size_t n)
+/* Non-zero iff [data, data + n) holds a zero byte: one value from every
+ * path, so that the caller's test is the only branch on it. */
+static inline uint64_t bytes_nul_bits(const void *data, size_t n)
 {
 	const uint8_t *p = data;
 #if defined(__SSE2__)
@@ -164,10 +166,10 @@ static inline bool bytes_have_nul(const void *data, size_t n)
 		__m128i low = _mm_min_epu8(load128(p), load128(p + n - 16));
 		for (size_t i = 16; i + 16 < n; i += 16)
 			low = _mm_min_epu8(low, load128(p + i));
-		return _mm_movemask_epi8(_mm_cmpeq_epi8(low, _mm_setzero_si128())) != 0;
+		return (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(low, _mm_setzero_si128()));
 	}
 #endif
-	uint64_t z;
+	uint64_t z = 0;
 	if (n >= 8) {
 		z = zero_byte_bits(load64(p)) | zero_byte_bits(load64(p + n - 8));
 		for (size_t i = 8; i + 8 < n; i += 8)
@@ -178,12 +180,14 @@ static inline bool bytes_have_nul(const void *data, size_t n)
 		__builtin_memcpy(&hi, p + n - 4, 4);
 		z = zero_byte_bits(lo | (uint64_t)hi << 32);
 	} else {
-		for (; n; p++, n--)
-			if (!*p)
-				return true;
-		return false;
+		for (size_t i = 0; i < n; i++)
+			z |= p[i] ? 0 : 0x80;
 	}
-	return (z & 0x8080808080808080ull) != 0;
+	return z & 0x8080808080808080ull;
+}
+static inline bool bytes_have_nul(const void *data, size_t n)
+{
+	return bytes_nul_bits(data, n) != 0;
 }
 static inline bool bytes_equal(const void *a, const void *b, size_t n)
 {
@@ -220,12 +224,8 @@ static inline void bytes_copy(void *dst, const void *src, size_t n)
 {
 	uint8_t *d = dst;
 	const uint8_t *s = src;
-	if (n > 64) {
-		memcpy(dst, src, n);
-		return;
-	}
 #if defined(__SSE2__)
-	if (n >= 16) {
+	if (n >= 16 && n <= 64) {
 		__m128i first = load128(s), last = load128(s + n - 16);
 		for (size_t i = 16; i + 16 < n; i += 16)
 			_mm_storeu_si128((__m128i *)(d + i), load128(s + i));
@@ -234,7 +234,9 @@ static inline void bytes_copy(void *dst, const void *src, size_t n)
 		return;
 	}
 #endif
-	if (n >= 8) {
+	if (n > 64) {
+		memcpy(dst, src, n);
+	} else if (n >= 8) {
 		uint64_t first = load64(s), last = load64(s + n - 8);
 		for (size_t i = 8; i + 8 < n; i += 8)
 			__builtin_memcpy(d + i, s + i, 8);
