@@ -64,7 +64,8 @@ struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32
 	struct entry hd;
 	if (unlikely(!index_view(h, k->shard, &v)))
 		return NULL;
-	return probe(h, &v, k->hash, kind, match_key, k, 1, pos_out, &hd);
+	struct key_match m = {k, kind};
+	return probe(h, &v, k->hash, kind, match_key, &m, 1, pos_out, &hd);
 }
 
 struct member_match {

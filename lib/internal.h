@@ -265,6 +265,7 @@ static inline int handle_check(const shmg_t *h)
 		return -ECHILD;
 	return 0;
 }
+
 /* When a wait for a held shard lock or a full limbo ring gives up (-EBUSY). */
 uint64_t busy_deadline(const shmg_t *h);
 

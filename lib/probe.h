@@ -110,15 +110,21 @@ probe(shmg_t *h, const struct table_view *v, uint64_t hash, uint8_t kind, match_
 	return e;
 }
 
-/* probe() checked the kind.  k->len <= key_max was checked by key_prepare
- * and equals the copy's key length, which entry_read checked against the
- * arena. */
+struct key_match {
+	const struct keyref *k;
+	uint8_t kind;
+};
+
+/* k->len <= key_max was checked by key_prepare and equals the copy's key
+ * length, which entry_read checked against the arena.  The kind is the one
+ * probe() filtered on (a repeated test the compiler drops), except for a
+ * kind of 0, which probe() takes as any. */
 static inline __attribute__((always_inline)) bool
 match_key(const struct entry *e, const struct entry *hd, const void *ctx)
 {
-	const struct keyref *k = ctx;
-	return hd->cluster == k->cluster && hd->key_len == k->len &&
-	       bytes_equal(entry_key(e), k->key, k->len);
+	const struct key_match *m = ctx;
+	return hd->kind == m->kind && hd->cluster == m->k->cluster && hd->key_len == m->k->len &&
+	       bytes_equal(entry_key(e), m->k->key, m->k->len);
 }
 
 
@@ -127,7 +133,8 @@ static inline __attribute__((always_inline)) const struct entry *
 index_lookup_in(shmg_t *h, const struct table_view *v, const struct keyref *k, uint8_t kind,
 		struct entry *hd)
 {
-	return probe(h, v, k->hash, kind, match_key, k, key_reach(k), NULL, hd);
+	struct key_match m = {k, kind};
+	return probe(h, v, k->hash, kind, match_key, &m, key_reach(k), NULL, hd);
 }
 
 /* index_get, inline. */

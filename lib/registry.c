@@ -59,7 +59,8 @@ key_prep(shmg_t *h, const char *key, size_t len, const char *cluster, int flags,
 	 * compiler can keep its fields in registers. */
 	struct keyref named;
 	int rc = key_prep_named(h, key, len, cluster, flags, &named);
-	*k = named;
+	if (!rc)
+		*k = named;
 	return rc;
 }
 
