@@ -142,6 +142,7 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 		goto fail;
 	h->node = h->geo.node_id;
 	h->live_gen = (uint32_t *)(h->base + h->geo.off_live_gen);
+	index_views_init(h);
 	uint32_t n = h->geo.max_endpoints;
 	h->scratch = malloc(h->geo.meta_max ? h->geo.meta_max : 1);
 	h->targets = calloc((n + 63) / 64, sizeof(uint64_t));

@@ -10,9 +10,8 @@
  */
 #include "internal.h"
 
-/* The body is sg_hash_scan in internal.h, inlined into the lookups. */
+/* The body is sg_hash_inline in internal.h, inlined into the lookups. */
 uint64_t sg_hash(const void *data, size_t len, uint64_t seed)
 {
-	bool nul;
-	return sg_hash_scan(data, len, seed, &nul);
+	return sg_hash_inline(data, len, seed);
 }

@@ -32,6 +32,21 @@
 
 #include "probe.h"
 
+/* What an unset view cache entry points at: its magic is not TABLE_MAGIC. */
+static const struct table_header no_table;
+
+void index_views_init(shmg_t *h)
+{
+	for (uint32_t s = 0; s < MAX_SHARDS; s++) {
+		/* Shards past geo.shards are never looked at: any word will do. */
+		uint32_t at = s < h->geo.shards ? s : 0;
+		h->views[s] = (struct view_cache){
+			.table_off = &shard_at(h, at)->table_off,
+			.v = {.t = (struct table_header *)&no_table},
+		};
+	}
+}
+
 struct table_header *index_table(const shmg_t *h, uint32_t shard)
 {
 	struct table_view v;
@@ -50,7 +65,7 @@ struct entry *index_find(shmg_t *h, const struct keyref *k, uint8_t kind, uint32
 	if (unlikely(!index_view(h, k->shard, &v)))
 		return NULL;
 	struct key_match m = {k, kind};
-	return probe(h, &v, k->hash, match_key, &m, 0, pos_out, &hd);
+	return probe(h, &v, k->hash, kind, match_key, &m, 1, pos_out, &hd);
 }
 
 struct member_match {
@@ -107,7 +122,7 @@ struct entry *index_find_member(shmg_t *h, uint32_t shard, ref_t head, uint64_t 
 	if (unlikely(!index_view(h, shard, &v)))
 		return NULL;
 	struct member_match m = {head, node, ep_slot, ep_gen};
-	return probe(h, &v, mhash, match_member, &m, 0, pos_out, &hd);
+	return probe(h, &v, mhash, 0, match_member, &m, 1, pos_out, &hd);
 }
 
 /* ---- writers --------------------------------------------------------- */

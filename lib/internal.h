@@ -15,6 +15,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "layout.h"
 #include "shmgroup.h"
 #include "testhook.h"
@@ -60,6 +64,14 @@ struct arena_geometry {
 	uint32_t shard_stride, npages; /* npages: descriptors, for an arena of arena_max */
 	uint64_t off_endpoints, off_live_gen, off_clusters, off_shards, off_oplogs;
 	uint64_t off_mailboxes, off_pagedesc, off_pages;
+};
+
+/* A shard's table as this handle last validated it (index_view_cached),
+ * with the address of the shard's table_off word in this mapping. */
+struct view_cache {
+	const uint64_t *table_off;
+	uint64_t off; /* table_off when v was validated */
+	struct table_view v;
 };
 
 struct shmg {
@@ -108,7 +120,7 @@ struct shmg {
 	const struct author *author;
 	char name[SHMG_NAME_MAX + 1];
 	/* Per shard, the table the last lookup validated (index_view_cached). */
-	struct table_view views[MAX_SHARDS];
+	struct view_cache views[MAX_SHARDS];
 };
 
 /* Whose entry a write makes (remote.c); time_ns 0: now. */
@@ -121,35 +133,79 @@ struct author {
 /* ---- small inline byte helpers for the lookup path -------------------- */
 /* Keys and metadata on the read path are short: these avoid a libc call
  * (and its wide-vector variants) per lookup.  Word loads use memcpy of a
- * constant size, which compiles to a plain unaligned load. */
+ * constant size, which compiles to a plain unaligned load.  From 16 bytes
+ * on, x86-64 works in 16-byte vectors (SSE2 is part of the base ISA); the
+ * last vector, or word, ends at the last byte and may overlap the one
+ * before, so a 16..32-byte key is two loads without a loop or a tail, and
+ * nothing is read outside [p, p + n). */
 static inline uint64_t load64(const void *p)
 {
 	uint64_t v;
 	__builtin_memcpy(&v, p, 8);
 	return v;
 }
-static inline bool bytes_have_nul(const char *p, size_t n)
+#if defined(__SSE2__)
+static inline __m128i load128(const void *p)
 {
-	for (; n >= 8; p += 8, n -= 8) {
-		uint64_t v = load64(p);
-		if ((v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull)
-			return true;
-	}
-	for (; n; p++, n--)
-		if (!*p)
-			return true;
-	return false;
+	return _mm_loadu_si128((const __m128i *)p);
 }
-/* The tails below are one word ending at the last byte when n >= 8 (it
- * overlaps bytes already done), else at most two or three small accesses. */
+#endif
+/* Bits 0x80 of the bytes of v that are zero (and maybe of bytes above a
+ * zero one): non-zero iff v has a zero byte, also after OR-ing words. */
+static inline uint64_t zero_byte_bits(uint64_t v)
+{
+	return (v - 0x0101010101010101ull) & ~v;
+}
+/* Non-zero iff [data, data + n) holds a zero byte: one value from every
+ * path, so that the caller's test is the only branch on it. */
+static inline uint64_t bytes_nul_bits(const void *data, size_t n)
+{
+	const uint8_t *p = data;
+#if defined(__SSE2__)
+	if (n >= 16) {
+		__m128i low = _mm_min_epu8(load128(p), load128(p + n - 16));
+		for (size_t i = 16; i + 16 < n; i += 16)
+			low = _mm_min_epu8(low, load128(p + i));
+		return (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(low, _mm_setzero_si128()));
+	}
+#endif
+	uint64_t z = 0;
+	if (n >= 8) {
+		z = zero_byte_bits(load64(p)) | zero_byte_bits(load64(p + n - 8));
+		for (size_t i = 8; i + 8 < n; i += 8)
+			z |= zero_byte_bits(load64(p + i));
+	} else if (n >= 4) {
+		uint32_t lo, hi;
+		__builtin_memcpy(&lo, p, 4);
+		__builtin_memcpy(&hi, p + n - 4, 4);
+		z = zero_byte_bits(lo | (uint64_t)hi << 32);
+	} else {
+		for (size_t i = 0; i < n; i++)
+			z |= p[i] ? 0 : 0x80;
+	}
+	return z & 0x8080808080808080ull;
+}
+static inline bool bytes_have_nul(const void *data, size_t n)
+{
+	return bytes_nul_bits(data, n) != 0;
+}
 static inline bool bytes_equal(const void *a, const void *b, size_t n)
 {
 	const uint8_t *x = a, *y = b;
+#if defined(__SSE2__)
+	if (n >= 16) {
+		__m128i eq = _mm_and_si128(_mm_cmpeq_epi8(load128(x), load128(y)),
+					   _mm_cmpeq_epi8(load128(x + n - 16), load128(y + n - 16)));
+		for (size_t i = 16; i + 16 < n; i += 16)
+			eq = _mm_and_si128(eq, _mm_cmpeq_epi8(load128(x + i), load128(y + i)));
+		return _mm_movemask_epi8(eq) == 0xffff;
+	}
+#endif
 	if (n >= 8) {
-		for (size_t i = 0; i < n - 8; i += 8)
-			if (load64(x + i) != load64(y + i))
-				return false;
-		return load64(x + n - 8) == load64(y + n - 8);
+		uint64_t d = (load64(x) ^ load64(y)) | (load64(x + n - 8) ^ load64(y + n - 8));
+		for (size_t i = 8; i + 8 < n; i += 8)
+			d |= load64(x + i) ^ load64(y + i);
+		return d == 0;
 	}
 	if (n >= 4) {
 		uint32_t x0, x1, y0, y1;
@@ -168,12 +224,24 @@ static inline void bytes_copy(void *dst, const void *src, size_t n)
 {
 	uint8_t *d = dst;
 	const uint8_t *s = src;
+#if defined(__SSE2__)
+	if (n >= 16 && n <= 64) {
+		__m128i first = load128(s), last = load128(s + n - 16);
+		for (size_t i = 16; i + 16 < n; i += 16)
+			_mm_storeu_si128((__m128i *)(d + i), load128(s + i));
+		_mm_storeu_si128((__m128i *)d, first);
+		_mm_storeu_si128((__m128i *)(d + n - 16), last);
+		return;
+	}
+#endif
 	if (n > 64) {
 		memcpy(dst, src, n);
 	} else if (n >= 8) {
-		for (size_t i = 0; i < n - 8; i += 8)
+		uint64_t first = load64(s), last = load64(s + n - 8);
+		for (size_t i = 8; i + 8 < n; i += 8)
 			__builtin_memcpy(d + i, s + i, 8);
-		__builtin_memcpy(d + n - 8, s + n - 8, 8);
+		__builtin_memcpy(d, &first, 8);
+		__builtin_memcpy(d + n - 8, &last, 8);
 	} else if (n >= 4) {
 		uint32_t lo, hi;
 		__builtin_memcpy(&lo, s, 4);
@@ -221,33 +289,26 @@ static inline uint64_t read64le(const void *p)
 #endif
 	return v;
 }
-/* Non-zero iff one of v's bytes is zero. */
-static inline uint64_t word_has_nul(uint64_t v)
-{
-	return (v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull;
-}
-/* sg_hash (hash.c says what it is), which also tells in *nul whether the
- * bytes hold a NUL, so that a lookup reads its key once.  The last 1..7
+/* sg_hash (hash.c says what it is), inline for the lookups.  The last 1..7
  * bytes are one load ending at the key's end when the key has 8 bytes or
  * more (the bytes before the tail are the key's own), else at most three
  * small loads: never a byte past the key. */
 static inline __attribute__((always_inline)) uint64_t
-sg_hash_scan(const void *data, size_t len, uint64_t seed, bool *nul)
+sg_hash_inline(const void *data, size_t len, uint64_t seed)
 {
 	const uint64_t K0 = 0xa0761d6478bd642full, K1 = 0xe7037ed1a0b428dbull,
 			      K2 = 0x8ebc6af09c88c6e3ull, K3 = 0x589965cc75374cc3ull;
 	const uint8_t *p = data;
-	uint64_t h = seed ^ sg_mix(len ^ K0, K1), z = 0;
+	uint64_t h = seed ^ sg_mix(len ^ K0, K1);
 	size_t n = len;
-	for (; n >= 16; p += 16, n -= 16) {
-		uint64_t a = read64le(p), b = read64le(p + 8);
-		z |= word_has_nul(a) | word_has_nul(b);
-		h = sg_mix(a ^ K1 ^ h, b ^ K2);
+	/* The first step peeled: keys of 16..31 bytes pay no loop set-up. */
+	if (n >= 16) {
+		h = sg_mix(read64le(p) ^ K1 ^ h, read64le(p + 8) ^ K2);
+		for (p += 16, n -= 16; n >= 16; p += 16, n -= 16)
+			h = sg_mix(read64le(p) ^ K1 ^ h, read64le(p + 8) ^ K2);
 	}
 	if (n >= 8) {
-		uint64_t a = read64le(p);
-		z |= word_has_nul(a);
-		h = sg_mix(a ^ K2 ^ h, K3);
+		h = sg_mix(read64le(p) ^ K2 ^ h, K3);
 		p += 8;
 		n -= 8;
 	}
@@ -268,11 +329,17 @@ sg_hash_scan(const void *data, size_t len, uint64_t seed, bool *nul)
 			v = (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) |
 			    (uint64_t)p[n - 1] << (8 * (n - 1));
 		}
-		z |= word_has_nul(v | ~0ull << (8 * n));
 		h = sg_mix(v ^ K3 ^ h, K0 ^ n);
 	}
-	*nul = z != 0;
 	return sg_mix(h ^ K0, h ^ K2) ^ h;
+}
+/* sg_hash of a key, and in *nul whether it holds a NUL (a key the API
+ * refuses).  Two passes: the NUL scan is a few vector instructions. */
+static inline __attribute__((always_inline)) uint64_t
+sg_hash_scan(const void *data, size_t len, uint64_t seed, bool *nul)
+{
+	*nul = bytes_have_nul(data, len);
+	return sg_hash_inline(data, len, seed);
 }
 
 /* ---- arena.c --------------------------------------------------------- */
@@ -363,8 +430,11 @@ static inline struct entry *entry_at(const shmg_t *h, ref_t ref)
  * the block with the copy's kind and lengths lies in the arena.  Readers take
  * every length, kind and index from *hd and only the key and metadata bytes
  * from the block, so a block changed after the check cannot move a read off
- * the mapping.  Returns the block, or NULL. */
-static inline const struct entry *entry_read(const shmg_t *h, ref_t ref, struct entry *hd)
+ * the mapping.  Returns the block, or NULL; entry_read_as also NULL when the
+ * copy's kind is not `kind` (0: any), which, given as a constant, leaves
+ * one block size to check. */
+static inline __attribute__((always_inline)) const struct entry *
+entry_read_as(const shmg_t *h, ref_t ref, uint8_t kind, struct entry *hd)
 {
 	uint64_t off = (uint64_t)ref << REF_SHIFT;
 	if (unlikely(off == 0 || !arena_span_ok(h, off, sizeof(struct entry))))
@@ -374,10 +444,16 @@ static inline const struct entry *entry_read(const shmg_t *h, ref_t ref, struct 
 		uint64_t w[4];
 		struct entry e;
 	} c = {{load_relaxed(&w[0]), load_relaxed(&w[1]), load_relaxed(&w[2]), load_relaxed(&w[3])}};
+	if (kind && c.e.kind != kind)
+		return NULL;
 	if (unlikely(!arena_span_ok(h, off, entry_size(c.e.kind, c.e.key_len, c.e.meta_len))))
 		return NULL;
 	*hd = c.e;
 	return (const struct entry *)w;
+}
+static inline const struct entry *entry_read(const shmg_t *h, ref_t ref, struct entry *hd)
+{
+	return entry_read_as(h, ref, 0, hd);
 }
 static inline const uint8_t *entry_meta_of(const struct entry *e, const struct entry *hd)
 {
@@ -545,29 +621,34 @@ index_view(const shmg_t *h, uint32_t shard, struct table_view *v)
  * read as they did when this handle last validated them, the private
  * checked copy stands, so a lookup's bucket address does not wait for the
  * table header.  A table moved or changed at the same offset reads
- * differently and is validated afresh. */
+ * differently and is validated afresh.  Offsets are compared, not
+ * pointers: base + a scribbled offset may not even be a pointer.  A cache
+ * entry never validated points at a table whose magic is wrong
+ * (index_views_init), so the fast test needs no NULL check. */
 static inline __attribute__((always_inline)) bool
 index_view_cached(shmg_t *h, uint32_t shard, struct table_view *v)
 {
-	struct table_view *c = &h->views[shard];
-	uint64_t off = load_acquire(&shard_at(h, shard)->table_off); /* pairs with resize's release */
-	/* Offsets compared, not pointers: base + a scribbled offset may not
-	 * even be a pointer. */
-	if (likely(c->t && (uint64_t)((uint8_t *)c->t - h->base) == off &&
-		   load_relaxed(&c->t->nbuckets_log2) == c->log2 &&
-		   load_relaxed(&c->t->magic) == TABLE_MAGIC)) {
-		*v = *c;
+	struct view_cache *c = &h->views[shard];
+	uint64_t off = load_acquire(c->table_off); /* pairs with resize's release */
+	if (likely(off == c->off && load_relaxed(&c->v.t->nbuckets_log2) == c->v.log2 &&
+		   load_relaxed(&c->v.t->magic) == TABLE_MAGIC)) {
+		*v = c->v;
 		return true;
 	}
 	if (unlikely(!index_view(h, shard, v)))
 		return false;
-	*c = *v;
+	c->off = off;
+	c->v = *v;
 	return true;
 }
+/* At open, once the geometry is known: every shard's cache entry unset. */
+void index_views_init(shmg_t *h);
 struct table_header *index_table(const shmg_t *h, uint32_t shard);
+/* The top shard_bits bits of hash; two shifts, so that 0 bits needs no
+ * branch (a shift by 64 is undefined). */
 static inline uint32_t shard_of(const shmg_t *h, uint64_t hash)
 {
-	return h->geo.shard_bits ? (uint32_t)(hash >> (64 - h->geo.shard_bits)) : 0;
+	return (uint32_t)((hash >> 1) >> (63 - h->geo.shard_bits));
 }
 /* Key identity of a lookup. */
 struct keyref {

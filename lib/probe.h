@@ -38,17 +38,14 @@ static inline uint32_t tag_matches(const struct bucket *b, uint16_t tag)
  * otherwise the metadata's address, which depends on the key length in the
  * header, would wait for the first line to arrive and the two misses would
  * follow each other.  reach is how many bytes from the block's start the
- * caller will read (0: do not guess).
- *
- * A prefetch never faults, so the address needs no bounds check (it is
- * computed as an integer: a ref may be garbage); it is unconditional, of the
- * next line or else of the first one again (on its way anyway), because
- * GCC 12 dropped the branchy form. */
+ * caller will read (1: do not guess); the line of the last of them is
+ * prefetched, which is the block's first line (on its way anyway) when they
+ * do not cross.  A prefetch never faults, so the address needs no bounds
+ * check (it is computed as an integer: a ref may be garbage). */
 static inline void prefetch_block_tail(const shmg_t *h, ref_t r, uint32_t reach)
 {
-	uint64_t off = (uint64_t)r << REF_SHIFT;
-	uint64_t at = off + ((off & (CACHE_LINE - 1)) + reach > CACHE_LINE ? CACHE_LINE : 0);
-	__builtin_prefetch((const void *)((uintptr_t)h->base + at));
+	uint64_t last = ((uint64_t)r << REF_SHIFT) + reach - 1;
+	__builtin_prefetch((const void *)((uintptr_t)h->base + last));
 }
 
 /* A key lookup reads the header, the key and the metadata, which is
@@ -63,37 +60,54 @@ static inline uint32_t key_reach(const struct keyref *k)
 /* Matches a candidate block by its header copy hd (see entry_read). */
 typedef bool (*match_fn)(const struct entry *e, const struct entry *hd, const void *ctx);
 
-/* Probes for hash; returns the first entry match() accepts, *hd its header
- * copy.  The probe count is one load, clamped; bucket indexes are masked.
- * reach: see prefetch_block_tail. */
+/* The first candidate of bucket b (tag, kind) that match() accepts, *hd its
+ * header copy, *slot its slot; or NULL. */
 static inline __attribute__((always_inline)) struct entry *
-probe(shmg_t *h, const struct table_view *v, uint64_t hash, match_fn match, const void *ctx,
-      uint32_t reach, uint32_t *pos_out, struct entry *hd)
+probe_bucket(shmg_t *h, struct bucket *b, uint16_t tag, uint8_t kind, match_fn match,
+	     const void *ctx, uint32_t reach, uint32_t *slot, struct entry *hd)
 {
-	struct bucket *B = v->B;
-	uint32_t mask = v->mask, home = bucket_of(hash, mask);
-	uint32_t probe_len = load_relaxed(&B[home].probe);
-	uint16_t tag = (uint16_t)hash;
-	if (probe_len > MAX_PROBE)
-		probe_len = MAX_PROBE;
-	for (uint32_t d = 0; d <= probe_len; d++) {
-		uint32_t bi = (home + d) & mask;
-		struct bucket *b = &B[bi];
-		for (uint32_t m = tag_matches(b, tag); m; m &= m - 1) {
-			uint32_t i = (uint32_t)__builtin_ctz(m) / 2;
-			ref_t r = load_acquire(&b->ent[i]); /* pairs with index_insert's release */
-			if (!r)
-				continue;
-			prefetch_block_tail(h, r, reach);
-			const struct entry *e = entry_read(h, r, hd);
-			if (e && match(e, hd, ctx)) {
-				if (pos_out)
-					*pos_out = bi * BUCKET_SLOTS + i;
-				return (struct entry *)e;
-			}
+	for (uint32_t m = tag_matches(b, tag); m; m &= m - 1) {
+		uint32_t i = (uint32_t)__builtin_ctz(m) / 2;
+		ref_t r = load_acquire(&b->ent[i]); /* pairs with index_insert's release */
+		if (!r)
+			continue;
+		prefetch_block_tail(h, r, reach);
+		const struct entry *e = entry_read_as(h, r, kind, hd);
+		if (e && match(e, hd, ctx)) {
+			*slot = i;
+			return (struct entry *)e;
 		}
 	}
 	return NULL;
+}
+
+/* Probes for hash; returns the first entry of `kind` (0: any) that match()
+ * accepts, *hd its header copy.  The probe count is one load, clamped;
+ * bucket indexes are masked.  The home bucket is searched before its probe
+ * count (same line) is read: most searches end there.  reach: see
+ * prefetch_block_tail. */
+static inline __attribute__((always_inline)) struct entry *
+probe(shmg_t *h, const struct table_view *v, uint64_t hash, uint8_t kind, match_fn match,
+      const void *ctx, uint32_t reach, uint32_t *pos_out, struct entry *hd)
+{
+	struct bucket *B = v->B;
+	uint32_t mask = v->mask, home = bucket_of(hash, mask), bi = home, slot = 0;
+	uint16_t tag = (uint16_t)hash;
+	struct entry *e = probe_bucket(h, &B[home], tag, kind, match, ctx, reach, &slot, hd);
+	if (!e) {
+		uint32_t probe_len = load_relaxed(&B[home].probe);
+		if (probe_len > MAX_PROBE)
+			probe_len = MAX_PROBE;
+		for (uint32_t d = 1; !e && d <= probe_len; d++) {
+			bi = (home + d) & mask;
+			e = probe_bucket(h, &B[bi], tag, kind, match, ctx, reach, &slot, hd);
+		}
+		if (!e)
+			return NULL;
+	}
+	if (pos_out)
+		*pos_out = bi * BUCKET_SLOTS + slot;
+	return e;
 }
 
 struct key_match {
@@ -102,7 +116,9 @@ struct key_match {
 };
 
 /* k->len <= key_max was checked by key_prepare and equals the copy's key
- * length, which entry_read checked against the arena. */
+ * length, which entry_read checked against the arena.  The kind is the one
+ * probe() filtered on (a repeated test the compiler drops), except for a
+ * kind of 0, which probe() takes as any. */
 static inline __attribute__((always_inline)) bool
 match_key(const struct entry *e, const struct entry *hd, const void *ctx)
 {
@@ -118,7 +134,7 @@ index_lookup_in(shmg_t *h, const struct table_view *v, const struct keyref *k, u
 		struct entry *hd)
 {
 	struct key_match m = {k, kind};
-	return probe(h, v, k->hash, match_key, &m, key_reach(k), NULL, hd);
+	return probe(h, v, k->hash, kind, match_key, &m, key_reach(k), NULL, hd);
 }
 
 /* index_get, inline. */

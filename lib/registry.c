@@ -13,19 +13,19 @@
 #include "probe.h"
 
 /* key_prepare for a resolved cluster (ref, seed), inlined into the
- * lookups: the key is read once, hashed and scanned for NUL in one pass. */
+ * lookups. */
 static inline __attribute__((always_inline)) int
 key_prep_in(shmg_t *h, const char *key, size_t len, uint32_t ref, uint64_t seed, int flags,
 	    struct keyref *k)
 {
-	if (unlikely(!key || len == 0 || len > h->geo.key_max))
+	/* len - 1 wraps for len 0: one compare for both bounds. */
+	if (unlikely(!key || len - 1 >= h->geo.key_max))
 		return -EINVAL;
 	if ((flags & KEY_WRITE) && key[len - 1] == '/')
 		return -EINVAL;
-	bool nul;
-	k->hash = sg_hash_scan(key, len, seed, &nul);
-	if (unlikely(nul))
+	if (unlikely(bytes_have_nul(key, len)))
 		return -EINVAL;
+	k->hash = sg_hash_inline(key, len, seed);
 	k->key = key;
 	k->len = len;
 	k->cluster = ref;
@@ -55,7 +55,13 @@ key_prep(shmg_t *h, const char *key, size_t len, const char *cluster, int flags,
 {
 	if (likely(!cluster))
 		return key_prep_in(h, key, len, cluster_default_ref(h), DEFAULT_CLUSTER_SEED, flags, k);
-	return key_prep_named(h, key, len, cluster, flags, k);
+	/* Through a copy: k's address never leaves the inlined code, so the
+	 * compiler can keep its fields in registers. */
+	struct keyref named;
+	int rc = key_prep_named(h, key, len, cluster, flags, &named);
+	if (!rc)
+		*k = named;
+	return rc;
 }
 
 int key_prepare(shmg_t *h, const char *key, size_t len, const struct shmg_opts *o, int flags,
@@ -309,25 +315,28 @@ lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *met
 		rc = -ENOENT;
 		goto out;
 	}
-	const void *m = NULL;
-	ssize_t n = 0;
-	if (meta || meta_len) {
-		if (likely(!h->extract && !(opts && opts->extract_meta))) {
-			m = entry_meta_of(e, hd);
-			n = hd->meta_len;
-		} else if ((n = meta_extract(h, opts, e, hd, &m)) < 0) {
+	const void *m = entry_meta_of(e, hd);
+	ssize_t n = hd->meta_len;
+	/* The extract hook (user code) runs only when its output is wanted. */
+	if (unlikely(h->extract || (opts && opts->extract_meta)) && (meta || meta_len)) {
+		/* Copies, so that hd and m stay in registers on the common path. */
+		struct entry copy = *hd;
+		const void *out;
+		if ((n = meta_extract(h, opts, e, &copy, &out)) < 0) {
 			rc = (int)n;
 			goto out;
 		}
-		if (meta && (size_t)n > meta_cap) {
+		m = out;
+	}
+	if (meta) {
+		if (unlikely((size_t)n > meta_cap)) {
 			rc = -ENOBUFS;
 			goto out;
 		}
-		if (meta && n)
-			bytes_copy(meta, m, (size_t)n);
-		if (meta_len)
-			*meta_len = (size_t)n;
+		bytes_copy(meta, m, (size_t)n);
 	}
+	if (meta_len)
+		*meta_len = (size_t)n;
 	if (id)
 		*id = (shmg_id_t){hd->node, hd->ep_slot, hd->ep_gen};
 out:

@@ -8,6 +8,10 @@
  *  - The key hash is the one arenas were built with: pinned values for every
  *    length up to 72 (a faster hash must not change them: a different one
  *    needs a new HASH_ID), and the NUL it reports wherever one sits.
+ *  - The lookup's byte helpers (NUL scan, compare, copy), which read whole
+ *    words and vectors that overlap at the tail, answer as memchr, memcmp and
+ *    memcpy do for every length up to 130 and never touch a byte outside the
+ *    n they are given: the bytes sit flush against inaccessible pages.
  *  - Entries of every small class, most of them straddling two cache lines,
  *    read back whole from another process by the copying, zero-copy and
  *    batched lookups.
@@ -19,6 +23,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "scan.h"
@@ -101,6 +107,75 @@ START_TEST(test_hash_pinned)
 			ck_assert_msg(nul, "NUL at %zu of %zu missed", at, len);
 		}
 	}
+}
+END_TEST
+
+/* ---- the lookup's byte helpers ---------------------------------------- */
+
+#define HELPER_MAX 130
+
+/* Two usable pages between two inaccessible ones. */
+static uint8_t *guarded_pages(size_t page)
+{
+	uint8_t *m = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	ck_assert_int_eq(mprotect(m, page, PROT_NONE), 0);
+	ck_assert_int_eq(mprotect(m + 3 * page, page, PROT_NONE), 0);
+	return m + page;
+}
+
+/* n bytes of the usable span starting right after the guard below it (or
+ * ending right before the one above), filled with never-NUL bytes. */
+static uint8_t *flush(uint8_t *span, size_t page, size_t n, bool at_end, uint8_t salt)
+{
+	uint8_t *p = at_end ? span + 2 * page - n : span;
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)((i * 37 + salt) | 1);
+	return p;
+}
+
+START_TEST(test_byte_helpers_in_bounds)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uint8_t *sa = guarded_pages(page), *sb = guarded_pages(page);
+	uint8_t out[HELPER_MAX + 32];
+
+	for (size_t n = 0; n <= HELPER_MAX; n++) {
+		for (int place = 0; place < 4; place++) {
+			uint8_t *a = flush(sa, page, n, place & 1, 11);
+			uint8_t *b = flush(sb, page, n, place & 2, 11);
+
+			ck_assert(!bytes_have_nul(a, n));
+			ck_assert(bytes_equal(a, b, n));
+			for (size_t j = 0; j < n; j++) {
+				uint8_t keep = a[j];
+
+				a[j] = 0;
+				ck_assert_msg(bytes_have_nul(a, n), "NUL at %zu of %zu missed", j, n);
+				a[j] = keep ^ 0x80; /* top bit: no signed byte compare */
+				ck_assert_msg(!bytes_have_nul(a, n), "no NUL, %zu bytes", n);
+				ck_assert_msg(!bytes_equal(a, b, n) && !bytes_equal(b, a, n),
+					      "byte %zu of %zu differs unseen", j, n);
+				a[j] = keep;
+			}
+			/* Copies exactly n bytes, from a guarded source, into a
+			 * buffer whose bytes around them must stay as they were. */
+			memset(out, 0xa5, sizeof(out));
+			bytes_copy(out + 16, a, n);
+			ck_assert(memcmp(out + 16, a, n) == 0);
+			for (size_t i = 0; i < sizeof(out); i++)
+				if (i < 16 || i >= 16 + n)
+					ck_assert_msg(out[i] == 0xa5, "copy of %zu wrote byte %zu", n, i);
+			/* And into guarded memory, flush against either guard. */
+			uint8_t *d = flush(sb, page, n, place & 2, 99);
+			bytes_copy(d, a, n);
+			ck_assert(memcmp(d, a, n) == 0);
+		}
+	}
+	munmap(sa - page, 4 * page);
+	munmap(sb - page, 4 * page);
 }
 END_TEST
 
@@ -261,6 +336,7 @@ int main(void)
 
 	tcase_add_test(tc, test_classes);
 	tcase_add_test(tc, test_hash_pinned);
+	tcase_add_test(tc, test_byte_helpers_in_bounds);
 	tc = tc_case(s, "entries", 60);
 	tcase_add_test(tc, test_every_class_across_processes);
 	tcase_add_test(tc, test_smallest_class_repair);

@@ -523,6 +523,105 @@ START_TEST(test_lookup_enobufs)
 }
 END_TEST
 
+/* Key of length len (1..255): its length in the first bytes, then never-NUL
+ * filler, so that no two lengths share a key. */
+static void len_key(size_t len, char *key)
+{
+	char tag[8];
+
+	for (size_t i = 0; i < len; i++)
+		key[i] = (char)('a' + (i * 7 + len) % 26);
+	snprintf(tag, sizeof(tag), "%zu:", len);
+	memcpy(key, tag, strlen(tag) < len ? strlen(tag) : len);
+}
+
+static size_t len_meta(size_t len, uint8_t *meta)
+{
+	size_t n = len % 70;
+
+	for (size_t i = 0; i < n; i++)
+		meta[i] = (uint8_t)(len * 3 + i * 11);
+	return n;
+}
+
+/* Child: every length looked up from this process, the answers and the
+ * refusals checked byte for byte. */
+static int lookup_every_length(void *arg)
+{
+	(void)arg;
+	shmg_t *h = NULL;
+	char key[256];
+	uint8_t want[80], got[80];
+	size_t ml;
+
+	if (shmg_open(tc_arena, NULL, &h) != 0)
+		return 10;
+	for (size_t len = 1; len <= 255; len++) {
+		size_t n = len_meta(len, want);
+		struct shmg_entry e;
+
+		len_key(len, key);
+		ml = 9999;
+		if (shmg_lookup(h, key, len, NULL, got, sizeof(got), &ml, NULL) != 0 || ml != n ||
+		    memcmp(got, want, n) != 0)
+			return 11;
+		if (n) { /* one byte short: -ENOBUFS, nothing written */
+			memset(got, '#', sizeof(got));
+			ml = 9999;
+			if (shmg_lookup(h, key, len, NULL, got, n - 1, &ml, NULL) != -ENOBUFS ||
+			    ml != 9999 || got[0] != '#' || got[n - 1] != '#')
+				return 12;
+		}
+		memset(got, 0, sizeof(got));
+		if (shmg_lookup_entry(h, key, len, &e, got, sizeof(got), NULL) != 0 ||
+		    e.key_len != len || e.meta_len != n || memcmp(got, want, n) != 0)
+			return 13;
+		for (size_t j = 0; j < len; j++) {
+			char keep = key[j];
+
+			key[j] ^= 0x40; /* every byte counts in the compare */
+			if (shmg_lookup(h, key, len, NULL, got, sizeof(got), &ml, NULL) != -ENOENT ||
+			    shmg_lookup_entry(h, key, len, &e, got, sizeof(got), NULL) != -ENOENT)
+				return 14;
+			key[j] = 0; /* and a NUL anywhere is refused */
+			if (shmg_lookup(h, key, len, NULL, got, sizeof(got), &ml, NULL) != -EINVAL ||
+			    shmg_lookup_entry(h, key, len, &e, got, sizeof(got), NULL) != -EINVAL)
+				return 15;
+			if (shmg_read_begin(h) != 0)
+				return 16;
+			int rc = shmg_lookup_ref(h, key, len, &e, NULL);
+			if (shmg_read_end(h) != 0 || rc != -EINVAL)
+				return 17;
+			key[j] = keep;
+		}
+	}
+	len_key(255, key);
+	if (shmg_lookup(h, key, 0, NULL, NULL, 0, NULL, NULL) != -EINVAL ||
+	    shmg_lookup(h, key, 256, NULL, NULL, 0, NULL, NULL) != -EINVAL ||
+	    shmg_lookup(h, NULL, 5, NULL, NULL, 0, NULL, NULL) != -EINVAL)
+		return 18;
+	return shmg_close(h) == 0 ? 0 : 19;
+}
+
+/* Keys of every length the default key_max allows, with metadata of 0..69
+ * bytes: the copying lookups from another process answer, refuse and copy
+ * exactly, on every path of the word and vector key compare, NUL scan and
+ * metadata copy. */
+START_TEST(test_lookup_every_length)
+{
+	shmg_t *h = tc_open(tc_arena, NULL);
+	char key[256];
+	uint8_t meta[80];
+
+	for (size_t len = 1; len <= 255; len++) {
+		len_key(len, key);
+		TC_EQ(shmg_register(h, key, len, meta, len_meta(len, meta), NULL), 0);
+	}
+	TC_EQ(tc_wait_exit(tc_fork(lookup_every_length, NULL), 20000), 0);
+	shmg_close(h);
+}
+END_TEST
+
 /* The copying lookup that gives the whole entry: owner, pid, time, meta. */
 START_TEST(test_lookup_entry)
 {
@@ -784,6 +883,7 @@ static Suite *registry_suite(void)
 
 	tc = tc_case(s, "reads", 20);
 	tcase_add_test(tc, test_lookup_enobufs);
+	tcase_add_test(tc, test_lookup_every_length);
 	tcase_add_test(tc, test_lookup_entry);
 	tcase_add_test(tc, test_lookup_ref_needs_read_section);
 	tcase_add_test(tc, test_read_section_pins_entry);
