@@ -544,6 +544,11 @@ enum shmg_event_type {
 			       * found damaged and emptied: `dropped` records, at least,
 			       * were lost; resync with lookup/members.  Nothing else is
 			       * dropped silently. */
+	SHMG_EV_CONFLICT = 7, /* the last record of an endpoint that lost a registry
+			       * conflict (see "Termination"): cluster and key of the
+			       * registration it lost; id, pid, time_ns and meta are the
+			       * winner's (meta as registered, extract_meta not applied);
+			       * reason SHMG_REASON_CONFLICT */
 };
 
 enum shmg_reason {
