@@ -762,10 +762,23 @@ struct shmg_cluster_stats {
 	uint32_t slot;
 	uint64_t connected_ns;     /* CLOCK_REALTIME; 0 for the default cluster */
 	uint64_t ttl_ms;           /* its lease (shmg_connect), 0 = none */
-	int64_t lease_left_ms;     /* with a lease: until it expires (< 0: expired,
-				    * not yet acted on by the agent) */
+	int64_t lease_left_ms;     /* with a lease: until it expires or is next
+				    * checked (< 0: due, not yet acted on by the
+				    * reaper: no reaper runs, or it is late) */
 	uint64_t registered;       /* its registrations in this host's view */
 	uint64_t members;          /* its memberships */
+	uint32_t lease_kept;       /* SHMG_LEASE_KEPT_* bits: why the lease was last
+				    * extended when it came due, instead of
+				    * disconnecting (0: never) */
+	uint32_t nodes;            /* nodes connected to it: this one and the peers
+				    * the agent marked (shmg_nodes) */
+};
+/* A due lease is extended by its ttl, not expired, while this host has, in
+ * the cluster: */
+enum shmg_lease_kept {
+	SHMG_LEASE_KEPT_MONITORS = 1,      /* a monitor */
+	SHMG_LEASE_KEPT_REGISTRATIONS = 2, /* a registration of a local endpoint */
+	SHMG_LEASE_KEPT_MEMBERSHIPS = 4,   /* a membership of a local endpoint */
 };
 /* slot: 0 (the default cluster, always in use) .. max_clusters - 1; the
  * slots of connected named clusters give figures, the others -ENOENT. */
