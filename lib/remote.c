@@ -15,8 +15,11 @@
  * shard's lock with the changes (so never ahead of them).  A resync marks
  * its cursor CURSOR_DIRTY for as long as it runs.
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "remote.h"
@@ -585,4 +588,38 @@ int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_
 	if (loser_pid)
 		*loser_pid = load_relaxed(&ep->pid);
 	return 0;
+}
+
+/* ---- the loser's process ------------------------------------------------ */
+
+int remote_signal_endpoint(shmg_t *h, shmg_id_t id, int sig)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (id.node != h->node || id.slot >= h->geo.max_endpoints || !id.gen || sig <= 0 ||
+	    sig > SIGRTMAX)
+		return -EINVAL;
+	const struct endpoint_slot *ep = endpoint_at(h, id.slot);
+	uint32_t gen = load_acquire(&ep->gen);
+	int32_t pid = load_relaxed(&ep->pid);
+	uint64_t start = load_relaxed(&ep->start_time);
+	if (gen != id.gen || load_acquire(&ep->state) == EP_FREE || pid <= 0 || !start)
+		return -ESRCH;
+	/* The pidfd pins one process; its start time, read after opening it,
+	 * says whether that is still the endpoint's (a pid is reused, a start
+	 * time with it is not), and the slot read again whether the endpoint
+	 * is still the one named. */
+	int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (fd < 0)
+		return -ESRCH;
+	uint64_t now_start = 0;
+	if (proc_start_time((pid_t)pid, &now_start) < 0 || now_start != start ||
+	    load_acquire(&ep->gen) != id.gen) {
+		close(fd);
+		return -ESRCH;
+	}
+	rc = (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
 }

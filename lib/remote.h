@@ -161,6 +161,16 @@ int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool conn
 int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_t key_len,
 			  shmg_id_t loser, const struct remote_change *winner, int32_t *loser_pid);
 
+/* Sends signal sig to the process of local endpoint id (the conflict's
+ * loser, for the agent's conflict_signal) through a pidfd, and only if the
+ * process is still the one recorded with the endpoint: same slot
+ * generation, same start time (so a pid reused by another process is never
+ * signalled).  It may be called after remote_conflict_evict, whose loser
+ * keeps its slot until it closes.  0; -ESRCH the endpoint or its process
+ * is gone (or the pid names another process now); -EPERM; -EINVAL (not a
+ * local id, bad signal); -EBADF, -ECHILD. */
+int remote_signal_endpoint(shmg_t *h, shmg_id_t id, int sig);
+
 /* The agent's run number (the protocol's session): one more than the last
  * agent's on this arena, never 0; 0 for a bad handle.  Call once at start. */
 uint32_t remote_session_next(shmg_t *h);

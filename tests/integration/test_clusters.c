@@ -10,7 +10,9 @@
  *   - remote_conflict_evict: a loser in another process loses its entries and
  *     monitors in one batch with reason conflict, reads a final conflict
  *     record, and its handle's writes fail with -ECONNABORTED; killed half
- *     way, the removal is finished with the same reason.
+ *     way, the removal is finished with the same reason;
+ *   - remote_signal_endpoint signals the endpoint's own process, and never a
+ *     process whose start time is not the one recorded.
  */
 #include <signal.h>
 #include <stdatomic.h>
@@ -553,6 +555,49 @@ END_TEST
 START_TEST(test_evict_killed_after_hidden) { evict_crash_case("terminate:hidden"); }
 END_TEST
 
+/* ---- the optional signal ------------------------------------------------- */
+
+static int sleeper_child(void *arg)
+{
+	shmg_t *h;
+	(void)arg;
+	signal(SIGTERM, SIG_DFL); /* not check's handler, which ends the test */
+	if (shmg_open(tc_arena, NULL, &h))
+		return 10;
+	es->loser = shmg_self(h);
+	atomic_store(&es->ready, 1);
+	for (;;)
+		pause();
+}
+
+START_TEST(test_signal_endpoint)
+{
+	shmg_t *h = tc_open(tc_arena, NULL);
+
+	es = tc_shared_alloc(sizeof(*es));
+	pid_t child = tc_fork(sleeper_child, NULL);
+	ck_assert(tc_wait_until(loser_ready, NULL, 10000));
+	shmg_id_t id = es->loser;
+	TC_EQ(remote_signal_endpoint(h, id, 0), -EINVAL);
+	TC_EQ(remote_signal_endpoint(h, (shmg_id_t){PEER, id.slot, id.gen}, SIGTERM), -EINVAL);
+	TC_EQ(remote_signal_endpoint(h, (shmg_id_t){id.node, id.slot, id.gen + 1}, SIGTERM), -ESRCH);
+	/* The recorded start time is not the process's (as for a pid reused by
+	 * another process): refused, and nothing is sent. */
+	struct endpoint_slot *ep = endpoint_at(h, id.slot);
+	uint64_t start = ep->start_time;
+	ep->start_time = start + 1;
+	TC_EQ(remote_signal_endpoint(h, id, SIGTERM), -ESRCH);
+	ep->start_time = start;
+	TC_EQ(tc_wait_exit(child, 50), -ETIMEDOUT);
+	/* The endpoint's own process. */
+	TC_EQ(remote_signal_endpoint(h, id, SIGTERM), 0);
+	TC_EQ(tc_wait_exit(child, 10000), TC_KILLED(SIGTERM));
+	TC_EQ(shmg_reap(h), 1);
+	TC_EQ(remote_signal_endpoint(h, id, SIGTERM), -ESRCH);
+	shmg_close(h);
+}
+END_TEST
+
 static Suite *clusters_suite(void)
 {
 	Suite *s = suite_create("clusters");
@@ -569,6 +614,7 @@ static Suite *clusters_suite(void)
 	tcase_add_test(tc, test_conflict_evict);
 	tcase_add_test(tc, test_evict_killed_after_terminated);
 	tcase_add_test(tc, test_evict_killed_after_hidden);
+	tcase_add_test(tc, test_signal_endpoint);
 	return s;
 }
 

@@ -53,7 +53,13 @@ struct store {
 	char (*clusters)[64];
 	size_t scratch_n;
 	struct store_stats stats;
+	struct store_config cfg;
 };
+
+void store_set_config(struct store *st, const struct store_config *cfg)
+{
+	st->cfg = *cfg;
+}
 
 static int tail_restart(struct store *st, uint32_t shard)
 {
