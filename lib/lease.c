@@ -111,7 +111,7 @@ int lease_check(shmg_t *h)
 		goto out;
 	/* Markers a killed connect left pending are written by the lock too. */
 	if (cluster_lock(h) < 0)
-		return 100;
+		return 100; /* held past the budget: the next pass retries */
 	now = now_monotonic_ns();
 	for (uint32_t s = 1; s < h->geo.max_clusters; s++) {
 		struct cluster_slot *c = cluster_at(h, s);
@@ -126,7 +126,7 @@ out:
 	if (next == UINT64_MAX)
 		return INT32_MAX;
 	if (next <= now)
-		return 0;
+		return 10; /* still due (a busy shard): soon again, never a spin */
 	uint64_t ms = (next - now + 999999u) / 1000000u;
 	return ms > INT32_MAX ? INT32_MAX : (int)ms;
 }

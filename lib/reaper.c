@@ -228,17 +228,16 @@ int shmg_reaper_dispatch(shmg_t *h)
 		r->last_sweep_ns = now;
 		dirty = true;
 	}
+	/* A shard held by a stopped writer costs each pass one interval, not
+	 * a budget, so the caller's loop stays responsive; the endpoints it
+	 * holds up stay dead and hidden (-EBUSY), a lease or marker it holds
+	 * up stays due, and the next pass retries. */
+	uint32_t attempts = h->busy_attempts;
+	h->busy_attempts = 1;
 	/* TTL leases of named clusters are the reaper's too (lease.c). */
 	int lease_ms = lease_check(h);
 	int next_ms = lease_ms < RESCAN_MS ? lease_ms : RESCAN_MS;
-	if (!dirty)
-		return next_ms;
-	/* A shard held by a stopped writer costs each sweep one interval, not
-	 * a budget, so the caller's loop stays responsive; the endpoints it
-	 * holds up stay dead and hidden (-EBUSY), and the next sweep retries. */
-	uint32_t attempts = h->busy_attempts;
-	h->busy_attempts = 1;
-	rc = endpoint_reap_all(h);
+	rc = dirty ? endpoint_reap_all(h) : 0;
 	h->busy_attempts = attempts;
 	return rc < 0 && rc != -EBUSY ? rc : next_ms;
 }
