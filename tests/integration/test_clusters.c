@@ -477,6 +477,8 @@ START_TEST(test_conflict_evict)
 	ck_assert(shmg_id_equal(got, w.id));
 	/* Once is enough. */
 	TC_EQ(remote_conflict_evict(h, "cf", SHMG_KEY("svc"), es->loser, &w, &pid), -ENOENT);
+	/* A terminated endpoint whose owner lives on is a consistent state. */
+	TC_ASSERT_CLEAN(h);
 
 	ck_assert(tc_wait_until(loser_done, NULL, 20000));
 	TC_EQ(tc_wait_exit(child, 10000), 0);
