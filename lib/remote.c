@@ -313,6 +313,31 @@ static bool of_node(const shmg_t *h, const struct entry *e, const void *arg)
 	return e->node == *(const uint32_t *)arg;
 }
 
+/* Removes, shard by shard, the entries pred() accepts, each with its event
+ * of reason; with the node table slot cursor_slot (>= 0), zeroes that node's
+ * cursor of each shard with its removals.  The number removed, or -EBUSY /
+ * -EIO from a shard not reached (the shards before it are done). */
+static long remove_everywhere(shmg_t *h, entry_pred pred, const void *ctx, int reason,
+			      int cursor_slot)
+{
+	long total = 0;
+	uint64_t deadline = busy_deadline(h);
+	for (uint32_t s = 0; s < h->geo.shards; s++) {
+		int rc = shard_lock_until(h, s, deadline, 2);
+		if (rc < 0)
+			return rc;
+		long n = shard_remove_matching(h, s, pred, ctx, reason, deadline);
+		TEST_POINT("remote:purged-shard");
+		if (n >= 0 && cursor_slot >= 0)
+			store_relaxed(&shard_node_cursors(h, s)[cursor_slot], 0);
+		shard_unlock(h, s);
+		if (n < 0)
+			return n;
+		total += n;
+	}
+	return total;
+}
+
 long remote_purge(shmg_t *h, uint32_t node, int reason)
 {
 	int rc = handle_check(h);
@@ -331,20 +356,9 @@ long remote_purge(shmg_t *h, uint32_t node, int reason)
 		store_relaxed(&h->hdr->nodes[slot].up, 0);
 		clear_marks(h, ~(1ull << slot));
 	}
-	long total = 0;
-	uint64_t deadline = busy_deadline(h);
-	for (uint32_t s = 0; s < h->geo.shards; s++) {
-		if ((rc = shard_lock_until(h, s, deadline, 2)) < 0)
-			return rc;
-		long n = shard_remove_matching(h, s, of_node, &node, reason, deadline);
-		TEST_POINT("remote:purged-shard");
-		if (n >= 0 && slot >= 0)
-			store_relaxed(&shard_node_cursors(h, s)[slot], 0);
-		shard_unlock(h, s);
-		if (n < 0)
-			return n;
-		total += n;
-	}
+	long total = remove_everywhere(h, of_node, &node, reason, slot);
+	if (total < 0)
+		return total;
 	/* Every cursor is 0 and no entry is left: the slot may serve another node. */
 	if (slot >= 0)
 		store_release(&h->hdr->nodes[slot].node, 0);
@@ -488,19 +502,7 @@ long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int rea
 	if (s <= 0)
 		return s; /* not connected: nothing of it is held here */
 	struct cluster_of c = {node, (uint32_t)s | load_relaxed(&cluster_at(h, (uint32_t)s)->gen) << 16};
-	long total = 0;
-	uint64_t deadline = busy_deadline(h);
-	for (uint32_t sh = 0; sh < h->geo.shards; sh++) {
-		if ((rc = shard_lock_until(h, sh, deadline, 2)) < 0)
-			return rc;
-		long n = shard_remove_matching(h, sh, of_node_in_cluster, &c, reason, deadline);
-		shard_unlock(h, sh);
-		TEST_POINT("remote:purged-cluster-shard");
-		if (n < 0)
-			return n;
-		total += n;
-	}
-	return total;
+	return remove_everywhere(h, of_node_in_cluster, &c, reason, -1);
 }
 
 int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool connected)

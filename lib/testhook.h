@@ -88,10 +88,9 @@
  *                          to apply one more of the owner's entries
  *   "remote:resync-sweep"  every entry applied, the node's others not yet removed
  *   "remote:resync-swept"  the others removed, the cursor not yet stored
- *   "remote:purged-shard"  a node's entries of one shard removed, its cursor
- *                          there not yet cleared, lock still held
- *   "remote:purged-cluster-shard" (after the lock) a node's entries of a named
- *                          cluster removed from one more shard
+ *   "remote:purged-shard"  a node's entries of one shard removed (all of them,
+ *                          or those of one cluster), its cursor there not yet
+ *                          cleared, lock still held
  *
  * Failure points (TEST_FAIL):
  *   "repair:fail"          repair_shard gives up before changing anything
