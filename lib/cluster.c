@@ -25,10 +25,22 @@
  * that reuses a tombstone first has every shard swept, since the per-cluster
  * counters are kept by slot.
  *
+ * Markers: a new connect, and a disconnect after its sweep, append an
+ * OP_CLUSTER_CONNECT / OP_CLUSTER_DISCONNECT record naming the cluster to
+ * every shard's change log (oplog.c), which is how the host agent learns of
+ * them, in order with each shard's changes.  The slot's marks_pending is set
+ * before the slot is published or tombstoned and cleared once every shard
+ * has its marker; every holder of cluster_lock first appends the markers
+ * still owed, to every shard again.  So the markers of one connect or
+ * disconnect may be missing from some shards for a while and doubled in
+ * others: they state "connected" / "not connected" and are idempotent to
+ * the agent, and the table here is the truth they describe.
+ *
  * Crash windows: killed while holding cluster_lock, the next locker finds each
  * slot either published or not (one store), recounts clusters_connected, and
  * bumps the counter in case the dead one tombstoned a slot without bumping
- * it.  Killed after the bump, the shards it had not swept are swept by their
+ * it; then it writes the markers the dead one owed (a connect killed before
+ * publishing owes none: its pending mark on a free slot is dropped).  Killed after the bump, the shards it had not swept are swept by their
  * next locker; killed inside a shard's sweep, that shard's repair delivers the
  * event in flight to the monitors not yet reached and the sweep goes on: every
  * removal is reported once (see shard.c for the one exception).
@@ -178,9 +190,15 @@ static int write_markers(shmg_t *h, uint32_t s, uint64_t deadline)
 static int finish_markers(shmg_t *h, uint64_t deadline)
 {
 	int rc = 0;
-	for (uint32_t s = 1; s < h->geo.max_clusters && rc >= 0; s++)
-		if (cluster_at(h, s)->marks_pending && cluster_at(h, s)->state != CL_FREE)
+	for (uint32_t s = 1; s < h->geo.max_clusters && rc >= 0; s++) {
+		struct cluster_slot *c = cluster_at(h, s);
+		if (!c->marks_pending)
+			continue;
+		if (c->state == CL_FREE)
+			c->marks_pending = 0; /* a connect killed before publishing: nothing happened */
+		else
 			rc = write_markers(h, s, deadline);
+	}
 	return rc;
 }
 
@@ -333,7 +351,7 @@ out:
 
 /* Under cluster_lock: tombstones connected slot s.  Writes to the cluster
  * fail with -ENOTCONN from here on; its entries go with each shard's next
- * locker (or cluster_disconnect_finish). */
+ * locker (or disconnect_finish). */
 static void tombstone(shmg_t *h, uint32_t s)
 {
 	struct cluster_slot *c = cluster_at(h, s);
