@@ -496,7 +496,8 @@ struct shmg_connect_opts {
  * Errors: -EINVAL bad name (NULL: the default cluster is always connected and
  *   needs no connect) or non-zero reserved; -ENOSPC cluster table full;
  *   -EBUSY the slot it would take still holds entries of a cluster
- *   disconnected before, on a shard that stayed busy (nothing changed);
+ *   disconnected before, or owes that disconnect's change-log markers, on a
+ *   shard that stayed busy (nothing changed);
  *   -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts *o);
 
