@@ -202,7 +202,7 @@ static int finish_markers(shmg_t *h, uint64_t deadline)
 	return rc;
 }
 
-int cluster_lock(shmg_t *h)
+int cluster_lock(shmg_t *h, uint64_t deadline)
 {
 	int rc = robust_lock_limited(h, &h->hdr->cluster_lock, "cluster");
 	if (rc == EOWNERDEAD) {
@@ -217,7 +217,7 @@ int cluster_lock(shmg_t *h)
 	if (rc)
 		return -rc;
 	/* Busy shards keep their markers pending; the caller goes on. */
-	if ((rc = finish_markers(h, busy_deadline(h))) < 0 && rc != -EBUSY) {
+	if ((rc = finish_markers(h, deadline)) < 0 && rc != -EBUSY) {
 		pthread_mutex_unlock(&h->hdr->cluster_lock);
 		return rc;
 	}
@@ -265,9 +265,8 @@ void cluster_sweep_shard(shmg_t *h, uint32_t shard, uint64_t deadline_ns)
  * its lock does it).  -EBUSY if a shard stayed locked, or its limbo ring
  * full, past the busy budget: the others are swept, and that one's entries
  * (hidden, their cluster being gone) go with its next locker. */
-static int sweep_all(shmg_t *h)
+static int sweep_all(shmg_t *h, uint64_t deadline)
 {
-	uint64_t deadline = busy_deadline(h);
 	int busy = 0;
 	for (uint32_t s = 0; s < h->geo.shards; s++) {
 		if (load_relaxed(&shard_at(h, s)->swept) == load_relaxed(&h->hdr->disconnects))
@@ -305,7 +304,9 @@ int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts 
 	uint32_t held = find_slot(h, cluster, len, hash, NULL);
 	if (held && !load_relaxed(&cluster_at(h, held)->marks_pending))
 		return 0;
-	if ((rc = cluster_lock(h)) < 0)
+	/* One busy budget for the whole call. */
+	uint64_t deadline = busy_deadline(h);
+	if ((rc = cluster_lock(h, deadline)) < 0)
 		return rc;
 	uint32_t free_slot;
 	if (!find_slot(h, cluster, len, hash, &free_slot)) {
@@ -319,7 +320,7 @@ int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts 
 			/* Entries of whatever this slot held before are gone
 			 * before reuse: counters are kept per slot.  So is its
 			 * last disconnect's marker. */
-			if (c->state == CL_TOMB && ((rc = sweep_all(h)) < 0 ||
+			if (c->state == CL_TOMB && ((rc = sweep_all(h, deadline)) < 0 ||
 						    (c->marks_pending && (rc = -EBUSY))))
 				goto out;
 			memset(c->name, 0, sizeof(c->name));
@@ -341,7 +342,7 @@ int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts 
 			sg_log(h, SHMG_LOG_INFO, "connected to cluster %s", cluster);
 			/* Connected all the same when a shard is busy: its
 			 * marker stays pending. */
-			(void)write_markers(h, free_slot, busy_deadline(h));
+			(void)write_markers(h, free_slot, deadline);
 		}
 	}
 out:
@@ -368,20 +369,20 @@ static void tombstone(shmg_t *h, uint32_t s)
  * reason cluster_disconnect), then the markers.  -EBUSY: disconnected all
  * the same; a busy shard is swept by its next locker and its marker stays
  * pending. */
-static int disconnect_finish(shmg_t *h)
+static int disconnect_finish(shmg_t *h, uint64_t deadline)
 {
-	int rc = sweep_all(h);
+	int rc = sweep_all(h, deadline);
 	TEST_POINT("disconnect:swept-all");
-	int mk = finish_markers(h, busy_deadline(h));
+	int mk = finish_markers(h, deadline);
 	return rc < 0 ? rc : mk;
 }
 
-int cluster_disconnect_slot(shmg_t *h, uint32_t s)
+int cluster_disconnect_slot(shmg_t *h, uint32_t s, uint64_t deadline)
 {
 	if (cluster_at(h, s)->state != CL_CONNECTED)
 		return 0;
 	tombstone(h, s);
-	return disconnect_finish(h);
+	return disconnect_finish(h, deadline);
 }
 
 int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n)
@@ -394,7 +395,8 @@ int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (!cluster_name_valid(clusters[i]))
 			return -EINVAL;
-	if ((rc = cluster_lock(h)) < 0)
+	uint64_t deadline = busy_deadline(h);
+	if ((rc = cluster_lock(h, deadline)) < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(clusters[i]);
@@ -405,7 +407,7 @@ int shmg_disconnect_many(shmg_t *h, const char *const *clusters, size_t n)
 		sg_log(h, SHMG_LOG_INFO, "disconnected from cluster %s", clusters[i]);
 	}
 	TEST_POINT("disconnect:tombstoned");
-	rc = disconnect_finish(h);
+	rc = disconnect_finish(h, deadline);
 	cluster_unlock(h);
 	return rc;
 }

@@ -704,13 +704,14 @@ bool cluster_ref_valid(const shmg_t *h, uint32_t ref);
  * entries of disconnected clusters, each with its event. */
 void cluster_sweep_shard(shmg_t *h, uint32_t shard, uint64_t deadline_ns);
 /* The host-wide cluster table's lock: taking it first appends the markers a
- * killed or busy connect/disconnect left pending.  0, -EBUSY, -EIO. */
-int cluster_lock(shmg_t *h);
+ * killed or busy connect/disconnect left pending, waiting for busy shards
+ * until deadline (the caller's one budget).  0, -EBUSY, -EIO. */
+int cluster_lock(shmg_t *h, uint64_t deadline);
 void cluster_unlock(shmg_t *h);
 /* Under cluster_lock: disconnects the connected cluster in slot s as
  * shmg_disconnect does (0, or -EBUSY: disconnected, a shard left to its next
  * locker). */
-int cluster_disconnect_slot(shmg_t *h, uint32_t s);
+int cluster_disconnect_slot(shmg_t *h, uint32_t s, uint64_t deadline);
 /* Whether some connect or disconnect still owes markers to a change log. */
 bool cluster_markers_pending(const shmg_t *h);
 /* Named cluster `name` (valid) in slot *slot_out if connected: 0, -ENOTCONN. */

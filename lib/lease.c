@@ -80,7 +80,7 @@ static uint64_t next_expiry(const shmg_t *h)
 }
 
 /* Under cluster_lock: the lease of slot s, due at `now`. */
-static void lease_expire(shmg_t *h, uint32_t s, uint64_t now)
+static void lease_expire(shmg_t *h, uint32_t s, uint64_t now, uint64_t deadline)
 {
 	struct cluster_slot *c = cluster_at(h, s);
 	char name[SHMG_CLUSTER_NAME_MAX + 1];
@@ -101,7 +101,7 @@ static void lease_expire(shmg_t *h, uint32_t s, uint64_t now)
 		return;
 	}
 	sg_log(h, SHMG_LOG_INFO, "lease of cluster %s expired: disconnecting", name);
-	(void)cluster_disconnect_slot(h, s);
+	(void)cluster_disconnect_slot(h, s, deadline);
 }
 
 int lease_check(shmg_t *h)
@@ -110,14 +110,15 @@ int lease_check(shmg_t *h)
 	if ((next > now || next == UINT64_MAX) && !cluster_markers_pending(h))
 		goto out;
 	/* Markers a killed connect left pending are written by the lock too. */
-	if (cluster_lock(h) < 0)
+	uint64_t deadline = busy_deadline(h);
+	if (cluster_lock(h, deadline) < 0)
 		return 100; /* held past the budget: the next pass retries */
 	now = now_monotonic_ns();
 	for (uint32_t s = 1; s < h->geo.max_clusters; s++) {
 		struct cluster_slot *c = cluster_at(h, s);
 		if (c->state == CL_CONNECTED && c->ttl_ms && c->lease_expires_ns &&
 		    c->lease_expires_ns <= now)
-			lease_expire(h, s, now);
+			lease_expire(h, s, now, deadline);
 	}
 	cluster_unlock(h);
 	next = next_expiry(h);
