@@ -1522,6 +1522,29 @@ START_TEST(test_config_refused)
 }
 END_TEST
 
+/* A named cluster's connect and disconnect put markers in every shard's
+ * change log; the streams go on past them. */
+START_TEST(test_cluster_markers_in_streams)
+{
+	struct tc_ev e;
+	hosts_init(2);
+	start_all();
+	shmg_t *mon = hosts[1].h;
+	ck_assert_int_eq(shmg_monitor(mon, NULL, 0, NULL), 0);
+	ck_assert_int_eq(shmg_connect(hosts[0].h, "mk", NULL), 0);
+	ck_assert_int_eq(shmg_disconnect(hosts[0].h, "mk"), 0);
+	ck_assert_int_eq(shmg_connect(hosts[0].h, "mk", NULL), 0);
+	struct worker w = worker_start(0);
+	use_key("k/after-markers");
+	step(&w, "R k/after-markers m", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "k/after-markers", "m",
+		     1);
+	expect_converged("after the markers");
+	kill(w.pid, SIGKILL);
+	waitpid(w.pid, NULL, 0);
+}
+END_TEST
+
 /* conflict_resolver and conflict_signal accepted: the resolver loaded. */
 START_TEST(test_conflict_config)
 {
@@ -1559,6 +1582,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_sighup_adds_peer);
 	tcase_add_test(tc, test_config_refused);
 	tcase_add_test(tc, test_conflict_config);
+	tcase_add_test(tc, test_cluster_markers_in_streams);
 	tcase_add_test(tc, test_partition_on_command);
 	tcase_add_test(tc, test_wrong_name_refused);
 	tcase_add_test(tc, test_shard_count_mismatch_refused);
