@@ -572,6 +572,7 @@ int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_
 	struct entry *e = cluster_ref_valid(h, k.cluster) ? index_find(h, &k, K_REG, NULL) : NULL;
 	shmg_id_t held = e ? (shmg_id_t){e->node, e->ep_slot, e->ep_gen} : (shmg_id_t){0, 0, 0};
 	bool holds = e && shmg_id_equal(held, loser) && load_relaxed(&ep->gen) == loser.gen;
+	int32_t pid = load_relaxed(&ep->pid); /* before its owner can close and free the slot */
 	/* Under the lock of the key it holds: from here on its owner's writes
 	 * are refused (shard_lock), so none can slip behind the removal. */
 	if (holds)
@@ -585,10 +586,10 @@ int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_
 	char clbuf[SHMG_CLUSTER_NAME_MAX + 1];
 	conflict_record(h, loser.slot, loser.gen, &k, cluster_name_of(h, k.cluster, clbuf), winner);
 	sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u (pid %d) lost a registry conflict to n%u.%u.%u",
-	       loser.node, loser.slot, loser.gen, load_relaxed(&ep->pid), winner->id.node,
-	       winner->id.slot, winner->id.gen);
+	       loser.node, loser.slot, loser.gen, pid, winner->id.node, winner->id.slot,
+	       winner->id.gen);
 	if (loser_pid)
-		*loser_pid = load_relaxed(&ep->pid);
+		*loser_pid = pid;
 	return 0;
 }
 
