@@ -658,7 +658,12 @@ static void reload_replication(struct agent *ag, const struct replconf *next)
 		      ag->eff.repl.conflict_resolver[0] ? ag->eff.repl.conflict_resolver : "default",
 		      ag->eff.repl.conflict_signal);
 	replication_update(ag->repl, next);
+	/* The running conflict settings stay what they are until a restart. */
+	struct replconf kept = ag->eff.repl;
 	ag->eff.repl = *next;
+	memcpy(ag->eff.repl.conflict_resolver, kept.conflict_resolver,
+	       sizeof(kept.conflict_resolver));
+	ag->eff.repl.conflict_signal = kept.conflict_signal;
 }
 
 /* SIGHUP: rereads the file; a bad file keeps the running settings. */
