@@ -45,6 +45,11 @@
  *  - Metadata is opaque bytes of 0..meta_max bytes, compared byte-wise.
  *  - All views are of this host's arena; across hosts everything is eventually
  *    consistent (replication is done by the host agent, shmgroupd).
+ *  - An endpoint that loses a registry conflict across hosts is terminated by
+ *    the host agent (see "Termination" below): its entries and monitors are
+ *    gone, its mailbox ends with a SHMG_EV_CONFLICT record, and its writes,
+ *    dispatches and (once its mailbox is empty) receives fail with
+ *    -ECONNABORTED.  Close the handle and open a new one to start again.
  *  - Any process that can write the arena object can make its contents wrong.
  *    Reads of a damaged arena give wrong or missing results (-ENOENT, fewer
  *    members, wrong counts or ids), never a crash, a hang or a write outside
@@ -316,7 +321,8 @@ SHMG_EXPORT int shmg_info(shmg_t *h, struct shmg_info *out);
  *   arena full at arena_max (nothing changed); -EBUSY the shard stayed locked (a stopped
  *   writer), or its retired-entry queue full (a stopped reader), past the
  *   busy-retry budget (nothing changed; try again later); -EBADF, -ECHILD
- *   handle; -EIO shard damaged beyond repair.
+ *   handle; -EIO shard damaged beyond repair; -ECONNABORTED this endpoint
+ *   was terminated (it lost a registry conflict; nothing changed).
  * Blocks: on the shard lock, at most the busy-retry budget
  *   (shmg_set_busy_retry).  Publishes: the entry, with release ordering,
  *   before returning. */
@@ -327,7 +333,7 @@ SHMG_EXPORT int shmg_register(shmg_t *h, const char *key, size_t key_len, const 
  * Errors: -EINVAL bad key or cluster; -ENOTCONN; -ENOENT not registered;
  *   -EPERM registered by another endpoint (only the owner may unregister; this
  *   deliberately differs from Group, where any local process could);
- *   -EBUSY (as shmg_register); -EBADF, -ECHILD, -EIO. */
+ *   -EBUSY, -ECONNABORTED (as shmg_register); -EBADF, -ECHILD, -EIO. */
 SHMG_EXPORT int shmg_unregister(shmg_t *h, const char *key, size_t key_len,
 				const struct shmg_opts *opts);
 
@@ -474,17 +480,35 @@ struct shmg_connect_opts {
 	uint32_t reserved[4]; /* must be zero */
 };
 
-/* Connects this host to the named cluster (a no-op if already connected).
+/* Connects this host to the named cluster (a no-op if already connected:
+ * no lease is created or refreshed then).  A new connect puts a
+ * cluster_connect marker in every shard's change log, which tells the host
+ * agent to announce it to its peers and fetch the cluster's entries from
+ * those connected to it; a connect killed half way (or a shard that stayed
+ * busy) leaves the markers owed, and the next connect, disconnect or
+ * reaper pass on the host writes them.
+ * With o->ttl_ms, the connection is leased: when the lease is due, the
+ * reaper (the host agent, or shmg_reaper_dispatch) disconnects the cluster
+ * unless this host has a monitor, a registration or a membership in it;
+ * then it extends the lease by ttl_ms from then (as Group does) and
+ * shmg_cluster_stats says why (lease_kept).  Activity of other hosts never
+ * keeps a lease.  Without a reaper running, leases do not expire.
  * Errors: -EINVAL bad name (NULL: the default cluster is always connected and
  *   needs no connect) or non-zero reserved; -ENOSPC cluster table full;
  *   -EBUSY the slot it would take still holds entries of a cluster
- *   disconnected before, on a shard that stayed busy (nothing changed);
+ *   disconnected before, or owes that disconnect's change-log markers, on a
+ *   shard that stayed busy (nothing changed);
  *   -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_connect(shmg_t *h, const char *cluster, const struct shmg_connect_opts *o);
 
-/* Disconnects this host from the cluster(s): this host's entries in them are
- * removed (reason "cluster disconnect", one event per entry).  If the caller
- * dies half way, the next writer of each shard finishes the removal.
+/* Disconnects this host from the cluster(s): every entry of them here is
+ * removed, this host's and the ones replicated from other hosts alike
+ * (reason "cluster disconnect", one event per entry), and a
+ * cluster_disconnect marker goes into every shard's change log after the
+ * removals (the host agent tells its peers, which remove this host's
+ * entries of it).  A lease of it ends.  If the caller dies half way, the
+ * next writer of each shard finishes the removal, and the next connect,
+ * disconnect or reaper pass writes the markers owed.
  * Disconnecting a cluster not connected is a no-op.  All names are validated
  * before anything changes.
  * Errors: -EINVAL a bad name (nothing changed); -EBUSY a shard stayed busy
@@ -503,9 +527,10 @@ SHMG_EXPORT int shmg_connected(shmg_t *h, const char *cluster);
  * that the host agent, shmgroupd, is connected to now: each is listed from
  * the handshake that brings it up until it is down, has left, or the agent
  * stops; 0 without a replicating agent (an agent killed with SIGKILL leaves
- * its list behind until it is started again).  For a named cluster, its
- * nodes including this one when connected.  Copies up to cap and returns the
- * total.  Lock-free, no syscall.  Errors: -EINVAL, -EBADF, -ECHILD. */
+ * its list behind until it is started again).  For a named cluster: this
+ * node when connected, first, then the peers the agent knows to be
+ * connected to the cluster too; 0 when this host is not connected to it.
+ * Copies up to cap and returns the total.  Lock-free, no syscall.  Errors: -EINVAL, -EBADF, -ECHILD. */
 SHMG_EXPORT long shmg_nodes(shmg_t *h, const char *cluster, uint32_t *nodes, size_t cap);
 
 /* Calls fn(name, arg) for each connected named cluster.  Returns the count. */
@@ -524,8 +549,8 @@ SHMG_EXPORT long shmg_clusters(shmg_t *h, int (*fn)(const char *name, void *arg)
  * once.  Monitoring is independent of membership and needs no connect.
  * Monitors die with their endpoint.
  * Errors: -EINVAL bad pattern (empty, too long, NUL, NULL with a length) or
- *   cluster name; -ENOSPC arena full; -EBUSY (as shmg_register); -EBADF,
- *   -ECHILD, -EIO. */
+ *   cluster name; -ENOSPC arena full; -EBUSY, -ECONNABORTED (as
+ *   shmg_register); -EBADF, -ECHILD, -EIO. */
 SHMG_EXPORT int shmg_monitor(shmg_t *h, const char *pattern, size_t pattern_len,
 			     const struct shmg_opts *opts);
 /* Stops monitoring that pattern; a pattern not monitored is a no-op (0).
@@ -544,6 +569,11 @@ enum shmg_event_type {
 			       * found damaged and emptied: `dropped` records, at least,
 			       * were lost; resync with lookup/members.  Nothing else is
 			       * dropped silently. */
+	SHMG_EV_CONFLICT = 7, /* the last record of an endpoint that lost a registry
+			       * conflict (see "Termination"): cluster and key of the
+			       * registration it lost; id, pid, time_ns and meta are the
+			       * winner's (meta as registered, extract_meta not applied);
+			       * reason SHMG_REASON_CONFLICT */
 };
 
 enum shmg_reason {
@@ -588,7 +618,8 @@ struct shmg_event {
  * key, events arrive in the order the changes were applied.
  * Returns the number of events (0 on timeout); -EINVAL (events NULL with
  * max > 0); -EBADF, -ECHILD; -EINTR when a signal interrupted the wait;
- * -ENOMEM.  Blocks as timeout_ms says.  The library allocates the buffer the
+ * -ENOMEM; -ECONNABORTED the endpoint was terminated and every record,
+ * the final SHMG_EV_CONFLICT among them, has been received.  Blocks as timeout_ms says.  The library allocates the buffer the
  * events point into on the first call. */
 SHMG_EXPORT int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_ms);
 
@@ -619,7 +650,8 @@ SHMG_EXPORT int shmg_fd(shmg_t *h);
  * -ENOTCONN (no agent runs on this host), -EAGAIN (the agent's queue, its
  * mailbox, is full: the agent is behind) or -ENOMEM; nothing went to other
  * hosts.  Other errors change nothing: -E2BIG msg longer than the arena's
- * meta_max; -EINVAL bad key (prefix keys too) or cluster; -EBADF, -ECHILD.
+ * meta_max; -EINVAL bad key (prefix keys too) or cluster; -EBADF, -ECHILD;
+ * -ECONNABORTED this endpoint was terminated (nothing sent).
  * A message the agent took but cannot send to a host (its connection is
  * down, or 256 messages to it are unacknowledged) is counted in the agent's
  * statistics (messages_refused), not reported here.  Lock-free apart from each receiving mailbox's short
@@ -631,6 +663,28 @@ SHMG_EXPORT long shmg_dispatch(shmg_t *h, const char *key, size_t key_len, const
  * shmg_dispatch's that change nothing. */
 SHMG_EXPORT long shmg_dispatch_local(shmg_t *h, const char *key, size_t key_len,
 				     const void *msg, size_t msg_len, const struct shmg_opts *opts);
+
+/* ------------------------------------------------------------------------ */
+/* Termination                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A registry key held on two hosts (registered on both during a partition,
+ * or at the same moment) is resolved by the agents with the conflict rule,
+ * the same on every host (DESIGN.md section 2, docs/PROTOCOL.md section
+ * 15).  The losing endpoint is terminated by its own host's agent, the C
+ * analogue of Group killing the loser:
+ *   - its writes are refused from then on (-ECONNABORTED from register,
+ *     unregister, join, leave, monitor, demonitor, dispatch and
+ *     dispatch_local; nothing changed);
+ *   - all of its entries and monitors are removed in one batch, reason
+ *     SHMG_REASON_CONFLICT, as for a death (it gets none of these events);
+ *   - a final SHMG_EV_CONFLICT record goes to its mailbox (cluster and key
+ *     it lost, the winner's id, pid, time and metadata), after which
+ *     shmg_receive returns -ECONNABORTED;
+ *   - the agent may also send its process a signal (shmgroupd's
+ *     conflict_signal, through a pidfd: never a recycled pid).
+ * Reads (lookup, members, counts, stats) keep working, and shmg_close
+ * releases the endpoint as usual.  There is no way back: open a new handle. */
 
 /* ------------------------------------------------------------------------ */
 /* The reaper                                                               */
@@ -649,7 +703,10 @@ SHMG_EXPORT long shmg_dispatch_local(shmg_t *h, const char *key, size_t key_len,
  * `interval_ms` it returns (it rescans the endpoint table and retries the
  * election).  All three, and shmg_close of the handle, must be called from
  * the same thread.
- * shmg_reaper_dispatch returns the milliseconds until it wants to run again;
+ * The reaper also enforces the TTL leases of named clusters (shmg_connect):
+ * each dispatch expires or extends those due.
+ * shmg_reaper_dispatch returns the milliseconds until it wants to run again
+ * (never later than the next lease due);
  * -EBADF, -ECHILD, -EIO.  shmg_reaper_fd returns an epoll descriptor owned by
  * the handle; -EPERM if the reaper was not enabled on it. */
 SHMG_EXPORT int shmg_reaper_enable(shmg_t *h);
@@ -757,10 +814,23 @@ struct shmg_cluster_stats {
 	uint32_t slot;
 	uint64_t connected_ns;     /* CLOCK_REALTIME; 0 for the default cluster */
 	uint64_t ttl_ms;           /* its lease (shmg_connect), 0 = none */
-	int64_t lease_left_ms;     /* with a lease: until it expires (< 0: expired,
-				    * not yet acted on by the agent) */
+	int64_t lease_left_ms;     /* with a lease: until it expires or is next
+				    * checked (< 0: due, not yet acted on by the
+				    * reaper: no reaper runs, or it is late) */
 	uint64_t registered;       /* its registrations in this host's view */
 	uint64_t members;          /* its memberships */
+	uint32_t lease_kept;       /* SHMG_LEASE_KEPT_* bits: why the lease was last
+				    * extended when it came due, instead of
+				    * disconnecting (0: never) */
+	uint32_t nodes;            /* nodes connected to it: this one and the peers
+				    * the agent marked (shmg_nodes) */
+};
+/* A due lease is extended by its ttl, not expired, while this host has, in
+ * the cluster: */
+enum shmg_lease_kept {
+	SHMG_LEASE_KEPT_MONITORS = 1,      /* a monitor */
+	SHMG_LEASE_KEPT_REGISTRATIONS = 2, /* a registration of a local endpoint */
+	SHMG_LEASE_KEPT_MEMBERSHIPS = 4,   /* a membership of a local endpoint */
 };
 /* slot: 0 (the default cluster, always in use) .. max_clusters - 1; the
  * slots of connected named clusters give figures, the others -ENOENT. */

@@ -57,6 +57,8 @@ static long dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg
 	int rc = handle_check(h);
 	if (rc || (rc = message_args(h, msg, len)))
 		return rc;
+	if (load_acquire(&h->ep->terminated))
+		return -ECONNABORTED;
 	if ((rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
 		return rc == -ENOTCONN ? 0 : rc;
 	long n = message_targets(h, &k, remote ? &others : NULL);

@@ -28,6 +28,15 @@
  * while entries remain), its entries stay hidden, and the next reap
  * finishes.  A close marks the slot EPF_CLOSED first, so that a reaper
  * finishing it reports reason "normal", not "exit".
+ *
+ * Termination (endpoint_terminate, for remote_conflict_evict): the host agent
+ * ends a live endpoint that lost a registry conflict.  `terminated` is set
+ * first (under the lock of the shard of the key, so its owner's writes are
+ * refused from then on, see shard_lock), then the endpoint is hidden and its
+ * entries removed as for a death, with reason "conflict" — a removal
+ * finished later by anyone (its owner's close, the reaper after its death)
+ * keeps that reason.  The slot then stays CLOSING, its mailbox alive, until
+ * its owner closes it.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -273,6 +282,8 @@ static int remove_all_entries(shmg_t *h, uint32_t slot, uint32_t gen, int reason
 		static const uint8_t order[] = {K_REG, K_MEMBER, K_MONITOR};
 		if (ep->flags & EPF_CLOSED)
 			reason = REASON_NORMAL; /* its owner closed it; we finish */
+		if (load_relaxed(&ep->terminated) == REASON_CONFLICT)
+			reason = REASON_CONFLICT; /* ended by the agent; whoever finishes */
 		if (!(ep->flags & EPF_EVENTS_SENT)) {
 			/* A remover killed while delivering recorded how far it got:
 			 * the batch (recomputed from the same entries) goes on from
@@ -378,6 +389,29 @@ static int release_until(shmg_t *h, uint32_t slot, uint32_t gen, int reason,
 int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 {
 	return release_until(h, slot, gen, reason, busy_deadline(h));
+}
+
+int endpoint_terminate(shmg_t *h, uint32_t slot, uint32_t gen)
+{
+	struct endpoint_slot *ep = endpoint_at(h, slot);
+	int rc = endpoint_lock(h);
+	if (rc < 0)
+		return rc;
+	if (ep->gen != gen || ep->state == EP_FREE) {
+		endpoint_unlock(h);
+		return -ENOENT;
+	}
+	/* Hidden at once, as a death is: one store makes every entry of it
+	 * disappear for readers.  Its owner lives on (the slot stays
+	 * CLOSING, counted hidden, until it closes or dies), reading its
+	 * last records. */
+	if (ep->state != EP_CLOSING)
+		hidden_add(h, 1);
+	store_release(&ep->state, EP_CLOSING);
+	store_release(&h->live_gen[slot], 0);
+	endpoint_unlock(h);
+	TEST_POINT("terminate:hidden");
+	return remove_all_entries(h, slot, gen, REASON_CONFLICT, busy_deadline(h));
 }
 
 int endpoint_reap_all(shmg_t *h)

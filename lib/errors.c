@@ -55,6 +55,7 @@ const char *shmg_strerror(int err)
 	case EBUSY: return "a lock of the arena stayed held past its wait limit (a stopped process?)";
 	case ENOMEM: return "out of memory";
 	case E2BIG: return "message too large";
+	case ECONNABORTED: return "endpoint terminated: it lost a registry conflict; close the handle";
 	default: {
 		/* strerrordesc_np returns a static string, unlike strerror(). */
 		const char *d = strerrordesc_np(e);
@@ -74,6 +75,7 @@ const char *shmg_event_type_name(int type)
 		[SHMG_EV_REGISTERED] = "registered", [SHMG_EV_UNREGISTERED] = "unregistered",
 		[SHMG_EV_JOINED] = "joined",         [SHMG_EV_LEFT] = "left",
 		[SHMG_EV_MESSAGE] = "message",       [SHMG_EV_OVERFLOW] = "overflow",
+		[SHMG_EV_CONFLICT] = "conflict",
 	};
 	return word_of(words, sizeof(words) / sizeof(words[0]), type);
 }

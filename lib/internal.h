@@ -688,7 +688,9 @@ typedef bool (*entry_pred)(const shmg_t *h, const struct entry *e, const void *c
  * Returns 0, -EBUSY (the lock stayed held, or the ring full, until the
  * deadline: nothing changed, the lock is not held) or -EIO (unrecoverable). */
 int shard_lock_until(shmg_t *h, uint32_t shard, uint64_t deadline_ns, uint32_t room);
-/* shard_lock_until with the handle's busy budget and room for one write. */
+/* shard_lock_until with the handle's busy budget and room for one write,
+ * for this handle's own writes: -ECONNABORTED (not held) once its endpoint
+ * was terminated (remote_conflict_evict). */
 int shard_lock(shmg_t *h, uint32_t shard);
 void shard_unlock(shmg_t *h, uint32_t shard);
 /* Is endpoint (slot, gen) of this node visible to readers?  Its live_gen
@@ -763,6 +765,9 @@ int repair_if_pending(shmg_t *h, uint32_t shard);
 void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const struct entry *e,
 		  const char *key, size_t key_len);
 void oplog_mark_reset(shmg_t *h, uint32_t shard);
+/* Under the shard lock: a marker record of op (OP_CLUSTER_*) for the named
+ * cluster, from this node (empty key, no meta, endpoint 0.0). */
+void oplog_append_marker(shmg_t *h, uint32_t shard, uint8_t op, const char *cluster);
 struct oplog_header *oplog_at(const shmg_t *h, uint32_t shard);
 
 /* ---- cluster.c ------------------------------------------------------- */
@@ -779,6 +784,24 @@ bool cluster_ref_valid(const shmg_t *h, uint32_t ref);
 /* Under the shard lock, when its `swept` lags hdr->disconnects: removes the
  * entries of disconnected clusters, each with its event. */
 void cluster_sweep_shard(shmg_t *h, uint32_t shard, uint64_t deadline_ns);
+/* The host-wide cluster table's lock: taking it first appends the markers a
+ * killed or busy connect/disconnect left pending, waiting for busy shards
+ * until deadline (the caller's one budget).  0, -EBUSY, -EIO. */
+int cluster_lock(shmg_t *h, uint64_t deadline);
+void cluster_unlock(shmg_t *h);
+/* Under cluster_lock: disconnects the connected cluster in slot s as
+ * shmg_disconnect does (0, or -EBUSY: disconnected, a shard left to its next
+ * locker). */
+int cluster_disconnect_slot(shmg_t *h, uint32_t s, uint64_t deadline);
+/* Whether some connect or disconnect still owes markers to a change log. */
+bool cluster_markers_pending(const shmg_t *h);
+/* Named cluster `name` (valid) in slot *slot_out if connected: 0, -ENOTCONN. */
+int cluster_find(const shmg_t *h, const char *name, uint32_t *slot_out);
+
+/* ---- lease.c --------------------------------------------------------- */
+/* The reaper's check of TTL leases: expires those due (see lease.c) and
+ * returns the milliseconds until the next one is due (INT32_MAX: none). */
+int lease_check(shmg_t *h);
 #define DEFAULT_CLUSTER_SEED 0x9e3779b97f4a7c15ull
 /* The default cluster (slot 0) is always connected: its ref needs no lookup. */
 static inline uint32_t cluster_default_ref(const shmg_t *h)
@@ -917,6 +940,11 @@ uint32_t reaper_alive_pid(shmg_t *h);
 int endpoint_claim(shmg_t *h);
 int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason);
 int endpoint_reap_all(shmg_t *h);
+/* Ends live endpoint (slot, gen) of this node for `reason` (its terminated
+ * field already set): hidden, every entry and monitor removed in one batch
+ * as a death, the slot left CLOSING until its owner closes it or dies.
+ * 0, -ENOENT (not that endpoint any more), -EBUSY, -EIO. */
+int endpoint_terminate(shmg_t *h, uint32_t slot, uint32_t gen);
 int proc_start_time(pid_t pid, uint64_t *out);
 
 #endif

@@ -177,7 +177,11 @@ struct endpoint_slot {
 	uint64_t start_time; /* /proc/PID/stat field 22, clock ticks since boot */
 	uint64_t opened_ns;
 	uint32_t batch_done;  /* its death/close batch reached targets below this slot */
-	uint8_t pad0[CACHE_LINE - 36];
+	/* Why the host agent ended a live endpoint (REASON_CONFLICT: it lost a
+	 * registry conflict, remote_conflict_evict), 0 = not ended.  Set once,
+	 * under endpoint_lock; its owner's writes then fail (-ECONNABORTED). */
+	uint32_t terminated;
+	uint8_t pad0[CACHE_LINE - 40];
 	/* Line 1: the reader slot.  Only the owner writes it (epoch.c), except a
 	 * reaper clearing it after the owner died. */
 	_Alignas(CACHE_LINE) uint64_t read_epoch;
@@ -202,8 +206,20 @@ struct cluster_slot {
 	uint64_t lease_expires_ns; /* CLOCK_MONOTONIC, 0 = no lease */
 	uint64_t connected_ns;
 	char name[64];
-	uint8_t pad1[128 - 112];
+	/* Bit i: the node in arena_header.nodes[i] is connected to this cluster
+	 * too (remote_node_cluster, shmg_nodes).  Written by the host agent with
+	 * atomic or/and; cleared with the node's purge, by remote_nodes_down and
+	 * when the slot is connected again. */
+	uint64_t node_marks;
+	/* The OP_CLUSTER_* marker of the last connect or disconnect of this slot
+	 * is not yet in every shard's change log (cluster.c): whoever takes
+	 * cluster_lock next appends it again to every shard.  Under cluster_lock. */
+	uint32_t marks_pending;
+	/* Why its lease was last extended instead of expiring (lease.c): LEASE_KEPT_*
+	 * bits, 0 = never.  Written by the reaper under cluster_lock. */
+	uint32_t lease_kept;
 };
+enum { LEASE_KEPT_MONITORS = 1, LEASE_KEPT_REGISTRATIONS = 2, LEASE_KEPT_MEMBERSHIPS = 4 };
 
 /* ---- shards ---------------------------------------------------------- */
 
@@ -446,7 +462,18 @@ struct oplog_header {
 	uint8_t pad1[CACHE_LINE - 32];
 };
 
-enum oplog_op { OP_PAD = 0, OP_REGISTER = 1, OP_UNREGISTER = 2, OP_JOIN = 3, OP_LEAVE = 4 };
+/* OP_CLUSTER_CONNECT / OP_CLUSTER_DISCONNECT: markers, one in every shard's
+ * log, of this node connecting to / disconnecting from the named cluster in
+ * the record (empty key, no meta, ep_slot/ep_gen 0).  See cluster.c. */
+enum oplog_op {
+	OP_PAD = 0,
+	OP_REGISTER = 1,
+	OP_UNREGISTER = 2,
+	OP_JOIN = 3,
+	OP_LEAVE = 4,
+	OP_CLUSTER_CONNECT = 5,
+	OP_CLUSTER_DISCONNECT = 6,
+};
 enum oplog_reason {
 	REASON_NONE = 0,
 	REASON_NORMAL = 1,
@@ -489,6 +516,8 @@ static_assert(offsetof(struct arena_header, pages_avail) == 304, "pool growth");
 static_assert(sizeof(struct endpoint_slot) == 128, "endpoint_slot");
 static_assert(offsetof(struct endpoint_slot, read_epoch) == 64, "reader line");
 static_assert(sizeof(struct cluster_slot) == 128, "cluster_slot");
+static_assert(offsetof(struct cluster_slot, node_marks) == 112, "cluster node marks");
+static_assert(offsetof(struct endpoint_slot, terminated) == 36, "endpoint terminated");
 static_assert(sizeof(struct limbo_item) == 16, "limbo_item");
 static_assert(sizeof(struct cluster_counts) == 16, "cluster_counts");
 static_assert(sizeof(struct shard_header) == 384, "shard_header");
@@ -523,6 +552,8 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct arena_header, pages_avail) * 97u +                      \
 		    (offsetof(struct entry_links, sib) + K_PREFIX) * 101u +                 \
 		    offsetof(struct arena_header, hidden) * 103u + EF_SOLO * 107u +       \
-		    offsetof(struct arena_header, agent_mailbox) * 109u))
+		    offsetof(struct arena_header, agent_mailbox) * 109u +                   \
+		    offsetof(struct cluster_slot, node_marks) * 113u +                      \
+		    offsetof(struct endpoint_slot, terminated) * 127u + OP_CLUSTER_DISCONNECT * 131u))
 
 #endif

@@ -465,7 +465,8 @@ static bool record_ok(const shmg_t *h, const struct mailbox_record *r)
 {
 	uint64_t need = sizeof(*r) + (uint64_t)r->cluster_len + r->key_len + r->meta_len;
 	need += r->prev_len;
-	return r->type >= SHMG_EV_REGISTERED && r->type <= SHMG_EV_MESSAGE &&
+	return ((r->type >= SHMG_EV_REGISTERED && r->type <= SHMG_EV_MESSAGE) ||
+		r->type == SHMG_EV_CONFLICT) &&
 	       r->reason <= SHMG_REASON_RESYNC &&
 	       r->cluster_len <= SHMG_CLUSTER_NAME_MAX && r->key_len <= h->geo.key_max &&
 	       r->meta_len <= h->geo.meta_max && r->prev_len <= h->geo.meta_max && need <= r->size;
@@ -631,6 +632,10 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 		int n = receive_now(h, events, max);
 		if (n != 0)
 			return n;
+		/* Ended by the agent (remote_conflict_evict): its last records,
+		 * the conflict record among them, were read above. */
+		if (load_acquire(&h->ep->terminated))
+			return -ECONNABORTED;
 		/* A poll that keeps finding the ring moved but nothing in it is
 		 * racing a process that scribbles on it: answer empty. */
 		if (timeout_ms == 0 && empty >= 8)

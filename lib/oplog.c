@@ -14,6 +14,11 @@
  * Records never wrap: if the tail of the ring is too short, a PAD record (or,
  * when fewer than a record header's bytes remain, nothing) fills it and the
  * record starts at offset 0.
+ *
+ * Besides the changes of this node's entries, the log carries markers
+ * (OP_CLUSTER_CONNECT / OP_CLUSTER_DISCONNECT, cluster.c): one per shard per
+ * connect or disconnect of a named cluster, ordered against that shard's
+ * changes.
  */
 #include <string.h>
 #include <unistd.h>
@@ -43,31 +48,18 @@ struct oplog_header *oplog_at(const shmg_t *h, uint32_t shard)
 				       (uint64_t)shard * h->geo.oplog_bytes);
 }
 
-void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const struct entry *e,
-		  const char *key, size_t key_len)
+/* Appends one record: r's fixed fields (seq and size are set here), then
+ * the cluster name, key and meta.  Under the shard lock. */
+static void record_append(shmg_t *h, uint32_t shard, struct oplog_record r, const char *cl,
+			  size_t clen, const char *key, size_t key_len, const void *meta,
+			  size_t meta_len)
 {
 	struct oplog_header *ol = oplog_at(h, shard);
 	uint8_t *ring = (uint8_t *)(ol + 1);
-	/* Every applied change passes here, logged or not (shmg_shard_stats). */
-	struct shard_header *sh = shard_at(h, shard);
-	store_relaxed(&sh->writes, sh->writes + 1);
 	/* The ring's size comes from the validated geometry, not from ring_bytes
 	 * (which is for the consumer and could have been scribbled on). */
 	uint32_t cap = h->geo.oplog_bytes - (uint32_t)sizeof(*ol);
-	struct entry hd; /* the lengths sized below are the lengths copied */
-	if (!entry_read(h, ref_of(h, e), &hd)) {
-		oplog_mark_reset(h, shard);
-		return;
-	}
-	/* Another node's entry (remote.c): its owner logs it; logging it here
-	 * too would send it back out. */
-	if (hd.node != h->node)
-		return;
-	char clbuf[64];
-	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
-	size_t clen = cl ? strlen(cl) : 0;
-	uint32_t size =
-		(uint32_t)((sizeof(struct oplog_record) + clen + key_len + hd.meta_len + 7) & ~7ull);
+	uint32_t size = (uint32_t)((sizeof(struct oplog_record) + clen + key_len + meta_len + 7) & ~7ull);
 	if (size > cap / 2) {
 		oplog_mark_reset(h, shard);
 		return;
@@ -87,31 +79,64 @@ void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const s
 		head += cap - pos;
 		pos = 0;
 	}
-	struct oplog_record *r = (struct oplog_record *)(ring + pos);
-	*r = (struct oplog_record){
-		.seq = ol->seq,
-		.size = size,
-		.op = op,
-		.reason = reason,
-		.cluster_len = (uint8_t)clen,
-		.time_ns = hd.time_ns,
-		.node = hd.node,
-		.ep_slot = hd.ep_slot,
-		.ep_gen = hd.ep_gen,
-		.pid = hd.pid,
-		.key_len = (uint16_t)key_len,
-		.meta_len = hd.meta_len,
-	};
-	uint8_t *p = (uint8_t *)(r + 1);
-	memcpy(p, cl ? cl : "", clen);
+	r.seq = ol->seq;
+	r.size = size;
+	r.cluster_len = (uint8_t)clen;
+	r.key_len = (uint16_t)key_len;
+	r.meta_len = (uint32_t)meta_len;
+	memcpy(ring + pos, &r, sizeof(r));
+	uint8_t *p = ring + pos + sizeof(r);
+	memcpy(p, cl, clen);
 	memcpy(p + clen, key, key_len);
-	memcpy(p + clen + key_len, entry_meta_of(e, &hd), hd.meta_len);
+	if (meta_len)
+		memcpy(p + clen + key_len, meta, meta_len);
 	TEST_POINT("oplog:append");
 	store_relaxed(&ol->seq, ol->seq + 1);
 	/* Publishes the record (release, and ordered before agent_wake's load). */
 	(void)__atomic_exchange_n(&ol->head, head + size, __ATOMIC_SEQ_CST);
 	TEST_POINT("oplog:published");
 	agent_wake(h);
+}
+
+void oplog_append(shmg_t *h, uint32_t shard, uint8_t op, uint8_t reason, const struct entry *e,
+		  const char *key, size_t key_len)
+{
+	/* Every applied change passes here, logged or not (shmg_shard_stats). */
+	struct shard_header *sh = shard_at(h, shard);
+	store_relaxed(&sh->writes, sh->writes + 1);
+	struct entry hd; /* the lengths sized below are the lengths copied */
+	if (!entry_read(h, ref_of(h, e), &hd)) {
+		oplog_mark_reset(h, shard);
+		return;
+	}
+	/* Another node's entry (remote.c): its owner logs it; logging it here
+	 * too would send it back out. */
+	if (hd.node != h->node)
+		return;
+	char clbuf[64];
+	const char *cl = cluster_name_of(h, hd.cluster, clbuf);
+	struct oplog_record r = {
+		.op = op,
+		.reason = reason,
+		.time_ns = hd.time_ns,
+		.node = hd.node,
+		.ep_slot = hd.ep_slot,
+		.ep_gen = hd.ep_gen,
+		.pid = hd.pid,
+	};
+	record_append(h, shard, r, cl ? cl : "", cl ? strlen(cl) : 0, key, key_len,
+		      entry_meta_of(e, &hd), hd.meta_len);
+}
+
+void oplog_append_marker(shmg_t *h, uint32_t shard, uint8_t op, const char *cluster)
+{
+	struct oplog_record r = {
+		.op = op,
+		.time_ns = now_realtime_ns(),
+		.node = h->node,
+		.pid = (int32_t)getpid(),
+	};
+	record_append(h, shard, r, cluster, strlen(cluster), "", 0, NULL, 0);
 }
 
 void oplog_mark_reset(shmg_t *h, uint32_t shard)

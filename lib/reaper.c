@@ -17,6 +17,10 @@
  * by endpoint_alive (the endpoint's lock, which PID reuse cannot fool); the
  * pidfd only makes the reaper wake up promptly.
  *
+ * The reaper also enforces TTL leases of named clusters (lease.c): each
+ * dispatch checks them, and the interval it returns is never past the next
+ * lease due.
+ *
  * Nothing here is in shared memory except the election lock and reaper_pid;
  * a reaper killed at any point leaves only the lock, which the next one takes.
  */
@@ -224,16 +228,18 @@ int shmg_reaper_dispatch(shmg_t *h)
 		r->last_sweep_ns = now;
 		dirty = true;
 	}
-	if (!dirty)
-		return RESCAN_MS;
-	/* A shard held by a stopped writer costs each sweep one interval, not
+	/* A shard held by a stopped writer costs each pass one interval, not
 	 * a budget, so the caller's loop stays responsive; the endpoints it
-	 * holds up stay dead and hidden (-EBUSY), and the next sweep retries. */
+	 * holds up stay dead and hidden (-EBUSY), a lease or marker it holds
+	 * up stays due, and the next pass retries. */
 	uint32_t attempts = h->busy_attempts;
 	h->busy_attempts = 1;
-	rc = endpoint_reap_all(h);
+	/* TTL leases of named clusters are the reaper's too (lease.c). */
+	int lease_ms = lease_check(h);
+	int next_ms = lease_ms < RESCAN_MS ? lease_ms : RESCAN_MS;
+	rc = dirty ? endpoint_reap_all(h) : 0;
 	h->busy_attempts = attempts;
-	return rc < 0 && rc != -EBUSY ? rc : RESCAN_MS;
+	return rc < 0 && rc != -EBUSY ? rc : next_ms;
 }
 
 void reaper_close(shmg_t *h)

@@ -15,7 +15,11 @@
  * shard's lock with the changes (so never ahead of them).  A resync marks
  * its cursor CURSOR_DIRTY for as long as it runs.
  */
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "remote.h"
@@ -296,10 +300,42 @@ int remote_put(shmg_t *h, uint64_t inc, const struct remote_change *c)
 
 /* ---- purge and state ------------------------------------------------- */
 
+/* Keeps only the bits of `keep` in every cluster's node marks. */
+static void clear_marks(shmg_t *h, uint64_t keep)
+{
+	for (uint32_t s = 1; s < h->geo.max_clusters; s++)
+		__atomic_and_fetch(&cluster_at(h, s)->node_marks, keep, __ATOMIC_RELEASE);
+}
+
 static bool of_node(const shmg_t *h, const struct entry *e, const void *arg)
 {
 	(void)h;
 	return e->node == *(const uint32_t *)arg;
+}
+
+/* Removes, shard by shard, the entries pred() accepts, each with its event
+ * of reason; with the node table slot cursor_slot (>= 0), zeroes that node's
+ * cursor of each shard with its removals.  The number removed, or -EBUSY /
+ * -EIO from a shard not reached (the shards before it are done). */
+static long remove_everywhere(shmg_t *h, entry_pred pred, const void *ctx, int reason,
+			      int cursor_slot)
+{
+	long total = 0;
+	uint64_t deadline = busy_deadline(h);
+	for (uint32_t s = 0; s < h->geo.shards; s++) {
+		int rc = shard_lock_until(h, s, deadline, 2);
+		if (rc < 0)
+			return rc;
+		long n = shard_remove_matching(h, s, pred, ctx, reason, deadline);
+		TEST_POINT("remote:purged-shard");
+		if (n >= 0 && cursor_slot >= 0)
+			store_relaxed(&shard_node_cursors(h, s)[cursor_slot], 0);
+		shard_unlock(h, s);
+		if (n < 0)
+			return n;
+		total += n;
+	}
+	return total;
 }
 
 long remote_purge(shmg_t *h, uint32_t node, int reason)
@@ -314,23 +350,15 @@ long remote_purge(shmg_t *h, uint32_t node, int reason)
 	 * agent purges again before it trusts anything of the node. */
 	if (slot >= 0)
 		store_relaxed(&h->hdr->nodes[slot].inc, 0);
-	/* Not connected either, before the slot can serve another node. */
-	if (slot >= 0)
+	/* Not connected either, to the host or any cluster, before the slot
+	 * can serve another node. */
+	if (slot >= 0) {
 		store_relaxed(&h->hdr->nodes[slot].up, 0);
-	long total = 0;
-	uint64_t deadline = busy_deadline(h);
-	for (uint32_t s = 0; s < h->geo.shards; s++) {
-		if ((rc = shard_lock_until(h, s, deadline, 2)) < 0)
-			return rc;
-		long n = shard_remove_matching(h, s, of_node, &node, reason, deadline);
-		TEST_POINT("remote:purged-shard");
-		if (n >= 0 && slot >= 0)
-			store_relaxed(&shard_node_cursors(h, s)[slot], 0);
-		shard_unlock(h, s);
-		if (n < 0)
-			return n;
-		total += n;
+		clear_marks(h, ~(1ull << slot));
 	}
+	long total = remove_everywhere(h, of_node, &node, reason, slot);
+	if (total < 0)
+		return total;
 	/* Every cursor is 0 and no entry is left: the slot may serve another node. */
 	if (slot >= 0)
 		store_release(&h->hdr->nodes[slot].node, 0);
@@ -437,4 +465,164 @@ void remote_nodes_down(shmg_t *h)
 		return;
 	for (uint32_t i = 0; i < MAX_NODES; i++)
 		store_relaxed(&h->hdr->nodes[i].up, 0);
+	clear_marks(h, 0);
+}
+
+/* ---- named clusters ---------------------------------------------------- */
+
+/* The slot of named cluster `cluster` if connected here (else 0), or -EINVAL
+ * for no name or a bad one. */
+static int named_slot(shmg_t *h, const char *cluster)
+{
+	if (!cluster_name_valid(cluster))
+		return -EINVAL;
+	uint32_t s;
+	return cluster_find(h, cluster, &s) == 0 ? (int)s : 0;
+}
+
+struct cluster_of {
+	uint32_t node; /* 0: every other node */
+	uint32_t ref;
+};
+
+static bool of_node_in_cluster(const shmg_t *h, const struct entry *e, const void *arg)
+{
+	const struct cluster_of *c = arg;
+	return e->cluster == c->ref && e->node != h->node && (!c->node || e->node == c->node);
+}
+
+long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int reason)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (node == h->node || reason < SHMG_REASON_NORMAL || reason > SHMG_REASON_RESYNC)
+		return -EINVAL;
+	int s = named_slot(h, cluster);
+	if (s <= 0)
+		return s; /* not connected: nothing of it is held here */
+	struct cluster_of c = {node, (uint32_t)s | load_relaxed(&cluster_at(h, (uint32_t)s)->gen) << 16};
+	return remove_everywhere(h, of_node_in_cluster, &c, reason, -1);
+}
+
+int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool connected)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!node || node == h->node)
+		return -EINVAL;
+	int s = named_slot(h, cluster);
+	if (s <= 0)
+		return s;
+	int i = node_slot(h, node, connected);
+	if (i < 0)
+		return connected ? -ENOSPC : 0;
+	uint64_t *marks = &cluster_at(h, (uint32_t)s)->node_marks;
+	/* Pairs with shmg_nodes' acquire. */
+	if (connected)
+		__atomic_or_fetch(marks, 1ull << i, __ATOMIC_RELEASE);
+	else
+		__atomic_and_fetch(marks, ~(1ull << i), __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* ---- conflicts ------------------------------------------------------- */
+
+/* The loser's last record: the registration it lost and who won it. */
+static void conflict_record(shmg_t *h, uint32_t slot, uint32_t gen, const struct keyref *k,
+			    const char *cluster, const struct remote_change *w)
+{
+	size_t clen = cluster ? strlen(cluster) : 0;
+	struct mailbox_record r = {
+		.type = SHMG_EV_CONFLICT,
+		.reason = SHMG_REASON_CONFLICT,
+		.cluster_len = (uint8_t)clen,
+		.key_len = (uint16_t)k->len,
+		.meta_len = (uint32_t)w->meta_len,
+		.node = w->id.node,
+		.ep_slot = w->id.slot,
+		.ep_gen = w->id.gen,
+		.pid = w->pid,
+		.time_ns = w->time_ns,
+	};
+	r.size = (uint32_t)((sizeof(r) + clen + k->len + w->meta_len + 7) & ~7ull);
+	struct mb_batch *one = &h->single;
+	one->len = one->count = 0;
+	if (mb_batch_add(one, &r, cluster, k->key, w->meta, NULL) == 0)
+		(void)mailbox_deliver(h, slot, gen, one);
+}
+
+int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_t key_len,
+			  shmg_id_t loser, const struct remote_change *winner, int32_t *loser_pid)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!winner || loser.node != h->node || loser.slot >= h->geo.max_endpoints || !loser.gen ||
+	    (winner->meta_len && !winner->meta) || meta_check(h, winner->meta, winner->meta_len))
+		return -EINVAL;
+	struct keyref k;
+	struct shmg_opts o = {.cluster = cluster && *cluster ? cluster : NULL};
+	if ((rc = key_prepare(h, key, key_len, &o, KEY_WRITE, &k)))
+		return rc == -ENOTCONN ? -ENOENT : rc;
+	struct endpoint_slot *ep = endpoint_at(h, loser.slot);
+	if ((rc = shard_lock_until(h, k.shard, busy_deadline(h), 0)) < 0)
+		return rc;
+	struct entry *e = cluster_ref_valid(h, k.cluster) ? index_find(h, &k, K_REG, NULL) : NULL;
+	shmg_id_t held = e ? (shmg_id_t){e->node, e->ep_slot, e->ep_gen} : (shmg_id_t){0, 0, 0};
+	bool holds = e && shmg_id_equal(held, loser) && load_relaxed(&ep->gen) == loser.gen;
+	int32_t pid = load_relaxed(&ep->pid); /* before its owner can close and free the slot */
+	/* Under the lock of the key it holds: from here on its owner's writes
+	 * are refused (shard_lock), so none can slip behind the removal. */
+	if (holds)
+		store_release(&ep->terminated, (uint32_t)REASON_CONFLICT);
+	shard_unlock(h, k.shard);
+	if (!holds)
+		return -ENOENT;
+	TEST_POINT("evict:terminated");
+	if ((rc = endpoint_terminate(h, loser.slot, loser.gen)) < 0)
+		return rc;
+	char clbuf[SHMG_CLUSTER_NAME_MAX + 1];
+	conflict_record(h, loser.slot, loser.gen, &k, cluster_name_of(h, k.cluster, clbuf), winner);
+	sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u (pid %d) lost a registry conflict to n%u.%u.%u",
+	       loser.node, loser.slot, loser.gen, pid, winner->id.node, winner->id.slot,
+	       winner->id.gen);
+	if (loser_pid)
+		*loser_pid = pid;
+	return 0;
+}
+
+/* ---- the loser's process ------------------------------------------------ */
+
+int remote_signal_endpoint(shmg_t *h, shmg_id_t id, int sig)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (id.node != h->node || id.slot >= h->geo.max_endpoints || !id.gen || sig <= 0 ||
+	    sig > SIGRTMAX)
+		return -EINVAL;
+	const struct endpoint_slot *ep = endpoint_at(h, id.slot);
+	uint32_t gen = load_acquire(&ep->gen);
+	int32_t pid = load_relaxed(&ep->pid);
+	uint64_t start = load_relaxed(&ep->start_time);
+	if (gen != id.gen || load_acquire(&ep->state) == EP_FREE || pid <= 0 || !start)
+		return -ESRCH;
+	/* The pidfd pins one process; its start time, read after opening it,
+	 * says whether that is still the endpoint's (a pid is reused, a start
+	 * time with it is not), and the slot read again whether the endpoint
+	 * is still the one named. */
+	int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (fd < 0)
+		return -ESRCH;
+	uint64_t now_start = 0;
+	if (proc_start_time((pid_t)pid, &now_start) < 0 || now_start != start ||
+	    load_acquire(&ep->gen) != id.gen) {
+		close(fd);
+		return -ESRCH;
+	}
+	rc = (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
 }

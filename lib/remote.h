@@ -110,9 +110,66 @@ void remote_held(shmg_t *h, uint32_t node, uint64_t *inc, uint64_t *cursors);
  * mark with the node's state.  0, -EINVAL (this node, or 0), -ENOSPC (the
  * node table is full), -EBADF, -ECHILD. */
 int remote_node_up(shmg_t *h, uint32_t node, bool up);
-/* Clears every mark: the agent at start (a killed agent's marks are stale)
- * and at a clean stop. */
+/* Clears every mark (connection and clusters): the agent at start (a killed
+ * agent's marks are stale) and at a clean stop. */
 void remote_nodes_down(shmg_t *h);
+
+/* ---- named clusters (issue 10) ----------------------------------------- */
+
+/* Removes the entries of the named `cluster` that `node` owns (node 0: that
+ * every other node owns; this node's are never touched) from every shard,
+ * each with its own event of `reason` (SHMG_REASON_CLUSTER_DISCONNECT when
+ * the node disconnected from it), shard by shard.  The node's cursors, its
+ * incarnation and its cluster mark (remote_node_cluster) are kept.
+ * Returns the number removed (0 if the cluster is not connected here: none
+ * of it is held); -EBUSY / -EIO (the shards done stay done: call again);
+ * -EINVAL (no cluster name or a bad one, this node, reason out of range);
+ * -EBADF, -ECHILD. */
+long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int reason);
+
+/* Marks whether peer `node` is connected to the named `cluster`, which
+ * shmg_nodes(h, cluster, ...) lists (with this node).  Marking it connected
+ * claims the node's table slot.  A cluster not connected here marks
+ * nothing (0): its marks start empty at each connect, so the agent marks
+ * its peers again after this host connects.  Marks are cleared with the
+ * node's purge (remote_purge), by remote_nodes_down, and when this host
+ * disconnects from the cluster.  0; -EINVAL (node 0 or this node, no
+ * cluster name or a bad one); -ENOSPC (node table full); -EBADF, -ECHILD. */
+int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool connected);
+
+/* Terminates the LOCAL endpoint `loser`, which holds the registration
+ * (cluster, key) and lost it to `winner` by the conflict rule (DESIGN.md
+ * section 2, docs/PROTOCOL.md section 15), as Group kills the loser:
+ *   - from the moment the holding is confirmed (under the key's shard lock)
+ *     every write of its handle fails with -ECONNABORTED;
+ *   - it is hidden at once and all of its entries and monitors are removed
+ *     in one batch with reason SHMG_REASON_CONFLICT, as a death's are (its
+ *     registration of the key among them: the key is then free);
+ *   - a final SHMG_EV_CONFLICT record (cluster, key, the winner's id, pid,
+ *     time and meta) is appended to its mailbox, waking its consumer; once
+ *     it has read its mailbox empty, shmg_receive returns -ECONNABORTED.
+ * It does not install the winner: the caller applies it (remote_apply).
+ * *loser_pid (if not NULL) gets the loser's OS pid, for the optional signal.
+ * Returns 0; -ENOENT the loser does not hold the key (or the cluster is not
+ * connected here): nothing done; -EBUSY, -EIO: a lock was not had; if the
+ * holding was confirmed the endpoint is terminated already and its removal
+ * is finished by a retry, its owner's close or the reaper, still with
+ * reason conflict; -EINVAL (loser not a local id, winner NULL, bad key,
+ * cluster or meta); -EBADF, -ECHILD.
+ * A crash between the removal and the final record loses the record (the
+ * removal batch with reason conflict was delivered to its monitors). */
+int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_t key_len,
+			  shmg_id_t loser, const struct remote_change *winner, int32_t *loser_pid);
+
+/* Sends signal sig to the process of local endpoint id (the conflict's
+ * loser, for the agent's conflict_signal) through a pidfd, and only if the
+ * process is still the one recorded with the endpoint: same slot
+ * generation, same start time (so a pid reused by another process is never
+ * signalled).  It may be called after remote_conflict_evict, whose loser
+ * keeps its slot until it closes.  0; -ESRCH the endpoint or its process
+ * is gone (or the pid names another process now); -EPERM; -EINVAL (not a
+ * local id, bad signal); -EBADF, -ECHILD. */
+int remote_signal_endpoint(shmg_t *h, shmg_id_t id, int sig);
 
 /* The agent's run number (the protocol's session): one more than the last
  * agent's on this arena, never 0; 0 for a bad handle.  Call once at start. */

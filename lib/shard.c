@@ -88,7 +88,15 @@ int shard_lock_until(shmg_t *h, uint32_t shard, uint64_t deadline_ns, uint32_t r
 
 int shard_lock(shmg_t *h, uint32_t shard)
 {
-	return shard_lock_until(h, shard, busy_deadline(h), WRITE_RETIRES_MAX);
+	int rc = shard_lock_until(h, shard, busy_deadline(h), WRITE_RETIRES_MAX);
+	/* Checked under the lock: remote_conflict_evict sets it under the lock
+	 * of the key it found held and then sweeps every shard, so a write
+	 * either comes before that sweep (which removes it) or is refused. */
+	if (rc == 0 && unlikely(load_acquire(&h->ep->terminated))) {
+		shard_unlock(h, shard);
+		return -ECONNABORTED;
+	}
+	return rc;
 }
 
 void shard_unlock(shmg_t *h, uint32_t shard)

@@ -151,6 +151,11 @@ int shmg_endpoint_stats(shmg_t *h, uint32_t slot, struct shmg_endpoint_stats *ou
 	return -EAGAIN; /* reused again and again while it was read */
 }
 
+static_assert((int)SHMG_LEASE_KEPT_MONITORS == LEASE_KEPT_MONITORS &&
+		      (int)SHMG_LEASE_KEPT_REGISTRATIONS == LEASE_KEPT_REGISTRATIONS &&
+		      (int)SHMG_LEASE_KEPT_MEMBERSHIPS == LEASE_KEPT_MEMBERSHIPS,
+	      "lease kept bits");
+
 int shmg_cluster_stats(shmg_t *h, uint32_t slot, struct shmg_cluster_stats *out, size_t size)
 {
 	int rc = stats_args(h, out, size);
@@ -177,6 +182,12 @@ int shmg_cluster_stats(shmg_t *h, uint32_t slot, struct shmg_cluster_stats *out,
 		if (s.ttl_ms && expires)
 			s.lease_left_ms = expires >= now ? (int64_t)((expires - now) / 1000000u)
 							 : -(int64_t)((now - expires) / 1000000u);
+	}
+	if (slot != 0) {
+		s.lease_kept = load_relaxed(&c->lease_kept) &
+			       (LEASE_KEPT_MONITORS | LEASE_KEPT_REGISTRATIONS | LEASE_KEPT_MEMBERSHIPS);
+		long n = shmg_nodes(h, s.name, NULL, 0);
+		s.nodes = n > 0 ? (uint32_t)n : 0;
 	}
 	for (uint32_t sh = 0; sh < h->geo.shards; sh++) {
 		const struct cluster_counts *cc = &shard_counts(h, sh)[slot];

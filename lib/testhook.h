@@ -53,6 +53,19 @@
  *                          a disconnected cluster (the previous ones are gone
  *                          with their events)
  *   "disconnect:swept"     (cluster_lock only) one more shard swept
+ *   "disconnect:swept-all" (cluster_lock only) every shard swept (or left to
+ *                          its next locker), the markers not yet written
+ *   "connect:published"    (cluster_lock only) a new connect's slot published
+ *                          with its markers pending, none written yet
+ *   "cluster:marked"       (cluster_lock only) a connect or disconnect marker
+ *                          appended to one more shard's change log
+ *   "lease:checked"        (cluster_lock only) a due lease's cluster looked at
+ *                          for this host's interest, not yet extended or
+ *                          disconnected
+ *   "evict:terminated"     an endpoint's `terminated` set (remote_conflict_evict),
+ *                          nothing of it hidden or removed yet
+ *   "terminate:hidden"     the terminated endpoint hidden (CLOSING), its
+ *                          entries not yet removed
  *
  * The open path (not under a shard lock):
  *   "open:init"            creator: arena initialised under the creation lock,
@@ -75,8 +88,9 @@
  *                          to apply one more of the owner's entries
  *   "remote:resync-sweep"  every entry applied, the node's others not yet removed
  *   "remote:resync-swept"  the others removed, the cursor not yet stored
- *   "remote:purged-shard"  a node's entries of one shard removed, its cursor
- *                          there not yet cleared, lock still held
+ *   "remote:purged-shard"  a node's entries of one shard removed (all of them,
+ *                          or those of one cluster), its cursor there not yet
+ *                          cleared, lock still held
  *
  * Failure points (TEST_FAIL):
  *   "repair:fail"          repair_shard gives up before changing anything

@@ -1502,6 +1502,62 @@ START_TEST(test_config_refused)
 	const char *no_name[] = { listen, NULL };
 	ck_assert_int_eq(agent_run_fails(no_name, err, sizeof(err)), 1);
 	ck_assert_ptr_nonnull(strstr(err, "needs node_name"));
+
+	/* A conflict resolver that cannot be loaded stops the agent at start:
+	 * a host resolving by another rule than its peers would diverge. */
+	const char *no_file[] = { "--node-name=h1", listen,
+				  "--conflict-resolver=/nonexistent/r.so:fn", NULL };
+	ck_assert_int_eq(agent_run_fails(no_file, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "cannot load /nonexistent/r.so"));
+	char no_sym_arg[4200];
+	snprintf(no_sym_arg, sizeof(no_sym_arg), "--conflict-resolver=%s:no_such_function",
+		 getenv("SHMG_TEST_RESOLVER"));
+	const char *no_sym[] = { "--node-name=h1", listen, no_sym_arg, NULL };
+	ck_assert_int_eq(agent_run_fails(no_sym, err, sizeof(err)), 1);
+	ck_assert_ptr_nonnull(strstr(err, "no function no_such_function"));
+	const char *bad_form[] = { "--node-name=h1", listen, "--conflict-resolver=r.so", NULL };
+	ck_assert_int_ne(agent_run_fails(bad_form, err, sizeof(err)), 0);
+	const char *bad_signal[] = { "--node-name=h1", listen, "--conflict-signal=SIGNOPE", NULL };
+	ck_assert_int_ne(agent_run_fails(bad_signal, err, sizeof(err)), 0);
+}
+END_TEST
+
+/* A named cluster's connect and disconnect put markers in every shard's
+ * change log; the streams go on past them. */
+START_TEST(test_cluster_markers_in_streams)
+{
+	struct tc_ev e;
+	hosts_init(2);
+	start_all();
+	shmg_t *mon = hosts[1].h;
+	ck_assert_int_eq(shmg_monitor(mon, NULL, 0, NULL), 0);
+	ck_assert_int_eq(shmg_connect(hosts[0].h, "mk", NULL), 0);
+	ck_assert_int_eq(shmg_disconnect(hosts[0].h, "mk"), 0);
+	ck_assert_int_eq(shmg_connect(hosts[0].h, "mk", NULL), 0);
+	struct worker w = worker_start(0);
+	use_key("k/after-markers");
+	step(&w, "R k/after-markers m", mon, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, w.id, NULL, "k/after-markers", "m",
+		     1);
+	expect_converged("after the markers");
+	kill(w.pid, SIGKILL);
+	waitpid(w.pid, NULL, 0);
+}
+END_TEST
+
+/* conflict_resolver and conflict_signal accepted: the resolver loaded. */
+START_TEST(test_conflict_config)
+{
+	char resolver[4200];
+	snprintf(resolver, sizeof(resolver), "--conflict-resolver=%s:fixture_resolve",
+		 getenv("SHMG_TEST_RESOLVER"));
+	const char *extra[] = { resolver, "--conflict-signal=SIGUSR1", NULL };
+	hosts_init(1);
+	fault_args = extra;
+	agent_start(0);
+	fault_args = NULL;
+	ck_assert_msg(tc_wait_until(log_says, "conflicts resolved by", CONVERGE_MS),
+		      "the resolver was not loaded");
 }
 END_TEST
 
@@ -1525,6 +1581,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_clean_stop_says_bye);
 	tcase_add_test(tc, test_sighup_adds_peer);
 	tcase_add_test(tc, test_config_refused);
+	tcase_add_test(tc, test_conflict_config);
+	tcase_add_test(tc, test_cluster_markers_in_streams);
 	tcase_add_test(tc, test_partition_on_command);
 	tcase_add_test(tc, test_wrong_name_refused);
 	tcase_add_test(tc, test_shard_count_mismatch_refused);

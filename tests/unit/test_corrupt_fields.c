@@ -113,12 +113,13 @@ struct field {
 	F(endpoint_slot, state, w), F(endpoint_slot, gen, w), F(endpoint_slot, pid, w),       \
 		F(endpoint_slot, flags, w), F(endpoint_slot, start_time, w),                  \
 		F(endpoint_slot, opened_ns, w), F(endpoint_slot, batch_done, w),              \
-		F(endpoint_slot, read_epoch, w)
+		F(endpoint_slot, terminated, w), F(endpoint_slot, read_epoch, w)
 #define CLUSTER_FIELDS(w)                                                                    \
 	F(cluster_slot, state, w), F(cluster_slot, gen, w), F(cluster_slot, name_len, w),     \
 		F(cluster_slot, name_hash, w), F(cluster_slot, ttl_ms, w),                    \
 		F(cluster_slot, lease_expires_ns, w), F(cluster_slot, connected_ns, w),       \
-		FB(cluster_slot, name, w)
+		FB(cluster_slot, name, w), F(cluster_slot, node_marks, w),                    \
+		F(cluster_slot, marks_pending, w), F(cluster_slot, lease_kept, w)
 #define MAILBOX_FIELDS(w)                                                                    \
 	FM(mailbox_header, lock, w), F(mailbox_header, gen, w), F(mailbox_header, dropped, w), \
 		F(mailbox_header, batch_seq, w), F(mailbox_header, signalled, w),             \
@@ -396,7 +397,7 @@ static void populate(shmg_t *h[3])
 	/* A monitor of everything and of a prefix, so events go to mailboxes. */
 	TC_EQ(shmg_monitor(h[1], NULL, 0, NULL), 0);
 	TC_EQ(shmg_monitor(h[1], SHMG_KEY("g/"), NULL), 0);
-	TC_EQ(shmg_connect(h[0], "c1", NULL), 0);
+	TC_EQ(shmg_connect(h[0], "c1", &(struct shmg_connect_opts){.ttl_ms = 600000}), 0);
 	for (int i = 0; i < NREG; i++) {
 		int len = i == 3 ? 256 : 1 + i * 7;
 		memset(meta, 'a' + i, sizeof(meta));
@@ -632,6 +633,16 @@ static int reader_calls(shmg_t *h, uint64_t *sum)
 	long n_nodes = shmg_nodes(h, NULL, nodes, 8); /* the node table's marks */
 	for (long i = 0; i < n_nodes && i < 8; i++)
 		*sum += nodes[i];
+	n_nodes = shmg_nodes(h, "c1", nodes, 8); /* and the named cluster's */
+	for (long i = 0; i < n_nodes && i < 8; i++)
+		*sum += nodes[i];
+	struct shmg_cluster_stats cs;
+	for (uint32_t s = 0; shmg_cluster_stats(h, s, &cs, sizeof(cs)) != -ERANGE && s < 64; s++)
+		*sum += cs.lease_kept + cs.nodes + (uint64_t)cs.lease_left_ms;
+	/* A reaper's pass: leases due, markers pending (lease.c, cluster.c). */
+	if (shmg_reaper_enable(h) == 1)
+		(void)shmg_reaper_dispatch(h);
+	(void)shmg_reaper_disable(h);
 	sh->stage = S_CHECK;
 	(void)shmg_check(h, NULL, NULL);
 	sh->stage = S_CLOSE;

@@ -21,14 +21,18 @@ static const struct {
 	{5, 258060}, /* counters for tools: shard writes and lock waits, per-endpoint kind
 		      * counts, a mailbox statistics line */
 	{6, 346124}, /* replication state: a node table in the header, per-shard node cursors */
-	{7, 551640}, /* growing arena: arena_max in the header, pages_avail and grows in the pool line;
+	{7, 569654}, /* growing arena: arena_max in the header, pages_avail and grows in the pool line;
 		      * the agent's connected mark per node (node_state.up, in padding);
 		      * prefix tree: K_PREFIX nodes, sibling and parent links of group heads,
 		      * local member counts in heads, hidden endpoints in the header,
 		      * single-member groups in one block (EF_SOLO);
 		      * size classes in 16-byte steps below 256 bytes (40 classes);
 		      * the agent's outbound mailbox (agent_mailbox, in padding);
-		      * the agent's wakeup line (agent_sleeping, agent_wake) */
+		      * the agent's wakeup line (agent_sleeping, agent_wake);
+		      * named clusters: per-cluster node marks, pending change-log markers
+		      * and why a lease was kept (cluster_slot, in padding), the change
+		      * log's OP_CLUSTER_CONNECT/DISCONNECT markers, and an endpoint's
+		      * terminated reason (endpoint_slot, in padding) */
 };
 
 START_TEST(test_signature_pinned)

@@ -101,7 +101,7 @@ static void usage(FILE *f)
 		"  stats [--watch [SECONDS]] [--count N] [--json]\n"
 		"                                          the arena's changing numbers, once or\n"
 		"                                          every SECONDS (default 1)\n"
-		"  clusters                                named clusters this host is connected to\n"
+		"  clusters [--json]                       connected named clusters: nodes, entries, lease\n"
 		"  nodes [--cluster C]                     peer node ids, or the nodes of a cluster\n"
 		"  monitor [PATTERN] [--cluster C] [--count N] [--timeout MS] [--json]\n"
 		"                                          print events (PATTERN: a key, a prefix\n"
@@ -787,22 +787,72 @@ static int cmd_info(struct ctl *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
-static int print_cluster(const char *name, void *arg)
+/* Why a lease was kept, as words joined by ','; "-" if never. */
+static const char *kept_words(uint32_t kept, char *buf, size_t cap)
 {
-	(void)arg;
-	puts(name);
-	return 0;
+	static const struct {
+		uint32_t bit;
+		const char *word;
+	} words[] = { { SHMG_LEASE_KEPT_MONITORS, "monitors" },
+		      { SHMG_LEASE_KEPT_REGISTRATIONS, "registrations" },
+		      { SHMG_LEASE_KEPT_MEMBERSHIPS, "memberships" } };
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (kept & words[i].bit)
+			len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? "," : "",
+						words[i].word);
+	return len ? buf : "-";
+}
+
+/* One line per connected named cluster: its nodes, entries and lease (ttl,
+ * time left or "due", and why it was last kept past its due time). */
+static void print_cluster(const struct ctl *c, const struct shmg_cluster_stats *st)
+{
+	char buf[64];
+	const char *kept = kept_words(st->lease_kept, buf, sizeof(buf));
+	if (c->json) {
+		fputs("{\"cluster\":", stdout);
+		json_string(stdout, st->name, strlen(st->name));
+		printf(",\"nodes\":%" PRIu32 ",\"registered\":%" PRIu64 ",\"members\":%" PRIu64
+		       ",\"ttl_ms\":%" PRIu64,
+		       st->nodes, st->registered, st->members, st->ttl_ms);
+		if (st->ttl_ms)
+			printf(",\"lease_left_ms\":%" PRId64 ",\"lease_kept\":\"%s\"",
+			       st->lease_left_ms, kept);
+		puts("}");
+		return;
+	}
+	printf("%s\tnodes=%" PRIu32 "\tregistered=%" PRIu64 "\tmembers=%" PRIu64, st->name,
+	       st->nodes, st->registered, st->members);
+	if (!st->ttl_ms)
+		puts("\tlease=none");
+	else if (st->lease_left_ms < 0)
+		printf("\tlease=%" PRIu64 "ms\tleft=due\tkept=%s\n", st->ttl_ms, kept);
+	else
+		printf("\tlease=%" PRIu64 "ms\tleft=%" PRId64 "ms\tkept=%s\n", st->ttl_ms,
+		       st->lease_left_ms, kept);
 }
 
 static int cmd_clusters(struct ctl *c, int argc, char **argv)
 {
-	long rc;
+	struct shmg_cluster_stats st;
+	int rc;
 
 	(void)argc;
 	(void)argv;
-	rc = shmg_clusters(c->h, print_cluster, NULL);
-	if (rc < 0)
-		return fail((int)rc, "clusters");
+	/* Slot 0 is the default cluster; named ones follow, -ERANGE ends. */
+	for (uint32_t slot = 1;; slot++) {
+		rc = shmg_cluster_stats(c->h, slot, &st, sizeof(st));
+		if (rc == -ERANGE)
+			break;
+		if (rc == -ENOENT)
+			continue;
+		if (rc < 0)
+			return fail(rc, "clusters");
+		print_cluster(c, &st);
+	}
 	return EXIT_OK;
 }
 
@@ -1234,7 +1284,7 @@ static const struct command commands[] = {
 	{ "info", cmd_info, OPT_JSON, 0, 0, "no arguments", true },
 	{ "stats", cmd_stats, OPT_JSON | OPT_WATCH | OPT_COUNT, 0, 1,
 	  "no arguments, or SECONDS after --watch", true },
-	{ "clusters", cmd_clusters, 0, 0, 0, "no arguments", true },
+	{ "clusters", cmd_clusters, OPT_JSON, 0, 0, "no arguments", true },
 	{ "nodes", cmd_nodes, OPT_CLUSTER, 0, 0, "no arguments", true },
 	{ "monitor", cmd_monitor, OPT_CLUSTER | OPT_JSON | OPT_COUNT | OPT_TIMEOUT, 0, 1,
 	  "at most one PATTERN", true },

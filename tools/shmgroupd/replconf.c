@@ -13,7 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include "replconf.h"
+#include "resolver.h"
 
 enum key_kind {
 	K_NAME,    /* node_name */
@@ -25,6 +28,8 @@ enum key_kind {
 	K_U32,     /* u32 in struct replconf */
 	K_U64,     /* u64 in struct replconf */
 	K_PEERSET, /* fault_partition */
+	K_RESOLVER, /* conflict_resolver */
+	K_SIGNAL,  /* conflict_signal: u32 in struct replconf */
 };
 
 struct key {
@@ -72,6 +77,8 @@ static const struct key keys[] = {
 	AT("fault_delay", K_U32, fault.delay),
 	AT("fault_seed", K_U64, fault.seed),
 	AT("fault_partition", K_PEERSET, fault.partition),
+	AT("conflict_resolver", K_RESOLVER, conflict_resolver),
+	AT("conflict_signal", K_SIGNAL, conflict_signal),
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 static_assert(NKEYS < 64, "one bit per key in replconf.set");
@@ -200,6 +207,34 @@ static int number(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int replconf_signal_parse(const char *text)
+{
+	uint64_t v;
+	if (strcmp(text, "none") == 0)
+		return 0;
+	if (isdigit((unsigned char)text[0]))
+		return number(text, (uint64_t)SIGRTMAX, &v) == 0 ? (int)v : -EINVAL;
+	if (strncmp(text, "SIG", 3) == 0)
+		text += 3;
+	for (int sig = 1; sig < SIGRTMIN; sig++) {
+		const char *abbrev = sigabbrev_np(sig);
+		if (abbrev && strcmp(abbrev, text) == 0)
+			return sig;
+	}
+	if (strncmp(text, "RTMIN", 5) == 0 || strncmp(text, "RTMAX", 5) == 0) {
+		bool max = text[3] == 'A';
+		const char *rest = text + 5;
+		if (!*rest)
+			return max ? SIGRTMAX : SIGRTMIN;
+		if ((*rest != '+' || max) && (*rest != '-' || !max))
+			return -EINVAL;
+		if (number(rest + 1, (uint64_t)(SIGRTMAX - SIGRTMIN), &v) < 0)
+			return -EINVAL;
+		return max ? SIGRTMAX - (int)v : SIGRTMIN + (int)v;
+	}
+	return -EINVAL;
+}
+
 int replconf_set(struct replconf *c, const char *key, const char *value)
 {
 	unsigned i;
@@ -270,6 +305,20 @@ int replconf_set(struct replconf *c, const char *key, const char *value)
 			return rc;
 		memcpy(at, &v, sizeof(v));
 		break;
+	case K_RESOLVER: {
+		/* The form only: the file is loaded (and refused) at start. */
+		char path[PATH_MAX], symbol[RESOLVER_SYMBOL_MAX + 1];
+		if (strlen(value) >= sizeof(c->conflict_resolver) ||
+		    resolver_spec_split(value, path, symbol) < 0)
+			return -EINVAL;
+		strcpy(c->conflict_resolver, value);
+		break;
+	}
+	case K_SIGNAL:
+		if ((rc = replconf_signal_parse(value)) < 0)
+			return rc;
+		c->conflict_signal = (uint32_t)rc;
+		break;
 	}
 	c->set |= 1ull << i;
 	return 0;
@@ -280,6 +329,7 @@ static size_t key_size(const struct key *k)
 	switch (k->kind) {
 	case K_KNOB:
 	case K_U32:
+	case K_SIGNAL:
 		return sizeof(uint32_t);
 	case K_U64:
 		return sizeof(uint64_t);
@@ -339,6 +389,17 @@ void replconf_print(const struct replconf *c, FILE *f)
 			uint64_t v;
 			memcpy(&v, at, sizeof(v));
 			fprintf(f, "%s = %" PRIu64 "\n", k->name, v);
+			break;
+		}
+		case K_SIGNAL: {
+			int sig = (int)c->conflict_signal;
+			const char *name = sig > 0 && sig < SIGRTMIN ? sigabbrev_np(sig) : NULL;
+			if (!sig)
+				fprintf(f, "%s = none\n", k->name);
+			else if (name)
+				fprintf(f, "%s = SIG%s\n", k->name, name);
+			else
+				fprintf(f, "%s = %d\n", k->name, sig);
 			break;
 		}
 		default:

@@ -56,6 +56,10 @@ struct replconf {
 	unsigned n_peers;
 	struct repl_knobs knobs;
 	struct fault_conf fault;
+	/* Conflicts (issue 10): "/path/lib.so:symbol" or "" for the default
+	 * rule, and the signal a losing endpoint's process gets (0 = none). */
+	char conflict_resolver[PATH_MAX + 128];
+	uint32_t conflict_signal;
 	uint64_t set; /* bit i: replconf key i given */
 };
 
@@ -67,6 +71,10 @@ int replconf_set(struct replconf *c, const char *key, const char *value);
  * both (the command line's after the file's). */
 void replconf_merge(struct replconf *out, const struct replconf *file, const struct replconf *cli);
 void replconf_print(const struct replconf *c, FILE *f);
+/* conflict_signal's value: "none" or "0" (0), a name with or without "SIG"
+ * ("TERM", "SIGKILL", "RTMIN+2") or a number up to SIGRTMAX.  The signal, or
+ * -EINVAL. */
+int replconf_signal_parse(const char *text);
 /* The keys, NULL-terminated, for the command line's options. */
 const char *replconf_key(unsigned i);
 

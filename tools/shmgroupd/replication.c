@@ -931,6 +931,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 		logf_(L_ERR, "replication: %s", shmg_strerror(rc));
 		goto fail;
 	}
+	store_set_config(r->store, &p->conflicts);
 	struct repl_config cfg = {
 		.node = r->self,
 		.node_name = r->conf.node_name,

@@ -14,6 +14,7 @@
 
 #include "replconf.h"
 #include "shmgroup.h"
+#include "store.h"
 
 struct replication;
 
@@ -24,6 +25,7 @@ struct replication_params {
 	const char *group;             /* the name on the wire: the same on every host */
 	const struct replconf *conf;
 	const uint8_t *key; /* REPL_KEY_LEN bytes, or NULL: no-key mode */
+	struct store_config conflicts; /* the resolver loaded, the signal */
 };
 
 /* Binds the socket and starts the threads.  0 and *out, or -1 (logged). */

@@ -58,6 +58,7 @@
 #include "log.h"
 #include "replconf.h"
 #include "replication.h"
+#include "resolver.h"
 #include "shmgroup.h"
 
 #ifndef SHMGROUP_VERSION_STRING
@@ -567,6 +568,7 @@ struct agent {
 	struct replication *repl;
 	uint8_t key[REPL_KEY_LEN];
 	bool has_key;
+	struct resolver resolver; /* conflict_resolver, loaded once at start */
 };
 
 /* How often the agent asks whether its arena was destroyed (one fstat). */
@@ -609,12 +611,25 @@ static int start_replication(struct agent *ag)
 		}
 		ag->has_key = true;
 	}
+	/* Refused loudly: a host resolving with another rule than its peers
+	 * would keep a different winner. */
+	if (rc->conflict_resolver[0] && !ag->resolver.fn) {
+		if (resolver_load(rc->conflict_resolver, &ag->resolver, err, sizeof(err)) < 0) {
+			logf_(L_ERR, "%s", err);
+			return -1;
+		}
+		logf_(L_INFO, "conflicts resolved by %s", rc->conflict_resolver);
+	}
 	struct replication_params p = {
 		.arena = ag->eff.group,
 		.cfg = &ag->eff.cfg,
 		.group = rc->replication_group[0] ? rc->replication_group : ag->eff.group,
 		.conf = rc,
 		.key = ag->has_key ? ag->key : NULL,
+		.conflicts = {
+			.resolver = ag->resolver.fn,
+			.conflict_signal = (int)rc->conflict_signal,
+		},
 	};
 	return replication_start(&p, &ag->repl);
 }
@@ -634,8 +649,21 @@ static void reload_replication(struct agent *ag, const struct replconf *next)
 		logf_(L_WARN, "config: %s; replication settings not reloaded", err);
 		return;
 	}
+	/* The resolver runs on the protocol thread, and every host must use
+	 * the same one: swapped only by a restart. */
+	if (strcmp(next->conflict_resolver, ag->eff.repl.conflict_resolver) != 0 ||
+	    next->conflict_signal != ag->eff.repl.conflict_signal)
+		logf_(L_WARN, "config: conflict_resolver and conflict_signal apply after a "
+			      "restart (still '%s', signal %u)",
+		      ag->eff.repl.conflict_resolver[0] ? ag->eff.repl.conflict_resolver : "default",
+		      ag->eff.repl.conflict_signal);
 	replication_update(ag->repl, next);
+	/* The running conflict settings stay what they are until a restart. */
+	struct replconf kept = ag->eff.repl;
 	ag->eff.repl = *next;
+	memcpy(ag->eff.repl.conflict_resolver, kept.conflict_resolver,
+	       sizeof(kept.conflict_resolver));
+	ag->eff.repl.conflict_signal = kept.conflict_signal;
 }
 
 /* SIGHUP: rereads the file; a bad file keeps the running settings. */
@@ -993,6 +1021,7 @@ int main(int argc, char **argv)
 	rc = run(&ag);
 	notify("STOPPING=1");
 	replication_stop(ag.repl);
+	resolver_unload(&ag.resolver);
 	/* Only our own endpoint goes: the arena and everyone's entries stay. */
 	log_set_arena_level(-1);
 	shmg_set_log_fn(NULL, NULL);

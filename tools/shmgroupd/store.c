@@ -53,7 +53,13 @@ struct store {
 	char (*clusters)[64];
 	size_t scratch_n;
 	struct store_stats stats;
+	struct store_config cfg;
 };
+
+void store_set_config(struct store *st, const struct store_config *cfg)
+{
+	st->cfg = *cfg;
+}
 
 static int tail_restart(struct store *st, uint32_t shard)
 {
@@ -143,6 +149,12 @@ static void to_record(const struct oplog_entry *e, struct repl_record *out)
 		.key = e->key,
 		.meta = e->meta,
 	};
+	/* A cluster marker (OP_CLUSTER_CONNECT/DISCONNECT, ops 5 and 6) is not a
+	 * change the wire carries yet: until the core handles markers (issue 10,
+	 * repl/clusters.c, which drops this), it is covered like another
+	 * owner's record and never sent. */
+	if (e->op > REMOTE_LEAVE)
+		out->node = 0;
 }
 
 /* The tail could not go on (lapped, or a repair): it restarts at the head,

@@ -21,6 +21,32 @@
 
 struct store;
 
+#ifndef SHMG_RESOLVE_FN_DEFINED
+/* The user's conflict resolver (contract of issue 10).  Declared here until
+ * the public header's "Conflict resolution" section carries it: then this
+ * block goes. */
+struct shmg_claim {
+	shmg_id_t id;
+	int32_t pid;
+	uint64_t time_ns;
+	const char *cluster;
+	const char *key;
+	size_t key_len;
+	const void *meta;
+	size_t meta_len;
+};
+/* Returns 0 when a wins, 1 when b wins; must be deterministic and fast. */
+typedef int (*shmg_resolve_fn)(const struct shmg_claim *a, const struct shmg_claim *b);
+#endif
+
+/* What the agent's configuration says about conflicts (shmgroupd.conf
+ * conflict_resolver and conflict_signal). */
+struct store_config {
+	shmg_resolve_fn resolver; /* NULL: the default rule */
+	void *resolver_arg;       /* reserved for a resolver taking an argument: NULL */
+	int conflict_signal;      /* signal sent to a losing endpoint's process, 0 = none */
+};
+
 struct store_stats {
 	uint64_t batches, changes, conflicts, missing, rejected, retries, failed;
 	uint64_t log_reads, log_lapped, log_resets;
@@ -29,6 +55,8 @@ struct store_stats {
 /* 0 and *out, -ENOMEM, or the library's error. */
 int store_open(shmg_t *h, struct store **out);
 void store_close(struct store *st);
+/* Takes the conflict settings (a copy); before the core's first call. */
+void store_set_config(struct store *st, const struct store_config *cfg);
 
 void store_apply(struct store *st, const struct repl_batch *b);
 int store_log_read(struct store *st, uint16_t shard, uint64_t seq, struct repl_record *out);

@@ -10,7 +10,8 @@
  * The fixture creates the group with max_endpoints 100, connects two named
  * clusters, opens three endpoints (one of them hosting the reaper, so
  * reaper_pid is this process) and registers keys; shmgroupctl's own endpoint
- * makes four live endpoints.  A tool left running by a failed assertion is
+ * makes four live endpoints.  `clusters` lists leases: time left, due, and
+ * kept by a registration after a reaper pass.  A tool left running by a failed assertion is
  * killed by the teardown or an atexit handler; the arena is tc's (tc.h).
  */
 #include <errno.h>
@@ -340,6 +341,67 @@ static int nobody_creates_arena(void *arg)
 	return shmg_close(nh) == 0 ? 0 : 3;
 }
 
+/* The line of `clusters` output naming cluster name. */
+static const char *cluster_line(const char *out, const char *name, char *buf, size_t cap)
+{
+	size_t n = strlen(name);
+	for (const char *p = out; *p;) {
+		const char *end = strchr(p, '\n');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len > n && strncmp(p, name, n) == 0 && (p[n] == '\t' || p[n] == '"')) {
+			snprintf(buf, cap, "%.*s", (int)len, p);
+			return buf;
+		}
+		p += len + (end != NULL);
+	}
+	return NULL;
+}
+
+static bool lease_due(void *arg)
+{
+	struct shmg_cluster_stats st;
+	for (uint32_t s = 1; shmg_cluster_stats(h[0], s, &st, sizeof(st)) != -ERANGE; s++)
+		if (strcmp(st.name, arg) == 0 && st.lease_left_ms < 0)
+			return true;
+	return false;
+}
+
+START_TEST(test_clusters_leases)
+{
+	char out[4096], err[1024], line[256];
+	struct shmg_opts kept = { .cluster = "kept" };
+
+	ck_assert_int_eq(shmg_connect(h[0], "long", &(struct shmg_connect_opts){ .ttl_ms = 600000 }), 0);
+	ck_assert_int_eq(shmg_connect(h[0], "kept", &(struct shmg_connect_opts){ .ttl_ms = 1 }), 0);
+	ck_assert_int_eq(shmg_connect(h[0], "gone", &(struct shmg_connect_opts){ .ttl_ms = 1 }), 0);
+	ck_assert_int_eq(shmg_register(h[1], SHMG_KEY("svc"), NULL, 0, &kept), 0);
+	ck_assert(tc_wait_until(lease_due, "kept", 5000));
+	ck_assert(tc_wait_until(lease_due, "gone", 5000));
+
+	/* Due, and no reaper pass yet. */
+	ck_assert_int_eq(ctl_run(out, sizeof(out), err, sizeof(err), (const char *const[]){ "clusters", NULL }), 0);
+	ck_assert_ptr_nonnull(cluster_line(out, "c1", line, sizeof(line)));
+	ck_assert_str_eq(line, "c1\tnodes=1\tregistered=0\tmembers=0\tlease=none");
+	ck_assert_ptr_nonnull(cluster_line(out, "long", line, sizeof(line)));
+	ck_assert_msg(strstr(line, "\tlease=600000ms\tleft=") && strstr(line, "ms\tkept=-"), "%s", line);
+	ck_assert_ptr_nonnull(cluster_line(out, "kept", line, sizeof(line)));
+	ck_assert_str_eq(line, "kept\tnodes=1\tregistered=1\tmembers=0\tlease=1ms\tleft=due\tkept=-");
+
+	/* The reaper's pass: "kept" is extended for its registration, "gone"
+	 * is disconnected. */
+	ck_assert_int_ge(shmg_reaper_dispatch(h[0]), 0);
+	ck_assert_int_eq(ctl_run(out, sizeof(out), err, sizeof(err), (const char *const[]){ "clusters", NULL }), 0);
+	ck_assert_ptr_null(cluster_line(out, "gone", line, sizeof(line)));
+	ck_assert_ptr_nonnull(cluster_line(out, "kept", line, sizeof(line)));
+	ck_assert_msg(strstr(line, "\tkept=registrations"), "%s", line);
+	ck_assert_int_eq(ctl_run(out, sizeof(out), err, sizeof(err),
+				 (const char *const[]){ "clusters", "--json", NULL }), 0);
+	ck_assert_ptr_nonnull(strstr(out, "{\"cluster\":\"kept\",\"nodes\":1,\"registered\":1,\"members\":0,\"ttl_ms\":1,\"lease_left_ms\":"));
+	ck_assert_ptr_nonnull(strstr(out, "\"lease_kept\":\"registrations\"}"));
+	ck_assert_ptr_nonnull(strstr(out, "{\"cluster\":\"c2\",\"nodes\":1,\"registered\":0,\"members\":0,\"ttl_ms\":0}"));
+}
+END_TEST
+
 START_TEST(test_owner_option)
 {
 	char out[4096], err[1024];
@@ -381,6 +443,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_stats_watch_sigint);
 	tcase_add_test(tc, test_stats_watch_arena_removed);
 	tcase_add_test(tc, test_stats_usage);
+	tcase_add_test(tc, test_clusters_leases);
 	tc = tc_case(s, "owner", 30);
 	tcase_add_test(tc, test_owner_option);
 	return tc_run(s);
