@@ -134,6 +134,9 @@ static void promote(struct sim *s, struct sim_node *n, const struct sim_rec *key
 	struct sim_rec r;
 	rec_of(s, best, &r);
 	visible_put(s, n, -1, &r); /* copies meta before the drop frees it */
+#ifdef SIM_MUTANT_PROMOTE_UNCOUNTED
+	n->registry_count--; /* Mutant: a promotion is not counted. */
+#endif
 	repl_claims_drop(n->hidden, r.node, r.cluster, r.cluster_len, r.key, r.key_len);
 }
 

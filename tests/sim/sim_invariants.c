@@ -13,11 +13,11 @@
  *      rule's winner among the claims the node holds (deterministic winners);
  *   per eviction: the evicted claim loses to its winner under the rule;
  *   final, in this order:
- *      a retired node is purged everywhere and up nowhere;
- *      no survivor shows or hides a claim that its live owner no longer
- *      holds, or of an owner whose agent is down;
  *      every live owner's claim is visible on every survivor;
  *      every survivor's registry is the same, exactly;
+ *      a retired node is purged everywhere and up nowhere;
+ *      no survivor holds entries of an owner whose agent is down, nor shows
+ *      or hides a claim that its owner no longer holds;
  *      each node's registry count equals its registry, its hidden claims
  *      are the claims held that are not visible, and none of them is its own;
  *      the second final observation equals the first.
@@ -202,6 +202,12 @@ static void check_no_dead_claims(struct sim *s)
 		char d[64];
 		if (!survivor(s, r))
 			continue;
+		for (uint32_t o = 1; o <= s->p.nodes; o++)
+			if (o != r && rn->slices[o].n && !survivor(s, o)) {
+				sim_fail(s, "final: n%u holds %u entries of n%u, which is down", r,
+					 rn->slices[o].n, o);
+				return;
+			}
 		for (uint32_t i = 0; i < rn->visible.n; i++)
 			if (!live_claim(s, &rn->visible.e[i])) {
 				describe(&rn->visible.e[i], d, sizeof(d));
@@ -341,10 +347,10 @@ static uint64_t observation(const struct sim *s)
 
 void sim_invariants_final(struct sim *s, int pass)
 {
-	check_retired(s);
-	check_no_dead_claims(s);
 	check_live_claims_visible(s);
 	check_same_registry(s);
+	check_retired(s);
+	check_no_dead_claims(s);
 	check_indexes(s);
 	uint64_t d = observation(s);
 	if (pass == 1)

@@ -20,6 +20,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "sim.h"
@@ -87,7 +88,8 @@ END_TEST
 
 #else
 
-/* SHMG_SIM_FIND=1 searches for the first seed that catches the mutant;
+/* SHMG_SIM_FIND=1 searches for the first seed that catches the mutant (with
+ * SHMG_SIM_FIND_MATCH, the first whose failure message holds that text);
  * SHMG_SIM_FIND=N (N > 1) counts how many of seeds 1..N catch it. */
 START_TEST(test_sim_catches_mutant)
 {
@@ -103,9 +105,11 @@ START_TEST(test_sim_catches_mutant)
 		return;
 	}
 	if (find) {
+		/* SHMG_SIM_FIND_MATCH=TEXT: the first seed whose failure says TEXT. */
+		const char *match = getenv("SHMG_SIM_FIND_MATCH");
 		for (uint64_t seed = 1; seed < 100000; seed++) {
 			struct sim st;
-			if (sim_run(seed, 0, &st) < 0) {
+			if (sim_run(seed, 0, &st) < 0 && (!match || strstr(st.failure, match))) {
 				printf("sim: mutant caught by seed %llu: %s\n",
 				       (unsigned long long)seed, st.failure);
 				return;
