@@ -438,3 +438,27 @@ void remote_nodes_down(shmg_t *h)
 	for (uint32_t i = 0; i < MAX_NODES; i++)
 		store_relaxed(&h->hdr->nodes[i].up, 0);
 }
+
+/* ---- conflict eviction: STAND-IN ----------------------------------------
+ * A minimal remote_conflict_evict for the agent's store, kept apart so that
+ * the library's full version (final conflict record, terminated endpoint)
+ * replaces this whole section.  It removes the loser's entries the way the
+ * reaper removes a dead endpoint's, with reason conflict. */
+int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_t key_len,
+			  shmg_id_t loser, const struct remote_change *winner, int32_t *loser_pid)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!winner || !loser_pid || loser.node != h->node || loser.slot >= h->geo.max_endpoints ||
+	    loser.gen == 0)
+		return -EINVAL;
+	struct shmg_opts o = {.cluster = cluster && *cluster ? cluster : NULL};
+	shmg_id_t holder;
+	if ((rc = shmg_lookup(h, key, key_len, &holder, NULL, 0, NULL, &o)) < 0)
+		return rc == -ENOENT ? -ENOENT : rc;
+	if (!shmg_id_equal(holder, loser))
+		return -ENOENT;
+	*loser_pid = (int32_t)load_relaxed(&endpoint_at(h, loser.slot)->pid);
+	return endpoint_release(h, loser.slot, loser.gen, REASON_CONFLICT);
+}

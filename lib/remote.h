@@ -100,6 +100,16 @@ int remote_resync(shmg_t *h, uint32_t node, uint64_t inc, uint32_t shard,
  * their entries; the incarnation is already forgotten, so call again). */
 long remote_purge(shmg_t *h, uint32_t node, int reason);
 
+/* STAND-IN until the library's own version lands (issue 10's contract):
+ * terminates the LOCAL endpoint `loser`, which holds the registration
+ * (cluster, key) and lost it to `winner` under the conflict rule.  This
+ * version only removes all of its entries with reason SHMG_REASON_CONFLICT,
+ * as one batch (a death); the full version also appends the final conflict
+ * record to its mailbox and makes later calls on its handle fail.  It does
+ * not install the winner.  *loser_pid gets its pid.  0; -ENOENT (loser no
+ * longer holds the key: nothing done); -EBUSY, -EIO; -EINVAL. */
+int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_t key_len,
+			  shmg_id_t loser, const struct remote_change *winner, int32_t *loser_pid);
 /* What this arena holds of `node`: its incarnation (0: none) and, if cursors
  * is not NULL, the last seq applied per shard (cursors[shards]).  A shard
  * left dirty by a crashed resync reports inc 0 and all cursors 0. */

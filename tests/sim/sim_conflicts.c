@@ -115,7 +115,7 @@ static void hide(struct sim *s, struct sim_node *n, const struct sim_rec *r)
 	rr.op = REPL_OP_REGISTER;
 	rr.seq = 0;
 	rr.reason = 0;
-	if (repl_claims_hide(n->hidden, &rr) < 0)
+	if (repl_claims_hide(n->hidden, &rr, r->shard) < 0)
 		sim_fail(s, "n%u: out of memory hiding a claim", n->id);
 }
 

@@ -926,7 +926,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 	for (unsigned i = 0; i < POOL_SLOTS - 1; i++)
 		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, &r->pool[i]); /* no thread yet */
 
-	if ((rc = store_open(r->h, &r->store)) < 0 ||
+	if ((rc = store_open(r->h, NULL, &r->store)) < 0 ||
 	    (rc = fault_new(&r->conf.fault, r->conf.peers, r->conf.n_peers, &r->fault)) < 0) {
 		logf_(L_ERR, "replication: %s", shmg_strerror(rc));
 		goto fail;

@@ -21,13 +21,27 @@
 
 struct store;
 
+/* How registry conflicts are settled (docs/PROTOCOL.md section 15). */
+struct store_config {
+	/* The user's rule, or NULL for the default (the later registration
+	 * wins, ties to the larger endpoint identity). */
+	shmg_resolve_fn resolver;
+	/* A signal sent through a pidfd to the process of a local endpoint
+	 * that lost a conflict; 0 sends none. */
+	int conflict_signal;
+};
+
 struct store_stats {
+	/* conflicts: remote claims met on a key held here by another owner;
+	 * conflicts_lost: local endpoints evicted; conflicts_hidden: remote
+	 * claims kept hidden (lost here, or replaced by a better one). */
 	uint64_t batches, changes, conflicts, missing, rejected, retries, failed;
+	uint64_t conflicts_lost, conflicts_hidden;
 	uint64_t log_reads, log_lapped, log_resets;
 };
 
-/* 0 and *out, -ENOMEM, or the library's error. */
-int store_open(shmg_t *h, struct store **out);
+/* 0 and *out, -ENOMEM, or the library's error.  cfg NULL: the defaults. */
+int store_open(shmg_t *h, const struct store_config *cfg, struct store **out);
 void store_close(struct store *st);
 
 void store_apply(struct store *st, const struct repl_batch *b);

@@ -15,6 +15,7 @@
 struct hidden_claim {
 	struct repl_record r; /* its pointers into buf */
 	char *buf;            /* cluster, key, meta */
+	uint16_t shard;
 };
 
 struct repl_claims {
@@ -101,7 +102,7 @@ static void remove_at(struct repl_claims *t, size_t i)
 	t->c[i] = t->c[--t->n];
 }
 
-int repl_claims_hide(struct repl_claims *t, const struct repl_record *r)
+int repl_claims_hide(struct repl_claims *t, const struct repl_record *r, uint16_t shard)
 {
 	size_t len = (size_t)r->cluster_len + r->key_len + r->meta_len;
 	char *buf = malloc(len ? len : 1);
@@ -129,6 +130,7 @@ int repl_claims_hide(struct repl_claims *t, const struct repl_record *r)
 	if (r->meta_len)
 		memcpy(buf + r->cluster_len + r->key_len, r->meta, r->meta_len);
 	h->buf = buf;
+	h->shard = shard;
 	h->r = *r;
 	h->r.cluster = buf;
 	h->r.key = buf + r->cluster_len;
@@ -193,6 +195,20 @@ size_t repl_claims_drop_node(struct repl_claims *t, uint32_t node, const char *c
 	return gone;
 }
 
+size_t repl_claims_drop_shard(struct repl_claims *t, uint32_t node, uint16_t shard)
+{
+	size_t gone = 0;
+	for (size_t i = 0; i < t->n;) {
+		if (t->c[i].r.node == node && t->c[i].shard == shard) {
+			remove_at(t, i);
+			gone++;
+		} else {
+			i++;
+		}
+	}
+	return gone;
+}
+
 size_t repl_claims_count(const struct repl_claims *t)
 {
 	return t->n;
@@ -201,4 +217,9 @@ size_t repl_claims_count(const struct repl_claims *t)
 const struct repl_record *repl_claims_at(const struct repl_claims *t, size_t i)
 {
 	return i < t->n ? &t->c[i].r : NULL;
+}
+
+uint16_t repl_claims_shard_at(const struct repl_claims *t, size_t i)
+{
+	return i < t->n ? t->c[i].shard : 0;
 }

@@ -55,8 +55,9 @@ int repl_claims_new(struct repl_claims **out);
 void repl_claims_free(struct repl_claims *t);
 
 /* Keeps r as r->node's hidden claim of (r->cluster, r->key), replacing the
- * one it had.  0, -ENOMEM (the table is unchanged). */
-int repl_claims_hide(struct repl_claims *t, const struct repl_record *r);
+ * one it had; `shard` is the key's, for repl_claims_drop_shard.  0, -ENOMEM
+ * (the table is unchanged). */
+int repl_claims_hide(struct repl_claims *t, const struct repl_record *r, uint16_t shard);
 
 /* node's hidden claim of (cluster, key), or NULL.  The pointer is valid
  * until the table next changes. */
@@ -80,9 +81,15 @@ int repl_claims_drop(struct repl_claims *t, uint32_t node, const char *cluster,
 size_t repl_claims_drop_node(struct repl_claims *t, uint32_t node, const char *cluster,
 			     size_t cluster_len);
 
+/* Removes node's hidden claims of keys of `shard` (before a resync of it,
+ * which brings back the ones the node still holds).  Returns how many. */
+size_t repl_claims_drop_shard(struct repl_claims *t, uint32_t node, uint16_t shard);
+
 /* How many hidden claims the table holds, and the i-th (i < count; for
  * iteration, valid until the table next changes). */
 size_t repl_claims_count(const struct repl_claims *t);
 const struct repl_record *repl_claims_at(const struct repl_claims *t, size_t i);
+/* The shard given with the i-th claim. */
+uint16_t repl_claims_shard_at(const struct repl_claims *t, size_t i);
 
 #endif
