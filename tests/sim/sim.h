@@ -165,13 +165,16 @@ void sim_dispatch_free(struct sim *s);
 
 /* sim_conflicts.c: the store's registry over the claims it holds (claims.h),
  * and the loser's owner evicting its endpoint. */
-void sim_claims_local(struct sim *s, uint32_t id, const struct sim_rec *r);
-void sim_claims_remote(struct sim *s, uint32_t id, const struct sim_rec *r);
+/* A REGISTER or UNREGISTER the node's store took (local or remote). */
+void sim_claims_change(struct sim *s, uint32_t id, const struct sim_rec *r);
 void sim_claims_purge(struct sim *s, uint32_t id, uint32_t owner);
 void sim_claims_forget(struct sim *s, uint32_t id);
 int sim_claims_taken(const struct sim *s, uint32_t id, const struct sim_rec *r);
 int sim_claims_resolver(const struct repl_record *a, const struct repl_record *b, void *arg);
 void sim_rec_to_repl(const struct sim_rec *in, struct repl_record *out);
+int sim_same_key(const struct sim_rec *a, const struct sim_rec *b);
+/* Same owner endpoint, time, key and metadata. */
+int sim_same_claim(const struct sim_rec *a, const struct sim_rec *b);
 /* sim_node.c: endpoint ep (0-based) of node id dies; its entries go with `reason`. */
 void sim_endpoint_exit(struct sim *s, uint32_t id, uint32_t ep, uint8_t reason);
 

@@ -34,7 +34,7 @@ static repl_resolver_fn resolver_of(const struct sim *s)
 	return s->p.resolver ? sim_claims_resolver : NULL;
 }
 
-static int same_key(const struct sim_rec *a, const struct sim_rec *b)
+int sim_same_key(const struct sim_rec *a, const struct sim_rec *b)
 {
 	return a->key_len == b->key_len && !memcmp(a->key, b->key, a->key_len) &&
 	       a->cluster_len == b->cluster_len && !memcmp(a->cluster, b->cluster, a->cluster_len);
@@ -43,7 +43,7 @@ static int same_key(const struct sim_rec *a, const struct sim_rec *b)
 static int visible_find(const struct sim_node *n, const struct sim_rec *r)
 {
 	for (uint32_t i = 0; i < n->visible.n; i++)
-		if (same_key(&n->visible.e[i], r))
+		if (sim_same_key(&n->visible.e[i], r))
 			return (int)i;
 	return -1;
 }
@@ -148,10 +148,10 @@ static int wins(const struct sim *s, const struct sim_rec *a, const struct sim_r
 	return repl_claim_cmp(&ra, &rb, resolver_of(s), NULL) > 0;
 }
 
-static int same_claim(const struct sim_rec *a, const struct sim_rec *b)
+int sim_same_claim(const struct sim_rec *a, const struct sim_rec *b)
 {
 	return a->node == b->node && a->ep_slot == b->ep_slot && a->ep_gen == b->ep_gen &&
-	       a->time_ns == b->time_ns && a->meta_len == b->meta_len &&
+	       a->time_ns == b->time_ns && sim_same_key(a, b) && a->meta_len == b->meta_len &&
 	       (!a->meta_len || !memcmp(a->meta, b->meta, a->meta_len));
 }
 
@@ -200,7 +200,7 @@ static void claim_put(struct sim *s, struct sim_node *n, const struct sim_rec *r
 	int at = visible_find(n, r);
 	if (at >= 0 && n->visible.e[at].node == r->node) {
 		struct sim_rec *v = &n->visible.e[at];
-		if (same_claim(v, r))
+		if (sim_same_claim(v, r))
 			return;
 		/* The visible owner's update: in place, then against the hidden. */
 #ifdef SIM_MUTANT_STALE_META
@@ -255,18 +255,13 @@ static struct sim_node *store_of(struct sim *s, uint32_t id)
 	return n;
 }
 
-void sim_claims_local(struct sim *s, uint32_t id, const struct sim_rec *r)
+void sim_claims_change(struct sim *s, uint32_t id, const struct sim_rec *r)
 {
 	struct sim_node *n = store_of(s, id);
 	if (r->op == REPL_OP_REGISTER)
 		claim_put(s, n, r);
 	else
 		claim_gone(s, n, r);
-}
-
-void sim_claims_remote(struct sim *s, uint32_t id, const struct sim_rec *r)
-{
-	sim_claims_local(s, id, r);
 }
 
 void sim_claims_purge(struct sim *s, uint32_t id, uint32_t owner)

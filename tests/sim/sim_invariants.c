@@ -27,19 +27,6 @@
 
 #include "sim.h"
 
-static int same_key(const struct sim_rec *a, const struct sim_rec *b)
-{
-	return a->key_len == b->key_len && !memcmp(a->key, b->key, a->key_len) &&
-	       a->cluster_len == b->cluster_len && !memcmp(a->cluster, b->cluster, a->cluster_len);
-}
-
-static int same_claim(const struct sim_rec *a, const struct sim_rec *b)
-{
-	return a->node == b->node && a->ep_slot == b->ep_slot && a->ep_gen == b->ep_gen &&
-	       a->time_ns == b->time_ns && same_key(a, b) && a->meta_len == b->meta_len &&
-	       (!a->meta_len || !memcmp(a->meta, b->meta, a->meta_len));
-}
-
 static int id_cmp(const struct sim_rec *a, const struct sim_rec *b)
 {
 	if (a->node != b->node)
@@ -70,7 +57,7 @@ static int rule_wins(const struct sim *s, const struct sim_rec *a, const struct 
 static const struct sim_rec *visible_of(const struct sim_node *n, const struct sim_rec *key)
 {
 	for (uint32_t i = 0; i < n->visible.n; i++)
-		if (same_key(&n->visible.e[i], key))
+		if (sim_same_key(&n->visible.e[i], key))
 			return &n->visible.e[i];
 	return NULL;
 }
@@ -93,13 +80,13 @@ static void check_key(struct sim *s, uint32_t id, const struct sim_rec *key)
 		const struct sim_slice *sl = &n->slices[o];
 		for (uint32_t i = 0; i < sl->n; i++) {
 			const struct sim_rec *e = &sl->e[i];
-			if (e->op == REPL_OP_REGISTER && same_key(e, key) &&
+			if (e->op == REPL_OP_REGISTER && sim_same_key(e, key) &&
 			    (!best || rule_wins(s, e, best)))
 				best = e;
 		}
 	}
 	const struct sim_rec *v = visible_of(n, key);
-	if ((!best && !v) || (best && v && same_claim(best, v)))
+	if ((!best && !v) || (best && v && sim_same_claim(best, v)))
 		return;
 	char want[64], got[64];
 	describe(best, want, sizeof(want));
@@ -190,7 +177,7 @@ static int live_claim(const struct sim *s, const struct sim_rec *c)
 		return 0;
 	const struct sim_slice *own = &o->slices[c->node];
 	for (uint32_t i = 0; i < own->n; i++)
-		if (own->e[i].op == REPL_OP_REGISTER && same_claim(&own->e[i], c))
+		if (own->e[i].op == REPL_OP_REGISTER && sim_same_claim(&own->e[i], c))
 			return 1;
 	return 0;
 }
@@ -253,7 +240,7 @@ static void check_live_claims_visible(struct sim *s)
 				if (!survivor(s, r))
 					continue;
 				const struct sim_rec *v = visible_of(&s->node[r], c);
-				if (v && same_claim(v, c))
+				if (v && sim_same_claim(v, c))
 					continue;
 				char want[64], got[64];
 				describe(c, want, sizeof(want));
@@ -280,7 +267,7 @@ static void check_same_registry(struct sim *s)
 		int same = a->n == b->n;
 		for (uint32_t i = 0; same && i < a->n; i++) {
 			const struct sim_rec *v = visible_of(&s->node[r], &a->e[i]);
-			same = v && same_claim(v, &a->e[i]);
+			same = v && sim_same_claim(v, &a->e[i]);
 		}
 		if (!same)
 			sim_fail(s, "final: n%u's registry (%u claims) differs from n%u's (%u)", r,

@@ -191,7 +191,7 @@ static void local_change(struct sim *s, struct sim_node *n, struct sim_rec *r)
 		sim_schedule(s, s->now, EV_POLL, n->id);
 	}
 	if (r->op == REPL_OP_REGISTER || r->op == REPL_OP_UNREGISTER)
-		sim_claims_local(s, n->id, r);
+		sim_claims_change(s, n->id, r);
 }
 
 /* Registry entries of one shard of a slice, copied (a resync's before). */
@@ -265,7 +265,7 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 				log_append(s, n, &r);
 			if (b->type == REPL_BATCH_DELTA &&
 			    (r.op == REPL_OP_REGISTER || r.op == REPL_OP_UNREGISTER))
-				sim_claims_remote(s, n->id, &r);
+				sim_claims_change(s, n->id, &r);
 		}
 		sl->cursor[b->shard] = b->cursor;
 		if (b->type == REPL_BATCH_RESYNC) {
@@ -275,11 +275,11 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 					struct sim_rec gone = before.e[i];
 					gone.op = REPL_OP_UNREGISTER;
 					gone.reason = REPL_REASON_RESYNC;
-					sim_claims_remote(s, n->id, &gone);
+					sim_claims_change(s, n->id, &gone);
 				}
 			for (uint32_t i = 0; i < sl->n; i++)
 				if (sl->e[i].shard == b->shard && sl->e[i].op == REPL_OP_REGISTER)
-					sim_claims_remote(s, n->id, &sl->e[i]);
+					sim_claims_change(s, n->id, &sl->e[i]);
 		}
 		slice_clear(&before);
 		break;
