@@ -172,6 +172,8 @@ void sim_claims_forget(struct sim *s, uint32_t id);
 int sim_claims_taken(const struct sim *s, uint32_t id, const struct sim_rec *r);
 int sim_claims_resolver(const struct repl_record *a, const struct repl_record *b, void *arg);
 void sim_rec_to_repl(const struct sim_rec *in, struct repl_record *out);
+/* A claim (a REGISTER) as a sim_rec; the metadata is borrowed. */
+void sim_rec_from_claim(const struct sim *s, const struct repl_record *in, struct sim_rec *out);
 int sim_same_key(const struct sim_rec *a, const struct sim_rec *b);
 /* Same owner endpoint, time, key and metadata. */
 int sim_same_claim(const struct sim_rec *a, const struct sim_rec *b);

@@ -22,11 +22,12 @@
 
 #include "sim.h"
 
-/* The shorter metadata wins; on equal lengths, the first argument. */
+/* The shorter metadata, counted in 16-byte units, wins; on equal lengths
+ * (frequent) the first argument. */
 int sim_claims_resolver(const struct repl_record *a, const struct repl_record *b, void *arg)
 {
 	(void)arg;
-	return a->meta_len <= b->meta_len ? 0 : 1;
+	return a->meta_len / 16 <= b->meta_len / 16 ? 0 : 1;
 }
 
 static repl_resolver_fn resolver_of(const struct sim *s)
@@ -90,7 +91,7 @@ static void visible_remove(struct sim_node *n, int at)
 	n->registry_count--;
 }
 
-static void rec_of(const struct sim *s, const struct repl_record *in, struct sim_rec *out)
+void sim_rec_from_claim(const struct sim *s, const struct repl_record *in, struct sim_rec *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->op = REPL_OP_REGISTER;
@@ -132,7 +133,7 @@ static void promote(struct sim *s, struct sim_node *n, const struct sim_rec *key
 	if (!best)
 		return;
 	struct sim_rec r;
-	rec_of(s, best, &r);
+	sim_rec_from_claim(s, best, &r);
 	visible_put(s, n, -1, &r); /* copies meta before the drop frees it */
 #ifdef SIM_MUTANT_PROMOTE_UNCOUNTED
 	n->registry_count--; /* Mutant: a promotion is not counted. */
@@ -214,7 +215,7 @@ static void claim_put(struct sim *s, struct sim_node *n, const struct sim_rec *r
 		struct sim_rec h;
 		if (!best)
 			return;
-		rec_of(s, best, &h);
+		sim_rec_from_claim(s, best, &h);
 		if (!wins(s, &h, &n->visible.e[at]))
 			return;
 		if (r->node == n->id) {

@@ -203,18 +203,8 @@ static void check_no_dead_claims(struct sim *s)
 				return;
 			}
 		for (size_t i = 0; rn->hidden && i < repl_claims_count(rn->hidden); i++) {
-			const struct repl_record *h = repl_claims_at(rn->hidden, i);
-			struct sim_rec c = { 0 };
-			c.node = h->node;
-			c.ep_slot = h->ep_slot;
-			c.ep_gen = h->ep_gen;
-			c.time_ns = h->time_ns;
-			c.cluster_len = h->cluster_len;
-			c.key_len = (uint8_t)h->key_len;
-			memcpy(c.cluster, h->cluster, h->cluster_len);
-			memcpy(c.key, h->key, h->key_len);
-			c.meta_len = h->meta_len;
-			c.meta = (uint8_t *)h->meta;
+			struct sim_rec c;
+			sim_rec_from_claim(s, repl_claims_at(rn->hidden, i), &c);
 			if (!live_claim(s, &c)) {
 				describe(&c, d, sizeof(d));
 				sim_fail(s, "final: n%u hides a claim of '%.*s' by %s, which its owner no "
