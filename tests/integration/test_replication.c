@@ -1076,6 +1076,8 @@ START_TEST(test_partition_heal_conflict)
 			shown = e.meta_len == 6 && !memcmp(e.meta, "from-b", 6);
 	}
 	ck_assert(lost && shown);
+	expect_stat_above(0, "store_conflicts_lost", 0);   /* A evicted its endpoint */
+	expect_stat_above(1, "store_conflicts_hidden", 0); /* B kept A's claim aside */
 }
 END_TEST
 

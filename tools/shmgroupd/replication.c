@@ -450,6 +450,8 @@ static void write_stats(struct replication *r)
 	W("store_batches", s->batches);
 	W("store_changes", s->changes);
 	W("store_conflicts", s->conflicts);
+	W("store_conflicts_lost", s->conflicts_lost);
+	W("store_conflicts_hidden", s->conflicts_hidden);
 	W("store_missing", s->missing);
 	W("store_rejected", s->rejected);
 	W("store_retries", s->retries);
