@@ -66,9 +66,8 @@ static void set_meta(struct sim_rec *dst, const struct sim_rec *src)
 	dst->op = REPL_OP_REGISTER;
 }
 
-static void visible_put(struct sim *s, struct sim_node *n, int at, const struct sim_rec *r)
+static void visible_put(struct sim_node *n, int at, const struct sim_rec *r)
 {
-	(void)s;
 	if (at < 0) {
 		struct sim_slice *v = &n->visible;
 		if (v->n == v->cap) {
@@ -134,7 +133,7 @@ static void promote(struct sim *s, struct sim_node *n, const struct sim_rec *key
 		return;
 	struct sim_rec r;
 	sim_rec_from_claim(s, best, &r);
-	visible_put(s, n, -1, &r); /* copies meta before the drop frees it */
+	visible_put(n, -1, &r); /* copies meta before the drop frees it */
 #ifdef SIM_MUTANT_PROMOTE_UNCOUNTED
 	n->registry_count--; /* Mutant: a promotion is not counted. */
 #endif
@@ -175,7 +174,7 @@ static void claim_arrives(struct sim *s, struct sim_node *n, const struct sim_re
 {
 	int at = visible_find(n, r);
 	if (at < 0) {
-		visible_put(s, n, -1, r);
+		visible_put(n, -1, r);
 		return;
 	}
 	struct sim_rec *v = &n->visible.e[at];
@@ -208,7 +207,7 @@ static void claim_put(struct sim *s, struct sim_node *n, const struct sim_rec *r
 		if (v->ep_slot == r->ep_slot && v->ep_gen == r->ep_gen && r->node != n->id)
 			return; /* Mutant: a remote owner's update of its visible claim is lost. */
 #endif
-		visible_put(s, n, at, r);
+		visible_put(n, at, r);
 		const struct repl_record *best =
 			repl_claims_best(n->hidden, r->cluster, r->cluster_len, r->key,
 					 r->key_len, resolver_of(s), NULL);
@@ -282,14 +281,12 @@ void sim_claims_purge(struct sim *s, uint32_t id, uint32_t owner)
 
 int sim_claims_taken(const struct sim *s, uint32_t id, const struct sim_rec *r)
 {
-	(void)s;
 	return visible_find(&s->node[id], r) >= 0;
 }
 
 void sim_claims_forget(struct sim *s, uint32_t id)
 {
 	struct sim_node *n = &s->node[id];
-	(void)s;
 	for (uint32_t i = 0; i < n->visible.n; i++)
 		free(n->visible.e[i].meta);
 	free(n->visible.e);

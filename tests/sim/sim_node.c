@@ -222,7 +222,7 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 	struct node_ctx *c = ctx;
 	struct sim *s = c->s;
 	struct sim_node *n = &s->node[c->id];
-	struct sim_slice *sl;
+	struct sim_slice *sl, before = { 0 }; /* a resync's registry entries before */
 
 	s->batches++;
 	if (b->node == 0 || b->node > s->p.nodes || b->node == n->id) {
@@ -238,7 +238,6 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 		break;
 	case REPL_BATCH_DELTA:
 	case REPL_BATCH_RESYNC:
-		struct sim_slice before = { 0 };
 		if (b->type == REPL_BATCH_RESYNC) {
 			/* Survivors are replaced in place, the rest removed: one step. */
 			struct sim_slice keep = { 0 };
