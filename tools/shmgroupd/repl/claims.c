@@ -79,11 +79,17 @@ void repl_claims_free(struct repl_claims *t)
 	free(t);
 }
 
+/* The default cluster may come as a NULL pointer with length 0. */
+static int bytes_eq(const void *a, const void *b, size_t n)
+{
+	return n == 0 || !memcmp(a, b, n);
+}
+
 static int same_key(const struct repl_record *r, const char *cluster, size_t cluster_len,
 		    const char *key, size_t key_len)
 {
 	return r->cluster_len == cluster_len && r->key_len == key_len &&
-	       !memcmp(r->cluster, cluster, cluster_len) && !memcmp(r->key, key, key_len);
+	       bytes_eq(r->cluster, cluster, cluster_len) && bytes_eq(r->key, key, key_len);
 }
 
 static long find(const struct repl_claims *t, uint32_t node, const char *cluster,
@@ -125,8 +131,10 @@ int repl_claims_hide(struct repl_claims *t, const struct repl_record *r, uint16_
 		free(t->c[at].buf);
 	}
 	struct hidden_claim *h = &t->c[at];
-	memcpy(buf, r->cluster, r->cluster_len);
-	memcpy(buf + r->cluster_len, r->key, r->key_len);
+	if (r->cluster_len)
+		memcpy(buf, r->cluster, r->cluster_len);
+	if (r->key_len)
+		memcpy(buf + r->cluster_len, r->key, r->key_len);
 	if (r->meta_len)
 		memcpy(buf + r->cluster_len + r->key_len, r->meta, r->meta_len);
 	h->buf = buf;
@@ -185,7 +193,7 @@ size_t repl_claims_drop_node(struct repl_claims *t, uint32_t node, const char *c
 #endif
 		if ((node == 0 || r->node == node) &&
 		    (!cluster ||
-		     (r->cluster_len == cluster_len && !memcmp(r->cluster, cluster, cluster_len)))) {
+		     (r->cluster_len == cluster_len && bytes_eq(r->cluster, cluster, cluster_len)))) {
 			remove_at(t, i);
 			gone++;
 		} else {
