@@ -537,6 +537,43 @@ SHMG_EXPORT long shmg_nodes(shmg_t *h, const char *cluster, uint32_t *nodes, siz
 SHMG_EXPORT long shmg_clusters(shmg_t *h, int (*fn)(const char *name, void *arg), void *arg);
 
 /* ------------------------------------------------------------------------ */
+/* Conflict resolution                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Two hosts can register one (cluster, key) while they cannot hear each
+ * other, or at the same moment.  When the replication agents meet both
+ * claims, every host keeps the same one: by default the later registration
+ * (larger time_ns) wins, and on equal times the larger endpoint identity
+ * (node, then slot, then gen).  The losing endpoint's own host terminates it
+ * (reason SHMG_REASON_CONFLICT), and that removal replicates like any other.
+ *
+ * The agent can be given a resolver instead (shmgroupd.conf:
+ * `conflict_resolver = /path/lib.so:symbol`).  It is handed the two claims;
+ * the pointers are valid during the call only. */
+struct shmg_claim {
+	shmg_id_t id;
+	int32_t pid;      /* 0 when the owner's host did not send it */
+	uint64_t time_ns; /* registration time at the owner (CLOCK_REALTIME) */
+	const char *cluster; /* NULL: the default cluster */
+	const char *key;
+	size_t key_len;
+	const void *meta;
+	size_t meta_len;
+};
+
+/* Returns 0 when a wins, 1 when b wins.  It is always called with a being
+ * the claim of the smaller endpoint identity (node, slot, gen), so a rule
+ * that favours its first argument still picks the same winner on every host.
+ * It must be deterministic (a function of the two claims only: no clock, no
+ * state, no randomness) and consistent over three or more claims (if it
+ * prefers a to b and b to c, it prefers a to c), or hosts can end with
+ * different winners.  It must be fast and must not block: the agent applies
+ * replicated changes on one thread and waits for it.  It runs in the agent,
+ * never in the processes that hold the claims, and must not call into
+ * shmgroup. */
+typedef int (*shmg_resolve_fn)(const struct shmg_claim *a, const struct shmg_claim *b);
+
+/* ------------------------------------------------------------------------ */
 /* Monitors, events, dispatch                                               */
 /* ------------------------------------------------------------------------ */
 

@@ -1022,6 +1022,65 @@ START_TEST(test_partition_on_command)
 }
 END_TEST
 
+/* The same key registered on both sides of a partition, with different
+ * metadata, then healed: both hosts show the later registration (B's), and
+ * A's agent, the loser's owner, removed A's claim with reason conflict,
+ * which A's monitor sees. */
+struct winner_arg {
+	uint32_t node;
+	const char *meta;
+};
+
+static bool everyone_shows(void *arg)
+{
+	const struct winner_arg *w = arg;
+	for (int i = 0; i < n_hosts; i++) {
+		char meta[16];
+		size_t ml = 0;
+		shmg_id_t id;
+		if (shmg_lookup(hosts[i].h, "dup", 3, &id, meta, sizeof(meta), &ml, NULL) != 0 ||
+		    id.node != w->node || ml != strlen(w->meta) || memcmp(meta, w->meta, ml))
+			return false;
+	}
+	return true;
+}
+
+START_TEST(test_partition_heal_conflict)
+{
+	down_after = "1000";
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0), b = worker_start(1);
+	use_key("dup");
+	ck_assert_int_eq(shmg_monitor(hosts[0].h, "dup", 3, NULL), 0);
+	kill(hosts[0].agent, SIGUSR1); /* A and B cannot hear each other */
+	int apart[HOSTS] = { 0, 0 };
+	ck_assert(tc_wait_until(nodes_are, apart, CONVERGE_MS));
+	ck_assert_int_eq(worker_do(&a, "R dup from-a"), 0);
+	struct tc_ev e;
+	recv_one(hosts[0].h, &e);
+	ck_assert_int_eq(e.type, SHMG_EV_REGISTERED);
+	ck_assert_int_eq(worker_do(&b, "R dup from-b"), 0); /* later: it wins */
+	kill(hosts[0].agent, SIGUSR2);
+	ck_assert(tc_wait_until(all_connected, NULL, CONVERGE_MS));
+	struct winner_arg w = { b.id.node, "from-b" };
+	ck_assert_msg(tc_wait_until(everyone_shows, &w, CONVERGE_MS), "B's claim is not shown everywhere");
+	expect_converged("after the conflict");
+	/* A's monitor: A's endpoint lost with reason conflict, then B's claim. */
+	bool lost = false, shown = false;
+	while (!(lost && shown)) {
+		recv_one(hosts[0].h, &e);
+		if (e.type == SHMG_EV_UNREGISTERED && shmg_id_equal(e.id, a.id))
+			lost = e.reason == SHMG_REASON_CONFLICT;
+		if (e.type == SHMG_EV_REGISTERED && shmg_id_equal(e.id, b.id))
+			shown = e.meta_len == 6 && !memcmp(e.meta, "from-b", 6);
+	}
+	ck_assert(lost && shown);
+	expect_stat_above(0, "store_conflicts_lost", 0);   /* A evicted its endpoint */
+	expect_stat_above(1, "store_conflicts_hidden", 0); /* B kept A's claim aside */
+}
+END_TEST
+
 /* A writer stopped (in a child, by sg_test_hook) after publishing its
  * change-log record and before waking the sleeping agent: the wakeup never
  * comes, and the agent finds the change on its own (its backstop poll of
@@ -1574,6 +1633,7 @@ int main(int argc, char **argv)
 	tcase_set_timeout(tc, 150);
 	tcase_add_test(tc, test_propagation);
 	tcase_add_test(tc, test_register_conflict);
+	tcase_add_test(tc, test_partition_heal_conflict);
 	tcase_add_test(tc, test_lossy_burst);
 	tcase_add_test(tc, test_agent_restart);
 	tcase_add_test(tc, test_agent_stopped);

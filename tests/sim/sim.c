@@ -59,6 +59,8 @@ static void draw_params(uint64_t seed, struct sim_params *p, int *log_remote)
 	k->rto_initial = 30;
 	k->rto_min = 5;
 	k->rto_max = 300;
+	/* Drawn last, so that the draws above stay those of earlier versions. */
+	p->resolver = pick(&rng, 0, 3) == 0;
 }
 
 static void end_chaos(struct sim *s)
@@ -95,10 +97,10 @@ int sim_run(uint64_t seed, int verbose, struct sim *out_stats)
 	draw_params(seed, &s->p, &log_remote);
 	if (verbose)
 		printf("seed %llu: %u nodes, %u shards, log %u, loss %u%%, dup %u%%, delay %u+%u us, "
-		       "datagram %u, remote logging %d\n",
+		       "datagram %u, remote logging %d, resolver %d\n",
 		       (unsigned long long)seed, s->p.nodes, s->p.shards, s->p.log_cap,
 		       s->p.loss_pct, s->p.dup_pct, s->p.delay_us, s->p.jitter_us,
-		       s->p.knobs.max_datagram, log_remote);
+		       s->p.knobs.max_datagram, log_remote, s->p.resolver);
 	for (uint32_t id = 1; id <= s->p.nodes; id++) {
 		struct sim_node *n = &s->node[id];
 		n->id = id;
@@ -119,10 +121,12 @@ int sim_run(uint64_t seed, int verbose, struct sim *out_stats)
 		rc = sim_step(s, s->p.chaos_us + s->p.settle_us);
 	}
 	if (rc == 0) {
+		sim_invariants_final(s, 1);
 		sim_check_final(s);
 		rc = sim_step(s, s->p.chaos_us + s->p.settle_us + 500000);
 	}
 	if (rc == 0) {
+		sim_invariants_final(s, 2);
 		sim_check_final(s);
 		sim_dispatch_check_final(s);
 	}
@@ -165,6 +169,7 @@ int sim_run(uint64_t seed, int verbose, struct sim *out_stats)
 		out_stats->purges = s->purges;
 		out_stats->crashes = s->crashes;
 		out_stats->restarts = s->restarts;
+		out_stats->conflicts = s->conflicts;
 	}
 	if (verbose)
 		printf("messages: %u dispatched, %llu delivered\n", s->n_msgs,

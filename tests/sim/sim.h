@@ -19,6 +19,7 @@
 
 #include <stdint.h>
 
+#include "claims.h"
 #include "repl.h"
 
 #define SIM_MAX_NODES 48
@@ -72,6 +73,13 @@ struct sim_node {
 	uint64_t rng;   /* the core's nonces */
 	int log_remote; /* the change log also records applied remote changes */
 	int retired;    /* stays down to the end of the run */
+	/* The registry as readers see it (sim_conflicts.c): one claim per
+	 * (cluster, key), the rule's winner among the claims held; the others
+	 * wait in `hidden`.  registry_count is the store's count of it, kept
+	 * as the arena keeps its counters, for the index check. */
+	struct sim_slice visible;
+	struct repl_claims *hidden;
+	uint32_t registry_count;
 };
 
 struct sim_params {
@@ -81,6 +89,7 @@ struct sim_params {
 	uint32_t ops_per_s_per_node;
 	uint32_t crash_pct, agent_restart_pct, leave_pct, partition_pct; /* per 100 ms */
 	uint32_t big_meta_pct;
+	int resolver; /* a user resolver decides conflicts (sim_conflicts.c) */
 	struct repl_knobs knobs;
 };
 
@@ -116,6 +125,8 @@ struct sim {
 	uint32_t n_msgs, cap_msgs;
 	uint64_t msgs_delivered;
 	struct sim_msg_last msg_last[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1];
+	/* Conflicts (sim_conflicts.c, sim_invariants.c). */
+	uint64_t conflicts, digest;
 };
 
 /* sim_net.c: the event queue and the faulty network. */
@@ -151,6 +162,31 @@ void sim_dispatch_op(struct sim *s, uint32_t id);
 void sim_dispatch_delivered(struct sim *s, uint32_t receiver, const struct repl_message *m);
 void sim_dispatch_check_final(struct sim *s);
 void sim_dispatch_free(struct sim *s);
+
+/* sim_conflicts.c: the store's registry over the claims it holds (claims.h),
+ * and the loser's owner evicting its endpoint. */
+/* A REGISTER or UNREGISTER the node's store took (local or remote). */
+void sim_claims_change(struct sim *s, uint32_t id, const struct sim_rec *r);
+void sim_claims_purge(struct sim *s, uint32_t id, uint32_t owner);
+void sim_claims_forget(struct sim *s, uint32_t id);
+int sim_claims_taken(const struct sim *s, uint32_t id, const struct sim_rec *r);
+int sim_claims_resolver(const struct repl_record *a, const struct repl_record *b, void *arg);
+void sim_rec_to_repl(const struct sim_rec *in, struct repl_record *out);
+/* A claim (a REGISTER) as a sim_rec; the metadata is borrowed. */
+void sim_rec_from_claim(const struct sim *s, const struct repl_record *in, struct sim_rec *out);
+int sim_same_key(const struct sim_rec *a, const struct sim_rec *b);
+/* Same owner endpoint, time, key and metadata. */
+int sim_same_claim(const struct sim_rec *a, const struct sim_rec *b);
+/* sim_node.c: endpoint ep (0-based) of node id dies; its entries go with `reason`. */
+void sim_endpoint_exit(struct sim *s, uint32_t id, uint32_t ep, uint8_t reason);
+
+/* sim_invariants.c: the invariants of the issue's checker (docs/PROTOCOL.md
+ * section 16): after a batch, the visible claim of each key it touched is
+ * the rule's winner among the claims held; at the end, the cross-node ones. */
+void sim_invariants_batch(struct sim *s, uint32_t id, const struct repl_batch *b);
+void sim_invariants_eviction(struct sim *s, uint32_t id, const struct sim_rec *loser,
+			     const struct sim_rec *winner);
+void sim_invariants_final(struct sim *s, int pass);
 
 /* sim_check.c */
 void sim_check_batch(struct sim *s, uint32_t receiver, const struct repl_batch *b);

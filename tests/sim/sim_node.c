@@ -127,7 +127,7 @@ static void from_repl(const struct sim *s, const struct repl_record *in, struct 
 	out->shard = sim_shard_of(s, out->cluster, out->cluster_len, out->key, out->key_len);
 }
 
-static void to_repl(const struct sim_rec *in, struct repl_record *out)
+void sim_rec_to_repl(const struct sim_rec *in, struct repl_record *out)
 {
 	*out = (struct repl_record){
 		.seq = in->seq,
@@ -190,6 +190,16 @@ static void local_change(struct sim *s, struct sim_node *n, struct sim_rec *r)
 		n->timer_at = s->now; /* the log moved: poll now */
 		sim_schedule(s, s->now, EV_POLL, n->id);
 	}
+	if (r->op == REPL_OP_REGISTER || r->op == REPL_OP_UNREGISTER)
+		sim_claims_change(s, n->id, r);
+}
+
+/* Registry entries of one shard of a slice, copied (a resync's before). */
+static void slice_registry_of(const struct sim_slice *sl, uint16_t shard, struct sim_slice *out)
+{
+	for (uint32_t i = 0; i < sl->n; i++)
+		if (sl->e[i].shard == shard && sl->e[i].op == REPL_OP_REGISTER)
+			slice_apply(out, &sl->e[i]);
 }
 
 /* ---- callbacks of the core ------------------------------------------ */
@@ -212,7 +222,7 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 	struct node_ctx *c = ctx;
 	struct sim *s = c->s;
 	struct sim_node *n = &s->node[c->id];
-	struct sim_slice *sl;
+	struct sim_slice *sl, before = { 0 }; /* a resync's registry entries before */
 
 	s->batches++;
 	if (b->node == 0 || b->node > s->p.nodes || b->node == n->id) {
@@ -223,6 +233,7 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 	switch (b->type) {
 	case REPL_BATCH_PURGE:
 		slice_clear(sl);
+		sim_claims_purge(s, n->id, b->node);
 		s->purges++;
 		break;
 	case REPL_BATCH_DELTA:
@@ -230,6 +241,7 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 		if (b->type == REPL_BATCH_RESYNC) {
 			/* Survivors are replaced in place, the rest removed: one step. */
 			struct sim_slice keep = { 0 };
+			slice_registry_of(sl, b->shard, &before);
 			for (uint32_t i = 0; i < sl->n; i++)
 				if (sl->e[i].shard != b->shard)
 					slice_apply(&keep, &sl->e[i]);
@@ -250,11 +262,29 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 			slice_apply(sl, &r);
 			if (n->log_remote && b->type == REPL_BATCH_DELTA)
 				log_append(s, n, &r);
+			if (b->type == REPL_BATCH_DELTA &&
+			    (r.op == REPL_OP_REGISTER || r.op == REPL_OP_UNREGISTER))
+				sim_claims_change(s, n->id, &r);
 		}
 		sl->cursor[b->shard] = b->cursor;
+		if (b->type == REPL_BATCH_RESYNC) {
+			/* The registry follows the slice: claims gone, then claims held. */
+			for (uint32_t i = 0; i < before.n; i++)
+				if (slice_find(sl, &before.e[i]) < 0) {
+					struct sim_rec gone = before.e[i];
+					gone.op = REPL_OP_UNREGISTER;
+					gone.reason = REPL_REASON_RESYNC;
+					sim_claims_change(s, n->id, &gone);
+				}
+			for (uint32_t i = 0; i < sl->n; i++)
+				if (sl->e[i].shard == b->shard && sl->e[i].op == REPL_OP_REGISTER)
+					sim_claims_change(s, n->id, &sl->e[i]);
+		}
+		slice_clear(&before);
 		break;
 	}
 	sim_check_batch(s, c->id, b);
+	sim_invariants_batch(s, c->id, b);
 }
 
 static int cb_log_read(void *ctx, uint16_t shard, uint64_t seq, struct repl_record *out)
@@ -266,7 +296,7 @@ static int cb_log_read(void *ctx, uint16_t shard, uint64_t seq, struct repl_reco
 		return -EAGAIN;
 	if (h->n[shard] - seq >= c->s->p.log_cap)
 		return -ESTALE; /* overwritten */
-	to_repl(&h->rec[shard][seq - 1], out);
+	sim_rec_to_repl(&h->rec[shard][seq - 1], out);
 	return 0;
 }
 
@@ -286,7 +316,7 @@ static int64_t cb_snapshot(void *ctx, uint16_t shard,
 		struct repl_record r;
 		if (own->e[i].shard != shard)
 			continue;
-		to_repl(&own->e[i], &r);
+		sim_rec_to_repl(&own->e[i], &r);
 		emit(arg, &r);
 	}
 	return (int64_t)n->hist->n[shard];
@@ -402,12 +432,35 @@ void sim_node_crash(struct sim *s, uint32_t id)
 	sim_node_stop_agent(s, id, 0);
 	for (uint32_t o = 0; o <= SIM_MAX_NODES; o++)
 		slice_clear(&n->slices[o]);
+	sim_claims_forget(s, id);
 	n->host_up = 0;
 	n->hist = NULL;
 	sim_check_forget(s, id);
 	s->crashes++;
 	if (s->verbose)
 		printf("%10.3f ms  n%u: host crashed\n", s->now / 1000.0, id);
+}
+
+void sim_endpoint_exit(struct sim *s, uint32_t id, uint32_t ep, uint8_t reason)
+{
+	struct sim_node *n = &s->node[id];
+	struct sim_slice *own = &n->slices[id];
+	uint32_t gen = n->ep_gen[ep];
+	/* The next generation first: the removals below may promote hidden
+	 * claims, never this endpoint's again. */
+	n->ep_gen[ep]++;
+	for (uint32_t i = 0; i < own->n;) {
+		if (own->e[i].ep_slot == ep + 1 && own->e[i].ep_gen == gen) {
+			struct sim_rec gone = own->e[i];
+			gone.meta = NULL;
+			gone.meta_len = 0;
+			gone.op = gone.op == REPL_OP_REGISTER ? REPL_OP_UNREGISTER : REPL_OP_LEAVE;
+			gone.reason = reason;
+			local_change(s, n, &gone); /* removes own->e[i] */
+		} else {
+			i++;
+		}
+	}
 }
 
 /* One random local operation: register, unregister, join, leave, or the
@@ -429,21 +482,7 @@ void sim_local_op(struct sim *s, uint32_t id)
 		return;
 	sim_dispatch_op(s, id);
 	if (roll < 5) {
-		uint32_t ep = sim_below(s, SIM_ENDPOINTS);
-		for (uint32_t i = 0; i < own->n;) {
-			if (own->e[i].ep_slot == ep + 1 && own->e[i].ep_gen == n->ep_gen[ep]) {
-				struct sim_rec gone = own->e[i];
-				gone.meta = NULL;
-				gone.meta_len = 0;
-				gone.op = gone.op == REPL_OP_REGISTER ? REPL_OP_UNREGISTER
-								      : REPL_OP_LEAVE;
-				gone.reason = REPL_REASON_EXIT;
-				local_change(s, n, &gone); /* removes own->e[i] */
-			} else {
-				i++;
-			}
-		}
-		n->ep_gen[ep]++;
+		sim_endpoint_exit(s, id, sim_below(s, SIM_ENDPOINTS), REPL_REASON_EXIT);
 		return;
 	}
 	uint32_t ep = sim_below(s, SIM_ENDPOINTS);
@@ -473,17 +512,8 @@ void sim_local_op(struct sim *s, uint32_t id)
 		local_change(s, n, &r);
 		return;
 	}
-	if (registry) {
-		/* The registry is unique per key on this node (conflicts across
-		 * nodes are the next step's subject; claims are kept per owner). */
-		for (uint32_t i = 0; i < own->n; i++) {
-			const struct sim_rec *e = &own->e[i];
-			if (e->op == REPL_OP_REGISTER && e->key_len == r.key_len &&
-			    !memcmp(e->key, r.key, r.key_len) && e->cluster_len == r.cluster_len &&
-			    !memcmp(e->cluster, r.cluster, r.cluster_len) && at < 0)
-				return; /* -EEXIST */
-		}
-	}
+	if (registry && at < 0 && sim_claims_taken(s, id, &r))
+		return; /* -EEXIST: another endpoint's claim is visible here */
 	local_change(s, n, &r);
 }
 
@@ -495,6 +525,7 @@ void sim_free(struct sim *s)
 			repl_free(n->repl);
 		for (uint32_t o = 0; o <= SIM_MAX_NODES; o++)
 			slice_clear(&n->slices[o]);
+		sim_claims_forget(s, id);
 	}
 	while (s->histories) {
 		struct sim_history *h = s->histories;

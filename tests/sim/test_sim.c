@@ -20,6 +20,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "sim.h"
@@ -49,6 +50,7 @@ START_TEST(test_sim_seeds)
 	uint64_t first = one ? one : env_u64("SHMG_SIM_FIRST", 1);
 	uint64_t count = one ? 1 : env_u64("SHMG_SIM_SEEDS", 2000);
 	uint64_t sim_us = 0, datagrams = 0, resyncs = 0, purges = 0, crashes = 0, nodes = 0;
+	uint64_t conflicts = 0;
 	uint32_t max_nodes = 0;
 	double t0 = wall_s();
 
@@ -69,22 +71,25 @@ START_TEST(test_sim_seeds)
 		resyncs += st.resyncs;
 		purges += st.purges;
 		crashes += st.crashes;
+		conflicts += st.conflicts;
 		nodes += st.p.nodes;
 		if (st.p.nodes > max_nodes)
 			max_nodes = st.p.nodes;
 	}
 	printf("sim: %llu seeds from %llu passed in %.1f s: %.0f s simulated, %llu node runs "
-	       "(up to %u nodes), %llu datagrams, %llu resyncs applied, %llu purges, %llu crashes\n",
+	       "(up to %u nodes), %llu datagrams, %llu resyncs applied, %llu purges, %llu crashes, "
+	       "%llu conflicts lost by their owner\n",
 	       (unsigned long long)ran, (unsigned long long)first, wall_s() - t0, sim_us / 1e6,
 	       (unsigned long long)nodes, max_nodes, (unsigned long long)datagrams,
 	       (unsigned long long)resyncs, (unsigned long long)purges,
-	       (unsigned long long)crashes);
+	       (unsigned long long)crashes, (unsigned long long)conflicts);
 }
 END_TEST
 
 #else
 
-/* SHMG_SIM_FIND=1 searches for the first seed that catches the mutant;
+/* SHMG_SIM_FIND=1 searches for the first seed that catches the mutant (with
+ * SHMG_SIM_FIND_MATCH, the first whose failure message holds that text);
  * SHMG_SIM_FIND=N (N > 1) counts how many of seeds 1..N catch it. */
 START_TEST(test_sim_catches_mutant)
 {
@@ -100,9 +105,11 @@ START_TEST(test_sim_catches_mutant)
 		return;
 	}
 	if (find) {
+		/* SHMG_SIM_FIND_MATCH=TEXT: the first seed whose failure says TEXT. */
+		const char *match = getenv("SHMG_SIM_FIND_MATCH");
 		for (uint64_t seed = 1; seed < 100000; seed++) {
 			struct sim st;
-			if (sim_run(seed, 0, &st) < 0) {
+			if (sim_run(seed, 0, &st) < 0 && (!match || strstr(st.failure, match))) {
 				printf("sim: mutant caught by seed %llu: %s\n",
 				       (unsigned long long)seed, st.failure);
 				return;

@@ -450,6 +450,8 @@ static void write_stats(struct replication *r)
 	W("store_batches", s->batches);
 	W("store_changes", s->changes);
 	W("store_conflicts", s->conflicts);
+	W("store_conflicts_lost", s->conflicts_lost);
+	W("store_conflicts_hidden", s->conflicts_hidden);
 	W("store_missing", s->missing);
 	W("store_rejected", s->rejected);
 	W("store_retries", s->retries);
@@ -926,12 +928,11 @@ int replication_start(const struct replication_params *p, struct replication **o
 	for (unsigned i = 0; i < POOL_SLOTS - 1; i++)
 		ck_ring_enqueue_spsc(&r->free_ring, r->free_slots, &r->pool[i]); /* no thread yet */
 
-	if ((rc = store_open(r->h, &r->store)) < 0 ||
+	if ((rc = store_open(r->h, &p->conflicts, &r->store)) < 0 ||
 	    (rc = fault_new(&r->conf.fault, r->conf.peers, r->conf.n_peers, &r->fault)) < 0) {
 		logf_(L_ERR, "replication: %s", shmg_strerror(rc));
 		goto fail;
 	}
-	store_set_config(r->store, &p->conflicts);
 	struct repl_config cfg = {
 		.node = r->self,
 		.node_name = r->conf.node_name,

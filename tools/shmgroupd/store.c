@@ -18,13 +18,24 @@
  * core believes in.  The retries are bounded; a batch still refused is
  * counted and logged, and the shard's cursor stays where the arena has it,
  * so the next handshake (or resync) with that peer repairs it.
+ *
+ * Registry conflicts (docs/PROTOCOL.md section 15, repl/claims.h): a
+ * remote register refused with -EEXIST meets the visible claim of another
+ * owner, and the rule decides.  The arena shows the winner; remote claims
+ * that lost wait in a hidden-claims table in this process's memory, and the
+ * best of them is shown when the visible one goes.  A local endpoint that
+ * loses is evicted here (its owner's side: the removal replicates), and the
+ * winner installed.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "claims.h"
 #include "log.h"
 #include "remote.h"
 #include "store.h"
@@ -53,13 +64,16 @@ struct store {
 	char (*clusters)[64];
 	size_t scratch_n;
 	struct store_stats stats;
+	/* Conflicts: the rule's configuration, the claims that lost here, and
+	 * a buffer for the visible claim's metadata. */
 	struct store_config cfg;
+	uint32_t self;
+	struct repl_claims *hidden;
+	uint8_t *meta_buf;
+	size_t meta_cap;
 };
 
-void store_set_config(struct store *st, const struct store_config *cfg)
-{
-	st->cfg = *cfg;
-}
+static void promote_orphans(struct store *st);
 
 static int tail_restart(struct store *st, uint32_t shard)
 {
@@ -73,7 +87,7 @@ static int tail_restart(struct store *st, uint32_t shard)
 	return 0;
 }
 
-int store_open(shmg_t *h, struct store **out)
+int store_open(shmg_t *h, const struct store_config *cfg, struct store **out)
 {
 	struct shmg_info in;
 	int rc = shmg_info(h, &in);
@@ -84,6 +98,13 @@ int store_open(shmg_t *h, struct store **out)
 		return -ENOMEM;
 	st->h = h;
 	st->shards = in.shards;
+	if (cfg)
+		st->cfg = *cfg;
+	st->self = in.node_id;
+	st->meta_cap = in.meta_max ? in.meta_max : 1;
+	st->meta_buf = malloc(st->meta_cap);
+	if (!st->meta_buf || repl_claims_new(&st->hidden) < 0)
+		goto nomem;
 	st->saved_mask = SAVED_MIN - 1;
 	st->rec_cap = oplog_record_max(h);
 	st->rec_buf = malloc(st->rec_cap);
@@ -120,6 +141,8 @@ void store_close(struct store *st)
 	free(st->changes);
 	free(st->rcs);
 	free(st->clusters);
+	free(st->meta_buf);
+	repl_claims_free(st->hidden);
 	free(st);
 }
 
@@ -202,6 +225,9 @@ int store_log_read(struct store *st, uint16_t shard, uint64_t seq, struct repl_r
 			return -ESTALE;
 		}
 		t->saved[before.seq & st->saved_mask] = before;
+		/* A local claim went: a remote one hidden behind it may show now. */
+		if (e.op == REPL_OP_UNREGISTER && repl_claims_count(st->hidden))
+			promote_orphans(st);
 		if (before.seq == want) {
 			to_record(&e, out);
 			return 0;
@@ -324,6 +350,219 @@ static void backoff(int attempt)
 	nanosleep(&ts, NULL);
 }
 
+/* ---- registry conflicts ------------------------------------------------ */
+
+static void claim_of(const struct repl_record *r, char cluster[64], struct shmg_claim *out)
+{
+	size_t cl = r->cluster_len < 64 ? r->cluster_len : 63;
+	memcpy(cluster, r->cluster, cl);
+	cluster[cl] = '\0';
+	*out = (struct shmg_claim){
+		.id = { r->node, r->ep_slot, r->ep_gen },
+		.pid = r->pid,
+		.time_ns = r->time_ns,
+		.cluster = cl ? cluster : NULL,
+		.key = r->key,
+		.key_len = r->key_len,
+		.meta = r->meta,
+		.meta_len = r->meta_len,
+	};
+}
+
+static int user_rule(const struct repl_record *a, const struct repl_record *b, void *arg)
+{
+	const struct store *st = arg;
+	char ca[64], cb[64];
+	struct shmg_claim x, y;
+	claim_of(a, ca, &x);
+	claim_of(b, cb, &y);
+	return st->cfg.resolver(&x, &y) == 0 ? 0 : 1;
+}
+
+static repl_resolver_fn rule_of(const struct store *st)
+{
+	return st->cfg.resolver ? user_rule : NULL;
+}
+
+/* The claim the arena shows for the key of r: 0 and *v (its metadata in
+ * st->meta_buf), -ENOENT, or the library's error. */
+static int visible_claim(struct store *st, const char *cluster, const struct repl_record *r,
+			 struct repl_record *v)
+{
+	struct shmg_opts o = { .cluster = *cluster ? cluster : NULL };
+	struct shmg_entry e;
+	int rc = shmg_lookup_entry(st->h, r->key, r->key_len, &e, st->meta_buf, st->meta_cap, &o);
+	if (rc < 0)
+		return rc;
+	*v = *r;
+	v->op = REPL_OP_REGISTER;
+	v->seq = 0;
+	v->reason = 0;
+	v->node = e.id.node;
+	v->ep_slot = e.id.slot;
+	v->ep_gen = e.id.gen;
+	v->pid = e.pid;
+	v->time_ns = e.time_ns;
+	v->meta = e.meta;
+	v->meta_len = (uint32_t)e.meta_len;
+	return 0;
+}
+
+static void hide(struct store *st, const struct repl_record *r, uint16_t shard)
+{
+	if (repl_claims_hide(st->hidden, r, shard) < 0) {
+		logf_(L_ERR, "out of memory keeping a claim of '%.*s' by node %" PRIu32,
+		      (int)r->key_len, r->key, r->node);
+		return;
+	}
+	st->stats.conflicts_hidden++;
+}
+
+/* A lib write retried as a batch is (-EBUSY, -EIO). */
+static int put_retried(struct store *st, uint64_t inc, const struct remote_change *c)
+{
+	int rc = -EBUSY;
+	for (int attempt = 0; attempt < APPLY_TRIES && (rc == -EBUSY || rc == -EIO); attempt++) {
+		if (attempt)
+			backoff(attempt);
+		rc = remote_put(st->h, inc, c);
+	}
+	return rc;
+}
+
+static uint64_t inc_of(struct store *st, uint32_t node)
+{
+	uint64_t inc = 0;
+	remote_held(st->h, node, &inc, NULL);
+	return inc;
+}
+
+static void signal_loser(struct store *st, shmg_id_t loser, int32_t pid)
+{
+	if (!st->cfg.conflict_signal)
+		return;
+	/* Through a pidfd, and only to the process recorded with the endpoint
+	 * (remote_signal_endpoint checks its start time): never a reused pid. */
+	int rc = remote_signal_endpoint(st->h, loser, st->cfg.conflict_signal);
+	if (rc < 0)
+		logf_(L_VERBOSE, "conflict: no signal sent to pid %" PRId32 ": %s", pid,
+		      shmg_strerror(rc));
+}
+
+/* The local endpoint `loser` lost the key to c: this host is its owner, so
+ * it terminates it (remote_conflict_evict, the library's side of the
+ * contract) and tells its process if configured. */
+static int evict_local(struct store *st, const char *cluster, const struct remote_change *c,
+		       shmg_id_t loser)
+{
+	int32_t pid = 0;
+	int rc = -EBUSY;
+	for (int attempt = 0; attempt < APPLY_TRIES && (rc == -EBUSY || rc == -EIO); attempt++) {
+		if (attempt)
+			backoff(attempt);
+		rc = remote_conflict_evict(st->h, cluster, c->key, c->key_len, loser, c, &pid);
+	}
+	if (rc == 0) {
+		st->stats.conflicts_lost++;
+		logf_(L_INFO, "'%.*s': n%" PRIu32 ".%" PRIu32 ".%" PRIu32
+			      " (pid %" PRId32 ") lost it to n%" PRIu32 ".%" PRIu32 ".%" PRIu32,
+		      (int)c->key_len, c->key, loser.node, loser.slot, loser.gen, pid, c->id.node,
+		      c->id.slot, c->id.gen);
+		signal_loser(st, loser, pid);
+	}
+	return rc;
+}
+
+/* The remote claim r (change c, of incarnation inc, key of `shard`) was
+ * refused because another owner's claim is visible: the rule decides which
+ * one the arena shows, the other is hidden or, if local, evicted. */
+static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct repl_record *r,
+		   const struct remote_change *c)
+{
+	struct repl_record v;
+	st->stats.conflicts++;
+	for (int round = 0; round < 3; round++) {
+		int rc = visible_claim(st, c->cluster, r, &v);
+		if (rc == -ENOENT) {
+			/* Gone since the refusal: show r, unless yet another came. */
+			if ((rc = put_retried(st, inc, c)) != -EEXIST)
+				return;
+			continue;
+		}
+		if (rc < 0 || v.node == r->node)
+			break; /* unreadable, or the owner's own older claim: keep r aside */
+		if (repl_claim_cmp(r, &v, rule_of(st), st) < 0)
+			break;
+		shmg_id_t loser = { v.node, v.ep_slot, v.ep_gen };
+		if (v.node == st->self) {
+			rc = evict_local(st, c->cluster, c, loser);
+		} else {
+			/* Another node's claim loses: hidden, and replaced. */
+			struct remote_change gone = {
+				.op = REMOTE_UNREGISTER,
+				.reason = SHMG_REASON_CONFLICT,
+				.cluster = c->cluster,
+				.key = c->key,
+				.key_len = c->key_len,
+				.id = loser,
+			};
+			hide(st, &v, shard);
+			rc = put_retried(st, inc_of(st, v.node), &gone);
+		}
+		if (rc < 0 && rc != -ENOENT)
+			break;
+		if ((rc = put_retried(st, inc, c)) != -EEXIST)
+			return;
+	}
+	hide(st, r, shard);
+}
+
+/* Claims left hidden with nothing visible for their key (the visible one
+ * went): the best of each key becomes visible. */
+static void promote_orphans(struct store *st)
+{
+	size_t i = 0;
+	while (i < repl_claims_count(st->hidden)) {
+		const struct repl_record *h = repl_claims_at(st->hidden, i);
+		char cluster[64];
+		struct repl_record v, best;
+		struct remote_change c;
+		size_t cl = h->cluster_len < 64 ? h->cluster_len : 63;
+		memcpy(cluster, h->cluster, cl);
+		cluster[cl] = '\0';
+		if (visible_claim(st, cluster, h, &v) != -ENOENT) {
+			i++;
+			continue;
+		}
+		uint16_t shard = repl_claims_shard_at(st->hidden, i);
+		best = *repl_claims_best(st->hidden, h->cluster, h->cluster_len, h->key, h->key_len,
+					 rule_of(st), st);
+		/* Copied out of the table before it drops the claim. */
+		uint8_t *copy = malloc((size_t)best.cluster_len + best.key_len + best.meta_len + 1);
+		if (!copy)
+			return;
+		memcpy(copy, best.cluster, best.cluster_len);
+		memcpy(copy + best.cluster_len, best.key, best.key_len);
+		if (best.meta_len)
+			memcpy(copy + best.cluster_len + best.key_len, best.meta, best.meta_len);
+		best.cluster = (const char *)copy;
+		best.key = (const char *)copy + best.cluster_len;
+		best.meta = copy + best.cluster_len + best.key_len;
+		repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
+				 best.key_len);
+		to_change(&best, cluster, &c);
+		uint64_t inc = inc_of(st, best.node);
+		int rc = put_retried(st, inc, &c);
+		if (rc == -EEXIST)
+			settle(st, inc, shard, &best, &c);
+		else if (rc < 0)
+			logf_(L_WARN, "'%.*s': the claim of node %" PRIu32 " could not be shown: %s",
+			      (int)best.key_len, best.key, best.node, shmg_strerror(rc));
+		free(copy);
+		i = 0; /* the table changed */
+	}
+}
+
 static const char *batch_kind(uint8_t type)
 {
 	return type == REPL_BATCH_DELTA    ? "changes"
@@ -352,6 +591,9 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			rc = remote_apply(st->h, b->node, b->inc, b->shard, st->changes, b->n,
 					  b->cursor, st->rcs);
 		} else {
+			/* The node's hidden claims of the shard come back as
+			 * refusals if the snapshot still has them. */
+			repl_claims_drop_shard(st->hidden, b->node, b->shard);
 			rc = remote_resync(st->h, b->node, b->inc, b->shard, st->changes, b->n,
 					   b->cursor, st->rcs);
 		}
@@ -370,22 +612,32 @@ void store_apply(struct store *st, const struct repl_batch *b)
 	}
 	if (rc < 0)
 		goto failed;
-	if (b->type == REPL_BATCH_PURGE)
+	if (b->type == REPL_BATCH_PURGE) {
+		repl_claims_drop_node(st->hidden, b->node, NULL, 0);
+		if (repl_claims_count(st->hidden))
+			promote_orphans(st);
 		return;
+	}
 	st->stats.changes += b->n;
+	bool removed = b->type == REPL_BATCH_RESYNC;
 	for (uint32_t i = 0; i < b->n; i++) {
+		const struct repl_record *r = &b->records[i];
+		const struct remote_change *c = &st->changes[i];
 		switch (st->rcs[i]) {
 		case 0:
+			if (r->op == REPL_OP_REGISTER)
+				repl_claims_drop(st->hidden, r->node, r->cluster, r->cluster_len,
+						 r->key, r->key_len);
+			removed |= r->op == REPL_OP_UNREGISTER;
 			break;
 		case -EEXIST:
-			st->stats.conflicts++;
-			logf_(L_VERBOSE,
-			      "node %" PRIu32 " registered '%.*s', held here by another "
-			      "endpoint: kept the existing one",
-			      b->node, (int)b->records[i].key_len, b->records[i].key);
+			settle(st, b->inc, b->shard, r, c);
 			break;
 		case -ENOENT:
-			st->stats.missing++;
+			if (r->op != REPL_OP_UNREGISTER ||
+			    !repl_claims_drop(st->hidden, r->node, r->cluster, r->cluster_len,
+					      r->key, r->key_len))
+				st->stats.missing++;
 			break;
 		default:
 			st->stats.rejected++;
@@ -394,6 +646,8 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			      shmg_strerror(st->rcs[i]));
 		}
 	}
+	if (removed && repl_claims_count(st->hidden))
+		promote_orphans(st);
 	return;
 failed:
 	st->stats.failed++;

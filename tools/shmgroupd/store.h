@@ -21,42 +21,28 @@
 
 struct store;
 
-#ifndef SHMG_RESOLVE_FN_DEFINED
-/* The user's conflict resolver (contract of issue 10).  Declared here until
- * the public header's "Conflict resolution" section carries it: then this
- * block goes. */
-struct shmg_claim {
-	shmg_id_t id;
-	int32_t pid;
-	uint64_t time_ns;
-	const char *cluster;
-	const char *key;
-	size_t key_len;
-	const void *meta;
-	size_t meta_len;
-};
-/* Returns 0 when a wins, 1 when b wins; must be deterministic and fast. */
-typedef int (*shmg_resolve_fn)(const struct shmg_claim *a, const struct shmg_claim *b);
-#endif
-
-/* What the agent's configuration says about conflicts (shmgroupd.conf
- * conflict_resolver and conflict_signal). */
+/* How registry conflicts are settled (docs/PROTOCOL.md section 15). */
 struct store_config {
-	shmg_resolve_fn resolver; /* NULL: the default rule */
-	void *resolver_arg;       /* reserved for a resolver taking an argument: NULL */
-	int conflict_signal;      /* signal sent to a losing endpoint's process, 0 = none */
+	/* The user's rule, or NULL for the default (the later registration
+	 * wins, ties to the larger endpoint identity). */
+	shmg_resolve_fn resolver;
+	/* A signal sent through a pidfd to the process of a local endpoint
+	 * that lost a conflict; 0 sends none. */
+	int conflict_signal;
 };
 
 struct store_stats {
+	/* conflicts: remote claims met on a key held here by another owner;
+	 * conflicts_lost: local endpoints evicted; conflicts_hidden: remote
+	 * claims kept hidden (lost here, or replaced by a better one). */
 	uint64_t batches, changes, conflicts, missing, rejected, retries, failed;
+	uint64_t conflicts_lost, conflicts_hidden;
 	uint64_t log_reads, log_lapped, log_resets;
 };
 
-/* 0 and *out, -ENOMEM, or the library's error. */
-int store_open(shmg_t *h, struct store **out);
+/* 0 and *out, -ENOMEM, or the library's error.  cfg NULL: the defaults. */
+int store_open(shmg_t *h, const struct store_config *cfg, struct store **out);
 void store_close(struct store *st);
-/* Takes the conflict settings (a copy); before the core's first call. */
-void store_set_config(struct store *st, const struct store_config *cfg);
 
 void store_apply(struct store *st, const struct repl_batch *b);
 int store_log_read(struct store *st, uint16_t shard, uint64_t seq, struct repl_record *out);

@@ -27,7 +27,11 @@ void detector_poll(struct repl *r, struct peer *p)
 		/* Entries held from before our own restart, of a peer that has
 		 * not completed a handshake since: unverified, and purged if it
 		 * stays silent as long as an up peer would be allowed to. */
+#ifdef REPL_MUTANT_NO_HELD_PURGE
+		if (0) {
+#else
 		if (p->held_inc) {
+#endif
 			if (!p->last_heard)
 				p->last_heard = r->now;
 			if (r->now - p->last_heard >= repl_ms(k->down_after))
@@ -42,9 +46,11 @@ void detector_poll(struct repl *r, struct peer *p)
 		return;
 	}
 	repl_set_deadline(r, p->last_heard + repl_ms(k->down_after));
+#ifndef REPL_MUTANT_NO_HEARTBEAT
 	if (r->now - p->last_sent >= repl_ms(k->heartbeat_interval)) {
 		repl_output(r, p, 1);
 		r->c.tx_heartbeats++;
 	}
 	repl_set_deadline(r, p->last_sent + repl_ms(k->heartbeat_interval));
+#endif
 }

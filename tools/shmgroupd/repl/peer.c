@@ -327,6 +327,11 @@ void peer_poll_handshake(struct repl *r, struct peer *p)
 		repl_set_deadline(r, p->next_hello);
 		return;
 	}
+#ifdef REPL_MUTANT_GIVE_UP_HELLO
+	/* Mutant: handshakes stop after busy_retry_attempts. */
+	if (p->attempts >= r->cfg.knobs.busy_retry_attempts)
+		return;
+#endif
 	if (r->now >= p->next_hello) {
 		const struct repl_knobs *k = &r->cfg.knobs;
 		if (!p->nonce)
