@@ -48,7 +48,8 @@ struct reaper;
 struct wake_fifo_out {
 	int fd;             /* -1: that FIFO is not usable, wake by datagram */
 	uint32_t slot, gen; /* gen 0: entry unused */
-	uint64_t nonce;
+	uint64_t nonce, ino; /* and uid: the consumer's record when opened */
+	uint32_t uid;
 };
 /* The consumer's own FIFO, as it made it (never read back from the arena). */
 struct wake_fifo_own {

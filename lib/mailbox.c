@@ -327,6 +327,16 @@ static void mb_advertise(const shmg_t *h, struct mailbox_header *mb)
 	store_release(&mb->fifo_nonce, h->fifo.fd >= 0 ? h->fifo.nonce : 0);
 }
 
+static bool mb_advertised(const shmg_t *h, const struct mailbox_header *mb)
+{
+	uint64_t fifo_nonce = h->fifo.fd >= 0 ? h->fifo.nonce : 0;
+	return load_relaxed(&mb->wake_nonce) == h->wake_nonce &&
+	       load_relaxed(&mb->fifo_nonce) == fifo_nonce &&
+	       (!fifo_nonce || (load_relaxed(&mb->fifo_uid) == h->fifo.uid &&
+				load_relaxed(&mb->fifo_ino) == h->fifo.ino &&
+				load_relaxed(&mb->fifo_gen) == h->fifo.gen));
+}
+
 /* Removes the FIFO of the slot's owner of generation gen, as `own` (the
  * caller's, when it is that owner) or else the mailbox records it.  The
  * record goes once the FIFO is gone, and stays while it is another user's
@@ -708,8 +718,7 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 		 * exchange in mailbox_deliver). */
 		wake_fifo_drain(h);
 		wake_drain(h->mb_sock);
-		if (load_relaxed(&mb->wake_nonce) != h->wake_nonce ||
-		    load_relaxed(&mb->fifo_nonce) != (h->fifo.fd >= 0 ? h->fifo.nonce : 0))
+		if (!mb_advertised(h, mb))
 			mb_advertise(h, mb); /* scribbled over */
 		__atomic_store_n(&mb->signalled, 0, __ATOMIC_SEQ_CST);
 		if (load_acquire(&mb->tail) != mb->head || load_relaxed(&mb->dropped))

@@ -186,11 +186,8 @@ int wake_fifo_remove(const shmg_t *h, uint32_t slot, uint32_t gen, uint64_t nonc
  * or -1: not there (gone with its consumer, or never made), not openable
  * by us, or not what the consumer recorded. */
 static int fifo_open_peer(const shmg_t *h, uint32_t slot, uint32_t gen, uint64_t nonce,
-			  const struct mailbox_header *mb)
+			  uint64_t ino, uint32_t uid)
 {
-	/* Copies: the mailbox may change under us. */
-	uint64_t ino = load_relaxed(&mb->fifo_ino);
-	uint32_t uid = load_relaxed(&mb->fifo_uid);
 	char path[FIFO_PATH_MAX];
 	fifo_path(h, slot, gen, nonce, path);
 	int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
@@ -206,15 +203,19 @@ static int fifo_open_peer(const shmg_t *h, uint32_t slot, uint32_t gen, uint64_t
 
 bool wake_fifo_send(shmg_t *h, uint32_t slot, uint32_t gen, const struct mailbox_header *mb)
 {
-	uint64_t nonce = load_relaxed(&mb->fifo_nonce);
+	/* Copies: the mailbox may change under us.  The whole record is the
+	 * key, so a consumer that repairs a scribbled one is followed. */
+	uint64_t nonce = load_relaxed(&mb->fifo_nonce), ino = load_relaxed(&mb->fifo_ino);
+	uint32_t uid = load_relaxed(&mb->fifo_uid);
 	if (!nonce)
 		return false;
 	struct wake_fifo_out *c = &h->fifo_out[slot % WAKE_FIFO_CACHE];
-	if (c->slot != slot || c->gen != gen || c->nonce != nonce) {
+	if (c->slot != slot || c->gen != gen || c->nonce != nonce || c->ino != ino || c->uid != uid) {
 		if (c->fd >= 0)
 			close(c->fd);
-		*c = (struct wake_fifo_out){.fd = fifo_open_peer(h, slot, gen, nonce, mb),
-					    .slot = slot, .gen = gen, .nonce = nonce};
+		*c = (struct wake_fifo_out){.fd = fifo_open_peer(h, slot, gen, nonce, ino, uid),
+					    .slot = slot, .gen = gen, .nonce = nonce, .ino = ino,
+					    .uid = uid};
 	}
 	if (c->fd < 0)
 		return false;
