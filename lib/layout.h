@@ -490,6 +490,7 @@ static_assert(offsetof(struct arena_header, reaper_lock) == 704, "reaper line");
 static_assert(sizeof(struct mailbox_header) == 192, "mailbox_header");
 static_assert(offsetof(struct mailbox_header, delivered) == 128, "mailbox statistics line");
 static_assert(offsetof(struct mailbox_header, head) == 64, "mailbox consumer line");
+static_assert(offsetof(struct mailbox_header, fifo_gen) + 4 <= 128, "FIFO record in the consumer line");
 static_assert(sizeof(struct mailbox_record) == 48, "mailbox_record");
 static_assert(offsetof(struct arena_header, epoch) == 192, "epoch line");
 static_assert(offsetof(struct arena_header, pool_lock) == 256, "pool line");

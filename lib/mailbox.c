@@ -178,7 +178,7 @@ int wake_open(shmg_t *h)
 		return h->mb_sock;
 	/* The FIFO joins the set when the slot is claimed (mailbox_reset). */
 	h->mb_fd = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event ev = {.events = EPOLLIN};
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = h->mb_sock};
 	if (h->mb_fd < 0 || epoll_ctl(h->mb_fd, EPOLL_CTL_ADD, h->mb_sock, &ev) < 0)
 		return -errno;
 	return 0;
@@ -221,6 +221,20 @@ void wake_drain(int fd)
 	char buf[64];
 	for (int i = 0; i < 64 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
 		;
+}
+
+/* Empties what of the socket and the FIFO is readable: one epoll_wait when
+ * neither is, as a consumer sleeping in shmg_receive finds them. */
+static void wake_drain_own(shmg_t *h)
+{
+	struct epoll_event ev[2];
+	int n = epoll_wait(h->mb_fd, ev, 2, 0);
+	for (int i = 0; i < n; i++) {
+		if (ev[i].data.fd == h->mb_sock)
+			wake_drain(h->mb_sock);
+		else
+			wake_fifo_drain(h);
+	}
 }
 
 /* Wakes the consumer whichever way it waits.  Producers call it under the
@@ -716,8 +730,7 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 		/* Empty: consume the wakeup and re-arm, so the fd is readable only
 		 * while records wait, then look once more (pairs with the
 		 * exchange in mailbox_deliver). */
-		wake_fifo_drain(h);
-		wake_drain(h->mb_sock);
+		wake_drain_own(h);
 		if (!mb_advertised(h, mb))
 			mb_advertise(h, mb); /* scribbled over */
 		__atomic_store_n(&mb->signalled, 0, __ATOMIC_SEQ_CST);

@@ -141,7 +141,7 @@ int wake_fifo_create(shmg_t *h, uint32_t slot, uint32_t gen)
 		int fd = fifo_open_own(h, path, &st);
 		if (fd == -ENOENT || fd == -EEXIST)
 			continue; /* a shmg_destroy removed it, or its owner replaced it */
-		struct epoll_event ev = {.events = EPOLLIN};
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
 		if (fd >= 0 && epoll_ctl(h->mb_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			close(fd);
 			fd = -errno;

@@ -28,7 +28,9 @@ static const struct {
 		      * single-member groups in one block (EF_SOLO);
 		      * size classes in 16-byte steps below 256 bytes (40 classes);
 		      * the agent's outbound mailbox (agent_mailbox, in padding);
-		      * the agent's wakeup line (agent_sleeping, agent_wake) */
+		      * the agent's wakeup line (agent_sleeping, agent_wake);
+		      * the consumer's wakeup FIFO record in its mailbox (fifo_nonce,
+		      * fifo_ino, fifo_uid, fifo_gen, in padding) */
 };
 
 START_TEST(test_signature_pinned)
