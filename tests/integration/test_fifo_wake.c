@@ -47,17 +47,17 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void fifo_path_of(const shmg_t *h, char *buf, size_t cap)
+/* The FIFO name of endpoint (slot, gen) of arena `name` with that nonce. */
+static void fifo_name(char *buf, size_t cap, const char *name, uint32_t slot, uint32_t gen,
+		      uint64_t nonce)
 {
-	snprintf(buf, cap, "/dev/shm/shmgroup.%s@wake.%08x.%08x.%016llx", h->name, h->fifo.slot,
-		 h->fifo.gen, (unsigned long long)h->fifo.nonce);
+	snprintf(buf, cap, "/dev/shm/shmgroup.%s@wake.%08x.%08x.%016llx", name, slot, gen,
+		 (unsigned long long)nonce);
 }
 
-/* A name in the FIFO namespace of h's slot and generation, other nonce. */
-static void sibling_path_of(const shmg_t *h, uint64_t nonce, char *buf, size_t cap)
+static void fifo_path_of(const shmg_t *h, char *buf, size_t cap)
 {
-	snprintf(buf, cap, "/dev/shm/shmgroup.%s@wake.%08x.%08x.%016llx", h->name, h->fifo.slot,
-		 h->fifo.gen, (unsigned long long)nonce);
+	fifo_name(buf, cap, h->name, h->fifo.slot, h->fifo.gen, h->fifo.nonce);
 }
 
 static int count_fifos(const char *name)
@@ -129,14 +129,21 @@ static int drain_events(shmg_t *h)
 	return n < 0 ? n : type;
 }
 
+/* In a child: opens the arena as uid (0: as root); NULL on failure. */
+static shmg_t *open_as(uid_t uid)
+{
+	shmg_t *h;
+	if (uid && become(uid) != 0)
+		return NULL;
+	return shmg_open(tc_arena, &owner_root, &h) == 0 ? h : NULL;
+}
+
 static int epoll_consumer(void *arg)
 {
 	(void)arg;
-	shmg_t *h;
 	char b;
-	if (sh->consumer_uid && become(sh->consumer_uid) != 0)
-		return 10;
-	if (shmg_open(tc_arena, &owner_root, &h) != 0)
+	shmg_t *h = open_as(sh->consumer_uid);
+	if (!h)
 		return 11;
 	if (shmg_monitor(h, SHMG_KEY("fw/"), NULL) != 0 ||
 	    shmg_join(h, SHMG_KEY("fw/msg"), NULL, 0, NULL) != 0)
@@ -172,11 +179,9 @@ static int epoll_consumer(void *arg)
 static int producer(void *arg)
 {
 	(void)arg;
-	shmg_t *h;
 	char b;
-	if (sh->producer_uid && become(sh->producer_uid) != 0)
-		return 10;
-	if (shmg_open(tc_arena, &owner_root, &h) != 0)
+	shmg_t *h = open_as(sh->producer_uid);
+	if (!h)
 		return 11;
 	for (int op = 0; op < NROUNDS; op++) {
 		if (tc_read_full(t2p[0], &b, 1, WAIT_MS * 3) != 0)
@@ -272,11 +277,12 @@ END_TEST
 /* ---- removal ------------------------------------------------------------- */
 
 struct victim {
-	char fifo[320];
+	int sig;        /* what it does to itself once open: SIGKILL, SIGSTOP */
+	char fifo[320]; /* and tells */
 	uint32_t slot;
 };
 
-static int open_and_die(void *arg)
+static int victim_main(void *arg)
 {
 	struct victim *v = arg;
 	shmg_t *h;
@@ -284,8 +290,16 @@ static int open_and_die(void *arg)
 		return 10;
 	fifo_path_of(h, v->fifo, sizeof(v->fifo));
 	v->slot = h->slot;
-	raise(SIGKILL);
-	return 11;
+	raise(v->sig);
+	for (;;)
+		pause(); /* killed */
+}
+
+static struct victim *victim_new(int sig)
+{
+	struct victim *v = tc_shared_alloc(sizeof(*v));
+	v->sig = sig;
+	return v;
 }
 
 START_TEST(test_fifo_removed_by_close_reap_destroy)
@@ -306,15 +320,15 @@ START_TEST(test_fifo_removed_by_close_reap_destroy)
 	ck_assert(!exists(path));
 
 	/* A consumer killed leaves it until its endpoint is reaped. */
-	struct victim *v = tc_shared_alloc(sizeof(*v));
-	TC_EQ(tc_wait_exit(tc_fork(open_and_die, v), WAIT_MS), TC_KILLED(SIGKILL));
+	struct victim *v = victim_new(SIGKILL);
+	TC_EQ(tc_wait_exit(tc_fork(victim_main, v), WAIT_MS), TC_KILLED(SIGKILL));
 	ck_assert(exists(v->fifo));
 	ck_assert_int_ge(shmg_reap(a), 1);
 	ck_assert(!exists(v->fifo));
 	TC_EQ(count_fifos(tc_arena), 1);
 
 	/* And destroy removes what a dead consumer left unreaped. */
-	TC_EQ(tc_wait_exit(tc_fork(open_and_die, v), WAIT_MS), TC_KILLED(SIGKILL));
+	TC_EQ(tc_wait_exit(tc_fork(victim_main, v), WAIT_MS), TC_KILLED(SIGKILL));
 	TC_EQ(count_fifos(tc_arena), 2);
 	TC_EQ(shmg_destroy(tc_arena), 0);
 	TC_EQ(count_fifos(tc_arena), 0);
@@ -324,26 +338,13 @@ END_TEST
 
 /* ---- a stopped consumer ---------------------------------------------------- */
 
-static int stopped_consumer(void *arg)
-{
-	struct victim *v = arg;
-	shmg_t *h;
-	if (shmg_open(tc_arena, NULL, &h) != 0 || shmg_join(h, SHMG_KEY("fw/msg"), NULL, 0, NULL))
-		return 10;
-	fifo_path_of(h, v->fifo, sizeof(v->fifo));
-	v->slot = h->slot;
-	raise(SIGSTOP);
-	for (;;)
-		pause(); /* killed */
-}
-
 START_TEST(test_stopped_consumer_costs_producers_nothing)
 {
 	shmg_t *p = tc_open(tc_arena, NULL);
-	struct victim *v = tc_shared_alloc(sizeof(*v));
+	struct victim *v = victim_new(SIGSTOP);
 	int st;
 
-	pid_t c = tc_fork(stopped_consumer, v);
+	pid_t c = tc_fork(victim_main, v);
 	ck_assert_int_eq(waitpid(c, &st, WUNTRACED), c);
 	ck_assert(WIFSTOPPED(st));
 	/* Its FIFO full, as if it had been stopped for a long time. */
@@ -409,8 +410,8 @@ START_TEST(test_scribbled_record_never_writes_elsewhere)
 	TC_EQ(shmg_join(c, SHMG_KEY("fw/msg"), NULL, 0, NULL), 0);
 	TC_EQ(drain_events(c), 0);
 	/* A regular file and another FIFO in c's FIFO namespace. */
-	sibling_path_of(c, 0x1111, file, sizeof(file));
-	sibling_path_of(c, 0x2222, other, sizeof(other));
+	fifo_name(file, sizeof(file), tc_arena, c->slot, c->gen, 0x1111);
+	fifo_name(other, sizeof(other), tc_arena, c->slot, c->gen, 0x2222);
 	int ffd = open(file, O_CREAT | O_EXCL | O_RDWR, 0600);
 	ck_assert_int_ge(ffd, 0);
 	ck_assert_int_eq(mkfifo(other, 0600), 0);
@@ -464,18 +465,16 @@ END_TEST
 START_TEST(test_reap_of_scribbled_record_removes_nothing_else)
 {
 	shmg_t *p = tc_open(tc_arena, NULL);
-	struct victim *v = tc_shared_alloc(sizeof(*v));
+	struct victim *v = victim_new(SIGKILL);
 	char file[320], other[320];
 	struct stat st;
 
-	TC_EQ(tc_wait_exit(tc_fork(open_and_die, v), WAIT_MS), TC_KILLED(SIGKILL));
+	TC_EQ(tc_wait_exit(tc_fork(victim_main, v), WAIT_MS), TC_KILLED(SIGKILL));
 	struct mailbox_header *mb = mailbox_at(p, v->slot);
 	uint32_t gen = load_relaxed(&endpoint_at(p, v->slot)->gen);
 	/* Files at two other names of the dead consumer's slot and generation. */
-	snprintf(file, sizeof(file), "/dev/shm/shmgroup.%s@wake.%08x.%08x.%016llx", tc_arena,
-		 v->slot, gen, 0x1111ull);
-	snprintf(other, sizeof(other), "/dev/shm/shmgroup.%s@wake.%08x.%08x.%016llx", tc_arena,
-		 v->slot, gen, 0x2222ull);
+	fifo_name(file, sizeof(file), tc_arena, v->slot, gen, 0x1111);
+	fifo_name(other, sizeof(other), tc_arena, v->slot, gen, 0x2222);
 	int ffd = open(file, O_CREAT | O_EXCL | O_RDWR, 0600);
 	ck_assert_int_ge(ffd, 0);
 	ck_assert_int_eq(fstat(ffd, &st), 0);
@@ -490,11 +489,10 @@ START_TEST(test_reap_of_scribbled_record_removes_nothing_else)
 	unlink(v->fifo);
 
 	/* Recorded: a FIFO of the right owner, the wrong inode. */
-	TC_EQ(tc_wait_exit(tc_fork(open_and_die, v), WAIT_MS), TC_KILLED(SIGKILL));
+	TC_EQ(tc_wait_exit(tc_fork(victim_main, v), WAIT_MS), TC_KILLED(SIGKILL));
 	gen = load_relaxed(&endpoint_at(p, v->slot)->gen);
 	char other2[320];
-	snprintf(other2, sizeof(other2), "/dev/shm/shmgroup.%s@wake.%08x.%08x.%016llx", tc_arena,
-		 v->slot, gen, 0x2222ull);
+	fifo_name(other2, sizeof(other2), tc_arena, v->slot, gen, 0x2222);
 	ck_assert_int_eq(mkfifo(other2, 0600), 0);
 	mb = mailbox_at(p, v->slot);
 	store_relaxed(&mb->fifo_nonce, 0x2222);
