@@ -27,10 +27,13 @@
  *     Reference "pipe": the same stamps written to a pipe the consumer waits
  *     on in read(), or in epoll_wait then read() for the epoll rows: the
  *     floor for waking a sleeping process that waits the same way.
- *     Reference "raw": shmgroup's two wake-ups without the library, a stamp
+ *     Reference "raw": shmgroup's wake-ups without the library, a stamp
  *     in shared memory and a FUTEX_WAKE (receive row) or a datagram to an
  *     abstract socket the consumer watches with epoll (epoll row), armed
- *     the way a mailbox is: what the mechanism costs by itself.
+ *     the way a mailbox is: what the mechanism costs by itself.  shmg_fd is
+ *     woken through a FIFO now, the datagram only when a producer cannot
+ *     use it: the epoll row is that fallback, against which the FIFO's
+ *     rows compare in the same run.
  *
  * (b) Death to event.  A worker process registers a key and waits; the
  *     driver, which monitors the prefix, takes t0 = CLOCK_MONOTONIC, SIGKILLs

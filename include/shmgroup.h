@@ -663,11 +663,13 @@ SHMG_EXPORT int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, i
 /* A descriptor that poll/epoll report readable while the mailbox holds events
  * (level-triggered, approximately: after a wakeup, call shmg_receive with
  * timeout 0 until it returns 0).  It may also be readable with no event
- * waiting: a spare wakeup after a producer crashed, or a datagram from any
- * local process (it is a unix socket with an abstract name, listed in
- * /proc/net/unix); shmg_receive then returns 0 and clears it.  Events are
- * never lost to either.  Owned by the handle; do not close or read it.
- * Returns the fd; -EBADF, -ECHILD. */
+ * waiting: a spare wakeup after a producer crashed, or a byte or datagram
+ * from another local process (it is an epoll set of a FIFO in /dev/shm,
+ * "shmgroup.<name>@wake.*", with the arena's mode, and a unix socket with an
+ * abstract name, listed in /proc/net/unix); shmg_receive then returns 0 and
+ * clears it.  Events are never lost to either.  The FIFO is removed when the
+ * endpoint is closed or reaped, or the arena destroyed.  Owned by the
+ * handle; do not close or read it.  Returns the fd; -EBADF, -ECHILD. */
 SHMG_EXPORT int shmg_fd(shmg_t *h);
 
 /* Sends msg to the endpoint registered at the exact key and to every member of

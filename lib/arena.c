@@ -741,6 +741,8 @@ int shmg_destroy(const char *name)
 		mark_destroyed(fd, &st);
 		if (shm_unlink(path) < 0)
 			rc = -errno;
+		/* By the name, not the header, which may be scribbled. */
+		wake_fifo_remove_all(name);
 	}
 	close(fd);
 	return rc;

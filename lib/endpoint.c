@@ -365,7 +365,7 @@ static int release_until(shmg_t *h, uint32_t slot, uint32_t gen, int reason,
 	 * must not be reused while they remain.  Whoever reaps next finishes. */
 	if ((rc = remove_all_entries(h, slot, gen, reason, deadline_ns)) < 0)
 		return rc;
-	mailbox_retire(h, slot);
+	mailbox_retire(h, slot, gen);
 	if (reason == REASON_EXIT)
 		mailbox_rewake_orphans(h); /* it may have died mid-delivery */
 

@@ -34,16 +34,18 @@ static size_t quarantine_next;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* The child's copies of a handle's descriptors must go: the endpoint lock
- * has to die with the parent, and the wakeup socket must not be read by a
- * process that is not the endpoint.  Only close() here: async-signal-safe. */
+ * has to die with the parent, and the wakeup socket and FIFO must not be
+ * read by a process that is not the endpoint (the FIFO's name stays: it is
+ * the parent's).  Only close() here: async-signal-safe. */
 static void handle_drop_fds(shmg_t *h)
 {
-	int *fds[] = {&h->fd, &h->lock_fd, &h->mb_fd, &h->wake_out};
+	int *fds[] = {&h->fd, &h->lock_fd, &h->mb_fd, &h->mb_sock, &h->fifo.fd, &h->wake_out};
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
 		if (*fds[i] >= 0)
 			close(*fds[i]);
 		*fds[i] = -1;
 	}
+	wake_fifo_close_cache(h);
 	reaper_drop_after_fork(h);
 }
 
@@ -130,7 +132,8 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 	shmg_t *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
-	h->fd = h->lock_fd = h->mb_fd = h->wake_out = -1;
+	h->fd = h->lock_fd = h->mb_fd = h->mb_sock = h->fifo.fd = h->wake_out = -1;
+	wake_fifo_reset_cache(h);
 	h->fork_gen = atomic_load(&handle_fork_gen);
 	/* Opening reaps what it finds dead, but waits at most one interval in
 	 * all for a busy shard: what it cannot finish is the reaper's. */
@@ -155,7 +158,8 @@ int shmg_open(const char *name, const struct shmg_config *config, shmg_t **out)
 	}
 	epoch_process_init(h);
 	/* The wakeup socket's name goes into the mailbox when the slot is
-	 * claimed, so it exists before any producer can look for it. */
+	 * claimed, so it exists before any producer can look for it; the
+	 * FIFO, named by the slot, is made as it is claimed. */
 	if ((rc = wake_open(h)) < 0 || (rc = endpoint_claim(h)) < 0)
 		goto fail;
 	if ((rc = track(h)) < 0) {

@@ -45,6 +45,24 @@ struct mb_batch {
 
 struct reaper;
 
+/* A producer's descriptor for one consumer's wakeup FIFO (wake_fifo.c),
+ * kept per consumer (slot, gen, nonce) like the datagram path keeps its
+ * socket connected. */
+#define WAKE_FIFO_CACHE 16
+struct wake_fifo_out {
+	int fd;             /* -1: that FIFO is not usable, wake by datagram */
+	uint32_t slot, gen; /* gen 0: entry unused */
+	uint64_t nonce, ino; /* and uid: the consumer's record when opened */
+	uint32_t uid;
+};
+/* The consumer's own FIFO, as it made it (never read back from the arena). */
+struct wake_fifo_own {
+	int fd;             /* read end, in the mb_fd epoll set; -1: none */
+	uint32_t slot, gen;
+	uint64_t nonce, ino;
+	uint32_t uid;
+};
+
 /* A shard's current table as one load of table_off and of nbuckets_log2
  * found it, checked to lie in the arena: users take the size from here. */
 struct table_view {
@@ -96,11 +114,14 @@ struct shmg {
 	shmg_extract_fn extract;
 	void *extract_arg;
 	uint8_t *scratch;     /* meta_max bytes: extract_meta output */
-	int mb_fd;            /* this endpoint's wakeup socket (shmg_fd) */
+	int mb_fd;            /* shmg_fd: an epoll set of mb_sock and the FIFO */
+	int mb_sock;          /* this endpoint's wakeup socket */
+	struct wake_fifo_own fifo; /* and its wakeup FIFO (wake_fifo.c) */
 	int wake_out;         /* unbound socket for sending wakeups, connected to: */
 	uint64_t wake_peer;   /* the nonce of the last socket woken (0: none) */
 	const char *wake_peer_role; /* and its role ("mb" or "reaper") */
-	uint64_t wake_nonce;  /* names mb_fd; published in the mailbox header */
+	uint64_t wake_nonce;  /* names mb_sock; published in the mailbox header */
+	struct wake_fifo_out fifo_out[WAKE_FIFO_CACHE]; /* consumers' FIFOs, by slot */
 	uint8_t *rx, *rx_meta; /* receive buffers the events point into */
 	size_t rx_cap, rx_meta_cap;
 	uint64_t *targets;    /* bitmap of endpoint slots an event goes to */
@@ -842,7 +863,7 @@ void entry_fill_public(shmg_t *h, const struct entry *e, const struct entry *ehd
 struct mailbox_header *mailbox_at(const shmg_t *h, uint32_t slot);
 int mailbox_init(shmg_t *h, uint32_t slot);
 int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen);
-void mailbox_retire(shmg_t *h, uint32_t slot);
+void mailbox_retire(shmg_t *h, uint32_t slot, uint32_t gen);
 int mb_batch_add(struct mb_batch *b, const struct mailbox_record *r, const char *cluster,
 		 const void *key, const void *meta, const void *prev);
 /* 0 appended; -EAGAIN counted as dropped (full, or the lock not had);
@@ -852,10 +873,33 @@ int mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b);
 int wake_bind(const shmg_t *h, const char *what, uint64_t *nonce);
 void wake_send(shmg_t *h, const char *what, uint64_t nonce);
 void wake_drain(int fd);
-/* The handle's wakeup sockets, before its endpoint is claimed (handle.c). */
+/* The handle's wakeup socket and shmg_fd's epoll set, before its endpoint
+ * is claimed (handle.c). */
 int wake_open(shmg_t *h);
+uint64_t wake_nonce_new(void);
 /* Redoes the wakeups of producers that died holding a mailbox lock (reap). */
 void mailbox_rewake_orphans(shmg_t *h);
+
+/* ---- wake_fifo.c ----------------------------------------------------- */
+/* Makes this handle's FIFO for endpoint (slot, gen) into h->fifo and adds it
+ * to the mb_fd set; on failure h->fifo.fd is -1 (woken by datagram). */
+int wake_fifo_create(shmg_t *h, uint32_t slot, uint32_t gen);
+/* Closes the handle's own FIFO (its name stays: see wake_fifo_remove). */
+void wake_fifo_close_own(shmg_t *h);
+/* Removes FIFO (slot, gen, nonce) if it is one of inode ino owned by uid:
+ * 0 removed or gone, -errno left there (another user's: -EPERM). */
+int wake_fifo_remove(const shmg_t *h, uint32_t slot, uint32_t gen, uint64_t nonce, uint64_t ino,
+		     uint32_t uid);
+/* Writes one byte to consumer (slot, gen)'s FIFO as its mailbox header
+ * advertises it; false: no usable FIFO, the caller sends the datagram. */
+bool wake_fifo_send(shmg_t *h, uint32_t slot, uint32_t gen, const struct mailbox_header *mb);
+/* Empties the handle's own FIFO (bounded). */
+void wake_fifo_drain(shmg_t *h);
+void wake_fifo_reset_cache(shmg_t *h);
+/* close() only: safe in a fork child handler. */
+void wake_fifo_close_cache(shmg_t *h);
+/* Removes every wakeup FIFO left in /dev/shm for arena `name` (destroy). */
+void wake_fifo_remove_all(const char *name);
 
 /* ---- monitor.c ------------------------------------------------------- */
 uint32_t mon_cluster_tag(uint64_t seed);

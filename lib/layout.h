@@ -402,7 +402,16 @@ struct mailbox_header {
 	uint32_t sleeping;    /* the consumer waits on the futex `signalled` */
 	uint32_t pad0;
 	uint64_t wake_nonce;  /* names the consumer's wakeup socket (written by the owner) */
-	uint8_t pad[CACHE_LINE - 24];
+	/* The consumer's wakeup FIFO in /dev/shm (wake_fifo.c), written by the
+	 * owner before it publishes gen; fifo_nonce 0 = none.  Its name is
+	 * made of the arena's name, the slot, fifo_gen and fifo_nonce; whoever
+	 * opens or removes it checks it is a FIFO of inode fifo_ino owned by
+	 * fifo_uid. */
+	uint64_t fifo_nonce;
+	uint64_t fifo_ino;
+	uint32_t fifo_uid;
+	uint32_t fifo_gen;
+	uint8_t pad[CACHE_LINE - 48];
 	/* Statistics for tools (shmg_endpoint_stats), written by producers and
 	 * zeroed by mailbox_reset for each new owner of the slot. */
 	_Alignas(CACHE_LINE) uint64_t delivered; /* records appended (under the lock) */
@@ -508,6 +517,7 @@ static_assert(offsetof(struct arena_header, reaper_lock) == 704, "reaper line");
 static_assert(sizeof(struct mailbox_header) == 192, "mailbox_header");
 static_assert(offsetof(struct mailbox_header, delivered) == 128, "mailbox statistics line");
 static_assert(offsetof(struct mailbox_header, head) == 64, "mailbox consumer line");
+static_assert(offsetof(struct mailbox_header, fifo_gen) + 4 <= 128, "FIFO record in the consumer line");
 static_assert(sizeof(struct mailbox_record) == 48, "mailbox_record");
 static_assert(offsetof(struct arena_header, epoch) == 192, "epoch line");
 static_assert(offsetof(struct arena_header, pool_lock) == 256, "pool line");

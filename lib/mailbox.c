@@ -18,12 +18,14 @@
  * Wakeups.  `signalled` is 0 while the consumer is armed: it found the ring
  * empty and will sleep.  The producer that flips it to 1 wakes the consumer,
  * with FUTEX_WAKE on `signalled` when the consumer sleeps in shmg_receive
- * (`sleeping`), else with one datagram to the consumer's socket, which
- * shmg_fd() returns for poll/epoll.  The consumer drains the socket, clears
- * `signalled`, sets `sleeping`, and looks at the ring once more before it
- * waits; all of these are seq_cst, so a producer either sees the re-arm or
- * its record is seen by that last look.  So the descriptor is readable while
- * records wait, and a blocked receive wakes without a socket round trip.
+ * (`sleeping`), else with one byte to the consumer's FIFO (wake_fifo.c) or,
+ * when the producer cannot use that, one datagram to the consumer's socket.
+ * shmg_fd() returns an epoll set of both for poll/epoll.  The consumer
+ * drains them, clears `signalled`, sets `sleeping`, and looks at the ring
+ * once more before it waits; all of these are seq_cst, so a producer either
+ * sees the re-arm or its record is seen by that last look.  So the
+ * descriptor is readable while records wait, and a blocked receive wakes
+ * without a round trip through either.
  *
  * The socket is bound to an abstract name made of the arena incarnation and
  * a random 64-bit nonce that the owner publishes in its mailbox header
@@ -54,6 +56,7 @@
 #include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -105,6 +108,12 @@ static char *put_hex64(char *p, uint64_t v)
 	return p + 16;
 }
 
+static uint32_t mb_slot(const shmg_t *h, const struct mailbox_header *mb)
+{
+	return (uint32_t)(((const uint8_t *)mb - h->base - h->geo.off_mailboxes) /
+			  h->geo.mailbox_bytes);
+}
+
 /* An abstract name nobody can foresee: "shmgroup.<incarnation>.<what>.<nonce>",
  * the arena incarnation (for `ss -x`), the role and a random nonce the binder
  * publishes in the arena.  Another user sees a name in /proc/net/unix only
@@ -126,7 +135,7 @@ static socklen_t wake_addr(const shmg_t *h, const char *what, uint64_t nonce, st
 	return (socklen_t)(p - (char *)a);
 }
 
-static uint64_t wake_nonce_new(void)
+uint64_t wake_nonce_new(void)
 {
 	static _Atomic uint64_t counter;
 	uint64_t v;
@@ -164,8 +173,15 @@ int wake_open(shmg_t *h)
 	h->wake_out = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (h->wake_out < 0)
 		return -errno; /* without it this handle's wakeups would be lost */
-	h->mb_fd = wake_bind(h, "mb", &h->wake_nonce);
-	return h->mb_fd < 0 ? h->mb_fd : 0;
+	h->mb_sock = wake_bind(h, "mb", &h->wake_nonce);
+	if (h->mb_sock < 0)
+		return h->mb_sock;
+	/* The FIFO joins the set when the slot is claimed (mailbox_reset). */
+	h->mb_fd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = h->mb_sock};
+	if (h->mb_fd < 0 || epoll_ctl(h->mb_fd, EPOLL_CTL_ADD, h->mb_sock, &ev) < 0)
+		return -errno;
+	return 0;
 }
 
 /* Connects wake_out to the socket `what`.`nonce`: a send then skips the
@@ -207,14 +223,29 @@ void wake_drain(int fd)
 		;
 }
 
+/* Empties what of the socket and the FIFO is readable: one epoll_wait when
+ * neither is, as a consumer sleeping in shmg_receive finds them. */
+static void wake_drain_own(shmg_t *h)
+{
+	struct epoll_event ev[2];
+	int n = epoll_wait(h->mb_fd, ev, 2, 0);
+	for (int i = 0; i < n; i++) {
+		if (ev[i].data.fd == h->mb_sock)
+			wake_drain(h->mb_sock);
+		else
+			wake_fifo_drain(h);
+	}
+}
+
 /* Wakes the consumer whichever way it waits.  Producers call it under the
  * mailbox lock: one killed before the wake completed leaves the lock
  * owner-dead, and whoever takes it next does this again. */
-static void mb_wake(shmg_t *h, struct mailbox_header *mb, bool futex, bool dgram)
+static void mb_wake(shmg_t *h, struct mailbox_header *mb, uint32_t slot, uint32_t gen, bool futex,
+		    bool fd)
 {
 	if (futex)
 		syscall(SYS_futex, &mb->signalled, FUTEX_WAKE, 1, NULL, NULL, 0);
-	if (dgram)
+	if (fd && !wake_fifo_send(h, slot, gen, mb))
 		wake_send(h, "mb", load_relaxed(&mb->wake_nonce));
 }
 
@@ -224,12 +255,13 @@ static void mb_wake(shmg_t *h, struct mailbox_header *mb, bool futex, bool dgram
 static void mb_rewake(shmg_t *h, struct mailbox_header *mb)
 {
 	pthread_mutex_consistent(&mb->lock);
-	if (!load_relaxed(&mb->gen))
+	uint32_t gen = load_relaxed(&mb->gen);
+	if (!gen)
 		return; /* retired: nobody to wake */
 	/* Makes a futex wait that has not started yet return at once (pairs
 	 * with the consumer's seq_cst re-arm in shmg_receive). */
 	__atomic_store_n(&mb->signalled, 1, __ATOMIC_SEQ_CST);
-	mb_wake(h, mb, true, true);
+	mb_wake(h, mb, mb_slot(h, mb), gen, true, true);
 }
 
 /* Takes the mailbox lock, or gives up with -EBUSY after PATIENCE_NS; a
@@ -257,14 +289,15 @@ static int mb_lock(shmg_t *h, struct mailbox_header *mb, bool producer)
  * Without the lock, so the wakeup goes both ways whatever the consumer's
  * state, when it is armed or this is the first drop it has not seen; setting
  * `signalled` makes a futex wait not yet begun return. */
-static void mb_drop_unlocked(shmg_t *h, struct mailbox_header *mb, uint32_t gen, uint32_t count)
+static void mb_drop_unlocked(shmg_t *h, struct mailbox_header *mb, uint32_t slot, uint32_t gen,
+			     uint32_t count)
 {
 	if (load_acquire(&mb->gen) != gen)
 		return;
 	uint32_t before = __atomic_fetch_add(&mb->dropped, count, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&mb->dropped_total, count, __ATOMIC_RELAXED);
 	if (__atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0 || before == 0)
-		mb_wake(h, mb, true, true);
+		mb_wake(h, mb, slot, gen, true, true);
 }
 
 void mailbox_rewake_orphans(shmg_t *h)
@@ -295,24 +328,79 @@ int mailbox_init(shmg_t *h, uint32_t slot)
 	return mutex_init_robust(&mb->lock);
 }
 
+/* Writes where producers find the owner's wakeup socket and FIFO: in
+ * mailbox_reset before gen is published, and again by a receive that finds
+ * them scribbled over.  The FIFO's checks go before its nonce, which makes
+ * producers look for it. */
+static void mb_advertise(const shmg_t *h, struct mailbox_header *mb)
+{
+	store_relaxed(&mb->wake_nonce, h->wake_nonce);
+	store_relaxed(&mb->fifo_uid, h->fifo.uid);
+	store_relaxed(&mb->fifo_ino, h->fifo.ino);
+	store_relaxed(&mb->fifo_gen, h->fifo.gen);
+	store_release(&mb->fifo_nonce, h->fifo.fd >= 0 ? h->fifo.nonce : 0);
+}
+
+static bool mb_advertised(const shmg_t *h, const struct mailbox_header *mb)
+{
+	uint64_t fifo_nonce = h->fifo.fd >= 0 ? h->fifo.nonce : 0;
+	return load_relaxed(&mb->wake_nonce) == h->wake_nonce &&
+	       load_relaxed(&mb->fifo_nonce) == fifo_nonce &&
+	       (!fifo_nonce || (load_relaxed(&mb->fifo_uid) == h->fifo.uid &&
+				load_relaxed(&mb->fifo_ino) == h->fifo.ino &&
+				load_relaxed(&mb->fifo_gen) == h->fifo.gen));
+}
+
+/* Removes the FIFO of the slot's owner of generation gen, as `own` (the
+ * caller's, when it is that owner) or else the mailbox records it.  The
+ * record goes once the FIFO is gone, and stays while it is another user's
+ * that we may not remove, for the slot's next owner or shmg_destroy.
+ * Under the mailbox lock. */
+static void mb_remove_fifo(shmg_t *h, struct mailbox_header *mb, uint32_t slot, uint32_t gen,
+			   const struct wake_fifo_own *own)
+{
+	uint64_t nonce = load_relaxed(&mb->fifo_nonce), ino = load_relaxed(&mb->fifo_ino);
+	uint32_t uid = load_relaxed(&mb->fifo_uid);
+	if (own) {
+		nonce = own->nonce;
+		ino = own->ino;
+		uid = own->uid;
+	}
+	if (nonce && wake_fifo_remove(h, slot, gen, nonce, ino, uid) == 0)
+		store_relaxed(&mb->fifo_nonce, 0);
+}
+
 int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 {
 	struct mailbox_header *mb = mailbox_at(h, slot);
+	/* Without a FIFO (no room in /dev/shm, say) producers send datagrams. */
+	if (wake_fifo_create(h, slot, gen) < 0)
+		sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u: no wakeup FIFO, woken by datagram",
+		       h->node, slot, gen);
 	int rc = mb_lock(h, mb, false);
-	if (rc < 0)
-		return rc; /* a stopped producer holds it: an error, not a hang */
+	if (rc < 0) {
+		/* A stopped producer holds it: an error, not a hang. */
+		wake_fifo_remove(h, slot, gen, h->fifo.nonce, h->fifo.ino, h->fifo.uid);
+		wake_fifo_close_own(h);
+		h->fifo.nonce = 0;
+		return rc;
+	}
+	/* What a previous owner left that its reaper could not remove. */
+	uint32_t left_gen = load_relaxed(&mb->fifo_gen);
+	if (left_gen != gen)
+		mb_remove_fifo(h, mb, slot, left_gen, NULL);
 	store_release(&mb->head, load_relaxed(&mb->tail));
 	store_relaxed(&mb->dropped, 0);
 	store_relaxed(&mb->delivered, 0);
 	store_relaxed(&mb->dropped_total, 0);
 	store_relaxed(&mb->signalled, 0);
-	store_relaxed(&mb->wake_nonce, h->wake_nonce); /* the claimer is the new owner */
+	mb_advertise(h, mb); /* the claimer is the new owner */
 	store_release(&mb->gen, gen);
 	pthread_mutex_unlock(&mb->lock);
 	return 0;
 }
 
-void mailbox_retire(shmg_t *h, uint32_t slot)
+void mailbox_retire(shmg_t *h, uint32_t slot, uint32_t gen)
 {
 	struct mailbox_header *mb = mailbox_at(h, slot);
 	/* Producers drop what they had for it.  A holder stopped mid-append
@@ -320,6 +408,10 @@ void mailbox_retire(shmg_t *h, uint32_t slot)
 	 * and the slot's next owner resets it. */
 	bool locked = mb_lock(h, mb, false) == 0;
 	store_release(&mb->gen, 0);
+	/* Its FIFO goes once producers no longer look for it (gen is 0);
+	 * those that have it open keep writing into the unlinked FIFO. */
+	bool own = h->fifo.nonce && h->fifo.slot == slot && h->fifo.gen == gen;
+	mb_remove_fifo(h, mb, slot, gen, own ? &h->fifo : NULL);
 	if (locked)
 		pthread_mutex_unlock(&mb->lock);
 }
@@ -381,7 +473,7 @@ int mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 		return 0;
 	struct mailbox_header *mb = mailbox_at(h, slot);
 	if (mb_lock(h, mb, true) < 0) {
-		mb_drop_unlocked(h, mb, gen, b->count);
+		mb_drop_unlocked(h, mb, slot, gen, b->count);
 		return -EAGAIN;
 	}
 	if (load_relaxed(&mb->gen) != gen) {
@@ -435,7 +527,7 @@ int mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b)
 	if (__atomic_exchange_n(&mb->signalled, 1, __ATOMIC_SEQ_CST) == 0) {
 		TEST_POINT("mailbox:signalled");
 		bool sleeping = __atomic_load_n(&mb->sleeping, __ATOMIC_SEQ_CST);
-		mb_wake(h, mb, sleeping, !sleeping);
+		mb_wake(h, mb, slot, gen, sleeping, !sleeping);
 		TEST_POINT("mailbox:woken");
 	}
 	pthread_mutex_unlock(&mb->lock);
@@ -643,9 +735,9 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 		/* Empty: consume the wakeup and re-arm, so the fd is readable only
 		 * while records wait, then look once more (pairs with the
 		 * exchange in mailbox_deliver). */
-		wake_drain(h->mb_fd);
-		if (load_relaxed(&mb->wake_nonce) != h->wake_nonce)
-			store_relaxed(&mb->wake_nonce, h->wake_nonce); /* scribbled over */
+		wake_drain_own(h);
+		if (!mb_advertised(h, mb))
+			mb_advertise(h, mb); /* scribbled over */
 		__atomic_store_n(&mb->signalled, 0, __ATOMIC_SEQ_CST);
 		if (load_acquire(&mb->tail) != mb->head || load_relaxed(&mb->dropped))
 			continue;

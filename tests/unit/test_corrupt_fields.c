@@ -125,6 +125,8 @@ struct field {
 		F(mailbox_header, batch_seq, w), F(mailbox_header, signalled, w),             \
 		F(mailbox_header, tail, w), F(mailbox_header, head, w),                       \
 		F(mailbox_header, sleeping, w), F(mailbox_header, wake_nonce, w),             \
+		F(mailbox_header, fifo_nonce, w), F(mailbox_header, fifo_ino, w),             \
+		F(mailbox_header, fifo_uid, w), F(mailbox_header, fifo_gen, w),               \
 		F(mailbox_header, delivered, w), F(mailbox_header, dropped_total, w)
 
 static const struct field fields[] = {

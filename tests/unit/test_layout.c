@@ -32,7 +32,9 @@ static const struct {
 		      * named clusters: per-cluster node marks, pending change-log markers
 		      * and why a lease was kept (cluster_slot, in padding), the change
 		      * log's OP_CLUSTER_CONNECT/DISCONNECT markers, and an endpoint's
-		      * terminated reason (endpoint_slot, in padding) */
+		      * terminated reason (endpoint_slot, in padding);
+		      * the consumer's wakeup FIFO record in its mailbox (fifo_nonce,
+		      * fifo_ino, fifo_uid, fifo_gen, in padding) */
 };
 
 START_TEST(test_signature_pinned)
