@@ -26,6 +26,7 @@
 #define SIM_ENDPOINTS 4
 #define SIM_KEY_MAX 16
 #define SIM_CLUSTER_MAX 8
+#define SIM_CLUSTERS 2 /* named clusters "c0", "c1" */
 
 /* One entry as a store holds it; also a change-log record (op set). */
 struct sim_rec {
@@ -72,6 +73,8 @@ struct sim_node {
 	uint64_t rng;   /* the core's nonces */
 	int log_remote; /* the change log also records applied remote changes */
 	int retired;    /* stays down to the end of the run */
+	uint8_t connected; /* named clusters connected, bit i = "c<i>" (sim_clusters.c) */
+	uint8_t marks[SIM_MAX_NODES + 1]; /* peers' clusters, as peer_cluster told */
 };
 
 struct sim_params {
@@ -116,6 +119,7 @@ struct sim {
 	uint32_t n_msgs, cap_msgs;
 	uint64_t msgs_delivered;
 	struct sim_msg_last msg_last[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1];
+	uint64_t cl_rng; /* named clusters' draws (sim_clusters.c) */
 };
 
 /* sim_net.c: the event queue and the faulty network. */
@@ -144,6 +148,24 @@ void sim_local_op(struct sim *s, uint32_t id);
 void sim_free(struct sim *s);
 uint16_t sim_shard_of(const struct sim *s, const char *cluster, size_t cl, const char *key,
 		      size_t kl);
+
+/* Appends a marker (op CLUSTER_CONNECT/DISCONNECT) to the node's log. */
+void sim_log_marker(struct sim *s, struct sim_node *n, const struct sim_rec *m);
+/* Removes the node's own entries of a cluster, each change logged with
+ * reason cluster_disconnect. */
+void sim_remove_own(struct sim *s, struct sim_node *n, const char *cluster, size_t len);
+
+/* sim_clusters.c: hosts connecting and disconnecting named clusters. */
+int sim_cluster_index(const char *name, size_t len);
+/* 1 if the node's arena is connected to the cluster (len 0: the default). */
+int sim_cluster_open(const struct sim_node *n, const char *name, size_t len);
+void sim_clusters_new_arena(struct sim *s, struct sim_node *n);
+void sim_clusters_op(struct sim *s, uint32_t id);
+void sim_clusters_emit(const struct sim_node *n,
+		       void (*emit)(void *arg, const char *name, size_t len), void *arg);
+void sim_clusters_mark(struct sim *s, uint32_t id, uint32_t peer, const char *name, size_t len,
+		       int connected);
+void sim_clusters_check_final(struct sim *s);
 
 /* sim_dispatch.c: messages dispatched to the nodes holding a key's entries,
  * checked delivered once, in order, to the run they were meant for. */

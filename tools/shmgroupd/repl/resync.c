@@ -38,6 +38,7 @@ void resync_tx_free(struct resync_tx *s)
 }
 
 struct build {
+	const struct peer *p; /* the snapshot holds only its clusters' entries */
 	struct resync_tx *s;
 	size_t budget;
 	uint32_t cap_chunks;
@@ -80,7 +81,7 @@ static void emit(void *arg, const struct repl_record *rec)
 	size_t size = wire_record_size(&w);
 	struct wire_writer ww;
 
-	if (b->failed)
+	if (b->failed || !clusters_peer_wants(b->p, rec))
 		return;
 	if (grow((void **)&s->data, &s->cap, s->len + size, 1) < 0)
 		goto fail;
@@ -113,7 +114,7 @@ int resync_tx_start(struct repl *r, struct peer *p, uint16_t shard)
 {
 	struct shard_tx *tx = &p->tx[shard];
 	struct resync_tx *s = &tx->snap;
-	struct build b = { .s = s, .budget = chunk_budget(r), .cap_chunks = 64 };
+	struct build b = { .p = p, .s = s, .budget = chunk_budget(r), .cap_chunks = 64 };
 
 	resync_tx_free(s);
 	s->chunk_off = calloc(b.cap_chunks, sizeof(uint32_t));
@@ -140,6 +141,16 @@ int resync_tx_start(struct repl *r, struct peer *p, uint16_t shard)
 	return 0;
 }
 
+/* The snapshot is done: the log resumes after `cum`, what the peer holds. */
+static void snap_done(struct repl *r, struct shard_tx *tx, uint64_t cum)
+{
+	resync_tx_free(&tx->snap);
+	tx->mode = WIRE_MODE_LOG;
+	tx->skip_to = 0;
+	tx->cluster_resync = 0;
+	stream_tx_reset(&tx->st, cum, r->now);
+}
+
 void resync_tx_on_ack(struct repl *r, struct peer *p, uint16_t shard, const struct wire_ack *a)
 {
 	struct shard_tx *tx = &p->tx[shard];
@@ -149,13 +160,11 @@ void resync_tx_on_ack(struct repl *r, struct peer *p, uint16_t shard, const stru
 	}
 	if (a->mode == WIRE_MODE_LOG) {
 		/* The peer applied the snapshot (or already had more): the log
-		 * resumes after what it holds. */
-		if (a->cum >= tx->snap.at_seq) {
-			resync_tx_free(&tx->snap);
-			tx->mode = WIRE_MODE_LOG;
-			tx->skip_to = 0;
-			stream_tx_reset(&tx->st, a->cum, r->now);
-		}
+		 * resumes after what it holds.  Not for a cluster the peer
+		 * joined: its log may be complete with that cluster's records
+		 * filtered out, so only the snapshot itself will do. */
+		if (a->cum >= tx->snap.at_seq && !tx->cluster_resync)
+			snap_done(r, tx, a->cum);
 		return;
 	}
 	if (a->sync_id != tx->snap.sync_id)
@@ -164,6 +173,10 @@ void resync_tx_on_ack(struct repl *r, struct peer *p, uint16_t shard, const stru
 	if (capped.cum > tx->snap.n_chunks)
 		capped.cum = tx->snap.n_chunks;
 	stream_tx_on_ack(&tx->st, &capped, r->now);
+	/* Every chunk in: the peer committed it and holds the shard as of
+	 * at_seq (it never holds more, at_seq being our head when taken). */
+	if (tx->cluster_resync && tx->st.acked >= tx->snap.n_chunks)
+		snap_done(r, tx, tx->snap.at_seq);
 }
 
 /* ---- receiving ------------------------------------------------------ */
