@@ -438,3 +438,57 @@ void remote_nodes_down(shmg_t *h)
 	for (uint32_t i = 0; i < MAX_NODES; i++)
 		store_relaxed(&h->hdr->nodes[i].up, 0);
 }
+
+/* ---- named clusters ---------------------------------------------------- */
+
+struct cluster_of_node {
+	uint32_t ref;
+	uint32_t node; /* 0: any other node */
+};
+
+static bool in_cluster_of(const shmg_t *h, const struct entry *e, const void *arg)
+{
+	const struct cluster_of_node *c = arg;
+	return e->cluster == c->ref && e->node != h->node && (!c->node || e->node == c->node);
+}
+
+long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int reason)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (node == h->node || !cluster_name_valid(cluster))
+		return -EINVAL;
+	struct cluster_of_node c = { .node = node };
+	uint64_t seed;
+	rc = cluster_resolve(h, cluster, &c.ref, &seed);
+	if (rc == -ENOTCONN)
+		return 0; /* the disconnect's sweep removed them already */
+	if (rc < 0)
+		return rc;
+	long total = 0;
+	uint64_t deadline = busy_deadline(h);
+	for (uint32_t s = 0; s < h->geo.shards; s++) {
+		if ((rc = shard_lock_until(h, s, deadline, 2)) < 0)
+			return rc;
+		long n = shard_remove_matching(h, s, in_cluster_of, &c, reason, deadline);
+		shard_unlock(h, s);
+		if (n < 0)
+			return n;
+		total += n;
+	}
+	return total;
+}
+
+/* Without a mark per node and cluster in the arena, shmg_nodes(cluster)
+ * lists only this node; the call checks its arguments and succeeds. */
+int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool connected)
+{
+	(void)connected;
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!node || node == h->node || !cluster_name_valid(cluster))
+		return -EINVAL;
+	return 0;
+}

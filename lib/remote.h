@@ -114,6 +114,16 @@ int remote_node_up(shmg_t *h, uint32_t node, bool up);
  * and at a clean stop. */
 void remote_nodes_down(shmg_t *h);
 
+/* Removes node's entries of the named cluster (node 0: every other node's),
+ * each with an event of `reason` (SHMG_REASON_CLUSTER_DISCONNECT), keeping
+ * the node's cursors.  Returns the number removed; -EBUSY / -EIO (call
+ * again); -EINVAL. */
+long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int reason);
+/* Marks that peer `node` is (not) connected to the named cluster, which
+ * shmg_nodes(h, cluster, ...) lists.  0, -EINVAL, -ENOSPC, -EBADF, -ECHILD.
+ * Marks are cleared with the node's purge and by remote_nodes_down. */
+int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool connected);
+
 /* The agent's run number (the protocol's session): one more than the last
  * agent's on this arena, never 0; 0 for a bad handle.  Call once at start. */
 uint32_t remote_session_next(shmg_t *h);

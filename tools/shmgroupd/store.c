@@ -263,6 +263,43 @@ void store_held(struct store *st, uint32_t node, uint64_t *inc, uint64_t *cursor
 	remote_held(st->h, node, inc, cursors);
 }
 
+/* ---- named clusters ------------------------------------------------------ */
+
+struct clusters_arg {
+	void (*emit)(void *arg, const char *name, size_t len);
+	void *arg;
+};
+
+static int cluster_one(const char *name, void *arg)
+{
+	struct clusters_arg *ca = arg;
+	ca->emit(ca->arg, name, strlen(name));
+	return 0;
+}
+
+void store_clusters(struct store *st, void (*emit)(void *arg, const char *name, size_t len),
+		    void *arg)
+{
+	struct clusters_arg ca = { emit, arg };
+	long rc = shmg_clusters(st->h, cluster_one, &ca);
+	if (rc < 0)
+		logf_(L_ERR, "cannot list the connected clusters: %s", shmg_strerror((int)rc));
+}
+
+void store_peer_cluster(struct store *st, uint32_t node, const char *name, size_t len,
+			int connected)
+{
+	char cluster[SHMG_CLUSTER_NAME_MAX + 1];
+	if (len > SHMG_CLUSTER_NAME_MAX)
+		return; /* the core announces and accepts no longer name */
+	memcpy(cluster, name, len);
+	cluster[len] = '\0';
+	int rc = remote_node_cluster(st->h, node, cluster, connected);
+	if (rc < 0)
+		logf_(L_WARN, "node %" PRIu32 ": cannot mark it %s cluster %s: %s", node,
+		      connected ? "in" : "out of", cluster, shmg_strerror(rc));
+}
+
 /* ---- other nodes' entries ---------------------------------------------- */
 
 static int scratch_reserve(struct store *st, size_t n)
@@ -314,9 +351,23 @@ static void backoff(int attempt)
 
 static const char *batch_kind(uint8_t type)
 {
-	return type == REPL_BATCH_DELTA    ? "changes"
-	       : type == REPL_BATCH_RESYNC ? "resync"
-					   : "purge";
+	return type == REPL_BATCH_DELTA		   ? "changes"
+	       : type == REPL_BATCH_RESYNC	   ? "resync"
+	       : type == REPL_BATCH_PURGE_CLUSTER ? "cluster purge"
+						   : "purge";
+}
+
+/* This host left the cluster: other nodes' entries of it go (the library's
+ * disconnect sweep removed them already unless a shard was busy). */
+static int purge_cluster(struct store *st, const struct repl_batch *b)
+{
+	char cluster[SHMG_CLUSTER_NAME_MAX + 1];
+	if (b->cluster_len == 0 || b->cluster_len > SHMG_CLUSTER_NAME_MAX)
+		return -EINVAL;
+	memcpy(cluster, b->cluster, b->cluster_len);
+	cluster[b->cluster_len] = '\0';
+	long n = remote_purge_cluster(st->h, 0, cluster, b->reason);
+	return n < 0 ? (int)n : 0;
 }
 
 void store_apply(struct store *st, const struct repl_batch *b)
@@ -324,7 +375,7 @@ void store_apply(struct store *st, const struct repl_batch *b)
 	int rc = 0;
 
 	st->stats.batches++;
-	if (b->type != REPL_BATCH_PURGE) {
+	if (b->type != REPL_BATCH_PURGE && b->type != REPL_BATCH_PURGE_CLUSTER) {
 		if ((rc = scratch_reserve(st, b->n ? b->n : 1)) < 0)
 			goto failed;
 		for (uint32_t i = 0; i < b->n; i++)
@@ -336,6 +387,8 @@ void store_apply(struct store *st, const struct repl_batch *b)
 		if (b->type == REPL_BATCH_PURGE) {
 			long n = remote_purge(st->h, b->node, b->reason);
 			rc = n < 0 ? (int)n : 0;
+		} else if (b->type == REPL_BATCH_PURGE_CLUSTER) {
+			rc = purge_cluster(st, b);
 		} else if (b->type == REPL_BATCH_DELTA) {
 			rc = remote_apply(st->h, b->node, b->inc, b->shard, st->changes, b->n,
 					  b->cursor, st->rcs);
@@ -358,7 +411,7 @@ void store_apply(struct store *st, const struct repl_batch *b)
 	}
 	if (rc < 0)
 		goto failed;
-	if (b->type == REPL_BATCH_PURGE)
+	if (b->type == REPL_BATCH_PURGE || b->type == REPL_BATCH_PURGE_CLUSTER)
 		return;
 	st->stats.changes += b->n;
 	for (uint32_t i = 0; i < b->n; i++) {
@@ -374,6 +427,9 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			break;
 		case -ENOENT:
 			st->stats.missing++;
+			break;
+		case -ENOTCONN:
+			st->stats.not_connected++;
 			break;
 		default:
 			st->stats.rejected++;

@@ -319,6 +319,9 @@ void clusters_input(struct repl *r, struct peer *p, const struct wire_frame *f)
 	set_free(&pc->known);
 	pc->known = next;
 	pc->version = in.version;
+#ifdef REPL_MUTANT_NO_CLUSTER_PULL
+	gained = 0;
+#endif
 	if (!gained)
 		return;
 	/* What the peer may lack of a cluster it joined: every shard again,
