@@ -120,12 +120,10 @@ int sim_run(uint64_t seed, int verbose, struct sim *out_stats)
 	}
 	if (rc == 0) {
 		sim_check_final(s);
-		sim_clusters_check_final(s);
 		rc = sim_step(s, s->p.chaos_us + s->p.settle_us + 500000);
 	}
 	if (rc == 0) {
 		sim_check_final(s);
-		sim_clusters_check_final(s);
 		sim_dispatch_check_final(s);
 	}
 	rc = s->failure[0] ? -1 : 0;

@@ -165,7 +165,8 @@ void sim_clusters_emit(const struct sim_node *n,
 		       void (*emit)(void *arg, const char *name, size_t len), void *arg);
 void sim_clusters_mark(struct sim *s, uint32_t id, uint32_t peer, const char *name, size_t len,
 		       int connected);
-void sim_clusters_check_final(struct sim *s);
+/* The final check of what running node rn holds of, and marks for, on. */
+void sim_clusters_check_final(struct sim *s, const struct sim_node *rn, const struct sim_node *on);
 
 /* sim_dispatch.c: messages dispatched to the nodes holding a key's entries,
  * checked delivered once, in order, to the run they were meant for. */

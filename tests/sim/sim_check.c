@@ -243,6 +243,7 @@ void sim_check_final(struct sim *s)
 			const struct sim_slice *held = &rn->slices[o];
 			if (o == r)
 				continue;
+			sim_clusters_check_final(s, rn, on);
 			if (!on->agent_up) {
 				if (held->n)
 					sim_fail(

@@ -117,30 +117,20 @@ void sim_clusters_mark(struct sim *s, uint32_t id, uint32_t peer, const char *na
 		n->marks[peer] &= (uint8_t)~(1u << i);
 }
 
-void sim_clusters_check_final(struct sim *s)
+void sim_clusters_check_final(struct sim *s, const struct sim_node *rn, const struct sim_node *on)
 {
-	for (uint32_t r = 1; r <= s->p.nodes; r++) {
-		const struct sim_node *rn = &s->node[r];
-		if (!rn->agent_up)
-			continue;
-		for (uint32_t o = 1; o <= s->p.nodes; o++) {
-			const struct sim_node *on = &s->node[o];
-			const struct sim_slice *held = &rn->slices[o];
-			if (o == r)
-				continue;
-			for (uint32_t k = 0; k < held->n; k++)
-				if (!sim_cluster_open(rn, held->e[k].cluster, held->e[k].cluster_len)) {
-					sim_fail(s,
-						 "final: n%u holds n%u's entry %.*s of cluster %.*s, "
-						 "which it is not connected to",
-						 r, o, held->e[k].key_len, held->e[k].key,
-						 held->e[k].cluster_len, held->e[k].cluster);
-					return;
-				}
-			uint8_t want = on->agent_up ? on->connected : 0;
-			if (rn->marks[o] != want)
-				sim_fail(s, "final: n%u marks n%u in clusters %#x, it is in %#x", r, o,
-					 rn->marks[o], want);
+	const struct sim_slice *held = &rn->slices[on->id];
+	for (uint32_t k = 0; k < held->n; k++)
+		if (!sim_cluster_open(rn, held->e[k].cluster, held->e[k].cluster_len)) {
+			sim_fail(s,
+				 "final: n%u holds n%u's entry %.*s of cluster %.*s, which it is not "
+				 "connected to",
+				 rn->id, on->id, held->e[k].key_len, held->e[k].key,
+				 held->e[k].cluster_len, held->e[k].cluster);
+			return;
 		}
-	}
+	uint8_t want = on->agent_up ? on->connected : 0;
+	if (rn->marks[on->id] != want)
+		sim_fail(s, "final: n%u marks n%u in clusters %#x, it is in %#x", rn->id, on->id,
+			 rn->marks[on->id], want);
 }

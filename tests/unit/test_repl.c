@@ -588,18 +588,25 @@ static const struct repl_ops t_ops = { t_send,     t_apply, t_log_read, t_log_he
 				       t_held,     t_random, t_event,   t_deliver };
 static struct ctx ctxs[3];
 
+/* Node i (1 or 2, named "a" and "b") of the two-core tests. */
+static struct repl_config core_config(int i, uint16_t shards, const uint8_t *key)
+{
+	struct repl_config cfg = { .node = (uint32_t)i,
+				   .node_name = i == 1 ? "a" : "b",
+				   .group = "g",
+				   .inc = 100 + (uint64_t)i,
+				   .session = 1,
+				   .shards = shards,
+				   .key = key };
+	repl_knobs_default(&cfg.knobs);
+	return cfg;
+}
+
 static void two_start(struct two *t, const uint8_t *key1, const uint8_t *key2, uint16_t shards2)
 {
 	memset(t, 0, sizeof(*t));
 	for (int i = 1; i <= 2; i++) {
-		struct repl_config cfg = { .node = (uint32_t)i,
-					   .node_name = i == 1 ? "a" : "b",
-					   .group = "g",
-					   .inc = 100 + (uint64_t)i,
-					   .session = 1,
-					   .shards = i == 2 ? shards2 : 1,
-					   .key = i == 1 ? key1 : key2 };
-		repl_knobs_default(&cfg.knobs);
+		struct repl_config cfg = core_config(i, i == 2 ? shards2 : 1, i == 1 ? key1 : key2);
 		ctxs[i] = (struct ctx){ t, i };
 		ck_assert_int_eq(repl_new(&cfg, &t_ops, &ctxs[i], &t->r[i]), 0);
 		ck_assert_int_eq(repl_peer_add(t->r[i], (uint32_t)(3 - i), i == 1 ? "b" : "a"), 0);
@@ -1019,14 +1026,7 @@ START_TEST(test_clusters_filter_pull_and_leave)
 	memset(&clu, 0, sizeof(clu));
 	clu.n[1].connected_x = 1;
 	for (int i = 1; i <= 2; i++) {
-		struct repl_config cfg = { .node = (uint32_t)i,
-					   .node_name = i == 1 ? "a" : "b",
-					   .group = "g",
-					   .inc = 100 + (uint64_t)i,
-					   .session = 1,
-					   .shards = 1,
-					   .key = key_a };
-		repl_knobs_default(&cfg.knobs);
+		struct repl_config cfg = core_config(i, 1, key_a);
 		ck_assert_int_eq(repl_new(&cfg, &clu_ops, (void *)(intptr_t)i, &clu.n[i].r), 0);
 		ck_assert_int_eq(repl_peer_add(clu.n[i].r, (uint32_t)(3 - i), i == 1 ? "b" : "a"), 0);
 	}
