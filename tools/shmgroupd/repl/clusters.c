@@ -324,11 +324,16 @@ void clusters_input(struct repl *r, struct peer *p, const struct wire_frame *f)
 #endif
 	if (!gained)
 		return;
-	/* What the peer may lack of a cluster it joined: every shard again,
-	 * filtered to its clusters (resync.c). */
+	/* What the peer may lack of a cluster it joined (held back by us, or
+	 * refused by its store while it was out): each shard that had
+	 * anything of a named cluster for it, again, filtered to its clusters
+	 * now (resync.c). */
 	r->c.cluster_gains++;
 	for (unsigned s = 0; s < r->cfg.shards; s++) {
-		p->tx[s].cluster_resync = 1;
+		struct shard_tx *tx = &p->tx[s];
+		if (!tx->named && !tx->cluster_resync)
+			continue;
+		tx->cluster_resync = 1;
 		resync_tx_start(r, p, (uint16_t)s);
 	}
 }

@@ -60,6 +60,12 @@ struct shard_tx {
 	/* A resync for a cluster the peer joined is owed until the peer
 	 * applied it: a new handshake restarts it rather than the log. */
 	uint8_t cluster_resync;
+	/* A record or entry of a named cluster was read for the peer (sent
+	 * or held back) since the last snapshot, or this run does not know
+	 * (set from the start): only such a shard needs a snapshot when the
+	 * peer joins a cluster.  A shard that never held a named cluster's
+	 * entry is never resent. */
+	uint8_t named;
 };
 
 struct shard_rx {
@@ -222,6 +228,11 @@ void clusters_peer_up(struct repl *r, struct peer *p);
 void clusters_peer_down(struct repl *r, struct peer *p);
 int clusters_find(const struct cluster_set *s, const char *name, size_t len);
 
+/* Whether this node's record goes to p (clusters_peer_wants), noting in
+ * tx->named one of a named cluster. */
+static inline int clusters_send(const struct peer *p, struct shard_tx *tx,
+				const struct repl_record *rec);
+
 /* 1 if the record goes to p: not a marker, and of a cluster p is in. */
 static inline int clusters_peer_wants(const struct peer *p, const struct repl_record *rec)
 {
@@ -234,6 +245,14 @@ static inline int clusters_peer_wants(const struct peer *p, const struct repl_re
 #else
 	return clusters_find(&p->cl.known, rec->cluster, rec->cluster_len) >= 0;
 #endif
+}
+
+static inline int clusters_send(const struct peer *p, struct shard_tx *tx,
+				const struct repl_record *rec)
+{
+	if (rec->cluster_len && rec->op <= REPL_OP_LEAVE)
+		tx->named = 1;
+	return clusters_peer_wants(p, rec);
 }
 
 /* repl.c: datagram building shared by the handshake and the streams */

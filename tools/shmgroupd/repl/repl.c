@@ -170,6 +170,7 @@ int repl_peer_add(struct repl *r, uint32_t node, const char *name)
 		stream_rx_init(&p->rx[s].log, inc ? cursors[s] : 0);
 		resync_rx_reset(&p->rx[s].snap);
 		p->tx[s].mode = WIRE_MODE_LOG;
+		p->tx[s].named = 1; /* what an earlier run sent is not known */
 	}
 	auth_replay_reset(&p->replay);
 	msg_init(r, p);
@@ -378,7 +379,7 @@ static int put_log(struct out *o, uint16_t shard, uint64_t from, uint64_t to, in
 		}
 		if (rc < 0)
 			break;
-		if (rec.node != r->cfg.node || !clusters_peer_wants(o->p, &rec)) {
+		if (rec.node != r->cfg.node || !clusters_send(o->p, &o->p->tx[shard], &rec)) {
 			/* Another owner's change (only its owner sends it), a
 			 * marker, or a cluster the peer is not in. */
 			*covered = seq;

@@ -39,6 +39,7 @@ void resync_tx_free(struct resync_tx *s)
 
 struct build {
 	const struct peer *p; /* the snapshot holds only its clusters' entries */
+	struct shard_tx *tx;
 	struct resync_tx *s;
 	size_t budget;
 	uint32_t cap_chunks;
@@ -81,7 +82,7 @@ static void emit(void *arg, const struct repl_record *rec)
 	size_t size = wire_record_size(&w);
 	struct wire_writer ww;
 
-	if (b->failed || !clusters_peer_wants(b->p, rec))
+	if (b->failed || !clusters_send(b->p, b->tx, rec))
 		return;
 	if (grow((void **)&s->data, &s->cap, s->len + size, 1) < 0)
 		goto fail;
@@ -114,7 +115,7 @@ int resync_tx_start(struct repl *r, struct peer *p, uint16_t shard)
 {
 	struct shard_tx *tx = &p->tx[shard];
 	struct resync_tx *s = &tx->snap;
-	struct build b = { .p = p, .s = s, .budget = chunk_budget(r), .cap_chunks = 64 };
+	struct build b = { .p = p, .tx = tx, .s = s, .budget = chunk_budget(r), .cap_chunks = 64 };
 
 	resync_tx_free(s);
 	s->chunk_off = calloc(b.cap_chunks, sizeof(uint32_t));
@@ -126,6 +127,7 @@ int resync_tx_start(struct repl *r, struct peer *p, uint16_t shard)
 	/* Chunk 1 exists even when the slice is empty: an empty snapshot is
 	 * what tells the peer to drop everything it holds of this shard. */
 	s->n_chunks = 1;
+	tx->named = 0; /* the snapshot replaces all that was sent before */
 	int64_t at = r->ops->snapshot(r->ctx, shard, emit, &b);
 	if (at < 0 || b.failed) {
 		resync_tx_free(s);
