@@ -228,11 +228,6 @@ void clusters_peer_up(struct repl *r, struct peer *p);
 void clusters_peer_down(struct repl *r, struct peer *p);
 int clusters_find(const struct cluster_set *s, const char *name, size_t len);
 
-/* Whether this node's record goes to p (clusters_peer_wants), noting in
- * tx->named one of a named cluster. */
-static inline int clusters_send(const struct peer *p, struct shard_tx *tx,
-				const struct repl_record *rec);
-
 /* 1 if the record goes to p: not a marker, and of a cluster p is in. */
 static inline int clusters_peer_wants(const struct peer *p, const struct repl_record *rec)
 {
@@ -240,13 +235,11 @@ static inline int clusters_peer_wants(const struct peer *p, const struct repl_re
 		return 0;
 	if (rec->cluster_len == 0)
 		return 1;
-#ifdef REPL_MUTANT_NO_CLUSTER_FILTER
-	return 1;
-#else
 	return clusters_find(&p->cl.known, rec->cluster, rec->cluster_len) >= 0;
-#endif
 }
 
+/* Whether this node's record goes to p (clusters_peer_wants), noting in
+ * tx->named one of a named cluster. */
 static inline int clusters_send(const struct peer *p, struct shard_tx *tx,
 				const struct repl_record *rec)
 {

@@ -448,6 +448,10 @@ static void output_shard(struct out *o, uint16_t s, int send_new, int force, uin
 	uint64_t from, to, at, covered;
 	int i;
 
+	/* A pull for a cluster the peer joined whose snapshot could not be
+	 * taken (the store was busy) is tried again. */
+	if (tx->cluster_resync && tx->mode == WIRE_MODE_LOG && resync_tx_start(r, p, s) < 0)
+		return;
 	while ((i = stream_tx_due(&tx->st, &p->rto, r->now, &from, &to, &at)) >= 0) {
 		if (tx->mode == WIRE_MODE_SNAP) {
 			for (uint64_t k = from; k <= to; k++)

@@ -130,6 +130,7 @@ int resync_tx_start(struct repl *r, struct peer *p, uint16_t shard)
 	tx->named = 0; /* the snapshot replaces all that was sent before */
 	int64_t at = r->ops->snapshot(r->ctx, shard, emit, &b);
 	if (at < 0 || b.failed) {
+		tx->named = 1; /* as unknown as before */
 		resync_tx_free(s);
 		return at < 0 ? (int)at : -ENOMEM;
 	}
