@@ -839,6 +839,7 @@ static struct {
 	uint32_t qto[64];
 	unsigned nq;
 	uint64_t now, rng;
+	int partitioned; /* datagrams are lost */
 } clu;
 
 static void clu_send(void *c, uint32_t to, const void *buf, size_t len)
@@ -1012,7 +1013,8 @@ static void clu_run(void)
 			memmove(clu.q, clu.q + 1, clu.nq * sizeof(clu.q[0]));
 			memmove(clu.qlen, clu.qlen + 1, clu.nq * sizeof(clu.qlen[0]));
 			memmove(clu.qto, clu.qto + 1, clu.nq * sizeof(clu.qto[0]));
-			repl_input(clu.n[to].r, clu.now, buf, len);
+			if (!clu.partitioned)
+				repl_input(clu.n[to].r, clu.now, buf, len);
 		}
 	}
 }
@@ -1020,7 +1022,8 @@ static void clu_run(void)
 /* Node 1 is in "x" from the start, node 2 joins it and leaves it: node 2
  * gets no record of "x" while out of it (the sender's filter), marks node 1
  * in it all along, pulls its state on joining (a resync, nothing sent twice
- * in the log), and drops it on leaving; node 1's mark of node 2 follows. */
+ * in the log), and drops it on leaving; node 1's mark of node 2 follows.
+ * Then node 2 leaves "x" again while partitioned from node 1. */
 START_TEST(test_clusters_filter_pull_and_leave)
 {
 	memset(&clu, 0, sizeof(clu));
@@ -1066,9 +1069,33 @@ START_TEST(test_clusters_filter_pull_and_leave)
 	ck_assert_int_eq(a->marks_x, 0);
 	ck_assert_int_eq(repl_cluster_connected(b->r, "x", 1), 0);
 	unsigned before = b->records_of_x;
-	clu_log(1, REPL_OP_LEAVE, "x", "k1");
+	clu_log(1, REPL_OP_LEAVE, "x", "k2");
 	clu_run();
 	ck_assert_int_eq(b->records_of_x, before);
+
+	/* Back in "x", then out of it again while partitioned from node 1
+	 * (shorter than down_after), node 1 writing to "x" meanwhile: after
+	 * the heal node 2 holds nothing of "x" and node 1's mark goes. */
+	b->connected_x = 1;
+	clu_log(2, REPL_OP_CLUSTER_CONNECT, "x", "");
+	clu_log(1, REPL_OP_JOIN, "x", "k3");
+	clu_run();
+	ck_assert_int_ge(clu_find(b, "x", 1, "k3", 2), 0);
+	ck_assert_int_eq(a->marks_x, 1);
+	clu.partitioned = 1;
+	b->connected_x = 0;
+	clu_log(2, REPL_OP_CLUSTER_DISCONNECT, "x", "");
+	clu_log(1, REPL_OP_JOIN, "x", "k4");
+	clu_run();
+	ck_assert_int_eq(b->cluster_purges, 2);
+	ck_assert_int_eq(clu_find(b, "x", 1, "k3", 2), -1);
+	ck_assert_int_eq(a->marks_x, 1); /* not told yet */
+	clu.partitioned = 0;
+	clu_run();
+	ck_assert_int_eq(repl_peer_is_up(a->r, 2), 1);
+	ck_assert_int_eq(a->marks_x, 0);
+	ck_assert_int_eq(b->n_held, 1);
+	ck_assert_int_eq(clu_find(b, "", 0, "d", 1), 0);
 	repl_free(a->r);
 	repl_free(b->r);
 }

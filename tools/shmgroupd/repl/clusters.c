@@ -16,11 +16,13 @@
  * frame, resent on the RTO until acked, and again after every handshake.  A
  * receiver keeps the newest version of the peer's current run.  When a
  * peer's set gains a cluster (a name it did not have, or a new gen of one),
- * this node resyncs every shard towards it: the snapshot is filtered to the
- * peer's clusters, so it brings the gained cluster's entries, and the other
- * entries arrive unchanged and are left untouched by the store's one-step
- * resync.  That is the "per-cluster pull", at the price of one snapshot per
- * shard.
+ * this node resyncs towards it every shard that had a named cluster's record
+ * or entry for it since the shard's last snapshot (shard_tx.named: where it
+ * may lack something, held back by us or refused by its store while it was
+ * out): the snapshot is filtered to the peer's clusters, so it brings the
+ * gained cluster's entries, and the other entries arrive unchanged and are
+ * left untouched by the store's one-step resync.  That is the "per-cluster
+ * pull", at the price of a snapshot of the whole shard.
  *
  * The sender's filter.  Records of a named cluster go only to peers that
  * announced it; the others get covered-but-empty seqs.  A wrong guess either
