@@ -82,7 +82,7 @@ void sim_clusters_op(struct sim *s, uint32_t id)
 		n->connected |= (uint8_t)(1u << i);
 		markers(s, n, i, REPL_OP_CLUSTER_CONNECT);
 	} else {
-		n->connected &= (uint8_t)~(1u << i);
+		n->connected &= (uint8_t) ~(1u << i);
 		sim_remove_own(s, n, names[i], strlen(names[i]));
 		markers(s, n, i, REPL_OP_CLUSTER_DISCONNECT);
 	}
@@ -91,8 +91,8 @@ void sim_clusters_op(struct sim *s, uint32_t id)
 		       n->connected >> i & 1 ? "connected to" : "disconnected from", names[i]);
 }
 
-void sim_clusters_emit(const struct sim_node *n, void (*emit)(void *arg, const char *name, size_t len),
-		       void *arg)
+void sim_clusters_emit(const struct sim_node *n,
+		       void (*emit)(void *arg, const char *name, size_t len), void *arg)
 {
 	for (int i = 0; i < SIM_CLUSTERS; i++)
 		if (n->connected >> i & 1)
@@ -114,7 +114,7 @@ void sim_clusters_mark(struct sim *s, uint32_t id, uint32_t peer, const char *na
 	if (connected)
 		n->marks[peer] |= (uint8_t)(1u << i);
 	else
-		n->marks[peer] &= (uint8_t)~(1u << i);
+		n->marks[peer] &= (uint8_t) ~(1u << i);
 }
 
 void sim_clusters_check_final(struct sim *s, const struct sim_node *rn, const struct sim_node *on)
@@ -122,11 +122,12 @@ void sim_clusters_check_final(struct sim *s, const struct sim_node *rn, const st
 	const struct sim_slice *held = &rn->slices[on->id];
 	for (uint32_t k = 0; k < held->n; k++)
 		if (!sim_cluster_open(rn, held->e[k].cluster, held->e[k].cluster_len)) {
-			sim_fail(s,
-				 "final: n%u holds n%u's entry %.*s of cluster %.*s, which it is not "
-				 "connected to",
-				 rn->id, on->id, held->e[k].key_len, held->e[k].key,
-				 held->e[k].cluster_len, held->e[k].cluster);
+			sim_fail(
+				s,
+				"final: n%u holds n%u's entry %.*s of cluster %.*s, which it is not "
+				"connected to",
+				rn->id, on->id, held->e[k].key_len, held->e[k].key,
+				held->e[k].cluster_len, held->e[k].cluster);
 			return;
 		}
 	uint8_t want = on->agent_up ? on->connected : 0;

@@ -351,10 +351,10 @@ static void backoff(int attempt)
 
 static const char *batch_kind(uint8_t type)
 {
-	return type == REPL_BATCH_DELTA		   ? "changes"
-	       : type == REPL_BATCH_RESYNC	   ? "resync"
+	return type == REPL_BATCH_DELTA           ? "changes"
+	       : type == REPL_BATCH_RESYNC        ? "resync"
 	       : type == REPL_BATCH_PURGE_CLUSTER ? "cluster purge"
-						   : "purge";
+						  : "purge";
 }
 
 /* This host left the cluster: other nodes' entries of it go (the library's

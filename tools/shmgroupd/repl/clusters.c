@@ -311,8 +311,8 @@ void clusters_input(struct repl *r, struct peer *p, const struct wire_frame *f)
 		if (was < 0 || pc->known.c[was].gen != item.gen) {
 			gained = 1;
 			if (pc->reported && was < 0)
-				report(r, p, &next.c[clusters_find(&next, item.name, item.name_len)],
-				       1);
+				report(r, p,
+				       &next.c[clusters_find(&next, item.name, item.name_len)], 1);
 		}
 	}
 	for (uint32_t i = 0; pc->reported && i < pc->known.n; i++)
