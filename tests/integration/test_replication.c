@@ -1520,6 +1520,7 @@ START_TEST(test_named_cluster_isolation)
 	shmg_id_t id;
 	hosts_init(2);
 	ck_assert_int_eq(shmg_connect(hosts[0].h, "X", NULL), 0);
+	ck_assert_int_eq(shmg_monitor(hosts[1].h, NULL, 0, &x), 0); /* needs no connect */
 	start_all();
 	struct worker a = worker_start(0);
 	use_key("plain");
@@ -1532,10 +1533,10 @@ START_TEST(test_named_cluster_isolation)
 	expect_stat_above(1, "store_changes", 0); /* a file written after "plain" was applied */
 	ck_assert_int_eq(stat_of(1, "store_not_connected"), 0);
 	ck_assert_int_eq(stat_of(0, "cluster_gains"), 0);
+	ck_assert_int_eq(tc_ev_recv_n(hosts[1].h, &e, 1, 200), 0); /* and no event of X */
 
 	/* B joins X: A sends it X's state, and X's later changes by the log. */
 	ck_assert_int_eq(shmg_connect(hosts[1].h, "X", NULL), 0);
-	ck_assert_int_eq(shmg_monitor(hosts[1].h, NULL, 0, &x), 0);
 	agent_kill(1);
 	agent_start(1);
 	recv_one(hosts[1].h, &e);
