@@ -359,6 +359,11 @@ static int do_command(shmg_t *h, char *line)
 			rc = shmg_unregister(h, key, strlen(key), NULL);
 		}
 		return rc;
+	case 'X': /* X cluster key meta */
+		return shmg_register(h, b, strlen(b), c, c ? strlen(c) : 0,
+				     &(struct shmg_opts){ .cluster = a });
+	case 'Y': /* Y cluster key */
+		return shmg_unregister(h, b, strlen(b), &(struct shmg_opts){ .cluster = a });
 	case 'S':
 		return (int)shmg_dispatch(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
 	case 'T':
@@ -1620,6 +1625,56 @@ START_TEST(test_conflict_config)
 }
 END_TEST
 
+/* Named clusters (docs/PROTOCOL.md section 15).  Until the library logs
+ * its connect and disconnect markers, an agent learns its host's clusters
+ * when it starts, so B's joining is made known by restarting its agent. */
+START_TEST(test_named_cluster_isolation)
+{
+	struct tc_ev e;
+	const struct shmg_opts x = { .cluster = "X" };
+	shmg_id_t id;
+	hosts_init(2);
+	ck_assert_int_eq(shmg_connect(hosts[0].h, "X", NULL), 0);
+	ck_assert_int_eq(shmg_monitor(hosts[1].h, NULL, 0, &x), 0); /* needs no connect */
+	start_all();
+	struct worker a = worker_start(0);
+	use_key("plain");
+	ck_assert_int_eq(worker_do(&a, "X X xk in-x"), 0);
+	ck_assert_int_eq(worker_do(&a, "R plain p"), 0);
+	wait_lookup(1, "plain", 0);
+	/* B is not in X: A sent it nothing of X, so B's store refused none. */
+	ck_assert_int_eq(shmg_lookup(hosts[1].h, "xk", 2, &id, NULL, 0, NULL, &x), -ENOENT);
+	expect_stat_above(1, "rx_cluster_sets", 0);
+	expect_stat_above(1, "store_changes", 0); /* a file written after "plain" was applied */
+	ck_assert_int_eq(stat_of(1, "store_not_connected"), 0);
+	ck_assert_int_eq(stat_of(0, "cluster_gains"), 0);
+	ck_assert_int_eq(tc_ev_recv_n(hosts[1].h, &e, 1, 200), 0); /* and no event of X */
+
+	/* B joins X: A sends it X's state, and X's later changes by the log. */
+	ck_assert_int_eq(shmg_connect(hosts[1].h, "X", NULL), 0);
+	agent_kill(1);
+	agent_start(1);
+	recv_one(hosts[1].h, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, a.id, "X", "xk", "in-x", 4);
+	expect_stat_above(0, "cluster_gains", 0);
+	ck_assert_int_eq(worker_do(&a, "Y X xk"), 0);
+	recv_one(hosts[1].h, &e);
+	tc_ev_expect(&e, SHMG_EV_UNREGISTERED, SHMG_REASON_NORMAL, a.id, "X", "xk", "in-x", 4);
+	ck_assert_int_eq(worker_do(&a, "X X xk2 two"), 0);
+	recv_one(hosts[1].h, &e);
+	tc_ev_expect(&e, SHMG_EV_REGISTERED, SHMG_REASON_NONE, a.id, "X", "xk2", "two", 3);
+
+	/* B leaves X: A's entries of X go here, reason cluster_disconnect. */
+	ck_assert_int_eq(shmg_disconnect(hosts[1].h, "X"), 0);
+	recv_one(hosts[1].h, &e);
+	tc_ev_expect(&e, SHMG_EV_UNREGISTERED, SHMG_REASON_CLUSTER_DISCONNECT, a.id, "X", "xk2",
+		     "two", 3);
+	ck_assert_int_eq(shmg_lookup(hosts[1].h, "xk2", 3, &id, NULL, 0, NULL, &x), -ENOENT);
+	ck_assert_int_eq(shmg_lookup(hosts[0].h, "xk2", 3, &id, NULL, 0, NULL, &x), 0);
+	expect_converged("the default cluster, after B left X");
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -1655,5 +1710,10 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_propagation_in_netns);
 	tcase_add_test(tc, test_writer_stopped_before_waking_agent);
 	suite_add_tcase(s, tc);
+	TCase *tcc = tcase_create("clusters");
+	tcase_add_checked_fixture(tcc, setup, teardown);
+	tcase_set_timeout(tcc, 150);
+	tcase_add_test(tcc, test_named_cluster_isolation);
+	suite_add_tcase(s, tcc);
 	return tc_run(s);
 }

@@ -27,6 +27,7 @@
 #define SIM_ENDPOINTS 4
 #define SIM_KEY_MAX 16
 #define SIM_CLUSTER_MAX 8
+#define SIM_CLUSTERS 2 /* named clusters "c0", "c1" */
 
 /* One entry as a store holds it; also a change-log record (op set). */
 struct sim_rec {
@@ -80,6 +81,8 @@ struct sim_node {
 	struct sim_slice visible;
 	struct repl_claims *hidden;
 	uint32_t registry_count;
+	uint8_t connected; /* named clusters connected, bit i = "c<i>" (sim_clusters.c) */
+	uint8_t marks[SIM_MAX_NODES + 1]; /* peers' clusters, as peer_cluster told */
 };
 
 struct sim_params {
@@ -127,6 +130,7 @@ struct sim {
 	struct sim_msg_last msg_last[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1];
 	/* Conflicts (sim_conflicts.c, sim_invariants.c). */
 	uint64_t conflicts, digest;
+	uint64_t cl_rng; /* named clusters' draws (sim_clusters.c) */
 };
 
 /* sim_net.c: the event queue and the faulty network. */
@@ -156,6 +160,26 @@ void sim_free(struct sim *s);
 uint16_t sim_shard_of(const struct sim *s, const char *cluster, size_t cl, const char *key,
 		      size_t kl);
 
+/* Appends a marker (op CLUSTER_CONNECT/DISCONNECT) to the node's log. */
+void sim_log_marker(struct sim *s, struct sim_node *n, const struct sim_rec *m);
+/* Removes the node's own entries of a cluster, each change logged with
+ * reason cluster_disconnect. */
+void sim_remove_own(struct sim *s, struct sim_node *n, const char *cluster, size_t len);
+
+/* sim_clusters.c: hosts connecting and disconnecting named clusters. */
+int sim_cluster_index(const char *name, size_t len);
+const char *sim_cluster_name(int i); /* "c<i>" */
+/* 1 if the node's arena is connected to the cluster (len 0: the default). */
+int sim_cluster_open(const struct sim_node *n, const char *name, size_t len);
+void sim_clusters_new_arena(struct sim *s, struct sim_node *n);
+void sim_clusters_op(struct sim *s, uint32_t id);
+void sim_clusters_emit(const struct sim_node *n,
+		       void (*emit)(void *arg, const char *name, size_t len), void *arg);
+void sim_clusters_mark(struct sim *s, uint32_t id, uint32_t peer, const char *name, size_t len,
+		       int connected);
+/* The final check of what running node rn holds of, and marks for, on. */
+void sim_clusters_check_final(struct sim *s, const struct sim_node *rn, const struct sim_node *on);
+
 /* sim_dispatch.c: messages dispatched to the nodes holding a key's entries,
  * checked delivered once, in order, to the run they were meant for. */
 void sim_dispatch_op(struct sim *s, uint32_t id);
@@ -168,6 +192,10 @@ void sim_dispatch_free(struct sim *s);
 /* A REGISTER or UNREGISTER the node's store took (local or remote). */
 void sim_claims_change(struct sim *s, uint32_t id, const struct sim_rec *r);
 void sim_claims_purge(struct sim *s, uint32_t id, uint32_t owner);
+/* Other owners' claims of a named cluster node `id` left (len 0: of every
+ * cluster it is not connected to), visible and hidden, as purge_cluster
+ * removes their entries. */
+void sim_claims_purge_cluster(struct sim *s, uint32_t id, const char *cluster, size_t len);
 void sim_claims_forget(struct sim *s, uint32_t id);
 int sim_claims_taken(const struct sim *s, uint32_t id, const struct sim_rec *r);
 int sim_claims_resolver(const struct repl_record *a, const struct repl_record *b, void *arg);

@@ -279,6 +279,26 @@ void sim_claims_purge(struct sim *s, uint32_t id, uint32_t owner)
 	}
 }
 
+void sim_claims_purge_cluster(struct sim *s, uint32_t id, const char *cluster, size_t len)
+{
+	struct sim_node *n = store_of(s, id);
+	for (int c = 0; c < SIM_CLUSTERS; c++) {
+		const char *name = sim_cluster_name(c);
+		size_t nl = strlen(name);
+		if (len ? nl != len || memcmp(name, cluster, len) : sim_cluster_open(n, name, nl))
+			continue;
+		repl_claims_drop_node(n->hidden, 0, name, nl);
+		for (uint32_t i = 0; i < n->visible.n;) {
+			const struct sim_rec *e = &n->visible.e[i];
+			if (e->node == id || e->cluster_len != nl || memcmp(e->cluster, name, nl)) {
+				i++;
+				continue;
+			}
+			visible_remove(n, (int)i); /* every claim of the cluster goes */
+		}
+	}
+}
+
 int sim_claims_taken(const struct sim *s, uint32_t id, const struct sim_rec *r)
 {
 	return visible_find(&s->node[id], r) >= 0;

@@ -178,6 +178,14 @@ static void log_append(struct sim *s, struct sim_node *n, const struct sim_rec *
 	dst->seq = ++h->n[sh];
 }
 
+static void log_moved(struct sim *s, struct sim_node *n)
+{
+	if (n->agent_up && n->timer_at != s->now) {
+		n->timer_at = s->now; /* the log moved: poll now */
+		sim_schedule(s, s->now, EV_POLL, n->id);
+	}
+}
+
 /* A local change by one of this node's endpoints: to its own slice, then to
  * its change log, as the library does under the shard lock. */
 static void local_change(struct sim *s, struct sim_node *n, struct sim_rec *r)
@@ -186,12 +194,56 @@ static void local_change(struct sim *s, struct sim_node *n, struct sim_rec *r)
 	r->shard = sim_shard_of(s, r->cluster, r->cluster_len, r->key, r->key_len);
 	slice_apply(&n->slices[n->id], r);
 	log_append(s, n, r);
-	if (n->agent_up && n->timer_at != s->now) {
-		n->timer_at = s->now; /* the log moved: poll now */
-		sim_schedule(s, s->now, EV_POLL, n->id);
-	}
+	log_moved(s, n);
 	if (r->op == REPL_OP_REGISTER || r->op == REPL_OP_UNREGISTER)
 		sim_claims_change(s, n->id, r);
+}
+
+void sim_log_marker(struct sim *s, struct sim_node *n, const struct sim_rec *m)
+{
+	struct sim_rec r = *m;
+	r.node = n->id;
+	log_append(s, n, &r);
+	log_moved(s, n);
+}
+
+void sim_remove_own(struct sim *s, struct sim_node *n, const char *cluster, size_t len)
+{
+	struct sim_slice *own = &n->slices[n->id];
+	for (uint32_t i = 0; i < own->n;) {
+		if (own->e[i].cluster_len != len || memcmp(own->e[i].cluster, cluster, len)) {
+			i++;
+			continue;
+		}
+		struct sim_rec gone = own->e[i];
+		gone.meta = NULL;
+		gone.meta_len = 0;
+		gone.op = gone.op == REPL_OP_REGISTER ? REPL_OP_UNREGISTER : REPL_OP_LEAVE;
+		gone.reason = REPL_REASON_CLUSTER_DISCONNECT;
+		local_change(s, n, &gone); /* removes own->e[i] */
+	}
+}
+
+/* Every other owner's entries of a cluster this node left (len 0: of every
+ * cluster it is not connected to). */
+static void purge_cluster(struct sim *s, struct sim_node *n, const char *cluster, size_t len)
+{
+	for (uint32_t o = 0; o <= SIM_MAX_NODES; o++) {
+		struct sim_slice *sl = &n->slices[o];
+		if (o == n->id)
+			continue;
+		for (uint32_t i = 0; i < sl->n;) {
+			const struct sim_rec *e = &sl->e[i];
+			if (len ? e->cluster_len == len && !memcmp(e->cluster, cluster, len)
+				: !sim_cluster_open(n, e->cluster, e->cluster_len)) {
+				free(sl->e[i].meta);
+				sl->e[i] = sl->e[--sl->n];
+			} else {
+				i++;
+			}
+		}
+	}
+	sim_claims_purge_cluster(s, n->id, cluster, len);
 }
 
 /* Registry entries of one shard of a slice, copied (a resync's before). */
@@ -225,6 +277,14 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 	struct sim_slice *sl, before = { 0 }; /* a resync's registry entries before */
 
 	s->batches++;
+	if (b->type == REPL_BATCH_PURGE_CLUSTER) {
+		if (b->node != 0 || b->reason != REPL_REASON_CLUSTER_DISCONNECT ||
+		    sim_cluster_index(b->cluster, b->cluster_len) < 0)
+			sim_fail(s, "node %u: a bad cluster purge", n->id);
+		else
+			purge_cluster(s, n, b->cluster, b->cluster_len);
+		return;
+	}
 	if (b->node == 0 || b->node > s->p.nodes || b->node == n->id) {
 		sim_fail(s, "node %u: batch for owner %u", n->id, b->node);
 		return;
@@ -234,6 +294,7 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 	case REPL_BATCH_PURGE:
 		slice_clear(sl);
 		sim_claims_purge(s, n->id, b->node);
+		n->marks[b->node] = 0; /* as the library clears them with the purge */
 		s->purges++;
 		break;
 	case REPL_BATCH_DELTA:
@@ -259,6 +320,8 @@ static void cb_apply(void *ctx, const struct repl_batch *b)
 			if (r.shard != b->shard)
 				sim_fail(s, "node %u: record of shard %u in a batch of shard %u",
 					 n->id, r.shard, b->shard);
+			if (!sim_cluster_open(n, r.cluster, r.cluster_len))
+				continue; /* the library's -ENOTCONN */
 			slice_apply(sl, &r);
 			if (n->log_remote && b->type == REPL_BATCH_DELTA)
 				log_append(s, n, &r);
@@ -353,6 +416,20 @@ static void cb_deliver(void *ctx, const struct repl_message *m)
 	sim_dispatch_delivered(c->s, c->id, m);
 }
 
+static void cb_clusters(void *ctx, void (*emit)(void *arg, const char *name, size_t len),
+			void *arg)
+{
+	struct node_ctx *c = ctx;
+	sim_clusters_emit(&c->s->node[c->id], emit, arg);
+}
+
+static void cb_peer_cluster(void *ctx, uint32_t node, const char *cluster, size_t len,
+			    int connected)
+{
+	struct node_ctx *c = ctx;
+	sim_clusters_mark(c->s, c->id, node, cluster, len, connected);
+}
+
 static const struct repl_ops sim_ops = {
 	.send = cb_send,
 	.apply = cb_apply,
@@ -363,6 +440,8 @@ static const struct repl_ops sim_ops = {
 	.random = cb_random,
 	.peer_event = cb_peer_event,
 	.deliver = cb_deliver,
+	.clusters = cb_clusters,
+	.peer_cluster = cb_peer_cluster,
 };
 
 /* ---- lifecycle ------------------------------------------------------ */
@@ -389,9 +468,15 @@ void sim_node_start(struct sim *s, uint32_t id)
 		n->inc = ++s->next_inc;
 		n->session = 0;
 		n->hist = history_new(s, id, n->inc);
+		sim_clusters_new_arena(s, n);
 		s->restarts++;
 	}
 	n->session++;
+	memset(n->marks, 0, sizeof(n->marks)); /* the agent's remote_nodes_down at start */
+	/* The library sweeps other nodes' entries of a cluster it leaves; the
+	 * store here leaves that to the core while one runs (to check that it
+	 * does), and does it for the disconnects no core saw. */
+	purge_cluster(s, n, NULL, 0);
 	cfg.inc = n->inc;
 	cfg.session = n->session;
 	ctxs[id] = (struct node_ctx){ .s = s, .id = id };
@@ -481,6 +566,7 @@ void sim_local_op(struct sim *s, uint32_t id)
 	if (!n->host_up)
 		return;
 	sim_dispatch_op(s, id);
+	sim_clusters_op(s, id);
 	if (roll < 5) {
 		sim_endpoint_exit(s, id, sim_below(s, SIM_ENDPOINTS), REPL_REASON_EXIT);
 		return;
@@ -501,6 +587,8 @@ void sim_local_op(struct sim *s, uint32_t id)
 	r.meta = meta;
 	int registry = roll < 50;
 	r.op = registry ? REPL_OP_REGISTER : REPL_OP_JOIN;
+	if (!sim_cluster_open(n, r.cluster, r.cluster_len))
+		return; /* -ENOTCONN */
 	int at = slice_find(own, &r);
 	if (roll % 3 == 0) {
 		/* A removal of something held, when there is one. */

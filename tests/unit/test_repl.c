@@ -140,6 +140,21 @@ static size_t sample_dispatch(uint8_t *buf, size_t cap)
 	return finish(&w);
 }
 
+/* A node's cluster set and the ack of a peer's (PROTOCOL.md section 3.5). */
+static size_t sample_clusters(uint8_t *buf, size_t cap)
+{
+	struct wire_writer w;
+	header(&w, buf, cap - WIRE_MAC_LEN, WIRE_DATA);
+	struct wire_ack a = { .mode = WIRE_MODE_SET, .cum = 4 };
+	wire_ack_encode(&w, &a);
+	size_t f = wire_frame_begin(&w, WIRE_F_CLUSTERS);
+	wire_clusters_encode(&w, 6, 2);
+	wire_cluster_encode(&w, &(struct wire_cluster){ .gen = 3, .name_len = 2, .name = "c1" });
+	wire_cluster_encode(&w, &(struct wire_cluster){ .gen = 1, .name_len = 5, .name = "alpha" });
+	wire_frame_end(&w, f);
+	return finish(&w);
+}
+
 static size_t sample_bye(uint8_t *buf, size_t cap)
 {
 	struct wire_writer w;
@@ -158,6 +173,7 @@ static const struct {
 	{ "reject", sample_reject, 0 },
 	{ "data", sample_data, 3 },
 	{ "dispatch", sample_dispatch, 0 },
+	{ "clusters", sample_clusters, 0 },
 	{ "bye", sample_bye, 0 },
 };
 #define NSAMPLES (sizeof(samples) / sizeof(samples[0]))
@@ -242,6 +258,81 @@ START_TEST(test_wire_dispatch_round_trip)
 	ackp[0] = 0;
 	((uint8_t *)d.key)[1] = 0;
 	ck_assert_int_eq(wire_decode_all(buf, len), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_wire_clusters_round_trip)
+{
+	uint8_t buf[2048];
+	size_t len = sample_clusters(buf, sizeof(buf));
+	struct wire_header h;
+	ck_assert_int_eq(wire_header_decode(buf, len, &h), 0);
+	uint8_t *body = buf + WIRE_HEADER_LEN;
+	struct wire_frame f;
+	struct wire_ack a;
+	struct wire_clusters c;
+	struct wire_cluster item;
+	size_t off = 0, ioff = 0;
+	ck_assert_int_eq(wire_frame_next(body, h.body_len, &off, &f), 1);
+	ck_assert_int_eq(wire_ack_decode(&f, &a), 0);
+	ck_assert_uint_eq(a.mode, WIRE_MODE_SET);
+	ck_assert_uint_eq(a.cum, 4);
+	ck_assert_int_eq(wire_frame_next(body, h.body_len, &off, &f), 1);
+	ck_assert_uint_eq(f.kind, WIRE_F_CLUSTERS);
+	ck_assert_int_eq(wire_clusters_decode(&f, &c), 0);
+	ck_assert_uint_eq(c.version, 6);
+	ck_assert_uint_eq(c.n, 2);
+	ck_assert_int_eq(wire_cluster_next(&c, &ioff, &item), 1);
+	ck_assert_uint_eq(item.gen, 3);
+	ck_assert_int_eq(item.name_len, 2);
+	ck_assert_int_eq(memcmp(item.name, "c1", 2), 0);
+	ck_assert_int_eq(wire_cluster_next(&c, &ioff, &item), 1);
+	ck_assert_uint_eq(item.gen, 1);
+	ck_assert_int_eq(memcmp(item.name, "alpha", 5), 0);
+	ck_assert_int_eq(wire_cluster_next(&c, &ioff, &item), 0);
+	ck_assert_uint_eq(off, h.body_len);
+
+	/* Each rule of the frame, broken on a copy, is refused. */
+	uint8_t *ack = body + WIRE_FRAME_HEADER_LEN;
+	uint8_t *set = (uint8_t *)f.payload;
+	uint8_t *first = set + WIRE_CLUSTERS_FIXED_LEN, *second = first + 5 + 2;
+	struct {
+		uint8_t *at;
+		uint8_t value;
+	} bad[] = {
+		{ ack, 1 },          /* a set ack names shard 0 */
+		{ ack + 3, 1 },      /* and has no ranges */
+		{ set, 0 },          /* version 0 (its other bytes are 0) */
+		{ set + 4, 3 },      /* more items than the frame holds */
+		{ set + 6, 1 },      /* reserved */
+		{ first, 0 },        /* gen 0 (its other bytes are 0) */
+		{ first + 4, 0 },    /* an empty name */
+		{ first + 4, 64 },   /* a name longer than shmgroup allows */
+		{ first + 6, ' ' },  /* a space in a name */
+		{ first + 6, 0 },    /* a NUL in a name */
+		{ second + 4, 2 },   /* a name cut short: the frame has bytes left */
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint8_t keep = *bad[i].at;
+		*bad[i].at = bad[i].value;
+		ck_assert_msg(wire_decode_all(buf, len) == -EBADMSG, "case %u decoded", i);
+		*bad[i].at = keep;
+	}
+	ck_assert_int_eq(wire_decode_all(buf, len), 0);
+	/* Items out of order, or twice: "alpha" before "c1" is out of order
+	 * (shorter names first); "c1" twice is a repeat. */
+	uint8_t again[2048];
+	struct wire_writer w;
+	for (int dup = 0; dup < 2; dup++) {
+		header(&w, again, sizeof(again) - WIRE_MAC_LEN, WIRE_DATA);
+		size_t fr = wire_frame_begin(&w, WIRE_F_CLUSTERS);
+		wire_clusters_encode(&w, 1, 2);
+		wire_cluster_encode(&w, &(struct wire_cluster){ .gen = 1, .name_len = dup ? 2 : 5,
+								 .name = dup ? "c1" : "alpha" });
+		wire_cluster_encode(&w, &(struct wire_cluster){ .gen = 2, .name_len = 2, .name = "c1" });
+		wire_frame_end(&w, fr);
+		ck_assert_int_eq(wire_decode_all(again, finish(&w)), -EBADMSG);
+	}
 }
 END_TEST
 
@@ -497,18 +588,25 @@ static const struct repl_ops t_ops = { t_send,     t_apply, t_log_read, t_log_he
 				       t_held,     t_random, t_event,   t_deliver };
 static struct ctx ctxs[3];
 
+/* Node i (1 or 2, named "a" and "b") of the two-core tests. */
+static struct repl_config core_config(int i, uint16_t shards, const uint8_t *key)
+{
+	struct repl_config cfg = { .node = (uint32_t)i,
+				   .node_name = i == 1 ? "a" : "b",
+				   .group = "g",
+				   .inc = 100 + (uint64_t)i,
+				   .session = 1,
+				   .shards = shards,
+				   .key = key };
+	repl_knobs_default(&cfg.knobs);
+	return cfg;
+}
+
 static void two_start(struct two *t, const uint8_t *key1, const uint8_t *key2, uint16_t shards2)
 {
 	memset(t, 0, sizeof(*t));
 	for (int i = 1; i <= 2; i++) {
-		struct repl_config cfg = { .node = (uint32_t)i,
-					   .node_name = i == 1 ? "a" : "b",
-					   .group = "g",
-					   .inc = 100 + (uint64_t)i,
-					   .session = 1,
-					   .shards = i == 2 ? shards2 : 1,
-					   .key = i == 1 ? key1 : key2 };
-		repl_knobs_default(&cfg.knobs);
+		struct repl_config cfg = core_config(i, i == 2 ? shards2 : 1, i == 1 ? key1 : key2);
 		ctxs[i] = (struct ctx){ t, i };
 		ck_assert_int_eq(repl_new(&cfg, &t_ops, &ctxs[i], &t->r[i]), 0);
 		ck_assert_int_eq(repl_peer_add(t->r[i], (uint32_t)(3 - i), i == 1 ? "b" : "a"), 0);
@@ -712,6 +810,297 @@ END_TEST
 
 /* ---- the corpus writer ---------------------------------------------- */
 
+/* ---- named clusters: two cores over tiny stores ----------------------- */
+
+/* Each node has a log of its own changes and markers, its own entries as
+ * that log leaves them, and a store of the other node's entries that, as
+ * the library does, refuses a cluster it is not connected to. */
+struct clu_entry {
+	char cluster[4], key[4];
+};
+
+struct clu_node {
+	struct repl *r;
+	struct repl_record log[32];
+	struct clu_entry log_names[32];
+	uint64_t head;
+	int connected_x;  /* to the named cluster "x" */
+	int marks_x;      /* the peer is in "x", as peer_cluster says */
+	struct clu_entry held[16]; /* the peer's entries here */
+	unsigned n_held;
+	unsigned records_of_x; /* the peer's records of "x" that reached this store */
+	unsigned cluster_purges;
+};
+
+static struct {
+	struct clu_node n[3];
+	uint8_t q[64][2048];
+	size_t qlen[64];
+	uint32_t qto[64];
+	unsigned nq;
+	uint64_t now, rng;
+	int partitioned; /* datagrams are lost */
+} clu;
+
+static void clu_send(void *c, uint32_t to, const void *buf, size_t len)
+{
+	(void)c;
+	ck_assert(clu.nq < 64 && len <= 2048);
+	memcpy(clu.q[clu.nq], buf, len);
+	clu.qlen[clu.nq] = len;
+	clu.qto[clu.nq++] = to;
+}
+
+static int clu_find(const struct clu_node *n, const char *cluster, size_t cl, const char *key,
+		    size_t kl)
+{
+	for (unsigned i = 0; i < n->n_held; i++)
+		if (strlen(n->held[i].cluster) == cl && !memcmp(n->held[i].cluster, cluster, cl) &&
+		    strlen(n->held[i].key) == kl && !memcmp(n->held[i].key, key, kl))
+			return (int)i;
+	return -1;
+}
+
+static void clu_apply(void *c, const struct repl_batch *b)
+{
+	struct clu_node *n = &clu.n[(intptr_t)c];
+	if (b->type == REPL_BATCH_PURGE_CLUSTER) {
+		n->cluster_purges++;
+		for (unsigned i = 0; i < n->n_held;)
+			if (strlen(n->held[i].cluster) == b->cluster_len &&
+			    !memcmp(n->held[i].cluster, b->cluster, b->cluster_len))
+				n->held[i] = n->held[--n->n_held];
+			else
+				i++;
+		return;
+	}
+	if (b->type != REPL_BATCH_DELTA)
+		n->n_held = 0; /* one shard: a resync or purge replaces everything */
+	for (uint32_t i = 0; i < b->n; i++) {
+		const struct repl_record *rec = &b->records[i];
+		if (rec->cluster_len) {
+			n->records_of_x++;
+			if (!n->connected_x)
+				continue; /* -ENOTCONN */
+		}
+		int at = clu_find(n, rec->cluster, rec->cluster_len, rec->key, rec->key_len);
+		if (rec->op == REPL_OP_LEAVE) {
+			if (at >= 0)
+				n->held[at] = n->held[--n->n_held];
+		} else if (at < 0) {
+			ck_assert(n->n_held < 16 && rec->cluster_len < 4 && rec->key_len < 4);
+			struct clu_entry *e = &n->held[n->n_held++];
+			memset(e, 0, sizeof(*e));
+			memcpy(e->cluster, rec->cluster, rec->cluster_len);
+			memcpy(e->key, rec->key, rec->key_len);
+		}
+	}
+}
+
+static int clu_log_read(void *c, uint16_t shard, uint64_t seq, struct repl_record *out)
+{
+	struct clu_node *n = &clu.n[(intptr_t)c];
+	(void)shard;
+	if (seq == 0 || seq > n->head)
+		return -EAGAIN;
+	*out = n->log[seq - 1];
+	out->cluster = n->log_names[seq - 1].cluster;
+	out->key = n->log_names[seq - 1].key;
+	return 0;
+}
+
+static uint64_t clu_log_head(void *c, uint16_t shard)
+{
+	(void)shard;
+	return clu.n[(intptr_t)c].head;
+}
+
+/* Its own entries: the joins of its log not left since. */
+static int64_t clu_snapshot(void *c, uint16_t shard,
+			    void (*emit)(void *, const struct repl_record *), void *arg)
+{
+	struct clu_node *n = &clu.n[(intptr_t)c];
+	(void)shard;
+	for (uint64_t i = 0; i < n->head; i++) {
+		if (n->log[i].op != REPL_OP_JOIN)
+			continue;
+		int left = 0;
+		for (uint64_t j = i + 1; j < n->head; j++)
+			left |= n->log[j].op == REPL_OP_LEAVE &&
+				!strcmp(n->log_names[j].key, n->log_names[i].key) &&
+				!strcmp(n->log_names[j].cluster, n->log_names[i].cluster);
+		if (left)
+			continue;
+		struct repl_record rec = n->log[i];
+		rec.seq = 0;
+		rec.cluster = n->log_names[i].cluster;
+		rec.key = n->log_names[i].key;
+		emit(arg, &rec);
+	}
+	return (int64_t)n->head;
+}
+
+static void clu_held(void *c, uint32_t node, uint64_t *inc, uint64_t *cursors)
+{
+	(void)c;
+	(void)node;
+	(void)cursors;
+	*inc = 0;
+}
+
+static uint64_t clu_random(void *c)
+{
+	(void)c;
+	return ++clu.rng * 0x9e3779b97f4a7c15ull;
+}
+
+static void clu_clusters(void *c, void (*emit)(void *, const char *, size_t), void *arg)
+{
+	if (clu.n[(intptr_t)c].connected_x)
+		emit(arg, "x", 1);
+}
+
+static void clu_peer_cluster(void *c, uint32_t node, const char *name, size_t len, int connected)
+{
+	(void)node;
+	ck_assert(len == 1 && name[0] == 'x');
+	clu.n[(intptr_t)c].marks_x = connected;
+}
+
+static const struct repl_ops clu_ops = {
+	.send = clu_send,
+	.apply = clu_apply,
+	.log_read = clu_log_read,
+	.log_head = clu_log_head,
+	.snapshot = clu_snapshot,
+	.held = clu_held,
+	.random = clu_random,
+	.clusters = clu_clusters,
+	.peer_cluster = clu_peer_cluster,
+};
+
+/* Appends to node i's log: a join, a leave, or a marker of "x". */
+static void clu_log(int i, uint8_t op, const char *cluster, const char *key)
+{
+	struct clu_node *n = &clu.n[i];
+	ck_assert(n->head < 32);
+	struct clu_entry *names = &n->log_names[n->head];
+	snprintf(names->cluster, sizeof(names->cluster), "%s", cluster);
+	snprintf(names->key, sizeof(names->key), "%s", key);
+	n->log[n->head] = (struct repl_record){ .seq = n->head + 1,
+						.op = op,
+						.cluster_len = (uint8_t)strlen(cluster),
+						.key_len = (uint16_t)strlen(key),
+						.node = (uint32_t)i,
+						.ep_slot = 1,
+						.ep_gen = 1 };
+	n->head++;
+}
+
+/* Runs both cores for a simulated second, delivering everything. */
+static void clu_run(void)
+{
+	for (int step = 0; step < 100; step++) {
+		clu.now += 10000;
+		for (int i = 1; i <= 2; i++)
+			repl_poll(clu.n[i].r, clu.now);
+		while (clu.nq) {
+			uint8_t buf[2048];
+			size_t len = clu.qlen[0];
+			uint32_t to = clu.qto[0];
+			memcpy(buf, clu.q[0], len);
+			clu.nq--;
+			memmove(clu.q, clu.q + 1, clu.nq * sizeof(clu.q[0]));
+			memmove(clu.qlen, clu.qlen + 1, clu.nq * sizeof(clu.qlen[0]));
+			memmove(clu.qto, clu.qto + 1, clu.nq * sizeof(clu.qto[0]));
+			if (!clu.partitioned)
+				repl_input(clu.n[to].r, clu.now, buf, len);
+		}
+	}
+}
+
+/* Node 1 is in "x" from the start, node 2 joins it and leaves it: node 2
+ * gets no record of "x" while out of it (the sender's filter), marks node 1
+ * in it all along, pulls its state on joining (a resync, nothing sent twice
+ * in the log), and drops it on leaving; node 1's mark of node 2 follows.
+ * Then node 2 leaves "x" again while partitioned from node 1. */
+START_TEST(test_clusters_filter_pull_and_leave)
+{
+	memset(&clu, 0, sizeof(clu));
+	clu.n[1].connected_x = 1;
+	for (int i = 1; i <= 2; i++) {
+		struct repl_config cfg = core_config(i, 1, key_a);
+		ck_assert_int_eq(repl_new(&cfg, &clu_ops, (void *)(intptr_t)i, &clu.n[i].r), 0);
+		ck_assert_int_eq(repl_peer_add(clu.n[i].r, (uint32_t)(3 - i), i == 1 ? "b" : "a"), 0);
+	}
+	clu_log(1, REPL_OP_JOIN, "", "d");
+	clu_log(1, REPL_OP_JOIN, "x", "k1");
+	clu_run();
+	struct clu_node *a = &clu.n[1], *b = &clu.n[2];
+	ck_assert_int_eq(b->n_held, 1);
+	ck_assert_int_eq(clu_find(b, "", 0, "d", 1), 0);
+	ck_assert_int_eq(b->records_of_x, 0);
+	ck_assert_int_eq(b->marks_x, 1);
+	ck_assert_int_eq(a->marks_x, 0);
+	ck_assert_int_eq(repl_peer_in_cluster(b->r, 1, "x", 1), 1);
+	ck_assert_int_eq(repl_peer_in_cluster(a->r, 2, "x", 1), 0);
+
+	/* Node 2 connects: its marker makes it announce, and node 1 sends
+	 * the state of "x" it holds; a change made after goes by the log. */
+	b->connected_x = 1;
+	clu_log(2, REPL_OP_CLUSTER_CONNECT, "x", "");
+	clu_run();
+	ck_assert_int_eq(repl_cluster_connected(b->r, "x", 1), 1);
+	ck_assert_int_eq(a->marks_x, 1);
+	ck_assert_int_ge(clu_find(b, "x", 1, "k1", 2), 0);
+	ck_assert_int_eq(b->n_held, 2);
+	ck_assert_uint_ge(repl_counters(a->r)->cluster_gains, 1);
+	clu_log(1, REPL_OP_JOIN, "x", "k2");
+	clu_run();
+	ck_assert_int_ge(clu_find(b, "x", 1, "k2", 2), 0);
+
+	/* Node 2 disconnects: what it holds of "x" goes here, the mark there. */
+	b->connected_x = 0;
+	clu_log(2, REPL_OP_CLUSTER_DISCONNECT, "x", "");
+	clu_run();
+	ck_assert_int_eq(b->cluster_purges, 1);
+	ck_assert_int_eq(b->n_held, 1);
+	ck_assert_int_eq(clu_find(b, "", 0, "d", 1), 0);
+	ck_assert_int_eq(a->marks_x, 0);
+	ck_assert_int_eq(repl_cluster_connected(b->r, "x", 1), 0);
+	unsigned before = b->records_of_x;
+	clu_log(1, REPL_OP_LEAVE, "x", "k2");
+	clu_run();
+	ck_assert_int_eq(b->records_of_x, before);
+
+	/* Back in "x", then out of it again while partitioned from node 1
+	 * (shorter than down_after), node 1 writing to "x" meanwhile: after
+	 * the heal node 2 holds nothing of "x" and node 1's mark goes. */
+	b->connected_x = 1;
+	clu_log(2, REPL_OP_CLUSTER_CONNECT, "x", "");
+	clu_log(1, REPL_OP_JOIN, "x", "k3");
+	clu_run();
+	ck_assert_int_ge(clu_find(b, "x", 1, "k3", 2), 0);
+	ck_assert_int_eq(a->marks_x, 1);
+	clu.partitioned = 1;
+	b->connected_x = 0;
+	clu_log(2, REPL_OP_CLUSTER_DISCONNECT, "x", "");
+	clu_log(1, REPL_OP_JOIN, "x", "k4");
+	clu_run();
+	ck_assert_int_eq(b->cluster_purges, 2);
+	ck_assert_int_eq(clu_find(b, "x", 1, "k3", 2), -1);
+	ck_assert_int_eq(a->marks_x, 1); /* not told yet */
+	clu.partitioned = 0;
+	clu_run();
+	ck_assert_int_eq(repl_peer_is_up(a->r, 2), 1);
+	ck_assert_int_eq(a->marks_x, 0);
+	ck_assert_int_eq(b->n_held, 1);
+	ck_assert_int_eq(clu_find(b, "", 0, "d", 1), 0);
+	repl_free(a->r);
+	repl_free(b->r);
+}
+END_TEST
+
 static int write_corpus(const char *dir)
 {
 	uint8_t buf[2048];
@@ -738,6 +1127,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_wire_samples_decode);
 	tcase_add_test(tc, test_wire_fields_round_trip);
 	tcase_add_test(tc, test_wire_dispatch_round_trip);
+	tcase_add_test(tc, test_wire_clusters_round_trip);
+	tcase_add_test(tc, test_clusters_filter_pull_and_leave);
 	tcase_add_test(tc, test_wire_truncations_and_flips);
 	tcase_add_test(tc, test_auth_mac);
 	tcase_add_test(tc, test_auth_replay_window);

@@ -359,6 +359,18 @@ static void cb_deliver(void *ctx, const struct repl_message *m)
 	outbound_deliver(r->h, m, &r->msgs);
 }
 
+static void cb_clusters(void *ctx, void (*emit)(void *arg, const char *name, size_t len),
+			void *arg)
+{
+	store_clusters(((struct replication *)ctx)->store, emit, arg);
+}
+
+static void cb_peer_cluster(void *ctx, uint32_t node, const char *cluster, size_t len,
+			    int connected)
+{
+	store_peer_cluster(((struct replication *)ctx)->store, node, cluster, len, connected);
+}
+
 static const struct repl_ops agent_ops = {
 	.send = cb_send,
 	.apply = cb_apply,
@@ -369,6 +381,8 @@ static const struct repl_ops agent_ops = {
 	.random = cb_random,
 	.peer_event = cb_peer_event,
 	.deliver = cb_deliver,
+	.clusters = cb_clusters,
+	.peer_cluster = cb_peer_cluster,
 };
 
 /* The arena's connected marks (shmg_nodes) follow the core's view, after
@@ -438,6 +452,11 @@ static void write_stats(struct replication *r)
 	C(rx_dup_messages);
 	C(rx_messages_beyond_window);
 	C(messages_abandoned);
+	C(cluster_changes);
+	C(tx_cluster_sets);
+	C(rx_cluster_sets);
+	C(cluster_gains);
+	C(cluster_markers_lost);
 #undef C
 	W("peers_up", r->n_up);
 	/* The receive thread's counters, bumped atomically there. */
@@ -454,6 +473,7 @@ static void write_stats(struct replication *r)
 	W("store_conflicts_hidden", s->conflicts_hidden);
 	W("store_missing", s->missing);
 	W("store_rejected", s->rejected);
+	W("store_not_connected", s->not_connected);
 	W("store_retries", s->retries);
 	W("store_failed", s->failed);
 	W("log_reads", s->log_reads);

@@ -172,12 +172,6 @@ static void to_record(const struct oplog_entry *e, struct repl_record *out)
 		.key = e->key,
 		.meta = e->meta,
 	};
-	/* A cluster marker (OP_CLUSTER_CONNECT/DISCONNECT, ops 5 and 6) is not a
-	 * change the wire carries yet: until the core handles markers (issue 10,
-	 * repl/clusters.c, which drops this), it is covered like another
-	 * owner's record and never sent. */
-	if (e->op > REMOTE_LEAVE)
-		out->node = 0;
 }
 
 /* The tail could not go on (lapped, or a repair): it restarts at the head,
@@ -299,6 +293,43 @@ int64_t store_snapshot(struct store *st, uint16_t shard,
 void store_held(struct store *st, uint32_t node, uint64_t *inc, uint64_t *cursors)
 {
 	remote_held(st->h, node, inc, cursors);
+}
+
+/* ---- named clusters ------------------------------------------------------ */
+
+struct clusters_arg {
+	void (*emit)(void *arg, const char *name, size_t len);
+	void *arg;
+};
+
+static int cluster_one(const char *name, void *arg)
+{
+	struct clusters_arg *ca = arg;
+	ca->emit(ca->arg, name, strlen(name));
+	return 0;
+}
+
+void store_clusters(struct store *st, void (*emit)(void *arg, const char *name, size_t len),
+		    void *arg)
+{
+	struct clusters_arg ca = { emit, arg };
+	long rc = shmg_clusters(st->h, cluster_one, &ca);
+	if (rc < 0)
+		logf_(L_ERR, "cannot list the connected clusters: %s", shmg_strerror((int)rc));
+}
+
+void store_peer_cluster(struct store *st, uint32_t node, const char *name, size_t len,
+			int connected)
+{
+	char cluster[SHMG_CLUSTER_NAME_MAX + 1];
+	if (len > SHMG_CLUSTER_NAME_MAX)
+		return; /* the core announces and accepts no longer name */
+	memcpy(cluster, name, len);
+	cluster[len] = '\0';
+	int rc = remote_node_cluster(st->h, node, cluster, connected);
+	if (rc < 0)
+		logf_(L_WARN, "node %" PRIu32 ": cannot mark it %s cluster %s: %s", node,
+		      connected ? "in" : "out of", cluster, shmg_strerror(rc));
 }
 
 /* ---- other nodes' entries ---------------------------------------------- */
@@ -565,9 +596,23 @@ static void promote_orphans(struct store *st)
 
 static const char *batch_kind(uint8_t type)
 {
-	return type == REPL_BATCH_DELTA    ? "changes"
-	       : type == REPL_BATCH_RESYNC ? "resync"
-					   : "purge";
+	return type == REPL_BATCH_DELTA           ? "changes"
+	       : type == REPL_BATCH_RESYNC        ? "resync"
+	       : type == REPL_BATCH_PURGE_CLUSTER ? "cluster purge"
+						  : "purge";
+}
+
+/* This host left the cluster: other nodes' entries of it go (the library's
+ * disconnect sweep removed them already unless a shard was busy). */
+static int purge_cluster(struct store *st, const struct repl_batch *b)
+{
+	char cluster[SHMG_CLUSTER_NAME_MAX + 1];
+	if (b->cluster_len == 0 || b->cluster_len > SHMG_CLUSTER_NAME_MAX)
+		return -EINVAL;
+	memcpy(cluster, b->cluster, b->cluster_len);
+	cluster[b->cluster_len] = '\0';
+	long n = remote_purge_cluster(st->h, 0, cluster, b->reason);
+	return n < 0 ? (int)n : 0;
 }
 
 void store_apply(struct store *st, const struct repl_batch *b)
@@ -575,7 +620,7 @@ void store_apply(struct store *st, const struct repl_batch *b)
 	int rc = 0;
 
 	st->stats.batches++;
-	if (b->type != REPL_BATCH_PURGE) {
+	if (b->type != REPL_BATCH_PURGE && b->type != REPL_BATCH_PURGE_CLUSTER) {
 		if ((rc = scratch_reserve(st, b->n ? b->n : 1)) < 0)
 			goto failed;
 		for (uint32_t i = 0; i < b->n; i++)
@@ -587,6 +632,8 @@ void store_apply(struct store *st, const struct repl_batch *b)
 		if (b->type == REPL_BATCH_PURGE) {
 			long n = remote_purge(st->h, b->node, b->reason);
 			rc = n < 0 ? (int)n : 0;
+		} else if (b->type == REPL_BATCH_PURGE_CLUSTER) {
+			rc = purge_cluster(st, b);
 		} else if (b->type == REPL_BATCH_DELTA) {
 			rc = remote_apply(st->h, b->node, b->inc, b->shard, st->changes, b->n,
 					  b->cursor, st->rcs);
@@ -618,6 +665,11 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			promote_orphans(st);
 		return;
 	}
+	if (b->type == REPL_BATCH_PURGE_CLUSTER) {
+		/* This host left the cluster: every claim of it goes, hidden too. */
+		repl_claims_drop_node(st->hidden, 0, b->cluster, b->cluster_len);
+		return;
+	}
 	st->stats.changes += b->n;
 	bool removed = b->type == REPL_BATCH_RESYNC;
 	for (uint32_t i = 0; i < b->n; i++) {
@@ -638,6 +690,9 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			    !repl_claims_drop(st->hidden, r->node, r->cluster, r->cluster_len,
 					      r->key, r->key_len))
 				st->stats.missing++;
+			break;
+		case -ENOTCONN:
+			st->stats.not_connected++;
 			break;
 		default:
 			st->stats.rejected++;

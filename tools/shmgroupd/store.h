@@ -37,6 +37,9 @@ struct store_stats {
 	 * claims kept hidden (lost here, or replaced by a better one). */
 	uint64_t batches, changes, conflicts, missing, rejected, retries, failed;
 	uint64_t conflicts_lost, conflicts_hidden;
+	/* Changes of a named cluster this host is not connected to: a peer
+	 * sent them before it learnt that this host left it. */
+	uint64_t not_connected;
 	uint64_t log_reads, log_lapped, log_resets;
 };
 
@@ -50,6 +53,13 @@ uint64_t store_log_head(struct store *st, uint16_t shard);
 int64_t store_snapshot(struct store *st, uint16_t shard,
 		       void (*emit)(void *arg, const struct repl_record *r), void *arg);
 void store_held(struct store *st, uint32_t node, uint64_t *inc, uint64_t *cursors);
+/* The named clusters this host is connected to (shmg_clusters). */
+void store_clusters(struct store *st, void (*emit)(void *arg, const char *name, size_t len),
+		    void *arg);
+/* Peer `node` is (not) in the named cluster: the arena's mark that
+ * shmg_nodes(cluster) lists. */
+void store_peer_cluster(struct store *st, uint32_t node, const char *name, size_t len,
+			int connected);
 
 /* True if a shard's change log moved (or was repaired) since the last call:
  * a few loads per shard, no lock, no syscall. */

@@ -57,6 +57,15 @@ struct shard_tx {
 	struct stream_tx st;
 	struct resync_tx snap;
 	uint64_t skip_to; /* seqs from st.next up to here are other owners' */
+	/* A resync for a cluster the peer joined is owed until the peer
+	 * applied it: a new handshake restarts it rather than the log. */
+	uint8_t cluster_resync;
+	/* A record or entry of a named cluster was read for the peer (sent
+	 * or held back) since the last snapshot, or this run does not know
+	 * (set from the start): only such a shard needs a snapshot when the
+	 * peer joins a cluster.  A shard that never held a named cluster's
+	 * entry is never resent. */
+	uint8_t named;
 };
 
 struct shard_rx {
@@ -85,6 +94,32 @@ struct msg_stream {
 	int ack_owed;
 	uint64_t run_inc;
 	uint32_t run_session;
+};
+
+/* A set of named clusters (clusters.c), sorted by wire_cluster_cmp. */
+struct cluster_mark {
+	uint32_t gen; /* the announcer's number for this connection of the name */
+	uint8_t len;
+	char name[WIRE_SET_NAME_MAX];
+};
+
+struct cluster_set {
+	struct cluster_mark *c;
+	uint32_t n, cap;
+};
+
+/* What a peer announced (clusters.c), and our announcements to it. */
+struct peer_clusters {
+	struct cluster_set known;
+	uint32_t version;       /* of `known`; 0: nothing announced by this run */
+	uint64_t run_inc;       /* the peer's run `known` belongs to */
+	uint32_t run_session;
+	int reported;           /* peer_cluster told the store about `known` */
+	int ack_owed;
+	uint32_t acked;         /* our version the peer acked under this connection */
+	uint32_t sent_version;  /* ours last sent, and when */
+	uint64_t sent_at;
+	unsigned tries;
 };
 
 struct peer {
@@ -122,6 +157,7 @@ struct peer {
 	struct shard_tx *tx;     /* [shards] */
 	struct shard_rx *rx;     /* [shards] */
 	struct msg_stream msg;
+	struct peer_clusters cl;
 };
 
 struct repl {
@@ -139,6 +175,11 @@ struct repl {
 	uint32_t next_sync_id;
 	struct repl_counters c;
 	uint8_t *buf; /* one datagram being built */
+	/* This node's named clusters, learnt from its log's markers. */
+	struct cluster_set clusters;
+	uint32_t clusters_version; /* grows at each change; 0: never had one */
+	uint32_t clusters_gen;     /* the last gen given to a connection */
+	uint64_t marker_seen;      /* shard 0's log is read for markers up to here */
 };
 
 /* peer.c */
@@ -169,6 +210,43 @@ void msg_free(struct msg_stream *m);
 void msg_peer_run(struct repl *r, struct peer *p);
 void msg_input(struct repl *r, struct peer *p, const struct wire_frame *f);
 void msg_ack_input(struct repl *r, struct peer *p, const struct wire_ack *a);
+
+/* clusters.c */
+void clusters_init(struct repl *r);
+void clusters_free(struct repl *r);
+void clusters_peer_free(struct peer *p);
+/* Reads this node's new markers (shard 0's log) up to what the streams read. */
+void clusters_scan(struct repl *r);
+/* The CLUSTERS frame for p is due (never sent, or unacked past the RTO). */
+int clusters_due(struct repl *r, struct peer *p);
+size_t clusters_frame_size(const struct repl *r);
+void clusters_encode(struct repl *r, struct peer *p, struct wire_writer *w);
+void clusters_input(struct repl *r, struct peer *p, const struct wire_frame *f);
+void clusters_ack_input(struct repl *r, struct peer *p, const struct wire_ack *a);
+/* The handshake with p completed (p->inc, p->session are the new run). */
+void clusters_peer_up(struct repl *r, struct peer *p);
+void clusters_peer_down(struct repl *r, struct peer *p);
+int clusters_find(const struct cluster_set *s, const char *name, size_t len);
+
+/* 1 if the record goes to p: not a marker, and of a cluster p is in. */
+static inline int clusters_peer_wants(const struct peer *p, const struct repl_record *rec)
+{
+	if (rec->op > REPL_OP_LEAVE)
+		return 0;
+	if (rec->cluster_len == 0)
+		return 1;
+	return clusters_find(&p->cl.known, rec->cluster, rec->cluster_len) >= 0;
+}
+
+/* Whether this node's record goes to p (clusters_peer_wants), noting in
+ * tx->named one of a named cluster. */
+static inline int clusters_send(const struct peer *p, struct shard_tx *tx,
+				const struct repl_record *rec)
+{
+	if (rec->cluster_len && rec->op <= REPL_OP_LEAVE)
+		tx->named = 1;
+	return clusters_peer_wants(p, rec);
+}
 
 /* repl.c: datagram building shared by the handshake and the streams */
 size_t repl_begin(struct repl *r, struct peer *p, uint8_t type, struct wire_writer *w);

@@ -120,6 +120,7 @@ void peer_down(struct repl *r, struct peer *p, enum repl_peer_event ev, const ch
 	int tell = p->state == PEER_UP || p->held_inc;
 
 	peer_free_streams(r, p);
+	clusters_peer_down(r, p);
 	if (p->held_inc) {
 		struct repl_batch b = {
 			.type = REPL_BATCH_PURGE,
@@ -198,6 +199,7 @@ static void complete(struct repl *r, struct peer *p, const struct wire_header *h
 	rto_init(&p->rto, repl_ms(r->cfg.knobs.rto_initial), repl_ms(r->cfg.knobs.rto_min),
 		 repl_ms(r->cfg.knobs.rto_max));
 	p->largest_acked_pkt = p->pkt_no;
+	clusters_peer_up(r, p);
 	repl_tx_init(r, p, hello->n_cursors ? hello->cursors : NULL, hello->held_inc);
 	msg_peer_run(r, p);
 	r->c.handshakes++;

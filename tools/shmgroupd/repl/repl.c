@@ -94,6 +94,7 @@ int repl_new(const struct repl_config *cfg, const struct repl_ops *ops, void *ct
 	r->ops = ops;
 	r->ctx = ctx;
 	r->deadline = 0;
+	clusters_init(r);
 	*out = r;
 	return 0;
 }
@@ -109,6 +110,7 @@ static void free_peer(struct repl *r, struct peer *p)
 {
 	peer_free_streams(r, p);
 	msg_free(&p->msg);
+	clusters_peer_free(p);
 	if (p->rx) {
 		for (unsigned s = 0; s < r->cfg.shards; s++) {
 			stream_rx_clear(&p->rx[s].log, free);
@@ -128,6 +130,7 @@ void repl_free(struct repl *r)
 		return;
 	for (unsigned i = 0; i < r->n_peers; i++)
 		free_peer(r, r->peers[i]);
+	clusters_free(r);
 	auth_key_wipe(&r->key);
 	free(r->buf);
 	free(r);
@@ -167,6 +170,7 @@ int repl_peer_add(struct repl *r, uint32_t node, const char *name)
 		stream_rx_init(&p->rx[s].log, inc ? cursors[s] : 0);
 		resync_rx_reset(&p->rx[s].snap);
 		p->tx[s].mode = WIRE_MODE_LOG;
+		p->tx[s].named = 1; /* what an earlier run sent is not known */
 	}
 	auth_replay_reset(&p->replay);
 	msg_init(r, p);
@@ -327,6 +331,21 @@ static void put_acks(struct out *o)
 		put_ack(o, &a);
 		p->msg.ack_owed = 0;
 	}
+	if (p->cl.ack_owed) {
+		struct wire_ack a = { .mode = WIRE_MODE_SET, .cum = p->cl.version };
+		put_ack(o, &a);
+		p->cl.ack_owed = 0;
+	}
+}
+
+/* This node's cluster set, until the peer acks its version. */
+static void put_clusters(struct out *o)
+{
+	if (!clusters_due(o->r, o->p))
+		return;
+	out_room(o, clusters_frame_size(o->r));
+	clusters_encode(o->r, o->p, &o->w);
+	o->has_acks = 1;
 }
 
 /* Encodes one F_LOG frame covering [from, at most to]; *covered gets the
@@ -360,8 +379,10 @@ static int put_log(struct out *o, uint16_t shard, uint64_t from, uint64_t to, in
 		}
 		if (rc < 0)
 			break;
-		if (rec.node != r->cfg.node) {
-			*covered = seq; /* another owner's change: only its owner sends it */
+		if (rec.node != r->cfg.node || !clusters_send(o->p, &o->p->tx[shard], &rec)) {
+			/* Another owner's change (only its owner sends it), a
+			 * marker, or a cluster the peer is not in. */
+			*covered = seq;
 			continue;
 		}
 		struct wire_record wr = {
@@ -427,6 +448,10 @@ static void output_shard(struct out *o, uint16_t s, int send_new, int force, uin
 	uint64_t from, to, at, covered;
 	int i;
 
+	/* A pull for a cluster the peer joined whose snapshot could not be
+	 * taken (the store was busy) is tried again. */
+	if (tx->cluster_resync && tx->mode == WIRE_MODE_LOG && resync_tx_start(r, p, s) < 0)
+		return;
 	while ((i = stream_tx_due(&tx->st, &p->rto, r->now, &from, &to, &at)) >= 0) {
 		if (tx->mode == WIRE_MODE_SNAP) {
 			for (uint64_t k = from; k <= to; k++)
@@ -570,6 +595,7 @@ void repl_output(struct repl *r, struct peer *p, int force)
 			repl_set_deadline(r, p->pending_since + iv);
 	}
 	put_acks(&o);
+	put_clusters(&o);
 	for (unsigned s = 0; s < r->cfg.shards; s++)
 		output_shard(&o, (uint16_t)s, send_new, force, &next_due);
 	output_messages(&o, &next_due);
@@ -592,7 +618,7 @@ void repl_tx_init(struct repl *r, struct peer *p, const uint8_t *cursors, uint64
 		tx->mode = WIRE_MODE_LOG;
 		tx->skip_to = 0;
 		stream_tx_reset(&tx->st, c, r->now);
-		if (c > r->ops->log_head(r->ctx, (uint16_t)s))
+		if (c > r->ops->log_head(r->ctx, (uint16_t)s) || tx->cluster_resync)
 			resync_tx_start(r, p, (uint16_t)s); /* a cursor we never wrote */
 	}
 	p->pending_since = 0;
@@ -771,6 +797,8 @@ static void ack_input(struct repl *r, struct peer *p, const struct wire_ack *a)
 
 	if (a->mode == WIRE_MODE_MSG)
 		msg_ack_input(r, p, a);
+	else if (a->mode == WIRE_MODE_SET)
+		clusters_ack_input(r, p, a);
 	else if (tx->mode == WIRE_MODE_LOG && a->mode == WIRE_MODE_LOG)
 		stream_tx_on_ack(&tx->st, a, r->now);
 	else
@@ -812,6 +840,9 @@ static void data_input(struct repl *r, struct peer *p, const uint8_t *body, size
 			break;
 		case WIRE_F_DISPATCH:
 			msg_input(r, p, &f);
+			break;
+		case WIRE_F_CLUSTERS:
+			clusters_input(r, p, &f);
 			break;
 		}
 	}
@@ -941,6 +972,8 @@ void repl_poll(struct repl *r, uint64_t now_us)
 			apply_poll(r, p, (uint16_t)s);
 		repl_output(r, p, 0);
 	}
+	/* After the streams read the log: markers they passed are seen now. */
+	clusters_scan(r);
 }
 
 void repl_leave(struct repl *r, uint64_t now_us)

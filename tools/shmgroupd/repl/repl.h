@@ -40,6 +40,12 @@ enum repl_op {
 	REPL_OP_UNREGISTER = 2,
 	REPL_OP_JOIN = 3,
 	REPL_OP_LEAVE = 4,
+	/* Markers of this node's own log (never sent): shmg_connect of a new
+	 * named cluster and shmg_disconnect append one to every shard, with
+	 * the cluster's name, an empty key and no meta (docs/PROTOCOL.md
+	 * section 15). */
+	REPL_OP_CLUSTER_CONNECT = 5,
+	REPL_OP_CLUSTER_DISCONNECT = 6,
 };
 
 /* One change, or (in a snapshot or resync) one entry as a REGISTER/JOIN.
@@ -70,6 +76,10 @@ enum repl_batch_type {
 	/* Every entry of `node`, all shards, goes with `reason`; its cursors
 	 * are forgotten. */
 	REPL_BATCH_PURGE = 3,
+	/* This node left the named cluster `cluster`: every other node's
+	 * entries of it go with `reason` (CLUSTER_DISCONNECT); `node` is 0,
+	 * cursors and incarnations are kept. */
+	REPL_BATCH_PURGE_CLUSTER = 4,
 };
 
 struct repl_batch {
@@ -80,6 +90,8 @@ struct repl_batch {
 	uint64_t cursor;
 	const struct repl_record *records;
 	uint32_t n;
+	const char *cluster; /* PURGE_CLUSTER: the name, not NUL-terminated */
+	uint8_t cluster_len;
 };
 
 /* A dispatched message (docs/PROTOCOL.md section 10): from the endpoint
@@ -129,6 +141,17 @@ struct repl_ops {
 	/* A message from peer m->node, once and in its sender's order; may be
 	 * NULL (messages are then acked and dropped). */
 	void (*deliver)(void *ctx, const struct repl_message *m);
+	/* The named clusters this node is connected to now: emit(arg, name,
+	 * len) for each.  Called by repl_new, and again if the change log lost
+	 * markers before the core read them.  May be NULL: no named clusters
+	 * but those the markers announce. */
+	void (*clusters)(void *ctx, void (*emit)(void *arg, const char *name, size_t len),
+			 void *arg);
+	/* Peer `node` is now (not) connected to the named cluster, for
+	 * shmg_nodes(cluster).  Every peer that goes down, leaves or restarts
+	 * gets `connected` 0 for each of its clusters first.  May be NULL. */
+	void (*peer_cluster)(void *ctx, uint32_t node, const char *cluster, size_t len,
+			     int connected);
 };
 
 /* The seed's knobs under their names (milliseconds, counts), and the
@@ -174,6 +197,12 @@ struct repl_counters {
 	 * given up because the receiving peer started a new run. */
 	uint64_t tx_messages, tx_message_retransmits, rx_messages, rx_dup_messages;
 	uint64_t rx_messages_beyond_window, messages_abandoned;
+	/* Named clusters (section 15): this node's set changes, CLUSTERS
+	 * frames sent (first and resent) and taken in, peers' sets that gained
+	 * a cluster (each resyncs that peer), and markers the change log lost
+	 * (the set was read again). */
+	uint64_t cluster_changes, tx_cluster_sets, rx_cluster_sets, cluster_gains;
+	uint64_t cluster_markers_lost;
 };
 
 struct repl;
@@ -215,6 +244,15 @@ void repl_log_reset(struct repl *r, uint16_t shard);
 int repl_dispatch(struct repl *r, uint32_t node, const struct repl_message *m);
 
 const struct repl_counters *repl_counters(const struct repl *r);
+/* Named clusters this node announces at most; beyond, the rest are not
+ * announced and peers do not send their entries (section 17). */
+#define REPL_MAX_CLUSTERS 512u
+/* 1 if this node's set (as the core knows it from the markers) holds the
+ * named cluster; 1 for the default one (len 0). */
+int repl_cluster_connected(const struct repl *r, const char *name, size_t len);
+/* 1 if peer `node` announced the named cluster (len 0: up). */
+int repl_peer_in_cluster(const struct repl *r, uint32_t node, const char *name, size_t len);
+
 /* 1 if `node` is a peer whose handshake is done. */
 int repl_peer_is_up(const struct repl *r, uint32_t node);
 /* The run (incarnation, session) of peer `node` this node's message stream

@@ -38,6 +38,8 @@ void resync_tx_free(struct resync_tx *s)
 }
 
 struct build {
+	const struct peer *p; /* the snapshot holds only its clusters' entries */
+	struct shard_tx *tx;
 	struct resync_tx *s;
 	size_t budget;
 	uint32_t cap_chunks;
@@ -80,7 +82,7 @@ static void emit(void *arg, const struct repl_record *rec)
 	size_t size = wire_record_size(&w);
 	struct wire_writer ww;
 
-	if (b->failed)
+	if (b->failed || !clusters_send(b->p, b->tx, rec))
 		return;
 	if (grow((void **)&s->data, &s->cap, s->len + size, 1) < 0)
 		goto fail;
@@ -113,7 +115,7 @@ int resync_tx_start(struct repl *r, struct peer *p, uint16_t shard)
 {
 	struct shard_tx *tx = &p->tx[shard];
 	struct resync_tx *s = &tx->snap;
-	struct build b = { .s = s, .budget = chunk_budget(r), .cap_chunks = 64 };
+	struct build b = { .p = p, .tx = tx, .s = s, .budget = chunk_budget(r), .cap_chunks = 64 };
 
 	resync_tx_free(s);
 	s->chunk_off = calloc(b.cap_chunks, sizeof(uint32_t));
@@ -125,8 +127,10 @@ int resync_tx_start(struct repl *r, struct peer *p, uint16_t shard)
 	/* Chunk 1 exists even when the slice is empty: an empty snapshot is
 	 * what tells the peer to drop everything it holds of this shard. */
 	s->n_chunks = 1;
+	tx->named = 0; /* the snapshot replaces all that was sent before */
 	int64_t at = r->ops->snapshot(r->ctx, shard, emit, &b);
 	if (at < 0 || b.failed) {
+		tx->named = 1; /* as unknown as before */
 		resync_tx_free(s);
 		return at < 0 ? (int)at : -ENOMEM;
 	}
@@ -140,6 +144,16 @@ int resync_tx_start(struct repl *r, struct peer *p, uint16_t shard)
 	return 0;
 }
 
+/* The snapshot is done: the log resumes after `cum`, what the peer holds. */
+static void snap_done(struct repl *r, struct shard_tx *tx, uint64_t cum)
+{
+	resync_tx_free(&tx->snap);
+	tx->mode = WIRE_MODE_LOG;
+	tx->skip_to = 0;
+	tx->cluster_resync = 0;
+	stream_tx_reset(&tx->st, cum, r->now);
+}
+
 void resync_tx_on_ack(struct repl *r, struct peer *p, uint16_t shard, const struct wire_ack *a)
 {
 	struct shard_tx *tx = &p->tx[shard];
@@ -149,13 +163,11 @@ void resync_tx_on_ack(struct repl *r, struct peer *p, uint16_t shard, const stru
 	}
 	if (a->mode == WIRE_MODE_LOG) {
 		/* The peer applied the snapshot (or already had more): the log
-		 * resumes after what it holds. */
-		if (a->cum >= tx->snap.at_seq) {
-			resync_tx_free(&tx->snap);
-			tx->mode = WIRE_MODE_LOG;
-			tx->skip_to = 0;
-			stream_tx_reset(&tx->st, a->cum, r->now);
-		}
+		 * resumes after what it holds.  Not for a cluster the peer
+		 * joined: its log may be complete with that cluster's records
+		 * filtered out, so only the snapshot itself will do. */
+		if (a->cum >= tx->snap.at_seq && !tx->cluster_resync)
+			snap_done(r, tx, a->cum);
 		return;
 	}
 	if (a->sync_id != tx->snap.sync_id)
@@ -164,6 +176,10 @@ void resync_tx_on_ack(struct repl *r, struct peer *p, uint16_t shard, const stru
 	if (capped.cum > tx->snap.n_chunks)
 		capped.cum = tx->snap.n_chunks;
 	stream_tx_on_ack(&tx->st, &capped, r->now);
+	/* Every chunk in: the peer committed it and holds the shard as of
+	 * at_seq (it never holds more, at_seq being our head when taken). */
+	if (tx->cluster_resync && tx->st.acked >= tx->snap.n_chunks)
+		snap_done(r, tx, tx->snap.at_seq);
 }
 
 /* ---- receiving ------------------------------------------------------ */

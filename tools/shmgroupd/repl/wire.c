@@ -204,10 +204,13 @@ int wire_ack_decode(const struct wire_frame *f, struct wire_ack *out)
 	if (out->shard >= WIRE_MAX_SHARDS || out->n_ranges > WIRE_MAX_RANGES)
 		return -EBADMSG;
 	if (out->mode == WIRE_MODE_SNAP ? out->sync_id == 0
-					: (out->mode != WIRE_MODE_LOG && out->mode != WIRE_MODE_MSG) ||
+					: (out->mode != WIRE_MODE_LOG && out->mode != WIRE_MODE_MSG &&
+					   out->mode != WIRE_MODE_SET) ||
 						  out->sync_id != 0)
 		return -EBADMSG;
-	if (out->mode == WIRE_MODE_MSG && out->shard != 0)
+	if ((out->mode == WIRE_MODE_MSG || out->mode == WIRE_MODE_SET) && out->shard != 0)
+		return -EBADMSG;
+	if (out->mode == WIRE_MODE_SET && out->n_ranges != 0)
 		return -EBADMSG;
 	if (f->len != ACK_FIXED_LEN + (size_t)out->n_ranges * RANGE_LEN)
 		return -EBADMSG;
@@ -252,6 +255,64 @@ int wire_dispatch_decode(const struct wire_frame *f, struct wire_dispatch *out)
 	if (memchr(out->cluster, 0, out->cluster_len) || memchr(out->key, 0, out->key_len))
 		return -EBADMSG;
 	return 0;
+}
+
+int wire_cluster_cmp(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+	if (a_len != b_len)
+		return a_len < b_len ? -1 : 1;
+	return memcmp(a, b, a_len);
+}
+
+/* One item at *off, unchecked against its predecessor. */
+static int cluster_item(const uint8_t *p, size_t len, size_t *off, struct wire_cluster *out)
+{
+	if (*off > len || len - *off < 5)
+		return -EBADMSG;
+	const uint8_t *q = p + *off;
+	out->gen = get_u32(q);
+	out->name_len = q[4];
+	if (out->gen == 0 || out->name_len == 0 || out->name_len > WIRE_SET_NAME_MAX ||
+	    len - *off - 5 < out->name_len)
+		return -EBADMSG;
+	out->name = (const char *)q + 5;
+	/* Names as shmgroup accepts them: printable ASCII, no space. */
+	for (unsigned i = 0; i < out->name_len; i++)
+		if ((uint8_t)out->name[i] < 0x21 || (uint8_t)out->name[i] > 0x7e)
+			return -EBADMSG;
+	*off += 5 + (size_t)out->name_len;
+	return 0;
+}
+
+int wire_clusters_decode(const struct wire_frame *f, struct wire_clusters *out)
+{
+	const uint8_t *p = f->payload;
+	struct wire_cluster c, prev = { 0 };
+	size_t off = 0;
+
+	if (f->kind != WIRE_F_CLUSTERS || f->len < WIRE_CLUSTERS_FIXED_LEN)
+		return -EBADMSG;
+	out->version = get_u32(p);
+	out->n = get_u16(p + 4);
+	out->items = p + WIRE_CLUSTERS_FIXED_LEN;
+	out->items_len = f->len - WIRE_CLUSTERS_FIXED_LEN;
+	if (out->version == 0 || out->n > WIRE_SET_MAX || get_u16(p + 6) != 0)
+		return -EBADMSG;
+	for (unsigned i = 0; i < out->n; i++) {
+		if (cluster_item(out->items, out->items_len, &off, &c) < 0)
+			return -EBADMSG;
+		if (i && wire_cluster_cmp(prev.name, prev.name_len, c.name, c.name_len) >= 0)
+			return -EBADMSG; /* out of order, or twice */
+		prev = c;
+	}
+	return off == out->items_len ? 0 : -EBADMSG;
+}
+
+int wire_cluster_next(const struct wire_clusters *c, size_t *off, struct wire_cluster *out)
+{
+	if (*off == c->items_len)
+		return 0;
+	return cluster_item(c->items, c->items_len, off, out) < 0 ? -EBADMSG : 1;
 }
 
 int wire_record_next(const uint8_t *p, size_t len, size_t *off, struct wire_record *r)
@@ -340,6 +401,7 @@ int wire_decode_all(const void *buf, size_t len)
 		struct wire_data_frame d;
 		struct wire_ack a;
 		struct wire_dispatch m;
+		struct wire_clusters cs;
 		switch (f.kind) {
 		case WIRE_F_PEER_ACK:
 			if (wire_peer_ack_decode(&f, &pa) < 0)
@@ -360,6 +422,10 @@ int wire_decode_all(const void *buf, size_t len)
 			break;
 		case WIRE_F_DISPATCH:
 			if (wire_dispatch_decode(&f, &m) < 0)
+				return -EBADMSG;
+			break;
+		case WIRE_F_CLUSTERS:
+			if (wire_clusters_decode(&f, &cs) < 0)
 				return -EBADMSG;
 			break;
 		default:
@@ -526,6 +592,20 @@ void wire_dispatch_encode(struct wire_writer *w, const struct wire_dispatch *d)
 	wire_put_bytes(w, d->key, d->key_len);
 	wire_put_bytes(w, d->payload, d->payload_len);
 	wire_frame_end(w, f);
+}
+
+void wire_clusters_encode(struct wire_writer *w, uint32_t version, uint16_t n)
+{
+	wire_put_u32(w, version);
+	wire_put_u16(w, n);
+	wire_put_u16(w, 0);
+}
+
+void wire_cluster_encode(struct wire_writer *w, const struct wire_cluster *c)
+{
+	wire_put_u32(w, c->gen);
+	wire_put_u8(w, c->name_len);
+	wire_put_bytes(w, c->name, c->name_len);
 }
 
 size_t wire_data_encode(struct wire_writer *w, uint8_t kind, const struct wire_data_frame *d)

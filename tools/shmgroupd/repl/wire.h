@@ -33,6 +33,9 @@
 #define WIRE_MAX_SHARDS 256u
 #define WIRE_MAX_RANGES 8u
 #define WIRE_REASON_TEXT_MAX 200u
+#define WIRE_CLUSTERS_FIXED_LEN 8u
+#define WIRE_SET_NAME_MAX 63u  /* named clusters in a CLUSTERS frame (shmgroup's limit) */
+#define WIRE_SET_MAX 512u      /* clusters in one CLUSTERS frame */
 
 enum wire_type {
 	WIRE_HELLO = 1,
@@ -49,6 +52,7 @@ enum wire_frame_kind {
 	WIRE_F_SNAP = 3,
 	WIRE_F_ACK = 4,
 	WIRE_F_DISPATCH = 5,
+	WIRE_F_CLUSTERS = 6,
 };
 
 /* Change-log operations, numbered as lib/layout.h's enum oplog_op. */
@@ -63,6 +67,7 @@ enum wire_stream_mode {
 	WIRE_MODE_LOG = 1,
 	WIRE_MODE_SNAP = 2,
 	WIRE_MODE_MSG = 3, /* the message stream: ids are message numbers, shard 0 */
+	WIRE_MODE_SET = 4, /* the sender's cluster set: cum is its version, shard 0, no ranges */
 };
 
 enum wire_reject_reason {
@@ -156,6 +161,24 @@ struct wire_dispatch {
 	const void *payload;
 };
 
+/* F_CLUSTERS: the named clusters the sender is connected to, as of its
+ * `version` (which only grows within one run of the sender).  Each item is
+ * (gen, name): gen changes at every new connect of that name, so a receiver
+ * can tell a reconnect from the same connection.  Items are read with
+ * wire_cluster_next; they are strictly ascending (by length, then bytes). */
+struct wire_clusters {
+	uint32_t version;
+	uint16_t n;
+	const uint8_t *items;
+	size_t items_len;
+};
+
+struct wire_cluster {
+	uint32_t gen;
+	uint8_t name_len;
+	const char *name; /* not NUL-terminated */
+};
+
 struct wire_range {
 	uint32_t start; /* offset from cum + 1 */
 	uint32_t len;
@@ -182,6 +205,13 @@ int wire_peer_ack_decode(const struct wire_frame *f, struct wire_peer_ack *out);
 int wire_data_decode(const struct wire_frame *f, struct wire_data_frame *out);
 int wire_ack_decode(const struct wire_frame *f, struct wire_ack *out);
 int wire_dispatch_decode(const struct wire_frame *f, struct wire_dispatch *out);
+/* Checks the whole frame, every item included. */
+int wire_clusters_decode(const struct wire_frame *f, struct wire_clusters *out);
+/* Item iteration over a decoded frame: *off starts at 0; 1 with an item, 0
+ * at the end. */
+int wire_cluster_next(const struct wire_clusters *c, size_t *off, struct wire_cluster *out);
+/* The order items must follow: < 0, 0, > 0 as a sorts before, equal to, after b. */
+int wire_cluster_cmp(const char *a, size_t a_len, const char *b, size_t b_len);
 /* Record iteration over a data frame's records: *off starts at 0; returns 1
  * with a record, 0 at the end. */
 int wire_record_next(const uint8_t *p, size_t len, size_t *off, struct wire_record *r);
@@ -220,6 +250,11 @@ void wire_ack_encode(struct wire_writer *w, const struct wire_ack *a);
  * header. */
 void wire_dispatch_encode(struct wire_writer *w, const struct wire_dispatch *d);
 size_t wire_dispatch_size(const struct wire_dispatch *d);
+/* An F_CLUSTERS frame: the fixed part after wire_frame_begin, then each
+ * item in ascending order, then wire_frame_end. */
+void wire_clusters_encode(struct wire_writer *w, uint32_t version, uint16_t n);
+void wire_cluster_encode(struct wire_writer *w, const struct wire_cluster *c);
+
 /* The fixed part of an F_LOG or F_SNAP frame (after wire_frame_begin); n is
  * patched by wire_data_set_count once the records are in. */
 size_t wire_data_encode(struct wire_writer *w, uint8_t kind, const struct wire_data_frame *d);
