@@ -110,6 +110,11 @@
 #define DIRECT_BURST 8u
 /* The receive thread gives the socket back after 1 ms without a datagram. */
 #define HANDBACK_IDLE_NS 1000000
+/* Datagrams the core sends while taking datagrams in (its acks) wait here
+ * until the turn has applied what those brought: HELD_MAX of them, or
+ * HELD_BYTES, whichever fills first (then they leave at once, in order). */
+#define HELD_MAX 64u
+#define HELD_BYTES (256u << 10)
 #define IDLE_POLL_US 100000u
 #define WAKE_BACKSTOP_US 10000u /* polling the heads when writers wake the agent */
 
@@ -139,6 +144,19 @@ struct command {
 struct datagram {
 	size_t len;
 	uint8_t buf[DATAGRAM_MAX];
+};
+
+/* Sends held back during a turn's input (see hold_sends). */
+struct held_sends {
+	bool on;
+	unsigned n;
+	size_t used;
+	struct {
+		uint32_t to;
+		uint32_t len;
+		size_t off;
+	} d[HELD_MAX];
+	uint8_t *bytes; /* HELD_BYTES */
 };
 
 struct agent_counters {
@@ -181,8 +199,10 @@ struct replication {
 	uint64_t next_stats;
 	struct agent_counters c;
 	struct outbound_stats msgs;
+	struct held_sends held;
 	bool outbound_ready; /* the queue's descriptor fired since it was last read */
 	bool socket_ready;   /* the UDP socket fired while the protocol thread held it */
+	bool log_wake_ready; /* a writer's wakeup is queued: drained before sleeping */
 };
 
 /* epoll data of the protocol thread's descriptors, one each, so a wakeup
@@ -269,10 +289,48 @@ static void sendto_node(void *arg, uint32_t to, const void *buf, size_t len)
 		r->c.tx_errors++; /* a full socket buffer is a loss the core repairs */
 }
 
+/* Sends what was held back, in the order the core sent it. */
+static void release_sends(struct replication *r)
+{
+	struct held_sends *hs = &r->held;
+	hs->on = false;
+	for (unsigned i = 0; i < hs->n; i++)
+		fault_send(r->fault, r->now, hs->d[i].to, hs->bytes + hs->d[i].off, hs->d[i].len,
+			   sendto_node, r);
+	hs->n = 0;
+	hs->used = 0;
+}
+
+/* From here to release_sends, what the core sends waits: the acks of the
+ * datagrams taken in leave after the changes they brought are applied.  On
+ * an idle link that puts the apply, and the wakeup of a reader waiting for
+ * it, before a sendto (on loopback the sendto also runs the receiver's
+ * side of the network stack, a few tens of microseconds when the caches
+ * are cold); the sender's round-trip samples grow by one turn's applying,
+ * far below rto_min. */
+static void hold_sends(struct replication *r)
+{
+	r->held.on = true;
+}
+
 static void cb_send(void *ctx, uint32_t to, const void *buf, size_t len)
 {
 	struct replication *r = ctx;
-	fault_send(r->fault, r->now, to, buf, len, sendto_node, r);
+	struct held_sends *hs = &r->held;
+	if (hs->on && (hs->n == HELD_MAX || hs->used + len > HELD_BYTES)) {
+		release_sends(r); /* full: the order is kept, the rest goes at once */
+		hold_sends(r);
+	}
+	if (!hs->on || len > HELD_BYTES) {
+		fault_send(r->fault, r->now, to, buf, len, sendto_node, r);
+		return;
+	}
+	hs->d[hs->n].to = to;
+	hs->d[hs->n].len = (uint32_t)len;
+	hs->d[hs->n].off = hs->used;
+	memcpy(hs->bytes + hs->used, buf, len);
+	hs->n++;
+	hs->used += len;
 }
 
 static void cb_apply(void *ctx, const struct repl_batch *b)
@@ -704,7 +762,8 @@ static void sleep_until(struct replication *r, uint64_t deadline)
 			r->socket_ready = true;
 			break;
 		case LOG_WAKE_TAG:
-			oplog_wake_drain(r->log_wake_fd);
+			/* Drained before the next sleep: the change goes out first. */
+			r->log_wake_ready = true;
 			break;
 		default: {
 			uint64_t v;
@@ -720,6 +779,11 @@ static void sleep_until(struct replication *r, uint64_t deadline)
  * after all: the writers saw no mark before, so they sent nothing. */
 static bool sleep_or_see_changes(struct replication *r, uint64_t deadline)
 {
+	/* Before the mark: a wakeup sent after it is one for this sleep. */
+	if (r->log_wake_ready) {
+		r->log_wake_ready = false;
+		oplog_wake_drain(r->log_wake_fd);
+	}
 	if (r->log_wake_fd < 0 || !r->n_up) {
 		sleep_until(r, deadline);
 		return false;
@@ -744,6 +808,7 @@ static void *protocol_main(void *arg)
 	for (;;) {
 		r->now = mono_us();
 		bool stop = run_commands(r);
+		hold_sends(r);
 		bool more = take_datagrams(r);
 		/* After what the receive thread handed over, in their order. */
 		if (r->socket_ready && !more) {
@@ -751,6 +816,7 @@ static void *protocol_main(void *arg)
 			read_direct(r);
 		}
 		if (stop) {
+			release_sends(r);
 			repl_leave(r->core, r->now);
 			fault_flush(r->fault, UINT64_MAX, sendto_node, r);
 			break;
@@ -782,6 +848,7 @@ static void *protocol_main(void *arg)
 			repl_log_reset(r->core, (uint16_t)s);
 			repl_poll(r->core, r->now);
 		}
+		release_sends(r);
 		fault_flush(r->fault, r->now, sendto_node, r);
 		publish_up(r);
 		if (r->conf.stats_file[0] && r->now >= r->next_stats) {
@@ -862,6 +929,7 @@ static void free_all(struct replication *r)
 			close(*fd);
 	free(r->pool);
 	free(r->direct);
+	free(r->held.bytes);
 	if (r->h)
 		shmg_close(r->h);
 	free(r);
@@ -891,6 +959,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 	cds_wfcq_init(&r->cmd_head, &r->cmd_tail);
 	r->pool = calloc(POOL_SLOTS - 1, sizeof(struct datagram));
 	r->direct = calloc(DIRECT_BURST, sizeof(struct datagram));
+	r->held.bytes = malloc(HELD_BYTES);
 	/* A fixed size (peers are at most 64): an auto-resized table starts
 	 * liburcu's resize worker, a thread that leaves SIGUSR1 unblocked (for
 	 * the signal flavour of RCU), which would turn the partition command
@@ -901,7 +970,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->rx_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (!r->pool || !r->direct || !r->peers || r->wake_fd < 0 || r->stop_fd < 0 ||
+	if (!r->pool || !r->direct || !r->held.bytes || !r->peers || r->wake_fd < 0 || r->stop_fd < 0 ||
 	    r->rx_wake_fd < 0 || r->epfd < 0) {
 		logf_(L_ERR, "replication: cannot set up: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
