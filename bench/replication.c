@@ -12,10 +12,15 @@
  *                and back, the child blocked in recv.  One round trip
  *                wakes two sleeping processes, as a propagation wakes at
  *                least A's agent and B's agent.
+ *   chain        the floor of a propagation's wakeups: a byte on a Unix
+ *                datagram socket wakes process A (in epoll), which sends a
+ *                datagram on UDP to process B (in epoll), which wakes the
+ *                writer through a futex and replies; no shmgroup code.
  *   propagation  t0 before shmg_register of a fresh key on A; t1 once a
  *                shmg_lookup of that key on B hits.  wait "event": blocked
  *                in shmg_receive on B (monitoring the keys' prefix), then
- *                the lookup; wait "spin": lookups in a loop.  One change at
+ *                the lookup; wait "spin": lookups in a loop, with a
+ *                sched_yield between them (--spin).  One change at
  *                a time, 6-12 ms apart (random), so each finds the link idle
  *                (nothing sent for a flush interval).  "load": meanwhile a child process churns
  *                register/unregister pairs of other keys on A at --load
@@ -49,8 +54,11 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <linux/futex.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,7 +122,7 @@ struct row {
 	char error[160];
 };
 
-#define MAX_ROWS 8
+#define MAX_ROWS 10
 static struct row g_rows[MAX_ROWS];
 static int g_nrows;
 
@@ -506,6 +514,102 @@ static void run_pingpong(struct row *row)
 	close(cfd);
 }
 
+/* The wakeups of an idle propagation without shmgroup: the writer sends a
+ * byte on a Unix datagram socket to process "A" (in epoll, as the agent
+ * waits), A sends a datagram of an update's size on UDP to process "B" (in
+ * epoll), B reads it, wakes the writer through a futex in shared memory (as
+ * a mailbox wakes a blocked shmg_receive) and sends A a reply (the ack).
+ * Each process does only that: what remains between this and propagation
+ * is the agents' and the library's own work. */
+struct chain {
+	_Atomic uint32_t arrived; /* FUTEX word: B sets it, the writer waits on it */
+};
+
+static void futex_op(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *t)
+{
+	syscall(SYS_futex, (uint32_t *)w, op, val, t, NULL, 0);
+}
+
+/* A or B of the chain: wait in epoll on fds[0] (and fds[1]), on each
+ * wakeup send on out (A) or wake the writer and reply (B). */
+static void chain_hop(int in, int udp, struct chain *c, bool is_a)
+{
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN };
+	char buf[256] = { 0 };
+	epoll_ctl(ep, EPOLL_CTL_ADD, in, &ev);
+	if (in != udp)
+		epoll_ctl(ep, EPOLL_CTL_ADD, udp, &ev);
+	for (;;) {
+		if (epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR)
+			_exit(1);
+		if (is_a) {
+			if (recv(in, buf, sizeof(buf), MSG_DONTWAIT) == 1 && buf[0] == 'q')
+				_exit(0);
+			(void)send(udp, buf, 176, MSG_DONTWAIT); /* the change */
+			while (recv(udp, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+				; /* acks */
+		} else {
+			ssize_t n = recv(udp, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n == 1)
+				_exit(0);
+			if (n <= 0)
+				continue;
+			atomic_store(&c->arrived, 1);
+			futex_op(&c->arrived, FUTEX_WAKE, 1, NULL);
+			(void)send(udp, buf, 116, MSG_DONTWAIT); /* the ack */
+		}
+	}
+}
+
+static void run_chain(struct row *row)
+{
+	int wake[2], aport, bport;
+	int afd = udp_socket(&aport), bfd = udp_socket(&bport);
+	struct chain *c = bench_shared_alloc(sizeof(*c));
+	pid_t pa = -1, pb = -1;
+
+	snprintf(row->test, sizeof(row->test), "chain");
+	snprintf(row->cond, sizeof(row->cond), "idle");
+	snprintf(row->wait, sizeof(row->wait), "-");
+	hist_init(&row->h);
+	if (!c || afd < 0 || bfd < 0 || connect_to(afd, bport) < 0 ||
+	    connect_to(bfd, aport) < 0 ||
+	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, wake) < 0) {
+		snprintf(row->error, sizeof(row->error), "sockets: %s", strerror(errno));
+		return;
+	}
+	fflush(stdout);
+	if ((pa = fork()) == 0)
+		chain_hop(wake[1], afd, c, true);
+	if ((pb = fork()) == 0)
+		chain_hop(bfd, bfd, c, false);
+	uint64_t seed = mono_ns() | 1, end = mono_ns() + (uint64_t)(opt.seconds * 1e9);
+	while (pa > 0 && pb > 0 && mono_ns() < end) {
+		sleep_ns(IDLE_GAP_NS + bench_below(&seed, IDLE_GAP_NS));
+		atomic_store(&c->arrived, 0);
+		uint64_t t0 = mono_ns();
+		if (send(wake[0], "w", 1, 0) < 0)
+			break;
+		const struct timespec second = { 1, 0 };
+		while (!atomic_load(&c->arrived) && mono_ns() - t0 < 1000000000u)
+			futex_op(&c->arrived, FUTEX_WAIT, 0, &second);
+		if (atomic_load(&c->arrived)) /* a lost datagram (unlikely) is not timed */
+			hist_record_ns(&row->h, mono_ns() - t0);
+	}
+	(void)send(wake[0], "q", 1, 0);
+	(void)send(afd, "q", 1, 0);
+	if (pa > 0)
+		waitpid(pa, NULL, 0);
+	if (pb > 0)
+		waitpid(pb, NULL, 0);
+	close(wake[0]);
+	close(wake[1]);
+	close(afd);
+	close(bfd);
+	bench_shared_free(c, sizeof(*c));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Propagation                                                              */
 /* ------------------------------------------------------------------------ */
@@ -839,6 +943,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	run_pingpong(next_row());
+	run_chain(next_row());
 	run_with_agents(0);
 	if (opt.loss)
 		run_with_agents(opt.loss);
