@@ -107,7 +107,6 @@ struct host {
 };
 
 static struct host g_host[HOSTS];
-static int g_marker = -1;
 static char g_key_path[96];
 static char g_wire_group[64];
 
@@ -722,7 +721,6 @@ static void run_propagation(struct row *row, const char *cond, bool spin, bool l
 		sleep_ns(IDLE_GAP_NS + bench_below(&seed, IDLE_GAP_NS));
 		snprintf(key, sizeof(key), "p/%u", serial++);
 		uint64_t t0 = mono_ns();
-		if (g_marker >= 0) dprintf(g_marker, "T0 %s\n", key);
 		rc = shmg_register(g_host[0].h, key, strlen(key), "v", 1, NULL);
 		if (rc < 0) {
 			snprintf(row->error, sizeof(row->error), "register: %s", shmg_strerror(rc));
@@ -732,7 +730,6 @@ static void run_propagation(struct row *row, const char *cond, bool spin, bool l
 			snprintf(row->error, sizeof(row->error), "%s never reached B", key);
 			break;
 		}
-		if (g_marker >= 0) dprintf(g_marker, "T1 %s %llu\n", key, (unsigned long long)(mono_ns()-t0)/1000);
 		hist_record_ns(&row->h, mono_ns() - t0);
 	}
 	if (c) {
@@ -923,7 +920,6 @@ int main(int argc, char **argv)
 	int failed = 0;
 
 	parse_args(argc, argv);
-	if (getenv("BENCH_MARKER")) g_marker = open("/sys/kernel/tracing/trace_marker", O_WRONLY);
 	if (!opt.agent || !opt.agent[0]) {
 		fprintf(stderr, "replication: no shmgroupd (--agent PATH)\n");
 		return 2;
