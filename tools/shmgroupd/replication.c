@@ -302,12 +302,14 @@ static void release_sends(struct replication *r)
 }
 
 /* From here to release_sends, what the core sends waits: the acks of the
- * datagrams taken in leave after the changes they brought are applied.  On
- * an idle link that puts the apply, and the wakeup of a reader waiting for
- * it, before a sendto (on loopback the sendto also runs the receiver's
- * side of the network stack, a few tens of microseconds when the caches
- * are cold); the sender's round-trip samples grow by one turn's applying,
- * far below rto_min. */
+ * datagrams the protocol thread read itself (at most DIRECT_BURST, the
+ * light traffic) leave after the changes they brought are applied.  On an
+ * idle link that puts the apply, and the wakeup of a reader waiting for it,
+ * before a sendto (on loopback the sendto also runs the receiving side of
+ * the network stack: tens of microseconds with cold caches); the sender's
+ * round-trip samples grow by the applying of those few datagrams.  A
+ * stream's datagrams, through the receive thread's ring, are acked first,
+ * as before (PROTOCOL.md section 7: acks wait behind one burst at most). */
 static void hold_sends(struct replication *r)
 {
 	r->held.on = true;
@@ -808,11 +810,11 @@ static void *protocol_main(void *arg)
 	for (;;) {
 		r->now = mono_us();
 		bool stop = run_commands(r);
-		hold_sends(r);
 		bool more = take_datagrams(r);
 		/* After what the receive thread handed over, in their order. */
 		if (r->socket_ready && !more) {
 			r->socket_ready = false;
+			hold_sends(r);
 			read_direct(r);
 		}
 		if (stop) {
