@@ -53,7 +53,10 @@
  * land before the next handshake's batches, so a separate apply thread
  * would need the core to wait for it anyway.  The core acks each datagram
  * before applying and applies at the repl_poll after a turn's burst, so
- * acks wait behind one burst's applying at most.
+ * acks wait behind one burst's applying at most.  The acks of the few
+ * datagrams the protocol thread read itself are held back until that
+ * poll (hold_sends): on an idle link the change is applied, and its reader
+ * woken, before the ack's sendto.
  *
  * Noticing local changes.  Before sleeping with a peer up, the protocol
  * thread marks itself sleeping in the arena (oplog_wake_sleeping), reads the
@@ -110,9 +113,10 @@
 #define DIRECT_BURST 8u
 /* The receive thread gives the socket back after 1 ms without a datagram. */
 #define HANDBACK_IDLE_NS 1000000
-/* Datagrams the core sends while taking datagrams in (its acks) wait here
- * until the turn has applied what those brought: HELD_MAX of them, or
- * HELD_BYTES, whichever fills first (then they leave at once, in order). */
+/* What the core sends while the protocol thread's own reads go in (their
+ * acks) waits until the turn has applied what those brought: HELD_MAX
+ * datagrams or HELD_BYTES, whichever fills first (then they leave at once,
+ * in order). */
 #define HELD_MAX 64u
 #define HELD_BYTES (256u << 10)
 #define IDLE_POLL_US 100000u
@@ -972,8 +976,8 @@ int replication_start(const struct replication_params *p, struct replication **o
 	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->rx_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (!r->pool || !r->direct || !r->held.bytes || !r->peers || r->wake_fd < 0 || r->stop_fd < 0 ||
-	    r->rx_wake_fd < 0 || r->epfd < 0) {
+	if (!r->pool || !r->direct || !r->held.bytes || !r->peers || r->wake_fd < 0 ||
+	    r->stop_fd < 0 || r->rx_wake_fd < 0 || r->epfd < 0) {
 		logf_(L_ERR, "replication: cannot set up: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
 	}
