@@ -529,8 +529,8 @@ static void futex_op(_Atomic uint32_t *w, int op, uint32_t val, const struct tim
 	syscall(SYS_futex, (uint32_t *)w, op, val, t, NULL, 0);
 }
 
-/* A or B of the chain: wait in epoll on fds[0] (and fds[1]), on each
- * wakeup send on out (A) or wake the writer and reply (B). */
+/* A or B of the chain, in epoll on in (and udp): A sends the change when
+ * the writer's byte comes, B wakes the writer and replies. */
 static void chain_hop(int in, int udp, struct chain *c, bool is_a)
 {
 	int ep = epoll_create1(0);
@@ -543,9 +543,12 @@ static void chain_hop(int in, int udp, struct chain *c, bool is_a)
 		if (epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR)
 			_exit(1);
 		if (is_a) {
-			if (recv(in, buf, sizeof(buf), MSG_DONTWAIT) == 1 && buf[0] == 'q')
-				_exit(0);
-			(void)send(udp, buf, 176, MSG_DONTWAIT); /* the change */
+			/* A writer's byte sends the change; an ack only wakes A. */
+			if (recv(in, buf, sizeof(buf), MSG_DONTWAIT) == 1) {
+				if (buf[0] == 'q')
+					_exit(0);
+				(void)send(udp, buf, 176, MSG_DONTWAIT);
+			}
 			while (recv(udp, buf, sizeof(buf), MSG_DONTWAIT) > 0)
 				; /* acks */
 		} else {
