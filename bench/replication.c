@@ -586,6 +586,8 @@ static void run_chain(struct row *row)
 		chain_hop(wake[1], afd, c, true);
 	if ((pb = fork()) == 0)
 		chain_hop(bfd, bfd, c, false);
+	if (pa < 0 || pb < 0)
+		snprintf(row->error, sizeof(row->error), "fork: %s", strerror(errno));
 	uint64_t seed = mono_ns() | 1, end = mono_ns() + (uint64_t)(opt.seconds * 1e9);
 	while (pa > 0 && pb > 0 && mono_ns() < end) {
 		sleep_ns(IDLE_GAP_NS + bench_below(&seed, IDLE_GAP_NS));
