@@ -313,7 +313,9 @@ static void release_sends(struct replication *r)
  * the network stack: tens of microseconds with cold caches); the sender's
  * round-trip samples grow by the applying of those few datagrams.  A
  * stream's datagrams, through the receive thread's ring, are acked first,
- * as before (PROTOCOL.md section 7: acks wait behind one burst at most). */
+ * as before (PROTOCOL.md section 7: acks wait behind one burst at most), and
+ * datagrams that leave nothing to apply (acks, on a sender) release what
+ * they made at once. */
 static void hold_sends(struct replication *r)
 {
 	r->held.on = true;
@@ -820,6 +822,10 @@ static void *protocol_main(void *arg)
 			r->socket_ready = false;
 			hold_sends(r);
 			read_direct(r);
+			/* Nothing to apply (the core wants no poll yet: the datagrams
+			 * were acks, say): what it sent leaves now, as before. */
+			if (repl_deadline(r->core) > r->now)
+				release_sends(r);
 		}
 		if (stop) {
 			release_sends(r);
