@@ -12,10 +12,15 @@
  *                and back, the child blocked in recv.  One round trip
  *                wakes two sleeping processes, as a propagation wakes at
  *                least A's agent and B's agent.
+ *   chain        the floor of a propagation's wakeups: a byte on a Unix
+ *                datagram socket wakes process A (in epoll), which sends a
+ *                datagram on UDP to process B (in epoll), which wakes the
+ *                writer through a futex and replies; no shmgroup code.
  *   propagation  t0 before shmg_register of a fresh key on A; t1 once a
  *                shmg_lookup of that key on B hits.  wait "event": blocked
  *                in shmg_receive on B (monitoring the keys' prefix), then
- *                the lookup; wait "spin": lookups in a loop.  One change at
+ *                the lookup; wait "spin": lookups in a loop, with a
+ *                sched_yield between them (--spin).  One change at
  *                a time, 6-12 ms apart (random), so each finds the link idle
  *                (nothing sent for a flush interval).  "load": meanwhile a child process churns
  *                register/unregister pairs of other keys on A at --load
@@ -43,13 +48,17 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <shmgroup.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <linux/futex.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,6 +84,7 @@ static struct {
 	int n_agent_args;
 	const char *json;
 	int quick;
+	int spin; /* enum spin_mode */
 } opt = {
 	.seconds = 3,
 	.ops = 100000,
@@ -83,6 +93,10 @@ static struct {
 	.loss = 5,
 	.agent = SHMGROUPD_PATH,
 };
+
+/* How the "spin" reader waits between lookups (see wait_hit). */
+enum spin_mode { SPIN_YIELD, SPIN_PAUSE, SPIN_BUSY };
+static const char *const spin_names[] = { "yield", "pause", "busy" };
 
 struct host {
 	char arena[64];
@@ -107,7 +121,7 @@ struct row {
 	char error[160];
 };
 
-#define MAX_ROWS 8
+#define MAX_ROWS 10
 static struct row g_rows[MAX_ROWS];
 static int g_nrows;
 
@@ -136,6 +150,8 @@ static void usage(FILE *f)
 		"  --loss PCT    the lossy runs: datagrams each agent drops [5]\n"
 		"  --agent PATH  shmgroupd binary [%s]\n"
 		"  --agent-arg A an argument for both agents, e.g. --rto-min=20 (up to 8)\n"
+		"  --spin MODE   the spinning reader, between lookups: yield (sched_yield),\n"
+		"                pause (a pause instruction) or busy (nothing) [yield]\n"
 		"  --json FILE, --quick (0.5 s runs, 20k ops, 1 round)\n",
 		SHMGROUPD_PATH[0] ? SHMGROUPD_PATH : "none built");
 }
@@ -151,7 +167,8 @@ static void parse_args(int argc, char **argv)
 		O_AGENT,
 		O_AGENT_ARG,
 		O_JSON,
-		O_QUICK
+		O_QUICK,
+		O_SPIN
 	};
 	static const struct option lo[] = {
 		{ "seconds", 1, 0, O_SECS },
@@ -164,6 +181,7 @@ static void parse_args(int argc, char **argv)
 		{ "quick", 0, 0, O_QUICK },
 		{ "help", 0, 0, 'h' },
 		{ "agent-arg", 1, 0, O_AGENT_ARG },
+		{ "spin", 1, 0, O_SPIN },
 		{ 0, 0, 0, 0 },
 	};
 	int c, secs_set = 0, ops_set = 0, rounds_set = 0;
@@ -211,6 +229,13 @@ static void parse_args(int argc, char **argv)
 			break;
 		case O_QUICK:
 			opt.quick = 1;
+			break;
+		case O_SPIN:
+			for (opt.spin = 0; opt.spin < 3 && strcmp(optarg, spin_names[opt.spin]) != 0;
+			     opt.spin++)
+				;
+			if (opt.spin == 3)
+				goto bad;
 			break;
 		case 'h':
 			usage(stdout);
@@ -488,6 +513,107 @@ static void run_pingpong(struct row *row)
 	close(cfd);
 }
 
+/* The wakeups of an idle propagation without shmgroup: the writer sends a
+ * byte on a Unix datagram socket to process "A" (in epoll, as the agent
+ * waits), A sends a datagram of an update's size on UDP to process "B" (in
+ * epoll), B reads it, wakes the writer through a futex in shared memory (as
+ * a mailbox wakes a blocked shmg_receive) and sends A a reply (the ack).
+ * Each process does only that: what remains between this and propagation
+ * is the agents' and the library's own work. */
+struct chain {
+	_Atomic uint32_t arrived; /* FUTEX word: B sets it, the writer waits on it */
+};
+
+static void futex_op(_Atomic uint32_t *w, int op, uint32_t val, const struct timespec *t)
+{
+	syscall(SYS_futex, (uint32_t *)w, op, val, t, NULL, 0);
+}
+
+/* A or B of the chain, in epoll on in (and udp): A sends the change when
+ * the writer's byte comes, B wakes the writer and replies. */
+static void chain_hop(int in, int udp, struct chain *c, bool is_a)
+{
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN };
+	char buf[256] = { 0 };
+	epoll_ctl(ep, EPOLL_CTL_ADD, in, &ev);
+	if (in != udp)
+		epoll_ctl(ep, EPOLL_CTL_ADD, udp, &ev);
+	for (;;) {
+		if (epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR)
+			_exit(1);
+		if (is_a) {
+			/* A writer's byte sends the change; an ack only wakes A. */
+			if (recv(in, buf, sizeof(buf), MSG_DONTWAIT) == 1) {
+				if (buf[0] == 'q')
+					_exit(0);
+				(void)send(udp, buf, 176, MSG_DONTWAIT);
+			}
+			while (recv(udp, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+				; /* acks */
+		} else {
+			ssize_t n = recv(udp, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n == 1)
+				_exit(0);
+			if (n <= 0)
+				continue;
+			atomic_store(&c->arrived, 1);
+			futex_op(&c->arrived, FUTEX_WAKE, 1, NULL);
+			(void)send(udp, buf, 116, MSG_DONTWAIT); /* the ack */
+		}
+	}
+}
+
+static void run_chain(struct row *row)
+{
+	int wake[2], aport, bport;
+	int afd = udp_socket(&aport), bfd = udp_socket(&bport);
+	struct chain *c = bench_shared_alloc(sizeof(*c));
+	pid_t pa = -1, pb = -1;
+
+	snprintf(row->test, sizeof(row->test), "chain");
+	snprintf(row->cond, sizeof(row->cond), "idle");
+	snprintf(row->wait, sizeof(row->wait), "-");
+	hist_init(&row->h);
+	if (!c || afd < 0 || bfd < 0 || connect_to(afd, bport) < 0 ||
+	    connect_to(bfd, aport) < 0 ||
+	    socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, wake) < 0) {
+		snprintf(row->error, sizeof(row->error), "sockets: %s", strerror(errno));
+		return;
+	}
+	fflush(stdout);
+	if ((pa = fork()) == 0)
+		chain_hop(wake[1], afd, c, true);
+	if ((pb = fork()) == 0)
+		chain_hop(bfd, bfd, c, false);
+	if (pa < 0 || pb < 0)
+		snprintf(row->error, sizeof(row->error), "fork: %s", strerror(errno));
+	uint64_t seed = mono_ns() | 1, end = mono_ns() + (uint64_t)(opt.seconds * 1e9);
+	while (pa > 0 && pb > 0 && mono_ns() < end) {
+		sleep_ns(IDLE_GAP_NS + bench_below(&seed, IDLE_GAP_NS));
+		atomic_store(&c->arrived, 0);
+		uint64_t t0 = mono_ns();
+		if (send(wake[0], "w", 1, 0) < 0)
+			break;
+		const struct timespec second = { 1, 0 };
+		while (!atomic_load(&c->arrived) && mono_ns() - t0 < 1000000000u)
+			futex_op(&c->arrived, FUTEX_WAIT, 0, &second);
+		if (atomic_load(&c->arrived)) /* a lost datagram (unlikely) is not timed */
+			hist_record_ns(&row->h, mono_ns() - t0);
+	}
+	(void)send(wake[0], "q", 1, 0);
+	(void)send(afd, "q", 1, 0);
+	if (pa > 0)
+		waitpid(pa, NULL, 0);
+	if (pb > 0)
+		waitpid(pb, NULL, 0);
+	close(wake[0]);
+	close(wake[1]);
+	close(afd);
+	close(bfd);
+	bench_shared_free(c, sizeof(*c));
+}
+
 /* ------------------------------------------------------------------------ */
 /* Propagation                                                              */
 /* ------------------------------------------------------------------------ */
@@ -528,13 +654,28 @@ static void churn_main(struct churn *c)
 	_exit(0);
 }
 
+static inline void cpu_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 static bool hit_on_b(const char *key)
 {
 	shmg_id_t id;
 	return shmg_lookup(g_host[1].h, key, strlen(key), &id, NULL, 0, NULL, NULL) == 0;
 }
 
-/* Waits (event or spin) until key is found on B; false after WAIT_MS. */
+/* Waits (event or spin) until key is found on B; false after WAIT_MS.
+ * The spinning reader yields between lookups by default: both "hosts" share
+ * this machine's CPUs, and a reader spinning flat out would take a CPU from
+ * the agents that a reader on host B never takes from host A's side (and,
+ * on 2 CPUs, from B's agent too), which measures the scheduler's time slice
+ * rather than the propagation.  A yielding reader still never sleeps, so
+ * its CPU is never idle when the change lands: what a polling reader buys. */
 static bool wait_hit(const char *key, bool spin)
 {
 	uint64_t end = mono_ns() + WAIT_MS * 1000000ull;
@@ -542,8 +683,15 @@ static bool wait_hit(const char *key, bool spin)
 	while (!hit_on_b(key)) {
 		if (mono_ns() > end)
 			return false;
-		if (!spin && shmg_receive(g_host[1].h, ev, 16, 100) < 0)
-			return false;
+		if (!spin) {
+			if (shmg_receive(g_host[1].h, ev, 16, 100) < 0)
+				return false;
+		} else if (opt.spin == SPIN_YIELD) {
+			sched_yield();
+		} else if (opt.spin == SPIN_PAUSE) {
+			for (int i = 0; i < 64; i++)
+				cpu_pause();
+		}
 	}
 	return true;
 }
@@ -704,9 +852,9 @@ static void write_json(const struct machine *m)
 	machine_json(f, m);
 	fprintf(f,
 		",\n \"params\": {\"seconds\": %.3f, \"ops\": %llu, \"rounds\": %llu, "
-		"\"load\": %.0f, \"loss\": %u, \"agent\": ",
+		"\"load\": %.0f, \"loss\": %u, \"spin\": \"%s\", \"agent\": ",
 		opt.seconds, (unsigned long long)opt.ops, (unsigned long long)opt.rounds, opt.load,
-		opt.loss);
+		opt.loss, spin_names[opt.spin]);
 	json_str(f, opt.agent);
 	fprintf(f, "},\n \"results\": [");
 	for (int i = 0; i < g_nrows; i++) {
@@ -796,6 +944,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	run_pingpong(next_row());
+	run_chain(next_row());
 	run_with_agents(0);
 	if (opt.loss)
 		run_with_agents(opt.loss);

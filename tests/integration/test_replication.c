@@ -1423,6 +1423,37 @@ START_TEST(test_lone_change_leaves_at_once)
 }
 END_TEST
 
+/* With flush intervals of ten minutes, a change after the first leaves at
+ * once only if the peer acked everything sent before it.  A receiving agent
+ * sends the acks of lone datagrams after applying them (not as the core
+ * makes them), so each change of this sequence, and then its removal,
+ * arrives only if every earlier one's ack left B after its apply. */
+START_TEST(test_lone_changes_in_a_row_are_each_acked)
+{
+	char cmd[64], key[32];
+	fault_args = slow_flush;
+	hosts_init(2);
+	start_all();
+	struct worker a = worker_start(0);
+	use_keys("row", 10);
+	for (int i = 0; i < 10; i++) {
+		snprintf(key, sizeof(key), "row%d", i);
+		snprintf(cmd, sizeof(cmd), "R %s m", key);
+		ck_assert_int_eq(worker_do(&a, cmd), 0);
+		wait_lookup(1, key, 0);
+	}
+	for (int i = 0; i < 10; i++) {
+		snprintf(key, sizeof(key), "row%d", i);
+		snprintf(cmd, sizeof(cmd), "U %s", key);
+		ck_assert_int_eq(worker_do(&a, cmd), 0);
+		wait_lookup(1, key, -ENOENT);
+	}
+	expect_converged("after lone changes in a row");
+	ck_assert_int_eq(stat_of(0, "tx_errors"), 0);
+	ck_assert_int_eq(stat_of(1, "tx_errors"), 0);
+}
+END_TEST
+
 /* Runs the agent with the given arguments; returns its exit status and
  * its stderr in out. */
 /* ---- remote dispatch ---------------------------------------------------- */
@@ -1702,6 +1733,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_wrong_name_refused);
 	tcase_add_test(tc, test_shard_count_mismatch_refused);
 	tcase_add_test(tc, test_lone_change_leaves_at_once);
+	tcase_add_test(tc, test_lone_changes_in_a_row_are_each_acked);
 	tcase_add_test(tc, test_socket_handed_over_for_a_stream_and_back);
 	tcase_add_test(tc, test_dispatch_reaches_other_hosts);
 	tcase_add_test(tc, test_dispatch_under_loss_arrives_once);

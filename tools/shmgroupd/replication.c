@@ -53,7 +53,10 @@
  * land before the next handshake's batches, so a separate apply thread
  * would need the core to wait for it anyway.  The core acks each datagram
  * before applying and applies at the repl_poll after a turn's burst, so
- * acks wait behind one burst's applying at most.
+ * acks wait behind one burst's applying at most.  The acks of the few
+ * datagrams the protocol thread read itself are held back until that
+ * poll (hold_sends): on an idle link the change is applied, and its reader
+ * woken, before the ack's sendto.
  *
  * Noticing local changes.  Before sleeping with a peer up, the protocol
  * thread marks itself sleeping in the arena (oplog_wake_sleeping), reads the
@@ -110,6 +113,12 @@
 #define DIRECT_BURST 8u
 /* The receive thread gives the socket back after 1 ms without a datagram. */
 #define HANDBACK_IDLE_NS 1000000
+/* What the core sends while the protocol thread's own reads go in (their
+ * acks) waits until the turn has applied what those brought: HELD_MAX
+ * datagrams or HELD_BYTES, whichever fills first (then they leave at once,
+ * in order). */
+#define HELD_MAX 64u
+#define HELD_BYTES (256u << 10)
 #define IDLE_POLL_US 100000u
 #define WAKE_BACKSTOP_US 10000u /* polling the heads when writers wake the agent */
 
@@ -139,6 +148,19 @@ struct command {
 struct datagram {
 	size_t len;
 	uint8_t buf[DATAGRAM_MAX];
+};
+
+/* Sends held back during a turn's input (see hold_sends). */
+struct held_sends {
+	bool on;
+	unsigned n;
+	size_t used;
+	struct {
+		uint32_t to;
+		uint32_t len;
+		size_t off;
+	} d[HELD_MAX];
+	uint8_t *bytes; /* HELD_BYTES */
 };
 
 struct agent_counters {
@@ -181,8 +203,10 @@ struct replication {
 	uint64_t next_stats;
 	struct agent_counters c;
 	struct outbound_stats msgs;
+	struct held_sends held;
 	bool outbound_ready; /* the queue's descriptor fired since it was last read */
 	bool socket_ready;   /* the UDP socket fired while the protocol thread held it */
+	bool log_wake_ready; /* a writer's wakeup is queued: drained before sleeping */
 };
 
 /* epoll data of the protocol thread's descriptors, one each, so a wakeup
@@ -269,10 +293,52 @@ static void sendto_node(void *arg, uint32_t to, const void *buf, size_t len)
 		r->c.tx_errors++; /* a full socket buffer is a loss the core repairs */
 }
 
+/* Sends what was held back, in the order the core sent it. */
+static void release_sends(struct replication *r)
+{
+	struct held_sends *hs = &r->held;
+	hs->on = false;
+	for (unsigned i = 0; i < hs->n; i++)
+		fault_send(r->fault, r->now, hs->d[i].to, hs->bytes + hs->d[i].off, hs->d[i].len,
+			   sendto_node, r);
+	hs->n = 0;
+	hs->used = 0;
+}
+
+/* From here to release_sends, what the core sends waits: the acks of the
+ * datagrams the protocol thread read itself (at most DIRECT_BURST, the
+ * light traffic) leave after the changes they brought are applied.  On an
+ * idle link that puts the apply, and the wakeup of a reader waiting for it,
+ * before a sendto (on loopback the sendto also runs the receiving side of
+ * the network stack: tens of microseconds with cold caches); the sender's
+ * round-trip samples grow by the applying of those few datagrams.  A
+ * stream's datagrams, through the receive thread's ring, are acked first,
+ * as before (PROTOCOL.md section 7: acks wait behind one burst at most), and
+ * datagrams that leave nothing to apply (acks, on a sender) release what
+ * they made at once. */
+static void hold_sends(struct replication *r)
+{
+	r->held.on = true;
+}
+
 static void cb_send(void *ctx, uint32_t to, const void *buf, size_t len)
 {
 	struct replication *r = ctx;
-	fault_send(r->fault, r->now, to, buf, len, sendto_node, r);
+	struct held_sends *hs = &r->held;
+	if (hs->on && (hs->n == HELD_MAX || hs->used + len > HELD_BYTES)) {
+		release_sends(r); /* full: the order is kept, the rest goes at once */
+		hold_sends(r);
+	}
+	if (!hs->on || len > HELD_BYTES) {
+		fault_send(r->fault, r->now, to, buf, len, sendto_node, r);
+		return;
+	}
+	hs->d[hs->n].to = to;
+	hs->d[hs->n].len = (uint32_t)len;
+	hs->d[hs->n].off = hs->used;
+	memcpy(hs->bytes + hs->used, buf, len);
+	hs->n++;
+	hs->used += len;
 }
 
 static void cb_apply(void *ctx, const struct repl_batch *b)
@@ -726,7 +792,8 @@ static void sleep_until(struct replication *r, uint64_t deadline)
 			r->socket_ready = true;
 			break;
 		case LOG_WAKE_TAG:
-			oplog_wake_drain(r->log_wake_fd);
+			/* Drained before the next sleep: the change goes out first. */
+			r->log_wake_ready = true;
 			break;
 		default: {
 			uint64_t v;
@@ -742,6 +809,11 @@ static void sleep_until(struct replication *r, uint64_t deadline)
  * after all: the writers saw no mark before, so they sent nothing. */
 static bool sleep_or_see_changes(struct replication *r, uint64_t deadline)
 {
+	/* Before the mark: a wakeup sent after it is one for this sleep. */
+	if (r->log_wake_ready) {
+		r->log_wake_ready = false;
+		oplog_wake_drain(r->log_wake_fd);
+	}
 	if (r->log_wake_fd < 0 || !r->n_up) {
 		sleep_until(r, deadline);
 		return false;
@@ -770,9 +842,15 @@ static void *protocol_main(void *arg)
 		/* After what the receive thread handed over, in their order. */
 		if (r->socket_ready && !more) {
 			r->socket_ready = false;
+			hold_sends(r);
 			read_direct(r);
+			/* Nothing to apply (the core wants no poll yet: the datagrams
+			 * were acks, say): what it sent leaves now, as before. */
+			if (repl_deadline(r->core) > r->now)
+				release_sends(r);
 		}
 		if (stop) {
+			release_sends(r);
 			repl_leave(r->core, r->now);
 			fault_flush(r->fault, UINT64_MAX, sendto_node, r);
 			break;
@@ -804,6 +882,7 @@ static void *protocol_main(void *arg)
 			repl_log_reset(r->core, (uint16_t)s);
 			repl_poll(r->core, r->now);
 		}
+		release_sends(r);
 		fault_flush(r->fault, r->now, sendto_node, r);
 		publish_up(r);
 		if (r->conf.stats_file[0] && r->now >= r->next_stats) {
@@ -884,6 +963,7 @@ static void free_all(struct replication *r)
 			close(*fd);
 	free(r->pool);
 	free(r->direct);
+	free(r->held.bytes);
 	if (r->h)
 		shmg_close(r->h);
 	free(r);
@@ -913,6 +993,7 @@ int replication_start(const struct replication_params *p, struct replication **o
 	cds_wfcq_init(&r->cmd_head, &r->cmd_tail);
 	r->pool = calloc(POOL_SLOTS - 1, sizeof(struct datagram));
 	r->direct = calloc(DIRECT_BURST, sizeof(struct datagram));
+	r->held.bytes = malloc(HELD_BYTES);
 	/* A fixed size (peers are at most 64): an auto-resized table starts
 	 * liburcu's resize worker, a thread that leaves SIGUSR1 unblocked (for
 	 * the signal flavour of RCU), which would turn the partition command
@@ -923,8 +1004,8 @@ int replication_start(const struct replication_params *p, struct replication **o
 	r->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->rx_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (!r->pool || !r->direct || !r->peers || r->wake_fd < 0 || r->stop_fd < 0 ||
-	    r->rx_wake_fd < 0 || r->epfd < 0) {
+	if (!r->pool || !r->direct || !r->held.bytes || !r->peers || r->wake_fd < 0 ||
+	    r->stop_fd < 0 || r->rx_wake_fd < 0 || r->epfd < 0) {
 		logf_(L_ERR, "replication: cannot set up: %s", strerror(errno ? errno : ENOMEM));
 		goto fail;
 	}
