@@ -547,7 +547,7 @@ static inline struct cluster_slot *cluster_at(const shmg_t *h, uint32_t slot)
 /* ---- epoch.c: cross-process read sections and grace periods --------- */
 static inline void read_enter(shmg_t *h)
 {
-	if (h->read_depth++ == 0) {
+	if (likely(h->read_depth++ == 0)) { /* sections seldom nest */
 		/* Announce the epoch we read under.  Pairs with the membarrier (or,
 		 * without it, the fence) in epoch_grace: a grace period either sees
 		 * this store or our table loads below see its unlinks. */
