@@ -8,6 +8,8 @@
  *  - The key hash is the one arenas were built with: pinned values for every
  *    length up to 72 (a faster hash must not change them: a different one
  *    needs a new HASH_ID), and the NUL it reports wherever one sits.
+ *  - The hash reads nothing outside the key, whatever its length and place,
+ *    and every byte and the length count.
  *  - The lookup's byte helpers (NUL scan, compare, copy), which read whole
  *    words and vectors that overlap at the tail, answer as memchr, memcmp and
  *    memcpy do for every length up to 130 and never touch a byte outside the
@@ -182,6 +184,37 @@ START_TEST(test_byte_helpers_in_bounds)
 }
 END_TEST
 
+/* The hash reads its words and overlapping last 16 bytes only inside the
+ * key, whatever its length and placement against inaccessible pages (a read
+ * outside faults); it answers the same wherever the bytes sit; every byte
+ * counts (a change of any one changes the value); and the length counts,
+ * also where overlapping windows see the same bytes (runs of one byte). */
+START_TEST(test_hash_in_bounds_every_byte)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uint8_t *span = guarded_pages(page);
+	uint64_t run[HELPER_MAX + 1];
+
+	for (size_t n = 0; n <= HELPER_MAX; n++) {
+		uint64_t h = sg_hash(flush(span, page, n, false, 11), n, DEFAULT_CLUSTER_SEED);
+		uint8_t *a = flush(span, page, n, true, 11);
+
+		ck_assert_uint_eq(sg_hash(a, n, DEFAULT_CLUSTER_SEED), h);
+		for (size_t j = 0; j < n; j++) {
+			a[j] ^= 0x80;
+			ck_assert_msg(sg_hash(a, n, DEFAULT_CLUSTER_SEED) != h,
+				      "byte %zu of %zu does not count", j, n);
+			a[j] ^= 0x80;
+		}
+		memset(a, 'a', n);
+		run[n] = sg_hash(a, n, DEFAULT_CLUSTER_SEED);
+		for (size_t m = 0; m < n; m++)
+			ck_assert_msg(run[m] != run[n], "runs of %zu and %zu bytes collide", m, n);
+	}
+	munmap(span - page, 4 * page);
+}
+END_TEST
+
 /* ---- every small class, read from another process ---------------------- */
 
 #define NSIZES 300
@@ -340,6 +373,7 @@ int main(void)
 	tcase_add_test(tc, test_classes);
 	tcase_add_test(tc, test_hash_pinned);
 	tcase_add_test(tc, test_byte_helpers_in_bounds);
+	tcase_add_test(tc, test_hash_in_bounds_every_byte);
 	tc = tc_case(s, "entries", 60);
 	tcase_add_test(tc, test_every_class_across_processes);
 	tcase_add_test(tc, test_smallest_class_repair);
