@@ -615,21 +615,24 @@ index_view(const shmg_t *h, uint32_t shard, struct table_view *v)
 	return true;
 }
 
-/* index_view for readers: while table_off and the table's size and magic
- * read as they did when this handle last validated them, the private
- * checked copy stands, so a lookup's bucket address does not wait for the
- * table header.  A table moved or changed at the same offset reads
- * differently and is validated afresh.  Offsets are compared, not
- * pointers: base + a scribbled offset may not even be a pointer.  A cache
- * entry never validated points at a table whose magic is wrong
+/* index_view for readers: while table_off and the table's size read as
+ * they did when this handle last validated them, the private checked copy
+ * stands, so a lookup's bucket address does not wait for the table header.
+ * A table moved, or made anew at the same offset (a resize may reuse the
+ * extent of a table freed earlier) with another size, is validated afresh.
+ * The magic is not read again: a table at the offset table_off names is
+ * the table published there, and if a scribbled table_off names it after
+ * it was freed, the checked copy still lies in the arena, so the lookup
+ * reads garbage refs, which are checked like any.  Offsets are compared,
+ * not pointers: base + a scribbled offset may not even be a pointer.  A
+ * cache entry never validated stands for an empty table at offset 0
  * (index_views_init), so the fast test needs no NULL check. */
 static inline __attribute__((always_inline)) bool
 index_view_cached(shmg_t *h, uint32_t shard, struct table_view *v)
 {
 	struct view_cache *c = &h->views[shard];
 	uint64_t off = load_acquire(c->table_off); /* pairs with resize's release */
-	if (likely(off == c->off && load_relaxed(&c->v.t->nbuckets_log2) == c->v.log2 &&
-		   load_relaxed(&c->v.t->magic) == TABLE_MAGIC)) {
+	if (likely(off == c->off && load_relaxed(&c->v.t->nbuckets_log2) == c->v.log2)) {
 		*v = c->v;
 		return true;
 	}
