@@ -5,9 +5,9 @@
  *  - The classes step by 16 bytes up to 192: each block size is the smallest
  *    class that holds it, a ref can address every block, and the largest
  *    entry the limits allow still has a class.
- *  - The key hash is the one arenas were built with: pinned values for every
- *    length up to 72 (a faster hash must not change them: a different one
- *    needs a new HASH_ID), and the NUL it reports wherever one sits.
+ *  - The key hash is the one HASH_ID names: pinned values for every length
+ *    up to 72 (a faster hash must not change them: a different one needs a
+ *    new HASH_ID), and the NUL it reports wherever one sits.
  *  - The hash reads nothing outside the key, whatever its length and place,
  *    and every byte and the length count.
  *  - The lookup's byte helpers (NUL scan, compare, copy), which read whole
