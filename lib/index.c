@@ -32,8 +32,12 @@
 
 #include "probe.h"
 
-/* What an unset view cache entry points at: its magic is not TABLE_MAGIC. */
+/* What an unset view cache entry stands for: offset 0, which no table has
+ * (a table_off of 0 finds no view in index_view either), and an empty
+ * private table of one bucket, so that a table_off that reads 0 is a lookup
+ * of an empty table, not a special case. */
 static const struct table_header no_table;
+static const struct bucket no_buckets[1];
 
 void index_views_init(shmg_t *h)
 {
@@ -42,7 +46,9 @@ void index_views_init(shmg_t *h)
 		uint32_t at = s < h->geo.shards ? s : 0;
 		h->views[s] = (struct view_cache){
 			.table_off = &shard_at(h, at)->table_off,
-			.v = {.t = (struct table_header *)&no_table},
+			.off = 0,
+			.v = {.t = (struct table_header *)&no_table,
+			      .B = (struct bucket *)no_buckets, .log2 = 0, .mask = 0},
 		};
 	}
 }

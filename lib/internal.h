@@ -296,7 +296,7 @@ void sg_log(const shmg_t *h, int level, const char *fmt, ...)
 
 /* ---- hash.c ---------------------------------------------------------- */
 uint64_t sg_hash(const void *data, size_t len, uint64_t seed);
-#define HASH_ID 1u /* identifies sg_hash in the arena header */
+#define HASH_ID 2u /* identifies sg_hash in the arena header */
 static inline uint64_t sg_mix(uint64_t a, uint64_t b)
 {
 	__uint128_t r = (__uint128_t)a * b;
@@ -310,49 +310,47 @@ static inline uint64_t read64le(const void *p)
 #endif
 	return v;
 }
-/* sg_hash (hash.c says what it is), inline for the lookups.  The last 1..7
- * bytes are one load ending at the key's end when the key has 8 bytes or
- * more (the bytes before the tail are the key's own), else at most three
- * small loads: never a byte past the key. */
+/* sg_hash (hash.c says what it is), inline for the lookups.  Every read
+ * lies in [data, data + len): the last 16 bytes (17..32-byte keys and the
+ * tail of longer ones) are two 8-byte loads ending at the key's end, which
+ * may overlap the bytes before them; the length, mixed in at the end, tells
+ * such keys apart. */
 static inline __attribute__((always_inline)) uint64_t
 sg_hash_inline(const void *data, size_t len, uint64_t seed)
 {
 	const uint64_t K0 = 0xa0761d6478bd642full, K1 = 0xe7037ed1a0b428dbull,
-			      K2 = 0x8ebc6af09c88c6e3ull, K3 = 0x589965cc75374cc3ull;
+		       K2 = 0x8ebc6af09c88c6e3ull;
 	const uint8_t *p = data;
-	uint64_t h = seed ^ sg_mix(len ^ K0, K1);
-	size_t n = len;
-	/* The first step peeled: keys of 16..31 bytes pay no loop set-up. */
-	if (n >= 16) {
-		h = sg_mix(read64le(p) ^ K1 ^ h, read64le(p + 8) ^ K2);
-		for (p += 16, n -= 16; n >= 16; p += 16, n -= 16)
-			h = sg_mix(read64le(p) ^ K1 ^ h, read64le(p + 8) ^ K2);
-	}
-	if (n >= 8) {
-		h = sg_mix(read64le(p) ^ K2 ^ h, K3);
-		p += 8;
-		n -= 8;
-	}
-	if (n) {
-		uint64_t v;
-		if (len >= 8) {
-			v = read64le(p + n - 8) >> (64 - 8 * n);
-		} else if (n >= 4) {
-			uint32_t lo, hi;
-			__builtin_memcpy(&lo, p, 4);
-			__builtin_memcpy(&hi, p + n - 4, 4);
+	uint64_t s = seed ^ K0, a, b;
+	if (likely(len > 16)) {
+		const uint8_t *end = p + len - 16;
+		/* 16 bytes per step while more than 16 are left; the first
+		 * step peeled: a 17..32-byte key takes no loop. */
+		s = sg_mix(read64le(p) ^ K1, read64le(p + 8) ^ s);
+		for (p += 16; p < end; p += 16)
+			s = sg_mix(read64le(p) ^ K1, read64le(p + 8) ^ s);
+		a = read64le(end);
+		b = read64le(end + 8);
+	} else if (len >= 8) {
+		a = read64le(p);
+		b = read64le(p + len - 8);
+	} else if (len >= 4) {
+		uint32_t lo, hi;
+		__builtin_memcpy(&lo, p, 4);
+		__builtin_memcpy(&hi, p + len - 4, 4);
 #if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-			lo = __builtin_bswap32(lo);
-			hi = __builtin_bswap32(hi);
+		lo = __builtin_bswap32(lo);
+		hi = __builtin_bswap32(hi);
 #endif
-			v = lo | (uint64_t)hi << (8 * (n - 4));
-		} else {
-			v = (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) |
-			    (uint64_t)p[n - 1] << (8 * (n - 1));
-		}
-		h = sg_mix(v ^ K3 ^ h, K0 ^ n);
+		a = lo;
+		b = hi;
+	} else if (len) {
+		a = (uint64_t)p[0] << 16 | (uint64_t)p[len / 2] << 8 | p[len - 1];
+		b = 0;
+	} else {
+		a = b = 0;
 	}
-	return sg_mix(h ^ K0, h ^ K2) ^ h;
+	return sg_mix(K2 ^ len, sg_mix(a ^ K1, b ^ s));
 }
 /* sg_hash of a key, and in *nul whether it holds a NUL (a key the API
  * refuses).  Two passes: the NUL scan is a few vector instructions. */
@@ -570,7 +568,7 @@ static inline struct cluster_slot *cluster_at(const shmg_t *h, uint32_t slot)
 /* ---- epoch.c: cross-process read sections and grace periods --------- */
 static inline void read_enter(shmg_t *h)
 {
-	if (h->read_depth++ == 0) {
+	if (likely(h->read_depth++ == 0)) { /* sections seldom nest */
 		/* Announce the epoch we read under.  Pairs with the membarrier (or,
 		 * without it, the fence) in epoch_grace: a grace period either sees
 		 * this store or our table loads below see its unlinks. */
@@ -638,21 +636,24 @@ index_view(const shmg_t *h, uint32_t shard, struct table_view *v)
 	return true;
 }
 
-/* index_view for readers: while table_off and the table's size and magic
- * read as they did when this handle last validated them, the private
- * checked copy stands, so a lookup's bucket address does not wait for the
- * table header.  A table moved or changed at the same offset reads
- * differently and is validated afresh.  Offsets are compared, not
- * pointers: base + a scribbled offset may not even be a pointer.  A cache
- * entry never validated points at a table whose magic is wrong
+/* index_view for readers: while table_off and the table's size read as
+ * they did when this handle last validated them, the private checked copy
+ * stands, so a lookup's bucket address does not wait for the table header.
+ * A table moved, or made anew at the same offset (a resize may reuse the
+ * extent of a table freed earlier) with another size, is validated afresh.
+ * The magic is not read again: a table at the offset table_off names is
+ * the table published there, and if a scribbled table_off names it after
+ * it was freed, the checked copy still lies in the arena, so the lookup
+ * reads garbage refs, which are checked like any.  Offsets are compared,
+ * not pointers: base + a scribbled offset may not even be a pointer.  A
+ * cache entry never validated stands for an empty table at offset 0
  * (index_views_init), so the fast test needs no NULL check. */
 static inline __attribute__((always_inline)) bool
 index_view_cached(shmg_t *h, uint32_t shard, struct table_view *v)
 {
 	struct view_cache *c = &h->views[shard];
 	uint64_t off = load_acquire(c->table_off); /* pairs with resize's release */
-	if (likely(off == c->off && load_relaxed(&c->v.t->nbuckets_log2) == c->v.log2 &&
-		   load_relaxed(&c->v.t->magic) == TABLE_MAGIC)) {
+	if (likely(off == c->off && load_relaxed(&c->v.t->nbuckets_log2) == c->v.log2)) {
 		*v = c->v;
 		return true;
 	}

@@ -42,19 +42,19 @@ static inline uint32_t tag_matches(const struct bucket *b, uint16_t tag)
  * prefetched, which is the block's first line (on its way anyway) when they
  * do not cross.  A prefetch never faults, so the address needs no bounds
  * check (it is computed as an integer: a ref may be garbage). */
-static inline void prefetch_block_tail(const shmg_t *h, ref_t r, uint32_t reach)
+static inline void prefetch_block_tail(const shmg_t *h, ref_t r, uint64_t reach)
 {
-	uint64_t last = ((uint64_t)r << REF_SHIFT) + reach - 1;
-	__builtin_prefetch((const void *)((uintptr_t)h->base + last));
+	uintptr_t block = (uintptr_t)h->base + ((uint64_t)r << REF_SHIFT);
+	__builtin_prefetch((const void *)(block + reach - 1));
 }
 
 /* A key lookup reads the header, the key and the metadata, which is
  * typically small: this many bytes of it are counted in its reach. */
 #define LOOKUP_META_REACH 16u
 
-static inline uint32_t key_reach(const struct keyref *k)
+static inline uint64_t key_reach(const struct keyref *k)
 {
-	return (uint32_t)(sizeof(struct entry) + k->len + LOOKUP_META_REACH);
+	return sizeof(struct entry) + (uint64_t)k->len + LOOKUP_META_REACH;
 }
 
 /* Matches a candidate block by its header copy hd (see entry_read). */
@@ -64,7 +64,7 @@ typedef bool (*match_fn)(const struct entry *e, const struct entry *hd, const vo
  * header copy, *slot its slot; or NULL. */
 static inline __attribute__((always_inline)) struct entry *
 probe_bucket(shmg_t *h, struct bucket *b, uint16_t tag, uint8_t kind, match_fn match,
-	     const void *ctx, uint32_t reach, uint32_t *slot, struct entry *hd)
+	     const void *ctx, uint64_t reach, uint32_t *slot, struct entry *hd)
 {
 	for (uint32_t m = tag_matches(b, tag); m; m &= m - 1) {
 		uint32_t i = (uint32_t)__builtin_ctz(m) / 2;
@@ -88,7 +88,7 @@ probe_bucket(shmg_t *h, struct bucket *b, uint16_t tag, uint8_t kind, match_fn m
  * prefetch_block_tail. */
 static inline __attribute__((always_inline)) struct entry *
 probe(shmg_t *h, const struct table_view *v, uint64_t hash, uint8_t kind, match_fn match,
-      const void *ctx, uint32_t reach, uint32_t *pos_out, struct entry *hd)
+      const void *ctx, uint64_t reach, uint32_t *pos_out, struct entry *hd)
 {
 	struct bucket *B = v->B;
 	uint32_t mask = v->mask, home = bucket_of(hash, mask), bi = home, slot = 0;

@@ -315,7 +315,7 @@ lookup_copy(shmg_t *h, const char *key, size_t key_len, shmg_id_t *id, void *met
 		rc = -ENOENT;
 		goto out;
 	}
-	const void *m = entry_meta_of(e, hd);
+	const void *m = (const uint8_t *)entry_key(e) + k.len; /* hd->key_len == k.len */
 	ssize_t n = hd->meta_len;
 	/* The extract hook (user code) runs only when its output is wanted. */
 	if (unlikely(h->extract || (opts && opts->extract_meta)) && (meta || meta_len)) {

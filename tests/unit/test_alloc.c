@@ -5,9 +5,11 @@
  *  - The classes step by 16 bytes up to 192: each block size is the smallest
  *    class that holds it, a ref can address every block, and the largest
  *    entry the limits allow still has a class.
- *  - The key hash is the one arenas were built with: pinned values for every
- *    length up to 72 (a faster hash must not change them: a different one
- *    needs a new HASH_ID), and the NUL it reports wherever one sits.
+ *  - The key hash is the one HASH_ID names: pinned values for every length
+ *    up to 72 (a faster hash must not change them: a different one needs a
+ *    new HASH_ID), and the NUL it reports wherever one sits.
+ *  - The hash reads nothing outside the key, whatever its length and place,
+ *    and every byte and the length count.
  *  - The lookup's byte helpers (NUL scan, compare, copy), which read whole
  *    words and vectors that overlap at the tail, answer as memchr, memcmp and
  *    memcpy do for every length up to 130 and never touch a byte outside the
@@ -74,8 +76,10 @@ END_TEST
 /* ---- the hash ---------------------------------------------------------- */
 
 /* Fold of sg_hash over lengths 0..72 of a fixed byte pattern under three
- * seeds, from the implementation arenas of every layout were built with. */
-#define HASH_FOLD_PINNED 0x09856fe3c285b4f7ull
+ * seeds, from the implementation HASH_ID 2 names (HASH_ID 1, arena layouts
+ * 1..6, folded to 0x09856fe3c285b4f7).  A change of either moves both. */
+#define HASH_ID_PINNED 2u
+#define HASH_FOLD_PINNED 0x671c2f489c979fe3ull
 
 START_TEST(test_hash_pinned)
 {
@@ -94,6 +98,7 @@ START_TEST(test_hash_pinned)
 			fold = sg_mix(fold ^ h, 0x9e3779b97f4a7c15ull) + len;
 		}
 	}
+	ck_assert_uint_eq(HASH_ID, HASH_ID_PINNED);
 	ck_assert_msg(fold == HASH_FOLD_PINNED, "hash values changed: fold %#llx",
 		      (unsigned long long)fold);
 	/* A NUL anywhere is seen, whatever the length. */
@@ -176,6 +181,37 @@ START_TEST(test_byte_helpers_in_bounds)
 	}
 	munmap(sa - page, 4 * page);
 	munmap(sb - page, 4 * page);
+}
+END_TEST
+
+/* The hash reads its words and overlapping last 16 bytes only inside the
+ * key, whatever its length and placement against inaccessible pages (a read
+ * outside faults); it answers the same wherever the bytes sit; every byte
+ * counts (a change of any one changes the value); and the length counts,
+ * also where overlapping windows see the same bytes (runs of one byte). */
+START_TEST(test_hash_in_bounds_every_byte)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uint8_t *span = guarded_pages(page);
+	uint64_t run[HELPER_MAX + 1];
+
+	for (size_t n = 0; n <= HELPER_MAX; n++) {
+		uint64_t h = sg_hash(flush(span, page, n, false, 11), n, DEFAULT_CLUSTER_SEED);
+		uint8_t *a = flush(span, page, n, true, 11);
+
+		ck_assert_uint_eq(sg_hash(a, n, DEFAULT_CLUSTER_SEED), h);
+		for (size_t j = 0; j < n; j++) {
+			a[j] ^= 0x80;
+			ck_assert_msg(sg_hash(a, n, DEFAULT_CLUSTER_SEED) != h,
+				      "byte %zu of %zu does not count", j, n);
+			a[j] ^= 0x80;
+		}
+		memset(a, 'a', n);
+		run[n] = sg_hash(a, n, DEFAULT_CLUSTER_SEED);
+		for (size_t m = 0; m < n; m++)
+			ck_assert_msg(run[m] != run[n], "runs of %zu and %zu bytes collide", m, n);
+	}
+	munmap(span - page, 4 * page);
 }
 END_TEST
 
@@ -337,6 +373,7 @@ int main(void)
 	tcase_add_test(tc, test_classes);
 	tcase_add_test(tc, test_hash_pinned);
 	tcase_add_test(tc, test_byte_helpers_in_bounds);
+	tcase_add_test(tc, test_hash_in_bounds_every_byte);
 	tc = tc_case(s, "entries", 60);
 	tcase_add_test(tc, test_every_class_across_processes);
 	tcase_add_test(tc, test_smallest_class_repair);
