@@ -207,6 +207,17 @@ void sim_log_marker(struct sim *s, struct sim_node *n, const struct sim_rec *m)
 	log_moved(s, n);
 }
 
+/* Removes entry i of the node's own slice, as its owner's removal. */
+static void remove_own(struct sim *s, struct sim_node *n, uint32_t i, uint8_t reason)
+{
+	struct sim_rec gone = n->slices[n->id].e[i];
+	gone.meta = NULL;
+	gone.meta_len = 0;
+	gone.op = gone.op == REPL_OP_REGISTER ? REPL_OP_UNREGISTER : REPL_OP_LEAVE;
+	gone.reason = reason;
+	local_change(s, n, &gone); /* removes that entry */
+}
+
 void sim_remove_own(struct sim *s, struct sim_node *n, const char *cluster, size_t len)
 {
 	struct sim_slice *own = &n->slices[n->id];
@@ -215,12 +226,7 @@ void sim_remove_own(struct sim *s, struct sim_node *n, const char *cluster, size
 			i++;
 			continue;
 		}
-		struct sim_rec gone = own->e[i];
-		gone.meta = NULL;
-		gone.meta_len = 0;
-		gone.op = gone.op == REPL_OP_REGISTER ? REPL_OP_UNREGISTER : REPL_OP_LEAVE;
-		gone.reason = REPL_REASON_CLUSTER_DISCONNECT;
-		local_change(s, n, &gone); /* removes own->e[i] */
+		remove_own(s, n, i, REPL_REASON_CLUSTER_DISCONNECT);
 	}
 }
 
@@ -536,12 +542,7 @@ void sim_endpoint_exit(struct sim *s, uint32_t id, uint32_t ep, uint8_t reason)
 	n->ep_gen[ep]++;
 	for (uint32_t i = 0; i < own->n;) {
 		if (own->e[i].ep_slot == ep + 1 && own->e[i].ep_gen == gen) {
-			struct sim_rec gone = own->e[i];
-			gone.meta = NULL;
-			gone.meta_len = 0;
-			gone.op = gone.op == REPL_OP_REGISTER ? REPL_OP_UNREGISTER : REPL_OP_LEAVE;
-			gone.reason = reason;
-			local_change(s, n, &gone); /* removes own->e[i] */
+			remove_own(s, n, i, reason);
 		} else {
 			i++;
 		}
