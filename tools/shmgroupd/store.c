@@ -418,16 +418,25 @@ static void hide(struct store *st, const struct repl_record *r, uint16_t shard)
 	st->stats.conflicts_hidden++;
 }
 
-/* A lib write retried as a batch is (-EBUSY, -EIO). */
-static int put_retried(struct store *st, uint64_t inc, const struct remote_change *c)
+/* The claim c (incarnation inc) written, retried as a batch is (-EBUSY,
+ * -EIO): in place of the registration of `loser` (removed with `reason`) in
+ * one step if loser.node is not 0, else as a plain put. */
+static int write_retried(struct store *st, uint64_t inc, const struct remote_change *c,
+			 shmg_id_t loser, int reason)
 {
 	int rc = -EBUSY;
 	for (int attempt = 0; attempt < APPLY_TRIES && (rc == -EBUSY || rc == -EIO); attempt++) {
 		if (attempt)
 			backoff(attempt);
-		rc = remote_put(st->h, inc, c);
+		rc = loser.node ? remote_replace(st->h, loser, reason, inc, c)
+				: remote_put(st->h, inc, c);
 	}
 	return rc;
+}
+
+static int put_retried(struct store *st, uint64_t inc, const struct remote_change *c)
+{
+	return write_retried(st, inc, c, (shmg_id_t){ 0, 0, 0 }, 0);
 }
 
 static uint64_t inc_of(struct store *st, uint32_t node)
@@ -494,22 +503,19 @@ static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct 
 		if (repl_claim_cmp(r, &v, rule_of(st), st) < 0)
 			break;
 		shmg_id_t loser = { v.node, v.ep_slot, v.ep_gen };
-		if (v.node == st->self) {
-			rc = evict_local(st, c->cluster, c, loser);
-		} else {
-			/* Another node's claim loses: hidden, and replaced. */
-			struct remote_change gone = {
-				.op = REMOTE_UNREGISTER,
-				.reason = SHMG_REASON_CONFLICT,
-				.cluster = c->cluster,
-				.key = c->key,
-				.key_len = c->key_len,
-				.id = loser,
-			};
-			hide(st, &v, shard);
-			rc = put_retried(st, inc_of(st, v.node), &gone);
+		if (v.node != st->self) {
+			/* Another node's claim loses: hidden, and replaced in
+			 * one step (a reader finds one claim or the other). */
+			rc = write_retried(st, inc, c, loser, SHMG_REASON_CONFLICT);
+			if (rc == 0) {
+				hide(st, &v, shard);
+				return;
+			}
+			if (rc == -ENOENT)
+				continue; /* it went meanwhile: look again */
+			break;
 		}
-		if (rc < 0 && rc != -ENOENT)
+		if ((rc = evict_local(st, c->cluster, c, loser)) < 0 && rc != -ENOENT)
 			break;
 		if ((rc = put_retried(st, inc, c)) != -EEXIST)
 			return;
