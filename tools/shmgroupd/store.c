@@ -25,7 +25,10 @@
  * that lost wait in a hidden-claims table in this process's memory, and the
  * best of them is shown when the visible one goes.  A local endpoint that
  * loses is evicted here (its owner's side: the removal replicates), and the
- * winner installed.
+ * winner installed.  A remote claim replaced by a better one, and a hidden
+ * claim taking the place of one its owner removed, are one step for readers
+ * (remote_replace).  The table is lost with the process, so a restarted
+ * agent fetches every shard it holds again by snapshot (store_held).
  */
 #include <errno.h>
 #include <inttypes.h>
