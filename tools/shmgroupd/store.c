@@ -676,7 +676,8 @@ static int apply_retried(struct store *st, const struct repl_batch *b, uint32_t 
 /* a is a register or unregister of b's key by b's owner. */
 static bool same_claim_key(const struct repl_record *a, const struct repl_record *b)
 {
-	return (a->op == REPL_OP_REGISTER || a->op == REPL_OP_UNREGISTER) && a->node == b->node && a->key_len == b->key_len && a->cluster_len == b->cluster_len &&
+	return (a->op == REPL_OP_REGISTER || a->op == REPL_OP_UNREGISTER) && a->node == b->node &&
+	       a->key_len == b->key_len && a->cluster_len == b->cluster_len &&
 	       !memcmp(a->key, b->key, a->key_len) && !memcmp(a->cluster, b->cluster, a->cluster_len);
 }
 
