@@ -593,6 +593,72 @@ int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_
 	return 0;
 }
 
+/* ---- one registration replaced by another node's ------------------------- */
+
+/* The swap under the lock: the winner's block is filled unreachable and
+ * published by one store of the index slot.  The in-flight record names the
+ * loser's removal until its event is out, then the winner's addition, so
+ * that a repair after a crash delivers the event that was under way. */
+static int swap_locked(shmg_t *h, const struct keyref *k, shmg_id_t loser, int reason,
+		       const struct remote_change *w)
+{
+	uint32_t pos;
+	struct entry *old = index_find(h, k, K_REG, &pos);
+	if (!old || !same_endpoint(old, &loser))
+		return -ENOENT;
+	const struct author a = {w->id.node, w->id.slot, w->id.gen, w->pid, w->time_ns};
+	h->author = &a;
+	ref_t ref;
+	struct entry *e = entry_new(h, k->shard, K_REG, k, w->meta, w->meta_len, &ref);
+	h->author = NULL;
+	if (!e)
+		return -ENOSPC;
+	TEST_POINT("replace:allocated");
+	inflight_set(h, k->shard, INFLIGHT_REMOVE, ref_of(h, old), 0, (uint32_t)reason);
+	index_replace_slot(h, k->shard, pos, ref);
+	TEST_POINT("replace:published");
+	/* Counted as a removal and an addition, neither logged (other nodes'). */
+	oplog_append(h, k->shard, OP_UNREGISTER, (uint8_t)reason, old, k->key, k->len);
+	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
+	shard_count(h, k->shard, old, -1);
+	shard_count(h, k->shard, e, +1);
+	shard_event(h, k->shard, SHMG_EV_UNREGISTERED, (uint8_t)reason, old, NULL);
+	inflight_set(h, k->shard, INFLIGHT_ADD, ref, 0, 0);
+	TEST_POINT("replace:loser-told");
+	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, NULL);
+	inflight_clear(h, k->shard);
+	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
+	return 0;
+}
+
+int remote_replace(shmg_t *h, shmg_id_t loser, int reason, uint64_t inc,
+		   const struct remote_change *winner)
+{
+	int rc = handle_check(h);
+	if (rc)
+		return rc;
+	if (!winner || winner->op != REMOTE_REGISTER || !loser.node || loser.node == h->node ||
+	    loser.node == winner->id.node || reason < SHMG_REASON_NORMAL ||
+	    reason > SHMG_REASON_RESYNC)
+		return -EINVAL;
+	struct keyref k;
+	struct shmg_opts o = {.cluster = winner->cluster && *winner->cluster ? winner->cluster : NULL};
+	if ((rc = key_prepare(h, winner->key, winner->key_len, &o, KEY_WRITE, &k)))
+		return rc;
+	uint32_t node = winner->id.node;
+	int slot = batch_check(h, node, inc, k.shard, winner, 1);
+	if (slot < 0)
+		return slot;
+	if ((rc = change_prepare(h, node, k.shard, winner, &k)))
+		return rc;
+	/* With room for the loser's retirement, as for any write. */
+	if ((rc = shard_lock_until(h, k.shard, busy_deadline(h), WRITE_RETIRES_MAX)) < 0)
+		return rc;
+	rc = cluster_ref_valid(h, k.cluster) ? swap_locked(h, &k, loser, reason, winner) : -ENOTCONN;
+	shard_unlock(h, k.shard);
+	return rc;
+}
+
 /* ---- the loser's process ------------------------------------------------ */
 
 int remote_signal_endpoint(shmg_t *h, shmg_id_t id, int sig)

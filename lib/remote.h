@@ -137,6 +137,30 @@ long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int rea
  * cluster name or a bad one); -ENOSPC (node table full); -EBADF, -ECHILD. */
 int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool connected);
 
+/* Replaces, in one step, the registration that endpoint `loser` of another
+ * node holds by `winner` (a REGISTER of the same cluster and key, of a third
+ * node whose incarnation is inc): the registry conflict rule's replacement
+ * of a losing remote claim (reason SHMG_REASON_CONFLICT), or the promotion
+ * of a hidden claim when the visible one's owner removes it (that removal's
+ * reason).  Under the key's shard lock, the winner's block is filled while
+ * unreachable and published by one release store of the index slot, as a
+ * re-register by its owner is: a lock-free reader finds the loser or the
+ * winner, never neither.  Events: the loser's SHMG_EV_UNREGISTERED with
+ * `reason`, then the winner's SHMG_EV_REGISTERED (no previous meta: another
+ * endpoint).  Neither is logged (both are other nodes' entries).
+ * Returns 0; -ENOENT the key is not held by `loser` (nothing done);
+ * -ESTALE another incarnation of the winner's node is held; -ENOTCONN the
+ * named cluster is not connected here; -EINVAL (winner NULL or not a
+ * REGISTER, loser or winner of this node or node 0, both of one node, a
+ * slot >= 65536, bad key, cluster, meta or reason); -ENOSPC (arena or node
+ * table full); -EBUSY, -EIO (the lock was not had: nothing done); -EBADF,
+ * -ECHILD.  A crash before the store leaves the loser, after it the winner;
+ * the shard's next locker repairs the rest and delivers the event that was
+ * under way (only a crash in the few instructions between the loser's
+ * finished event and the start of the winner's loses the winner's). */
+int remote_replace(shmg_t *h, shmg_id_t loser, int reason, uint64_t inc,
+		   const struct remote_change *winner);
+
 /* Terminates the LOCAL endpoint `loser`, which holds the registration
  * (cluster, key) and lost it to `winner` by the conflict rule (DESIGN.md
  * section 2, docs/PROTOCOL.md section 15), as Group kills the loser:

@@ -492,7 +492,15 @@ struct two {
 	uint64_t head[3];
 	uint64_t now;
 	uint64_t rng;
+	uint8_t batch_type[3][16]; /* what each node's store was given */
+	uint64_t batch_cursor[3][16];
+	unsigned n_batches[3];
 };
+
+/* What node 2's store says it holds of node 1 (incarnation 101, one
+ * shard): nothing (0), the shard at cursor 0 (1), or the shard wanted again
+ * by snapshot (2: REPL_CURSOR_RESYNC, as a restarted agent says). */
+static int held_by_2;
 
 struct ctx {
 	struct two *t;
@@ -511,8 +519,13 @@ static void t_send(void *c, uint32_t to, const void *buf, size_t len)
 
 static void t_apply(void *c, const struct repl_batch *b)
 {
-	(void)c;
-	(void)b;
+	struct ctx *x = c;
+	unsigned n = x->t->n_batches[x->id];
+	if (n < 16) {
+		x->t->batch_type[x->id][n] = b->type;
+		x->t->batch_cursor[x->id][n] = b->cursor;
+		x->t->n_batches[x->id]++;
+	}
 }
 
 static int t_log_read(void *c, uint16_t shard, uint64_t seq, struct repl_record *out)
@@ -550,10 +563,11 @@ static int64_t t_snapshot(void *c, uint16_t shard, void (*emit)(void *, const st
 
 static void t_held(void *c, uint32_t node, uint64_t *inc, uint64_t *cursors)
 {
-	(void)c;
+	struct ctx *x = c;
 	(void)node;
-	(void)cursors;
-	*inc = 0;
+	*inc = x->id == 2 && held_by_2 ? 101 : 0;
+	if (*inc)
+		cursors[0] = held_by_2 == 2 ? REPL_CURSOR_RESYNC : 0;
 }
 
 static uint64_t t_random(void *c)
@@ -710,6 +724,43 @@ START_TEST(test_lone_change_leaves_at_once_and_load_is_batched)
 	t.head[1] = 71;
 	repl_poll(t.r[1], t.now);
 	ck_assert_uint_eq(t.nq, 1);
+	two_stop(&t);
+}
+END_TEST
+
+/* Node 1 has written 5 changes; node 2's store holds node 1 as held_by_2
+ * says.  Runs both until node 2's store got a batch of node 1's. */
+static void first_batch_from_1(struct two *t, int held)
+{
+	held_by_2 = held;
+	two_start(t, key_a, key_a, 1);
+	held_by_2 = 0;
+	t->head[1] = 5;
+	repl_poll(t->r[1], 0);
+	pump(t);
+	for (int i = 0; i < 100 && !t->n_batches[2]; i++) {
+		t->now += 10000;
+		repl_poll(t->r[1], t->now);
+		repl_poll(t->r[2], t->now);
+		pump(t);
+	}
+	ck_assert_uint_ge(t->n_batches[2], 1);
+}
+
+/* A store that holds a peer's shard but wants it again (a restarted agent,
+ * whose hidden claims were in its memory) gets it by one snapshot, as of the
+ * sender's head; one that reports cursor 0 gets the log replayed from seq
+ * 1 instead, which is why the marker exists. */
+START_TEST(test_shard_wanted_again_comes_by_snapshot)
+{
+	struct two t;
+	first_batch_from_1(&t, 2);
+	ck_assert_uint_eq(t.batch_type[2][0], REPL_BATCH_RESYNC);
+	ck_assert_uint_eq(t.batch_cursor[2][0], 5);
+	two_stop(&t);
+
+	first_batch_from_1(&t, 1);
+	ck_assert_uint_eq(t.batch_type[2][0], REPL_BATCH_DELTA);
 	two_stop(&t);
 }
 END_TEST
@@ -1138,6 +1189,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_handshake_refusals_logged_on_both_sides);
 	tcase_add_test(tc, test_lone_change_leaves_at_once_and_load_is_batched);
 	tcase_add_test(tc, test_messages_once_in_order_and_bounded);
+	tcase_add_test(tc, test_shard_wanted_again_comes_by_snapshot);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_FORK);

@@ -537,6 +537,7 @@ static void write_stats(struct replication *r)
 	W("store_conflicts", s->conflicts);
 	W("store_conflicts_lost", s->conflicts_lost);
 	W("store_conflicts_hidden", s->conflicts_hidden);
+	W("store_promoted_in_place", s->promoted_in_place);
 	W("store_missing", s->missing);
 	W("store_rejected", s->rejected);
 	W("store_not_connected", s->not_connected);

@@ -25,7 +25,10 @@
  * that lost wait in a hidden-claims table in this process's memory, and the
  * best of them is shown when the visible one goes.  A local endpoint that
  * loses is evicted here (its owner's side: the removal replicates), and the
- * winner installed.
+ * winner installed.  A remote claim replaced by a better one, and a hidden
+ * claim taking the place of one its owner removed, are one step for readers
+ * (remote_replace).  The table is lost with the process, so a restarted
+ * agent fetches every shard it holds again by snapshot (store_held).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -290,9 +293,18 @@ int64_t store_snapshot(struct store *st, uint16_t shard,
 	return rc < 0 ? rc : (int64_t)next;
 }
 
+/* Called when the agent adds a peer, so at start: what the arena holds of
+ * the node is kept, but each of its shards is fetched again by snapshot
+ * rather than resumed from the cursor.  The claims of the node that lost a
+ * conflict here lived in the previous agent's memory; a snapshot brings
+ * back every claim the node still holds, and the refused ones are hidden
+ * again (docs/PROTOCOL.md section 9).  A resync leaves unchanged entries
+ * untouched, so readers see nothing of it. */
 void store_held(struct store *st, uint32_t node, uint64_t *inc, uint64_t *cursors)
 {
 	remote_held(st->h, node, inc, cursors);
+	for (uint32_t s = 0; *inc && s < st->shards; s++)
+		cursors[s] = REPL_CURSOR_RESYNC;
 }
 
 /* ---- named clusters ------------------------------------------------------ */
@@ -449,16 +461,25 @@ static void hide(struct store *st, const struct repl_record *r, uint16_t shard)
 	st->stats.conflicts_hidden++;
 }
 
-/* A lib write retried as a batch is (-EBUSY, -EIO). */
-static int put_retried(struct store *st, uint64_t inc, const struct remote_change *c)
+/* The claim c (incarnation inc) written, retried as a batch is (-EBUSY,
+ * -EIO): in place of the registration of `loser` (removed with `reason`) in
+ * one step if loser.node is not 0, else as a plain put. */
+static int write_retried(struct store *st, uint64_t inc, const struct remote_change *c,
+			 shmg_id_t loser, int reason)
 {
 	int rc = -EBUSY;
 	for (int attempt = 0; attempt < APPLY_TRIES && (rc == -EBUSY || rc == -EIO); attempt++) {
 		if (attempt)
 			backoff(attempt);
-		rc = remote_put(st->h, inc, c);
+		rc = loser.node ? remote_replace(st->h, loser, reason, inc, c)
+				: remote_put(st->h, inc, c);
 	}
 	return rc;
+}
+
+static int put_retried(struct store *st, uint64_t inc, const struct remote_change *c)
+{
+	return write_retried(st, inc, c, (shmg_id_t){ 0, 0, 0 }, 0);
 }
 
 static uint64_t inc_of(struct store *st, uint32_t node)
@@ -525,27 +546,48 @@ static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct 
 		if (repl_claim_cmp(r, &v, rule_of(st), st) < 0)
 			break;
 		shmg_id_t loser = { v.node, v.ep_slot, v.ep_gen };
-		if (v.node == st->self) {
-			rc = evict_local(st, c->cluster, c, loser);
-		} else {
-			/* Another node's claim loses: hidden, and replaced. */
-			struct remote_change gone = {
-				.op = REMOTE_UNREGISTER,
-				.reason = SHMG_REASON_CONFLICT,
-				.cluster = c->cluster,
-				.key = c->key,
-				.key_len = c->key_len,
-				.id = loser,
-			};
-			hide(st, &v, shard);
-			rc = put_retried(st, inc_of(st, v.node), &gone);
+		if (v.node != st->self) {
+			/* Another node's claim loses: hidden, and replaced in
+			 * one step (a reader finds one claim or the other). */
+			rc = write_retried(st, inc, c, loser, SHMG_REASON_CONFLICT);
+			if (rc == 0) {
+				hide(st, &v, shard);
+				return;
+			}
+			if (rc == -ENOENT)
+				continue; /* it went meanwhile: look again */
+			break;
 		}
-		if (rc < 0 && rc != -ENOENT)
+		if ((rc = evict_local(st, c->cluster, c, loser)) < 0 && rc != -ENOENT)
 			break;
 		if ((rc = put_retried(st, inc, c)) != -EEXIST)
 			return;
 	}
 	hide(st, r, shard);
+}
+
+/* The best hidden claim of (cluster, key) in *best, copied out of the table
+ * (which may drop it) into the returned buffer, the caller's to free; NULL
+ * if none, or out of memory. */
+static uint8_t *best_hidden(struct store *st, const char *cluster, size_t cluster_len,
+			    const char *key, size_t key_len, struct repl_record *best)
+{
+	const struct repl_record *b =
+		repl_claims_best(st->hidden, cluster, cluster_len, key, key_len, rule_of(st), st);
+	if (!b)
+		return NULL;
+	*best = *b;
+	uint8_t *copy = malloc((size_t)b->cluster_len + b->key_len + b->meta_len + 1);
+	if (!copy)
+		return NULL;
+	memcpy(copy, b->cluster, b->cluster_len);
+	memcpy(copy + b->cluster_len, b->key, b->key_len);
+	if (b->meta_len)
+		memcpy(copy + b->cluster_len + b->key_len, b->meta, b->meta_len);
+	best->cluster = (const char *)copy;
+	best->key = (const char *)copy + b->cluster_len;
+	best->meta = copy + b->cluster_len + b->key_len;
+	return copy;
 }
 
 /* Claims left hidden with nothing visible for their key (the visible one
@@ -566,19 +608,9 @@ static void promote_orphans(struct store *st)
 			continue;
 		}
 		uint16_t shard = repl_claims_shard_at(st->hidden, i);
-		best = *repl_claims_best(st->hidden, h->cluster, h->cluster_len, h->key, h->key_len,
-					 rule_of(st), st);
-		/* Copied out of the table before it drops the claim. */
-		uint8_t *copy = malloc((size_t)best.cluster_len + best.key_len + best.meta_len + 1);
+		uint8_t *copy = best_hidden(st, h->cluster, h->cluster_len, h->key, h->key_len, &best);
 		if (!copy)
 			return;
-		memcpy(copy, best.cluster, best.cluster_len);
-		memcpy(copy + best.cluster_len, best.key, best.key_len);
-		if (best.meta_len)
-			memcpy(copy + best.cluster_len + best.key_len, best.meta, best.meta_len);
-		best.cluster = (const char *)copy;
-		best.key = (const char *)copy + best.cluster_len;
-		best.meta = copy + best.cluster_len + best.key_len;
 		repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
 				 best.key_len);
 		to_change(&best, cluster, &c);
@@ -592,6 +624,42 @@ static void promote_orphans(struct store *st)
 		free(copy);
 		i = 0; /* the table changed */
 	}
+}
+
+/* Does the removal r of another node's claim have a hidden successor (a
+ * claim of a third node that lost to it here)? */
+static bool has_successor(struct store *st, const struct repl_record *r)
+{
+	if (r->op != REPL_OP_UNREGISTER || !repl_claims_count(st->hidden))
+		return false;
+	const struct repl_record *b = repl_claims_best(st->hidden, r->cluster, r->cluster_len,
+						       r->key, r->key_len, rule_of(st), st);
+	return b && b->node != r->node;
+}
+
+/* The removal r (change c) of a visible claim, done as the promotion of the
+ * best hidden claim of its key in the same step (remote_replace): a reader
+ * never finds the key empty between the two.  False if the claim removed is
+ * not the visible one (the caller applies r as usual). */
+static bool promote_in_place(struct store *st, const struct repl_record *r,
+			     const struct remote_change *c)
+{
+	struct repl_record best;
+	struct remote_change w;
+	char cluster[64];
+	uint8_t *copy = best_hidden(st, r->cluster, r->cluster_len, r->key, r->key_len, &best);
+	if (!copy)
+		return false;
+	to_change(&best, cluster, &w);
+	int reason = r->reason ? r->reason : SHMG_REASON_NORMAL;
+	int rc = write_retried(st, inc_of(st, best.node), &w, c->id, reason);
+	if (rc == 0) {
+		repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
+				 best.key_len);
+		st->stats.promoted_in_place++;
+	}
+	free(copy);
+	return rc == 0;
 }
 
 static const char *batch_kind(uint8_t type)
@@ -615,17 +683,12 @@ static int purge_cluster(struct store *st, const struct repl_batch *b)
 	return n < 0 ? (int)n : 0;
 }
 
-void store_apply(struct store *st, const struct repl_batch *b)
+/* Records [from, to) of b applied as one remote_apply (with cursor, if not
+ * 0), or b as one remote_resync / remote_purge, retried on -EBUSY / -EIO. */
+static int apply_retried(struct store *st, const struct repl_batch *b, uint32_t from, uint32_t to,
+			 uint64_t cursor)
 {
 	int rc = 0;
-
-	st->stats.batches++;
-	if (b->type != REPL_BATCH_PURGE && b->type != REPL_BATCH_PURGE_CLUSTER) {
-		if ((rc = scratch_reserve(st, b->n ? b->n : 1)) < 0)
-			goto failed;
-		for (uint32_t i = 0; i < b->n; i++)
-			to_change(&b->records[i], st->clusters[i], &st->changes[i]);
-	}
 	for (int attempt = 0; attempt < APPLY_TRIES; attempt++) {
 		if (attempt)
 			st->stats.retries++;
@@ -635,12 +698,9 @@ void store_apply(struct store *st, const struct repl_batch *b)
 		} else if (b->type == REPL_BATCH_PURGE_CLUSTER) {
 			rc = purge_cluster(st, b);
 		} else if (b->type == REPL_BATCH_DELTA) {
-			rc = remote_apply(st->h, b->node, b->inc, b->shard, st->changes, b->n,
-					  b->cursor, st->rcs);
+			rc = remote_apply(st->h, b->node, b->inc, b->shard, st->changes + from,
+					  to - from, cursor, st->rcs + from);
 		} else {
-			/* The node's hidden claims of the shard come back as
-			 * refusals if the snapshot still has them. */
-			repl_claims_drop_shard(st->hidden, b->node, b->shard);
 			rc = remote_resync(st->h, b->node, b->inc, b->shard, st->changes, b->n,
 					   b->cursor, st->rcs);
 		}
@@ -657,22 +717,37 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			break;
 		backoff(attempt);
 	}
-	if (rc < 0)
-		goto failed;
-	if (b->type == REPL_BATCH_PURGE) {
-		repl_claims_drop_node(st->hidden, b->node, NULL, 0);
-		if (repl_claims_count(st->hidden))
-			promote_orphans(st);
-		return;
-	}
-	if (b->type == REPL_BATCH_PURGE_CLUSTER) {
-		/* This host left the cluster: every claim of it goes, hidden too. */
-		repl_claims_drop_node(st->hidden, 0, b->cluster, b->cluster_len);
-		return;
-	}
-	st->stats.changes += b->n;
-	bool removed = b->type == REPL_BATCH_RESYNC;
-	for (uint32_t i = 0; i < b->n; i++) {
+	return rc;
+}
+
+/* a is a register or unregister of b's key by b's owner. */
+static bool same_claim_key(const struct repl_record *a, const struct repl_record *b)
+{
+	return (a->op == REPL_OP_REGISTER || a->op == REPL_OP_UNREGISTER) && a->node == b->node &&
+	       a->key_len == b->key_len && a->cluster_len == b->cluster_len &&
+	       !memcmp(a->key, b->key, a->key_len) && !memcmp(a->cluster, b->cluster, a->cluster_len);
+}
+
+/* The owner's changes of the key of record i after it in [i + 1, to) were
+ * applied before record i's refusal was settled: applied again now, in
+ * order, so the batch's outcome is that of its changes one at a time (an
+ * unregister that follows a claim that won here removes the winner just
+ * installed, rather than finding nothing and leaving it behind). */
+static void reapply_after(struct store *st, const struct repl_batch *b, uint32_t i, uint32_t to)
+{
+	for (uint32_t j = i + 1; j < to; j++)
+		if (same_claim_key(&b->records[j], &b->records[i]))
+			st->rcs[j] = put_retried(st, b->inc, &st->changes[j]);
+}
+
+/* What records [from, to) of b came to: refused claims settled by the rule,
+ * hidden claims dropped with their owner's register or removal.  True if a
+ * visible claim went. */
+static bool settle_outcomes(struct store *st, const struct repl_batch *b, uint32_t from,
+			    uint32_t to)
+{
+	bool removed = false;
+	for (uint32_t i = from; i < to; i++) {
 		const struct repl_record *r = &b->records[i];
 		const struct remote_change *c = &st->changes[i];
 		switch (st->rcs[i]) {
@@ -684,6 +759,7 @@ void store_apply(struct store *st, const struct repl_batch *b)
 			break;
 		case -EEXIST:
 			settle(st, b->inc, b->shard, r, c);
+			reapply_after(st, b, i, to);
 			break;
 		case -ENOENT:
 			if (r->op != REPL_OP_UNREGISTER ||
@@ -697,10 +773,69 @@ void store_apply(struct store *st, const struct repl_batch *b)
 		default:
 			st->stats.rejected++;
 			logf_(L_WARN, "node %" PRIu32 ": a change of '%.*s' was refused: %s",
-			      b->node, (int)b->records[i].key_len, b->records[i].key,
-			      shmg_strerror(st->rcs[i]));
+			      b->node, (int)r->key_len, r->key, shmg_strerror(st->rcs[i]));
 		}
 	}
+	return removed;
+}
+
+void store_apply(struct store *st, const struct repl_batch *b)
+{
+	int rc = 0;
+	bool removed = false;
+
+	st->stats.batches++;
+	if (b->type == REPL_BATCH_PURGE_CLUSTER) {
+		if ((rc = apply_retried(st, b, 0, 0, 0)) < 0)
+			goto failed;
+		/* This host left the cluster: every claim of it goes, hidden too. */
+		repl_claims_drop_node(st->hidden, 0, b->cluster, b->cluster_len);
+		return;
+	}
+	if (b->type != REPL_BATCH_PURGE) {
+		if ((rc = scratch_reserve(st, b->n ? b->n : 1)) < 0)
+			goto failed;
+		for (uint32_t i = 0; i < b->n; i++)
+			to_change(&b->records[i], st->clusters[i], &st->changes[i]);
+	}
+	if (b->type == REPL_BATCH_PURGE) {
+		if ((rc = apply_retried(st, b, 0, 0, 0)) < 0)
+			goto failed;
+		repl_claims_drop_node(st->hidden, b->node, NULL, 0);
+		if (repl_claims_count(st->hidden))
+			promote_orphans(st);
+		return;
+	}
+	if (b->type == REPL_BATCH_RESYNC) {
+		/* The node's hidden claims of the shard come back as refusals
+		 * if the snapshot still has them. */
+		repl_claims_drop_shard(st->hidden, b->node, b->shard);
+		if ((rc = apply_retried(st, b, 0, b->n, b->cursor)) < 0)
+			goto failed;
+		settle_outcomes(st, b, 0, b->n);
+		removed = true;
+	} else {
+		/* A removal of a claim with a hidden successor is that claim's
+		 * replacement, done alone between the changes before and after
+		 * it; the cursor goes with the last part, so it is never ahead
+		 * of the arena (a crash between parts re-applies them: each
+		 * change is idempotent). */
+		uint32_t from = 0;
+		for (uint32_t i = 0; i <= b->n; i++) {
+			bool end = i == b->n;
+			if (!end && !has_successor(st, &b->records[i]))
+				continue;
+			if (i > from || end) {
+				rc = apply_retried(st, b, from, i, end ? b->cursor : 0);
+				if (rc < 0)
+					goto failed;
+				removed |= settle_outcomes(st, b, from, i);
+			}
+			if (!end)
+				from = promote_in_place(st, &b->records[i], &st->changes[i]) ? i + 1 : i;
+		}
+	}
+	st->stats.changes += b->n;
 	if (removed && repl_claims_count(st->hidden))
 		promote_orphans(st);
 	return;

@@ -34,9 +34,11 @@ struct store_config {
 struct store_stats {
 	/* conflicts: remote claims met on a key held here by another owner;
 	 * conflicts_lost: local endpoints evicted; conflicts_hidden: remote
-	 * claims kept hidden (lost here, or replaced by a better one). */
+	 * claims kept hidden (lost here, or replaced by a better one);
+	 * promoted_in_place: hidden claims shown in the same step as their
+	 * owner's removal of the visible one (remote_replace). */
 	uint64_t batches, changes, conflicts, missing, rejected, retries, failed;
-	uint64_t conflicts_lost, conflicts_hidden;
+	uint64_t conflicts_lost, conflicts_hidden, promoted_in_place;
 	/* Changes of a named cluster this host is not connected to: a peer
 	 * sent them before it learnt that this host left it. */
 	uint64_t not_connected;

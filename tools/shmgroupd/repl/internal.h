@@ -74,6 +74,8 @@ struct shard_rx {
 	struct pending_rec *pend; /* delivered, waiting for the apply flush */
 	uint32_t n_pend, cap_pend;
 	uint8_t ack_log, ack_snap;
+	bool want_snapshot; /* the store asked for it (REPL_CURSOR_RESYNC): until
+			     * one commits, handshakes ask for it again */
 };
 
 /* A queued message's copy: the encoded DISPATCH frame, for resends. */

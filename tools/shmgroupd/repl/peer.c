@@ -58,7 +58,9 @@ static void send_hello(struct repl *r, struct peer *p, uint8_t type, uint64_t no
 	uint16_t shards = r->cfg.shards;
 
 	for (unsigned s = 0; s < shards; s++) {
-		uint64_t c = p->rx ? p->rx[s].log.cum : 0;
+		uint64_t c = !p->rx                  ? 0
+			     : p->rx[s].want_snapshot ? REPL_CURSOR_RESYNC
+						      : p->rx[s].log.cum;
 		for (int i = 0; i < 8; i++)
 			cursors[s * 8 + i] = (uint8_t)(c >> (8 * i));
 	}

@@ -167,7 +167,9 @@ int repl_peer_add(struct repl *r, uint32_t node, const char *name)
 	r->ops->held(r->ctx, node, &inc, cursors);
 	p->held_inc = inc;
 	for (unsigned s = 0; s < r->cfg.shards; s++) {
-		stream_rx_init(&p->rx[s].log, inc ? cursors[s] : 0);
+		bool resync = inc && cursors[s] == REPL_CURSOR_RESYNC;
+		stream_rx_init(&p->rx[s].log, inc && !resync ? cursors[s] : 0);
+		p->rx[s].want_snapshot = resync;
 		resync_rx_reset(&p->rx[s].snap);
 		p->tx[s].mode = WIRE_MODE_LOG;
 		p->tx[s].named = 1; /* what an earlier run sent is not known */
@@ -636,6 +638,7 @@ void repl_rx_reset(struct repl *r, struct peer *p)
 		rx->snap.committed_id = 0;
 		free_pending(rx);
 		rx->ack_log = rx->ack_snap = 0;
+		rx->want_snapshot = false;
 	}
 }
 

@@ -117,6 +117,11 @@ enum repl_peer_event {
 	REPL_PEER_RECONNECTED = 6, /* a new handshake with the same peer run */
 };
 
+/* A cursor held() may report: the shard is held, but wanted again by
+ * snapshot.  The handshake sends it as the shard's cursor; a sender takes
+ * any cursor above its log's head for a snapshot (section 8). */
+#define REPL_CURSOR_RESYNC UINT64_MAX
+
 struct repl_ops {
 	/* A datagram for node `to`; the agent maps node to address. */
 	void (*send)(void *ctx, uint32_t to, const void *buf, size_t len);
@@ -132,7 +137,10 @@ struct repl_ops {
 	int64_t (*snapshot)(void *ctx, uint16_t shard,
 			    void (*emit)(void *arg, const struct repl_record *r), void *arg);
 	/* What the store holds of `node`: its incarnation (0 none) and, per
-	 * shard, the last seq applied (cursors[shards]). */
+	 * shard, the last seq applied (cursors[shards]), or REPL_CURSOR_RESYNC:
+	 * the entries are held but the store wants the shard by snapshot
+	 * rather than resumed (it lost state of its own, section 17 of
+	 * PROTOCOL.md).  Called when a peer is added. */
 	void (*held)(void *ctx, uint32_t node, uint64_t *inc, uint64_t *cursors);
 	/* A random 64-bit value (handshake nonces). */
 	uint64_t (*random)(void *ctx);

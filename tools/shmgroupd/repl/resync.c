@@ -285,6 +285,7 @@ static void commit(struct repl *r, struct peer *p, uint16_t shard)
 	resync_rx_reset(s);
 	rx->ack_log = 1;
 	rx->ack_snap = 1;
+	rx->want_snapshot = false;
 	r->c.resyncs_applied++;
 }
 
