@@ -25,7 +25,8 @@
  * that lost wait in a hidden-claims table in this process's memory, and the
  * best of them is shown when the visible one goes.  A local endpoint that
  * loses is evicted here (its owner's side: the removal replicates), and the
- * winner installed.
+ * winner installed.  Refusals are settled after the whole batch was applied,
+ * so the batch's later changes of a settled key are applied again.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -563,6 +564,26 @@ static void promote_orphans(struct store *st)
 	}
 }
 
+static bool same_registry_key(const struct repl_record *a, const struct repl_record *b)
+{
+	bool registry = (a->op == REPL_OP_REGISTER || a->op == REPL_OP_UNREGISTER) &&
+			(b->op == REPL_OP_REGISTER || b->op == REPL_OP_UNREGISTER);
+	return registry && a->key_len == b->key_len && a->cluster_len == b->cluster_len &&
+	       memcmp(a->key, b->key, a->key_len) == 0 &&
+	       memcmp(a->cluster, b->cluster, a->cluster_len) == 0;
+}
+
+/* Whether a change of the batch before records[i], of the same registry key,
+ * was refused as a conflict (and so settled, changing the arena, after the
+ * whole batch had been applied). */
+static bool settled_before(const struct repl_batch *b, const int *rcs, uint32_t i)
+{
+	for (uint32_t j = 0; j < i; j++)
+		if (rcs[j] == -EEXIST && same_registry_key(&b->records[j], &b->records[i]))
+			return true;
+	return false;
+}
+
 static const char *batch_kind(uint8_t type)
 {
 	return type == REPL_BATCH_DELTA    ? "changes"
@@ -623,6 +644,11 @@ void store_apply(struct store *st, const struct repl_batch *b)
 	for (uint32_t i = 0; i < b->n; i++) {
 		const struct repl_record *r = &b->records[i];
 		const struct remote_change *c = &st->changes[i];
+		/* The batch was applied before any of its refusals was settled:
+		 * a later change of a key settled above met the arena as it was
+		 * then, and is applied again, in its order. */
+		if (settled_before(b, st->rcs, i))
+			st->rcs[i] = put_retried(st, b->inc, c);
 		switch (st->rcs[i]) {
 		case 0:
 			if (r->op == REPL_OP_REGISTER)
