@@ -26,6 +26,7 @@ const char *agent_path;
 struct host hosts[HOSTS];
 int n_hosts;
 static char wire_group[64];
+static char hub_netns[64]; /* the bridge's namespace (hosts_in_netns), or "" */
 static char key_path[64];
 const char *const *fault_args;    /* extra agent arguments */
 const char *down_after = "10000"; /* long: a loaded machine must not fake a failure */
@@ -80,8 +81,76 @@ static void cleanup(void)
 			run_quiet("ip netns del %s 2>/dev/null", hosts[i].netns);
 		hosts[i].netns[0] = '\0';
 	}
+	if (hub_netns[0]) /* the bridge and the hosts' veth peers go with it */
+		run_quiet("ip netns del %s 2>/dev/null", hub_netns);
+	hub_netns[0] = '\0';
 	if (key_path[0])
 		unlink(key_path);
+}
+
+/* Back to 127.0.0.1 after a failed hosts_in_netns; returns false. */
+static bool netns_undo(void)
+{
+	for (int i = 0; i < n_hosts; i++) {
+		if (hosts[i].netns[0])
+			run_quiet("ip netns del %s 2>/dev/null", hosts[i].netns);
+		hosts[i].netns[0] = '\0';
+		hosts[i].addr = NULL;
+	}
+	if (hub_netns[0])
+		run_quiet("ip netns del %s 2>/dev/null", hub_netns);
+	hub_netns[0] = '\0';
+	return false;
+}
+
+/* Makes network namespace name; false, with why, if it cannot. */
+static bool netns_add(const char *test, char *name, size_t cap, const char *fmt, int a, int b)
+{
+	snprintf(name, cap, fmt, a, b);
+	if (run_quiet("ip netns add %s 2>/dev/null", name))
+		return true;
+	name[0] = '\0';
+	fprintf(stderr, "%s: skipped: network namespaces unavailable (ip netns add failed)\n",
+		test);
+	return false;
+}
+
+bool hosts_in_netns(const char *test)
+{
+	int pid = (int)getpid();
+	static char addrs[HOSTS][32];
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "%s: skipped: needs root\n", test);
+		return false;
+	}
+	if (!run_quiet("ip -V >/dev/null 2>&1")) {
+		fprintf(stderr, "%s: skipped: no ip (iproute2)\n", test);
+		return false;
+	}
+	if (!netns_add(test, hub_netns, sizeof(hub_netns), "trepl-%d-hub%d", pid, 0))
+		return false;
+	bool ok = run_quiet("ip -n %s link add tbr type bridge", hub_netns) &&
+		  run_quiet("ip -n %s link set tbr up", hub_netns);
+	for (int i = 0; i < n_hosts && ok; i++) {
+		char veth[16], peer[16];
+		if (!netns_add(test, hosts[i].netns, sizeof(hosts[i].netns), "trepl-%d-%d", pid, i))
+			return netns_undo();
+		snprintf(veth, sizeof(veth), "tr%d%c", pid % 1000000, 'a' + i);
+		snprintf(peer, sizeof(peer), "tr%d%cb", pid % 1000000, 'a' + i);
+		snprintf(addrs[i], sizeof(addrs[i]), "10.201.%d.%d", pid % 250, i + 1);
+		hosts[i].addr = addrs[i];
+		ok = run_quiet("ip link add %s netns %s type veth peer name %s netns %s", veth,
+			       hosts[i].netns, peer, hub_netns) &&
+		     run_quiet("ip -n %s link set %s master tbr", hub_netns, peer) &&
+		     run_quiet("ip -n %s link set %s up", hub_netns, peer) &&
+		     run_quiet("ip -n %s addr add %s/24 dev %s", hosts[i].netns, addrs[i], veth) &&
+		     run_quiet("ip -n %s link set %s up", hosts[i].netns, veth) &&
+		     run_quiet("ip -n %s link set lo up", hosts[i].netns);
+	}
+	if (!ok)
+		fprintf(stderr, "%s: skipped: cannot join the namespaces by a bridge\n", test);
+	return ok || netns_undo();
 }
 
 void hosts_init(int n)

@@ -96,6 +96,12 @@ void kill_agents(void);
 /* Every host's agent has every other as a peer (shmg_nodes). */
 bool all_connected(void *arg);
 void start_all(void);
+/* After hosts_init, before any agent starts: each host's agent and workers
+ * in a network namespace of its own, all joined by a bridge in another
+ * (10.201.x.1, .2, ... /24); agents_teardown removes them.  false, with why
+ * on stderr (naming test), when that cannot be done here (not root, no
+ * iproute2, namespaces unavailable): the hosts are left on 127.0.0.1. */
+bool hosts_in_netns(const char *test);
 /* want[i] (or any, for -1) is host i's count of peers. */
 bool nodes_are(void *arg);
 /* A counter of host i's stats file, -1 if not there (yet). */

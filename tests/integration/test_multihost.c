@@ -24,7 +24,8 @@
  *   - an asymmetric partition (A's agent stops sending to B but still hears
  *     it: fault_partition_direction = send) with writes on both sides: B
  *     declares A down, and after the heal every host holds the same view;
- *   - five agents under loss, through a random but seeded schedule of
+ *   - five agents (as root, each in a network namespace of its own, joined
+ *     by a bridge) under loss, through a random but seeded schedule of
  *     partitions, agent kills and restarts, worker kills, and workers'
  *     registers (of a small pool of keys, so partitions make conflicts),
  *     unregisters, joins and leaves: after the heal, every host's view of
@@ -525,6 +526,7 @@ static void chaos_run(const char *name)
 	ck_assert(c->hosts >= 2 && c->hosts <= CHAOS_HOSTS);
 	c->places = c->hosts * CHAOS_WORKERS_PER_HOST;
 	hosts_init(c->hosts);
+	bool netns = hosts_in_netns(name); /* as root; 127.0.0.1 otherwise */
 	start_all();
 	c->rng = seed;
 	c->w = calloc(CHAOS_WORKERS + steps, sizeof(*c->w));
@@ -566,8 +568,9 @@ static void chaos_run(const char *name)
 		terminated += c->w[i].terminated;
 		killed += c->w[i].killed;
 	}
-	fprintf(stderr, "%s: seed %llu settled: %d workers, %d killed, %d lost a conflict\n", name,
-		(unsigned long long)seed, c->n_w, killed, terminated);
+	fprintf(stderr, "%s: seed %llu settled (%s): %d workers, %d killed, %d lost a conflict\n",
+		name, (unsigned long long)seed, netns ? "a namespace per host" : "127.0.0.1", c->n_w,
+		killed, terminated);
 	for (int i = 0; i < c->n_w; i++)
 		if (!c->w[i].killed) {
 			kill(c->w[i].w.pid, SIGKILL);

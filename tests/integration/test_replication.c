@@ -42,7 +42,7 @@
  *   - the lossy burst is 50,000 changes from three hosts
  *     (SHMG_REPL_BURST_OPS sets another size);
  *   - as root: the propagation scenario with each agent in a network
- *     namespace of its own, joined by a veth pair (skipped otherwise);
+ *     namespace of its own, joined by a bridge (skipped otherwise);
  *   - a writer stopped between publishing its change and waking the
  *     sleeping agent: the change still reaches B.
  * Every test ends with every host's view (a lookup of every key used, the
@@ -675,55 +675,14 @@ START_TEST(test_readers_keep_survivors_during_restart_resync)
 }
 END_TEST
 
-/* Hosts 0 and 1 in network namespaces of their own, joined by a veth pair
- * (10.201.x.1 and .2/24).  false, with why on stderr, when that cannot be
- * done here (not root, no iproute2, namespaces unavailable). */
-static bool netns_pair(void)
-{
-	char veth[2][16];
-	int pid = (int)getpid();
-	static char addrs[2][32];
-
-	if (geteuid() != 0) {
-		fprintf(stderr, "test_replication_in_netns: skipped: needs root\n");
-		return false;
-	}
-	if (!run_quiet("ip -V >/dev/null 2>&1")) {
-		fprintf(stderr, "test_replication_in_netns: skipped: no ip (iproute2)\n");
-		return false;
-	}
-	for (int i = 0; i < 2; i++) {
-		snprintf(hosts[i].netns, sizeof(hosts[i].netns), "trepl-%d-%d", pid, i);
-		snprintf(veth[i], sizeof(veth[i]), "tr%d%c", pid % 1000000, 'a' + i);
-		snprintf(addrs[i], sizeof(addrs[i]), "10.201.%d.%d", pid % 250, i + 1);
-		hosts[i].addr = addrs[i];
-		if (!run_quiet("ip netns add %s 2>/dev/null", hosts[i].netns)) {
-			hosts[i].netns[0] = '\0';
-			fprintf(stderr, "test_replication_in_netns: skipped: network namespaces "
-					"unavailable (ip netns add failed)\n");
-			return false;
-		}
-	}
-	bool ok = run_quiet("ip link add %s type veth peer name %s 2>/dev/null", veth[0], veth[1]);
-	for (int i = 0; i < 2 && ok; i++)
-		ok = run_quiet("ip link set %s netns %s", veth[i], hosts[i].netns) &&
-		     run_quiet("ip -n %s addr add %s/24 dev %s", hosts[i].netns, addrs[i],
-			       veth[i]) &&
-		     run_quiet("ip -n %s link set %s up", hosts[i].netns, veth[i]) &&
-		     run_quiet("ip -n %s link set lo up", hosts[i].netns);
-	if (!ok)
-		fprintf(stderr, "test_replication_in_netns: skipped: cannot make a veth pair\n");
-	return ok;
-}
-
-/* The propagation scenario across a veth pair, each agent (and the workers
+/* The propagation scenario across a bridge, each agent (and the workers
  * writing to its arena) in a network namespace of its own: the arenas are
  * still on this host's /dev/shm, read here. */
 START_TEST(test_propagation_in_netns)
 {
 	struct tc_ev e;
 	hosts_init(2);
-	if (!netns_pair())
+	if (!hosts_in_netns("test_propagation_in_netns"))
 		return;
 	start_all();
 	shmg_t *mon = hosts[1].h;
