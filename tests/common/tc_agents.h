@@ -3,8 +3,8 @@
  * Hosts with real agents, for the tests of replication between hosts
  * (test_replication, test_multihost): shmgroupd (agent_path, the test's
  * argv[1]) run once per "host", each host an arena of its own with its own
- * node number, the agents talking UDP on 127.0.0.1 ports (or across veth
- * pairs, a host's agent and workers in a network namespace of its own)
+ * node number, the agents talking UDP on 127.0.0.1 ports (or across a
+ * bridge, a host's agent and workers in a network namespace of its own)
  * under one cluster key and one group name on the wire.  Workers are forked
  * processes that open a host's arena and write on command (a pipe); the test
  * process reads every host's arena through hosts[i].h.
