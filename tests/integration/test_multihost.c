@@ -35,7 +35,8 @@
  *     every contested key (the invariants of tests/sim/sim_invariants.c
  *     that can be seen from outside, docs/PROTOCOL.md section 16).  The seed
  *     is printed; SHMG_MULTIHOST_SEED repeats the schedule (the outcomes
- *     still depend on timing), SHMG_MULTIHOST_STEPS makes it longer;
+ *     still depend on timing), SHMG_MULTIHOST_STEPS makes it longer and
+ *     SHMG_MULTIHOST_HOSTS (2..5) runs fewer hosts;
  *   - a leased named cluster on a host whose agent runs (and so hosts the
  *     reaper) expires when nothing of the host's is in it, and is kept,
  *     saying why, while a registration of the host is.
