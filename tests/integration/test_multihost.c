@@ -36,8 +36,9 @@
  *     host's workers write keys of their own; with SHMG_MULTIHOST_CONTESTED
  *     set all write the same ten, so that partitions make conflicts: that
  *     variant STILL FAILS NOW AND THEN (a live worker's claim missing from
- *     its own host, two live workers holding one key; about one run in six
- *     here), an open bug, docs/PROTOCOL.md section 17.  The seed
+ *     its own host, two live workers holding one key: seed
+ *     13297492042155655898 in four runs of ten), an open bug,
+ *     docs/PROTOCOL.md section 17.  The seed
  *     is printed; SHMG_MULTIHOST_SEED repeats the schedule (the outcomes
  *     still depend on timing), SHMG_MULTIHOST_STEPS makes it longer and
  *     SHMG_MULTIHOST_HOSTS (2..5) runs fewer hosts;
@@ -458,7 +459,10 @@ static bool chaos_expected(struct chaos *c, char *out, size_t cap)
 			if (!chaos_alive(cw) || !cw->reg[k][0])
 				continue;
 			if (holder) {
-				snprintf(c->why, sizeof(c->why), "c/%d held by two live workers", k);
+				snprintf(c->why, sizeof(c->why),
+					 "c/%d held by two live workers, n%u.%u.%u and n%u.%u.%u", k,
+					 holder->w.id.node, holder->w.id.slot, holder->w.id.gen,
+					 cw->w.id.node, cw->w.id.slot, cw->w.id.gen);
 				return false;
 			}
 			holder = cw;
