@@ -3,6 +3,7 @@
 #include "tc_agents.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -115,6 +116,24 @@ static bool netns_add(const char *test, char *name, size_t cap, const char *fmt,
 	return false;
 }
 
+/* Removes the namespaces of test processes that are gone: a failed check
+ * ends its test with _exit, past agents_teardown and the atexit cleanup. */
+static void sweep_stale_netns(void)
+{
+	char line[256];
+	FILE *f = popen("ip netns list 2>/dev/null", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		int pid;
+		char name[128];
+		if (sscanf(line, "%127s", name) != 1 || sscanf(name, "trepl-%d-", &pid) != 1 ||
+		    pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		run_quiet("ip netns del %s 2>/dev/null", name);
+	}
+	if (f)
+		pclose(f);
+}
+
 bool hosts_in_netns(const char *test)
 {
 	int pid = (int)getpid();
@@ -128,6 +147,7 @@ bool hosts_in_netns(const char *test)
 		fprintf(stderr, "%s: skipped: no ip (iproute2)\n", test);
 		return false;
 	}
+	sweep_stale_netns();
 	if (!netns_add(test, hub_netns, sizeof(hub_netns), "trepl-%d-hub%d", pid, 0))
 		return false;
 	bool ok = run_quiet("ip -n %s link add tbr type bridge", hub_netns) &&

@@ -98,7 +98,8 @@ bool all_connected(void *arg);
 void start_all(void);
 /* After hosts_init, before any agent starts: each host's agent and workers
  * in a network namespace of its own, all joined by a bridge in another
- * (10.201.x.1, .2, ... /24); agents_teardown removes them.  false, with why
+ * (10.201.x.1, .2, ... /24); agents_teardown removes them, and the next
+ * call those a failed test (ended by _exit) left behind.  false, with why
  * on stderr (naming test), when that cannot be done here (not root, no
  * iproute2, namespaces unavailable): the hosts are left on 127.0.0.1. */
 bool hosts_in_netns(const char *test);
