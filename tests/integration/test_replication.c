@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Replication between real agents: shmgroupd (path in argv[1]) run once per
- * "host", each host an arena of its own with its own node number, the agents
- * talking UDP on 127.0.0.1 ports under one cluster key and one group name on
- * the wire.  Workers are forked processes that open a host's arena and write
- * on command (a pipe); the test process reads every host's arena.
+ * "host" (tests/common/tc_agents.h: each host an arena of its own, the agents
+ * talking UDP on 127.0.0.1 ports; workers are forked processes that write to
+ * a host's arena on command; the test process reads every host's arena).
  *
  * What each test shows:
  *   - propagation: a register, a metadata update, a join on A appear on B and
@@ -43,7 +42,7 @@
  *   - the lossy burst is 50,000 changes from three hosts
  *     (SHMG_REPL_BURST_OPS sets another size);
  *   - as root: the propagation scenario with each agent in a network
- *     namespace of its own, joined by a veth pair (skipped otherwise);
+ *     namespace of its own, joined by a bridge (skipped otherwise);
  *   - a writer stopped between publishing its change and waking the
  *     sleeping agent: the change still reaches B.
  * Every test ends with every host's view (a lookup of every key used, the
@@ -71,545 +70,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tc.h"
-#include "tc_events.h"
-#include "stats_file.h"
+#include "tc_agents.h"
 #include "testhook.h"
-
-#define HOSTS 3
-#define CONVERGE_MS 60000
-#define READY_MS 10000
-#define VIEW_MAX (256 * 1024)
-
-static const char *agent_path;
-
-struct host {
-	const char *arena;
-	int port;                /* the agent's */
-	int peer_port_of[HOSTS]; /* where this agent sends to host j (a relay, or j's port) */
-	pid_t agent;
-	char stats[128];
-	char log[128];
-	const char *addr; /* the agent's IPv4 address; NULL = 127.0.0.1 */
-	char netns[64];   /* a network namespace the agent and workers run in, or "" */
-	shmg_t *h;        /* the test process's handle */
-};
-
-static struct host hosts[HOSTS];
-static int n_hosts;
-static char wire_group[64];
-static char key_path[64];
-static const char *const *fault_args;    /* extra agent arguments */
-static const char *down_after = "10000"; /* long: a loaded machine must not fake a failure */
-static int unlisted = -1;                /* a host that host 0 is not told about at start */
-static const char *host1_name;           /* host 1's name when not "h2" */
-static uint32_t host1_shards;            /* host 1's arena shard count, 0 = the default */
-static uint32_t oplog_bytes;             /* the arenas' change logs; 0 = default */
-
-/* ---- agents ----------------------------------------------------------- */
-
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static void kill_agents(void)
-{
-	for (int i = 0; i < n_hosts; i++)
-		if (hosts[i].agent > 0) {
-			kill(hosts[i].agent, SIGKILL);
-			waitpid(hosts[i].agent, NULL, 0);
-			hosts[i].agent = 0;
-		}
-}
-
-/* Runs a shell command line; true if it exited 0. */
-static bool run_quiet(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	fflush(NULL);
-	int st = system(cmd);
-	return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-static void cleanup(void)
-{
-	kill_agents();
-	for (int i = 0; i < n_hosts; i++) {
-		unlink(hosts[i].stats);
-		unlink(hosts[i].log);
-		if (hosts[i].netns[0]) /* its end of the veth pair goes with it */
-			run_quiet("ip netns del %s 2>/dev/null", hosts[i].netns);
-		hosts[i].netns[0] = '\0';
-	}
-	if (key_path[0])
-		unlink(key_path);
-}
-
-/* n hosts with fresh arenas and ports, and a fresh cluster key. */
-static void hosts_init(int n)
-{
-	uint8_t key[32];
-
-	atexit(cleanup);
-	n_hosts = n;
-	snprintf(wire_group, sizeof(wire_group), "trepl-%d", (int)getpid());
-	snprintf(key_path, sizeof(key_path), "/tmp/trepl-%d.key", (int)getpid());
-	ck_assert_int_eq(getrandom(key, sizeof(key), 0), (ssize_t)sizeof(key));
-	int fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(tc_write_full(fd, key, sizeof(key)), 0);
-	close(fd);
-	for (int i = 0; i < n; i++) {
-		struct host *ho = &hosts[i];
-		memset(ho, 0, sizeof(*ho));
-		ho->arena = tc_new_name();
-		ho->port = free_port();
-		snprintf(ho->stats, sizeof(ho->stats), "/tmp/trepl-%d-%d.stats", (int)getpid(), i);
-		snprintf(ho->log, sizeof(ho->log), "/tmp/trepl-%d-%d.log", (int)getpid(), i);
-		/* Left by a killed run whose pid this process has now: its
-		 * sanitizer reports and counters are not this test's. */
-		unlink(ho->log);
-		unlink(ho->stats);
-		struct shmg_config cfg = { .node_id = (uint32_t)i + 1, .oplog_bytes = oplog_bytes,
-					   .shards = i == 1 ? host1_shards : 0 };
-		ho->h = tc_open(ho->arena, &cfg);
-	}
-	for (int i = 0; i < n; i++)
-		for (int j = 0; j < n; j++)
-			hosts[i].peer_port_of[j] = hosts[j].port;
-}
-
-static const char *addr_of(int i)
-{
-	return hosts[i].addr ? hosts[i].addr : "127.0.0.1";
-}
-
-/* In a forked child of host i: into the host's network namespace, if any. */
-static void enter_netns(int i)
-{
-	char path[96];
-	if (!hosts[i].netns[0])
-		return;
-	snprintf(path, sizeof(path), "/var/run/netns/%s", hosts[i].netns);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-		_exit(126);
-	close(fd);
-}
-
-/* Starts host i's agent with argv, its stderr on errfd. */
-static pid_t spawn(int i, const char *const *argv, int errfd)
-{
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		enter_netns(i);
-		dup2(errfd, STDERR_FILENO);
-		execv(agent_path, (char *const *)argv);
-		_exit(127);
-	}
-	close(errfd);
-	return pid;
-}
-
-static void agent_start(int i)
-{
-	char args[48][160];
-	const char *argv[64];
-	int n = 0, p[2];
-
-#define ARG(...) snprintf(args[n], sizeof(args[n]), __VA_ARGS__), argv[n] = args[n], n++
-	ARG("shmgroupd");
-	ARG("--group=%s", hosts[i].arena);
-	if (i == 1 && host1_name)
-		ARG("--node-name=%s", host1_name);
-	else
-		ARG("--node-name=h%d", i + 1);
-	ARG("--listen=%s:%d", addr_of(i), hosts[i].port);
-	ARG("--replication-group=%s", wire_group);
-	ARG("--key-file=%s", key_path);
-	ARG("--stats-file=%s", hosts[i].stats);
-	ARG("--stats-interval=50");
-	ARG("--heartbeat-interval=100");
-	ARG("--busy-retry-interval=200");
-	ARG("--down-after=%s", down_after);
-	for (int j = 0; j < n_hosts; j++)
-		if (j != i && !(i == 0 && j == unlisted))
-			ARG("--peer=%d h%d %s:%d", j + 1, j + 1, addr_of(j),
-			    hosts[i].peer_port_of[j]);
-	ck_assert_int_eq(pipe(p), 0);
-	ARG("--ready-fd=%d", p[1]);
-#undef ARG
-	for (int k = 0; fault_args && fault_args[k]; k++)
-		argv[n++] = fault_args[k];
-	argv[n] = NULL;
-
-	int logfd = open(hosts[i].log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	ck_assert_int_ge(logfd, 0);
-	pid_t pid = spawn(i, argv, logfd);
-	close(p[1]);
-	char b;
-	ck_assert_msg(tc_read_full(p[0], &b, 1, READY_MS) == 0, "agent %d not ready", i);
-	close(p[0]);
-	hosts[i].agent = pid;
-}
-
-static void agent_kill(int i)
-{
-	kill(hosts[i].agent, SIGKILL);
-	waitpid(hosts[i].agent, NULL, 0);
-	hosts[i].agent = 0;
-}
-
-static bool all_connected(void *arg)
-{
-	(void)arg;
-	for (int i = 0; i < n_hosts; i++)
-		if (shmg_nodes(hosts[i].h, NULL, NULL, 0) != n_hosts - 1)
-			return false;
-	return true;
-}
-
-static void start_all(void)
-{
-	for (int i = 0; i < n_hosts; i++)
-		agent_start(i);
-	ck_assert_msg(tc_wait_until(all_connected, NULL, CONVERGE_MS), "agents did not connect");
-}
-
-/* A counter of host i's stats file, -1 if not there (yet). */
-static long long stat_of(int i, const char *name)
-{
-	return stats_file_get(hosts[i].stats, name);
-}
-
-struct stat_arg {
-	int host;
-	const char *name;
-	long long above;
-};
-
-static bool stat_above(void *arg)
-{
-	const struct stat_arg *a = arg;
-	return stat_of(a->host, a->name) > a->above;
-}
-
-/* Waits for host i's counter to pass v (the stats file is rewritten every
- * stats interval, so a count lags what happened by up to that). */
-static void expect_stat_above(int i, const char *name, long long v)
-{
-	struct stat_arg a = { i, name, v };
-	ck_assert_msg(tc_wait_until(stat_above, &a, CONVERGE_MS), "host %d: %s stays %lld", i, name,
-		      stat_of(i, name));
-}
-
-/* ---- workers ---------------------------------------------------------- */
-
-/* A process of host `host` writing on command: lines "R key meta",
- * "U key", "J key meta", "L key", "N prefix count" (registers
- * prefix0..prefixN-1), "D prefix count step" (unregisters every step-th),
- * "S key msg" (shmg_dispatch), "T key msg" (shmg_dispatch_local), "M key
- * count prefix" (dispatches prefix0..prefixN-1, answering the first error
- * or the last count); each answered with the int result. */
-struct worker {
-	pid_t pid;
-	int cmd, res;
-	shmg_id_t id;
-};
-
-static int do_command(shmg_t *h, char *line)
-{
-	char op = line[0], *save = NULL;
-	char *a = strtok_r(line + 1, " \n", &save), *b = strtok_r(NULL, " \n", &save);
-	char *c = strtok_r(NULL, " \n", &save);
-	char key[128];
-	int rc = 0;
-
-	switch (op) {
-	case 'R':
-		return shmg_register(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
-	case 'U':
-		return shmg_unregister(h, a, strlen(a), NULL);
-	case 'J':
-		return shmg_join(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
-	case 'L':
-		return shmg_leave(h, a, strlen(a), NULL);
-	case 'N':
-		for (int k = 0; k < atoi(b) && rc == 0; k++) {
-			snprintf(key, sizeof(key), "%s%d", a, k);
-			rc = shmg_register(h, key, strlen(key), "v", 1, NULL);
-		}
-		return rc;
-	case 'D':
-		for (int k = 0; k < atoi(b) && rc == 0; k += atoi(c)) {
-			snprintf(key, sizeof(key), "%s%d", a, k);
-			rc = shmg_unregister(h, key, strlen(key), NULL);
-		}
-		return rc;
-	case 'X': /* X cluster key meta */
-		return shmg_register(h, b, strlen(b), c, c ? strlen(c) : 0,
-				     &(struct shmg_opts){ .cluster = a });
-	case 'Y': /* Y cluster key */
-		return shmg_unregister(h, b, strlen(b), &(struct shmg_opts){ .cluster = a });
-	case 'S':
-		return (int)shmg_dispatch(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
-	case 'T':
-		return (int)shmg_dispatch_local(h, a, strlen(a), b, b ? strlen(b) : 0, NULL);
-	case 'M':
-		for (int k = 0; k < atoi(b) && rc >= 0; k++) {
-			snprintf(key, sizeof(key), "%s%d", c, k);
-			rc = (int)shmg_dispatch(h, a, strlen(a), key, strlen(key), NULL);
-		}
-		return rc;
-	}
-	return -EINVAL;
-}
-
-static void worker_main(int host, int cmd, int res)
-{
-	shmg_t *h;
-	char line[256];
-	if (shmg_open(hosts[host].arena, NULL, &h) < 0)
-		_exit(1);
-	shmg_id_t id = shmg_self(h);
-	if (tc_write_full(res, &id, sizeof(id)) < 0)
-		_exit(1);
-	FILE *in = fdopen(cmd, "r");
-	while (in && fgets(line, sizeof(line), in)) {
-		int rc = do_command(h, line);
-		if (tc_write_full(res, &rc, sizeof(rc)) < 0)
-			_exit(1);
-	}
-	_exit(0);
-}
-
-static struct worker worker_start(int host)
-{
-	int c[2], r[2];
-	struct worker w;
-	ck_assert_int_eq(pipe(c), 0);
-	ck_assert_int_eq(pipe(r), 0);
-	w.pid = fork();
-	ck_assert_int_ge(w.pid, 0);
-	if (w.pid == 0) {
-		close(c[1]);
-		close(r[0]);
-		enter_netns(host); /* its wakeups reach the agent's socket there */
-		worker_main(host, c[0], r[1]);
-	}
-	close(c[0]);
-	close(r[1]);
-	w.cmd = c[1];
-	w.res = r[0];
-	ck_assert_int_eq(tc_read_full(w.res, &w.id, sizeof(w.id), READY_MS), 0);
-	return w;
-}
-
-static int worker_do(struct worker *w, const char *line)
-{
-	int rc;
-	ck_assert_int_eq(tc_write_full(w->cmd, line, strlen(line)), 0);
-	ck_assert_int_eq(tc_write_full(w->cmd, "\n", 1), 0);
-	ck_assert_int_eq(tc_read_full(w->res, &rc, sizeof(rc), CONVERGE_MS), 0);
-	return rc;
-}
-
-/* ---- views ------------------------------------------------------------ */
-
-/* The keys and groups a test used, whose state is compared. */
-static char used_keys[1024][32];
-static int n_used_keys;
-static char used_groups[8][32];
-static int n_used_groups;
-
-static void use_key(const char *k)
-{
-	for (int i = 0; i < n_used_keys; i++)
-		if (strcmp(used_keys[i], k) == 0)
-			return;
-	ck_assert_int_lt(n_used_keys, 1024);
-	snprintf(used_keys[n_used_keys++], sizeof(used_keys[0]), "%s", k);
-}
-
-static void use_keys(const char *prefix, int count)
-{
-	char k[32];
-	for (int i = 0; i < count; i++) {
-		snprintf(k, sizeof(k), "%s%d", prefix, i);
-		use_key(k);
-	}
-}
-
-static void use_group(const char *g)
-{
-	snprintf(used_groups[n_used_groups++], sizeof(used_groups[0]), "%s", g);
-}
-
-struct strs {
-	char (*v)[96];
-	int n, cap;
-};
-
-static int collect_member(const struct shmg_entry *e, void *arg)
-{
-	struct strs *s = arg;
-	if (s->n < s->cap)
-		snprintf(s->v[s->n++], sizeof(s->v[0]), "n%u.%u.%u:%.*s", e->id.node, e->id.slot,
-			 e->id.gen, (int)e->meta_len, (const char *)e->meta);
-	return 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-/* Host i's view of every used key and group, as text. */
-static void view_of(int i, char *out, size_t cap)
-{
-	size_t len = 0;
-	out[0] = '\0';
-	for (int k = 0; k < n_used_keys; k++) {
-		shmg_id_t id;
-		char meta[64];
-		size_t ml = 0;
-		int rc = shmg_lookup(hosts[i].h, used_keys[k], strlen(used_keys[k]), &id, meta,
-				     sizeof(meta), &ml, NULL);
-		if (rc == 0)
-			len += (size_t)snprintf(out + len, cap - len, "%s=n%u.%u.%u:%.*s\n",
-						used_keys[k], id.node, id.slot, id.gen, (int)ml,
-						meta);
-		else
-			len += (size_t)snprintf(out + len, cap - len, "%s:%d\n", used_keys[k], rc);
-		ck_assert_uint_lt(len, cap);
-	}
-	static char v[4096][96];
-	for (int g = 0; g < n_used_groups; g++) {
-		struct strs s = { v, 0, 4096 };
-		shmg_members(hosts[i].h, used_groups[g], strlen(used_groups[g]), collect_member, &s,
-			     NULL);
-		qsort(v, (size_t)s.n, sizeof(v[0]), cmp_str);
-		len += (size_t)snprintf(out + len, cap - len, "[%s]", used_groups[g]);
-		for (int m = 0; m < s.n; m++)
-			len += (size_t)snprintf(out + len, cap - len, " %s", v[m]);
-		len += (size_t)snprintf(out + len, cap - len, "\n");
-		ck_assert_uint_lt(len, cap);
-	}
-}
-
-static char view_a[VIEW_MAX], view_b[VIEW_MAX];
-
-static bool views_equal(void *arg)
-{
-	(void)arg;
-	view_of(0, view_a, sizeof(view_a));
-	for (int i = 1; i < n_hosts; i++) {
-		view_of(i, view_b, sizeof(view_b));
-		if (strcmp(view_a, view_b) != 0)
-			return false;
-	}
-	return true;
-}
-
-static void expect_converged(const char *what)
-{
-	if (tc_wait_until(views_equal, NULL, CONVERGE_MS))
-		return;
-	for (int i = 0; i < n_hosts; i++) {
-		view_of(i, view_a, sizeof(view_a));
-		fprintf(stderr, "--- host %d view:\n%.2000s\n", i, view_a);
-	}
-	ck_abort_msg("views did not converge: %s", what);
-}
-
-struct lookup_arg {
-	int host;
-	const char *key;
-	int want; /* 0 found, -ENOENT gone */
-};
-
-static bool lookup_is(void *arg)
-{
-	struct lookup_arg *l = arg;
-	shmg_id_t id;
-	return shmg_lookup(hosts[l->host].h, l->key, strlen(l->key), &id, NULL, 0, NULL, NULL) ==
-	       l->want;
-}
-
-static void wait_lookup(int host, const char *key, int want)
-{
-	struct lookup_arg l = { host, key, want };
-	ck_assert_msg(tc_wait_until(lookup_is, &l, CONVERGE_MS), "host %d: lookup %s never %d",
-		      host, key, want);
-}
-
-static void setup(void)
-{
-	tc_setup();
-	n_used_keys = n_used_groups = 0;
-	fault_args = NULL;
-	down_after = "10000";
-	unlisted = -1;
-	host1_name = NULL;
-	host1_shards = 0;
-	oplog_bytes = 0;
-}
-
-/* A sanitizer build's agents report there: a report fails the test. */
-static void expect_clean_logs(void)
-{
-	char buf[65536];
-	for (int i = 0; i < n_hosts; i++) {
-		int fd = open(hosts[i].log, O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-		if (fd >= 0)
-			close(fd);
-		buf[n > 0 ? n : 0] = '\0';
-		bool clean = !strstr(buf, "runtime error") && !strstr(buf, "Sanitizer");
-		if (!clean)
-			fprintf(stderr, "--- agent %d's log:\n%s\n", i, buf);
-		ck_assert_msg(clean, "agent %d reported a sanitizer error (its log is above)", i);
-	}
-}
-
-static void teardown(void)
-{
-	kill_agents();
-	expect_clean_logs();
-	cleanup();
-	for (int i = 0; i < n_hosts; i++)
-		if (hosts[i].h)
-			shmg_close(hosts[i].h);
-	n_hosts = 0;
-	tc_teardown();
-}
-
-/* ---- tests ------------------------------------------------------------ */
-
-static void recv_one(shmg_t *h, struct tc_ev *e)
-{
-	ck_assert_int_eq(tc_ev_recv_n(h, e, 1, CONVERGE_MS), 1);
-}
-
-/* A worker's command, and the one event it causes at the monitor. */
-static void step(struct worker *w, const char *cmd, shmg_t *mon, struct tc_ev *e)
-{
-	ck_assert_int_eq(worker_do(w, cmd), 0);
-	recv_one(mon, e);
-}
 
 START_TEST(test_propagation)
 {
@@ -680,20 +142,6 @@ START_TEST(test_register_conflict)
 	ck_assert_mem_eq(meta, "from-a", 6);
 }
 END_TEST
-
-/* Every host's registry count is want. */
-struct count_arg {
-	long want;
-};
-
-static bool counts_are(void *arg)
-{
-	const struct count_arg *c = arg;
-	for (int i = 0; i < n_hosts; i++)
-		if (shmg_registry_count(hosts[i].h, NULL) != c->want)
-			return false;
-	return true;
-}
 
 static const char *const lossy[] = { "--fault-loss=30", "--fault-duplicate=30",
 				     "--fault-reorder=30", NULL };
@@ -784,15 +232,6 @@ START_TEST(test_agent_restart)
 	ck_assert_int_eq(shmg_registry_count(hosts[0].h, NULL), 20 + 40 + 30 + 40);
 }
 END_TEST
-
-static bool nodes_are(void *arg)
-{
-	const int *want = arg;
-	for (int i = 0; i < n_hosts; i++)
-		if (want[i] >= 0 && shmg_nodes(hosts[i].h, NULL, NULL, 0) != want[i])
-			return false;
-	return true;
-}
 
 START_TEST(test_agent_stopped)
 {
@@ -1300,55 +739,14 @@ START_TEST(test_readers_keep_survivors_during_restart_resync)
 }
 END_TEST
 
-/* Hosts 0 and 1 in network namespaces of their own, joined by a veth pair
- * (10.201.x.1 and .2/24).  false, with why on stderr, when that cannot be
- * done here (not root, no iproute2, namespaces unavailable). */
-static bool netns_pair(void)
-{
-	char veth[2][16];
-	int pid = (int)getpid();
-	static char addrs[2][32];
-
-	if (geteuid() != 0) {
-		fprintf(stderr, "test_replication_in_netns: skipped: needs root\n");
-		return false;
-	}
-	if (!run_quiet("ip -V >/dev/null 2>&1")) {
-		fprintf(stderr, "test_replication_in_netns: skipped: no ip (iproute2)\n");
-		return false;
-	}
-	for (int i = 0; i < 2; i++) {
-		snprintf(hosts[i].netns, sizeof(hosts[i].netns), "trepl-%d-%d", pid, i);
-		snprintf(veth[i], sizeof(veth[i]), "tr%d%c", pid % 1000000, 'a' + i);
-		snprintf(addrs[i], sizeof(addrs[i]), "10.201.%d.%d", pid % 250, i + 1);
-		hosts[i].addr = addrs[i];
-		if (!run_quiet("ip netns add %s 2>/dev/null", hosts[i].netns)) {
-			hosts[i].netns[0] = '\0';
-			fprintf(stderr, "test_replication_in_netns: skipped: network namespaces "
-					"unavailable (ip netns add failed)\n");
-			return false;
-		}
-	}
-	bool ok = run_quiet("ip link add %s type veth peer name %s 2>/dev/null", veth[0], veth[1]);
-	for (int i = 0; i < 2 && ok; i++)
-		ok = run_quiet("ip link set %s netns %s", veth[i], hosts[i].netns) &&
-		     run_quiet("ip -n %s addr add %s/24 dev %s", hosts[i].netns, addrs[i],
-			       veth[i]) &&
-		     run_quiet("ip -n %s link set %s up", hosts[i].netns, veth[i]) &&
-		     run_quiet("ip -n %s link set lo up", hosts[i].netns);
-	if (!ok)
-		fprintf(stderr, "test_replication_in_netns: skipped: cannot make a veth pair\n");
-	return ok;
-}
-
-/* The propagation scenario across a veth pair, each agent (and the workers
+/* The propagation scenario across a bridge, each agent (and the workers
  * writing to its arena) in a network namespace of its own: the arenas are
  * still on this host's /dev/shm, read here. */
 START_TEST(test_propagation_in_netns)
 {
 	struct tc_ev e;
 	hosts_init(2);
-	if (!netns_pair())
+	if (!hosts_in_netns("test_propagation_in_netns"))
 		return;
 	start_all();
 	shmg_t *mon = hosts[1].h;
@@ -1786,7 +1184,7 @@ int main(int argc, char **argv)
 	agent_path = argv[1];
 	Suite *s = suite_create("replication");
 	TCase *tc = tcase_create("agents");
-	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_checked_fixture(tc, agents_setup, agents_teardown);
 	tcase_set_timeout(tc, 150);
 	tcase_add_test(tc, test_propagation);
 	tcase_add_test(tc, test_register_conflict);
@@ -1815,7 +1213,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_writer_stopped_before_waking_agent);
 	suite_add_tcase(s, tc);
 	TCase *tcc = tcase_create("clusters");
-	tcase_add_checked_fixture(tcc, setup, teardown);
+	tcase_add_checked_fixture(tcc, agents_setup, agents_teardown);
 	tcase_set_timeout(tcc, 150);
 	tcase_add_test(tcc, test_named_cluster_isolation);
 	suite_add_tcase(s, tcc);

@@ -23,6 +23,7 @@ struct fault {
 	struct fault_conf c;
 	uint64_t rng;
 	bool partitioned;
+	bool cut_tx, cut_rx; /* which directions the partition drops */
 	uint32_t cut[REPLCONF_MAX_PEERS]; /* the partition's peers; none: all */
 	unsigned n_cut;
 	struct held held[HELD_MAX];
@@ -52,6 +53,8 @@ int fault_new(const struct fault_conf *c, const struct peer_conf *peers, unsigne
 		return -ENOMEM;
 	f->c = *c;
 	f->rng = c->seed;
+	f->cut_tx = strcmp(c->partition_direction, "receive") != 0;
+	f->cut_rx = strcmp(c->partition_direction, "send") != 0;
 	if (!f->rng && getrandom(&f->rng, sizeof(f->rng), 0) != (ssize_t)sizeof(f->rng))
 		f->rng = 1;
 	/* The partition's peers by name; unknown names cut nobody. */
@@ -95,7 +98,7 @@ static bool cut_off(const struct fault *f, uint32_t node)
 bool fault_drop_input(struct fault *f, const void *buf, size_t len)
 {
 	uint32_t src;
-	if (!f || !f->partitioned || len < SRC_NODE_OFFSET + 4)
+	if (!f || !f->partitioned || !f->cut_rx || len < SRC_NODE_OFFSET + 4)
 		return false;
 	memcpy(&src, (const uint8_t *)buf + SRC_NODE_OFFSET, 4);
 	src = le32toh(src);
@@ -124,7 +127,7 @@ void fault_send(struct fault *f, uint64_t now_us, uint32_t to, const void *buf, 
 		sink(arg, to, buf, len);
 		return;
 	}
-	if (cut_off(f, to)) {
+	if (f->cut_tx && cut_off(f, to)) {
 		f->stats.partitioned_tx++;
 		return;
 	}
@@ -161,7 +164,7 @@ void fault_flush(struct fault *f, uint64_t now_us, fault_sink sink, void *arg)
 			continue;
 		}
 		f->held[i] = f->held[--f->n_held];
-		if (!cut_off(f, h.to))
+		if (!(f->cut_tx && cut_off(f, h.to)))
 			sink(arg, h.to, h.buf, h.len);
 		free(h.buf);
 	}

@@ -3,9 +3,10 @@
  * Faults on the agent's own datagrams, off unless configured (replconf.h
  * struct fault_conf): loss, duplication, reordering and delay on sending,
  * and a partition on command that drops what goes to and comes from the
- * chosen peers.  Seeded, so a drill can be repeated; the draws depend on the
- * order of the datagrams too, which the network decides, so a seed repeats
- * the mix of faults rather than their exact targets.
+ * chosen peers (or one direction only: an asymmetric partition).  Seeded,
+ * so a drill can be repeated; the draws depend on the order of the
+ * datagrams too, which the network decides, so a seed repeats the mix of
+ * faults rather than their exact targets.
  *
  * Threading: the agent's protocol thread only.
  */

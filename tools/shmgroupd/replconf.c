@@ -28,6 +28,7 @@ enum key_kind {
 	K_U32,     /* u32 in struct replconf */
 	K_U64,     /* u64 in struct replconf */
 	K_PEERSET, /* fault_partition */
+	K_DIRECTION, /* fault_partition_direction */
 	K_RESOLVER, /* conflict_resolver */
 	K_SIGNAL,  /* conflict_signal: u32 in struct replconf */
 };
@@ -77,6 +78,7 @@ static const struct key keys[] = {
 	AT("fault_delay", K_U32, fault.delay),
 	AT("fault_seed", K_U64, fault.seed),
 	AT("fault_partition", K_PEERSET, fault.partition),
+	AT("fault_partition_direction", K_DIRECTION, fault.partition_direction),
 	AT("conflict_resolver", K_RESOLVER, conflict_resolver),
 	AT("conflict_signal", K_SIGNAL, conflict_signal),
 };
@@ -273,6 +275,12 @@ int replconf_set(struct replconf *c, const char *key, const char *value)
 		if (strlen(value) >= sizeof(c->fault.partition))
 			return -EINVAL;
 		strcpy(c->fault.partition, value);
+		break;
+	case K_DIRECTION:
+		if (strcmp(value, "both") != 0 && strcmp(value, "send") != 0 &&
+		    strcmp(value, "receive") != 0)
+			return -EINVAL;
+		strcpy(c->fault.partition_direction, value);
 		break;
 	case K_PEER:
 		if (c->n_peers == REPLCONF_MAX_PEERS)

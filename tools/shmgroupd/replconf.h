@@ -34,12 +34,15 @@ struct peer_conf {
 /* Faults injected on the agent's own datagrams, for tests and drills: each
  * percentage applies per datagram, independently, on sending; a partition
  * (SIGUSR1 on, SIGUSR2 off) drops everything to and from the listed peers,
- * or every peer when none is listed. */
+ * or every peer when none is listed; with partition_direction "send" only
+ * what goes to them (they stop hearing this node, it still hears them), with
+ * "receive" only what comes from them. */
 struct fault_conf {
 	uint32_t loss, duplicate, reorder; /* percent */
 	uint32_t delay;                    /* ms added to every datagram sent */
 	uint64_t seed;                     /* 0: from getrandom */
 	char partition[ADDR_TEXT_MAX * 4]; /* peer names, comma-separated */
+	char partition_direction[8];       /* "both" (also ""), "send", "receive" */
 };
 
 struct replconf {

@@ -405,6 +405,7 @@ static void usage(FILE *f)
 		"      --rto-initial MS  --rto-min MS  --rto-max MS  --max-snapshot-chunks N\n"
 		"      --fault-loss PCT  --fault-duplicate PCT  --fault-reorder PCT\n"
 		"      --fault-delay MS  --fault-seed N  --fault-partition NAMES\n"
+		"      --fault-partition-direction both|send|receive\n"
 		"\n"
 		"Signals: TERM, INT stop (exit 0); HUP rereads the config file and adds new\n"
 		"peers; USR1, USR2 start and end the fault layer's partition.\n"
