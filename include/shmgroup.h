@@ -530,7 +530,8 @@ SHMG_EXPORT int shmg_connected(shmg_t *h, const char *cluster);
  * its list behind until it is started again).  For a named cluster: this
  * node when connected, first, then the peers the agent knows to be
  * connected to the cluster too; 0 when this host is not connected to it.
- * Copies up to cap and returns the total.  Lock-free, no syscall.  Errors: -EINVAL, -EBADF, -ECHILD. */
+ * Copies up to cap and returns the total.  Lock-free, no syscall.
+ * Errors: -EINVAL, -EBADF, -ECHILD. */
 SHMG_EXPORT long shmg_nodes(shmg_t *h, const char *cluster, uint32_t *nodes, size_t cap);
 
 /* Calls fn(name, arg) for each connected named cluster.  Returns the count. */
@@ -656,8 +657,9 @@ struct shmg_event {
  * Returns the number of events (0 on timeout); -EINVAL (events NULL with
  * max > 0); -EBADF, -ECHILD; -EINTR when a signal interrupted the wait;
  * -ENOMEM; -ECONNABORTED the endpoint was terminated and every record,
- * the final SHMG_EV_CONFLICT among them, has been received.  Blocks as timeout_ms says.  The library allocates the buffer the
- * events point into on the first call. */
+ * the final SHMG_EV_CONFLICT among them, has been received.  Blocks as
+ * timeout_ms says.  The library allocates the buffer the events point into
+ * on the first call. */
 SHMG_EXPORT int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_ms);
 
 /* A descriptor that poll/epoll report readable while the mailbox holds events
