@@ -352,14 +352,6 @@ sg_hash_inline(const void *data, size_t len, uint64_t seed)
 	}
 	return sg_mix(K2 ^ len, sg_mix(a ^ K1, b ^ s));
 }
-/* sg_hash of a key, and in *nul whether it holds a NUL (a key the API
- * refuses).  Two passes: the NUL scan is a few vector instructions. */
-static inline __attribute__((always_inline)) uint64_t
-sg_hash_scan(const void *data, size_t len, uint64_t seed, bool *nul)
-{
-	*nul = bytes_have_nul(data, len);
-	return sg_hash_inline(data, len, seed);
-}
 
 /* ---- arena.c --------------------------------------------------------- */
 int arena_open(shmg_t *h, const char *name, const struct shmg_config *cfg);
