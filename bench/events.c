@@ -818,16 +818,6 @@ static void print_row(const struct row *r)
 		       hist_quantile_ns(&r->due, 0.999) / 1e3, hist_max_ns(&r->due) / 1e3);
 }
 
-static void json_hist(FILE *f, const char *prefix, const struct hist *h)
-{
-	fprintf(f,
-		"\"%sp50_ns\": %.1f, \"%sp90_ns\": %.1f, \"%sp99_ns\": %.1f, \"%sp999_ns\": %.1f, "
-		"\"%smax_ns\": %.1f",
-		prefix, hist_quantile_ns(h, 0.5), prefix, hist_quantile_ns(h, 0.9), prefix,
-		hist_quantile_ns(h, 0.99), prefix, hist_quantile_ns(h, 0.999), prefix,
-		hist_max_ns(h));
-}
-
 static void write_json(const struct machine *m)
 {
 	FILE *f = fopen(opt.json, "w");

@@ -871,13 +871,8 @@ static void write_json(const struct machine *m)
 				r->ops_per_s, r->bytes_per_op, r->datagrams_per_op,
 				r->retransmits_per_op);
 		} else {
-			const struct hist *h = &r->h;
-			fprintf(f,
-				", \"count\": %llu, \"p50_ns\": %.1f, \"p90_ns\": %.1f, "
-				"\"p99_ns\": %.1f, \"p999_ns\": %.1f, \"max_ns\": %.1f",
-				(unsigned long long)h->count, hist_quantile_ns(h, 0.5),
-				hist_quantile_ns(h, 0.9), hist_quantile_ns(h, 0.99),
-				hist_quantile_ns(h, 0.999), hist_max_ns(h));
+			fprintf(f, ", \"count\": %llu, ", (unsigned long long)r->h.count);
+			json_hist(f, "", &r->h);
 			if (r->load_pairs_s > 0)
 				fprintf(f, ", \"load_pairs_s\": %.0f", r->load_pairs_s);
 		}
