@@ -783,11 +783,7 @@ END_TEST
 static bool host_log_says(int i, const char *text)
 {
 	char buf[16384];
-	int fd = open(hosts[i].log, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
+	host_log(i, buf, sizeof(buf));
 	return strstr(buf, text) != NULL;
 }
 
@@ -801,16 +797,22 @@ static bool both_logs_say(void *arg)
 	return host_log_says(0, arg) && host_log_says(1, arg);
 }
 
-START_TEST(test_wrong_name_refused)
+/* Two hosts' agents started: says(text) comes true (the logs say why they
+ * refuse each other) and neither ever has a peer. */
+static void expect_refused(bool (*says)(void *), const char *text, const char *why_not)
 {
-	host1_name = "impostor"; /* A has node 2 as h2 */
 	hosts_init(2);
 	agent_start(0);
 	agent_start(1);
-	ck_assert_msg(tc_wait_until(log_says, "peer h2 (node 2) refused", CONVERGE_MS),
-		      "A did not refuse node 2's wrong name");
+	ck_assert_msg(tc_wait_until(says, (void *)text, CONVERGE_MS), "%s", why_not);
 	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
 	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
+}
+
+START_TEST(test_wrong_name_refused)
+{
+	host1_name = "impostor"; /* A has node 2 as h2 */
+	expect_refused(log_says, "peer h2 (node 2) refused", "A did not refuse node 2's wrong name");
 }
 END_TEST
 
@@ -819,13 +821,8 @@ END_TEST
 START_TEST(test_shard_count_mismatch_refused)
 {
 	host1_shards = 16; /* A has the default 8 */
-	hosts_init(2);
-	agent_start(0);
-	agent_start(1);
-	ck_assert_msg(tc_wait_until(both_logs_say, "shard count", CONVERGE_MS),
-		      "the shard counts' mismatch was not logged on both sides");
-	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
-	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
+	expect_refused(both_logs_say, "shard count",
+		       "the shard counts' mismatch was not logged on both sides");
 }
 END_TEST
 
@@ -1177,15 +1174,10 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s PATH-TO-SHMGROUPD\n", argv[0]);
+	if (!agents_args(argc, argv))
 		return 2;
-	}
-	agent_path = argv[1];
 	Suite *s = suite_create("replication");
-	TCase *tc = tcase_create("agents");
-	tcase_add_checked_fixture(tc, agents_setup, agents_teardown);
-	tcase_set_timeout(tc, 150);
+	TCase *tc = agents_tcase("agents");
 	tcase_add_test(tc, test_propagation);
 	tcase_add_test(tc, test_register_conflict);
 	tcase_add_test(tc, test_partition_heal_conflict);
@@ -1212,9 +1204,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_propagation_in_netns);
 	tcase_add_test(tc, test_writer_stopped_before_waking_agent);
 	suite_add_tcase(s, tc);
-	TCase *tcc = tcase_create("clusters");
-	tcase_add_checked_fixture(tcc, agents_setup, agents_teardown);
-	tcase_set_timeout(tcc, 150);
+	TCase *tcc = agents_tcase("clusters");
 	tcase_add_test(tcc, test_named_cluster_isolation);
 	suite_add_tcase(s, tcc);
 	return tc_run(s);
