@@ -569,25 +569,12 @@ static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct 
 /* The best hidden claim of (cluster, key) in *best, copied out of the table
  * (which may drop it) into the returned buffer, the caller's to free; NULL
  * if none, or out of memory. */
-static uint8_t *best_hidden(struct store *st, const char *cluster, size_t cluster_len,
-			    const char *key, size_t key_len, struct repl_record *best)
+static char *best_hidden(struct store *st, const char *cluster, size_t cluster_len,
+			 const char *key, size_t key_len, struct repl_record *best)
 {
 	const struct repl_record *b =
 		repl_claims_best(st->hidden, cluster, cluster_len, key, key_len, rule_of(st), st);
-	if (!b)
-		return NULL;
-	*best = *b;
-	uint8_t *copy = malloc((size_t)b->cluster_len + b->key_len + b->meta_len + 1);
-	if (!copy)
-		return NULL;
-	memcpy(copy, b->cluster, b->cluster_len);
-	memcpy(copy + b->cluster_len, b->key, b->key_len);
-	if (b->meta_len)
-		memcpy(copy + b->cluster_len + b->key_len, b->meta, b->meta_len);
-	best->cluster = (const char *)copy;
-	best->key = (const char *)copy + b->cluster_len;
-	best->meta = copy + b->cluster_len + b->key_len;
-	return copy;
+	return b ? repl_record_copy(b, best) : NULL;
 }
 
 /* Claims left hidden with nothing visible for their key (the visible one
@@ -608,7 +595,7 @@ static void promote_orphans(struct store *st)
 			continue;
 		}
 		uint16_t shard = repl_claims_shard_at(st->hidden, i);
-		uint8_t *copy = best_hidden(st, h->cluster, h->cluster_len, h->key, h->key_len, &best);
+		char *copy = best_hidden(st, h->cluster, h->cluster_len, h->key, h->key_len, &best);
 		if (!copy)
 			return;
 		repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
@@ -647,7 +634,7 @@ static bool promote_in_place(struct store *st, const struct repl_record *r,
 	struct repl_record best;
 	struct remote_change w;
 	char cluster[64];
-	uint8_t *copy = best_hidden(st, r->cluster, r->cluster_len, r->key, r->key_len, &best);
+	char *copy = best_hidden(st, r->cluster, r->cluster_len, r->key, r->key_len, &best);
 	if (!copy)
 		return false;
 	to_change(&best, cluster, &w);
