@@ -368,11 +368,19 @@ static int scratch_reserve(struct store *st, size_t n)
 	return 0;
 }
 
-static void to_change(const struct repl_record *r, char cluster[64], struct remote_change *out)
+/* The cluster name of r as a C string in cluster (truncated to 63 bytes);
+ * its length. */
+static size_t cluster_of(const struct repl_record *r, char cluster[64])
 {
 	size_t cl = r->cluster_len < 64 ? r->cluster_len : 63;
 	memcpy(cluster, r->cluster, cl);
 	cluster[cl] = '\0';
+	return cl;
+}
+
+static void to_change(const struct repl_record *r, char cluster[64], struct remote_change *out)
+{
+	cluster_of(r, cluster);
 	*out = (struct remote_change){
 		.op = r->op,
 		.reason = r->reason,
@@ -397,9 +405,7 @@ static void backoff(int attempt)
 
 static void claim_of(const struct repl_record *r, char cluster[64], struct shmg_claim *out)
 {
-	size_t cl = r->cluster_len < 64 ? r->cluster_len : 63;
-	memcpy(cluster, r->cluster, cl);
-	cluster[cl] = '\0';
+	size_t cl = cluster_of(r, cluster);
 	*out = (struct shmg_claim){
 		.id = { r->node, r->ep_slot, r->ep_gen },
 		.pid = r->pid,
@@ -587,9 +593,7 @@ static void promote_orphans(struct store *st)
 		char cluster[64];
 		struct repl_record v, best;
 		struct remote_change c;
-		size_t cl = h->cluster_len < 64 ? h->cluster_len : 63;
-		memcpy(cluster, h->cluster, cl);
-		cluster[cl] = '\0';
+		cluster_of(h, cluster);
 		if (visible_claim(st, cluster, h, &v) != -ENOENT) {
 			i++;
 			continue;
