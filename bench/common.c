@@ -408,3 +408,10 @@ void json_hist(FILE *f, const char *prefix, const struct hist *h)
 		hist_quantile_ns(h, 0.99), prefix, hist_quantile_ns(h, 0.999), prefix,
 		hist_max_ns(h));
 }
+
+void print_hist_us(const struct hist *h)
+{
+	printf(" %9.1f %9.1f %9.1f %9.1f %9.1f\n", hist_quantile_ns(h, 0.5) / 1e3,
+	       hist_quantile_ns(h, 0.9) / 1e3, hist_quantile_ns(h, 0.99) / 1e3,
+	       hist_quantile_ns(h, 0.999) / 1e3, hist_max_ns(h) / 1e3);
+}

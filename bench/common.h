@@ -193,5 +193,8 @@ void json_str(FILE *f, const char *s);
  * (no braces, no leading or trailing comma). */
 struct hist;
 void json_hist(FILE *f, const char *prefix, const struct hist *h);
+/* The end of a text row: " p50 p90 p99 p99.9 max" in microseconds, columns
+ * 9 wide, and the newline. */
+void print_hist_us(const struct hist *h);
 
 #endif

@@ -835,10 +835,8 @@ static void print_row(const struct row *r)
 		       r->datagrams_per_op, r->retransmits_per_op);
 		return;
 	}
-	printf("%-12s %-6s %-5s %7llu %9.1f %9.1f %9.1f %9.1f %9.1f\n", r->test, r->cond, r->wait,
-	       (unsigned long long)r->h.count, hist_quantile_ns(&r->h, 0.5) / 1e3,
-	       hist_quantile_ns(&r->h, 0.9) / 1e3, hist_quantile_ns(&r->h, 0.99) / 1e3,
-	       hist_quantile_ns(&r->h, 0.999) / 1e3, hist_max_ns(&r->h) / 1e3);
+	printf("%-12s %-6s %-5s %7llu", r->test, r->cond, r->wait, (unsigned long long)r->h.count);
+	print_hist_us(&r->h);
 }
 
 static void write_json(const struct machine *m)
