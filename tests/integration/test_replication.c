@@ -326,6 +326,16 @@ static bool counted(void *arg)
 	return true;
 }
 
+/* w registers key with meta; returns once host `at` finds it. */
+static void register_seen(struct worker *w, const char *key, const char *meta, int at)
+{
+	char cmd[96];
+	use_key(key);
+	snprintf(cmd, sizeof(cmd), "R %s %s", key, meta);
+	ck_assert_int_eq(worker_do(w, cmd), 0);
+	wait_lookup(at, key, 0);
+}
+
 START_TEST(test_bad_datagrams)
 {
 	struct relay r = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -345,9 +355,7 @@ START_TEST(test_bad_datagrams)
 	start_all();
 
 	struct worker w = worker_start(0);
-	use_key("x");
-	ck_assert_int_eq(worker_do(&w, "R x 1"), 0);
-	wait_lookup(1, "x", 0);
+	register_seen(&w, "x", "1", 1);
 	pthread_mutex_lock(&r.lock);
 	len = r.last_len;
 	memcpy(pkt, r.last, len);
@@ -390,9 +398,7 @@ START_TEST(test_clean_stop_says_bye)
 	hosts_init(2);
 	start_all();
 	struct worker a = worker_start(0);
-	use_key("bye");
-	ck_assert_int_eq(worker_do(&a, "R bye m"), 0);
-	wait_lookup(1, "bye", 0);
+	register_seen(&a, "bye", "m", 1);
 	ck_assert_int_eq(shmg_monitor(hosts[1].h, "bye", 3, NULL), 0);
 	kill(hosts[0].agent, SIGTERM);
 	ck_assert_int_eq(tc_wait_exit(hosts[0].agent, READY_MS), 0);
@@ -771,9 +777,7 @@ START_TEST(test_propagation_in_netns)
 	expect_converged("after the worker died");
 	/* And the other way. */
 	struct worker b = worker_start(1);
-	use_key("n/b");
-	ck_assert_int_eq(worker_do(&b, "R n/b mb"), 0);
-	wait_lookup(0, "n/b", 0);
+	register_seen(&b, "n/b", "mb", 0);
 	expect_converged("after B's write");
 	ck_assert_int_gt(stat_of(0, "tx_datagrams"), 0);
 }
@@ -840,9 +844,7 @@ START_TEST(test_socket_handed_over_for_a_stream_and_back)
 	start_all();
 	struct worker a = worker_start(0);
 	/* A lone change, read by B's protocol thread. */
-	use_key("before");
-	ck_assert_int_eq(worker_do(&a, "R before m"), 0);
-	wait_lookup(1, "before", 0);
+	register_seen(&a, "before", "m", 1);
 	/* A stream: B's protocol thread sees a full read and hands the socket
 	 * over; once the stream is over, the receive thread gives it back.
 	 * B's agent is stopped while A sends, so that its socket holds a
@@ -857,13 +859,9 @@ START_TEST(test_socket_handed_over_for_a_stream_and_back)
 	expect_stat_above(1, "rx_handoffs", 0);
 	expect_stat_above(1, "rx_handbacks", 0);
 	/* Lone changes still arrive, in both directions. */
-	use_key("after");
-	ck_assert_int_eq(worker_do(&a, "R after m"), 0);
-	wait_lookup(1, "after", 0);
+	register_seen(&a, "after", "m", 1);
 	struct worker b = worker_start(1);
-	use_key("back");
-	ck_assert_int_eq(worker_do(&b, "R back m"), 0);
-	wait_lookup(0, "back", 0);
+	register_seen(&b, "back", "m", 0);
 	expect_converged("after a stream and lone changes");
 	ck_assert_int_eq(stat_of(1, "rx_errors"), 0);
 }
@@ -875,9 +873,7 @@ START_TEST(test_lone_change_leaves_at_once)
 	hosts_init(2);
 	start_all();
 	struct worker a = worker_start(0);
-	use_key("lone");
-	ck_assert_int_eq(worker_do(&a, "R lone m"), 0);
-	wait_lookup(1, "lone", 0);
+	register_seen(&a, "lone", "m", 1);
 	expect_converged("after a lone register");
 }
 END_TEST
