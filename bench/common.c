@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers shared by the benchmark programs; see common.h. */
 #include "common.h"
+#include "hist.h"
 
 #include <errno.h>
 #include <math.h>
@@ -396,4 +397,21 @@ void json_str(FILE *f, const char *s)
 			fputc(c, f);
 	}
 	fputc('"', f);
+}
+
+void json_hist(FILE *f, const char *prefix, const struct hist *h)
+{
+	fprintf(f,
+		"\"%sp50_ns\": %.1f, \"%sp90_ns\": %.1f, \"%sp99_ns\": %.1f, \"%sp999_ns\": %.1f, "
+		"\"%smax_ns\": %.1f",
+		prefix, hist_quantile_ns(h, 0.5), prefix, hist_quantile_ns(h, 0.9), prefix,
+		hist_quantile_ns(h, 0.99), prefix, hist_quantile_ns(h, 0.999), prefix,
+		hist_max_ns(h));
+}
+
+void print_hist_us(const struct hist *h)
+{
+	printf(" %9.1f %9.1f %9.1f %9.1f %9.1f\n", hist_quantile_ns(h, 0.5) / 1e3,
+	       hist_quantile_ns(h, 0.9) / 1e3, hist_quantile_ns(h, 0.99) / 1e3,
+	       hist_quantile_ns(h, 0.999) / 1e3, hist_max_ns(h) / 1e3);
 }

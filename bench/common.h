@@ -189,4 +189,12 @@ void bench_opt_lens(const char *prog, const char *name, const char *arg, uint64_
 /* JSON string with escaping. */
 void json_str(FILE *f, const char *s);
 
+/* A histogram's quantiles as JSON members "<prefix>p50_ns" ... "<prefix>max_ns"
+ * (no braces, no leading or trailing comma). */
+struct hist;
+void json_hist(FILE *f, const char *prefix, const struct hist *h);
+/* The end of a text row: " p50 p90 p99 p99.9 max" in microseconds, columns
+ * 9 wide, and the newline. */
+void print_hist_us(const struct hist *h);
+
 #endif

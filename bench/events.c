@@ -806,26 +806,14 @@ static void print_row(const struct row *r)
 {
 	const char *what = strcmp(r->test, "death") == 0 ? "kill->event" : "write->wake";
 
-	printf("%-8s %-8s %-7s %-11s %8llu %9.1f %9.1f %9.1f %9.1f %10.1f\n", r->test, r->kind,
-	       r->wait, what, (unsigned long long)r->h.count, hist_quantile_ns(&r->h, 0.5) / 1e3,
-	       hist_quantile_ns(&r->h, 0.9) / 1e3, hist_quantile_ns(&r->h, 0.99) / 1e3,
-	       hist_quantile_ns(&r->h, 0.999) / 1e3, hist_max_ns(&r->h) / 1e3);
-	if (r->due.count)
-		printf("%-8s %-8s %-7s %-11s %8llu %9.1f %9.1f %9.1f %9.1f %10.1f\n", "", "", "",
-		       "due->wake", (unsigned long long)r->due.count,
-		       hist_quantile_ns(&r->due, 0.5) / 1e3, hist_quantile_ns(&r->due, 0.9) / 1e3,
-		       hist_quantile_ns(&r->due, 0.99) / 1e3,
-		       hist_quantile_ns(&r->due, 0.999) / 1e3, hist_max_ns(&r->due) / 1e3);
-}
-
-static void json_hist(FILE *f, const char *prefix, const struct hist *h)
-{
-	fprintf(f,
-		"\"%sp50_ns\": %.1f, \"%sp90_ns\": %.1f, \"%sp99_ns\": %.1f, \"%sp999_ns\": %.1f, "
-		"\"%smax_ns\": %.1f",
-		prefix, hist_quantile_ns(h, 0.5), prefix, hist_quantile_ns(h, 0.9), prefix,
-		hist_quantile_ns(h, 0.99), prefix, hist_quantile_ns(h, 0.999), prefix,
-		hist_max_ns(h));
+	printf("%-8s %-8s %-7s %-11s %8llu", r->test, r->kind, r->wait, what,
+	       (unsigned long long)r->h.count);
+	print_hist_us(&r->h);
+	if (!r->due.count)
+		return;
+	printf("%-8s %-8s %-7s %-11s %8llu", "", "", "", "due->wake",
+	       (unsigned long long)r->due.count);
+	print_hist_us(&r->due);
 }
 
 static void write_json(const struct machine *m)
@@ -916,7 +904,7 @@ int main(int argc, char **argv)
 	}
 	shmg_close(owner);
 
-	printf("\n%-8s %-8s %-7s %-11s %8s %9s %9s %9s %9s %10s\n", "test", "kind", "wait",
+	printf("\n%-8s %-8s %-7s %-11s %8s %9s %9s %9s %9s %9s\n", "test", "kind", "wait",
 	       "latency", "count", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us");
 	for (int i = 0; i < g_nrows; i++)
 		print_row(&g_rows[i]);

@@ -835,10 +835,8 @@ static void print_row(const struct row *r)
 		       r->datagrams_per_op, r->retransmits_per_op);
 		return;
 	}
-	printf("%-12s %-6s %-5s %7llu %9.1f %9.1f %9.1f %9.1f %9.1f\n", r->test, r->cond, r->wait,
-	       (unsigned long long)r->h.count, hist_quantile_ns(&r->h, 0.5) / 1e3,
-	       hist_quantile_ns(&r->h, 0.9) / 1e3, hist_quantile_ns(&r->h, 0.99) / 1e3,
-	       hist_quantile_ns(&r->h, 0.999) / 1e3, hist_max_ns(&r->h) / 1e3);
+	printf("%-12s %-6s %-5s %7llu", r->test, r->cond, r->wait, (unsigned long long)r->h.count);
+	print_hist_us(&r->h);
 }
 
 static void write_json(const struct machine *m)
@@ -871,13 +869,8 @@ static void write_json(const struct machine *m)
 				r->ops_per_s, r->bytes_per_op, r->datagrams_per_op,
 				r->retransmits_per_op);
 		} else {
-			const struct hist *h = &r->h;
-			fprintf(f,
-				", \"count\": %llu, \"p50_ns\": %.1f, \"p90_ns\": %.1f, "
-				"\"p99_ns\": %.1f, \"p999_ns\": %.1f, \"max_ns\": %.1f",
-				(unsigned long long)h->count, hist_quantile_ns(h, 0.5),
-				hist_quantile_ns(h, 0.9), hist_quantile_ns(h, 0.99),
-				hist_quantile_ns(h, 0.999), hist_max_ns(h));
+			fprintf(f, ", \"count\": %llu, ", (unsigned long long)r->h.count);
+			json_hist(f, "", &r->h);
 			if (r->load_pairs_s > 0)
 				fprintf(f, ", \"load_pairs_s\": %.0f", r->load_pairs_s);
 		}

@@ -562,16 +562,21 @@ void agents_setup(void)
 	oplog_bytes = 0;
 }
 
+void host_log(int i, char *buf, size_t size)
+{
+	int fd = open(hosts[i].log, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, size - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
 /* A sanitizer build's agents report there: a report fails the test. */
 static void expect_clean_logs(void)
 {
 	char buf[65536];
 	for (int i = 0; i < n_hosts; i++) {
-		int fd = open(hosts[i].log, O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-		if (fd >= 0)
-			close(fd);
-		buf[n > 0 ? n : 0] = '\0';
+		host_log(i, buf, sizeof(buf));
 		bool clean = !strstr(buf, "runtime error") && !strstr(buf, "Sanitizer");
 		if (!clean)
 			fprintf(stderr, "--- agent %d's log:\n%s\n", i, buf);
@@ -589,6 +594,24 @@ void agents_teardown(void)
 			shmg_close(hosts[i].h);
 	n_hosts = 0;
 	tc_teardown();
+}
+
+bool agents_args(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s PATH-TO-SHMGROUPD\n", argv[0]);
+		return false;
+	}
+	agent_path = argv[1];
+	return true;
+}
+
+TCase *agents_tcase(const char *name)
+{
+	TCase *tc = tcase_create(name);
+	tcase_add_checked_fixture(tc, agents_setup, agents_teardown);
+	tcase_set_timeout(tc, 150);
+	return tc;
 }
 
 void recv_one(shmg_t *h, struct tc_ev *e)

@@ -78,6 +78,14 @@ extern uint32_t oplog_bytes;          /* the arenas' change logs; 0 = default */
 
 void agents_setup(void);
 void agents_teardown(void);
+/* The agent's path from argv[1] into agent_path; false, with the usage on
+ * stderr, without one. */
+bool agents_args(int argc, char **argv);
+/* The start of host i's agent log (its stderr), NUL-terminated in buf. */
+void host_log(int i, char *buf, size_t size);
+/* A test case `name` with the agents' fixture (agents_setup, agents_teardown)
+ * and their timeout. */
+TCase *agents_tcase(const char *name);
 
 /* ---- agents ----------------------------------------------------------- */
 

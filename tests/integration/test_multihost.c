@@ -663,15 +663,10 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s PATH-TO-SHMGROUPD\n", argv[0]);
+	if (!agents_args(argc, argv))
 		return 2;
-	}
-	agent_path = argv[1];
 	Suite *s = suite_create("multihost");
-	TCase *tc = tcase_create("agents");
-	tcase_add_checked_fixture(tc, agents_setup, agents_teardown);
-	tcase_set_timeout(tc, 150);
+	TCase *tc = agents_tcase("agents");
 	tcase_add_test(tc, test_heal_conflict_later_wins);
 	tcase_add_test(tc, test_heal_conflict_user_resolver);
 	tcase_add_test(tc, test_refused_claim_replaced_in_one_batch);

@@ -326,6 +326,16 @@ static bool counted(void *arg)
 	return true;
 }
 
+/* w registers key with meta; returns once host `at` finds it. */
+static void register_seen(struct worker *w, const char *key, const char *meta, int at)
+{
+	char cmd[96];
+	use_key(key);
+	snprintf(cmd, sizeof(cmd), "R %s %s", key, meta);
+	ck_assert_int_eq(worker_do(w, cmd), 0);
+	wait_lookup(at, key, 0);
+}
+
 START_TEST(test_bad_datagrams)
 {
 	struct relay r = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -345,9 +355,7 @@ START_TEST(test_bad_datagrams)
 	start_all();
 
 	struct worker w = worker_start(0);
-	use_key("x");
-	ck_assert_int_eq(worker_do(&w, "R x 1"), 0);
-	wait_lookup(1, "x", 0);
+	register_seen(&w, "x", "1", 1);
 	pthread_mutex_lock(&r.lock);
 	len = r.last_len;
 	memcpy(pkt, r.last, len);
@@ -390,9 +398,7 @@ START_TEST(test_clean_stop_says_bye)
 	hosts_init(2);
 	start_all();
 	struct worker a = worker_start(0);
-	use_key("bye");
-	ck_assert_int_eq(worker_do(&a, "R bye m"), 0);
-	wait_lookup(1, "bye", 0);
+	register_seen(&a, "bye", "m", 1);
 	ck_assert_int_eq(shmg_monitor(hosts[1].h, "bye", 3, NULL), 0);
 	kill(hosts[0].agent, SIGTERM);
 	ck_assert_int_eq(tc_wait_exit(hosts[0].agent, READY_MS), 0);
@@ -771,9 +777,7 @@ START_TEST(test_propagation_in_netns)
 	expect_converged("after the worker died");
 	/* And the other way. */
 	struct worker b = worker_start(1);
-	use_key("n/b");
-	ck_assert_int_eq(worker_do(&b, "R n/b mb"), 0);
-	wait_lookup(0, "n/b", 0);
+	register_seen(&b, "n/b", "mb", 0);
 	expect_converged("after B's write");
 	ck_assert_int_gt(stat_of(0, "tx_datagrams"), 0);
 }
@@ -783,11 +787,7 @@ END_TEST
 static bool host_log_says(int i, const char *text)
 {
 	char buf[16384];
-	int fd = open(hosts[i].log, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-	if (fd >= 0)
-		close(fd);
-	buf[n > 0 ? n : 0] = '\0';
+	host_log(i, buf, sizeof(buf));
 	return strstr(buf, text) != NULL;
 }
 
@@ -801,16 +801,22 @@ static bool both_logs_say(void *arg)
 	return host_log_says(0, arg) && host_log_says(1, arg);
 }
 
-START_TEST(test_wrong_name_refused)
+/* Two hosts' agents started: says(text) comes true (the logs say why they
+ * refuse each other) and neither ever has a peer. */
+static void expect_refused(bool (*says)(void *), const char *text, const char *why_not)
 {
-	host1_name = "impostor"; /* A has node 2 as h2 */
 	hosts_init(2);
 	agent_start(0);
 	agent_start(1);
-	ck_assert_msg(tc_wait_until(log_says, "peer h2 (node 2) refused", CONVERGE_MS),
-		      "A did not refuse node 2's wrong name");
+	ck_assert_msg(tc_wait_until(says, (void *)text, CONVERGE_MS), "%s", why_not);
 	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
 	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
+}
+
+START_TEST(test_wrong_name_refused)
+{
+	host1_name = "impostor"; /* A has node 2 as h2 */
+	expect_refused(log_says, "peer h2 (node 2) refused", "A did not refuse node 2's wrong name");
 }
 END_TEST
 
@@ -819,13 +825,8 @@ END_TEST
 START_TEST(test_shard_count_mismatch_refused)
 {
 	host1_shards = 16; /* A has the default 8 */
-	hosts_init(2);
-	agent_start(0);
-	agent_start(1);
-	ck_assert_msg(tc_wait_until(both_logs_say, "shard count", CONVERGE_MS),
-		      "the shard counts' mismatch was not logged on both sides");
-	ck_assert_int_eq(shmg_nodes(hosts[0].h, NULL, NULL, 0), 0);
-	ck_assert_int_eq(shmg_nodes(hosts[1].h, NULL, NULL, 0), 0);
+	expect_refused(both_logs_say, "shard count",
+		       "the shard counts' mismatch was not logged on both sides");
 }
 END_TEST
 
@@ -843,9 +844,7 @@ START_TEST(test_socket_handed_over_for_a_stream_and_back)
 	start_all();
 	struct worker a = worker_start(0);
 	/* A lone change, read by B's protocol thread. */
-	use_key("before");
-	ck_assert_int_eq(worker_do(&a, "R before m"), 0);
-	wait_lookup(1, "before", 0);
+	register_seen(&a, "before", "m", 1);
 	/* A stream: B's protocol thread sees a full read and hands the socket
 	 * over; once the stream is over, the receive thread gives it back.
 	 * B's agent is stopped while A sends, so that its socket holds a
@@ -860,13 +859,9 @@ START_TEST(test_socket_handed_over_for_a_stream_and_back)
 	expect_stat_above(1, "rx_handoffs", 0);
 	expect_stat_above(1, "rx_handbacks", 0);
 	/* Lone changes still arrive, in both directions. */
-	use_key("after");
-	ck_assert_int_eq(worker_do(&a, "R after m"), 0);
-	wait_lookup(1, "after", 0);
+	register_seen(&a, "after", "m", 1);
 	struct worker b = worker_start(1);
-	use_key("back");
-	ck_assert_int_eq(worker_do(&b, "R back m"), 0);
-	wait_lookup(0, "back", 0);
+	register_seen(&b, "back", "m", 0);
 	expect_converged("after a stream and lone changes");
 	ck_assert_int_eq(stat_of(1, "rx_errors"), 0);
 }
@@ -878,9 +873,7 @@ START_TEST(test_lone_change_leaves_at_once)
 	hosts_init(2);
 	start_all();
 	struct worker a = worker_start(0);
-	use_key("lone");
-	ck_assert_int_eq(worker_do(&a, "R lone m"), 0);
-	wait_lookup(1, "lone", 0);
+	register_seen(&a, "lone", "m", 1);
 	expect_converged("after a lone register");
 }
 END_TEST
@@ -1177,15 +1170,10 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s PATH-TO-SHMGROUPD\n", argv[0]);
+	if (!agents_args(argc, argv))
 		return 2;
-	}
-	agent_path = argv[1];
 	Suite *s = suite_create("replication");
-	TCase *tc = tcase_create("agents");
-	tcase_add_checked_fixture(tc, agents_setup, agents_teardown);
-	tcase_set_timeout(tc, 150);
+	TCase *tc = agents_tcase("agents");
 	tcase_add_test(tc, test_propagation);
 	tcase_add_test(tc, test_register_conflict);
 	tcase_add_test(tc, test_partition_heal_conflict);
@@ -1212,9 +1200,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_propagation_in_netns);
 	tcase_add_test(tc, test_writer_stopped_before_waking_agent);
 	suite_add_tcase(s, tc);
-	TCase *tcc = tcase_create("clusters");
-	tcase_add_checked_fixture(tcc, agents_setup, agents_teardown);
-	tcase_set_timeout(tcc, 150);
+	TCase *tcc = agents_tcase("clusters");
 	tcase_add_test(tcc, test_named_cluster_isolation);
 	suite_add_tcase(s, tcc);
 	return tc_run(s);

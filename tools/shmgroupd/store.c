@@ -368,11 +368,19 @@ static int scratch_reserve(struct store *st, size_t n)
 	return 0;
 }
 
-static void to_change(const struct repl_record *r, char cluster[64], struct remote_change *out)
+/* The cluster name of r as a C string in cluster (truncated to 63 bytes);
+ * its length. */
+static size_t cluster_of(const struct repl_record *r, char cluster[64])
 {
 	size_t cl = r->cluster_len < 64 ? r->cluster_len : 63;
 	memcpy(cluster, r->cluster, cl);
 	cluster[cl] = '\0';
+	return cl;
+}
+
+static void to_change(const struct repl_record *r, char cluster[64], struct remote_change *out)
+{
+	cluster_of(r, cluster);
 	*out = (struct remote_change){
 		.op = r->op,
 		.reason = r->reason,
@@ -397,9 +405,7 @@ static void backoff(int attempt)
 
 static void claim_of(const struct repl_record *r, char cluster[64], struct shmg_claim *out)
 {
-	size_t cl = r->cluster_len < 64 ? r->cluster_len : 63;
-	memcpy(cluster, r->cluster, cl);
-	cluster[cl] = '\0';
+	size_t cl = cluster_of(r, cluster);
 	*out = (struct shmg_claim){
 		.id = { r->node, r->ep_slot, r->ep_gen },
 		.pid = r->pid,
@@ -569,25 +575,12 @@ static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct 
 /* The best hidden claim of (cluster, key) in *best, copied out of the table
  * (which may drop it) into the returned buffer, the caller's to free; NULL
  * if none, or out of memory. */
-static uint8_t *best_hidden(struct store *st, const char *cluster, size_t cluster_len,
-			    const char *key, size_t key_len, struct repl_record *best)
+static char *best_hidden(struct store *st, const char *cluster, size_t cluster_len,
+			 const char *key, size_t key_len, struct repl_record *best)
 {
 	const struct repl_record *b =
 		repl_claims_best(st->hidden, cluster, cluster_len, key, key_len, rule_of(st), st);
-	if (!b)
-		return NULL;
-	*best = *b;
-	uint8_t *copy = malloc((size_t)b->cluster_len + b->key_len + b->meta_len + 1);
-	if (!copy)
-		return NULL;
-	memcpy(copy, b->cluster, b->cluster_len);
-	memcpy(copy + b->cluster_len, b->key, b->key_len);
-	if (b->meta_len)
-		memcpy(copy + b->cluster_len + b->key_len, b->meta, b->meta_len);
-	best->cluster = (const char *)copy;
-	best->key = (const char *)copy + b->cluster_len;
-	best->meta = copy + b->cluster_len + b->key_len;
-	return copy;
+	return b ? repl_record_copy(b, best) : NULL;
 }
 
 /* Claims left hidden with nothing visible for their key (the visible one
@@ -600,15 +593,13 @@ static void promote_orphans(struct store *st)
 		char cluster[64];
 		struct repl_record v, best;
 		struct remote_change c;
-		size_t cl = h->cluster_len < 64 ? h->cluster_len : 63;
-		memcpy(cluster, h->cluster, cl);
-		cluster[cl] = '\0';
+		cluster_of(h, cluster);
 		if (visible_claim(st, cluster, h, &v) != -ENOENT) {
 			i++;
 			continue;
 		}
 		uint16_t shard = repl_claims_shard_at(st->hidden, i);
-		uint8_t *copy = best_hidden(st, h->cluster, h->cluster_len, h->key, h->key_len, &best);
+		char *copy = best_hidden(st, h->cluster, h->cluster_len, h->key, h->key_len, &best);
 		if (!copy)
 			return;
 		repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
@@ -647,7 +638,7 @@ static bool promote_in_place(struct store *st, const struct repl_record *r,
 	struct repl_record best;
 	struct remote_change w;
 	char cluster[64];
-	uint8_t *copy = best_hidden(st, r->cluster, r->cluster_len, r->key, r->key_len, &best);
+	char *copy = best_hidden(st, r->cluster, r->cluster_len, r->key, r->key_len, &best);
 	if (!copy)
 		return false;
 	to_change(&best, cluster, &w);

@@ -108,10 +108,29 @@ static void remove_at(struct repl_claims *t, size_t i)
 	t->c[i] = t->c[--t->n];
 }
 
-int repl_claims_hide(struct repl_claims *t, const struct repl_record *r, uint16_t shard)
+char *repl_record_copy(const struct repl_record *r, struct repl_record *out)
 {
 	size_t len = (size_t)r->cluster_len + r->key_len + r->meta_len;
 	char *buf = malloc(len ? len : 1);
+	if (!buf)
+		return NULL;
+	if (r->cluster_len)
+		memcpy(buf, r->cluster, r->cluster_len);
+	if (r->key_len)
+		memcpy(buf + r->cluster_len, r->key, r->key_len);
+	if (r->meta_len)
+		memcpy(buf + r->cluster_len + r->key_len, r->meta, r->meta_len);
+	*out = *r;
+	out->cluster = buf;
+	out->key = buf + r->cluster_len;
+	out->meta = r->meta_len ? buf + r->cluster_len + r->key_len : NULL;
+	return buf;
+}
+
+int repl_claims_hide(struct repl_claims *t, const struct repl_record *r, uint16_t shard)
+{
+	struct repl_record copy;
+	char *buf = repl_record_copy(r, &copy);
 	if (!buf)
 		return -ENOMEM;
 	long at = find(t, r->node, r->cluster, r->cluster_len, r->key, r->key_len);
@@ -131,18 +150,9 @@ int repl_claims_hide(struct repl_claims *t, const struct repl_record *r, uint16_
 		free(t->c[at].buf);
 	}
 	struct hidden_claim *h = &t->c[at];
-	if (r->cluster_len)
-		memcpy(buf, r->cluster, r->cluster_len);
-	if (r->key_len)
-		memcpy(buf + r->cluster_len, r->key, r->key_len);
-	if (r->meta_len)
-		memcpy(buf + r->cluster_len + r->key_len, r->meta, r->meta_len);
 	h->buf = buf;
 	h->shard = shard;
-	h->r = *r;
-	h->r.cluster = buf;
-	h->r.key = buf + r->cluster_len;
-	h->r.meta = r->meta_len ? buf + r->cluster_len + r->key_len : NULL;
+	h->r = copy;
 	return 0;
 }
 

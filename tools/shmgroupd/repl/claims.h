@@ -54,6 +54,11 @@ struct repl_claims;
 int repl_claims_new(struct repl_claims **out);
 void repl_claims_free(struct repl_claims *t);
 
+/* r into *out with its cluster, key and metadata copied into the returned
+ * buffer (out's pointers point there), the caller's to free; NULL if out of
+ * memory. */
+char *repl_record_copy(const struct repl_record *r, struct repl_record *out);
+
 /* Keeps r as r->node's hidden claim of (r->cluster, r->key), replacing the
  * one it had; `shard` is the key's, for repl_claims_drop_shard.  0, -ENOMEM
  * (the table is unchanged). */
