@@ -376,21 +376,18 @@ static void mb_remove_fifo(shmg_t *h, struct mailbox_header *mb, uint32_t slot,
 int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 {
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	/* Without a FIFO (no room in /dev/shm, say) producers send datagrams. */
-	if (wake_fifo_create(h, slot, gen) < 0)
-		sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u: no wakeup FIFO, woken by datagram",
-		       h->node, slot, gen);
 	int rc = mb_lock(h, mb, false);
-	if (rc < 0) {
-		/* A stopped producer holds it: an error, not a hang. */
-		wake_fifo_remove(h, slot, gen, h->fifo.nonce, h->fifo.ino, h->fifo.uid);
-		wake_fifo_close_own(h);
-		h->fifo.nonce = 0;
-		return rc;
-	}
+	if (rc < 0)
+		return rc; /* a stopped producer holds it: an error, not a hang */
 	/* What a previous owner left that its reaper could not remove. */
 	if (load_relaxed(&mb->fifo_gen) != gen)
 		mb_remove_fifo(h, mb, slot, NULL);
+	/* Made under the lock and advertised at once: an owner killed after
+	 * that leaves a record its reaper removes the FIFO by, and the window
+	 * in which it leaves one unrecorded (for shmg_destroy) is a few
+	 * syscalls, not the wait for the lock.  Without a FIFO (no room in
+	 * /dev/shm, say) producers send datagrams. */
+	bool fifo = wake_fifo_create(h, slot, gen) == 0;
 	store_release(&mb->head, load_relaxed(&mb->tail));
 	store_relaxed(&mb->dropped, 0);
 	store_relaxed(&mb->delivered, 0);
@@ -399,6 +396,9 @@ int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 	mb_advertise(h, mb); /* the claimer is the new owner */
 	store_release(&mb->gen, gen);
 	pthread_mutex_unlock(&mb->lock);
+	if (!fifo)
+		sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u: no wakeup FIFO, woken by datagram",
+		       h->node, slot, gen);
 	return 0;
 }
 
