@@ -877,8 +877,6 @@ void mailbox_rewake_orphans(shmg_t *h);
 /* Makes this handle's FIFO for endpoint (slot, gen) into h->fifo and adds it
  * to the mb_fd set; on failure h->fifo.fd is -1 (woken by datagram). */
 int wake_fifo_create(shmg_t *h, uint32_t slot, uint32_t gen);
-/* Closes the handle's own FIFO (its name stays: see wake_fifo_remove). */
-void wake_fifo_close_own(shmg_t *h);
 /* Removes FIFO (slot, gen, nonce) if it is one of inode ino owned by uid:
  * 0 removed or gone, -errno left there (another user's: -EPERM). */
 int wake_fifo_remove(const shmg_t *h, uint32_t slot, uint32_t gen, uint64_t nonce, uint64_t ino,

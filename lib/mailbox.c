@@ -351,20 +351,23 @@ static bool mb_advertised(const shmg_t *h, const struct mailbox_header *mb)
 				load_relaxed(&mb->fifo_gen) == h->fifo.gen));
 }
 
-/* Removes the FIFO of the slot's owner of generation gen, as `own` (the
- * caller's, when it is that owner) or else the mailbox records it.  The
- * record goes once the FIFO is gone, and stays while it is another user's
- * that we may not remove, for the slot's next owner or shmg_destroy.
- * Under the mailbox lock. */
-static void mb_remove_fifo(shmg_t *h, struct mailbox_header *mb, uint32_t slot, uint32_t gen,
+/* Removes the slot's FIFO as `own` (the caller's, when it is the slot's
+ * owner) or else the mailbox records it, with the generation recorded too:
+ * an owner killed before it advertised its FIFO leaves its predecessor's
+ * record, whose name has the predecessor's generation.  The record goes
+ * once the FIFO is gone, and stays while it is another user's that we may
+ * not remove, for the slot's next owner or shmg_destroy.  Under the
+ * mailbox lock. */
+static void mb_remove_fifo(shmg_t *h, struct mailbox_header *mb, uint32_t slot,
 			   const struct wake_fifo_own *own)
 {
 	uint64_t nonce = load_relaxed(&mb->fifo_nonce), ino = load_relaxed(&mb->fifo_ino);
-	uint32_t uid = load_relaxed(&mb->fifo_uid);
+	uint32_t uid = load_relaxed(&mb->fifo_uid), gen = load_relaxed(&mb->fifo_gen);
 	if (own) {
 		nonce = own->nonce;
 		ino = own->ino;
 		uid = own->uid;
+		gen = own->gen;
 	}
 	if (nonce && wake_fifo_remove(h, slot, gen, nonce, ino, uid) == 0)
 		store_relaxed(&mb->fifo_nonce, 0);
@@ -373,22 +376,18 @@ static void mb_remove_fifo(shmg_t *h, struct mailbox_header *mb, uint32_t slot, 
 int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 {
 	struct mailbox_header *mb = mailbox_at(h, slot);
-	/* Without a FIFO (no room in /dev/shm, say) producers send datagrams. */
-	if (wake_fifo_create(h, slot, gen) < 0)
-		sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u: no wakeup FIFO, woken by datagram",
-		       h->node, slot, gen);
 	int rc = mb_lock(h, mb, false);
-	if (rc < 0) {
-		/* A stopped producer holds it: an error, not a hang. */
-		wake_fifo_remove(h, slot, gen, h->fifo.nonce, h->fifo.ino, h->fifo.uid);
-		wake_fifo_close_own(h);
-		h->fifo.nonce = 0;
-		return rc;
-	}
+	if (rc < 0)
+		return rc; /* a stopped producer holds it: an error, not a hang */
 	/* What a previous owner left that its reaper could not remove. */
-	uint32_t left_gen = load_relaxed(&mb->fifo_gen);
-	if (left_gen != gen)
-		mb_remove_fifo(h, mb, slot, left_gen, NULL);
+	if (load_relaxed(&mb->fifo_gen) != gen)
+		mb_remove_fifo(h, mb, slot, NULL);
+	/* Made under the lock and advertised at once: an owner killed after
+	 * that leaves a record its reaper removes the FIFO by, and the window
+	 * in which it leaves one unrecorded (for shmg_destroy) is a few
+	 * syscalls, not the wait for the lock.  Without a FIFO (no room in
+	 * /dev/shm, say) producers send datagrams. */
+	bool fifo = wake_fifo_create(h, slot, gen) == 0;
 	store_release(&mb->head, load_relaxed(&mb->tail));
 	store_relaxed(&mb->dropped, 0);
 	store_relaxed(&mb->delivered, 0);
@@ -397,6 +396,9 @@ int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 	mb_advertise(h, mb); /* the claimer is the new owner */
 	store_release(&mb->gen, gen);
 	pthread_mutex_unlock(&mb->lock);
+	if (!fifo)
+		sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u: no wakeup FIFO, woken by datagram",
+		       h->node, slot, gen);
 	return 0;
 }
 
@@ -411,7 +413,7 @@ void mailbox_retire(shmg_t *h, uint32_t slot, uint32_t gen)
 	/* Its FIFO goes once producers no longer look for it (gen is 0);
 	 * those that have it open keep writing into the unlinked FIFO. */
 	bool own = h->fifo.nonce && h->fifo.slot == slot && h->fifo.gen == gen;
-	mb_remove_fifo(h, mb, slot, gen, own ? &h->fifo : NULL);
+	mb_remove_fifo(h, mb, slot, own ? &h->fifo : NULL);
 	if (locked)
 		pthread_mutex_unlock(&mb->lock);
 }

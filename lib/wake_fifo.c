@@ -157,13 +157,6 @@ int wake_fifo_create(shmg_t *h, uint32_t slot, uint32_t gen)
 	return -EADDRNOTAVAIL;
 }
 
-void wake_fifo_close_own(shmg_t *h)
-{
-	if (h->fifo.fd >= 0)
-		close(h->fifo.fd); /* leaves the mb_fd set with it */
-	h->fifo.fd = -1;
-}
-
 int wake_fifo_remove(const shmg_t *h, uint32_t slot, uint32_t gen, uint64_t nonce, uint64_t ino,
 		     uint32_t uid)
 {

@@ -336,6 +336,58 @@ START_TEST(test_fifo_removed_by_close_reap_destroy)
 }
 END_TEST
 
+static const char *crash_point;
+
+static void die_at(const char *point)
+{
+	if (strcmp(point, crash_point) == 0)
+		raise(SIGKILL);
+}
+
+static int open_and_die(void *arg)
+{
+	shmg_t *h;
+	crash_point = arg;
+	sg_test_hook = die_at;
+	return shmg_open(tc_arena, NULL, &h) == 0 ? 1 : 2; /* the point was never reached */
+}
+
+START_TEST(test_reap_removes_predecessors_fifo_left_recorded)
+{
+	struct shmg_config two = {.max_endpoints = 2};
+	shmg_t *p = tc_open(tc_arena, &two);
+	struct victim *v = victim_new(SIGKILL);
+	char left[320];
+	struct stat st;
+
+	/* A dead consumer's FIFO that its reaper could not remove (as when it
+	 * is another user's): made again at its name, and recorded. */
+	TC_EQ(tc_wait_exit(tc_fork(victim_main, v), WAIT_MS), TC_KILLED(SIGKILL));
+	struct mailbox_header *mb = mailbox_at(p, v->slot);
+	uint64_t nonce = load_relaxed(&mb->fifo_nonce);
+	uint32_t gen = load_relaxed(&mb->fifo_gen);
+	ck_assert_int_ge(shmg_reap(p), 1);
+	ck_assert(!exists(v->fifo));
+	fifo_name(left, sizeof(left), tc_arena, v->slot, gen, nonce);
+	ck_assert_str_eq(left, v->fifo);
+	ck_assert_int_eq(mkfifo(left, 0600), 0);
+	ck_assert_int_eq(lstat(left, &st), 0);
+	store_relaxed(&mb->fifo_ino, (uint64_t)st.st_ino);
+	store_relaxed(&mb->fifo_uid, (uint32_t)st.st_uid);
+	store_relaxed(&mb->fifo_nonce, nonce);
+
+	/* The slot's next owner dies before it has a FIFO of its own: its
+	 * reap removes the one recorded, of the generation before. */
+	TC_EQ(tc_wait_exit(tc_fork(open_and_die, "open:opening"), WAIT_MS), TC_KILLED(SIGKILL));
+	ck_assert_uint_ne(load_relaxed(&endpoint_at(p, v->slot)->gen), gen);
+	ck_assert_int_ge(shmg_reap(p), 1);
+	ck_assert(!exists(left));
+	TC_EQ(count_fifos(tc_arena), 1);
+	TC_ASSERT_CLEAN(p);
+	shmg_close(p);
+}
+END_TEST
+
 /* ---- a stopped consumer ---------------------------------------------------- */
 
 START_TEST(test_stopped_consumer_costs_producers_nothing)
@@ -519,6 +571,7 @@ int main(void)
 	tcase_add_test(tc, test_producer_without_access_sends_datagram);
 	tc = tc_case(s, "removal", 60);
 	tcase_add_test(tc, test_fifo_removed_by_close_reap_destroy);
+	tcase_add_test(tc, test_reap_removes_predecessors_fifo_left_recorded);
 	tcase_add_test(tc, test_stopped_consumer_costs_producers_nothing);
 	tc = tc_case(s, "scribbled", 60);
 	tcase_add_test(tc, test_scribbled_record_never_writes_elsewhere);
