@@ -99,14 +99,6 @@ static uint32_t find_slot(const shmg_t *h, const char *name, size_t len, uint64_
 	return 0;
 }
 
-int cluster_find(const shmg_t *h, const char *name, uint32_t *slot_out)
-{
-	size_t len = strlen(name);
-	uint32_t s = find_slot(h, name, len, name_hash(name, len), NULL);
-	*slot_out = s;
-	return s ? 0 : -ENOTCONN;
-}
-
 int cluster_resolve(shmg_t *h, const char *name, uint32_t *ref_out, uint64_t *seed_out)
 {
 	if (!name) {

@@ -196,6 +196,7 @@ int endpoint_claim(shmg_t *h)
 		ep->pid = (int32_t)getpid();
 		ep->flags = 0;
 		ep->batch_done = 0;
+		ep->terminated = 0; /* a conflict lost by the slot's last owner */
 		if (proc_start_time(getpid(), &ep->start_time) < 0)
 			ep->start_time = 0;
 		ep->opened_ns = now_realtime_ns();

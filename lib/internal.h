@@ -809,8 +809,6 @@ void cluster_unlock(shmg_t *h);
 int cluster_disconnect_slot(shmg_t *h, uint32_t s, uint64_t deadline);
 /* Whether some connect or disconnect still owes markers to a change log. */
 bool cluster_markers_pending(const shmg_t *h);
-/* Named cluster `name` (valid) in slot *slot_out if connected: 0, -ENOTCONN. */
-int cluster_find(const shmg_t *h, const char *name, uint32_t *slot_out);
 
 /* ---- lease.c --------------------------------------------------------- */
 /* The reaper's check of TTL leases: expires those due (see lease.c) and

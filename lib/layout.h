@@ -178,8 +178,9 @@ struct endpoint_slot {
 	uint64_t opened_ns;
 	uint32_t batch_done;  /* its death/close batch reached targets below this slot */
 	/* Why the host agent ended a live endpoint (REASON_CONFLICT: it lost a
-	 * registry conflict, remote_conflict_evict), 0 = not ended.  Set once,
-	 * under endpoint_lock; its owner's writes then fail (-ECONNABORTED). */
+	 * registry conflict, remote_conflict_evict), 0 = not ended.  Set under
+	 * the lock of the shard of the key it lost, cleared when the slot is
+	 * opened again; its owner's writes then fail (-ECONNABORTED). */
 	uint32_t terminated;
 	uint8_t pad0[CACHE_LINE - 40];
 	/* Line 1: the reader slot.  Only the owner writes it (epoch.c), except a

@@ -65,16 +65,25 @@ static uint32_t local_interest(shmg_t *h, uint32_t s, const char *name)
 	return kept | (m.found ? LEASE_KEPT_MONITORS : 0);
 }
 
+/* When the lease of slot s is due: UINT64_MAX if it has none (not
+ * connected, or connected without a ttl). */
+static uint64_t lease_due(const shmg_t *h, uint32_t s)
+{
+	const struct cluster_slot *c = cluster_at(h, s);
+	uint64_t exp = load_relaxed(&c->lease_expires_ns);
+	if (load_acquire(&c->state) != CL_CONNECTED || !load_relaxed(&c->ttl_ms) || !exp)
+		return UINT64_MAX;
+	return exp;
+}
+
 /* The earliest lease due among connected clusters, UINT64_MAX if none. */
 static uint64_t next_expiry(const shmg_t *h)
 {
 	uint64_t next = UINT64_MAX;
 	for (uint32_t s = 1; s < h->geo.max_clusters; s++) {
-		const struct cluster_slot *c = cluster_at(h, s);
-		uint64_t exp = load_relaxed(&c->lease_expires_ns);
-		if (load_acquire(&c->state) == CL_CONNECTED && load_relaxed(&c->ttl_ms) && exp &&
-		    exp < next)
-			next = exp;
+		uint64_t due = lease_due(h, s);
+		if (due < next)
+			next = due;
 	}
 	return next;
 }
@@ -114,12 +123,9 @@ int lease_check(shmg_t *h)
 	if (cluster_lock(h, deadline) < 0)
 		return 100; /* held past the budget: the next pass retries */
 	now = now_monotonic_ns();
-	for (uint32_t s = 1; s < h->geo.max_clusters; s++) {
-		struct cluster_slot *c = cluster_at(h, s);
-		if (c->state == CL_CONNECTED && c->ttl_ms && c->lease_expires_ns &&
-		    c->lease_expires_ns <= now)
+	for (uint32_t s = 1; s < h->geo.max_clusters; s++)
+		if (lease_due(h, s) <= now)
 			lease_expire(h, s, now, deadline);
-	}
 	cluster_unlock(h);
 	next = next_expiry(h);
 	now = now_monotonic_ns();

@@ -470,14 +470,13 @@ void remote_nodes_down(shmg_t *h)
 
 /* ---- named clusters ---------------------------------------------------- */
 
-/* The slot of named cluster `cluster` if connected here (else 0), or -EINVAL
- * for no name or a bad one. */
-static int named_slot(shmg_t *h, const char *cluster)
+/* Named cluster `cluster`: 1 with its ref if connected here, 0 if not,
+ * -EINVAL for no name or a bad one. */
+static int named_ref(shmg_t *h, const char *cluster, uint32_t *ref)
 {
-	if (!cluster_name_valid(cluster))
-		return -EINVAL;
-	uint32_t s;
-	return cluster_find(h, cluster, &s) == 0 ? (int)s : 0;
+	uint64_t seed;
+	int rc = cluster ? cluster_resolve(h, cluster, ref, &seed) : -EINVAL;
+	return rc == -ENOTCONN ? 0 : rc < 0 ? rc : 1;
 }
 
 struct cluster_of {
@@ -498,10 +497,9 @@ long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int rea
 		return rc;
 	if (node == h->node || reason < SHMG_REASON_NORMAL || reason > SHMG_REASON_RESYNC)
 		return -EINVAL;
-	int s = named_slot(h, cluster);
-	if (s <= 0)
-		return s; /* not connected: nothing of it is held here */
-	struct cluster_of c = {node, (uint32_t)s | load_relaxed(&cluster_at(h, (uint32_t)s)->gen) << 16};
+	struct cluster_of c = {node, 0};
+	if ((rc = named_ref(h, cluster, &c.ref)) <= 0)
+		return rc; /* not connected: nothing of it is held here */
 	return remove_everywhere(h, of_node_in_cluster, &c, reason, -1);
 }
 
@@ -512,13 +510,13 @@ int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool conn
 		return rc;
 	if (!node || node == h->node)
 		return -EINVAL;
-	int s = named_slot(h, cluster);
-	if (s <= 0)
-		return s;
+	uint32_t ref;
+	if ((rc = named_ref(h, cluster, &ref)) <= 0)
+		return rc;
 	int i = node_slot(h, node, connected);
 	if (i < 0)
 		return connected ? -ENOSPC : 0;
-	uint64_t *marks = &cluster_at(h, (uint32_t)s)->node_marks;
+	uint64_t *marks = &cluster_at(h, cluster_slot_of(ref))->node_marks;
 	/* Pairs with shmg_nodes' acquire. */
 	if (connected)
 		__atomic_or_fetch(marks, 1ull << i, __ATOMIC_RELEASE);

@@ -549,6 +549,11 @@ static void evict_crash_case(const char *point)
 	TC_EQ(shmg_member_count(mon, SHMG_KEY("g"), NULL), 0);
 	TC_EQ(shmg_reap(mon), 1); /* the evictor */
 	TC_ASSERT_CLEAN(mon);
+	/* The next owner of the loser's slot starts with a clean record. */
+	shmg_t *next = tc_open(tc_arena, NULL);
+	TC_EQ(shmg_self(next).slot, a.loser.slot);
+	TC_EQ(shmg_register(next, SHMG_KEY("svc3"), NULL, 0, NULL), 0);
+	shmg_close(next);
 	shmg_close(mon);
 }
 
