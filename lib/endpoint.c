@@ -36,7 +36,15 @@
  * entries removed as for a death, with reason "conflict" — a removal
  * finished later by anyone (its owner's close, the reaper after its death)
  * keeps that reason.  The slot then stays CLOSING, its mailbox alive, until
- * its owner closes it.
+ * its owner closes it.  An evictor killed after setting `terminated` leaves
+ * a live endpoint that is refused but still holds its entries: every reap
+ * (endpoint_reap_all: the reaper's passes, shmg_reap, a full open) finishes
+ * such a termination as its evictor would have, once (the batch is guarded
+ * by EPF_EVENTS_SENT and batch_done as for a death); the final conflict
+ * record went to its mailbox before `terminated` was set (remote.c), so
+ * nothing of it is lost.  Its owner may close meanwhile: both removers
+ * serialise on the shard locks, and the one that comes second finds the
+ * batch sent or the slot gone.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -392,13 +400,15 @@ int endpoint_release(shmg_t *h, uint32_t slot, uint32_t gen, int reason)
 	return release_until(h, slot, gen, reason, busy_deadline(h));
 }
 
-int endpoint_terminate(shmg_t *h, uint32_t slot, uint32_t gen)
+static int terminate_until(shmg_t *h, uint32_t slot, uint32_t gen, uint64_t deadline_ns)
 {
 	struct endpoint_slot *ep = endpoint_at(h, slot);
 	int rc = endpoint_lock(h);
 	if (rc < 0)
 		return rc;
-	if (ep->gen != gen || ep->state == EP_FREE) {
+	/* `terminated` again under the lock: a reaper read it without, and the
+	 * slot may have been closed and opened again since. */
+	if (ep->gen != gen || ep->state == EP_FREE || ep->terminated != REASON_CONFLICT) {
 		endpoint_unlock(h);
 		return -ENOENT;
 	}
@@ -412,7 +422,28 @@ int endpoint_terminate(shmg_t *h, uint32_t slot, uint32_t gen)
 	store_release(&h->live_gen[slot], 0);
 	endpoint_unlock(h);
 	TEST_POINT("terminate:hidden");
-	return remove_all_entries(h, slot, gen, REASON_CONFLICT, busy_deadline(h));
+	return remove_all_entries(h, slot, gen, REASON_CONFLICT, deadline_ns);
+}
+
+int endpoint_terminate(shmg_t *h, uint32_t slot, uint32_t gen)
+{
+	return terminate_until(h, slot, gen, busy_deadline(h));
+}
+
+/* A live endpoint whose termination its evictor did not finish (killed
+ * after setting `terminated`): not yet hidden, its batch not sent, or
+ * entries left.  Read without locks; terminate_until checks again. */
+static bool termination_unfinished(const shmg_t *h, uint32_t slot)
+{
+	const struct endpoint_slot *ep = endpoint_at(h, slot);
+	if (load_relaxed(&ep->terminated) != REASON_CONFLICT)
+		return false;
+	if (load_acquire(&ep->state) != EP_CLOSING || !(load_relaxed(&ep->flags) & EPF_EVENTS_SENT))
+		return true;
+	for (uint32_t s = 0; s < h->geo.shards; s++)
+		if (load_relaxed(&shard_ep_entries(h, s)[slot]))
+			return true;
+	return false;
 }
 
 int endpoint_reap_all(shmg_t *h)
@@ -427,16 +458,22 @@ int endpoint_reap_all(shmg_t *h)
 		if (load_acquire(&ep->state) == EP_FREE)
 			continue;
 		uint32_t gen = load_relaxed(&ep->gen);
-		if (endpoint_alive(h, i, gen))
+		bool alive = endpoint_alive(h, i, gen);
+		if (alive && !termination_unfinished(h, i))
 			continue;
-		int rc = release_until(h, i, gen, REASON_EXIT, deadline);
+		/* A live endpoint ended by the host agent is finished as its
+		 * evictor would have, and not counted: it is not dead. */
+		int rc = alive ? terminate_until(h, i, gen, deadline)
+			       : release_until(h, i, gen, REASON_EXIT, deadline);
 		if (rc == -EBUSY) {
 			busy = rc;
 			continue;
 		}
+		if (rc == -ENOENT)
+			continue; /* closed or ended meanwhile */
 		if (rc < 0)
 			return rc;
-		n++;
+		n += !alive;
 	}
 	return busy ? busy : n;
 }

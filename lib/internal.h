@@ -976,7 +976,9 @@ int endpoint_reap_all(shmg_t *h);
 /* Ends live endpoint (slot, gen) of this node for `reason` (its terminated
  * field already set): hidden, every entry and monitor removed in one batch
  * as a death, the slot left CLOSING until its owner closes it or dies.
- * 0, -ENOENT (not that endpoint any more), -EBUSY, -EIO. */
+ * Idempotent: a reap finishes one whose evictor died (endpoint_reap_all).
+ * 0, -ENOENT (not that endpoint any more, or its terminated field not set),
+ * -EBUSY, -EIO. */
 int endpoint_terminate(shmg_t *h, uint32_t slot, uint32_t gen);
 int proc_start_time(pid_t pid, uint64_t *out);
 

@@ -571,18 +571,23 @@ int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_
 	shmg_id_t held = e ? (shmg_id_t){e->node, e->ep_slot, e->ep_gen} : (shmg_id_t){0, 0, 0};
 	bool holds = e && shmg_id_equal(held, loser) && load_relaxed(&ep->gen) == loser.gen;
 	int32_t pid = load_relaxed(&ep->pid); /* before its owner can close and free the slot */
-	/* Under the lock of the key it holds: from here on its owner's writes
-	 * are refused (shard_lock), so none can slip behind the removal. */
-	if (holds)
+	/* Under the lock of the key it holds: the record first, then
+	 * `terminated`, from which on its owner's writes are refused
+	 * (shard_lock), so none can slip behind the removal.  An eviction
+	 * retried after ours was cut short finds `terminated` set and its
+	 * record sent; whoever reaps finishes the removal (endpoint.c). */
+	if (holds && load_relaxed(&ep->terminated) != REASON_CONFLICT) {
+		char clbuf[SHMG_CLUSTER_NAME_MAX + 1];
+		conflict_record(h, loser.slot, loser.gen, &k, cluster_name_of(h, k.cluster, clbuf),
+				winner);
 		store_release(&ep->terminated, (uint32_t)REASON_CONFLICT);
+	}
 	shard_unlock(h, k.shard);
 	if (!holds)
 		return -ENOENT;
 	TEST_POINT("evict:terminated");
 	if ((rc = endpoint_terminate(h, loser.slot, loser.gen)) < 0)
 		return rc;
-	char clbuf[SHMG_CLUSTER_NAME_MAX + 1];
-	conflict_record(h, loser.slot, loser.gen, &k, cluster_name_of(h, k.cluster, clbuf), winner);
 	sg_log(h, SHMG_LOG_INFO, "endpoint n%u.%u.%u (pid %d) lost a registry conflict to n%u.%u.%u",
 	       loser.node, loser.slot, loser.gen, pid, winner->id.node, winner->id.slot,
 	       winner->id.gen);

@@ -562,6 +562,86 @@ END_TEST
 START_TEST(test_evict_killed_after_hidden) { evict_crash_case("terminate:hidden"); }
 END_TEST
 
+/* The agent killed half way through an eviction, the loser alive and not
+ * closing: a reap pass finishes the removal (reason conflict, one batch,
+ * once), the loser's calls stay refused, its conflict record (sent before
+ * `terminated`) is in its mailbox once, and nothing else changes. */
+static void evict_reap_case(const char *point)
+{
+	shmg_t *loser = tc_open(tc_arena, NULL);
+	shmg_t *other = tc_open(tc_arena, NULL);
+	shmg_t *mon = tc_open(tc_arena, NULL);
+	struct shmg_opts o = {.cluster = "ck"};
+	struct tc_ev ev[16];
+
+	TC_EQ(shmg_connect(loser, "ck", NULL), 0);
+	TC_EQ(shmg_monitor(mon, SHMG_KEY("svc"), &o), 0);
+	TC_EQ(shmg_monitor(mon, SHMG_KEY("g"), NULL), 0);
+	TC_EQ(shmg_monitor(mon, SHMG_KEY("svc-b"), &o), 0);
+	TC_EQ(shmg_register(loser, SHMG_KEY("svc"), "l", 1, &o), 0);
+	TC_EQ(shmg_join(loser, SHMG_KEY("g"), "j", 1, NULL), 0);
+	TC_EQ(shmg_monitor(loser, SHMG_KEY("g"), NULL), 0);
+	TC_EQ(shmg_register(other, SHMG_KEY("svc-b"), "b", 1, &o), 0);
+	TC_EQ(shmg_join(other, SHMG_KEY("g"), "k", 1, NULL), 0);
+	TC_EQ(tc_ev_drain(mon, ev, 16), 4);
+	TC_EQ(tc_ev_drain(loser, ev, 16), 1); /* other's join of g */
+	struct evictor_arg a = {shmg_self(loser), point};
+	TC_EQ(tc_wait_exit(tc_fork(evictor_child, &a), 10000), TC_KILLED(SIGKILL));
+	TC_EQ(shmg_register(loser, SHMG_KEY("svc2"), NULL, 0, &o), -ECONNABORTED);
+
+	/* One pass: the evictor reaped (dead), the loser's removal finished
+	 * (alive: not counted); a second pass has nothing left to do. */
+	TC_EQ(shmg_reap(mon), 1);
+	TC_EQ(shmg_reap(mon), 0);
+	TC_EQ(tc_ev_drain(mon, ev, 16), 2);
+	tc_ev_expect_one_batch(ev, 2);
+	tc_ev_expect(&ev[0], SHMG_EV_UNREGISTERED, SHMG_REASON_CONFLICT, a.loser, "ck", "svc", "l",
+		     1);
+	tc_ev_expect(&ev[1], SHMG_EV_LEFT, SHMG_REASON_CONFLICT, a.loser, NULL, "g", "j", 1);
+	TC_EQ(shmg_lookup(mon, SHMG_KEY("svc"), NULL, NULL, 0, NULL, &o), -ENOENT);
+	TC_EQ(shmg_member_count(mon, SHMG_KEY("g"), NULL), 1);
+	/* Nothing of it left in any shard, its monitor included. */
+	for (uint32_t s = 0; s < mon->geo.shards; s++)
+		TC_EQ(shard_ep_entries(mon, s)[a.loser.slot], 0);
+	/* Its calls stay refused; its mailbox holds the one final record. */
+	TC_EQ(shmg_join(loser, SHMG_KEY("g2"), NULL, 0, NULL), -ECONNABORTED);
+	TC_EQ(shmg_monitor(loser, SHMG_KEY("x"), NULL), -ECONNABORTED);
+	struct shmg_event raw[4];
+	TC_EQ(shmg_receive(loser, raw, 4, 0), 1);
+	tc_ev_copy(&ev[0], &raw[0]);
+	tc_ev_expect(&ev[0], SHMG_EV_CONFLICT, SHMG_REASON_CONFLICT, (shmg_id_t){PEER, 7, 1}, "ck",
+		     "svc", "w", 1);
+	TC_EQ(shmg_receive(loser, raw, 4, 0), -ECONNABORTED);
+
+	/* The other endpoint: untouched, and its writes still tell mon. */
+	shmg_id_t id;
+	TC_EQ(shmg_lookup(mon, SHMG_KEY("svc-b"), &id, NULL, 0, NULL, &o), 0);
+	ck_assert(shmg_id_equal(id, shmg_self(other)));
+	TC_EQ(shmg_unregister(other, SHMG_KEY("svc-b"), &o), 0);
+	TC_EQ(tc_ev_drain(mon, ev, 16), 1);
+	tc_ev_expect(&ev[0], SHMG_EV_UNREGISTERED, SHMG_REASON_NORMAL, shmg_self(other), "ck",
+		     "svc-b", "b", 1);
+	TC_EQ(tc_ev_drain(other, ev, 16), 0);
+	TC_ASSERT_CLEAN(mon);
+
+	/* Its close has nothing left to say. */
+	TC_EQ(shmg_close(loser), 0);
+	TC_EQ(tc_ev_drain(mon, ev, 16), 0);
+	TC_EQ(shmg_reap(mon), 0);
+	TC_ASSERT_CLEAN(mon);
+	shmg_close(other);
+	shmg_close(mon);
+}
+
+/* Every crash point of remote_conflict_evict after the holding is confirmed:
+ * before anything is hidden, hidden, the batch delivered to its one target,
+ * the batch marked sent (the last two with every shard lock held). */
+static const char *evict_points[] = {"evict:terminated", "terminate:hidden", "batch:delivered",
+				     "reap:events-sent"};
+
+START_TEST(test_evict_killed_then_reaped) { evict_reap_case(evict_points[_i]); }
+END_TEST
+
 /* ---- the optional signal ------------------------------------------------- */
 
 static int sleeper_child(void *arg)
@@ -621,6 +701,8 @@ static Suite *clusters_suite(void)
 	tcase_add_test(tc, test_conflict_evict);
 	tcase_add_test(tc, test_evict_killed_after_terminated);
 	tcase_add_test(tc, test_evict_killed_after_hidden);
+	tcase_add_loop_test(tc, test_evict_killed_then_reaped, 0,
+			    (int)(sizeof(evict_points) / sizeof(evict_points[0])));
 	tcase_add_test(tc, test_signal_endpoint);
 	return s;
 }
