@@ -500,6 +500,10 @@ long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int rea
 	struct cluster_of c = {node, 0};
 	if ((rc = named_ref(h, cluster, &c.ref)) <= 0)
 		return rc; /* not connected: nothing of it is held here */
+	/* The ref names the connection resolved, generation and all: if it is
+	 * gone and its slot connected again by now, the new connection's
+	 * entries carry another ref and stay. */
+	TEST_POINT("remote:cluster-resolved");
 	return remove_everywhere(h, of_node_in_cluster, &c, reason, -1);
 }
 
@@ -513,16 +517,25 @@ int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool conn
 	uint32_t ref;
 	if ((rc = named_ref(h, cluster, &ref)) <= 0)
 		return rc;
-	int i = node_slot(h, node, connected);
-	if (i < 0)
-		return connected ? -ENOSPC : 0;
-	uint64_t *marks = &cluster_at(h, cluster_slot_of(ref))->node_marks;
-	/* Pairs with shmg_nodes' acquire. */
-	if (connected)
-		__atomic_or_fetch(marks, 1ull << i, __ATOMIC_RELEASE);
-	else
-		__atomic_and_fetch(marks, ~(1ull << i), __ATOMIC_RELEASE);
-	return 0;
+	TEST_POINT("remote:cluster-resolved");
+	/* The marks word belongs to the slot, not to the connection: it is
+	 * changed under cluster_lock, and only if the slot still holds the
+	 * connection resolved (a disconnect and a connect reusing the slot
+	 * take that lock too). */
+	if ((rc = cluster_lock(h, busy_deadline(h))) < 0)
+		return rc;
+	bool same = cluster_ref_valid(h, ref);
+	int i = same ? node_slot(h, node, connected) : -1;
+	if (i >= 0) {
+		uint64_t *marks = &cluster_at(h, cluster_slot_of(ref))->node_marks;
+		/* Pairs with shmg_nodes' acquire. */
+		if (connected)
+			__atomic_or_fetch(marks, 1ull << i, __ATOMIC_RELEASE);
+		else
+			__atomic_and_fetch(marks, ~(1ull << i), __ATOMIC_RELEASE);
+	}
+	cluster_unlock(h);
+	return same && i < 0 && connected ? -ENOSPC : 0;
 }
 
 /* ---- conflicts ------------------------------------------------------- */

@@ -120,7 +120,11 @@ void remote_nodes_down(shmg_t *h);
  * every other node owns; this node's are never touched) from every shard,
  * each with its own event of `reason` (SHMG_REASON_CLUSTER_DISCONNECT when
  * the node disconnected from it), shard by shard.  The node's cursors, its
- * incarnation and its cluster mark (remote_node_cluster) are kept.
+ * incarnation and its cluster mark (remote_node_cluster) are kept.  It
+ * acts on the connection the name resolves to on entry: if this host
+ * disconnects and connects the cluster again meanwhile, the new
+ * connection's entries are not touched (the old one's go with the
+ * disconnect).
  * Returns the number removed (0 if the cluster is not connected here: none
  * of it is held); -EBUSY / -EIO (the shards done stay done: call again);
  * -EINVAL (no cluster name or a bad one, this node, reason out of range);
@@ -133,8 +137,13 @@ long remote_purge_cluster(shmg_t *h, uint32_t node, const char *cluster, int rea
  * nothing (0): its marks start empty at each connect, so the agent marks
  * its peers again after this host connects.  Marks are cleared with the
  * node's purge (remote_purge), by remote_nodes_down, and when this host
- * disconnects from the cluster.  0; -EINVAL (node 0 or this node, no
- * cluster name or a bad one); -ENOSPC (node table full); -EBADF, -ECHILD. */
+ * disconnects from the cluster.  The mark is changed under cluster_lock,
+ * and only if the connection the name resolved to on entry is still there:
+ * one that went away meanwhile marks (or unmarks) nothing, whatever
+ * connection took its slot since.  0; -EINVAL (node 0 or this node, no
+ * cluster name or a bad one); -ENOSPC (node table full); -EBUSY (the
+ * cluster lock stayed held past the busy budget: nothing changed); -EIO;
+ * -EBADF, -ECHILD. */
 int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool connected);
 
 /* Replaces, in one step, the registration that endpoint `loser` of another

@@ -91,6 +91,9 @@
  *   "remote:purged-shard"  a node's entries of one shard removed (all of them,
  *                          or those of one cluster), its cursor there not yet
  *                          cleared, lock still held
+ *   "remote:cluster-resolved" (no lock) remote_node_cluster or
+ *                          remote_purge_cluster has resolved the cluster's
+ *                          name, nothing done yet
  *
  * Failure points (TEST_FAIL):
  *   "repair:fail"          repair_shard gives up before changing anything

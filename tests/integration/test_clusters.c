@@ -361,6 +361,100 @@ START_TEST(test_node_cluster_marks)
 }
 END_TEST
 
+/* ---- a cluster slot reused between resolving and acting -------------------- */
+
+static shmg_t *reuse_h;
+static const char *reuse_cluster;
+static void (*reuse_then)(void); /* what is done with the new connection */
+
+/* At the point between resolving the cluster and acting on it: the cluster
+ * disconnected (its entries swept) and connected again in the same slot,
+ * then reuse_then; once. */
+static void reuse_hook(const char *point)
+{
+	if (strcmp(point, "remote:cluster-resolved") != 0 || !reuse_cluster)
+		return;
+	const char *name = reuse_cluster;
+	reuse_cluster = NULL;
+	uint32_t before, after;
+	uint64_t seed;
+	TC_EQ(cluster_resolve(reuse_h, name, &before, &seed), 0);
+	TC_EQ(shmg_disconnect(reuse_h, name), 0);
+	TC_EQ(shmg_connect(reuse_h, name, NULL), 0);
+	TC_EQ(cluster_resolve(reuse_h, name, &after, &seed), 0);
+	ck_assert_uint_eq(cluster_slot_of(after), cluster_slot_of(before));
+	ck_assert_uint_ne(after, before);
+	if (reuse_then)
+		reuse_then();
+}
+
+static void arm_reuse(shmg_t *h, const char *cluster, void (*then)(void))
+{
+	reuse_h = h;
+	reuse_cluster = cluster;
+	reuse_then = then;
+	sg_test_hook = reuse_hook;
+}
+
+static void mark_peer(void)
+{
+	TC_EQ(remote_node_cluster(reuse_h, PEER, "ru", true), 0);
+}
+
+static void put_peer_entries(void)
+{
+	TC_EQ(put(reuse_h, REMOTE_REGISTER, "ru", "r/new", PEER, 2), 0);
+	TC_EQ(put(reuse_h, REMOTE_JOIN, "ru", "r/g", PEER, 2), 0);
+}
+
+/* An agent's mark or unmark of a peer, or its purge of the peer's entries,
+ * aimed at a connection that went away meanwhile: the new connection of
+ * the same slot is left as it is. */
+START_TEST(test_cluster_reused_before_acting)
+{
+	shmg_t *h = tc_open(tc_arena, NULL);
+	struct shmg_opts o = {.cluster = "ru"};
+	uint32_t nodes[8];
+	struct tc_ev ev[16];
+
+	TC_EQ(shmg_connect(h, "ru", NULL), 0);
+	TC_EQ(shmg_monitor(h, SHMG_KEY("r/"), &o), 0);
+	/* A mark of the old connection lands on no connection. */
+	arm_reuse(h, "ru", NULL);
+	TC_EQ(remote_node_cluster(h, PEER, "ru", true), 0);
+	TC_EQ(shmg_nodes(h, "ru", nodes, 8), 1);
+	/* An unmark of the old one leaves the new one's mark. */
+	arm_reuse(h, "ru", mark_peer);
+	TC_EQ(remote_node_cluster(h, PEER, "ru", false), 0);
+	TC_EQ(shmg_nodes(h, "ru", nodes, 8), 2);
+	ck_assert_uint_eq(nodes[1], PEER);
+	/* A purge of the old one's entries: swept with the disconnect; the new
+	 * one's, put after, stay. */
+	TC_EQ(put(h, REMOTE_REGISTER, "ru", "r/old", PEER, 1), 0);
+	TC_EQ(tc_ev_drain(h, ev, 16), 1);
+	arm_reuse(h, "ru", put_peer_entries);
+	TC_EQ(remote_purge_cluster(h, PEER, "ru", SHMG_REASON_CLUSTER_DISCONNECT), 0);
+	sg_test_hook = NULL;
+	TC_EQ(shmg_lookup(h, SHMG_KEY("r/old"), NULL, NULL, 0, NULL, &o), -ENOENT);
+	TC_EQ(shmg_lookup(h, SHMG_KEY("r/new"), NULL, NULL, 0, NULL, &o), 0);
+	TC_EQ(shmg_member_count(h, SHMG_KEY("r/g"), &o), 1);
+	/* The old entry went with the disconnect; the new ones came, and no
+	 * removal of them was told. */
+	TC_EQ(tc_ev_drain(h, ev, 16), 3);
+	tc_ev_expect(&ev[0], SHMG_EV_UNREGISTERED, SHMG_REASON_CLUSTER_DISCONNECT,
+		     (shmg_id_t){PEER, 1, 1}, "ru", "r/old", "rm", 2);
+	ck_assert_int_eq(ev[1].type, SHMG_EV_REGISTERED);
+	ck_assert_int_eq(ev[2].type, SHMG_EV_JOINED);
+	/* Aimed at the connection that is there, they act as before. */
+	TC_EQ(remote_purge_cluster(h, PEER, "ru", SHMG_REASON_CLUSTER_DISCONNECT), 2);
+	TC_EQ(tc_ev_drain(h, ev, 16), 2);
+	TC_EQ(remote_node_cluster(h, PEER, "ru", false), 0);
+	TC_EQ(shmg_nodes(h, "ru", nodes, 8), 1);
+	TC_ASSERT_CLEAN(h);
+	shmg_close(h);
+}
+END_TEST
+
 /* ---- conflict eviction ---------------------------------------------------- */
 
 struct evict_shared {
@@ -698,6 +792,7 @@ static Suite *clusters_suite(void)
 	tcase_add_test(tc, test_disconnect_removes_every_node);
 	tcase_add_test(tc, test_purge_cluster);
 	tcase_add_test(tc, test_node_cluster_marks);
+	tcase_add_test(tc, test_cluster_reused_before_acting);
 	tcase_add_test(tc, test_conflict_evict);
 	tcase_add_test(tc, test_evict_killed_after_terminated);
 	tcase_add_test(tc, test_evict_killed_after_hidden);
