@@ -728,6 +728,10 @@ void inflight_clear(shmg_t *h, uint32_t shard);
  * other kinds, or while events are suppressed). */
 void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const struct entry *e,
 		 const struct entry *prev);
+/* The two events of registration `gone` replaced by `came` (another
+ * endpoint's), in one batch per monitor: events_emit_swap. */
+void shard_event_swap(shmg_t *h, uint32_t shard, const struct entry *gone, uint8_t reason,
+		      const struct entry *came);
 /* Delivers, without removing anything, the removal events of the entries of
  * `kind` that pred() accepts (a batch is then flushed before removing them). */
 void shard_emit_matching(shmg_t *h, uint32_t shard, entry_pred pred, const void *ctx,
@@ -901,6 +905,12 @@ void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *clus
  * monitors of its key; prev is the replaced entry, if any. */
 void events_emit(shmg_t *h, uint8_t type, uint8_t reason, const struct entry *e, const char *key,
 		 size_t key_len, const struct entry *prev);
+/* Registration `gone` replaced by `came` of the same key (remote_replace):
+ * gone's SHMG_EV_UNREGISTERED with reason, then came's SHMG_EV_REGISTERED,
+ * as one batch to each monitor of the key, so that the delivery progress
+ * of the one in-flight record covers both. */
+void events_emit_swap(shmg_t *h, const struct entry *gone, uint8_t reason,
+		      const struct entry *came);
 void events_batch_begin(shmg_t *h);
 void events_batch_flush(shmg_t *h);
 /* Other nodes holding entries of a key (message_targets). */

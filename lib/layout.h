@@ -267,7 +267,7 @@ struct shard_header {
 	 * event went out.  See shard.c. */
 	uint32_t inflight_op;  /* INFLIGHT_* */
 	uint32_t inflight_ref; /* the entry added, replacing or removed */
-	uint32_t inflight_old; /* REPLACE: the entry replaced */
+	uint32_t inflight_old; /* REPLACE, SWAP: the entry replaced */
 	uint32_t inflight_reason;
 	uint32_t inflight_done; /* its event reached targets with slot < this */
 	uint32_t repair_pending; /* REPAIR_*: set before a repair, cleared once it completed */
@@ -278,7 +278,16 @@ struct shard_header {
 	uint64_t writes;      /* changes applied (each one the change log records) */
 	uint64_t lock_waits;  /* lockings that found the lock held and had to wait */
 };
-enum { INFLIGHT_NONE = 0, INFLIGHT_ADD = 1, INFLIGHT_REPLACE = 2, INFLIGHT_REMOVE = 3 };
+/* INFLIGHT_SWAP: one endpoint's registration replaced by another's
+ * (remote_replace); both events go as one batch per monitor, so the one
+ * progress word covers them. */
+enum {
+	INFLIGHT_NONE = 0,
+	INFLIGHT_ADD = 1,
+	INFLIGHT_REPLACE = 2,
+	INFLIGHT_REMOVE = 3,
+	INFLIGHT_SWAP = 4,
+};
 /* Per shard and local endpoint slot, beside endpoint_entries (which counts
  * all three kinds): how many of those entries are registrations and
  * monitors; the rest are memberships.  Written under the shard lock by
@@ -565,6 +574,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct arena_header, hidden) * 103u + EF_SOLO * 107u +       \
 		    offsetof(struct arena_header, agent_mailbox) * 109u +                   \
 		    offsetof(struct cluster_slot, node_marks) * 113u +                      \
-		    offsetof(struct endpoint_slot, terminated) * 127u + OP_CLUSTER_DISCONNECT * 131u))
+		    offsetof(struct endpoint_slot, terminated) * 127u + OP_CLUSTER_DISCONNECT * 131u + \
+		    INFLIGHT_SWAP * 137u))
 
 #endif

@@ -114,31 +114,45 @@ void record_fill(shmg_t *h, struct mailbox_record *r, uint8_t type, uint8_t reas
 	r->size = (uint32_t)((sizeof(*r) + clen + key_len + meta_len + prev_len + 7) & ~7ull);
 }
 
-/* Sends one record to every target in the bitmap (or queues it per target
- * while batching). */
-void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *cluster,
-		     const void *key, const void *meta, const void *prev)
+/* Appends batch `one` to the mailbox of every target in the bitmap, in
+ * slot order (the progress word, if set, records each). */
+static void deliver_each(shmg_t *h, struct mb_batch *one)
 {
 	uint32_t words = (h->geo.max_endpoints + 63) / 64;
-	struct mb_batch *one = &h->single; /* reused: no allocation per event */
-	one->len = one->count = 0;
 	for (uint32_t w = 0; w < words; w++) {
 		for (uint64_t bits = h->targets[w]; bits; bits &= bits - 1) {
 			uint32_t slot = w * 64 + (uint32_t)__builtin_ctzll(bits);
 			if (slot < h->deliver_from)
 				continue; /* reached before its writer died */
-			if (h->batching) {
-				struct mb_batch *b = &h->pending[slot];
-				if (b->count && h->pending_gen[slot] != h->target_gen[slot])
-					b->len = b->count = 0;
-				h->pending_gen[slot] = h->target_gen[slot];
-				mb_batch_add(b, r, cluster, key, meta, prev);
-				continue;
-			}
-			if (!one->count && mb_batch_add(one, r, cluster, key, meta, prev) < 0)
-				return;
 			mailbox_deliver(h, slot, h->target_gen[slot], one);
 			TEST_POINT("event:delivered");
+		}
+	}
+}
+
+/* Sends one record to every target in the bitmap (or queues it per target
+ * while batching). */
+void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *cluster,
+		     const void *key, const void *meta, const void *prev)
+{
+	if (!h->batching) {
+		struct mb_batch *one = &h->single; /* reused: no allocation per event */
+		one->len = one->count = 0;
+		if (mb_batch_add(one, r, cluster, key, meta, prev) == 0)
+			deliver_each(h, one);
+		return;
+	}
+	uint32_t words = (h->geo.max_endpoints + 63) / 64;
+	for (uint32_t w = 0; w < words; w++) {
+		for (uint64_t bits = h->targets[w]; bits; bits &= bits - 1) {
+			uint32_t slot = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			if (slot < h->deliver_from)
+				continue;
+			struct mb_batch *b = &h->pending[slot];
+			if (b->count && h->pending_gen[slot] != h->target_gen[slot])
+				b->len = b->count = 0;
+			h->pending_gen[slot] = h->target_gen[slot];
+			mb_batch_add(b, r, cluster, key, meta, prev);
 		}
 	}
 }
@@ -160,6 +174,31 @@ void events_emit(shmg_t *h, uint8_t type, uint8_t reason, const struct entry *e,
 	record_fill(h, &r, type, reason, &hd, cl, key_len, hd.meta_len, phd.meta_len, prev != NULL);
 	targets_deliver(h, &r, cl, key, entry_meta_of(e, &hd),
 			prev ? entry_meta_of(prev, &phd) : NULL);
+}
+
+void events_emit_swap(shmg_t *h, const struct entry *gone, uint8_t reason,
+		      const struct entry *came)
+{
+	if (!any_monitors(h))
+		return;
+	struct entry ghd, chd;
+	if (!entry_read(h, ref_of(h, gone), &ghd) || !entry_read(h, ref_of(h, came), &chd))
+		return;
+	const char *key = entry_key(came);
+	targets_clear(h);
+	route(h, chd.cluster, key, chd.key_len);
+	char clbuf[64];
+	const char *cl = cluster_name_of(h, chd.cluster, clbuf);
+	struct mailbox_record r1, r2;
+	record_fill(h, &r1, SHMG_EV_UNREGISTERED, reason, &ghd, cl, chd.key_len, ghd.meta_len, 0,
+		    false);
+	record_fill(h, &r2, SHMG_EV_REGISTERED, REASON_NONE, &chd, cl, chd.key_len, chd.meta_len, 0,
+		    false);
+	struct mb_batch *one = &h->single;
+	one->len = one->count = 0;
+	if (mb_batch_add(one, &r1, cl, key, entry_meta_of(gone, &ghd), NULL) == 0 &&
+	    mb_batch_add(one, &r2, cl, key, entry_meta_of(came, &chd), NULL) == 0)
+		deliver_each(h, one);
 }
 
 void events_batch_begin(shmg_t *h)

@@ -612,9 +612,9 @@ int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_
 /* ---- one registration replaced by another node's ------------------------- */
 
 /* The swap under the lock: the winner's block is filled unreachable and
- * published by one store of the index slot.  The in-flight record names the
- * loser's removal until its event is out, then the winner's addition, so
- * that a repair after a crash delivers the event that was under way. */
+ * published by one store of the index slot.  Both events go to each monitor
+ * as one batch, under one in-flight record naming the two entries, so that
+ * a repair after a crash delivers the pair from the monitor it stopped at. */
 static int swap_locked(shmg_t *h, const struct keyref *k, shmg_id_t loser, int reason,
 		       const struct remote_change *w)
 {
@@ -630,7 +630,7 @@ static int swap_locked(shmg_t *h, const struct keyref *k, shmg_id_t loser, int r
 	if (!e)
 		return -ENOSPC;
 	TEST_POINT("replace:allocated");
-	inflight_set(h, k->shard, INFLIGHT_REMOVE, ref_of(h, old), 0, (uint32_t)reason);
+	inflight_set(h, k->shard, INFLIGHT_SWAP, ref, ref_of(h, old), (uint32_t)reason);
 	index_replace_slot(h, k->shard, pos, ref);
 	TEST_POINT("replace:published");
 	/* Counted as a removal and an addition, neither logged (other nodes'). */
@@ -638,10 +638,8 @@ static int swap_locked(shmg_t *h, const struct keyref *k, shmg_id_t loser, int r
 	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
 	shard_count(h, k->shard, old, -1);
 	shard_count(h, k->shard, e, +1);
-	shard_event(h, k->shard, SHMG_EV_UNREGISTERED, (uint8_t)reason, old, NULL);
-	inflight_set(h, k->shard, INFLIGHT_ADD, ref, 0, 0);
-	TEST_POINT("replace:loser-told");
-	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, NULL);
+	shard_event_swap(h, k->shard, old, (uint8_t)reason, e);
+	TEST_POINT("replace:told");
 	inflight_clear(h, k->shard);
 	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
 	return 0;

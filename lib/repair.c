@@ -441,12 +441,15 @@ static void finish_inflight(shmg_t *h, struct repair *r)
 		uint8_t added = member ? SHMG_EV_JOINED : SHMG_EV_REGISTERED;
 		uint8_t removed = member ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED;
 		const struct entry *old = NULL;
-		if (op == INFLIGHT_REPLACE)
+		if (op == INFLIGHT_REPLACE || op == INFLIGHT_SWAP)
 			old = scan_entry(h, &r->sc, load_relaxed(&sh->inflight_old), &ohd, NULL);
 		struct event_mode mode = events_single(h);
 		/* Where the dead writer stopped. */
 		h->deliver_from = load_relaxed(&sh->inflight_done);
-		if ((op == INFLIGHT_ADD || op == INFLIGHT_REPLACE) && in)
+		if (op == INFLIGHT_SWAP && in && old)
+			shard_event_swap(h, r->shard, old,
+					 (uint8_t)load_relaxed(&sh->inflight_reason), e);
+		else if ((op == INFLIGHT_ADD || op == INFLIGHT_REPLACE || op == INFLIGHT_SWAP) && in)
 			shard_event(h, r->shard, added, REASON_NONE, e, old);
 		else if (op == INFLIGHT_REMOVE && !in)
 			shard_event(h, r->shard, removed,

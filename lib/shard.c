@@ -214,6 +214,16 @@ void shard_event(shmg_t *h, uint32_t shard, uint8_t type, uint8_t reason, const 
 	h->progress_word = NULL;
 }
 
+void shard_event_swap(shmg_t *h, uint32_t shard, const struct entry *gone, uint8_t reason,
+		      const struct entry *came)
+{
+	if (h->suppress_events)
+		return;
+	h->progress_word = &shard_at(h, shard)->inflight_done;
+	events_emit_swap(h, gone, reason, came);
+	h->progress_word = NULL;
+}
+
 /* Logs the removal of e, whose key is keyholder's, with the key length of
  * one checked read of keyholder's header. */
 static void log_removal(shmg_t *h, uint32_t shard, uint8_t op, int reason, const struct entry *e,

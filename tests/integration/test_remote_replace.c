@@ -187,8 +187,11 @@ END_TEST
 
 /* ---- crashes ----------------------------------------------------------------- */
 
-static const char *crash_points[] = {"replace:allocated", "replace:published",
-				     "replace:loser-told"};
+/* Before the store; after it, nothing told; the first of two monitors told,
+ * the second not yet; the first's batch appended and its progress recorded,
+ * its wakeup not yet sent; both told, the in-flight record not cleared. */
+static const char *crash_points[] = {"replace:allocated", "replace:published", "event:delivered",
+				     "mailbox:published", "replace:told"};
 #define N_CRASH (int)(sizeof(crash_points) / sizeof(crash_points[0]))
 static const char *armed;
 
@@ -210,40 +213,70 @@ static int crash_child(void *arg)
 	return 12;
 }
 
+/* Killed at any point after the store, the winner holds the key and each
+ * monitor gets the pair of events once: the loser's removal, then the
+ * winner's registration, in one batch. */
 START_TEST(test_replace_crash)
 {
 	struct shmg_config cfg = {.shards = 1};
 	shmg_t *h = tc_open(tc_arena, &cfg);
+	shmg_t *mon2 = tc_open(tc_arena, NULL);
 	struct remote_change cb = claim(2, 4, "cr/k", "mb", 10);
 	TC_EQ(remote_put(h, INC_B, &cb), 0);
 	TC_EQ(shmg_monitor(h, SHMG_KEY("cr/"), NULL), 0);
+	TC_EQ(shmg_monitor(mon2, SHMG_KEY("cr/k"), NULL), 0);
 
 	TC_EQ(tc_wait_exit(tc_fork(crash_child, (void *)(intptr_t)_i), 30000), TC_KILLED(SIGKILL));
 	TC_ASSERT_CLEAN(h); /* repairs the shard the child died holding */
 	shmg_id_t id;
 	TC_EQ(shmg_lookup(h, SHMG_KEY("cr/k"), &id, NULL, 0, NULL, NULL), 0);
 	TC_EQ(shmg_registry_count(h, NULL), 1);
-	struct tc_ev ev[4];
-	int n = tc_ev_drain(h, ev, 4);
-	if (_i == 0) {
-		/* Killed before the store: the loser holds the key, no event. */
-		ck_assert_uint_eq(id.node, 2);
-		TC_EQ(n, 0);
-	} else {
-		/* Killed after it: the winner holds the key.  The repairer
-		 * tells the loser's removal (1) or, the loser told already,
-		 * the winner (2); a crash between those two steps would lose
-		 * the winner's event (remote.h). */
+	shmg_t *mons[] = {h, mon2};
+	for (int m = 0; m < 2; m++) {
+		struct tc_ev ev[8];
+		int n = tc_ev_drain(mons[m], ev, 8);
+		if (_i == 0) {
+			/* Killed before the store: the loser holds the key, no event. */
+			ck_assert_uint_eq(id.node, 2);
+			TC_EQ(n, 0);
+			continue;
+		}
 		ck_assert_uint_eq(id.node, 3);
-		TC_EQ(n, _i);
+		TC_EQ(n, 2);
+		tc_ev_expect_one_batch(ev, 2);
 		tc_ev_expect(&ev[0], SHMG_EV_UNREGISTERED, SHMG_REASON_CONFLICT, cb.id, NULL, "cr/k",
 			     "mb", 2);
-		if (_i == 2)
-			tc_ev_expect(&ev[1], SHMG_EV_REGISTERED, SHMG_REASON_NONE,
-				     (shmg_id_t){3, 5, 1}, NULL, "cr/k", "mc", 2);
+		tc_ev_expect(&ev[1], SHMG_EV_REGISTERED, SHMG_REASON_NONE, (shmg_id_t){3, 5, 1}, NULL,
+			     "cr/k", "mc", 2);
 	}
 	/* The agent then goes on: the winner's owner removes it. */
 	TC_EQ(remote_purge(h, 3, SHMG_REASON_NODEDOWN), _i == 0 ? 0 : 1);
+	TC_ASSERT_CLEAN(h);
+	shmg_close(mon2);
+	shmg_close(h);
+}
+END_TEST
+
+/* The replaced entry named by a damaged in-flight record: the repair after
+ * the crash reads no block through it and still tells the winner. */
+static const uint32_t bad_old[] = {0, 1, 0xffffffffu, 0x7fffffffu};
+
+START_TEST(test_replace_crash_damaged_record)
+{
+	struct shmg_config cfg = {.shards = 1};
+	shmg_t *h = tc_open(tc_arena, &cfg);
+	struct remote_change cb = claim(2, 4, "cr/k", "mb", 10);
+	TC_EQ(remote_put(h, INC_B, &cb), 0);
+	TC_EQ(shmg_monitor(h, SHMG_KEY("cr/"), NULL), 0);
+	TC_EQ(tc_wait_exit(tc_fork(crash_child, (void *)(intptr_t)1), 30000), TC_KILLED(SIGKILL));
+	TC_EQ(shard_at(h, 0)->inflight_op, INFLIGHT_SWAP);
+	shard_at(h, 0)->inflight_old = bad_old[_i];
+	TC_ASSERT_CLEAN(h);
+	struct tc_ev ev[4];
+	TC_EQ(tc_ev_drain(h, ev, 4), 1);
+	tc_ev_expect(&ev[0], SHMG_EV_REGISTERED, SHMG_REASON_NONE, (shmg_id_t){3, 5, 1}, NULL,
+		     "cr/k", "mc", 2);
+	TC_EQ(remote_purge(h, 3, SHMG_REASON_NODEDOWN), 1);
 	TC_ASSERT_CLEAN(h);
 	shmg_close(h);
 }
@@ -257,6 +290,8 @@ static Suite *replace_suite(void)
 	tcase_add_test(tc, test_replace_never_empty);
 	tcase_add_test(tc, test_replace_events_and_refusals);
 	tcase_add_loop_test(tc, test_replace_crash, 0, N_CRASH);
+	tcase_add_loop_test(tc, test_replace_crash_damaged_record, 0,
+			    (int)(sizeof(bad_old) / sizeof(bad_old[0])));
 	return s;
 }
 
