@@ -763,6 +763,9 @@ SHMG_EXPORT int shmg_reaper_disable(shmg_t *h);
 /* Finds endpoints whose process has died and removes their entries (reason
  * "exit", or "normal" for an endpoint whose shmg_close returned -EBUSY).
  * Any process may call it; the host agent calls it on every death.
+ * It also finishes the removal of a live endpoint that the host agent
+ * terminated (it lost a registry conflict, reason "conflict") when the
+ * agent died before finishing; such an endpoint is not counted.
  * Returns the number of endpoints reaped; -EBUSY some could not be finished
  *   because a shard stayed busy (the others were reaped; call again later);
  *   -EBADF, -ECHILD, -EIO.

@@ -156,7 +156,8 @@ int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool conn
  * re-register by its owner is: a lock-free reader finds the loser or the
  * winner, never neither.  Events: the loser's SHMG_EV_UNREGISTERED with
  * `reason`, then the winner's SHMG_EV_REGISTERED (no previous meta: another
- * endpoint).  Neither is logged (both are other nodes' entries).
+ * endpoint), as one batch to each monitor.  Neither is logged (both are
+ * other nodes' entries).
  * Returns 0; -ENOENT the key is not held by `loser` (nothing done);
  * -ESTALE another incarnation of the winner's node is held; -ENOTCONN the
  * named cluster is not connected here; -EINVAL (winner NULL or not a
@@ -164,33 +165,35 @@ int remote_node_cluster(shmg_t *h, uint32_t node, const char *cluster, bool conn
  * slot >= 65536, bad key, cluster, meta or reason); -ENOSPC (arena or node
  * table full); -EBUSY, -EIO (the lock was not had: nothing done); -EBADF,
  * -ECHILD.  A crash before the store leaves the loser, after it the winner;
- * the shard's next locker repairs the rest and delivers the event that was
- * under way (only a crash in the few instructions between the loser's
- * finished event and the start of the winner's loses the winner's). */
+ * the shard's next locker repairs the rest and delivers the pair of events
+ * to the monitors not yet reached (the one being appended to at the crash
+ * may get the pair twice). */
 int remote_replace(shmg_t *h, shmg_id_t loser, int reason, uint64_t inc,
 		   const struct remote_change *winner);
 
 /* Terminates the LOCAL endpoint `loser`, which holds the registration
  * (cluster, key) and lost it to `winner` by the conflict rule (DESIGN.md
  * section 2, docs/PROTOCOL.md section 15), as Group kills the loser:
- *   - from the moment the holding is confirmed (under the key's shard lock)
- *     every write of its handle fails with -ECONNABORTED;
+ *   - when the holding is confirmed (under the key's shard lock), a final
+ *     SHMG_EV_CONFLICT record (cluster, key, the winner's id, pid, time and
+ *     meta) is appended to its mailbox, waking its consumer, and from then
+ *     on every write of its handle fails with -ECONNABORTED; once it has
+ *     read its mailbox empty, shmg_receive returns -ECONNABORTED;
  *   - it is hidden at once and all of its entries and monitors are removed
  *     in one batch with reason SHMG_REASON_CONFLICT, as a death's are (its
- *     registration of the key among them: the key is then free);
- *   - a final SHMG_EV_CONFLICT record (cluster, key, the winner's id, pid,
- *     time and meta) is appended to its mailbox, waking its consumer; once
- *     it has read its mailbox empty, shmg_receive returns -ECONNABORTED.
+ *     registration of the key among them: the key is then free).
  * It does not install the winner: the caller applies it (remote_apply).
  * *loser_pid (if not NULL) gets the loser's OS pid, for the optional signal.
  * Returns 0; -ENOENT the loser does not hold the key (or the cluster is not
  * connected here): nothing done; -EBUSY, -EIO: a lock was not had; if the
  * holding was confirmed the endpoint is terminated already and its removal
- * is finished by a retry, its owner's close or the reaper, still with
- * reason conflict; -EINVAL (loser not a local id, winner NULL, bad key,
- * cluster or meta); -EBADF, -ECHILD.
- * A crash between the removal and the final record loses the record (the
- * removal batch with reason conflict was delivered to its monitors). */
+ * is finished by a retry, its owner's close or the next reap pass, still
+ * with reason conflict; -EINVAL (loser not a local id, winner NULL, bad
+ * key, cluster or meta); -EBADF, -ECHILD.
+ * The record goes once: a retry of an eviction cut short finds the
+ * endpoint terminated and sends none.  Killed after confirming, the caller
+ * leaves the removal to the next reap pass (shmg_reap, the reaper), which
+ * finishes it as above, once. */
 int remote_conflict_evict(shmg_t *h, const char *cluster, const char *key, size_t key_len,
 			  shmg_id_t loser, const struct remote_change *winner, int32_t *loser_pid);
 

@@ -62,8 +62,9 @@
  *   "lease:checked"        (cluster_lock only) a due lease's cluster looked at
  *                          for this host's interest, not yet extended or
  *                          disconnected
- *   "evict:terminated"     an endpoint's `terminated` set (remote_conflict_evict),
- *                          nothing of it hidden or removed yet
+ *   "evict:terminated"     (no lock) an endpoint's conflict record sent and its
+ *                          `terminated` set (remote_conflict_evict), nothing
+ *                          of it hidden or removed yet
  *   "terminate:hidden"     the terminated endpoint hidden (CLOSING), its
  *                          entries not yet removed
  *
@@ -91,6 +92,13 @@
  *   "remote:purged-shard"  a node's entries of one shard removed (all of them,
  *                          or those of one cluster), its cursor there not yet
  *                          cleared, lock still held
+ *   "replace:allocated"    (remote_replace) the winner's block filled, not
+ *                          published
+ *   "replace:published"    the winner indexed in the loser's place, the
+ *                          in-flight record (INFLIGHT_SWAP) set, no monitor
+ *                          told
+ *   "replace:told"         every monitor has the pair of events, the
+ *                          in-flight record not yet cleared
  *   "remote:cluster-resolved" (no lock) remote_node_cluster or
  *                          remote_purge_cluster has resolved the cluster's
  *                          name, nothing done yet
