@@ -135,14 +135,18 @@ static void deliver_each(shmg_t *h, struct mb_batch *one)
 void targets_deliver(shmg_t *h, const struct mailbox_record *r, const char *cluster,
 		     const void *key, const void *meta, const void *prev)
 {
+	uint32_t words = (h->geo.max_endpoints + 63) / 64;
 	if (!h->batching) {
+		uint64_t any = 0;
+		for (uint32_t w = 0; w < words; w++)
+			any |= h->targets[w];
 		struct mb_batch *one = &h->single; /* reused: no allocation per event */
 		one->len = one->count = 0;
-		if (mb_batch_add(one, r, cluster, key, meta, prev) == 0)
+		/* Built only for someone: most keys have no monitor. */
+		if (any && mb_batch_add(one, r, cluster, key, meta, prev) == 0)
 			deliver_each(h, one);
 		return;
 	}
-	uint32_t words = (h->geo.max_endpoints + 63) / 64;
 	for (uint32_t w = 0; w < words; w++) {
 		for (uint64_t bits = h->targets[w]; bits; bits &= bits - 1) {
 			uint32_t slot = w * 64 + (uint32_t)__builtin_ctzll(bits);
