@@ -352,3 +352,17 @@ uint64_t tc_index_used(shmg_t *h)
 	}
 	return n;
 }
+
+uint64_t tc_parked_nodes(shmg_t *h)
+{
+	struct shmg_info in;
+	uint64_t n = 0;
+	ck_assert_int_eq(shmg_info(h, &in), 0);
+	for (uint32_t s = 0; s < in.shards; s++) {
+		struct shmg_shard_stats st;
+		ck_assert_int_gt(shmg_shard_stats(h, s, &st, sizeof(st)), 0);
+		ck_assert_uint_le(st.parked_nodes, 6);
+		n += st.parked_nodes;
+	}
+	return n;
+}
