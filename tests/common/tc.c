@@ -340,20 +340,8 @@ long tc_check(shmg_t *h, char *msgbuf, size_t cap)
 	return shmg_check(h, report_cb, &rb);
 }
 
-uint64_t tc_index_used(shmg_t *h)
-{
-	struct shmg_info in;
-	uint64_t n = 0;
-	ck_assert_int_eq(shmg_info(h, &in), 0);
-	for (uint32_t s = 0; s < in.shards; s++) {
-		struct shmg_shard_stats st;
-		ck_assert_int_gt(shmg_shard_stats(h, s, &st, sizeof(st)), 0);
-		n += st.index_used;
-	}
-	return n;
-}
-
-uint64_t tc_parked_nodes(shmg_t *h)
+/* One uint64_t field of shmg_shard_stats, summed over every shard. */
+static uint64_t shard_stats_sum(shmg_t *h, size_t field)
 {
 	struct shmg_info in;
 	uint64_t n = 0;
@@ -362,7 +350,19 @@ uint64_t tc_parked_nodes(shmg_t *h)
 		struct shmg_shard_stats st;
 		ck_assert_int_gt(shmg_shard_stats(h, s, &st, sizeof(st)), 0);
 		ck_assert_uint_le(st.parked_nodes, 6);
-		n += st.parked_nodes;
+		uint64_t v;
+		memcpy(&v, (const char *)&st + field, sizeof(v));
+		n += v;
 	}
 	return n;
+}
+
+uint64_t tc_index_used(shmg_t *h)
+{
+	return shard_stats_sum(h, offsetof(struct shmg_shard_stats, index_used));
+}
+
+uint64_t tc_parked_nodes(shmg_t *h)
+{
+	return shard_stats_sum(h, offsetof(struct shmg_shard_stats, parked_nodes));
 }
