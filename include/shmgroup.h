@@ -826,6 +826,9 @@ struct shmg_shard_stats {
 	uint64_t log_capacity;  /* bytes of the change-log ring */
 	uint64_t log_resets;    /* times a repair may have lost a change-log record */
 	uint64_t retired;       /* removed entries waiting for readers to move on */
+	uint64_t parked_nodes;  /* prefix nodes with no group below them, kept for the
+				 * next group under their prefix (at most 6; counted
+				 * in index_used) */
 };
 SHMG_EXPORT int shmg_shard_stats(shmg_t *h, uint32_t shard, struct shmg_shard_stats *out,
 				 size_t size);

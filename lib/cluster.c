@@ -247,6 +247,8 @@ void cluster_sweep_shard(shmg_t *h, uint32_t shard, uint64_t deadline_ns)
 	long removed = shard_remove_matching(h, shard, stale_pred, NULL, REASON_CLUSTER_DISCONNECT,
 					     deadline_ns);
 	events_restore(h, mode);
+	/* The gone cluster's nodes may be parked: its slot may be reused. */
+	prefix_prune_parked(h, shard);
 	/* Stopped by a limbo ring held full past the deadline: the counter
 	 * stays behind and the next locker goes on from what is left. */
 	if (removed >= 0)

@@ -97,8 +97,8 @@ static int solo_add(shmg_t *h, const struct keyref *k, const void *meta, size_t 
 	TEST_POINT("join:linked"); /* visible to exact queries */
 	prefix_link_head(h, k, g);
 	shard_count(h, k->shard, g, +1);
-	oplog_append(h, k->shard, OP_JOIN, REASON_NONE, g, k->key, k->len);
 	shard_event(h, k->shard, SHMG_EV_JOINED, REASON_NONE, g, NULL);
+	oplog_append(h, k->shard, OP_JOIN, REASON_NONE, g, k->key, k->len);
 	inflight_clear(h, k->shard);
 	return 0;
 }
@@ -115,8 +115,8 @@ static int solo_replace(shmg_t *h, const struct keyref *k, struct entry *old, ui
 	inflight_set(h, k->shard, INFLIGHT_REPLACE, ref, ref_of(h, old), 0);
 	prefix_replace_child(h, old, g);
 	index_replace_slot(h, k->shard, pos, ref);
-	oplog_append(h, k->shard, OP_JOIN, REASON_NONE, g, k->key, k->len);
 	shard_event(h, k->shard, SHMG_EV_JOINED, REASON_NONE, g, old);
+	oplog_append(h, k->shard, OP_JOIN, REASON_NONE, g, k->key, k->len);
 	inflight_clear(h, k->shard);
 	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
 	return 0;
@@ -199,8 +199,8 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 			list_replace(h, head, m, n, nref);
 			index_replace_slot(h, k->shard, mpos, nref);
 			if (group) {
-				oplog_append(h, k->shard, OP_JOIN, REASON_NONE, n, k->key, k->len);
 				shard_event(h, k->shard, SHMG_EV_JOINED, REASON_NONE, n, m);
+				oplog_append(h, k->shard, OP_JOIN, REASON_NONE, n, k->key, k->len);
 				inflight_clear(h, k->shard);
 			}
 			epoch_retire(h, k->shard, ref_of(h, m), LIMBO_BLOCK);
@@ -255,8 +255,8 @@ int list_join(shmg_t *h, const struct keyref *k, uint8_t head_kind, const void *
 		store_relaxed(&hl->tree.local, hl->tree.local + 1);
 	shard_count(h, k->shard, m, +1);
 	if (group) {
-		oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
 		shard_event(h, k->shard, SHMG_EV_JOINED, REASON_NONE, m, NULL);
+		oplog_append(h, k->shard, OP_JOIN, REASON_NONE, m, k->key, k->len);
 		inflight_clear(h, k->shard);
 	}
 	return 0;

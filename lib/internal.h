@@ -957,9 +957,12 @@ void prefix_drop_parent(shmg_t *h, const struct keyref *k);
 /* Under the lock: puts `new` in `old`'s place on its parent's list (one
  * release store), if old is on one. */
 void prefix_replace_child(shmg_t *h, struct entry *old, struct entry *new);
-/* Under the lock: unlinks a group head about to leave the index and prunes
- * the nodes left without children. */
+/* Under the lock: unlinks a group head about to leave the index; its parent
+ * node, if left without children, is parked (see prefix.c). */
 void prefix_unlink_head(shmg_t *h, uint32_t shard, struct entry *head);
+/* Under the shard lock: prunes the shard's parked nodes that are still
+ * childless and empties the ring. */
+void prefix_prune_parked(shmg_t *h, uint32_t shard);
 /* Readers: calls fn(head, its header copy, arg) for each group head of
  * `shard` below prefix p (p->key ends in '/'; p->shard is ignored) until fn
  * returns non-zero, which is returned.  Bounded on any arena. */

@@ -244,6 +244,9 @@ struct cluster_counts {
 #define NCLASSES 40u
 #define CLASS_MIN_BYTES 48u
 
+/* How many childless prefix nodes a shard keeps for reuse (prefix.c). */
+#define PARKED_NODES 6
+
 struct shard_header {
 	/* Line 0: the writer lock and who holds it (writers only). */
 	pthread_mutex_t lock; /* PROCESS_SHARED | ROBUST */
@@ -277,6 +280,11 @@ struct shard_header {
 	 * so no reader of keys ever touches them: */
 	uint64_t writes;      /* changes applied (each one the change log records) */
 	uint64_t lock_waits;  /* lockings that found the lock held and had to wait */
+	/* Prefix nodes left without children, kept for a while (prefix.c):
+	 * refs, 0 = none; parked_next is where the next one goes (mod
+	 * PARKED_NODES).  Writers only; each ref is checked before use. */
+	uint32_t parked[PARKED_NODES];
+	uint32_t parked_next;
 };
 /* INFLIGHT_SWAP: one endpoint's registration replaced by another's
  * (remote_replace); both events go as one batch per monitor, so the one
@@ -575,6 +583,7 @@ static_assert(sizeof(struct oplog_record) == 48, "oplog_record");
 		    offsetof(struct arena_header, agent_mailbox) * 109u +                   \
 		    offsetof(struct cluster_slot, node_marks) * 113u +                      \
 		    offsetof(struct endpoint_slot, terminated) * 127u + OP_CLUSTER_DISCONNECT * 131u + \
-		    INFLIGHT_SWAP * 137u))
+		    INFLIGHT_SWAP * 137u + offsetof(struct shard_header, parked) * 139u +  \
+		    PARKED_NODES * 149u))
 
 #endif

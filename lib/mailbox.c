@@ -21,8 +21,10 @@
  * (`sleeping`), else with one byte to the consumer's FIFO (wake_fifo.c) or,
  * when the producer cannot use that, one datagram to the consumer's socket.
  * shmg_fd() returns an epoll set of both for poll/epoll.  The consumer
- * drains them, clears `signalled`, sets `sleeping`, and looks at the ring
- * once more before it waits; all of these are seq_cst, so a producer either
+ * drains them, clears `sleeping` and `signalled`, sets `sleeping` again if
+ * it is to wait in shmg_receive, and looks at the ring once more before it
+ * waits (`sleeping` stays set after the wait: nothing reads it until the
+ * next re-arm); all of these are seq_cst, so a producer either
  * sees the re-arm or its record is seen by that last look.  So the
  * descriptor is readable while records wait, and a blocked receive wakes
  * without a round trip through either.
@@ -740,6 +742,10 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 		wake_drain_own(h);
 		if (!mb_advertised(h, mb))
 			mb_advertise(h, mb); /* scribbled over */
+		/* Not asleep (left set by the last wait, so that the way back
+		 * from a wakeup stores nothing): an epoll waiter gets the FIFO. */
+		if (load_relaxed(&mb->sleeping))
+			__atomic_store_n(&mb->sleeping, 0, __ATOMIC_RELAXED);
 		__atomic_store_n(&mb->signalled, 0, __ATOMIC_SEQ_CST);
 		if (load_acquire(&mb->tail) != mb->head || load_relaxed(&mb->dropped))
 			continue;
@@ -762,9 +768,7 @@ int shmg_receive(shmg_t *h, struct shmg_event *events, size_t max, int timeout_m
 		}
 		/* Returns at once if a producer set `signalled` since the re-arm. */
 		long r = syscall(SYS_futex, &mb->signalled, FUTEX_WAIT, 0, &rel, NULL, 0);
-		int err = r < 0 ? errno : 0;
-		__atomic_store_n(&mb->sleeping, 0, __ATOMIC_RELAXED);
-		if (err == EINTR)
+		if (r < 0 && errno == EINTR)
 			return -EINTR;
 	}
 }

@@ -49,6 +49,19 @@
  * again: every indexed head and node not on its parent's list is linked
  * (making missing nodes), then empty nodes are pruned.
  *
+ * Parked nodes.  A top-level node ("jobs/", with no parent prefix) whose
+ * last child leaves is not pruned at once but parked, empty and indexed, in
+ * its shard's ring of PARKED_NODES refs (shard_header.parked).  It is pruned
+ * when a later one pushes it out, unless it has children again by then, or
+ * by a cluster sweep or a repair.  So a group alone under its prefix that
+ * keeps being joined and left ("jobs/export") does not make and prune a node
+ * each time: an allocation, an index insert and probes on the path to the
+ * event.  Only top-level nodes are parked, so a parked node holds no
+ * ancestor alive: a shard keeps at most PARKED_NODES empty nodes, each
+ * costing a block, an index slot and a probe.  The ring holds refs only,
+ * each checked before it is pruned (a prefix node, indexed under its own
+ * key, childless), so a stale or scribbled one is passed over.
+ *
  * Cost: a node is a block and an index slot, shared by every group below
  * its prefix in the shard; a group whose parent prefix is its own alone
  * ("user/<id>/session") pays for one node by itself.
@@ -147,18 +160,42 @@ static struct entry *node_make(shmg_t *h, const struct keyref *k, size_t len, ui
 	return n;
 }
 
+/* ---- parked nodes ---------------------------------------------------- */
+
+static void unpark(shmg_t *h, uint32_t shard, ref_t ref)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	for (unsigned i = 0; i < PARKED_NODES; i++)
+		if (sh->parked[i] == ref)
+			sh->parked[i] = 0;
+}
+
+/* Parks childless node ref; returns the ref it pushed out of the ring (0:
+ * none), for the caller to prune. */
+static ref_t park(shmg_t *h, uint32_t shard, ref_t ref)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	unpark(h, shard, ref); /* never twice */
+	unsigned at = sh->parked_next % PARKED_NODES;
+	ref_t out = sh->parked[at];
+	sh->parked[at] = ref;
+	sh->parked_next = at + 1;
+	TEST_POINT("prefix:parked");
+	return out;
+}
+
 /* The node of prefix k->key[0..len), made with its missing ancestors if
  * need be, top-down; NULL if there was no space (nodes made meanwhile stay,
- * empty). */
+ * empty).  A parked node found is taken out of the ring: it is about to have
+ * a child. */
 static struct entry *node_get(shmg_t *h, const struct keyref *k, size_t len, uint32_t shard)
 {
 	struct entry *n = node_find(h, k, len, shard, NULL);
-	if (n)
-		return n;
-	size_t have = prefix_parent_len(k->key, len);
-	for (; have; have = prefix_parent_len(k->key, have))
-		if ((n = node_find(h, k, have, shard, NULL)))
-			break;
+	size_t have = len;
+	while (!n && (have = prefix_parent_len(k->key, have)))
+		n = node_find(h, k, have, shard, NULL);
+	if (n && !links_at(h, n)->next)
+		unpark(h, shard, ref_of(h, n));
 	for (size_t l = have; l < len;) {
 		l = next_prefix_len(k->key, l, len);
 		if (!(n = node_make(h, k, l, shard, n)))
@@ -167,9 +204,13 @@ static struct entry *node_get(shmg_t *h, const struct keyref *k, size_t len, uin
 	return n;
 }
 
+static void prune_if_empty(shmg_t *h, uint32_t shard, ref_t ref);
+
 /* Removes the node of prefix k->key[0..len) if it has no children, then its
- * parent if that is left without, and so on up. */
-static void node_prune(shmg_t *h, const struct keyref *k, size_t len, uint32_t shard)
+ * parent if that is left without, and so on up.  With `keep`, a top-level
+ * node (one with no parent prefix) is parked instead, and the node it pushes
+ * out of the ring is pruned. */
+static void node_prune(shmg_t *h, const struct keyref *k, size_t len, uint32_t shard, bool keep)
 {
 	while (len && limbo_has_room(h, shard)) {
 		uint32_t pos;
@@ -178,6 +219,11 @@ static void node_prune(shmg_t *h, const struct keyref *k, size_t len, uint32_t s
 			return;
 		size_t plen = prefix_parent_len(k->key, len);
 		struct entry *parent = plen ? node_find(h, k, plen, shard, NULL) : NULL;
+		if (keep && !plen) {
+			prune_if_empty(h, shard, park(h, shard, ref_of(h, n)));
+			return;
+		}
+		unpark(h, shard, ref_of(h, n));
 		if (parent && links_at(h, n)->tree.parent == ref_of(h, parent))
 			child_unlink(h, parent, n);
 		TEST_POINT("prefix:pruned");
@@ -193,7 +239,7 @@ static void prune_path(shmg_t *h, const struct keyref *k, size_t len, uint32_t s
 {
 	for (; len; len = prefix_parent_len(k->key, len)) {
 		if (node_find(h, k, len, shard, NULL)) {
-			node_prune(h, k, len, shard);
+			node_prune(h, k, len, shard, false);
 			return;
 		}
 	}
@@ -234,7 +280,7 @@ void prefix_drop_parent(shmg_t *h, const struct keyref *k)
 {
 	size_t plen = prefix_parent_len(k->key, k->len);
 	if (plen)
-		node_prune(h, k, plen, k->shard);
+		node_prune(h, k, plen, k->shard, false);
 }
 
 void prefix_replace_child(shmg_t *h, struct entry *old, struct entry *new)
@@ -265,6 +311,28 @@ static bool block_key(shmg_t *h, const struct entry *e, uint32_t shard, struct k
 	return true;
 }
 
+/* Prunes the block at ref if it is a childless prefix node of shard (then
+ * its ancestors left childless, as node_prune does). */
+static void prune_if_empty(shmg_t *h, uint32_t shard, ref_t ref)
+{
+	struct entry *n = ref ? entry_at(h, ref) : NULL;
+	struct keyref k;
+	struct entry hd;
+	if (n && block_key(h, n, shard, &k, &hd) && hd.kind == K_PREFIX)
+		node_prune(h, &k, k.len, shard, false);
+}
+
+void prefix_prune_parked(shmg_t *h, uint32_t shard)
+{
+	struct shard_header *sh = shard_at(h, shard);
+	for (unsigned i = 0; i < PARKED_NODES; i++) {
+		ref_t ref = sh->parked[i];
+		sh->parked[i] = 0;
+		prune_if_empty(h, shard, ref);
+	}
+	sh->parked_next = 0;
+}
+
 void prefix_unlink_head(shmg_t *h, uint32_t shard, struct entry *head)
 {
 	struct keyref k;
@@ -278,7 +346,7 @@ void prefix_unlink_head(shmg_t *h, uint32_t shard, struct entry *head)
 		return;
 	child_unlink(h, n, head);
 	TEST_POINT("prefix:unlinked");
-	node_prune(h, &k, plen, shard);
+	node_prune(h, &k, plen, shard, true);
 }
 
 /* ---- readers --------------------------------------------------------- */
@@ -511,8 +579,12 @@ int prefix_repair_links(shmg_t *h, uint32_t shard, uint64_t max_list)
 		struct keyref k;
 		struct entry hd;
 		if (n && block_key(h, n, shard, &k, &hd))
-			node_prune(h, &k, k.len, shard);
+			node_prune(h, &k, k.len, shard, false);
 	}
+	/* Every childless node went above (as far as the limbo ring let). */
+	struct shard_header *sh = shard_at(h, shard);
+	memset(sh->parked, 0, sizeof(sh->parked));
+	sh->parked_next = 0;
 	free(f.found);
 	free(f.on_list);
 	return rc;

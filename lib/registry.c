@@ -169,8 +169,8 @@ int reg_replace(shmg_t *h, const struct keyref *k, struct entry *old, uint32_t p
 	inflight_set(h, k->shard, INFLIGHT_REPLACE, ref, ref_of(h, old), 0);
 	index_replace_slot(h, k->shard, pos, ref);
 	TEST_POINT("register:replaced");
-	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
 	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, old);
+	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
 	inflight_clear(h, k->shard);
 	epoch_retire(h, k->shard, ref_of(h, old), LIMBO_BLOCK);
 	*ref_out = ref;
@@ -192,8 +192,8 @@ int reg_add(shmg_t *h, const struct keyref *k, const void *meta, size_t meta_len
 	}
 	TEST_POINT("register:published");
 	shard_count(h, k->shard, e, +1);
-	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
 	shard_event(h, k->shard, SHMG_EV_REGISTERED, REASON_NONE, e, NULL);
+	oplog_append(h, k->shard, OP_REGISTER, REASON_NONE, e, k->key, k->len);
 	inflight_clear(h, k->shard);
 	*ref_out = ref;
 	return 0;

@@ -244,9 +244,9 @@ void shard_remove_reg(shmg_t *h, uint32_t shard, struct entry *e, uint32_t pos, 
 		prefix_unlink_head(h, shard, e);
 	index_clear_slot(h, shard, pos);
 	TEST_POINT(solo ? "leave:unlinked" : "unregister:unlinked");
-	log_removal(h, shard, solo ? OP_LEAVE : OP_UNREGISTER, reason, e, e);
 	shard_count(h, shard, e, -1);
 	shard_event(h, shard, solo ? SHMG_EV_LEFT : SHMG_EV_UNREGISTERED, (uint8_t)reason, e, NULL);
+	log_removal(h, shard, solo ? OP_LEAVE : OP_UNREGISTER, reason, e, e);
 	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, e), LIMBO_BLOCK);
 }
@@ -285,10 +285,10 @@ void shard_remove_member(shmg_t *h, uint32_t shard, struct entry *m, uint32_t po
 	store_relaxed(&hl->aux, hl->aux - 1);
 	if (m->kind == K_MEMBER && m->node == h->node)
 		store_relaxed(&hl->tree.local, hl->tree.local - 1);
-	if (m->kind == K_MEMBER)
-		log_removal(h, shard, OP_LEAVE, reason, m, head);
 	shard_count(h, shard, m, -1);
 	shard_event(h, shard, SHMG_EV_LEFT, (uint8_t)reason, m, NULL);
+	if (m->kind == K_MEMBER)
+		log_removal(h, shard, OP_LEAVE, reason, m, head);
 	inflight_clear(h, shard);
 	epoch_retire(h, shard, ref_of(h, m), LIMBO_BLOCK);
 	if (hl->aux == 0 && hl->next == 0)

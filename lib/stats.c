@@ -84,6 +84,8 @@ int shmg_shard_stats(shmg_t *h, uint32_t shard, struct shmg_shard_stats *out, si
 	s.repairs = load_relaxed(&sh->repairs);
 	uint32_t limbo = load_relaxed(&sh->limbo_head) - load_relaxed(&sh->limbo_tail);
 	s.retired = limbo <= LIMBO_CAP ? limbo : LIMBO_CAP;
+	for (unsigned i = 0; i < PARKED_NODES; i++)
+		s.parked_nodes += load_relaxed(&sh->parked[i]) != 0;
 	const struct oplog_header *ol = oplog_at(h, shard);
 	s.log_capacity = h->geo.oplog_bytes - sizeof(*ol);
 	s.log_records = load_relaxed(&ol->seq);

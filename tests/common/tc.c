@@ -340,7 +340,8 @@ long tc_check(shmg_t *h, char *msgbuf, size_t cap)
 	return shmg_check(h, report_cb, &rb);
 }
 
-uint64_t tc_index_used(shmg_t *h)
+/* One uint64_t field of shmg_shard_stats, summed over every shard. */
+static uint64_t shard_stats_sum(shmg_t *h, size_t field)
 {
 	struct shmg_info in;
 	uint64_t n = 0;
@@ -348,7 +349,20 @@ uint64_t tc_index_used(shmg_t *h)
 	for (uint32_t s = 0; s < in.shards; s++) {
 		struct shmg_shard_stats st;
 		ck_assert_int_gt(shmg_shard_stats(h, s, &st, sizeof(st)), 0);
-		n += st.index_used;
+		ck_assert_uint_le(st.parked_nodes, 6);
+		uint64_t v;
+		memcpy(&v, (const char *)&st + field, sizeof(v));
+		n += v;
 	}
 	return n;
+}
+
+uint64_t tc_index_used(shmg_t *h)
+{
+	return shard_stats_sum(h, offsetof(struct shmg_shard_stats, index_used));
+}
+
+uint64_t tc_parked_nodes(shmg_t *h)
+{
+	return shard_stats_sum(h, offsetof(struct shmg_shard_stats, parked_nodes));
 }

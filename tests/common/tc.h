@@ -87,6 +87,8 @@ uint64_t tc_hash64(const void *p, size_t n);
 
 /* Index slots in use over every shard (shmg_shard_stats), asserting success. */
 uint64_t tc_index_used(shmg_t *h);
+/* Prefix nodes parked for reuse (shmg_shard_stats.parked_nodes), all shards. */
+uint64_t tc_parked_nodes(shmg_t *h);
 
 /* Counts entries through shmg_members-style callback (arg is a long *). */
 int tc_count_cb(const struct shmg_entry *e, void *arg);

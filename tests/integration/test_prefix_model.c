@@ -229,6 +229,7 @@ static void compare_all(shmg_t *h, const char *when, const shmg_id_t *ignore)
 static const char *const points[] = {
 	"join:head",      "prefix:indexed",  "prefix:linked", "join:allocated",  "join:linked",
 	"leave:unlinked", "prefix:unlinked", "prefix:pruned", "join:converting", "prefix:replaced",
+	"prefix:parked",
 };
 #define NPOINTS (int)(sizeof(points) / sizeof(points[0]))
 

@@ -1168,6 +1168,89 @@ START_TEST(test_named_cluster_isolation)
 }
 END_TEST
 
+struct x_lookup {
+	int host;
+	const char *key;
+	int want; /* 0 = found, -ENOENT = not */
+};
+
+static bool x_lookup_is(void *arg)
+{
+	const struct x_lookup *l = arg;
+	const struct shmg_opts x = { .cluster = "X" };
+	shmg_id_t id;
+	return shmg_lookup(hosts[l->host].h, l->key, strlen(l->key), &id, NULL, 0, NULL, &x) ==
+	       l->want;
+}
+
+static void wait_x_lookup(int host, const char *key, int want)
+{
+	struct x_lookup l = { host, key, want };
+	ck_assert_msg(tc_wait_until(x_lookup_is, &l, CONVERGE_MS), "host %d: lookup of %s in X never %d",
+		      host, key, want);
+}
+
+/* Three hosts, each in its own network namespace; A and C are connected to
+ * X, B is not.  B never holds X's entries nor gets X's events; its connect
+ * pulls X's state from both, with no restart; its disconnect removes them
+ * here (reason cluster_disconnect) and nowhere else. */
+START_TEST(test_named_cluster_isolation_in_netns)
+{
+	struct tc_ev e;
+	const struct shmg_opts x = { .cluster = "X" };
+	hosts_init(3);
+	if (!hosts_in_netns("test_named_cluster_isolation_in_netns"))
+		return;
+	ck_assert_int_eq(shmg_connect(hosts[0].h, "X", NULL), 0);
+	ck_assert_int_eq(shmg_connect(hosts[2].h, "X", NULL), 0);
+	ck_assert_int_eq(shmg_monitor(hosts[1].h, NULL, 0, &x), 0); /* needs no connect */
+	start_all();
+	struct worker a = worker_start(0), c = worker_start(2);
+	use_key("plain");
+	ck_assert_int_eq(worker_do(&a, "X X xa from-a"), 0);
+	ck_assert_int_eq(worker_do(&c, "X X xc from-c"), 0);
+	ck_assert_int_eq(worker_do(&c, "R plain p"), 0);
+	wait_x_lookup(0, "xc", 0);
+	wait_x_lookup(2, "xa", 0);
+	wait_lookup(1, "plain", 0); /* B has what C sent after X's changes */
+	ck_assert_int_eq(shmg_lookup(hosts[1].h, "xa", 2, NULL, NULL, 0, NULL, &x), -ENOENT);
+	ck_assert_int_eq(shmg_lookup(hosts[1].h, "xc", 2, NULL, NULL, 0, NULL, &x), -ENOENT);
+	ck_assert_int_eq(stat_of(1, "store_not_connected"), 0); /* sent nothing of X */
+	ck_assert_int_eq(tc_ev_recv_n(hosts[1].h, &e, 1, 200), 0);
+
+	/* B connects: X's state comes from both, as events. */
+	ck_assert_int_eq(shmg_connect(hosts[1].h, "X", NULL), 0);
+	wait_x_lookup(1, "xa", 0);
+	wait_x_lookup(1, "xc", 0);
+	struct tc_ev two[2];
+	ck_assert_int_eq(tc_ev_recv_n(hosts[1].h, two, 2, CONVERGE_MS), 2);
+	for (int i = 0; i < 2; i++) {
+		bool from_a = strcmp(two[i].key, "xa") == 0;
+		tc_ev_expect(&two[i], SHMG_EV_REGISTERED, SHMG_REASON_NONE, from_a ? a.id : c.id, "X",
+			     from_a ? "xa" : "xc", from_a ? "from-a" : "from-c", 6);
+	}
+	ck_assert_str_ne(two[0].key, two[1].key);
+	/* Later changes by the change log. */
+	ck_assert_int_eq(worker_do(&c, "Y X xc"), 0);
+	recv_one(hosts[1].h, &e);
+	tc_ev_expect(&e, SHMG_EV_UNREGISTERED, SHMG_REASON_NORMAL, c.id, "X", "xc", "from-c", 6);
+
+	/* B disconnects: A's entry of X leaves B only. */
+	ck_assert_int_eq(shmg_disconnect(hosts[1].h, "X"), 0);
+	recv_one(hosts[1].h, &e);
+	tc_ev_expect(&e, SHMG_EV_UNREGISTERED, SHMG_REASON_CLUSTER_DISCONNECT, a.id, "X", "xa",
+		     "from-a", 6);
+	ck_assert_int_eq(shmg_lookup(hosts[1].h, "xa", 2, NULL, NULL, 0, NULL, &x), -ENOENT);
+	ck_assert_int_eq(worker_do(&a, "X X xa2 again"), 0);
+	wait_x_lookup(2, "xa2", 0);
+	wait_x_lookup(0, "xa", 0);
+	wait_x_lookup(2, "xa", 0);
+	ck_assert_int_eq(shmg_lookup(hosts[1].h, "xa2", 3, NULL, NULL, 0, NULL, &x), -ENOENT);
+	ck_assert_int_eq(tc_ev_recv_n(hosts[1].h, &e, 1, 200), 0);
+	expect_converged("the default cluster");
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	if (!agents_args(argc, argv))
@@ -1202,6 +1285,7 @@ int main(int argc, char **argv)
 	suite_add_tcase(s, tc);
 	TCase *tcc = agents_tcase("clusters");
 	tcase_add_test(tcc, test_named_cluster_isolation);
+	tcase_add_test(tcc, test_named_cluster_isolation_in_netns);
 	suite_add_tcase(s, tcc);
 	return tc_run(s);
 }

@@ -213,6 +213,8 @@ static const struct field fields[] = {
 	F(shard_header, swept, W_SHARDS),
 	F(shard_header, writes, W_SHARDS),
 	F(shard_header, lock_waits, W_SHARDS),
+	FA(shard_header, parked, W_SHARDS),
+	F(shard_header, parked_next, W_SHARDS),
 	F(cluster_counts, registered, W_COUNTS),
 	F(cluster_counts, registered_local, W_COUNTS),
 	F(cluster_counts, members, W_COUNTS),

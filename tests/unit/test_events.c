@@ -1094,15 +1094,36 @@ START_TEST(test_blocking_receive)
 	tc_ev_copy(&ev[0], &e[0]);
 	ck_assert_str_eq(ev[0].key, "fd/kb");
 	TC_EQ(tc_read_full(ctl.done[0], &b, 1, 20000), 0);
+	/* Woken in a blocking receive, then waiting on the descriptor: the
+	 * non-blocking receive that finds the ring empty re-arms for the fd. */
+	for (char c = 'c'; c <= 'e'; c++) {
+		char want[] = {'f', 'd', '/', 'k', c, 0};
+		TC_EQ(shmg_receive(m, e, 4, 0), 0);
+		TC_EQ(tc_write_full(ctl.go[1], &c, 1), 0);
+		TC_EQ(tc_read_full(ctl.done[0], &b, 1, 20000), 0);
+		ck_assert_msg(poll_in(shmg_fd(m), 10000), "fd not readable after %c", c);
+		TC_EQ(shmg_receive(m, e, 4, 0), 1);
+		tc_ev_copy(&ev[0], &e[0]);
+		ck_assert_str_eq(ev[0].key, want);
+		TC_EQ(shmg_receive(m, e, 4, 0), 0);
+		/* Asleep in the next receive when the event comes. */
+		c++;
+		want[4] = c;
+		TC_EQ(tc_write_full(ctl.go[1], &c, 1), 0);
+		TC_EQ(shmg_receive(m, e, 4, -1), 1);
+		tc_ev_copy(&ev[0], &e[0]);
+		ck_assert_str_eq(ev[0].key, want);
+		TC_EQ(tc_read_full(ctl.done[0], &b, 1, 20000), 0);
+	}
 	/* max 0 returns at once, events may be NULL. */
 	TC_EQ(shmg_receive(m, NULL, 0, 0), 0);
 	TC_EQ(shmg_receive(m, NULL, 0, 50), 0);
 
 	TC_EQ(tc_write_full(ctl.go[1], "q", 1), 0);
 	TC_EQ(tc_wait_exit(pid, 10000), 0);
-	/* The child's close: two unregistered events, one batch. */
-	TC_EQ(tc_ev_recv_n(m, ev, 2, 10000), 2);
-	tc_ev_expect_one_batch(ev, 2);
+	/* The child's close: six unregistered events, one batch. */
+	TC_EQ(tc_ev_recv_n(m, ev, 6, 10000), 6);
+	tc_ev_expect_one_batch(ev, 6);
 	shmg_close(m);
 }
 END_TEST

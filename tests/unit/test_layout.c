@@ -21,7 +21,7 @@ static const struct {
 	{5, 258060}, /* counters for tools: shard writes and lock waits, per-endpoint kind
 		      * counts, a mailbox statistics line */
 	{6, 346124}, /* replication state: a node table in the header, per-shard node cursors */
-	{7, 570202}, /* growing arena: arena_max in the header, pages_avail and grows in the pool line;
+	{7, 620024}, /* growing arena: arena_max in the header, pages_avail and grows in the pool line;
 		      * the agent's connected mark per node (node_state.up, in padding);
 		      * prefix tree: K_PREFIX nodes, sibling and parent links of group heads,
 		      * local member counts in heads, hidden endpoints in the header,
@@ -33,6 +33,7 @@ static const struct {
 		      * and why a lease was kept (cluster_slot, in padding), the change
 		      * log's OP_CLUSTER_CONNECT/DISCONNECT markers, and an endpoint's
 		      * terminated reason (endpoint_slot, in padding);
+		      * parked prefix nodes per shard (shard_header, in padding);
 		      * the consumer's wakeup FIFO record in its mailbox (fifo_nonce,
 		      * fifo_ino, fifo_uid, fifo_gen, in padding);
 		      * the in-flight record's INFLIGHT_SWAP (a replacement's two events) */

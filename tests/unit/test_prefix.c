@@ -3,8 +3,9 @@
  * Prefix queries (keys ending in '/') over the per-shard prefix trees:
  * nesting, limits, clusters, local counts, keys 511 levels deep, and that
  * the tree's nodes come
- * and go with the groups below them (no index slot is left behind, and
- * shmg_check finds the trees sound at every step).
+ * and go with the groups below them (no index slot is left behind but the
+ * few nodes parked for reuse, and shmg_check finds the trees sound at every
+ * step).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +61,9 @@ START_TEST(test_nested_prefixes)
 	}
 	TC_EQ(count(a, "room/"), 0);
 	TC_EQ(count(a, "/"), 0);
-	/* Every prefix node went with the last group below it. */
-	ck_assert_uint_eq(tc_index_used(a), 0);
+	/* Every prefix node went with the last group below it, but those
+	 * parked for the next group under their prefix. */
+	ck_assert_uint_eq(tc_index_used(a), tc_parked_nodes(a));
 	TC_EQ(shmg_close(a), 0);
 }
 END_TEST
@@ -111,7 +113,7 @@ START_TEST(test_clusters_apart)
 	TC_EQ(shmg_member_count(a, SHMG_KEY("c/x/"), NULL), 1);
 	TC_EQ(shmg_leave(a, SHMG_KEY("c/x/1"), NULL), 0);
 	TC_ASSERT_CLEAN(a);
-	ck_assert_uint_eq(tc_index_used(a), 0);
+	ck_assert_uint_eq(tc_index_used(a), tc_parked_nodes(a));
 	TC_EQ(shmg_close(a), 0);
 }
 END_TEST
@@ -138,7 +140,7 @@ START_TEST(test_many_siblings)
 		TC_EQ(count(a, "sib/"), N - 1 - i);
 	}
 	TC_ASSERT_CLEAN(a);
-	ck_assert_uint_eq(tc_index_used(a), 0);
+	ck_assert_uint_eq(tc_index_used(a), tc_parked_nodes(a));
 	TC_EQ(shmg_close(a), 0);
 }
 END_TEST
@@ -160,7 +162,7 @@ START_TEST(test_deep_key)
 		TC_EQ(shmg_member_count(a, key, n, NULL), 1);
 	TC_EQ(shmg_member_count(a, "//", 2, NULL), 0);
 	TC_EQ(shmg_leave(a, key, 1024, NULL), 0);
-	ck_assert_uint_eq(tc_index_used(a), 0);
+	ck_assert_uint_eq(tc_index_used(a), tc_parked_nodes(a));
 	TC_ASSERT_CLEAN(a);
 	TC_EQ(shmg_close(a), 0);
 }
@@ -175,7 +177,85 @@ START_TEST(test_registrations_not_members)
 	TC_EQ(count(a, "mix/"), 1);
 	TC_EQ(shmg_leave(a, SHMG_KEY("mix/g"), NULL), 0);
 	TC_EQ(count(a, "mix/"), 0);
-	ck_assert_uint_eq(tc_index_used(a), 1);
+	ck_assert_uint_eq(tc_index_used(a), 1 + tc_parked_nodes(a));
+	TC_ASSERT_CLEAN(a);
+	TC_EQ(shmg_close(a), 0);
+}
+END_TEST
+
+/* A top-level node whose last group leaves is parked, not pruned: the next
+ * join under its prefix finds it.  Deeper nodes go at once. */
+START_TEST(test_parked_node_reused)
+{
+	struct shmg_config one = {.shards = 1};
+	shmg_t *a = tc_open(tc_arena, &one);
+	TC_EQ(shmg_join(a, SHMG_KEY("solo/deep/er/g"), NULL, 0, NULL), 0);
+	ck_assert_uint_eq(tc_index_used(a), 4); /* solo/, solo/deep/, solo/deep/er/, the group */
+	TC_EQ(shmg_leave(a, SHMG_KEY("solo/deep/er/g"), NULL), 0);
+	ck_assert_uint_eq(tc_index_used(a), 1); /* solo/, parked */
+	ck_assert_uint_eq(tc_parked_nodes(a), 1);
+	TC_ASSERT_CLEAN(a);
+	TC_EQ(count(a, "solo/"), 0);
+	for (int i = 0; i < 5; i++) {
+		TC_EQ(shmg_join(a, SHMG_KEY("solo/g"), "m", 1, NULL), 0);
+		ck_assert_uint_eq(tc_index_used(a), 2); /* the parked node, in use again */
+		ck_assert_uint_eq(tc_parked_nodes(a), 0);
+		TC_EQ(count(a, "solo/"), 1);
+		TC_ASSERT_CLEAN(a);
+		TC_EQ(shmg_leave(a, SHMG_KEY("solo/g"), NULL), 0);
+		ck_assert_uint_eq(tc_index_used(a), 1);
+		ck_assert_uint_eq(tc_parked_nodes(a), 1);
+	}
+	/* Under a parent with other children, the child node is pruned. */
+	TC_EQ(shmg_join(a, SHMG_KEY("solo/x/1"), NULL, 0, NULL), 0);
+	TC_EQ(shmg_join(a, SHMG_KEY("solo/y/1"), NULL, 0, NULL), 0);
+	ck_assert_uint_eq(tc_parked_nodes(a), 0);
+	TC_EQ(shmg_leave(a, SHMG_KEY("solo/x/1"), NULL), 0);
+	ck_assert_uint_eq(tc_index_used(a), 3); /* solo/, solo/y/, the group */
+	ck_assert_uint_eq(tc_parked_nodes(a), 0);
+	TC_EQ(count(a, "solo/x/"), 0);
+	TC_EQ(count(a, "solo/"), 1);
+	TC_ASSERT_CLEAN(a);
+	TC_EQ(shmg_close(a), 0);
+}
+END_TEST
+
+/* The ring is bounded: many prefixes left empty one after another keep at
+ * most six nodes per shard, each pushed-out node pruned with every ancestor
+ * it alone held. */
+START_TEST(test_parked_nodes_bounded)
+{
+	struct shmg_config two = {.shards = 2};
+	shmg_t *a = tc_open(tc_arena, &two);
+	char key[32];
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof(key), "p%d/q/g", i);
+		TC_EQ(shmg_join(a, SHMG_KEY(key), NULL, 0, NULL), 0);
+		TC_EQ(shmg_leave(a, SHMG_KEY(key), NULL), 0);
+		ck_assert_uint_eq(tc_index_used(a), tc_parked_nodes(a));
+		ck_assert_uint_le(tc_parked_nodes(a), 12);
+		if (i % 41 == 0)
+			TC_ASSERT_CLEAN(a);
+	}
+	ck_assert_uint_ge(tc_parked_nodes(a), 6);
+	TC_ASSERT_CLEAN(a);
+	TC_EQ(shmg_close(a), 0);
+}
+END_TEST
+
+/* A disconnect prunes the parked nodes of the cluster it sweeps: a slot
+ * reused by another cluster finds none of the old one's. */
+START_TEST(test_parked_nodes_go_with_their_cluster)
+{
+	shmg_t *a = tc_open(tc_arena, NULL);
+	TC_EQ(shmg_connect(a, "green", NULL), 0);
+	struct shmg_opts green = {.cluster = "green"};
+	TC_EQ(shmg_join(a, SHMG_KEY("room/1"), NULL, 0, &green), 0);
+	TC_EQ(shmg_leave(a, SHMG_KEY("room/1"), &green), 0);
+	ck_assert_uint_eq(tc_parked_nodes(a), 1);
+	TC_EQ(shmg_disconnect(a, "green"), 0);
+	ck_assert_uint_eq(tc_parked_nodes(a), 0);
+	ck_assert_uint_eq(tc_index_used(a), 0);
 	TC_ASSERT_CLEAN(a);
 	TC_EQ(shmg_close(a), 0);
 }
@@ -191,5 +271,8 @@ int main(void)
 	tcase_add_test(tc, test_many_siblings);
 	tcase_add_test(tc, test_registrations_not_members);
 	tcase_add_test(tc, test_deep_key);
+	tcase_add_test(tc, test_parked_node_reused);
+	tcase_add_test(tc, test_parked_nodes_bounded);
+	tcase_add_test(tc, test_parked_nodes_go_with_their_cluster);
 	return tc_run(s);
 }
