@@ -18,7 +18,8 @@
  * Wakeups.  `signalled` is 0 while the consumer is armed: it found the ring
  * empty and will sleep.  The producer that flips it to 1 wakes the consumer,
  * with FUTEX_WAKE on `signalled` when the consumer sleeps in shmg_receive
- * (`sleeping`), else with one byte to the consumer's FIFO (wake_fifo.c) or,
+ * (`sleeping`; if that wakes nobody, the FIFO too, see mb_wake), else with
+ * one byte to the consumer's FIFO (wake_fifo.c) or,
  * when the producer cannot use that, one datagram to the consumer's socket.
  * shmg_fd() returns an epoll set of both for poll/epoll.  The consumer
  * drains them, clears `sleeping` and `signalled`, sets `sleeping` again if
@@ -241,13 +242,18 @@ static void wake_drain_own(shmg_t *h)
 
 /* Wakes the consumer whichever way it waits.  Producers call it under the
  * mailbox lock: one killed before the wake completed leaves the lock
- * owner-dead, and whoever takes it next does this again. */
+ * owner-dead, and whoever takes it next does this again.  A futex wake that
+ * finds nobody waiting goes to the descriptor as well: `sleeping` may be
+ * stale (its owner killed asleep) or scribbled on while the consumer waits
+ * in epoll, or the consumer is between setting it and its wait, which then
+ * returns at once; a spare byte costs it an empty look, a missing one a
+ * lost wakeup. */
 static void mb_wake(shmg_t *h, struct mailbox_header *mb, uint32_t slot, uint32_t gen, bool futex,
 		    bool fd)
 {
-	if (futex)
-		syscall(SYS_futex, &mb->signalled, FUTEX_WAKE, 1, NULL, NULL, 0);
-	if (fd && !wake_fifo_send(h, slot, gen, mb))
+	if (futex && syscall(SYS_futex, &mb->signalled, FUTEX_WAKE, 1, NULL, NULL, 0) > 0 && !fd)
+		return;
+	if (!wake_fifo_send(h, slot, gen, mb))
 		wake_send(h, "mb", load_relaxed(&mb->wake_nonce));
 }
 
@@ -394,6 +400,10 @@ int mailbox_reset(shmg_t *h, uint32_t slot, uint32_t gen)
 	store_relaxed(&mb->dropped, 0);
 	store_relaxed(&mb->delivered, 0);
 	store_relaxed(&mb->dropped_total, 0);
+	/* Armed, and not asleep: an owner killed in its futex wait left
+	 * `sleeping` set, which would send this one's wakeups to a futex
+	 * nobody waits on while it waits on its descriptor. */
+	store_relaxed(&mb->sleeping, 0);
 	store_relaxed(&mb->signalled, 0);
 	mb_advertise(h, mb); /* the claimer is the new owner */
 	store_release(&mb->gen, gen);

@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -388,6 +389,73 @@ START_TEST(test_reap_removes_predecessors_fifo_left_recorded)
 }
 END_TEST
 
+/* ---- the slot of a consumer killed asleep ------------------------------------ */
+
+static int sleeper_fd[2];
+
+/* Monitors s/, says its slot, then sleeps in shmg_receive until killed. */
+static int sleeper_main(void *arg)
+{
+	shmg_t *h;
+	struct shmg_event ev[4];
+	(void)arg;
+	if (shmg_open(tc_arena, NULL, &h) != 0 || shmg_monitor(h, "s/", 2, NULL) != 0)
+		return 1;
+	uint32_t slot = shmg_self(h).slot;
+	(void)!write(sleeper_fd[1], &slot, sizeof(slot));
+	for (;;)
+		shmg_receive(h, ev, 4, -1);
+}
+
+static bool asleep(void *arg)
+{
+	return load_relaxed(&((struct mailbox_header *)arg)->sleeping) != 0;
+}
+
+/* A consumer SIGKILLed while asleep in shmg_receive leaves its mailbox
+ * marked asleep; the slot's next owner, which only ever waits on its
+ * descriptor, must still be woken through it, as must a consumer whose
+ * mark was scribbled on. */
+START_TEST(test_next_owner_of_killed_sleeper_woken_on_fd)
+{
+	struct shmg_config two = {.max_endpoints = 2};
+	shmg_t *p = tc_open(tc_arena, &two);
+	uint32_t slot;
+	ck_assert_int_eq(pipe(sleeper_fd), 0);
+	pid_t pid = tc_fork(sleeper_main, NULL);
+	TC_EQ(tc_read_full(sleeper_fd[0], &slot, sizeof(slot), WAIT_MS), 0);
+	struct mailbox_header *mb = mailbox_at(p, slot);
+	ck_assert_msg(tc_wait_until(asleep, mb, WAIT_MS), "the consumer never slept");
+	kill(pid, SIGKILL);
+	TC_EQ(tc_wait_exit(pid, WAIT_MS), TC_KILLED(SIGKILL));
+	ck_assert_int_ge(shmg_reap(p), 1);
+
+	shmg_t *q = tc_open(tc_arena, NULL);
+	TC_EQ(shmg_self(q).slot, slot);
+	TC_EQ(shmg_monitor(q, "s/", 2, NULL), 0);
+	struct pollfd pf = {.fd = shmg_fd(q), .events = POLLIN};
+	TC_EQ(poll(&pf, 1, 0), 0);
+	for (int i = 0; i < 3; i++) {
+		char key[8];
+		snprintf(key, sizeof(key), "s/%d", i);
+		TC_EQ(shmg_register(p, key, strlen(key), NULL, 0, NULL), 0);
+		ck_assert_msg(poll(&pf, 1, WAIT_MS) == 1, "event %d: the descriptor never woke", i);
+		ck_assert_int_eq(drain_events(q), SHMG_EV_REGISTERED);
+		TC_EQ(poll(&pf, 1, 0), 0);
+	}
+	/* The same with `sleeping` scribbled on while it waits on the fd: a
+	 * futex wake that finds no waiter falls back to the descriptor. */
+	store_relaxed(&mb->sleeping, 1);
+	TC_EQ(shmg_register(p, SHMG_KEY("s/scribbled"), NULL, 0, NULL), 0);
+	ck_assert_msg(poll(&pf, 1, WAIT_MS) == 1, "the descriptor never woke");
+	ck_assert_int_eq(drain_events(q), SHMG_EV_REGISTERED);
+	close(sleeper_fd[0]);
+	close(sleeper_fd[1]);
+	shmg_close(q);
+	shmg_close(p);
+}
+END_TEST
+
 /* ---- a stopped consumer ---------------------------------------------------- */
 
 START_TEST(test_stopped_consumer_costs_producers_nothing)
@@ -567,6 +635,7 @@ int main(void)
 	Suite *s = suite_create("fifo_wake");
 	TCase *tc = tc_case(s, "woken", 60);
 	tcase_add_test(tc, test_epoll_consumer_woken_through_fifo);
+	tcase_add_test(tc, test_next_owner_of_killed_sleeper_woken_on_fd);
 	tcase_add_test(tc, test_other_uid_consumer_woken_through_fifo);
 	tcase_add_test(tc, test_producer_without_access_sends_datagram);
 	tc = tc_case(s, "removal", 60);
