@@ -539,6 +539,10 @@ static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct 
 {
 	struct repl_record v;
 	st->stats.conflicts++;
+	/* r is its owner's claim of the key now: one it made before and that
+	 * lost here is superseded.  Left hidden, it would be shown again when
+	 * r goes, a claim its owner no longer holds. */
+	repl_claims_drop(st->hidden, r->node, r->cluster, r->cluster_len, r->key, r->key_len);
 	for (int round = 0; round < 3; round++) {
 		int rc = visible_claim(st, c->cluster, r, &v);
 		if (rc == -ENOENT) {
@@ -743,7 +747,9 @@ static bool settle_outcomes(struct store *st, const struct repl_batch *b, uint32
 		const struct remote_change *c = &st->changes[i];
 		switch (st->rcs[i]) {
 		case 0:
-			if (r->op == REPL_OP_REGISTER)
+			/* Shown, or removed by its owner: no older claim of
+			 * the owner's stays hidden behind it. */
+			if (r->op == REPL_OP_REGISTER || r->op == REPL_OP_UNREGISTER)
 				repl_claims_drop(st->hidden, r->node, r->cluster, r->cluster_len,
 						 r->key, r->key_len);
 			removed |= r->op == REPL_OP_UNREGISTER;
