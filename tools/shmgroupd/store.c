@@ -23,9 +23,12 @@
  * remote register refused with -EEXIST meets the visible claim of another
  * owner, and the rule decides.  The arena shows the winner; remote claims
  * that lost wait in a hidden-claims table in this process's memory, and the
- * best of them is shown when the visible one goes.  A local endpoint that
- * loses is evicted here (its owner's side: the removal replicates), and the
- * winner installed.  A remote claim replaced by a better one, and a hidden
+ * best of them is shown when the visible one goes.  The table holds at most
+ * each owner's current claim of a key: a newer claim or a removal from the
+ * owner supersedes the one hidden (kept, it would be shown again once the
+ * newer one went, a claim nobody holds).  A local endpoint that loses is
+ * evicted here (its owner's side: the removal replicates), and the winner
+ * installed.  A remote claim replaced by a better one, and a hidden
  * claim taking the place of one its owner removed, are one step for readers
  * (remote_replace).  The table is lost with the process, so a restarted
  * agent fetches every shard it holds again by snapshot (store_held).
