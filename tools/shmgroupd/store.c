@@ -23,9 +23,12 @@
  * remote register refused with -EEXIST meets the visible claim of another
  * owner, and the rule decides.  The arena shows the winner; remote claims
  * that lost wait in a hidden-claims table in this process's memory, and the
- * best of them is shown when the visible one goes.  A local endpoint that
- * loses is evicted here (its owner's side: the removal replicates), and the
- * winner installed.  A remote claim replaced by a better one, and a hidden
+ * best of them is shown when the visible one goes.  The table holds at most
+ * each owner's current claim of a key: a newer claim or a removal from the
+ * owner supersedes the one hidden (kept, it would be shown again once the
+ * newer one went, a claim nobody holds).  A local endpoint that loses is
+ * evicted here (its owner's side: the removal replicates), and the winner
+ * installed.  A remote claim replaced by a better one, and a hidden
  * claim taking the place of one its owner removed, are one step for readers
  * (remote_replace).  The table is lost with the process, so a restarted
  * agent fetches every shard it holds again by snapshot (store_held).
@@ -72,11 +75,14 @@ struct store {
 	struct store_config cfg;
 	uint32_t self;
 	struct repl_claims *hidden;
+	bool orphans_due; /* local removals not read (log lapped or repaired) */
 	uint8_t *meta_buf;
 	size_t meta_cap;
 };
 
 static void promote_orphans(struct store *st);
+static bool promote_key(struct store *st, uint16_t shard, const char *cluster,
+			size_t cluster_len, const char *key, size_t key_len);
 
 static int tail_restart(struct store *st, uint32_t shard)
 {
@@ -183,6 +189,8 @@ static void tail_lost(struct store *st, uint32_t shard)
 {
 	struct log_tail *t = &st->tails[shard];
 	uint64_t resets = t->cur.resets;
+	/* The local removals skipped may have left hidden claims orphaned. */
+	st->orphans_due = true;
 	if (tail_restart(st, shard) < 0)
 		return;
 	if (t->cur.resets != resets) {
@@ -202,6 +210,11 @@ int store_log_read(struct store *st, uint16_t shard, uint64_t seq, struct repl_r
 	struct oplog_entry e;
 
 	st->stats.log_reads++;
+	if (st->orphans_due) {
+		st->orphans_due = false;
+		if (repl_claims_count(st->hidden))
+			promote_orphans(st);
+	}
 	if (want < t->floor)
 		return -ESTALE;
 	if (want < t->cur.seq) {
@@ -224,7 +237,7 @@ int store_log_read(struct store *st, uint16_t shard, uint64_t seq, struct repl_r
 		t->saved[before.seq & st->saved_mask] = before;
 		/* A local claim went: a remote one hidden behind it may show now. */
 		if (e.op == REPL_OP_UNREGISTER && repl_claims_count(st->hidden))
-			promote_orphans(st);
+			promote_key(st, shard, e.cluster, strlen(e.cluster), e.key, e.key_len);
 		if (before.seq == want) {
 			to_record(&e, out);
 			return 0;
@@ -539,6 +552,10 @@ static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct 
 {
 	struct repl_record v;
 	st->stats.conflicts++;
+	/* r is its owner's claim of the key now: one it made before and that
+	 * lost here is superseded.  Left hidden, it would be shown again when
+	 * r goes, a claim its owner no longer holds. */
+	repl_claims_drop(st->hidden, r->node, r->cluster, r->cluster_len, r->key, r->key_len);
 	for (int round = 0; round < 3; round++) {
 		int rc = visible_claim(st, c->cluster, r, &v);
 		if (rc == -ENOENT) {
@@ -583,37 +600,50 @@ static char *best_hidden(struct store *st, const char *cluster, size_t cluster_l
 	return b ? repl_record_copy(b, best) : NULL;
 }
 
+/* If the arena shows nothing for (cluster, key) of `shard`, the best claim
+ * hidden for it is shown.  True if the table changed. */
+static bool promote_key(struct store *st, uint16_t shard, const char *cluster,
+			size_t cluster_len, const char *key, size_t key_len)
+{
+	struct repl_record best, v;
+	struct repl_record of_key = { .cluster = cluster, .cluster_len = (uint8_t)cluster_len,
+				      .key = key, .key_len = (uint16_t)key_len };
+	struct remote_change c;
+	char cl[64];
+	cluster_of(&of_key, cl);
+	if (visible_claim(st, cl, &of_key, &v) != -ENOENT)
+		return false;
+	char *copy = best_hidden(st, cluster, cluster_len, key, key_len, &best);
+	if (!copy)
+		return false;
+	/* From here on only the copy: cluster and key may be the table's. */
+	repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
+			 best.key_len);
+	to_change(&best, cl, &c);
+	uint64_t inc = inc_of(st, best.node);
+	int rc = put_retried(st, inc, &c);
+	if (rc == -EEXIST)
+		settle(st, inc, shard, &best, &c);
+	else if (rc < 0)
+		logf_(L_WARN, "'%.*s': the claim of node %" PRIu32 " could not be shown: %s",
+		      (int)best.key_len, best.key, best.node, shmg_strerror(rc));
+	free(copy);
+	return true;
+}
+
 /* Claims left hidden with nothing visible for their key (the visible one
- * went): the best of each key becomes visible. */
+ * went by a purge, a resync or a removal not read): the best of each key
+ * becomes visible. */
 static void promote_orphans(struct store *st)
 {
 	size_t i = 0;
 	while (i < repl_claims_count(st->hidden)) {
 		const struct repl_record *h = repl_claims_at(st->hidden, i);
-		char cluster[64];
-		struct repl_record v, best;
-		struct remote_change c;
-		cluster_of(h, cluster);
-		if (visible_claim(st, cluster, h, &v) != -ENOENT) {
+		if (promote_key(st, repl_claims_shard_at(st->hidden, i), h->cluster,
+				h->cluster_len, h->key, h->key_len))
+			i = 0; /* the table changed */
+		else
 			i++;
-			continue;
-		}
-		uint16_t shard = repl_claims_shard_at(st->hidden, i);
-		char *copy = best_hidden(st, h->cluster, h->cluster_len, h->key, h->key_len, &best);
-		if (!copy)
-			return;
-		repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
-				 best.key_len);
-		to_change(&best, cluster, &c);
-		uint64_t inc = inc_of(st, best.node);
-		int rc = put_retried(st, inc, &c);
-		if (rc == -EEXIST)
-			settle(st, inc, shard, &best, &c);
-		else if (rc < 0)
-			logf_(L_WARN, "'%.*s': the claim of node %" PRIu32 " could not be shown: %s",
-			      (int)best.key_len, best.key, best.node, shmg_strerror(rc));
-		free(copy);
-		i = 0; /* the table changed */
 	}
 }
 
@@ -743,7 +773,9 @@ static bool settle_outcomes(struct store *st, const struct repl_batch *b, uint32
 		const struct remote_change *c = &st->changes[i];
 		switch (st->rcs[i]) {
 		case 0:
-			if (r->op == REPL_OP_REGISTER)
+			/* Shown, or removed by its owner: no older claim of
+			 * the owner's stays hidden behind it. */
+			if (r->op == REPL_OP_REGISTER || r->op == REPL_OP_UNREGISTER)
 				repl_claims_drop(st->hidden, r->node, r->cluster, r->cluster_len,
 						 r->key, r->key_len);
 			removed |= r->op == REPL_OP_UNREGISTER;
