@@ -61,6 +61,7 @@ static long dispatch(shmg_t *h, const char *key, size_t key_len, const void *msg
 		return -ECONNABORTED;
 	if ((rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
 		return rc == -ENOTCONN ? 0 : rc;
+	mailbox_warm(h);
 	long n = message_targets(h, &k, remote ? &others : NULL);
 	message_send(h, &k, msg, len, NULL);
 	if (!remote || !others.n)

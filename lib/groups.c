@@ -289,6 +289,7 @@ int shmg_join(shmg_t *h, const char *key, size_t key_len, const void *meta, size
 	int rc = handle_check(h);
 	if (rc || (rc = meta_check(h, meta, meta_len)) || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
 		return rc;
+	mailbox_warm(h);
 	if ((rc = shard_lock(h, k.shard)) < 0)
 		return rc;
 	rc = cluster_ref_valid(h, k.cluster) ? list_join(h, &k, K_GROUP, meta, meta_len) : -ENOTCONN;
@@ -302,6 +303,7 @@ int shmg_leave(shmg_t *h, const char *key, size_t key_len, const struct shmg_opt
 	int rc = handle_check(h);
 	if (rc || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
 		return rc;
+	mailbox_warm(h);
 	if ((rc = shard_lock(h, k.shard)) < 0)
 		return rc;
 	rc = cluster_ref_valid(h, k.cluster) ? list_leave(h, &k, K_GROUP) : -ENOTCONN;

@@ -132,6 +132,8 @@ struct shmg {
 	uint32_t deliver_from;   /* repair: skip targets below this slot */
 	struct mb_batch *pending; /* per target slot while batching */
 	struct mb_batch single;   /* one event's record, outside batches */
+	uint32_t warm_slot;       /* the mailbox last appended to, + 1 (0: none) */
+	uint32_t warm_pos;        /* and its ring offset after that append */
 	uint32_t *pending_gen;
 	uint32_t busy_attempts;    /* how long to wait for a shard lock or limbo room: */
 	uint32_t busy_interval_ms; /* attempts x interval (shmg_set_busy_retry) */
@@ -864,6 +866,9 @@ int mb_batch_add(struct mb_batch *b, const struct mailbox_record *r, const char 
 /* 0 appended; -EAGAIN counted as dropped (full, or the lock not had);
  * -ESRCH the slot has another owner now. */
 int mailbox_deliver(shmg_t *h, uint32_t slot, uint32_t gen, struct mb_batch *b);
+/* At the start of a write: prefetches the mailbox lines the handle's last
+ * delivery touched, the likeliest target of this write's event. */
+void mailbox_warm(const shmg_t *h);
 /* Binds a wakeup socket to a fresh unguessable name; *nonce names it. */
 int wake_bind(const shmg_t *h, const char *what, uint64_t *nonce);
 void wake_send(shmg_t *h, const char *what, uint64_t nonce);

@@ -239,6 +239,7 @@ int shmg_register(shmg_t *h, const char *key, size_t key_len, const void *meta, 
 	int rc = handle_check(h);
 	if (rc || (rc = meta_check(h, meta, meta_len)) || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
 		return rc;
+	mailbox_warm(h);
 	for (int attempt = 0;; attempt++) {
 		uint32_t dead_slot = 0, dead_gen = 0;
 		if ((rc = shard_lock(h, k.shard)) < 0)
@@ -263,6 +264,7 @@ int shmg_unregister(shmg_t *h, const char *key, size_t key_len, const struct shm
 	int rc = handle_check(h);
 	if (rc || (rc = key_prepare(h, key, key_len, opts, KEY_WRITE, &k)))
 		return rc;
+	mailbox_warm(h);
 	if ((rc = shard_lock(h, k.shard)) < 0)
 		return rc;
 	uint32_t pos;
