@@ -614,6 +614,17 @@ static int evictor_child(void *arg)
 	return 11; /* not reached */
 }
 
+/* The loser holds svc in cluster ck and is a member of g; mon monitors
+ * both. */
+static void loser_setup(shmg_t *loser, shmg_t *mon, const struct shmg_opts *ck)
+{
+	TC_EQ(shmg_connect(loser, "ck", NULL), 0);
+	TC_EQ(shmg_monitor(mon, SHMG_KEY("svc"), ck), 0);
+	TC_EQ(shmg_monitor(mon, SHMG_KEY("g"), NULL), 0);
+	TC_EQ(shmg_register(loser, SHMG_KEY("svc"), "l", 1, ck), 0);
+	TC_EQ(shmg_join(loser, SHMG_KEY("g"), "j", 1, NULL), 0);
+}
+
 /* The agent killed half way through an eviction: the loser is refused from
  * the first step on, and whoever finishes the removal (here the loser's own
  * close) reports reason conflict. */
@@ -624,11 +635,7 @@ static void evict_crash_case(const char *point)
 	struct shmg_opts o = {.cluster = "ck"};
 	struct tc_ev ev[16];
 
-	TC_EQ(shmg_connect(loser, "ck", NULL), 0);
-	TC_EQ(shmg_monitor(mon, SHMG_KEY("svc"), &o), 0);
-	TC_EQ(shmg_monitor(mon, SHMG_KEY("g"), NULL), 0);
-	TC_EQ(shmg_register(loser, SHMG_KEY("svc"), "l", 1, &o), 0);
-	TC_EQ(shmg_join(loser, SHMG_KEY("g"), "j", 1, NULL), 0);
+	loser_setup(loser, mon, &o);
 	TC_EQ(tc_ev_drain(mon, ev, 16), 2);
 	struct evictor_arg a = {shmg_self(loser), point};
 	TC_EQ(tc_wait_exit(tc_fork(evictor_child, &a), 10000), TC_KILLED(SIGKILL));
@@ -668,12 +675,8 @@ static void evict_reap_case(const char *point)
 	struct shmg_opts o = {.cluster = "ck"};
 	struct tc_ev ev[16];
 
-	TC_EQ(shmg_connect(loser, "ck", NULL), 0);
-	TC_EQ(shmg_monitor(mon, SHMG_KEY("svc"), &o), 0);
-	TC_EQ(shmg_monitor(mon, SHMG_KEY("g"), NULL), 0);
+	loser_setup(loser, mon, &o);
 	TC_EQ(shmg_monitor(mon, SHMG_KEY("svc-b"), &o), 0);
-	TC_EQ(shmg_register(loser, SHMG_KEY("svc"), "l", 1, &o), 0);
-	TC_EQ(shmg_join(loser, SHMG_KEY("g"), "j", 1, NULL), 0);
 	TC_EQ(shmg_monitor(loser, SHMG_KEY("g"), NULL), 0);
 	TC_EQ(shmg_register(other, SHMG_KEY("svc-b"), "b", 1, &o), 0);
 	TC_EQ(shmg_join(other, SHMG_KEY("g"), "k", 1, NULL), 0);
