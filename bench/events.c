@@ -74,6 +74,7 @@
 static struct {
 	double rate;
 	double seconds;
+	uint64_t rounds;
 	uint64_t deaths;
 	const char *agent;
 	const char *json;
@@ -82,6 +83,7 @@ static struct {
 } opt = {
 	.rate = 10000,
 	.seconds = 3,
+	.rounds = 3,
 	.deaths = 200,
 	.agent = SHMGROUPD_PATH,
 };
@@ -97,6 +99,7 @@ struct row {
 	struct hist due;  /* due->wake (delivery only) */
 	uint64_t sent, received, overflows, late;
 	double achieved_rate;
+	double rated_events, rated_ns; /* delivery: over every turn, for achieved_rate */
 	char error[160];
 };
 
@@ -118,23 +121,26 @@ static void usage(FILE *f)
 		"usage: events [options]\n"
 		"  --rate R         delivery: events per second, open loop [10000]\n"
 		"  --seconds S      delivery: per run [3]\n"
+		"  --rounds N       delivery: the runs take turns N times, S/N seconds each,\n"
+		"                   so that drift of the machine hits them alike [3]\n"
 		"  --deaths N       death: workers killed per reaper kind [200]\n"
 		"  --agent PATH     shmgroupd binary for the agent runs [%s]\n"
 		"                   ('' skips them; the in-process reaper runs always)\n"
 		"  --pin            consumer on CPU 0, producer on CPU 1\n"
-		"  --json FILE, --quick (0.5 s runs, 50 deaths)\n",
+		"  --json FILE, --quick (0.5 s runs, 1 round, 50 deaths)\n",
 		SHMGROUPD_PATH[0] ? SHMGROUPD_PATH : "none built");
 }
 
 static void parse_args(int argc, char **argv)
 {
-	enum { O_RATE = 256, O_SECS, O_DEATHS, O_AGENT, O_PIN, O_JSON, O_QUICK };
+	enum { O_RATE = 256, O_SECS, O_ROUNDS, O_DEATHS, O_AGENT, O_PIN, O_JSON, O_QUICK };
 	static const struct option lo[] = {
-		{ "rate", 1, 0, O_RATE }, { "seconds", 1, 0, O_SECS }, { "deaths", 1, 0, O_DEATHS },
+		{ "rate", 1, 0, O_RATE }, { "seconds", 1, 0, O_SECS }, { "rounds", 1, 0, O_ROUNDS },
+		{ "deaths", 1, 0, O_DEATHS },
 		{ "agent", 1, 0, O_AGENT }, { "pin", 0, 0, O_PIN }, { "json", 1, 0, O_JSON },
 		{ "quick", 0, 0, O_QUICK }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
 	};
-	int c, secs_set = 0, deaths_set = 0;
+	int c, secs_set = 0, rounds_set = 0, deaths_set = 0;
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -142,6 +148,10 @@ static void parse_args(int argc, char **argv)
 		case O_SECS:
 			opt.seconds = bench_opt_real("events", "seconds", optarg, 0.001, 1e6);
 			secs_set = 1;
+			break;
+		case O_ROUNDS:
+			opt.rounds = bench_opt_count("events", "rounds", optarg, 1, 1000);
+			rounds_set = 1;
 			break;
 		case O_DEATHS:
 			opt.deaths = bench_opt_count("events", "deaths", optarg, 1, 1000000);
@@ -163,6 +173,8 @@ static void parse_args(int argc, char **argv)
 	if (opt.quick) {
 		if (!secs_set)
 			opt.seconds = 0.5;
+		if (!rounds_set)
+			opt.rounds = 1;
 		if (!deaths_set)
 			opt.deaths = 50;
 	}
@@ -522,7 +534,8 @@ static int producer_main(struct delivery_shared *sh, enum kind kind, int use_epo
 {
 	shmg_t *h = NULL;
 	struct stamp s;
-	uint64_t n = (uint64_t)(opt.rate * opt.seconds), period = (uint64_t)(1e9 / opt.rate);
+	uint64_t n = (uint64_t)(opt.rate * opt.seconds / (double)opt.rounds),
+		 period = (uint64_t)(1e9 / opt.rate);
 	long rc;
 
 	if (opt.pin)
@@ -601,16 +614,21 @@ static int run_delivery(struct row *row, enum kind kind, int use_epoll)
 		close(g_pipe[1]);
 	}
 	int bad = bench_wait_all(pids, 2);
-	row->h = sh->h;
-	row->due = sh->due;
-	row->sent = sh->sent;
-	row->received = sh->received;
-	row->overflows = sh->overflows;
-	row->late = sh->late;
-	if (sh->last_ns > sh->first_ns && sh->received > 1)
-		row->achieved_rate = (double)(sh->received - 1) * 1e9 /
-				     (double)(sh->last_ns - sh->first_ns);
-	if (sh->error[0])
+	/* One turn of the row: added to the turns before it. */
+	hist_merge(&row->h, &sh->h);
+	hist_merge(&row->due, &sh->due);
+	row->sent += sh->sent;
+	row->received += sh->received;
+	row->overflows += sh->overflows;
+	row->late += sh->late;
+	if (sh->last_ns > sh->first_ns && sh->received > 1) {
+		row->rated_events += (double)(sh->received - 1);
+		row->rated_ns += (double)(sh->last_ns - sh->first_ns);
+		row->achieved_rate = row->rated_events * 1e9 / row->rated_ns;
+	}
+	if (row->error[0])
+		; /* the first turn's error stands */
+	else if (sh->error[0])
 		snprintf(row->error, sizeof(row->error), "%s", sh->error);
 	else if (bad)
 		snprintf(row->error, sizeof(row->error), "a process failed");
@@ -827,9 +845,10 @@ static void write_json(const struct machine *m)
 	fprintf(f, "{\"program\": \"events\", \"machine\": ");
 	machine_json(f, m);
 	fprintf(f,
-		",\n \"params\": {\"rate\": %.0f, \"seconds\": %.3f, \"deaths\": %llu, "
-		"\"pin\": %s, \"agent\": ",
-		opt.rate, opt.seconds, (unsigned long long)opt.deaths, opt.pin ? "true" : "false");
+		",\n \"params\": {\"rate\": %.0f, \"seconds\": %.3f, \"rounds\": %llu, "
+		"\"deaths\": %llu, \"pin\": %s, \"agent\": ",
+		opt.rate, opt.seconds, (unsigned long long)opt.rounds, (unsigned long long)opt.deaths,
+		opt.pin ? "true" : "false");
 	json_str(f, opt.agent);
 	fprintf(f, "},\n \"results\": [");
 	for (int i = 0; i < g_nrows; i++) {
@@ -879,8 +898,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	machine_print(stdout, &m);
-	printf("method:  (a) open loop at %.0f events/s for %.2f s per run, one write per period "
-	       "(register/join: add, then remove; both timed);\n"
+	printf("method:  (a) open loop at %.0f events/s for %.2f s per run in %llu turns taken in "
+	       "rotation, one write per period (register/join: add, then remove; both timed);\n"
 	       "         pipe: the floor of each way of waiting; raw: shmgroup's futex or datagram "
 	       "wake-up alone;\n"
 	       "         consumer stamps CLOCK_MONOTONIC once per wake-up;\n"
@@ -888,13 +907,26 @@ int main(int argc, char **argv)
 	       "(coordinated-omission free)\n"
 	       "         (b) %llu workers SIGKILLed one at a time; kill->event until the "
 	       "monitor holds the unregistered/exit event\n",
-	       opt.rate, opt.seconds, (unsigned long long)opt.deaths);
+	       opt.rate, opt.seconds, (unsigned long long)opt.rounds, (unsigned long long)opt.deaths);
 	fflush(stdout);
 
+	/* Every kind and way of waiting takes its turn in each round, so that
+	 * the pipe a ratio is taken against saw the same minutes of the
+	 * machine as the kinds compared with it. */
+	int first = g_nrows;
 	for (int kind = K_DISPATCH; kind <= K_RAW; kind++)
-		for (int use_epoll = 0; use_epoll <= 1; use_epoll++)
-			if (run_delivery(&g_rows[g_nrows++], (enum kind)kind, use_epoll) < 0)
-				failed = 1;
+		for (int use_epoll = 0; use_epoll <= 1; use_epoll++) {
+			hist_init(&g_rows[g_nrows].h);
+			hist_init(&g_rows[g_nrows].due);
+			g_nrows++;
+		}
+	for (uint64_t round = 0; round < opt.rounds; round++) {
+		int i = first;
+		for (int kind = K_DISPATCH; kind <= K_RAW; kind++)
+			for (int use_epoll = 0; use_epoll <= 1; use_epoll++)
+				if (run_delivery(&g_rows[i++], (enum kind)kind, use_epoll) < 0)
+					failed = 1;
+	}
 	/* The owner handle is not the reaper: the in-process run elects its own. */
 	if (run_deaths(&g_rows[g_nrows++], 1) < 0)
 		failed = 1;
