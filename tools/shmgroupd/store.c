@@ -560,8 +560,10 @@ static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct 
 		int rc = visible_claim(st, c->cluster, r, &v);
 		if (rc == -ENOENT) {
 			/* Gone since the refusal: show r, unless yet another came. */
-			if ((rc = put_retried(st, inc, c)) != -EEXIST)
+			if ((rc = put_retried(st, inc, c)) == 0 || rc == -ENOTCONN)
 				return;
+			if (rc != -EEXIST)
+				break; /* not shown (no space, busy): kept aside */
 			continue;
 		}
 		if (rc < 0 || v.node == r->node)
@@ -583,9 +585,13 @@ static void settle(struct store *st, uint64_t inc, uint16_t shard, const struct 
 		}
 		if ((rc = evict_local(st, c->cluster, c, loser)) < 0 && rc != -ENOENT)
 			break;
-		if ((rc = put_retried(st, inc, c)) != -EEXIST)
+		if ((rc = put_retried(st, inc, c)) == 0 || rc == -ENOTCONN)
 			return;
+		if (rc != -EEXIST)
+			break;
 	}
+	/* Lost to the visible claim, or not shown: kept aside, so that it is
+	 * shown when the key is free (promote_key), never dropped. */
 	hide(st, r, shard);
 }
 
@@ -601,7 +607,8 @@ static char *best_hidden(struct store *st, const char *cluster, size_t cluster_l
 }
 
 /* If the arena shows nothing for (cluster, key) of `shard`, the best claim
- * hidden for it is shown.  True if the table changed. */
+ * hidden for it is shown.  True if the table changed.  A claim the arena
+ * refuses (no space, busy) stays hidden, for the next promotion. */
 static bool promote_key(struct store *st, uint16_t shard, const char *cluster,
 			size_t cluster_len, const char *key, size_t key_len)
 {
@@ -610,23 +617,31 @@ static bool promote_key(struct store *st, uint16_t shard, const char *cluster,
 				      .key = key, .key_len = (uint16_t)key_len };
 	struct remote_change c;
 	char cl[64];
-	cluster_of(&of_key, cl);
-	if (visible_claim(st, cl, &of_key, &v) != -ENOENT)
-		return false;
+	/* The table first: most keys have no hidden claim, and the arena's
+	 * answer costs a lookup. */
 	char *copy = best_hidden(st, cluster, cluster_len, key, key_len, &best);
 	if (!copy)
 		return false;
+	cluster_of(&of_key, cl);
+	if (visible_claim(st, cl, &of_key, &v) != -ENOENT) {
+		free(copy);
+		return false;
+	}
 	/* From here on only the copy: cluster and key may be the table's. */
-	repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
-			 best.key_len);
 	to_change(&best, cl, &c);
 	uint64_t inc = inc_of(st, best.node);
 	int rc = put_retried(st, inc, &c);
-	if (rc == -EEXIST)
-		settle(st, inc, shard, &best, &c);
-	else if (rc < 0)
+	if (rc < 0 && rc != -EEXIST) {
 		logf_(L_WARN, "'%.*s': the claim of node %" PRIu32 " could not be shown: %s",
 		      (int)best.key_len, best.key, best.node, shmg_strerror(rc));
+		free(copy);
+		return false;
+	}
+	/* Shown, or refused by a claim that came meanwhile: settle decides. */
+	repl_claims_drop(st->hidden, best.node, best.cluster, best.cluster_len, best.key,
+			 best.key_len);
+	if (rc == -EEXIST)
+		settle(st, inc, shard, &best, &c);
 	free(copy);
 	return true;
 }
