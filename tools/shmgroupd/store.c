@@ -777,12 +777,10 @@ static void reapply_after(struct store *st, const struct repl_batch *b, uint32_t
 }
 
 /* What records [from, to) of b came to: refused claims settled by the rule,
- * hidden claims dropped with their owner's register or removal.  True if a
- * visible claim went. */
-static bool settle_outcomes(struct store *st, const struct repl_batch *b, uint32_t from,
+ * hidden claims dropped with their owner's register or removal. */
+static void settle_outcomes(struct store *st, const struct repl_batch *b, uint32_t from,
 			    uint32_t to)
 {
-	bool removed = false;
 	for (uint32_t i = from; i < to; i++) {
 		const struct repl_record *r = &b->records[i];
 		const struct remote_change *c = &st->changes[i];
@@ -793,7 +791,6 @@ static bool settle_outcomes(struct store *st, const struct repl_batch *b, uint32
 			if (r->op == REPL_OP_REGISTER || r->op == REPL_OP_UNREGISTER)
 				repl_claims_drop(st->hidden, r->node, r->cluster, r->cluster_len,
 						 r->key, r->key_len);
-			removed |= r->op == REPL_OP_UNREGISTER;
 			break;
 		case -EEXIST:
 			settle(st, b->inc, b->shard, r, c);
@@ -814,13 +811,25 @@ static bool settle_outcomes(struct store *st, const struct repl_batch *b, uint32
 			      b->node, (int)r->key_len, r->key, shmg_strerror(st->rcs[i]));
 		}
 	}
-	return removed;
+}
+
+/* After the records [from, to) of a delta batch are applied: each key whose
+ * claim they removed shows its best hidden claim, if it has one.  Only those
+ * keys: no other key's visible claim went.  (A removal by a purge, a resync
+ * or one not read from the log promotes over the whole table instead.) */
+static void promote_removed(struct store *st, const struct repl_batch *b, uint32_t from,
+			    uint32_t to)
+{
+	for (uint32_t i = from; i < to && repl_claims_count(st->hidden); i++) {
+		const struct repl_record *r = &b->records[i];
+		if (r->op == REPL_OP_UNREGISTER && st->rcs[i] == 0)
+			promote_key(st, b->shard, r->cluster, r->cluster_len, r->key, r->key_len);
+	}
 }
 
 void store_apply(struct store *st, const struct repl_batch *b)
 {
 	int rc = 0;
-	bool removed = false;
 
 	st->stats.batches++;
 	if (b->type == REPL_BATCH_PURGE_CLUSTER) {
@@ -851,7 +860,9 @@ void store_apply(struct store *st, const struct repl_batch *b)
 		if ((rc = apply_retried(st, b, 0, b->n, b->cursor)) < 0)
 			goto failed;
 		settle_outcomes(st, b, 0, b->n);
-		removed = true;
+		/* The snapshot may have swept any claim of the node's. */
+		if (repl_claims_count(st->hidden))
+			promote_orphans(st);
 	} else {
 		/* A removal of a claim with a hidden successor is that claim's
 		 * replacement, done alone between the changes before and after
@@ -867,15 +878,17 @@ void store_apply(struct store *st, const struct repl_batch *b)
 				rc = apply_retried(st, b, from, i, end ? b->cursor : 0);
 				if (rc < 0)
 					goto failed;
-				removed |= settle_outcomes(st, b, from, i);
+				settle_outcomes(st, b, from, i);
 			}
-			if (!end)
-				from = promote_in_place(st, &b->records[i], &st->changes[i]) ? i + 1 : i;
+			if (end)
+				continue;
+			/* Replaced in place: its key shows the successor already. */
+			st->rcs[i] = -EALREADY;
+			from = promote_in_place(st, &b->records[i], &st->changes[i]) ? i + 1 : i;
 		}
+		promote_removed(st, b, 0, b->n);
 	}
 	st->stats.changes += b->n;
-	if (removed && repl_claims_count(st->hidden))
-		promote_orphans(st);
 	return;
 failed:
 	st->stats.failed++;
