@@ -100,15 +100,10 @@ static void sweep_stale(void)
 
 int tc_run(Suite *s)
 {
-	SRunner *sr = srunner_create(s);
-	int failed;
+	int rc = tc_run_suite(s);
 
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV); /* CK_VERBOSITY, default normal */
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
 	sweep_stale();
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return rc;
 }
 
 void tc_arena_path(const char *name, char *buf, size_t cap)

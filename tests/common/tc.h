@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include "shmgroup.h"
+#include "tc_check.h"
 
 /* Name of the current test's arena (set by tc_setup). */
 extern char tc_arena[64];
@@ -40,7 +41,8 @@ void tc_setup(void);
 void tc_teardown(void);
 /* Adds a tcase with the fixture and a timeout in seconds to s. */
 TCase *tc_case(Suite *s, const char *name, double timeout_s);
-/* Runs the suite (fork mode), sweeps stale arenas, returns the exit code. */
+/* Runs the suite with tc_run_suite(), sweeps stale arenas, returns the exit
+ * code. */
 int tc_run(Suite *s);
 
 /* Whether a test may act as a second user (nobody, 65534): it runs as root,

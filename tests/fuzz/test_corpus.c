@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tc_check.h"
 #include "wire.h"
 
 static const char *corpus_dir;
@@ -61,10 +62,5 @@ int main(int argc, char **argv)
 	TCase *tc = tcase_create("corpus");
 	tcase_add_test(tc, test_corpus_decodes_as_named);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run_suite(s);
 }

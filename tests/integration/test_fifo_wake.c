@@ -520,6 +520,26 @@ static void woken_by_datagram(shmg_t *p, shmg_t *c)
 	close(ep);
 }
 
+/* Nonces of two names in an endpoint's FIFO namespace that are not its own. */
+#define DECOY_FILE_NONCE 0x1111
+#define DECOY_FIFO_NONCE 0x2222
+
+/* Plants what a scribbled record might name, in the FIFO namespace of
+ * (slot, gen): a regular file (DECOY_FILE_NONCE) and a FIFO
+ * (DECOY_FIFO_NONCE).  Their paths go to file and fifo, the regular file's
+ * stat to st; returns the regular file's descriptor. */
+static int plant_decoys(uint32_t slot, uint32_t gen, char file[320], char fifo[320],
+			struct stat *st)
+{
+	fifo_name(file, 320, tc_arena, slot, gen, DECOY_FILE_NONCE);
+	fifo_name(fifo, 320, tc_arena, slot, gen, DECOY_FIFO_NONCE);
+	int ffd = open(file, O_CREAT | O_EXCL | O_RDWR, 0600);
+	ck_assert_int_ge(ffd, 0);
+	ck_assert_int_eq(fstat(ffd, st), 0);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	return ffd;
+}
+
 START_TEST(test_scribbled_record_never_writes_elsewhere)
 {
 	shmg_t *p = tc_open(tc_arena, NULL), *c = tc_open(tc_arena, NULL);
@@ -530,18 +550,13 @@ START_TEST(test_scribbled_record_never_writes_elsewhere)
 	TC_EQ(shmg_join(c, SHMG_KEY("fw/msg"), NULL, 0, NULL), 0);
 	TC_EQ(drain_events(c), 0);
 	/* A regular file and another FIFO in c's FIFO namespace. */
-	fifo_name(file, sizeof(file), tc_arena, c->slot, c->gen, 0x1111);
-	fifo_name(other, sizeof(other), tc_arena, c->slot, c->gen, 0x2222);
-	int ffd = open(file, O_CREAT | O_EXCL | O_RDWR, 0600);
-	ck_assert_int_ge(ffd, 0);
-	ck_assert_int_eq(mkfifo(other, 0600), 0);
+	int ffd = plant_decoys(c->slot, c->gen, file, other, &st);
 	int ofd = open(other, O_RDWR | O_NONBLOCK);
 	ck_assert_int_ge(ofd, 0);
-	ck_assert_int_eq(fstat(ffd, &st), 0);
 
 	/* The record names the regular file, inode and owner right. */
 	store_relaxed(&mb->fifo_ino, (uint64_t)st.st_ino);
-	store_relaxed(&mb->fifo_nonce, 0x1111);
+	store_relaxed(&mb->fifo_nonce, DECOY_FILE_NONCE);
 	woken_by_datagram(p, c);
 	ck_assert_int_eq(fstat(ffd, &st), 0);
 	TC_EQ(st.st_size, 0);
@@ -550,7 +565,7 @@ START_TEST(test_scribbled_record_never_writes_elsewhere)
 	ck_assert_uint_eq(load_relaxed(&mb->fifo_ino), c->fifo.ino);
 
 	/* Another FIFO of the recorded owner, not the recorded inode. */
-	store_relaxed(&mb->fifo_nonce, 0x2222);
+	store_relaxed(&mb->fifo_nonce, DECOY_FIFO_NONCE);
 	woken_by_datagram(p, c);
 	int n = -1;
 	ck_assert_int_eq(ioctl(ofd, FIONREAD, &n), 0);
@@ -569,7 +584,7 @@ START_TEST(test_scribbled_record_never_writes_elsewhere)
 	/* Its close goes by what it made, whatever the record says. */
 	char own[320];
 	fifo_path_of(c, own, sizeof(own));
-	store_relaxed(&mb->fifo_nonce, 0x2222);
+	store_relaxed(&mb->fifo_nonce, DECOY_FIFO_NONCE);
 	TC_EQ(shmg_close(c), 0);
 	ck_assert(!exists(own));
 	ck_assert(exists(file) && exists(other));
@@ -593,15 +608,10 @@ START_TEST(test_reap_of_scribbled_record_removes_nothing_else)
 	struct mailbox_header *mb = mailbox_at(p, v->slot);
 	uint32_t gen = load_relaxed(&endpoint_at(p, v->slot)->gen);
 	/* Files at two other names of the dead consumer's slot and generation. */
-	fifo_name(file, sizeof(file), tc_arena, v->slot, gen, 0x1111);
-	fifo_name(other, sizeof(other), tc_arena, v->slot, gen, 0x2222);
-	int ffd = open(file, O_CREAT | O_EXCL | O_RDWR, 0600);
-	ck_assert_int_ge(ffd, 0);
-	ck_assert_int_eq(fstat(ffd, &st), 0);
-	ck_assert_int_eq(mkfifo(other, 0600), 0);
+	int ffd = plant_decoys(v->slot, gen, file, other, &st);
 
 	/* Recorded: the regular file with its true inode and owner. */
-	store_relaxed(&mb->fifo_nonce, 0x1111);
+	store_relaxed(&mb->fifo_nonce, DECOY_FILE_NONCE);
 	store_relaxed(&mb->fifo_ino, (uint64_t)st.st_ino);
 	ck_assert_int_ge(shmg_reap(p), 1);
 	ck_assert(exists(file));
@@ -612,10 +622,10 @@ START_TEST(test_reap_of_scribbled_record_removes_nothing_else)
 	TC_EQ(tc_wait_exit(tc_fork(victim_main, v), WAIT_MS), TC_KILLED(SIGKILL));
 	gen = load_relaxed(&endpoint_at(p, v->slot)->gen);
 	char other2[320];
-	fifo_name(other2, sizeof(other2), tc_arena, v->slot, gen, 0x2222);
+	fifo_name(other2, sizeof(other2), tc_arena, v->slot, gen, DECOY_FIFO_NONCE);
 	ck_assert_int_eq(mkfifo(other2, 0600), 0);
 	mb = mailbox_at(p, v->slot);
-	store_relaxed(&mb->fifo_nonce, 0x2222);
+	store_relaxed(&mb->fifo_nonce, DECOY_FIFO_NONCE);
 	ck_assert_int_ge(shmg_reap(p), 1);
 	ck_assert(exists(other2));
 	ck_assert(exists(v->fifo));

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "claims.h"
+#include "tc_check.h"
 
 static struct repl_record claim(uint32_t node, uint32_t slot, uint64_t time_ns, const char *meta)
 {
@@ -206,10 +207,5 @@ int main(void)
 	tcase_add_test(tc, test_every_arrival_order_of_three_claims_same_winner);
 	tcase_add_test(tc, test_table_copies_replaces_and_drops);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run_suite(s);
 }

@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "repl.h"
 #include "stream.h"
+#include "tc_check.h"
 #include "wire.h"
 
 /* ---- sample datagrams ------------------------------------------------ */
@@ -1191,10 +1192,5 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_messages_once_in_order_and_bounded);
 	tcase_add_test(tc, test_shard_wanted_again_comes_by_snapshot);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run_suite(s);
 }
