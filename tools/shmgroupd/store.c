@@ -414,6 +414,18 @@ static void backoff(int attempt)
 	nanosleep(&ts, NULL);
 }
 
+/* Whether a write to the arena that answered rc is tried again: -EBUSY (a
+ * shard held past the budget) and -EIO (a repair under way), up to
+ * APPLY_TRIES attempts in all, each after a backoff and counted. */
+static bool try_again(struct store *st, int *attempt, int rc)
+{
+	if ((rc != -EBUSY && rc != -EIO) || ++*attempt >= APPLY_TRIES)
+		return false;
+	st->stats.retries++;
+	backoff(*attempt);
+	return true;
+}
+
 /* ---- registry conflicts ------------------------------------------------ */
 
 static void claim_of(const struct repl_record *r, char cluster[64], struct shmg_claim *out)
@@ -486,13 +498,11 @@ static void hide(struct store *st, const struct repl_record *r, uint16_t shard)
 static int write_retried(struct store *st, uint64_t inc, const struct remote_change *c,
 			 shmg_id_t loser, int reason)
 {
-	int rc = -EBUSY;
-	for (int attempt = 0; attempt < APPLY_TRIES && (rc == -EBUSY || rc == -EIO); attempt++) {
-		if (attempt)
-			backoff(attempt);
+	int rc, attempt = 0;
+	do
 		rc = loser.node ? remote_replace(st->h, loser, reason, inc, c)
 				: remote_put(st->h, inc, c);
-	}
+	while (try_again(st, &attempt, rc));
 	return rc;
 }
 
@@ -527,12 +537,10 @@ static int evict_local(struct store *st, const char *cluster, const struct remot
 		       shmg_id_t loser)
 {
 	int32_t pid = 0;
-	int rc = -EBUSY;
-	for (int attempt = 0; attempt < APPLY_TRIES && (rc == -EBUSY || rc == -EIO); attempt++) {
-		if (attempt)
-			backoff(attempt);
+	int rc, attempt = 0;
+	do
 		rc = remote_conflict_evict(st->h, cluster, c->key, c->key_len, loser, c, &pid);
-	}
+	while (try_again(st, &attempt, rc));
 	if (rc == 0) {
 		st->stats.conflicts_lost++;
 		logf_(L_INFO, "'%.*s': n%" PRIu32 ".%" PRIu32 ".%" PRIu32
